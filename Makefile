@@ -1,0 +1,38 @@
+# One command each: `make setup`, `make test`, `make demo`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# CPU machines get the local CPU build of torch (1 GB); machines with an NVIDIA driver get the
+# stock CUDA wheels from the registry. Override with `make setup TORCH_SPEC=...`.
+TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
+EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
+
+.PHONY: setup test test-slow test-all demo lint bench clean
+
+setup:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	$(BIN)/hicatalog --help >/dev/null
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow
+
+test-all:
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+demo:
+	$(BIN)/hicatalog demo --out runs/demo
+
+lint:
+	$(BIN)/ruff check hicatalog jobs tests benchmarks
+
+bench:
+	$(BIN)/python benchmarks/run_all.py --out runs/bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

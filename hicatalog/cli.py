@@ -1,0 +1,178 @@
+"""The ``hicatalog`` command: each subcommand validates one config and calls one stage.
+
+Flags are generated from the job's config model (:mod:`hicatalog.config`), so a flag, a key in
+``--config FILE`` and a field of the model are the same thing: ``--image-size 64`` on the
+command line is ``image_size = 64`` in the TOML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hicatalog import __version__
+from hicatalog.config import (
+    BuildCatalogConfig,
+    ConfigError,
+    DemoConfig,
+    EnvironmentConfig,
+    EvaluateConfig,
+    FetchConfig,
+    JobConfig,
+    MockConfig,
+    TrainConfig,
+    load_config,
+)
+from hicatalog.schemas import SchemaError
+
+log = logging.getLogger("hicatalog")
+
+
+class StageUnavailable(RuntimeError):
+    """The stage behind a subcommand is not part of this version of hicatalog."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    config: type[JobConfig]
+    target: str  # "module:function" taking the validated config, returning an exit code or None
+    help: str
+    positional: tuple[str, ...] = ()  # fields given as positional arguments
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("mock", MockConfig, "hicatalog.mock.run:main",
+            "render the embedded mock survey (cutouts, tracers, truth)"),
+    Command("train", TrainConfig, "hicatalog.training.run:main",
+            "train the regression / PR / gas-class CNN with Ray Train"),
+    Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.run:main",
+            "stream cutouts through both models into the Parquet H I catalog"),
+    Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:main",
+            "compute D5, Sigma5 and delta5 for targets against tracers"),
+    Command("evaluate", EvaluateConfig, "hicatalog.evaluation.run:main",
+            "metrics, PR-cut tables, environment splits, Grad-CAM, baselines, report",
+            positional=("analysis",)),
+    Command("fetch", FetchConfig, "hicatalog.cutouts.fetch:main",
+            "fetch cutouts from SDSS SkyServer or the Legacy Survey viewer"),
+    Command("demo", DemoConfig, "hicatalog.demo:main",
+            "the whole path on the mock: mock, train, build catalog, evaluate"),
+)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """Strip Optional[...] from an annotation; return (inner, was_optional)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, cmd: Command) -> None:
+    for name, field in cmd.config.model_fields.items():
+        inner, _ = _unwrap(field.annotation)
+        origin = typing.get_origin(inner)
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
+        desc = field.description or ""
+        if typing.get_origin(inner) is typing.Literal:
+            desc = (desc + " " if desc else "") + "{" + ",".join(map(str, typing.get_args(inner))) + "}"
+        if not field.is_required():
+            desc += f" (default: {field.default})"
+        else:
+            desc += " (required)"
+        kwargs["help"] = desc.strip()
+        if name in cmd.positional:
+            parser.add_argument(name, nargs="?", default=argparse.SUPPRESS, help=kwargs["help"])
+            continue
+        flag = "--" + name.replace("_", "-")
+        if inner is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin in (list, tuple):
+            n_args = typing.get_args(inner)
+            kwargs["nargs"] = len(n_args) if origin is tuple and Ellipsis not in n_args else "+"
+            kwargs["metavar"] = name.upper()
+        else:
+            kwargs["metavar"] = name.upper()
+        parser.add_argument(flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hicatalog",
+        description="H I mass-fraction catalogs from optical galaxy cutouts (Wu 2020), on Ray.",
+    )
+    parser.add_argument("--version", action="version", version=f"hicatalog {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.add_argument("--config", metavar="FILE", help="TOML file with this command's keys")
+        _add_model_arguments(p, cmd)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def _resolve(target: str) -> Callable[[JobConfig], int | None]:
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            raise StageUnavailable(module_name) from None
+        raise
+    return getattr(module, func_name)
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity < 2 else logging.DEBUG)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose + 1)
+    cmd: Command = args._command
+    overrides = {
+        k: v for k, v in vars(args).items() if k in cmd.config.model_fields
+    }
+    try:
+        config = load_config(cmd.config, args.config, overrides)
+    except ConfigError as exc:
+        print(f"hicatalog {cmd.name}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        func = _resolve(cmd.target)
+    except StageUnavailable:
+        print(
+            f"hicatalog {cmd.name}: this stage is not available in hicatalog {__version__} yet "
+            f"(its module {cmd.target.split(':')[0]} is not part of this version)",
+            file=sys.stderr,
+        )
+        return 3
+    try:
+        rc = func(config)
+    except (ConfigError, SchemaError, FileNotFoundError, ValueError) as exc:
+        # Input problems get one clear line, not a traceback; -vv shows the traceback.
+        log.debug("error detail", exc_info=True)
+        print(f"hicatalog {cmd.name}: error: {exc}", file=sys.stderr)
+        return 1
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Typed, validated configuration: one pydantic model per job, defaults in code.
+
+Every ``hicatalog`` subcommand (and every ``jobs/*.py`` entrypoint) builds exactly one of the
+models below, from an optional TOML file (``--config FILE``, keys at the top level) overlaid
+with command-line flags. Validation happens before any work starts; an unknown key, a wrong
+type or an out-of-range value raises :class:`ConfigError` whose message names the key, the
+value it got, where the value came from and what was expected.
+
+Example ``train.toml``::
+
+    task = "regression"
+    data = ["runs/demo/mock/train/cutouts"]
+    out = "runs/models/regression"
+    preset = "quick"
+    workers = 2
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError",
+    "JobConfig",
+    "MockConfig",
+    "TrainConfig",
+    "EnvironmentConfig",
+    "BuildCatalogConfig",
+    "EvaluateConfig",
+    "FetchConfig",
+    "DemoConfig",
+    "load_config",
+]
+
+Survey = Literal["sdss", "legacy"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+class JobConfig(BaseModel):
+    """Base of every job's configuration: unknown keys are errors, values are re-validated
+    on assignment, and the model is serialisable to JSON for manifests and model cards."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field (for manifests and model cards)."""
+        return self.model_dump(mode="json")
+
+
+class MockConfig(JobConfig):
+    """``hicatalog mock``: render a synthetic SDSS/Legacy + ALFALFA-like survey."""
+
+    out: str = Field(description="output directory (cutouts/, tracers.parquet, truth.parquet)")
+    n: int = Field(5000, ge=1, le=10_000_000, description="number of imaged galaxies")
+    seed: int = Field(0, ge=0, description="random seed; same seed gives byte-identical output")
+    imaging: Survey = Field("sdss", description="pixel scale, bands and size of the cutouts")
+    image_size: int | None = Field(
+        None, ge=16, le=1024, description="cutout side in px (default 224 sdss, 448 legacy)"
+    )
+    population: Literal["alfalfa", "nondetections", "xgass", "all"] = Field(
+        "all", description="which imaged population to write"
+    )
+    sigma_int: float = Field(0.20, ge=0.0, le=2.0, description="irreducible scatter of M (dex)")
+    gallery: str | None = Field(None, description="also draw a Figure-9-like PNG gallery here")
+    rows_per_shard: int = Field(2048, ge=1, description="cutouts per Parquet shard")
+    workers: int | None = Field(None, ge=1, description="Ray Data parallelism (default: all CPUs)")
+
+
+class TrainConfig(JobConfig):
+    """``hicatalog train``: data-parallel training of the regression / PR / gas-class CNNs.
+
+    Fields left at ``None`` take their value from the preset (``quick`` or ``paper``).
+    """
+
+    task: Literal["regression", "pr", "gasclass"] = Field("regression")
+    data: list[str] = Field(min_length=1, description="cutout shard directories (or files)")
+    out: str = Field(description="model directory (weights, card, metrics.jsonl)")
+    preset: Literal["quick", "paper"] = Field("quick")
+    workers: int = Field(1, ge=1, le=1024, description="Ray Train workers")
+    gpu: bool = Field(False, description="one GPU per worker, bf16 autocast, channels_last")
+    arch: Literal["xresnet18", "xresnet34", "xresnet50"] | None = None
+    width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
+    image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")
+    epochs: int | None = Field(None, ge=1, le=1000)
+    batch_size: int | None = Field(None, ge=1, le=8192)
+    max_lr: float | None = Field(None, gt=0.0, le=10.0)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0)
+    label_smoothing: float = Field(0.05, ge=0.0, lt=1.0)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="random validation fraction")
+    split_by: str | None = Field(None, description="column whose quantiles define validation")
+    val_quantiles: tuple[float, float] | None = Field(
+        None, description="validation quantile range [lo, hi) of --split-by"
+    )
+    seed: int = Field(0, ge=0)
+    storage_path: str | None = Field(
+        None, description="Ray Train storage (local or s3://); default MODEL_DIR/ray"
+    )
+    max_failures: int = Field(3, ge=0, description="worker failures tolerated (FailureConfig)")
+
+    @model_validator(mode="after")
+    def _check_split(self) -> TrainConfig:
+        if self.val_quantiles is not None:
+            lo, hi = self.val_quantiles
+            if not (0.0 <= lo < hi <= 1.0):
+                raise ValueError(
+                    f"val_quantiles must satisfy 0 <= lo < hi <= 1, got {list(self.val_quantiles)}"
+                )
+            if self.split_by is None:
+                raise ValueError("val_quantiles needs split_by (the column to take quantiles of)")
+        return self
+
+
+class EnvironmentConfig(JobConfig):
+    """``hicatalog environment``: D5, Sigma5 and delta5 (paper Section 7.1)."""
+
+    targets: str = Field(description="Parquet with object_id, ra, dec, z")
+    tracers: str = Field(description="Parquet tracers table (object_id, ra, dec, z)")
+    out: str = Field(description="output Parquet file")
+    n_neighbor: int = Field(5, ge=1, le=100, description="which neighbour defines D_N")
+    velocity_window_kms: float = Field(1000.0, gt=0.0, le=1e5, description="|c dz| limit")
+    min_distance_mpc: float = Field(10.0, ge=0.0, description="targets nearer are not used")
+    z_window: float = Field(0.02, gt=0.0, le=1.0, description="width of the median boxcar in z")
+    h0: float = Field(70.0, gt=0.0, description="Hubble constant (km/s/Mpc)")
+    om0: float = Field(0.3, ge=0.0, le=1.0, description="matter density (flat LCDM)")
+
+
+class BuildCatalogConfig(JobConfig):
+    """``hicatalog build-catalog``: streaming inference into the H I catalog."""
+
+    cutouts: str = Field(description="cutout shards: directory, file or URL (s3://...)")
+    regression: str = Field(description="regression model directory")
+    pr: str = Field(description="pattern-recognition model directory")
+    out: str = Field(description="catalog output directory")
+    tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
+    gpu: bool = False
+    tta: bool = Field(True, description="average the 8 dihedral views")
+    batch_size: int = Field(64, ge=1, le=8192)
+    since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
+    actors: int | None = Field(None, ge=1, description="inference actor pool size")
+
+
+class EvaluateConfig(JobConfig):
+    """``hicatalog evaluate [ANALYSIS]``: the paper's tables and figures."""
+
+    analysis: Literal["catalog", "environment", "gradcam", "baselines", "robustness"] = "catalog"
+    catalog: str | None = Field(None, description="catalog directory (analysis=catalog)")
+    truth: str | None = Field(None, description="truth/labels Parquet")
+    data: list[str] | None = Field(None, description="cutout shards (training analyses)")
+    out: str = Field(description="report directory")
+    repeats: int = Field(5, ge=1, le=100)
+    workers: int = Field(1, ge=1)
+    preset: Literal["quick", "paper"] = "quick"
+    seed: int = Field(0, ge=0)
+
+
+class FetchConfig(JobConfig):
+    """``hicatalog fetch``: download cutouts from SDSS SkyServer or the Legacy viewer."""
+
+    catalog: str = Field(description="labels/targets Parquet or CSV with object_id, ra, dec")
+    survey: Survey = "sdss"
+    out: str = Field(description="output directory of cutout shards")
+    base_url: str | None = Field(None, description="service base URL (tests: http://127.0.0.1)")
+    layer: str = Field("dr8", description="Legacy viewer layer")
+    max_rps: float | None = Field(None, gt=0.0, description="requests per second per host")
+    concurrency: int = Field(32, ge=1, le=1024, description="requests in flight")
+    timeout_s: float = Field(30.0, gt=0.0)
+    retries: int = Field(5, ge=0, le=50)
+    rows_per_shard: int = Field(2048, ge=1)
+
+
+class DemoConfig(JobConfig):
+    """``hicatalog demo``: mock -> train -> build catalog -> evaluate, no other arguments."""
+
+    out: str = Field("runs/demo", description="everything goes under this directory")
+    n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
+    n_survey: int = Field(6000, ge=100, description="galaxies in the survey mock")
+    seed: int = Field(0, ge=0)
+    workers: int = Field(1, ge=1)
+    epochs: int | None = Field(None, ge=1, description="override the quick preset's epochs")
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) if loc else "<config>"
+
+
+def format_validation_error(
+    model: type[JobConfig], err: ValidationError, sources: dict[str, str]
+) -> str:
+    """Turn a pydantic error into lines that name key, value, origin and expectation."""
+    lines = [f"invalid {model.__name__} configuration:"]
+    known = ", ".join(model.model_fields)
+    for e in err.errors():
+        key = _format_loc(e["loc"])
+        top = str(e["loc"][0]) if e["loc"] else ""
+        origin = sources.get(top, "default")
+        if e["type"] == "extra_forbidden":
+            lines.append(
+                f"  key '{key}' ({origin}): unknown key; expected one of: {known}"
+            )
+        elif e["type"] == "missing":
+            lines.append(f"  key '{key}': required but not given (flag --{key.replace('_', '-')})")
+        else:
+            got = e.get("input")
+            msg = e["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            lines.append(f"  key '{key}' ({origin}): got {got!r}; expected: {msg}")
+    return "\n".join(lines)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict; a missing or malformed file is a ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+
+
+def load_config(
+    model: type[JobConfig],
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> JobConfig:
+    """Build and validate a job configuration.
+
+    Parameters
+    ----------
+    model: the job's config class (e.g. :class:`TrainConfig`).
+    config_file: optional TOML file; its top-level keys are the model's fields.
+    overrides: values from command-line flags; they win over the file.
+
+    Raises
+    ------
+    ConfigError: naming each bad key, its value, its origin (file or flag) and what was expected.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+        sources.update({k: f"from {config_file}" for k in values})
+    for k, v in (overrides or {}).items():
+        values[k] = v
+        sources[k] = f"from flag --{k.replace('_', '-')}"
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(model, err, sources)) from None

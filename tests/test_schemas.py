@@ -1,0 +1,91 @@
+"""The data contracts and the one validator every reader uses."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hicatalog.schemas import (
+    SchemaError,
+    conform_table,
+    load_schema,
+    read_table,
+    table_names,
+    validate_table,
+)
+
+
+def _cutouts(n=3, **replace):
+    cols = {
+        "object_id": pa.array([f"g{i}" for i in range(n)]),
+        "ra": pa.array([10.0 + i for i in range(n)]),
+        "dec": pa.array([1.0] * n),
+        "z": pa.array([0.02] * n),
+        "survey": pa.array(["sdss"] * n),
+        "image": pa.array([b"\xff\xd8"] * n, pa.binary()),
+    }
+    cols.update(replace)
+    return pa.table(cols)
+
+
+def test_all_contracts_load_with_design_columns():
+    assert {"cutouts", "tracers", "hi_catalog", "labels", "truth", "environment"} <= set(table_names())
+    hi = load_schema("hi_catalog")
+    assert hi.names == [
+        "object_id", "ra", "dec", "z", "m_pred", "m_pred_std", "p_cnn", "delta5", "sigma5",
+        "d5_mpc", "env_status", "status", "error", "build_id", "model_id",
+    ]
+    assert hi.field("m_pred").type == pa.float32()
+    assert hi.field("ra").metadata[b"unit"] == b"deg"
+    cut = load_schema("cutouts", include_optional=False)
+    assert "m_true" not in cut.names and cut.field("image").type == pa.binary()
+
+
+def test_missing_column_names_file_column_and_type(tmp_path):
+    path = tmp_path / "shard.parquet"
+    pq.write_table(_cutouts().drop_columns(["image"]), path)
+    with pytest.raises(SchemaError) as exc:
+        read_table(str(path), "cutouts")
+    assert str(path) in str(exc.value)
+    assert "missing column 'image' (expected binary)" in str(exc.value)
+
+
+def test_wrong_type_is_named():
+    t = _cutouts(ra=pa.array(["a", "b", "c"]))
+    with pytest.raises(SchemaError, match="column 'ra' has type string, expected double"):
+        validate_table(t, "cutouts", "x.parquet")
+
+
+def test_empty_file_is_an_error(tmp_path):
+    path = tmp_path / "empty.parquet"
+    pq.write_table(load_schema("cutouts", include_optional=False).empty_table(), path)
+    with pytest.raises(SchemaError, match=r"empty 'cutouts' table \(0 rows\)"):
+        read_table(str(path), "cutouts")
+
+
+def test_duplicates_and_nulls_are_named():
+    t = _cutouts(object_id=pa.array(["a", "a", "b"]))
+    with pytest.raises(SchemaError, match="'object_id' must be unique, found 1 duplicate"):
+        validate_table(t, "cutouts")
+    t = _cutouts(ra=pa.array([1.0, None, 2.0]))
+    with pytest.raises(SchemaError, match="'ra' has 1 null values"):
+        validate_table(t, "cutouts")
+
+
+def test_not_parquet_and_missing_path(tmp_path):
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet")
+    with pytest.raises(SchemaError, match="cannot be read as Parquet"):
+        read_table(str(junk), "cutouts")
+    with pytest.raises(SchemaError, match="no such file"):
+        read_table(str(tmp_path / "none.parquet"), "cutouts")
+
+
+def test_conform_accepts_large_types_and_orders_columns():
+    t = _cutouts()
+    t = t.set_column(0, "object_id", t.column("object_id").cast(pa.large_string()))
+    t = t.append_column("extra", pa.array([1, 2, 3]))
+    out = conform_table(t.select(["image", "survey", "z", "dec", "ra", "object_id"]), "cutouts")
+    assert out.schema.names == ["object_id", "ra", "dec", "z", "survey", "image"]
+    assert out.schema.field("object_id").type == pa.string()
