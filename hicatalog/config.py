@@ -90,7 +90,7 @@ class TrainConfig(JobConfig):
     preset: Literal["quick", "paper"] = Field("quick")
     workers: int = Field(1, ge=1, le=1024, description="Ray Train workers")
     gpu: bool = Field(False, description="one GPU per worker, bf16 autocast, channels_last")
-    arch: Literal["xresnet18", "xresnet34", "xresnet50"] | None = None
+    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = None
     width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
     image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")
     epochs: int | None = Field(None, ge=1, le=1000)
