@@ -11,7 +11,6 @@ EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/d
 
 setup:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install "$(TORCH_SPEC)"
 	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	$(BIN)/hicatalog --help >/dev/null

@@ -16,7 +16,9 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
+        # address="local": never attach to a cluster that another test (or the user) started.
         ray.init(
+            address="local",
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
