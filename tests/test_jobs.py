@@ -1,0 +1,98 @@
+"""`ray job submit` end to end: a real Ray head, the demo job, a catalog read back with DuckDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head --block` in its own temp dir; terminating it takes the cluster down.
+
+    A private --temp-dir keeps other tests' `ray.init()` from attaching to this head.
+    """
+    temp_dir = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
+    port, dash = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    proc = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        r = subprocess.run([RAY, "job", "list", "--address", address], env=env,
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        time.sleep(2)
+    else:
+        proc.terminate()
+        pytest.fail("the Ray head's job server did not come up in 120 s")
+    try:
+        yield address, env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
+    address, env = ray_head
+    out = tmp_path / "demo"
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\n')
+    sub = subprocess.run(
+        [RAY, "job", "submit", "--address", address, "--no-wait", "--working-dir", str(REPO),
+         "--", sys.executable, "jobs/demo.py", "--config", str(cfg)],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    job_id = next(w for w in sub.stdout.split() if w.startswith("raysubmit_")).strip("'")
+    status = ""
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = subprocess.run([RAY, "job", "status", "--address", address, job_id],
+                                env=env, capture_output=True, text=True).stdout
+        if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+            break
+        time.sleep(5)
+    logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id],
+                          env=env, capture_output=True, text=True).stdout
+    assert "SUCCEEDED" in status, f"job did not succeed: {status}\n{logs[-4000:]}"
+    assert "hicatalog demo finished" in logs
+
+    import duckdb
+
+    n = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{out}/catalog/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()[0]
+    assert n == 300
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["rows_by_status"]
