@@ -76,6 +76,11 @@ class MockConfig(JobConfig):
     gallery: str | None = Field(None, description="also draw a Figure-9-like PNG gallery here")
     rows_per_shard: int = Field(2048, ge=1, description="cutouts per Parquet shard")
     workers: int | None = Field(None, ge=1, description="Ray Data parallelism (default: all CPUs)")
+    engine: Literal["auto", "local", "ray"] = Field(
+        "auto",
+        description="render in this process or as a Ray Data job (auto: Ray from 4096 cutouts "
+        "or when workers > 1); both give byte-identical shards",
+    )
 
 
 class TrainConfig(JobConfig):
@@ -128,7 +133,9 @@ class EnvironmentConfig(JobConfig):
     targets: str = Field(description="Parquet with object_id, ra, dec, z")
     tracers: str = Field(description="Parquet tracers table (object_id, ra, dec, z)")
     out: str = Field(description="output Parquet file")
-    n_neighbor: int = Field(5, ge=1, le=100, description="which neighbour defines D_N")
+    n_neighbor: int = Field(
+        5, ge=2, le=100, description="which neighbour defines D_N (the galaxy itself is the 1st)"
+    )
     velocity_window_kms: float = Field(1000.0, gt=0.0, le=1e5, description="|c dz| limit")
     min_distance_mpc: float = Field(10.0, ge=0.0, description="targets nearer are not used")
     z_window: float = Field(0.02, gt=0.0, le=1.0, description="width of the median boxcar in z")
@@ -149,6 +156,12 @@ class BuildCatalogConfig(JobConfig):
     batch_size: int = Field(64, ge=1, le=8192)
     since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
     actors: int | None = Field(None, ge=1, description="inference actor pool size")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="torch threads per actor (default: CPUs / actors)"
+    )
+    dec_zone_deg: int = Field(
+        2, ge=1, le=90, description="height of the declination zones (hive partitions), deg"
+    )
 
 
 class EvaluateConfig(JobConfig):
@@ -159,10 +172,33 @@ class EvaluateConfig(JobConfig):
     truth: str | None = Field(None, description="truth/labels Parquet")
     data: list[str] | None = Field(None, description="cutout shards (training analyses)")
     out: str = Field(description="report directory")
-    repeats: int = Field(5, ge=1, le=100)
-    workers: int = Field(1, ge=1)
+    repeats: int = Field(5, ge=1, le=100, description="trainings per split (environment)")
+    workers: int = Field(1, ge=1, description="Ray Train workers per training")
     preset: Literal["quick", "paper"] = "quick"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="split and training seed (repeats: seed, seed+1, ...)")
+    model: str | None = Field(
+        None, description="trained regression model directory (robustness; baselines: the CNN)"
+    )
+    tracers: str | None = Field(
+        None, description="tracers Parquet: compute delta5 for the environment analysis"
+    )
+    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = Field(
+        None, description="network for the trainings (default: the preset's)"
+    )
+    width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
+    image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")
+    epochs: int | None = Field(None, ge=1, le=1000, description="epochs of each training")
+    batch_size: int | None = Field(None, ge=1, le=8192)
+    max_lr: float | None = Field(None, gt=0.0, le=10.0)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0)
+    windows: bool = Field(True, description="environment: also the sliding windows (Figure 10)")
+    trials: int = Field(100, ge=1, le=10_000, description="robustness: trials per colour")
+    n_galaxies: int = Field(3, ge=1, le=100, description="robustness: galaxies to perturb")
+    n_images: int = Field(8, ge=1, le=256, description="gradcam: cutouts shown per version")
+    max_rows: int | None = Field(
+        None, ge=10, description="baselines: fit on at most this many training cutouts"
+    )
+    gpu: bool = Field(False, description="train on one GPU per worker (as hicatalog train --gpu)")
 
 
 class FetchConfig(JobConfig):
@@ -174,10 +210,23 @@ class FetchConfig(JobConfig):
     base_url: str | None = Field(None, description="service base URL (tests: http://127.0.0.1)")
     layer: str = Field("dr8", description="Legacy viewer layer")
     max_rps: float | None = Field(None, gt=0.0, description="requests per second per host")
-    concurrency: int = Field(32, ge=1, le=1024, description="requests in flight")
-    timeout_s: float = Field(30.0, gt=0.0)
-    retries: int = Field(5, ge=0, le=50)
+    concurrency: int = Field(
+        32, ge=1, le=1024, description="requests in flight in total (split over the tasks)"
+    )
+    timeout_s: float = Field(30.0, gt=0.0, description="per-request timeout (s)")
+    retries: int = Field(5, ge=0, le=50, description="retries after timeouts, 5xx, 429")
     rows_per_shard: int = Field(2048, ge=1)
+    image_size: int | None = Field(
+        None, ge=16, le=2048, description="cutout side in px (default 224 sdss, 448 legacy)"
+    )
+    pixscale: float | None = Field(
+        None, gt=0.0, le=60.0, description="arcsec/px (default 0.396 sdss, 0.262 legacy)"
+    )
+    backoff_s: float = Field(0.5, ge=0.0, le=600.0, description="first retry delay (s)")
+    backoff_max_s: float = Field(30.0, ge=0.0, le=3600.0, description="longest retry delay (s)")
+    tasks: int = Field(4, ge=1, le=1024, description="Ray Data fetch tasks in parallel")
+    user_agent: str | None = Field(None, description="HTTP User-Agent (default hicatalog/VER)")
+    limit: int | None = Field(None, ge=1, description="fetch at most this many new rows")
 
 
 class DemoConfig(JobConfig):

@@ -1,0 +1,301 @@
+"""Rendering mock cutouts: bulge + inclined disc + spiral arms + star-forming knots, PSF,
+sky noise, foreground stars and background galaxies, Lupton asinh stretch, JPEG.
+
+One galaxy is rendered at a time on a *stamp* only as large as it needs (``STAMP_RE`` disc
+half-light radii, clipped to the frame), added into the frame together with point sources
+(knots, stars) and background galaxies; one separable Gaussian PSF kernel (precomputed per
+survey and image size) convolves the frame; Gaussian sky noise is added; astropy's
+``make_lupton_rgb`` maps the three bands to 8-bit RGB and Pillow encodes the JPEG.
+
+Fluxes are SDSS nanomaggies (``m = 22.5 - 2.5 log10 f``) per pixel. Every random draw of a
+galaxy's image comes from ``np.random.default_rng([seed, galaxy_index])``, so an image depends
+only on the seed and the galaxy, never on the worker or the batch that renders it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from astropy.visualization import make_lupton_rgb
+from PIL import Image
+from scipy.ndimage import correlate1d
+
+from hicatalog.mock import population as P
+
+__all__ = [
+    "SurveySpec",
+    "SURVEYS",
+    "default_image_size",
+    "render_galaxy_flux",
+    "to_rgb",
+    "encode_jpeg",
+    "render_cutout",
+    "RENDER_COLUMNS",
+]
+
+#: JPEG quality of the encoded cutouts (SkyServer-like; Pillow's 4:2:0 chroma subsampling).
+JPEG_QUALITY = 85
+#: Stamp half-size in disc half-light radii (an exponential disc holds >99.9% of its light
+#: within ~6 r_e of its centre along the major axis).
+STAMP_RE = 6.0
+#: Central softening of the Sersic n=4 bulge in px (keeps the cusp finite on the pixel grid;
+#: each component is renormalised to its total flux on the stamp).
+BULGE_SOFTENING_PX = 0.35
+#: Sersic n=4 b_n constant (Ciotti & Bertin 1999).
+B_N4 = 7.669
+#: Foreground stars per arcmin^2 with 14 < r < 22 at high Galactic latitude (Bahcall &
+#: Soneira 1980; SDSS star counts) and the slope of their counts, d log N / dm.
+STAR_DENSITY_ARCMIN2, STAR_COUNT_SLOPE, STAR_MAG_RANGE = 0.5, 0.15, (14.0, 22.0)
+#: Background galaxies per arcmin^2 with 18 < r < 22.5 and their count slope (Yasuda et al.
+#: 2001: d log N / dm ~ 0.45 in r); half-light radii 0.3-1.2 arcsec.
+BGAL_DENSITY_ARCMIN2, BGAL_COUNT_SLOPE, BGAL_MAG_RANGE = 2.0, 0.45, (18.0, 22.5)
+BGAL_RE_ARCSEC = (0.3, 1.2)
+
+
+@dataclass(frozen=True)
+class SurveySpec:
+    """Imaging survey: bands, pixel scale (arcsec/px), PSF FWHM (arcsec), sky noise per pixel
+    in nanomaggies for each band, the default cutout side (px), the Lupton stretch and the
+    weights that map the bands (reddest first) onto R, G, B."""
+
+    name: str
+    bands: tuple[str, str, str]
+    pixel_scale: float
+    psf_fwhm: float
+    noise_nmgy: tuple[float, float, float]
+    default_size: int
+    rgb_weights: tuple[float, float, float]
+    stretch: float
+    q: float
+
+
+def _noise_from_depth(depth_mag: float, fwhm: float, pixel_scale: float) -> float:
+    """Per-pixel noise (nmgy) of a 5-sigma point-source depth with a Gaussian PSF:
+    sigma_pix = f_5 / (5 sqrt(N_eff)), N_eff = 4 pi sigma_psf^2 / pixel^2."""
+    sig = fwhm / 2.3548 / pixel_scale
+    return 10 ** (-0.4 * (depth_mag - 22.5)) / (5 * math.sqrt(4 * math.pi * sig**2))
+
+
+#: SDSS DR14 gri: 0.396"/px, median PSF ~1.4", point-source depths g 22.2, r 22.2, i 21.3
+#: (York et al. 2000; Stoughton et al. 2002). Band order (i, r, g) = (R, G, B).
+#: Legacy Survey DR8 grz: 0.262"/px, PSF ~1.1", 5-sigma depths g 24.0, r 23.4, z 22.5
+#: (Dey et al. 2019). Band order (z, r, g) = (R, G, B).
+SURVEYS: dict[str, SurveySpec] = {
+    "sdss": SurveySpec(
+        "sdss", ("i", "r", "g"), 0.396, 1.4,
+        tuple(_noise_from_depth(d, 1.4, 0.396) for d in (21.3, 22.2, 22.2)),
+        224, (0.80, 1.0, 1.45), 0.9, 8.0,
+    ),
+    "legacy": SurveySpec(
+        "legacy", ("z", "r", "g"), 0.262, 1.1,
+        tuple(_noise_from_depth(d, 1.1, 0.262) for d in (22.5, 23.4, 24.0)),
+        448, (0.45, 1.0, 1.45), 0.4, 8.0,
+    ),
+}
+
+#: Columns of the population table the renderer reads (see :mod:`population`).
+RENDER_COLUMNS = (
+    "tracer_index", "r_mag", "d_a_mpc", "re_disc_kpc", "bt", "axis_ratio", "cos_incl",
+    "pa_deg", "pitch_deg", "gr_disc", "arm_frac", "knot_frac", "knots_mean",
+)
+
+
+def default_image_size(survey: str) -> int:
+    """224 px for SDSS, 448 px for Legacy (the paper's cutouts)."""
+    return SURVEYS[survey].default_size
+
+
+@cache
+def _psf_kernel(fwhm_px: float) -> np.ndarray:
+    """Normalised 1-D Gaussian PSF kernel (separable), float32, +-4 sigma."""
+    sig = fwhm_px / 2.3548
+    half = max(1, int(math.ceil(4 * sig)))
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sig) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def _band_fluxes(f_r: np.ndarray | float, g_r: np.ndarray | float, survey: SurveySpec):
+    """Fluxes (R, G, B order of ``survey.bands``) for r-band flux ``f_r`` and colour g-r."""
+    g_r = np.asarray(g_r, dtype=np.float64)
+    f_r = np.asarray(f_r, dtype=np.float64)
+    f_g = f_r * 10 ** (-0.4 * g_r)
+    if survey.bands[0] == "i":
+        f_red = f_r * 10 ** (0.4 * (P.RI_A + P.RI_B * g_r))
+    else:
+        f_red = f_r * 10 ** (0.4 * (P.RZ_A + P.RZ_B * g_r))
+    return np.stack([f_red, f_r, f_g])
+
+
+def _splat_points(frame: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
+    """Add point sources (bilinear split over 4 pixels) into ``frame`` (3, H, W) in place.
+
+    ``x``, ``y``: pixel coordinates (float); ``flux``: (3, N) band fluxes."""
+    h, w = frame.shape[1:]
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = x - x0, y - y0
+    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        if not ok.any():
+            continue
+        flat = yi[ok] * w + xi[ok]
+        for b in range(3):
+            np.add.at(frame[b].reshape(-1), flat, (flux[b, ok] * wt[ok]).astype(np.float32))
+
+
+def _gaussian_blob(frame: np.ndarray, x: float, y: float, sig: float, q: float, pa: float,
+                   flux: np.ndarray) -> None:
+    """Add an elliptical Gaussian (sigma ``sig`` px along the major axis) into ``frame``."""
+    h, w = frame.shape[1:]
+    half = int(math.ceil(3.5 * sig)) + 1
+    x0, x1 = max(0, int(x) - half), min(w, int(x) + half + 1)
+    y0, y1 = max(0, int(y) - half), min(h, int(y) + half + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    dx = np.arange(x0, x1, dtype=np.float32)[None, :] - x
+    dy = np.arange(y0, y1, dtype=np.float32)[:, None] - y
+    c, s = math.cos(pa), math.sin(pa)
+    u = dx * c + dy * s
+    v = (-dx * s + dy * c) / q
+    prof = np.exp(-0.5 * (u * u + v * v) / (sig * sig))
+    tot = float(prof.sum())
+    if tot <= 0:
+        return
+    prof /= tot
+    frame[:, y0:y1, x0:x1] += flux[:, None, None].astype(np.float32) * prof[None]
+
+
+def _add_field(frame: np.ndarray, survey: SurveySpec, rng: np.random.Generator) -> None:
+    """Foreground stars (point sources) and faint background galaxies over the frame."""
+    h, w = frame.shape[1:]
+    area = h * w * (survey.pixel_scale / 60.0) ** 2  # arcmin^2
+
+    def mags(n, lo_hi, slope):
+        lo, hi = lo_hi
+        a, b = 10 ** (slope * lo), 10 ** (slope * hi)
+        return np.log10(a + rng.random(n) * (b - a)) / slope
+
+    n_star = rng.poisson(STAR_DENSITY_ARCMIN2 * area)
+    if n_star:
+        m = mags(n_star, STAR_MAG_RANGE, STAR_COUNT_SLOPE)
+        gr = rng.uniform(0.3, 1.4, n_star)
+        flux = _band_fluxes(10 ** (-0.4 * (m - 22.5)), gr, survey)
+        _splat_points(frame, rng.uniform(0, w - 1, n_star), rng.uniform(0, h - 1, n_star), flux)
+    n_bg = rng.poisson(BGAL_DENSITY_ARCMIN2 * area)
+    for _ in range(n_bg):
+        m = mags(1, BGAL_MAG_RANGE, BGAL_COUNT_SLOPE)[0]
+        flux = _band_fluxes(10 ** (-0.4 * (m - 22.5)), rng.uniform(0.5, 1.3), survey)
+        re_px = rng.uniform(*BGAL_RE_ARCSEC) / survey.pixel_scale
+        _gaussian_blob(frame, rng.uniform(0, w), rng.uniform(0, h), re_px / 1.1774,
+                       rng.uniform(0.3, 1.0), rng.uniform(0, math.pi), flux)
+
+
+def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The noiseless-then-noisy flux image of one galaxy and its field.
+
+    ``params``: one row of the render columns (:data:`RENDER_COLUMNS`, scalars).
+    Returns float32 ``(3, size, size)`` in nanomaggies per pixel, bands in R, G, B order of
+    ``survey.bands`` (PSF-convolved, sky noise added, sky-subtracted).
+    """
+    frame = np.zeros((3, size, size), dtype=np.float32)
+    kpc_per_px = params["d_a_mpc"] * 1e3 * math.radians(survey.pixel_scale / 3600.0)
+    re_px = max(params["re_disc_kpc"] / kpc_per_px, 0.3)
+    h_px = re_px / 1.678
+    reb_px = max(P.BULGE_RE_FRACTION * re_px, 0.3)
+    q = float(params["axis_ratio"])
+    qb = math.sqrt(params["cos_incl"] ** 2 * (1 - 0.65**2) + 0.65**2)
+    pa = math.radians(params["pa_deg"])
+    cpa, spa = math.cos(pa), math.sin(pa)
+    xc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+    yc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+
+    half = int(math.ceil(STAMP_RE * re_px)) + 2
+    x0, x1 = max(0, int(xc) - half), min(size, int(xc) + half + 2)
+    y0, y1 = max(0, int(yc) - half), min(size, int(yc) + half + 2)
+    dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(xc)
+    dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(yc)
+    u = dx * cpa + dy * spa
+    w_sky = -dx * spa + dy * cpa
+    v = w_sky / q
+    r = np.sqrt(u * u + v * v)
+    rh = r / np.float32(h_px)
+    disc = np.exp(-rh)
+    tan_p = math.tan(math.radians(params["pitch_deg"]))
+    phi0 = rng.uniform(0, 2 * math.pi)
+    phase = 2.0 * (np.arctan2(v, u) - np.log(rh + np.float32(0.05)) / np.float32(tan_p)) + phi0
+    arm = disc * (1.0 - np.exp(-rh * rh)) * ((1.0 + np.cos(phase)) * 0.5) ** 3
+    rb = np.sqrt(u * u + (w_sky / qb) ** 2 + BULGE_SOFTENING_PX**2) / np.float32(reb_px)
+    bulge = np.exp(-B_N4 * (np.sqrt(np.sqrt(rb)) - 1.0))
+
+    f_r = 10 ** (-0.4 * (params["r_mag"] - 22.5))
+    bt = float(params["bt"])
+    f_disc = (1 - bt) * f_r
+    f_arm = params["arm_frac"] * f_disc
+    f_knot = params["knot_frac"] * f_disc
+    comps = np.stack([disc, arm, bulge]).reshape(3, -1)
+    comps /= np.maximum(comps.sum(axis=1, keepdims=True), 1e-30)
+    fluxes = np.stack([
+        _band_fluxes(f_disc - f_arm - f_knot, params["gr_disc"], survey),
+        _band_fluxes(f_arm, P.GR_ARM, survey),
+        _band_fluxes(bt * f_r, P.GR_BULGE, survey),
+    ], axis=1).astype(np.float32)  # (band, component)
+    frame[:, y0:y1, x0:x1] += (fluxes @ comps).reshape(3, y1 - y0, x1 - x0)
+
+    n_knots = min(int(rng.poisson(params["knots_mean"])), 80)
+    if n_knots and f_knot > 0:
+        rk = rng.gamma(2.0, h_px, n_knots)
+        th = (np.log(rk / h_px + 0.05) / tan_p - phi0 / 2 + math.pi * rng.integers(0, 2, n_knots)
+              + 0.35 * rng.standard_normal(n_knots))
+        ku, kv = rk * np.cos(th), rk * np.sin(th) * q
+        kx = xc + ku * cpa - kv * spa
+        ky = yc + ku * spa + kv * cpa
+        kf = rng.lognormal(0.0, 0.6, n_knots)
+        kf *= f_knot / kf.sum()
+        _splat_points(frame, kx, ky, _band_fluxes(kf, P.GR_KNOT, survey))
+    elif f_knot > 0:  # no resolved knots: the star-forming light stays in the arms
+        frame[:, y0:y1, x0:x1] += (
+            _band_fluxes(f_knot, P.GR_KNOT, survey).astype(np.float32)[:, None]
+            * comps[1:2]
+        ).reshape(3, y1 - y0, x1 - x0)
+
+    _add_field(frame, survey, rng)
+    kernel = _psf_kernel(round(survey.psf_fwhm / survey.pixel_scale, 4))
+    frame = correlate1d(frame, kernel, axis=1, mode="constant")
+    frame = correlate1d(frame, kernel, axis=2, mode="constant")
+    noise = rng.standard_normal((3, size, size), dtype=np.float32)
+    frame += noise * np.asarray(survey.noise_nmgy, dtype=np.float32)[:, None, None]
+    return frame
+
+
+def to_rgb(frame: np.ndarray, survey: SurveySpec) -> np.ndarray:
+    """Lupton et al. (2004) asinh stretch (astropy ``make_lupton_rgb``) of a (3, H, W) flux
+    image to ``uint8`` (H, W, 3)."""
+    wr, wg, wb = survey.rgb_weights
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 on empty pixels maps to 0
+        return make_lupton_rgb(frame[0] * wr, frame[1] * wg, frame[2] * wb,
+                           minimum=0.0, stretch=survey.stretch, Q=survey.q)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes of an ``uint8`` (H, W, 3) image (Pillow, baseline, 4:2:0)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, subsampling=2)
+    return buf.getvalue()
+
+
+def render_cutout(params: dict, survey: str | SurveySpec, size: int, seed: int) -> bytes:
+    """JPEG bytes of one mock cutout; deterministic for (``seed``, ``params['tracer_index']``).
+
+    ``params``: a row of the population's render columns; ``size``: cutout side (px) at the
+    survey's pixel scale (a smaller size is a smaller field of view).
+    """
+    spec = SURVEYS[survey] if isinstance(survey, str) else survey
+    rng = np.random.default_rng([seed, int(params["tracer_index"])])
+    return encode_jpeg(to_rgb(render_galaxy_flux(params, spec, size, rng), spec))

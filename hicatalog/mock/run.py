@@ -1,0 +1,274 @@
+"""``hicatalog mock``: generate the population, render the cutouts, write the tables.
+
+Output (``cfg.out`` = DIR)::
+
+    DIR/cutouts/part-NNNNN.parquet   cutouts contract + labels (m_true, detected, log_mstar,
+                                     delta5 = true 1+delta5, dataset), cfg.rows_per_shard rows
+    DIR/tracers.parquet              every galaxy above the optical limit (tracers contract)
+    DIR/truth.parquet                every part of M per imaged galaxy (truth contract)
+    DIR/_mock.json                   the configuration and counts of the run
+
+Shard ``k`` always holds imaged rows ``[k * rows_per_shard, (k + 1) * rows_per_shard)`` and
+every image depends only on (seed, galaxy), so the local path and the Ray Data path (one task
+per shard: ``ray.data.range(n_shards).map_batches(...)``, each task renders and writes its
+shard, streaming) write byte-identical shards whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from hicatalog.config import MockConfig
+from hicatalog.cutouts.shards import write_shard
+from hicatalog.mock.population import Population, generate_population
+from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
+from hicatalog.schemas import conform_table
+
+log = logging.getLogger("hicatalog.mock")
+
+__all__ = [
+    "LOCAL_MAX_ROWS",
+    "main",
+    "generate_mock",
+    "imaged_table",
+    "render_shard",
+    "tracers_table",
+    "truth_table",
+]
+
+#: Below this many cutouts (and with one worker) ``engine="auto"`` renders in-process.
+LOCAL_MAX_ROWS = 4096
+#: Columns of the imaged table carried to the renderers (besides the render parameters).
+_LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_true", "detected", "log_mstar",
+                  "delta5_true", "population")
+_SHARD_NAME = "part"
+
+
+def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def _write_table_atomic(table: pa.Table, path: str) -> str:
+    """Write a Parquet file under a temporary name, then move it into place."""
+    fs, p = _fs_path(path)
+    parent = p.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as sink:
+        pq.write_table(table, sink, compression="zstd")
+    fs.move(tmp, p)
+    return path
+
+
+def tracers_table(pop: Population) -> pa.Table:
+    """The tracers contract: object_id, ra, dec, z (observed) of every tracer."""
+    t = pop.tracers
+    table = pa.table({
+        "object_id": pa.array(t["object_id"].tolist(), pa.string()),
+        "ra": t["ra"], "dec": t["dec"], "z": t["z"],
+    })
+    return conform_table(table, "tracers", "mock tracers")
+
+
+def truth_table(pop: Population) -> pa.Table:
+    """The truth contract for the imaged galaxies (in cutout order)."""
+    im = pop.imaged
+    f32 = ("log_mstar", "m_true", "m_mass", "m_visible", "m_env", "m_scatter", "log_mhi",
+           "g_r", "r_mag", "re_disc_kpc", "cos_incl", "w50", "log_s21", "log_s21_lim",
+           "p_detect", "sf_state")
+    cols: dict[str, pa.Array] = {
+        "object_id": pa.array(im["object_id"].tolist(), pa.string()),
+        "ra": pa.array(im["ra"]), "dec": pa.array(im["dec"]), "z": pa.array(im["z"]),
+        "population": pa.array(im["population"].tolist(), pa.string()),
+        "delta5_true": pa.array(im["delta5_true"].astype(np.float32), from_pandas=True),
+        "detected": pa.array(im["detected"].astype(bool)),
+        "group_id": pa.array(im["group_id"].astype(np.int64)),
+        "d5_true_mpc": pa.array(im["d5_true_mpc"].astype(np.float32), from_pandas=True),
+    }
+    for c in f32:
+        cols[c] = pa.array(im[c].astype(np.float32))
+    return conform_table(pa.table(cols), "truth", "mock truth")
+
+
+def imaged_table(pop: Population) -> pa.Table:
+    """The imaged galaxies' labels and render parameters, one row per cutout, in order."""
+    im = pop.imaged
+    cols = {c: im[c] for c in RENDER_COLUMNS}
+    for c in _LABEL_COLUMNS:
+        v = im[c]
+        cols[c] = pa.array(v.tolist(), pa.string()) if v.dtype == object else v
+    return pa.table(cols)
+
+
+def _shard_bounds(n_rows: int, rows_per_shard: int) -> list[tuple[int, int]]:
+    return [(s, min(n_rows, s + rows_per_shard)) for s in range(0, n_rows, rows_per_shard)]
+
+
+def render_shard(rows: pa.Table, survey: str, size: int, seed: int) -> pa.Table:
+    """Render the cutouts of ``rows`` (a slice of :func:`imaged_table`) into a cutouts table.
+
+    Returns the cutouts contract with labels: object_id, ra, dec, z, survey, image (JPEG),
+    m_true (float32), detected (bool), log_mstar (float32), delta5 (true 1+delta5, float32),
+    dataset ('alfalfa' | 'nondetections' | 'xgass').
+    """
+    params = {c: rows.column(c).to_numpy() for c in RENDER_COLUMNS}
+    images = [
+        render_cutout({c: params[c][i] for c in RENDER_COLUMNS}, survey, size, seed)
+        for i in range(rows.num_rows)
+    ]
+    table = pa.table({
+        "object_id": rows.column("object_id"),
+        "ra": rows.column("ra"), "dec": rows.column("dec"), "z": rows.column("z"),
+        "survey": pa.array([survey] * rows.num_rows, pa.string()),
+        "image": pa.array(images, pa.binary()),
+        "m_true": rows.column("m_true").cast(pa.float32()),
+        "detected": rows.column("detected"),
+        "log_mstar": rows.column("log_mstar").cast(pa.float32()),
+        "delta5": pa.array(rows.column("delta5_true").to_numpy().astype(np.float32),
+                           from_pandas=True),
+        "dataset": rows.column("population"),
+    })
+    return table
+
+
+def _render_and_write(table: pa.Table, shard: int, bounds: tuple[int, int], out_dir: str,
+                      survey: str, size: int, seed: int) -> tuple[int, str, int]:
+    start, stop = bounds
+    cut = render_shard(table.slice(start, stop - start), survey, size, seed)
+    path = write_shard(cut, out_dir, _SHARD_NAME, shard, contract="cutouts")
+    return shard, path, cut.num_rows
+
+
+class _ShardWriter:
+    """Ray Data UDF: for each shard index in the batch, render and write that shard."""
+
+    def __call__(self, batch: dict[str, np.ndarray], table_ref, bounds, out_dir, survey,
+                 size, seed) -> dict[str, np.ndarray]:
+        import ray
+
+        table = ray.get(table_ref) if isinstance(table_ref, ray.ObjectRef) else table_ref
+        shards, paths, rows = [], [], []
+        for k in batch["id"].tolist():
+            s, p, n = _render_and_write(table, int(k), bounds[int(k)], out_dir, survey, size,
+                                        seed)
+            shards.append(s)
+            paths.append(p)
+            rows.append(n)
+        return {"shard": np.array(shards), "path": np.array(paths), "rows": np.array(rows)}
+
+
+def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> list[str]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(configure_logging=False, log_to_driver=False)
+    table_ref = ray.put(table)
+    ds = ray.data.range(len(bounds), override_num_blocks=len(bounds))
+    ds = ds.map_batches(
+        _ShardWriter(), batch_size=1, num_cpus=1,
+        concurrency=None if workers is None else max(1, min(workers, len(bounds))),
+        fn_kwargs={"table_ref": table_ref, "bounds": bounds, "out_dir": out_dir,
+                   "survey": survey, "size": size, "seed": seed},
+    )
+    results = sorted(ds.take_all(), key=lambda r: int(r["shard"]))
+    if [int(r["shard"]) for r in results] != list(range(len(bounds))):
+        raise RuntimeError(f"Ray Data rendered shards {[r['shard'] for r in results]}, "
+                           f"expected 0..{len(bounds) - 1}")
+    return [str(r["path"]) for r in results]
+
+
+def _remove_stale_shards(out_dir: str, n_shards: int) -> None:
+    """Delete ``part-NNNNN.parquet`` left by an earlier, larger run in the same directory."""
+    fs, base = _fs_path(out_dir)
+    info = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    pat = re.compile(rf"^{_SHARD_NAME}-(\d+)\.parquet$")
+    for f in info:
+        m = pat.match(f.base_name)
+        if m and int(m.group(1)) >= n_shards:
+            log.info("removing stale shard %s from an earlier run", f.path)
+            fs.delete_file(f.path)
+
+
+def generate_mock(cfg: MockConfig) -> dict[str, str]:
+    """Generate the mock survey described by ``cfg``.
+
+    Returns paths ``{"cutouts": DIR/cutouts, "tracers": DIR/tracers.parquet,
+    "truth": DIR/truth.parquet}``. The same configuration gives byte-identical files.
+    """
+    t0 = time.perf_counter()
+    size = cfg.image_size or default_image_size(cfg.imaging)
+    pop = generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population)
+    out = cfg.out.rstrip("/") or "."
+    paths = {
+        "cutouts": _join(out, "cutouts"),
+        "tracers": _join(out, "tracers.parquet"),
+        "truth": _join(out, "truth.parquet"),
+    }
+    _write_table_atomic(tracers_table(pop), paths["tracers"])
+    _write_table_atomic(truth_table(pop), paths["truth"])
+    t_pop = time.perf_counter() - t0
+
+    table = imaged_table(pop)
+    bounds = _shard_bounds(table.num_rows, cfg.rows_per_shard)
+    use_ray = cfg.engine == "ray" or (
+        cfg.engine == "auto" and (table.num_rows > LOCAL_MAX_ROWS or (cfg.workers or 1) > 1)
+    )
+    t1 = time.perf_counter()
+    if use_ray:
+        _run_ray(table, bounds, paths["cutouts"], cfg.imaging, size, cfg.seed, cfg.workers)
+    else:
+        for k, b in enumerate(bounds):
+            _render_and_write(table, k, b, paths["cutouts"], cfg.imaging, size, cfg.seed)
+    _remove_stale_shards(paths["cutouts"], len(bounds))
+    t_render = time.perf_counter() - t1
+
+    names, n_per = np.unique(pop.imaged["population"], return_counts=True)
+    counts = {str(k): int(v) for k, v in zip(names, n_per, strict=True)}
+    manifest = {
+        "config": cfg.to_json_dict(),
+        "image_size": size,
+        "engine": "ray" if use_ray else "local",
+        "area_deg2": pop.area_deg2,
+        "n_tracers": int(len(pop.tracers["ra"])),
+        "n_imaged": int(table.num_rows),
+        "n_shards": len(bounds),
+        "populations": counts,
+        "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
+    }
+    fs, mpath = _fs_path(_join(out, "_mock.json"))
+    with fs.open_output_stream(mpath) as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    log.info(
+        "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
+        "(%.0f cutouts/s, %s)", table.num_rows, counts, len(bounds), manifest["n_tracers"],
+        t_pop, t_render, table.num_rows / max(t_render, 1e-9), manifest["engine"],
+    )
+    return paths
+
+
+def main(cfg: MockConfig) -> int | None:
+    """CLI entry point of ``hicatalog mock``: generate, then optionally draw the gallery."""
+    paths = generate_mock(cfg)
+    if cfg.gallery:
+        from hicatalog.mock.gallery import draw_gallery
+
+        draw_gallery(paths["cutouts"], cfg.gallery)
+        log.info("gallery written to %s", cfg.gallery)
+    print(json.dumps(paths))
+    return 0

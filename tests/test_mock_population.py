@@ -1,0 +1,149 @@
+"""The mock population (no rendering): distributions match the documented parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hicatalog.mock import population as P
+
+
+@pytest.fixture(scope="module")
+def pop() -> P.Population:
+    return P.generate_population(3000, seed=7, sigma_int=0.20, population="all")
+
+
+def test_counts_and_ids(pop):
+    im, t = pop.imaged, pop.tracers
+    assert len(im["ra"]) == 3000
+    want = P.population_counts(3000, "all")
+    for name, k in want.items():
+        assert int(np.sum(im["population"] == name)) == k
+    assert abs(want["alfalfa"] - want["nondetections"]) <= 1
+    assert len(set(t["object_id"])) == len(t["object_id"])
+    assert set(im["object_id"]) <= set(t["object_id"])  # imaged galaxies are tracers
+    # populations are what they claim
+    assert im["detected"][im["population"] == "alfalfa"].all()
+    assert not im["detected"][im["population"] == "nondetections"].any()
+
+
+def test_ranges_of_z_mass_and_footprint(pop):
+    t = pop.tracers
+    assert (t["z"] > P.Z_MIN).all() and (t["z"] < P.Z_MAX).all()
+    assert (t["log_mstar"] >= P.LOG_MSTAR_MIN).all() and (t["log_mstar"] <= P.LOG_MSTAR_MAX).all()
+    assert (t["r_mag"] <= P.R_MAG_LIMIT).all()
+    ra_min, ra_max, dec_min, dec_max = P._footprint(pop.area_deg2)
+    assert (t["ra"] >= ra_min).all() and (t["ra"] <= ra_max).all()
+    assert (t["dec"] >= dec_min).all() and (t["dec"] <= dec_max).all()
+    # the flux limit makes the tracers' mass distribution climb with redshift
+    near, far = t["z"] < 0.02, t["z"] > 0.045
+    assert np.median(t["log_mstar"][far]) > np.median(t["log_mstar"][near]) + 0.5
+
+
+def test_m_is_the_sum_of_its_parts(pop):
+    t = pop.tracers
+    total = t["m_mass"] + t["m_visible"] + t["m_env"] + t["m_scatter"]
+    np.testing.assert_allclose(t["m_true"], total, atol=1e-9)
+    np.testing.assert_allclose(t["log_mhi"], t["m_true"] + t["log_mstar"], atol=1e-9)
+    # the irreducible scatter is sigma_int (0.20 dex) within 5%
+    assert abs(np.std(t["m_scatter"]) - 0.20) < 0.01
+    # the mass term is the xGASS relation: -0.5 at log M* = 10, slope -0.65
+    np.testing.assert_allclose(t["m_mass"], P.M_AT_10 + P.M_SLOPE * (t["log_mstar"] - 10))
+    # star-forming galaxies near log M* = 10 have median M ~ -0.5 (+- 0.15 for env/noise)
+    sf10 = (~t["quenched"]) & (np.abs(t["log_mstar"] - 10) < 0.15)
+    assert abs(np.median(t["m_true"][sf10]) - (-0.5)) < 0.15
+    # environment term: <= 0, zero below the onset, at most ENV_MAX_DEX
+    x = np.log10(t["delta5_true"])
+    assert (t["m_env"] <= 0).all() and (t["m_env"] >= -P.ENV_MAX_DEX - 1e-12).all()
+    assert (t["m_env"][x < P.ENV_ONSET] == 0).all()
+    assert (t["m_env"][x > P.ENV_ONSET + P.ENV_WIDTH] == -P.ENV_MAX_DEX).all()
+
+
+def test_overdensity_spans_the_papers_range(pop):
+    x = np.log10(pop.tracers["delta5_true"])
+    assert np.isfinite(x).mean() > 0.98
+    lo, med, hi = np.nanpercentile(x, [2, 50, 98])
+    assert -1.2 < lo < -0.5, lo          # Figure 8: log(1+delta5) reaches ~ -1
+    assert abs(med) < 0.05               # normalised by the median
+    assert 1.2 < hi < 2.5, hi            # ... and ~ +1.5 in clusters
+    det = pop.imaged["population"] == "alfalfa"
+    xd = np.log10(pop.imaged["delta5_true"][det])
+    p10, p90 = np.nanpercentile(xd, [10, 90])
+    assert -0.9 < p10 < -0.3 and 0.3 < p90 < 1.4, (p10, p90)
+
+
+def test_groups_have_documented_dispersions_and_radii():
+    rng = np.random.default_rng(1)
+    v = P.generate_volume(300.0, rng)
+    gid = v["group_id"]
+    assert (gid >= 0).mean() > 0.3 and (gid < 0).mean() > 0.3  # groups and field
+    vpec = P.C_KMS * ((1 + v["z"]) / (1 + v["z_cos"]) - 1)
+    rich = v["group_richness"]
+    big = np.unique(gid[(rich >= 100)])
+    small = np.unique(gid[(rich >= 5) & (rich <= 6)])
+    sig_big = np.median([np.std(vpec[gid == g]) for g in big])
+    sig_small = np.median([np.std(vpec[gid == g]) for g in small if (gid == g).sum() >= 5])
+    assert 700 < sig_big < 1100, sig_big
+    assert 120 < sig_small < 300, sig_small
+    assert rich[gid >= 0].min() >= P.GROUP_N_MIN and rich.max() <= P.GROUP_N_MAX
+
+
+def test_detection_follows_the_alfalfa_flux_limit(pop):
+    t = pop.tracers
+    margin = t["log_s21"] - t["log_s21_lim"]
+    assert t["detected"][margin > 0.3].mean() > 0.99
+    assert t["detected"][margin < -0.3].mean() < 0.01
+    assert 0.15 < t["detected"].mean() < 0.45  # about a quarter of the optical tracers
+    # Haynes et al. (2011) limit: ~1 Jy km/s at W50 = 300 km/s, sqrt(W) below
+    np.testing.assert_allclose(P.alfalfa_flux_limit(np.array([300.0])), [0.031], atol=0.02)
+    np.testing.assert_allclose(
+        P.alfalfa_flux_limit(np.array([100.0])) - P.alfalfa_flux_limit(np.array([25.0])),
+        [0.5 * np.log10(4)], atol=1e-9,
+    )
+
+
+def test_imaged_populations_match_the_paper(pop):
+    im = pop.imaged
+    a = im["population"] == "alfalfa"
+    n = im["population"] == "nondetections"
+    x = im["population"] == "xgass"
+    # alpha.40A: log M* median 9.56, M median 0.15, 16-84% spread ~0.6 (Wu 2020 Table 1)
+    assert 9.2 < np.median(im["log_mstar"][a]) < 9.9
+    assert -0.1 < np.median(im["m_true"][a]) < 0.5
+    assert 0.35 < np.std(im["m_true"][a]) < 0.75
+    # xGASS: gas-poorer, redder, mostly undetected
+    assert np.median(im["m_true"][x]) < np.median(im["m_true"][a]) - 1.0
+    assert np.median(im["g_r"][x]) > np.median(im["g_r"][a]) + 0.2
+    assert im["detected"][x].mean() < 0.5
+    assert (im["log_mstar"][x] >= 9.0).all()
+    # non-detections: gas-poorer and redder than detections
+    assert np.median(im["m_true"][n]) < np.median(im["m_true"][a]) - 0.8
+    assert np.median(im["g_r"][n]) > np.median(im["g_r"][a]) + 0.2
+
+
+def test_colour_range_and_correlation_with_m(pop):
+    t = pop.tracers
+    assert np.percentile(t["g_r"], 5) < 0.45 and np.percentile(t["g_r"], 95) > 0.7
+    assert np.corrcoef(t["g_r"], t["m_visible"])[0, 1] < -0.8
+
+
+def test_population_is_deterministic():
+    a = P.generate_population(200, seed=3)
+    b = P.generate_population(200, seed=3)
+    c = P.generate_population(200, seed=4)
+    np.testing.assert_array_equal(a.imaged["m_true"], b.imaged["m_true"])
+    np.testing.assert_array_equal(a.imaged["object_id"], b.imaged["object_id"])
+    assert not np.array_equal(a.tracers["ra"][:50], c.tracers["ra"][:50])
+
+
+@pytest.mark.parametrize("population", ["alfalfa", "nondetections", "xgass"])
+def test_single_population(population):
+    p = P.generate_population(60, seed=1, population=population)
+    assert (p.imaged["population"] == population).all() and len(p.imaged["ra"]) == 60
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="population"):
+        P.generate_population(10, population="stars")
+    with pytest.raises(ValueError, match="n must be"):
+        P.generate_population(0)
