@@ -1,0 +1,323 @@
+"""The per-worker training loop (paper Section 3), independent of where batches come from.
+
+:func:`fit` runs epochs of: random dihedral augmentation per sample, forward (bf16 autocast
+and channels_last on GPU), RMSE or label-smoothed cross-entropy, RAdam+Lookahead step, one
+one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
+hands a complete training state (model, optimizer, scheduler, epoch, RNG, metric history) to a
+callback that checkpoints it. :func:`train_loop_per_worker` wires it to Ray Train (dataset
+shards, DDP, ``ray.train.report`` with checkpoints, resuming from ``get_checkpoint``).
+
+Data order and augmentation are derived from ``(seed, epoch, rank)``, and everything else that
+changes during training is in the checkpoint, so a run resumed after epoch k ends with the
+same weights as an uninterrupted one (given the same batches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hicatalog.models.card import ARCHITECTURES
+from hicatalog.models.dihedral import random_dihedral, tta_predict
+from hicatalog.models.optim import build_optimizer, one_cycle
+from hicatalog.training.metrics import classification_metrics, regression_metrics
+
+__all__ = [
+    "STATE_FILE",
+    "build_network",
+    "fit",
+    "save_state",
+    "load_state",
+    "train_loop_per_worker",
+    "unwrap",
+    "steps_per_epoch",
+]
+
+log = logging.getLogger("hicatalog.training.loop")
+
+#: File name of the training state inside a checkpoint directory.
+STATE_FILE = "train_state.pt"
+
+Batch = tuple[Tensor, Tensor]  # (uint8 images (N, C, S, S), targets (N,))
+
+
+def build_network(lc: dict[str, Any]) -> nn.Module:
+    """The untrained network of a loop config (seeded: identical on every worker)."""
+    torch.manual_seed(int(lc["seed"]))
+    return ARCHITECTURES[lc["arch"]](
+        int(lc["n_out"]), width=float(lc["width"]), in_channels=int(lc.get("in_channels", 3)),
+        sa=bool(lc.get("self_attention", True)),
+    )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return (x.float().div_(255.0) - mean) / std
+
+
+def _epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 1009 + rank)
+
+
+def save_state(path: str, state: dict[str, Any]) -> None:
+    """Write a training state (tensors, numbers, strings only) to ``path``."""
+    torch.save(state, path)
+
+
+def load_state(path: str) -> dict[str, Any]:
+    """Read a training state written by :func:`save_state` (``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt checkpoint is a clear error
+        raise ValueError(f"{path}: cannot read training checkpoint: {exc}") from None
+
+
+def fit(
+    lc: dict[str, Any],
+    train_batches: Callable[[int], Iterable[Batch]],
+    val_batches: Callable[[], Iterable[Batch]],
+    *,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    start_state: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    all_reduce_sum: Callable[[Tensor], Tensor] | None = None,
+    all_gather: Callable[[Any], list[Any]] | None = None,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train for ``lc["epochs"]`` epochs; returns ``(unwrapped model, metric history)``.
+
+    ``lc``: the loop config (task, arch, width, n_out, epochs, batch_size, max_lr,
+    weight_decay, label_smoothing, seed, mean, std, steps_per_epoch, gpu, lookahead_k,
+    lookahead_alpha). ``train_batches(epoch)`` and ``val_batches()`` yield ``(uint8 images
+    (N, C, S, S), targets (N,))``. ``on_epoch_end(state, metrics)`` receives the state to
+    checkpoint after each epoch. ``all_reduce_sum`` / ``all_gather`` combine numbers across
+    workers (identity for one worker).
+    """
+    device = torch.device(device)
+    use_gpu = device.type == "cuda"
+    task = lc["task"]
+    model = build_network(lc).to(device)
+    if use_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(
+        model, lr=float(lc["max_lr"]), weight_decay=float(lc["weight_decay"]),
+        k=int(lc.get("lookahead_k", 6)), alpha=float(lc.get("lookahead_alpha", 0.5)),
+    )
+    sched = one_cycle(opt, max_lr=float(lc["max_lr"]), total_steps=int(lc["steps_per_epoch"]) * int(lc["epochs"]))
+    total_steps = sched.total_steps
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if start_state is not None:
+        model.load_state_dict(start_state["model"])
+        opt.load_state_dict(start_state["optimizer"])
+        sched.load_state_dict(start_state["scheduler"])
+        start_epoch = int(start_state["epoch"])
+        history = list(start_state.get("history", []))
+        torch.set_rng_state(start_state["torch_rng"])
+        if use_gpu and start_state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(start_state["cuda_rng"], device)
+    net = wrap_model(model) if wrap_model is not None else model
+    mean = torch.tensor(lc["mean"], dtype=torch.float32, device=device)[:, None, None]
+    std = torch.tensor(lc["std"], dtype=torch.float32, device=device)[:, None, None]
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    if task == "regression":
+        def loss_fn(out: Tensor, y: Tensor) -> Tensor:
+            return torch.sqrt(F.mse_loss(out.float().squeeze(1), y.float()))
+    else:
+        ce = nn.CrossEntropyLoss(label_smoothing=float(lc["label_smoothing"]))
+
+        def loss_fn(out: Tensor, y: Tensor) -> Tensor:
+            return ce(out.float(), y.long())
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_gpu else contextlib.nullcontext
+    )
+    reduce_sum = all_reduce_sum or (lambda t: t)
+    gather = all_gather or (lambda obj: [obj])
+
+    for epoch in range(start_epoch, int(lc["epochs"])):
+        t0 = time.perf_counter()
+        net.train()
+        gen = _epoch_generator(lc["seed"], epoch, rank)
+        loss_sum, n_seen = 0.0, 0
+        for x_u8, y in train_batches(epoch):
+            if x_u8.shape[0] < 2:  # BatchNorm needs two samples; every worker skips alike
+                continue
+            x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
+            x = random_dihedral(x, gen)
+            if use_gpu:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            with autocast():
+                out = net(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched.last_epoch < total_steps:
+                sched.step()
+            loss_sum += float(loss.detach()) * x.shape[0]
+            n_seen += x.shape[0]
+        t_train = time.perf_counter() - t0
+        totals = reduce_sum(torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device))
+        train_loss = float(totals[0] / max(totals[1], 1.0))
+        n_train_seen = int(totals[1])
+
+        preds, targets = [], []
+        for x_u8, y in val_batches():
+            x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
+            if use_gpu:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                views = tta_predict(unwrap(net), x).float()
+            if task == "regression":
+                preds.append(views[..., 0].mean(1).cpu().numpy())
+            else:
+                preds.append(torch.softmax(views, dim=-1).mean(1)[:, 1].cpu().numpy())
+            targets.append(y.cpu().numpy())
+        local = (
+            np.concatenate(preds) if preds else np.zeros(0),
+            np.concatenate(targets) if targets else np.zeros(0),
+        )
+        parts = gather(local)
+        pred = np.concatenate([p[0] for p in parts])
+        true = np.concatenate([p[1] for p in parts])
+        if task == "regression":
+            val = regression_metrics(pred, true)
+        else:
+            val = classification_metrics(pred, true)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "n_train_seen": n_train_seen,
+            "lr": float(opt.param_groups[0]["lr"]),
+            **val,
+            "epoch_s": round(time.perf_counter() - t0, 3),
+            "train_images_per_s": round(n_train_seen / max(t_train, 1e-9), 2),
+        }
+        history.append(metrics)
+        state = {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if use_gpu else None,
+            "history": history,
+        }
+        if on_epoch_end is not None:
+            on_epoch_end(state, metrics)
+    return model, history
+
+
+def _iter_ray_batches(
+    shard: Any, batch_size: int, shuffle_seed: int | None, buffer: int | None
+) -> Iterator[Batch]:
+    for batch in shard.iter_torch_batches(
+        batch_size=batch_size,
+        local_shuffle_buffer_size=buffer,
+        local_shuffle_seed=shuffle_seed,
+        device="cpu",
+    ):
+        yield batch["image"], batch["target"]
+
+
+def train_loop_per_worker(lc: dict[str, Any]) -> None:
+    """Ray Train entry point: one data-parallel worker (see :func:`fit`).
+
+    Reads the ``train`` and ``val`` dataset shards, wraps the model in DDP (gloo on CPU, nccl
+    on GPU, set up by TorchTrainer), resumes from ``ray.train.get_checkpoint()`` when there is
+    one, and after every epoch reports the metrics with a checkpoint (rank 0 writes it).
+    """
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+
+    # Ray hands read-only NumPy views to torch.as_tensor; we never write to them.
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if lc.get("gpu") else torch.device("cpu")
+    if not lc.get("gpu"):
+        torch.set_num_threads(max(1, int(lc.get("threads_per_worker", 1))))
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    buffer = int(lc.get("shuffle_buffer", 0)) or None
+    distributed = world > 1 and dist.is_available() and dist.is_initialized()
+
+    def train_batches(epoch: int) -> Iterator[Batch]:
+        seed = int(lc["seed"]) * 7919 + epoch * 31 + rank if buffer else None
+        return _iter_ray_batches(train_shard, int(lc["batch_size"]), seed, buffer)
+
+    def val_batches() -> Iterator[Batch]:
+        return _iter_ray_batches(val_shard, int(lc["batch_size"]) * 2, None, None)
+
+    def all_reduce_sum(t: Tensor) -> Tensor:
+        if distributed:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def all_gather(obj: Any) -> list[Any]:
+        if not distributed:
+            return [obj]
+        out: list[Any] = [None] * world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def wrap(model: nn.Module) -> nn.Module:
+        return ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+
+    start_state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start_state = load_state(os.path.join(d, STATE_FILE))
+        log.info("rank %d resumes after epoch %d", rank, int(start_state["epoch"]))
+
+    def on_epoch_end(state: dict[str, Any], metrics: dict[str, Any]) -> None:
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_state(os.path.join(tmp, STATE_FILE), state)
+                ray.train.report(
+                    metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                    checkpoint_dir_name=f"checkpoint_epoch_{int(state['epoch']):04d}",
+                )
+        else:
+            ray.train.report(metrics, checkpoint=None)
+        fail_at = lc.get("fail_after_epoch")
+        if fail_at is not None and int(state["epoch"]) == int(fail_at) and rank == 0:
+            marker = lc.get("fail_marker")
+            if marker and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # simulate a crashed worker (tests of FailureConfig)
+
+    fit(
+        lc, train_batches, val_batches, device=device, rank=rank, world_size=world,
+        wrap_model=wrap, start_state=start_state, on_epoch_end=on_epoch_end,
+        all_reduce_sum=all_reduce_sum, all_gather=all_gather,
+    )
+
+
+def steps_per_epoch(n_train: int, world_size: int, batch_size: int) -> int:
+    """Optimizer steps per epoch on each worker (equal shards; a last batch of one row is
+    skipped)."""
+    per_worker = n_train // max(world_size, 1)
+    full, rest = divmod(per_worker, batch_size)
+    return max(1, full + (1 if rest >= 2 else 0))
+

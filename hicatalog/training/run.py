@@ -1,0 +1,270 @@
+"""``hicatalog train``: data-parallel training with Ray Train, from Parquet cutout shards.
+
+Steps: choose the task's rows and the split on the driver (:mod:`hicatalog.training.data`);
+Ray Data reads the shards and decodes the JPEGs in parallel (undecodable rows dropped and
+counted); when the decoded images fit in the object store they are materialised once and
+reused every epoch. A :class:`ray.train.torch.TorchTrainer` runs
+:func:`~hicatalog.training.loop.train_loop_per_worker` on ``workers`` workers (DDP over gloo on
+CPU, nccl on GPU), checkpointing every epoch to ``storage_path`` (default
+``MODEL_DIR/ray``). The Ray run's name is derived from the configuration and the data
+fingerprint, so re-running the same command after the job died resumes from the latest
+checkpoint, while a changed command starts afresh. The final model is written with
+:func:`~hicatalog.models.card.save_model`; ``MODEL_DIR/metrics.jsonl`` has one line per epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hicatalog import __version__
+from hicatalog.config import TrainConfig
+from hicatalog.cutouts.shards import fingerprint_shards, list_shards
+from hicatalog.models.card import (
+    TASK_CLASSES,
+    ModelCard,
+    build_model,
+    compute_normalization,
+    save_model,
+)
+from hicatalog.training.data import decode_rows, probe_cutout, select_rows
+from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
+from hicatalog.training.presets import resolve_hyperparameters
+
+__all__ = ["train", "main", "METRICS_FILE"]
+
+log = logging.getLogger("hicatalog.training")
+
+METRICS_FILE = "metrics.jsonl"
+#: Decoded training data is cached in the object store when it takes at most this fraction.
+CACHE_FRACTION = 0.4
+#: Rows per Ray Data decode task batch.
+DECODE_BATCH_ROWS = 256
+#: Images used to estimate the per-channel normalisation.
+NORMALIZATION_SAMPLE = 1024
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def _metrics_callback(path: str):
+    from ray.train import UserCallback
+
+    class MetricsJsonl(UserCallback):
+        """Appends rank 0's metrics of every epoch to ``MODEL_DIR/metrics.jsonl`` as they come
+        (runs in the Ray Train controller; the driver rewrites the file from the checkpointed
+        history at the end)."""
+
+        def after_report(self, run_context, metrics, checkpoint):  # noqa: D401
+            if metrics:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(metrics[0], sort_keys=True) + "\n")
+
+    return MetricsJsonl()
+
+
+def _run_name(cfg: TrainConfig, hp: dict[str, Any], fingerprint: str) -> str:
+    key = json.dumps({"hp": hp, "data": fingerprint, "label_smoothing": cfg.label_smoothing}, sort_keys=True)
+    return f"train-{cfg.task}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one model as ``cfg`` says and write it to ``cfg.out``.
+
+    ``loop_overrides``: extra keys for the per-worker loop config (tests use it for fault
+    injection: ``fail_after_epoch`` and ``fail_marker``).
+
+    Returns ``{"model_dir", "metrics" (final epoch), "history" (every epoch), "card" (dict),
+    "n_train", "n_val", "dropped_rows", "run_path"}``.
+
+    Raises
+    ------
+    ValueError / SchemaError: bad shards, a missing label or split column, an empty selection
+        (before any training starts); RuntimeError: the Ray Train run failed for good.
+    """
+    import ray
+    import ray.data
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
+    )
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from hicatalog.runtime import init_ray
+
+    hp = resolve_hyperparameters(cfg)
+    files = list_shards(cfg.data)
+    fingerprint = fingerprint_shards(files)
+    selection = select_rows(
+        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
+        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
+    )
+    cutout_size, survey = probe_cutout(files)
+    image_size = int(hp["image_size"])
+    log.info(
+        "task %s: %d rows selected of %d (%d train, %d val; %s); cutouts %d px -> %d px",
+        cfg.task, selection.summary["n_selected"], selection.summary["n_rows"],
+        selection.n_train, selection.n_val, selection.summary["split"], cutout_size, image_size,
+    )
+
+    init_ray()
+    source = ray.data.read_parquet(files, columns=["object_id", "image"])
+
+    def decoded(want_val: bool | None):
+        return source.map_batches(
+            decode_rows,
+            fn_kwargs={
+                "selection": selection.table, "want_val": want_val,
+                "cutout_size": cutout_size, "image_size": image_size,
+            },
+            batch_format="pyarrow",
+            batch_size=DECODE_BATCH_ROWS,
+        )
+
+    n_expected = selection.n_train + selection.n_val
+    decoded_bytes = n_expected * 3 * image_size**2
+    store = float(ray.available_resources().get("object_store_memory", 0.0))
+    cached = decoded_bytes <= CACHE_FRACTION * store
+    if cached:
+        # Decode once (one pass over the shards), keep the images in the object store.
+        everything = decoded(None).materialize()
+        keep = ["image", "target"]
+        train_ds = everything.filter(expr="is_val == False").select_columns(keep).materialize()
+        val_ds = everything.filter(expr="is_val == True").select_columns(keep).materialize()
+        del everything
+        n_train, n_val = train_ds.count(), val_ds.count()
+        dropped = n_expected - n_train - n_val
+        if dropped:
+            log.warning(
+                "dropped %d of %d selected cutouts that could not be decoded (see the decode "
+                "log lines for their statuses)", dropped, n_expected,
+            )
+        if n_train < 2 or n_val < 1:
+            raise ValueError(
+                f"after dropping {dropped} undecodable cutouts, {n_train} training and {n_val} "
+                "validation rows are left; need at least 2 and 1"
+            )
+    else:
+        train_ds, val_ds = decoded(False), decoded(True)
+        n_train, n_val, dropped = selection.n_train, selection.n_val, None
+        log.info("decoded data (%.1f GB) is streamed each epoch, not cached", decoded_bytes / 1e9)
+    sample = train_ds.take_batch(min(NORMALIZATION_SAMPLE, n_train), batch_format="numpy")["image"]
+    normalization = compute_normalization(sample)
+
+    n_out = 1 if cfg.task == "regression" else 2
+    workers = int(cfg.workers)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    # Leave a CPU to Ray Data when the workers would otherwise take every core.
+    cpu_per_worker = 1.0 if cfg.gpu or workers < cpus else max(0.1, (cpus - 1) / workers)
+    lc: dict[str, Any] = {
+        "task": cfg.task, "arch": hp["arch"], "width": float(hp["width"]), "n_out": n_out,
+        "in_channels": 3, "self_attention": True, "epochs": int(hp["epochs"]),
+        "batch_size": int(hp["batch_size"]), "max_lr": float(hp["max_lr"]),
+        "weight_decay": float(hp["weight_decay"]), "label_smoothing": float(hp["label_smoothing"]),
+        "lookahead_k": hp["lookahead_k"], "lookahead_alpha": hp["lookahead_alpha"],
+        "seed": int(cfg.seed), "mean": normalization["mean"], "std": normalization["std"],
+        "steps_per_epoch": steps_per_epoch(n_train, workers, int(hp["batch_size"])),
+        "gpu": bool(cfg.gpu), "threads_per_worker": max(1, cpus // workers),
+        "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
+    }
+    lc.update(loop_overrides or {})
+
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = cfg.storage_path or str(out / "ray")
+    name = _run_name(cfg, hp, fingerprint)
+    metrics_path = out / METRICS_FILE
+    if metrics_path.exists():
+        metrics_path.unlink()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=lc,
+        torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=bool(cfg.gpu), resources_per_worker={"CPU": cpu_per_worker},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=int(cfg.max_failures)),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=[_metrics_callback(str(metrics_path))],
+        ),
+        datasets={"train": train_ds, "val": val_ds},
+    )
+    log.info("Ray Train run %s (storage %s), %d worker(s)", name, storage, workers)
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise RuntimeError(
+            f"training run {name} failed after {cfg.max_failures} restart(s): "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
+            f"Checkpoints are kept in {storage}/{name}; re-run the same command to resume."
+        ) from exc
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {name} finished without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = load_state(os.path.join(d, STATE_FILE))
+    history = list(state["history"])
+    _write_jsonl(metrics_path, history)
+    final = history[-1] if history else {}
+
+    card = ModelCard(
+        model_id=f"{cfg.task}-{name.rsplit('-', 1)[-1]}",
+        task=cfg.task,
+        arch=hp["arch"],
+        width=float(hp["width"]),
+        n_outputs=n_out,
+        image_size=image_size,
+        cutout_size=cutout_size,
+        survey=survey if survey in ("sdss", "legacy") else "sdss",
+        normalization=normalization,
+        data_fingerprint=fingerprint,
+        hyperparameters={**hp, "steps_per_epoch": lc["steps_per_epoch"]},
+        metrics={**final, "n_train": n_train, "n_val": n_val, "dropped_rows": dropped,
+                 "selection": selection.summary},
+        code_version=__version__,
+        classes=TASK_CLASSES[cfg.task],
+    )
+    model = build_model(card)
+    model.load_state_dict(state["model"])
+    card = save_model(out, model, card)
+    log.info("model written to %s: %s", out, {k: final.get(k) for k in ("rmse", "accuracy", "auc") if k in final})
+    return {
+        "model_dir": str(out),
+        "metrics": final,
+        "history": history,
+        "card": json.loads(card.to_json()),
+        "n_train": n_train,
+        "n_val": n_val,
+        "dropped_rows": dropped,
+        "run_path": str(result.path),
+    }
+
+
+def main(cfg: TrainConfig) -> int:
+    """CLI entry point (``hicatalog train``): train, print the final metrics; exit 0, or 1 with
+    one line on stderr when the Ray Train run failed for good."""
+    try:
+        result = train(cfg)
+    except RuntimeError as exc:
+        log.debug("training failed", exc_info=True)
+        print(f"hicatalog train: error: {exc}", file=sys.stderr)
+        return 1
+    final = result["metrics"]
+    keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if cfg.task == "regression" else ("accuracy", "auc")
+    summary = ", ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float))
+    print(f"trained {cfg.task} model in {result['model_dir']} "
+          f"({result['n_train']} train / {result['n_val']} val): {summary}")
+    return 0

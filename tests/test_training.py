@@ -1,0 +1,282 @@
+"""Training: row selection and splits, decoding, resume determinism, Ray Train runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from hicatalog.cli import main as cli_main
+from hicatalog.config import TrainConfig
+from hicatalog.cutouts.shards import list_shards
+from hicatalog.models import load_model
+from hicatalog.training.data import decode_rows, select_rows
+from hicatalog.training.loop import fit, load_state, save_state
+from hicatalog.training.metrics import classification_metrics, regression_metrics
+from hicatalog.training.presets import resolve_hyperparameters
+
+sys.path.insert(0, str(Path(__file__).parent))
+from imagefixtures import make_blob_shards  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory) -> list[str]:
+    out = tmp_path_factory.mktemp("blobs")
+    return make_blob_shards(str(out), 400, seed=3, size=48, rows_per_shard=150, corrupt=4)
+
+
+# --- selection and splits ---------------------------------------------------------------------
+
+def _labels(files: list[str]) -> pa.Table:
+    return pa.concat_tables(pq.read_table(f) for f in files)
+
+
+def test_regression_selects_finite_detections(blobs):
+    sel = select_rows(blobs, "regression", seed=0)
+    t = _labels(blobs)
+    want = {oid for oid, d, m in zip(t["object_id"].to_pylist(), t["detected"].to_pylist(),
+                                     t["m_true"].to_pylist(), strict=True) if d and m is not None}
+    assert set(sel.table["object_id"].to_pylist()) == want
+    assert sel.n_val == round(0.2 * len(want))
+    assert sel.table["target"].type == pa.float32()
+
+
+def test_pr_is_balanced_and_seeded(blobs):
+    a = select_rows(blobs, "pr", seed=5)
+    b = select_rows(blobs, "pr", seed=5)
+    c = select_rows(blobs, "pr", seed=6)
+    assert a.table.equals(b.table)
+    assert not a.table.equals(c.table)
+    y = a.table["target"].to_numpy()
+    assert y.sum() * 2 == len(y)  # equal numbers of detections and non-detections
+
+
+def test_gasclass_uses_m_cuts(blobs):
+    sel = select_rows(blobs, "gasclass", seed=0)
+    t = _labels(blobs).to_pandas().set_index("object_id")
+    m = t.loc[sel.table["object_id"].to_pylist(), "m_true"].to_numpy()
+    y = sel.table["target"].to_numpy()
+    assert np.all(m[y == 1] > 0.5) and np.all(m[y == 0] < -0.5)
+
+
+def test_split_by_quantile_range(blobs):
+    sel = select_rows(blobs, "regression", split_by="delta5", val_quantiles=(0.8, 1.0))
+    t = _labels(blobs).to_pandas().set_index("object_id")
+    d = t.loc[sel.table["object_id"].to_pylist(), "delta5"].to_numpy()
+    val = sel.table["is_val"].to_numpy(zero_copy_only=False)
+    assert d[val].min() >= d[~val].max()
+    assert abs(val.mean() - 0.2) < 0.02
+    low = select_rows(blobs, "regression", split_by="delta5", val_quantiles=(0.0, 0.2))
+    val = low.table["is_val"].to_numpy(zero_copy_only=False)
+    assert d[val].max() <= d[~val].min()
+
+
+def test_missing_label_or_split_column_is_a_clear_error(tmp_path):
+    files = make_blob_shards(str(tmp_path / "nolabel"), 20, with_m_true=False, with_detected=False)
+    with pytest.raises(ValueError, match=r"part-00000\.parquet: has no column 'm_true'"):
+        select_rows(files, "regression")
+    with pytest.raises(ValueError, match=r"has no column 'detected'"):
+        select_rows(files, "pr")
+    labelled = make_blob_shards(str(tmp_path / "lab"), 20)
+    with pytest.raises(ValueError, match=r"has no column 'sfr'.*split column"):
+        select_rows(labelled, "regression", split_by="sfr", val_quantiles=(0.8, 1.0))
+    with pytest.raises(ValueError, match=r"split column 'survey' must be numeric"):
+        select_rows(labelled, "regression", split_by="survey", val_quantiles=(0.8, 1.0))
+
+
+def test_cli_reports_missing_label_in_one_line(tmp_path, capsys):
+    make_blob_shards(str(tmp_path / "nolabel"), 20, with_m_true=False)
+    rc = cli_main(["train", "--data", str(tmp_path / "nolabel"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "has no column 'm_true'" in err and "Traceback" not in err
+
+
+def test_empty_shard_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no Parquet shards"):
+        list_shards(str(tmp_path / "empty"))
+
+
+def test_decode_rows_drops_corrupt_rows_with_a_logged_count(blobs, caplog):
+    sel = select_rows(blobs, "pr", seed=0, val_fraction=0.5)
+    batch = pq.read_table(blobs[0], columns=["object_id", "image"])
+    with caplog.at_level(logging.WARNING, logger="hicatalog.training.data"):
+        tr = decode_rows(batch, sel.table, False, 48, 24)
+        va = decode_rows(batch, sel.table, True, 48, 24)
+    ids = set(batch["object_id"].to_pylist()) & set(sel.table["object_id"].to_pylist())
+    corrupt = ids & {f"g3-{i:06d}" for i in range(4)}
+    assert len(tr["image"]) + len(va["image"]) == len(ids) - len(corrupt)
+    assert tr["image"].shape[1:] == (3, 24, 24) and tr["image"].dtype == np.uint8
+    if corrupt:
+        assert any("dropped" in r.message and "undecodable" in r.message for r in caplog.records)
+
+
+def test_presets_and_overrides():
+    cfg = TrainConfig(data=["x"], out="y", preset="paper", epochs=10, max_lr=0.03,
+                      batch_size=32, weight_decay=1e-4)
+    hp = resolve_hyperparameters(cfg)
+    assert (hp["arch"], hp["image_size"], hp["width"]) == ("xresnet34", 224, 1.0)
+    assert (hp["epochs"], hp["max_lr"], hp["batch_size"], hp["weight_decay"]) == (10, 0.03, 32, 1e-4)
+    quick = resolve_hyperparameters(TrainConfig(data=["x"], out="y", task="pr"))
+    assert quick["label_smoothing"] == 0.05 and quick["image_size"] < 224
+    gas = resolve_hyperparameters(TrainConfig(data=["x"], out="y", task="gasclass", preset="paper"))
+    assert (gas["arch"], gas["epochs"]) == ("shallow", 10)
+
+
+def test_metrics_definitions():
+    true = np.array([0.0, 1.0, 2.0, 3.0])
+    m = regression_metrics(0.5 * true + 1.0, true)
+    assert m["slope"] == pytest.approx(0.5)
+    assert m["rmse"] ** 2 == pytest.approx(m["sigma"] ** 2 + m["offset"] ** 2)
+    c = classification_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    assert c["auc"] == pytest.approx(0.75) and c["accuracy"] == pytest.approx(0.75)
+
+
+# --- resume determinism on the per-worker loop ------------------------------------------------
+
+def _toy_data(n=48, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    y = x.float().mean(dim=(1, 2, 3)) / 128.0 - 1.0
+    return x, y
+
+
+def _loop_config(task="regression", epochs=3):
+    return {
+        "task": task, "arch": "xresnet18", "width": 0.125, "n_out": 1 if task == "regression" else 2,
+        "epochs": epochs, "batch_size": 16, "max_lr": 0.01, "weight_decay": 0.01,
+        "label_smoothing": 0.05, "seed": 7, "mean": [0.5] * 3, "std": [0.29] * 3,
+        "steps_per_epoch": 3,
+    }
+
+
+def _batches(x, y, bs=16):
+    def train_batches(epoch):
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(100 + epoch))
+        for i in range(0, len(x), bs):
+            idx = perm[i : i + bs]
+            yield x[idx], y[idx]
+
+    def val_batches():
+        yield x[:20], y[:20]
+
+    return train_batches, val_batches
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resumed_run_ends_with_identical_weights(tmp_path):
+    torch.set_num_threads(1)
+    x, y = _toy_data()
+    tb, vb = _batches(x, y)
+    lc = _loop_config(epochs=3)
+    full, hist_full = fit(lc, tb, vb)
+
+    ckpt = tmp_path / "state.pt"
+
+    def stop_after_first(state, metrics):
+        save_state(str(ckpt), state)
+        if state["epoch"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(lc, tb, vb, on_epoch_end=stop_after_first)
+    torch.manual_seed(12345)  # the resumed process has other RNG state: the checkpoint restores it
+    resumed, hist_res = fit(lc, tb, vb, start_state=load_state(str(ckpt)))
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [h["epoch"] for h in hist_res] == [1, 2, 3]
+    assert hist_res[-1]["rmse"] == hist_full[-1]["rmse"]
+    assert hist_full[-1]["train_loss"] < hist_full[0]["train_loss"]
+
+
+def test_classifier_loop_reports_accuracy_and_auc():
+    x, y = _toy_data()
+    tb, vb = _batches(x, (y > y.median()).long())
+    _, hist = fit(_loop_config(task="pr", epochs=1), tb, vb)
+    assert {"accuracy", "auc", "n_val"} <= set(hist[0])
+    assert 0.0 <= hist[0]["auc"] <= 1.0
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "train_state.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read training checkpoint"):
+        load_state(str(bad))
+
+
+# --- the full Ray Train path ------------------------------------------------------------------
+
+def test_two_worker_ray_train_run(ray_local, blobs, tmp_path):
+    """2 DDP workers (gloo) from Ray Data shards: corrupt rows dropped and counted, metrics per
+    epoch in metrics.jsonl, a loadable self-describing model."""
+    out = tmp_path / "model"
+    cfg = TrainConfig(task="pr", data=[str(Path(blobs[0]).parent)], out=str(out), workers=2,
+                      image_size=24, epochs=2, batch_size=32)
+    res = train_with_overrides(cfg, None)
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert {"accuracy", "auc", "train_loss"} <= set(lines[-1])
+    assert res["metrics"]["epoch"] == 2
+    n_corrupt_selected = len({f"g3-{i:06d}" for i in range(4)} & set(
+        select_rows(list_shards(cfg.data), "pr", seed=0).table["object_id"].to_pylist()))
+    assert res["dropped_rows"] == n_corrupt_selected
+    assert lines[0]["n_train_seen"] == (res["n_train"] // 2) * 2  # equal shards, all rows used
+    model, card = load_model(out)
+    assert card.task == "pr" and card.n_outputs == 2 and card.image_size == 24
+    assert card.cutout_size == 48 and card.metrics["auc"] == lines[-1]["auc"]
+    assert card.hyperparameters["workers"] == 2 and card.data_fingerprint
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 24, 24)).shape == (2, 2)
+
+
+@pytest.mark.slow
+def test_worker_crash_is_replaced_and_training_resumes(ray_local, blobs, tmp_path):
+    """A worker dies after epoch 1: FailureConfig restarts the group, which resumes from the
+    epoch-1 checkpoint and finishes."""
+    out = tmp_path / "model"
+    cfg = TrainConfig(task="pr", data=[str(Path(blobs[0]).parent)], out=str(out), workers=2,
+                      image_size=24, epochs=2, batch_size=32, max_failures=1)
+    marker = tmp_path / "crashed"
+    res = train_with_overrides(cfg, {"fail_after_epoch": 1, "fail_marker": str(marker)})
+    assert marker.exists()  # the crash did happen
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+
+
+def train_with_overrides(cfg, overrides):
+    from hicatalog.training.run import train
+
+    return train(cfg, loop_overrides=overrides)
+
+
+@pytest.mark.slow
+def test_rerun_after_the_job_died_resumes(ray_local, blobs, tmp_path):
+    """max_failures=0: the crash kills the run; the same command again resumes at epoch 2."""
+    out = tmp_path / "model"
+    cfg = TrainConfig(task="regression", data=[str(Path(blobs[0]).parent)], out=str(out),
+                      workers=1, image_size=24, epochs=2, batch_size=32, max_failures=0)
+    overrides = {"fail_after_epoch": 1, "fail_marker": str(tmp_path / "crashed")}
+    with pytest.raises(RuntimeError, match="failed"):
+        train_with_overrides(cfg, overrides)
+    res = train_with_overrides(cfg, overrides)
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first == res["history"][0]
+    # once more, after it finished: nothing is retrained, the same model comes back
+    before = load_model(out)[0].state_dict()
+    again = train_with_overrides(cfg, overrides)
+    assert again["history"] == res["history"]
+    after = load_model(out)[0].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
