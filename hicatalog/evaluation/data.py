@@ -1,0 +1,284 @@
+"""Reading what the evaluation needs: a catalog directory, a truth table, cutout images.
+
+- :func:`load_catalog` reads every Parquet file under a ``hi_catalog`` directory (hive
+  partitions and several build/version subdirectories included). When an ``object_id``
+  appears in several files (an incremental rebuild wrote a newer row), the row from the
+  most recently written file wins.
+- :func:`load_truth` reads the mock's ``truth`` table, a real ``labels`` table or labelled
+  cutout shards, and names the sample column ``dataset`` in every case.
+- :func:`join_catalog_truth` joins them on ``object_id`` and keeps rows with ``status == 'ok'``,
+  counting everything it drops.
+- :func:`load_cutouts` decodes labelled cutout shards into arrays for the training analyses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hicatalog.cutouts.decode import decode_batch
+from hicatalog.cutouts.shards import list_shards
+from hicatalog.schemas import SchemaError
+
+__all__ = [
+    "DATASET_ORDER",
+    "CatalogTruth",
+    "load_catalog",
+    "load_manifests",
+    "load_truth",
+    "join_catalog_truth",
+    "order_datasets",
+    "Cutouts",
+    "load_cutouts",
+]
+
+log = logging.getLogger("hicatalog.evaluation")
+
+#: Display order of samples (mock populations, then the paper's real data sets).
+DATASET_ORDER = (
+    "alfalfa", "a40A", "a40B", "a100", "nibles", "xgass", "nondetections",
+)
+
+_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "delta5", "m_pred_std", "build_id")
+_TRUTH_COLUMNS = ("object_id", "m_true", "detected", "log_mstar", "z", "delta5_true", "delta5")
+
+
+def order_datasets(names: list[str] | set[str]) -> list[str]:
+    """Sort sample names: known ones in :data:`DATASET_ORDER` order, then the rest by name."""
+    known = [d for d in DATASET_ORDER if d in names]
+    return known + sorted(n for n in names if n not in DATASET_ORDER)
+
+
+def _parquet_files(root: str) -> list[str]:
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"{root}: no such file or directory (expected a Parquet dataset)")
+    try:
+        return list_shards(root, contract=None)
+    except SchemaError as exc:
+        raise SchemaError(f"{exc} (expected a Parquet dataset)") from None
+
+
+def _hive_values(path: str, root: str) -> dict[str, str]:
+    rel = os.path.relpath(os.path.dirname(path), root)
+    parts = [] if rel == "." else rel.split(os.sep)
+    return dict(p.split("=", 1) for p in parts if "=" in p)
+
+
+def load_manifests(catalog_dir: str) -> dict[str, Any]:
+    """Every ``_manifest.json`` under ``catalog_dir``, keyed by its path relative to it.
+
+    Unreadable manifests are reported as ``{"error": ...}`` rather than raising.
+    """
+    out: dict[str, Any] = {}
+    if not os.path.isdir(catalog_dir):
+        return out
+    for dirpath, _dirs, files in sorted(os.walk(catalog_dir)):
+        if "_manifest.json" in files:
+            p = os.path.join(dirpath, "_manifest.json")
+            rel = os.path.relpath(p, catalog_dir)
+            try:
+                with open(p) as fh:
+                    out[rel] = json.load(fh)
+            except (OSError, json.JSONDecodeError) as exc:
+                out[rel] = {"error": f"cannot read {p}: {exc}"}
+    return out
+
+
+def load_catalog(catalog_dir: str) -> pl.DataFrame:
+    """Read a ``hi_catalog`` Parquet dataset (directory, recursively, or one file).
+
+    Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
+    ``z``, ``delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
+    Hive partition keys in the path (``key=value``) are added as string columns when the file
+    lacks them. Duplicated ``object_id`` values keep the row of the newest file (mtime).
+
+    Raises
+    ------
+    SchemaError: no Parquet files, or a file without ``object_id``/``m_pred``/``p_cnn``/``status``.
+    """
+    root = catalog_dir if os.path.isdir(catalog_dir) else os.path.dirname(catalog_dir)
+    files = _parquet_files(catalog_dir)
+    frames = []
+    for rank, f in enumerate(sorted(files, key=lambda p: (os.path.getmtime(p), p))):
+        schema = pq.read_schema(f)
+        hive = _hive_values(f, root)
+        cols = [c for c in _CATALOG_COLUMNS if c in schema.names]
+        missing = [c for c in ("object_id", "m_pred", "p_cnn", "status") if c not in cols and c not in hive]
+        if missing:
+            raise SchemaError(
+                f"{f}: not a 'hi_catalog' table: missing column(s) {missing} "
+                f"(expected object_id, m_pred, p_cnn, status)"
+            )
+        table = pq.read_table(f, columns=cols)
+        for key, value in hive.items():
+            if key in _CATALOG_COLUMNS and key not in table.column_names:
+                table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
+        df = pl.from_arrow(table)
+        for c in ("m_pred", "p_cnn", "z", "delta5", "m_pred_std"):
+            if c in df.columns:
+                df = df.with_columns(pl.col(c).cast(pl.Float64))
+        frames.append(df.with_columns(pl.lit(f).alias("_file"), pl.lit(rank).alias("_rank")))
+    cat = pl.concat(frames, how="diagonal_relaxed")
+    n_all = cat.height
+    cat = cat.sort("_rank").unique(subset="object_id", keep="last", maintain_order=True)
+    if cat.height < n_all:
+        log.warning(
+            "%s: %d rows repeat an object_id; kept the row from the newest file for each",
+            catalog_dir, n_all - cat.height,
+        )
+    return cat.drop("_rank")
+
+
+def load_truth(truth_path: str) -> pl.DataFrame:
+    """Read the truth: a mock ``truth`` table, a real ``labels`` table or labelled cutouts.
+
+    Returns ``object_id``, ``m_true`` (float64, dex), ``dataset`` (string; from ``dataset``, else
+    the mock's ``population``, else ``'all'``) and, when present, ``detected`` (bool),
+    ``log_mstar``, ``z``, ``delta5_true`` (1+delta5; from ``delta5_true`` or ``delta5``).
+
+    Raises
+    ------
+    SchemaError: unreadable, or no ``object_id`` / ``m_true`` column.
+    """
+    files = _parquet_files(truth_path)
+    frames = []
+    for f in files:
+        names = pq.read_schema(f).names
+        missing = [c for c in ("object_id", "m_true") if c not in names]
+        if missing:
+            raise SchemaError(
+                f"{f}: not a truth/labels table: missing column(s) {missing} "
+                "(expected object_id, m_true and dataset or population)"
+            )
+        cols = [c for c in (*_TRUTH_COLUMNS, "dataset", "population") if c in names]
+        frames.append(pl.from_arrow(pq.read_table(f, columns=cols)))
+    t = pl.concat(frames, how="diagonal_relaxed")
+    if "dataset" in t.columns and "population" in t.columns:
+        t = t.with_columns(pl.coalesce("dataset", "population").alias("dataset")).drop("population")
+    elif "population" in t.columns:
+        t = t.rename({"population": "dataset"})
+    elif "dataset" not in t.columns:
+        t = t.with_columns(pl.lit("all").alias("dataset"))
+    t = t.with_columns(pl.col("dataset").cast(pl.String).fill_null("unknown"))
+    if "delta5_true" not in t.columns and "delta5" in t.columns:
+        t = t.rename({"delta5": "delta5_true"})
+    elif "delta5" in t.columns:
+        t = t.drop("delta5")
+    for c in ("m_true", "log_mstar", "z", "delta5_true"):
+        if c in t.columns:
+            t = t.with_columns(pl.col(c).cast(pl.Float64))
+    n = t.height
+    t = t.unique(subset="object_id", keep="first", maintain_order=True)
+    if t.height < n:
+        log.warning("%s: %d repeated object_id values ignored", truth_path, n - t.height)
+    return t
+
+
+@dataclass
+class CatalogTruth:
+    """The joined table and the bookkeeping of every row that was not used."""
+
+    table: pl.DataFrame
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def join_catalog_truth(catalog: pl.DataFrame, truth: pl.DataFrame) -> CatalogTruth:
+    """Inner-join catalog and truth on ``object_id``; keep ``status == 'ok'`` rows.
+
+    ``table`` columns: the catalog's, plus the truth's (the truth's ``z`` becomes ``z_true``).
+    ``counts``: ``n_catalog``, ``status_counts``, ``n_ok``, ``n_truth``, ``n_matched``
+    (ok rows with a truth row), ``n_ok_without_truth``, ``n_truth_without_ok_row``.
+    """
+    status_counts = {
+        str(r["status"]): int(r["len"]) for r in catalog.group_by("status").len().sort("status").iter_rows(named=True)
+    }
+    ok = catalog.filter(pl.col("status") == "ok")
+    if "z" in truth.columns:
+        truth = truth.rename({"z": "z_true"})
+    joined = ok.join(truth, on="object_id", how="inner")
+    counts = {
+        "n_catalog": catalog.height,
+        "status_counts": status_counts,
+        "n_ok": ok.height,
+        "n_truth": truth.height,
+        "n_matched": joined.height,
+        "n_ok_without_truth": ok.height - joined.height,
+        "n_truth_without_ok_row": truth.height - joined.height,
+    }
+    return CatalogTruth(joined, counts)
+
+
+@dataclass
+class Cutouts:
+    """Decoded cutouts: ``images`` ``uint8`` ``(N, 3, S, S)``; ``columns`` maps each requested
+    label column to a numpy array of length N (NaN/None where null); rows that failed to
+    decode are dropped and counted in ``n_bad``."""
+
+    images: np.ndarray
+    columns: dict[str, np.ndarray]
+    n_bad: int = 0
+
+
+def load_cutouts(
+    data: str | list[str],
+    columns: tuple[str, ...] = ("object_id", "m_true"),
+    image_size: int | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+    filter_expr: Any = None,
+) -> Cutouts:
+    """Decode labelled cutout shards into arrays.
+
+    Parameters
+    ----------
+    data: shard directory/file (or a list of them) of the ``cutouts`` contract.
+    columns: label columns to return (absent ones raise :class:`SchemaError`).
+    image_size: side of the returned images in px (``None``: the stored size of the first image).
+    max_rows: keep a random subset of at most this many rows (chosen with ``seed``).
+    filter_expr: optional ``pyarrow.compute`` expression applied before sampling.
+    """
+    files = list_shards(data, contract="cutouts")
+    want = list(dict.fromkeys(("object_id", *columns, "image")))
+    tables = []
+    for f in files:
+        names = pq.read_schema(f).names
+        missing = [c for c in want if c not in names]
+        if missing:
+            raise SchemaError(f"{f}: cutout shard lacks column(s) {missing} needed here")
+        tables.append(pq.read_table(f, columns=want))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if filter_expr is not None:
+        table = table.filter(filter_expr)
+    if max_rows is not None and table.num_rows > max_rows:
+        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, max_rows, replace=False))
+        table = table.take(pa.array(idx))
+    if table.num_rows == 0:
+        raise SchemaError(f"{data}: no cutout rows to use")
+    images = table.column("image").to_pylist()
+    if image_size is None:
+        from hicatalog.cutouts.decode import decode_jpeg
+
+        image_size = decode_jpeg(images[0]).shape[0]
+    batch = decode_batch(images, expected_size=None, out_size=image_size)
+    keep = batch.ok
+    cols = {}
+    for c in columns:
+        col = table.column(c)
+        if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
+            arr = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            arr = np.asarray(col.to_pylist(), dtype=object)
+        cols[c] = arr[keep]
+    n_bad = int((~keep).sum())
+    if n_bad:
+        log.warning("%s: %d cutouts could not be decoded and were skipped", data, n_bad)
+    return Cutouts(batch.images[keep], cols, n_bad)

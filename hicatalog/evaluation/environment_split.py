@@ -1,0 +1,259 @@
+"""``hicatalog evaluate environment``: does the H I-morphology relation change with
+environment? (paper Section 7, Table 4, Figure 10).
+
+1. :func:`prepare_environment_shards`: copy the labelled cutout shards with a ``delta5``
+   (1+delta5) column: computed with :func:`hicatalog.catalog.environment.compute_environment`
+   against a tracers table, else taken from the shards' own ``delta5`` column, else joined from
+   a truth table (``delta5_true``). The JPEG bytes are copied untouched.
+2. For each split (:func:`environment_splits`): train the regression CNN through
+   ``hicatalog.training.run.train`` (Ray Train) with ``split_by="delta5"`` and
+   ``val_quantiles`` (or a random 20% for the baseline), ``repeats`` times with seeds
+   ``seed, seed+1, ...``; predict the validation rows (the rows
+   :func:`hicatalog.training.data.select_rows` puts there, 8-view TTA) and compute the
+   normalized RMSE = RMSE / std(M_val) (:func:`~hicatalog.evaluation.metrics.normalized_rmse`).
+3. :func:`summarize_repeats`: mean and spread (std, ddof=0 over repeats) per split; Table 4
+   from the validation windows [0, 0.2) and [0.8, 1.0) and the random split; Figure 10 from the
+   sliding 20% windows.
+
+Hyperparameters: with ``preset='paper'`` the Section 7 values (10 epochs, max lr 0.03, batch
+32, weight decay 1e-4) unless given; with ``quick`` the quick preset's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hicatalog.cutouts.shards import list_shards, write_shard
+from hicatalog.evaluation import figures
+from hicatalog.evaluation.metrics import normalized_rmse, regression_metrics
+from hicatalog.evaluation.report import Section, write_json, write_report
+from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
+
+__all__ = [
+    "SECTION7_HYPERPARAMETERS",
+    "environment_splits",
+    "prepare_environment_shards",
+    "summarize_repeats",
+    "run_environment_experiment",
+]
+
+log = logging.getLogger("hicatalog.evaluation")
+
+#: Section 7 footnote 9: the environment runs' training settings (paper preset).
+SECTION7_HYPERPARAMETERS = {"epochs": 10, "max_lr": 0.03, "batch_size": 32, "weight_decay": 1e-4}
+
+#: Table 4's validation ranges (delta5 quantiles); ``None`` is the random 20% baseline.
+TABLE4_SPLITS: tuple[tuple[float, float] | None, ...] = ((0.0, 0.2), (0.8, 1.0), None)
+
+
+def environment_splits(windows: bool = True, width: float = 0.2, step: float = 0.1) -> list[tuple[float, float] | None]:
+    """Validation quantile ranges to run: Table 4's low, high and random splits, plus (with
+    ``windows``) the sliding windows ``[c - width/2, c + width/2)`` for centres
+    ``width/2, width/2 + step, ..., 1 - width/2`` (Figure 10). No range is repeated."""
+    out: list[tuple[float, float] | None] = [(0.0, 0.2), (0.8, 1.0)]
+    if windows:
+        n = int(round((1.0 - width) / step)) + 1
+        for i in range(n):
+            lo = round(i * step, 10)
+            q = (lo, round(lo + width, 10))
+            if q not in out:
+                out.append(q)
+    out.append(None)
+    return out
+
+
+def _delta5_from_truth(ids: list[str], truth: str) -> np.ndarray:
+    from hicatalog.evaluation.data import load_truth
+
+    t = load_truth(truth)
+    if "delta5_true" not in t.columns:
+        raise ValueError(f"{truth}: has no delta5_true or delta5 column to take delta5 from")
+    lookup = dict(zip(t.get_column("object_id").to_list(), t.get_column("delta5_true").to_list(), strict=True))
+    return np.array([lookup.get(i) if lookup.get(i) is not None else np.nan for i in ids], np.float64)
+
+
+def prepare_environment_shards(
+    data: str | list[str], out_dir: str, tracers: str | None = None, truth: str | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir`` = the cutout shards of ``data`` with a ``delta5`` column (1+delta5).
+
+    Source of delta5, in order: ``tracers`` (computed with the environment code), the shards'
+    own non-null ``delta5``, ``truth`` (its ``delta5_true``/``delta5``). Rows are never
+    dropped; rows without a value get null (training skips them for the split).
+
+    Returns ``{"out_dir", "source", "n_rows", "n_with_delta5", "env_status"}``.
+    """
+    files = list_shards(data, contract="cutouts")
+    tables = [pq.read_table(f) for f in files]
+    ids = [i for t in tables for i in t.column("object_id").to_pylist()]
+    env_status: dict[str, int] = {}
+    if tracers is not None:
+        from hicatalog.catalog.environment import compute_environment, read_positions
+
+        targets = pa.concat_tables([t.select(["object_id", "ra", "dec", "z"]) for t in tables])
+        env = compute_environment(targets, read_positions(tracers, "tracers"))
+        ok = pc.equal(env.column("env_status"), "ok")
+        delta5 = pc.if_else(ok, env.column("delta5"), pa.scalar(None, pa.float32()))
+        values = delta5.to_numpy(zero_copy_only=False).astype(np.float64)
+        for s in env.column("env_status").to_pylist():
+            env_status[s] = env_status.get(s, 0) + 1
+        source = f"computed against {tracers}"
+    elif all("delta5" in t.column_names for t in tables) and any(
+        t.column("delta5").null_count < t.num_rows for t in tables
+    ):
+        values = np.concatenate([
+            pc.cast(t.column("delta5"), pa.float64()).to_numpy(zero_copy_only=False) for t in tables
+        ])
+        source = "the shards' delta5 column"
+    elif truth is not None:
+        values = _delta5_from_truth(ids, truth)
+        source = f"delta5_true of {truth}"
+    else:
+        raise ValueError(
+            f"{data}: no delta5 for the environment analysis: give --tracers (compute it), "
+            "shards with a delta5 column, or --truth with delta5_true"
+        )
+    start = 0
+    for i, t in enumerate(tables):
+        v = values[start : start + t.num_rows]
+        start += t.num_rows
+        col = pa.array(np.where(np.isfinite(v), v, np.nan).astype(np.float32), pa.float32(),
+                       mask=~np.isfinite(v))
+        t = t.drop_columns([c for c in ("delta5",) if c in t.column_names]).append_column("delta5", col)
+        write_shard(t, out_dir, "env", i)
+    n_ok = int(np.isfinite(values).sum())
+    log.info("delta5 from %s: %d of %d rows have a value", source, n_ok, len(ids))
+    return {"out_dir": out_dir, "source": source, "n_rows": len(ids), "n_with_delta5": n_ok,
+            "env_status": env_status or None}
+
+
+def summarize_repeats(values: list[float]) -> tuple[float, float]:
+    """(mean, standard deviation with ddof=0) of the finite values; NaN when none."""
+    v = np.asarray([x for x in values if x is not None], float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std())
+
+
+def _hyperparameters(cfg: Any) -> dict[str, Any]:
+    hp = {k: getattr(cfg, k) for k in ("arch", "width", "image_size", "epochs", "batch_size",
+                                        "max_lr", "weight_decay")}
+    if cfg.preset == "paper":
+        for k, v in SECTION7_HYPERPARAMETERS.items():
+            if hp[k] is None:
+                hp[k] = v
+    return hp
+
+
+def _label(q: tuple[float, float] | None) -> str:
+    return "random" if q is None else f"val_{q[0]:g}-{q[1]:g}"
+
+
+def run_environment_experiment(cfg: Any) -> dict[str, Any]:
+    """Run Section 7 on ``cfg.data`` (an :class:`~hicatalog.config.EvaluateConfig`).
+
+    Writes ``OUT/environment.json`` (``splits``: per validation range the per-repeat and
+    summarised ``rmse``, ``nrmse``, ``val_sigma``, ``n_train``, ``n_val``), ``OUT/table4.md``,
+    ``OUT/environment_windows.png`` (Figure 10, with ``windows``) and ``OUT/index.html``. The
+    trained models stay under ``OUT/runs/<split>/seed<k>``.
+    """
+    from hicatalog.config import TrainConfig
+    from hicatalog.evaluation.data import load_cutouts
+    from hicatalog.evaluation.predict import predict_cutouts
+    from hicatalog.models.card import load_model
+    from hicatalog.training.data import select_rows
+    from hicatalog.training.run import train
+
+    out = cfg.out
+    os.makedirs(out, exist_ok=True)
+    prep = prepare_environment_shards(list(cfg.data), os.path.join(out, "cutouts_delta5"),
+                                      tracers=cfg.tracers, truth=cfg.truth)
+    env_data = [prep["out_dir"]]
+    files = list_shards(env_data, contract="cutouts")
+    hp = _hyperparameters(cfg)
+    images_cache: dict[int, Any] = {}
+    splits_out = []
+    for q in environment_splits(cfg.windows):
+        runs = []
+        for rep in range(cfg.repeats):
+            seed = cfg.seed + rep
+            split_kw = {"split_by": "delta5", "val_quantiles": q} if q is not None else {}
+            sel = select_rows(files, "regression", seed=seed, **split_kw)
+            run_dir = os.path.join(out, "runs", _label(q), f"seed{seed}")
+            res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
+                                    workers=cfg.workers, gpu=cfg.gpu, seed=seed, **split_kw, **hp))
+            model, card = load_model(run_dir)
+            if card.image_size not in images_cache:
+                images_cache[card.image_size] = load_cutouts(
+                    env_data, columns=("object_id", "m_true", "delta5"), image_size=card.image_size)
+            cut = images_cache[card.image_size]
+            val_ids = set(pc.filter(sel.table.column("object_id"), sel.table.column("is_val")).to_pylist())
+            used_ids = set(sel.table.column("object_id").to_pylist())
+            oid = cut.columns["object_id"]
+            v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
+            used = np.fromiter((o in used_ids for o in oid), bool, count=oid.size)
+            d5_used = cut.columns["delta5"][used & np.isfinite(cut.columns["delta5"])]
+            m_val = cut.columns["m_true"][v]
+            pred = predict_cutouts(model, card, cut.images[v])
+            reg = regression_metrics(pred, m_val)
+            runs.append({
+                "seed": seed, "n_train": sel.n_train, "n_val": int(v.sum()),
+                "rmse": reg["rmse"], "nrmse": normalized_rmse(pred, m_val),
+                "val_sigma": float(np.std(m_val)), "slope": reg["slope"], "offset": reg["offset"],
+                "train_reported": {k: res["metrics"].get(k) for k in ("rmse", "rmse_over_std")},
+                "split_values": sel.summary.get("split_values"),
+                "log1p_delta5_center": (float(np.log10(np.quantile(d5_used, (q[0] + q[1]) / 2)))
+                                        if q is not None and d5_used.size else None),
+            })
+            log.info("environment split %s seed %d: nRMSE %.4f (N val %d)", _label(q), seed,
+                     runs[-1]["nrmse"], runs[-1]["n_val"])
+        rm, rs = summarize_repeats([r["rmse"] for r in runs])
+        nm, ns = summarize_repeats([r["nrmse"] for r in runs])
+        splits_out.append({
+            "val_quantiles": list(q) if q is not None else None,
+            "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
+            "val_sigma": float(np.mean([r["val_sigma"] for r in runs])),
+            "rmse_mean": rm, "rmse_std": rs, "nrmse_mean": nm, "nrmse_std": ns,
+            "log1p_delta5_center": runs[0]["log1p_delta5_center"],
+            "runs": runs,
+        })
+    by_q = {tuple(s["val_quantiles"]) if s["val_quantiles"] else None: s for s in splits_out}
+    table4 = [by_q[q] for q in TABLE4_SPLITS]
+    low, high = by_q[(0.0, 0.2)], by_q[(0.8, 1.0)]
+    result = {
+        "inputs": {"data": list(cfg.data), "tracers": cfg.tracers, "truth": cfg.truth,
+                   "repeats": cfg.repeats, "preset": cfg.preset, "hyperparameters": hp},
+        "delta5": prep,
+        "splits": splits_out,
+        "table4": table4,
+        "dense_validation_worse": bool(high["nrmse_mean"] > low["nrmse_mean"]),
+    }
+    with open(os.path.join(out, "table4.md"), "w") as fh:
+        fh.write("# Results split by environment (paper Table 4 layout; delta5 quantiles)\n\n"
+                 + table4_markdown(table4))
+    sec = Section("Table 4: training and validation split by delta5")
+    sec.html_parts.append(html_table(TABLE4_HEADERS, table4_rows(table4)))
+    sec.add_text("Normalized RMSE = validation RMSE / std of the validation M_true; mean ± std "
+                 f"over {cfg.repeats} trainings (seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}).")
+    windows = [s for s in splits_out if s["val_quantiles"] is not None]
+    if cfg.windows:
+        rnd = by_q[None]
+        fig = figures.plot_environment_windows(
+            [(s["val_quantiles"][0] + s["val_quantiles"][1]) / 2 for s in windows],
+            [s["nrmse_mean"] for s in windows], [s["nrmse_std"] for s in windows],
+            os.path.join(out, "environment_windows.png"),
+            random=(rnd["nrmse_mean"], rnd["nrmse_std"]),
+            log1pd_at_center=[s["log1p_delta5_center"] for s in windows],
+        )
+        sec.figures.append(fig)
+    write_json(result, os.path.join(out, "environment.json"))
+    write_report(out, "hicatalog evaluation: environment (Section 7)", [sec], inputs=result["inputs"])
+    return result

@@ -1,0 +1,228 @@
+"""The paper's figures as PNG files (matplotlib, no pyplot state, no display needed).
+
+Each function takes arrays, writes one PNG and returns its path:
+
+- :func:`plot_pred_vs_true`: M_pred against M_true with the one-to-one line, RMSE and slope per
+  panel (Figures 2, 4 and 12).
+- :func:`plot_pcnn_histograms`: p_CNN distributions per sample (Figure 5).
+- :func:`plot_residuals`: Delta M = M_pred - M_true against M_true, z, log M*, log(1+delta5)
+  (Figure 3).
+- :func:`plot_roc`: the PR classifier's ROC curve.
+- :func:`plot_environment_windows`: normalized RMSE per sliding 20% delta5 validation window
+  (Figure 10).
+- :func:`plot_gradcam_panels`: cutout, gas-poor and gas-rich heat maps (Figure 11).
+- :func:`plot_robustness`: injected-source examples and prediction histograms (Figure 13).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hicatalog.evaluation.metrics import regression_metrics
+
+__all__ = [
+    "plot_pred_vs_true",
+    "plot_pcnn_histograms",
+    "plot_residuals",
+    "plot_roc",
+    "plot_environment_windows",
+    "plot_gradcam_panels",
+    "plot_robustness",
+]
+
+_DPI = 110
+
+
+def _save(fig: Figure, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    return path
+
+
+def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
+    cols = min(max(n, 1), max_cols)
+    return (n + cols - 1) // cols, cols
+
+
+def plot_pred_vs_true(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str, max_points: int = 20000
+) -> str:
+    """One scatter panel per ``(title, m_true, m_pred)`` (dex), with the one-to-one line and
+    the panel's N, RMSE and slope. Large samples are drawn as a 2-D histogram."""
+    rows, cols = _grid(len(panels))
+    fig = Figure(figsize=(3.6 * cols, 3.5 * rows), layout="constrained")
+    all_vals = np.concatenate([np.r_[np.asarray(t, float), np.asarray(p, float)] for _, t, p in panels] or [np.r_[0.0]])
+    all_vals = all_vals[np.isfinite(all_vals)]
+    lo, hi = (np.percentile(all_vals, [0.5, 99.5]) if all_vals.size else (-2.0, 2.0))
+    pad = 0.1 * max(hi - lo, 0.5)
+    lim = (lo - pad, hi + pad)
+    for i, (title, m_true, m_pred) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        t = np.asarray(m_true, float)
+        p = np.asarray(m_pred, float)
+        good = np.isfinite(t) & np.isfinite(p)
+        t, p = t[good], p[good]
+        if t.size > max_points:
+            ax.hist2d(t, p, bins=80, range=[lim, lim], cmap="Blues", cmin=1)
+        else:
+            ax.scatter(t, p, s=4, alpha=0.5, color="C0", edgecolors="none")
+        ax.plot(lim, lim, color="k", lw=1, ls="--", label="one-to-one")
+        m = regression_metrics(p, t)
+        ax.text(
+            0.04, 0.96,
+            f"N = {m['n']}\nRMSE = {m['rmse']:.3f} dex\nslope = {m['slope']:.3f}",
+            transform=ax.transAxes, va="top", fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(r"$M_{\rm true}$ = log($M_{\rm HI}/M_\star$)")
+        ax.set_ylabel(r"$M_{\rm pred}$")
+    return _save(fig, path)
+
+
+def plot_pcnn_histograms(groups: dict[str, np.ndarray], path: str, bins: int = 20) -> str:
+    """Stacked histograms (fraction per bin) of ``p_cnn`` in [0, 1], one row per sample."""
+    n = max(len(groups), 1)
+    fig = Figure(figsize=(5.0, 1.4 * n + 0.6), layout="constrained")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    axes = [fig.add_subplot(n, 1, i + 1) for i in range(n)]
+    for i, (ax, (name, p)) in enumerate(zip(axes, groups.items(), strict=False)):
+        p = np.asarray(p, float)
+        p = p[np.isfinite(p)]
+        w = np.full(p.size, 1.0 / p.size) if p.size else None
+        ax.hist(p, bins=edges, weights=w, color=f"C{i % 10}", alpha=0.8)
+        ax.text(0.02, 0.85, f"{name} (N = {p.size})", transform=ax.transAxes, fontsize=8, va="top")
+        ax.set_xlim(0, 1)
+        ax.set_ylabel("Fraction")
+        if i < n - 1:
+            ax.set_xticklabels([])
+    axes[-1].set_xlabel(r"$p_{\rm CNN}$")
+    return _save(fig, path)
+
+
+def plot_residuals(
+    m_true: np.ndarray, m_pred: np.ndarray, properties: dict[str, np.ndarray], path: str,
+    title: str = "",
+) -> str:
+    """Delta M = M_pred - M_true against M_true and each of ``properties`` (label -> values,
+    same length), with the running median in 10 quantile bins."""
+    t = np.asarray(m_true, float)
+    resid = np.asarray(m_pred, float) - t
+    xs = {r"$M_{\rm true}$": t, **{k: np.asarray(v, float) for k, v in properties.items()}}
+    rows, cols = _grid(len(xs), max_cols=4)
+    fig = Figure(figsize=(3.4 * cols, 3.0 * rows), layout="constrained")
+    for i, (label, x) in enumerate(xs.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        good = np.isfinite(x) & np.isfinite(resid)
+        ax.scatter(x[good], resid[good], s=3, alpha=0.4, color="C0", edgecolors="none")
+        ax.axhline(0.0, color="k", lw=1, ls="--")
+        if good.sum() >= 20:
+            qs = np.quantile(x[good], np.linspace(0, 1, 11))
+            idx = np.clip(np.searchsorted(qs, x[good], side="right") - 1, 0, 9)
+            centers = [np.median(x[good][idx == b]) for b in range(10) if (idx == b).any()]
+            meds = [np.median(resid[good][idx == b]) for b in range(10) if (idx == b).any()]
+            ax.plot(centers, meds, color="C3", lw=2, label="running median")
+        else:
+            ax.text(0.5, 0.5, f"N = {int(good.sum())}", transform=ax.transAxes, ha="center")
+        ax.set_xlabel(label)
+        ax.set_ylabel(r"$\Delta M$ (dex)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str) -> str:
+    """ROC curves: label -> (false-positive rate, true-positive rate, AUC)."""
+    fig = Figure(figsize=(4.2, 4.0), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
+        ax.plot(fpr, tpr, color=f"C{i}", label=f"{label} (AUC = {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_environment_windows(
+    centers: Sequence[float], means: Sequence[float], stds: Sequence[float], path: str,
+    random: tuple[float, float] | None = None,
+    log1pd_at_center: Sequence[float] | None = None,
+) -> str:
+    """Figure 10: normalized RMSE (mean +- std over repeats) against the central delta5
+    quantile of each 20% validation window; the random split as a red band; the top axis
+    gives log10(1+delta5) at each window's centre."""
+    fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.errorbar(centers, means, yerr=stds, fmt="o", color="k", capsize=3, label="delta5 windows")
+    if random is not None:
+        m, s = random
+        ax.axhspan(m - s, m + s, color="C3", alpha=0.2)
+        ax.axhline(m, color="C3", lw=1, label="random split")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(r"Validation $\delta_5$ central quantile")
+    ax.set_ylabel("Normalized RMSE")
+    ax.legend(fontsize=8)
+    if log1pd_at_center is not None:
+        top = ax.twiny()
+        top.set_xlim(ax.get_xlim())
+        top.set_xticks(list(centers))
+        top.set_xticklabels([f"{v:.2f}" for v in log1pd_at_center], fontsize=7)
+        top.set_xlabel(r"log$(1+\delta_5)$")
+    return _save(fig, path)
+
+
+def plot_gradcam_panels(
+    images: np.ndarray, cams: np.ndarray, titles: Sequence[str], class_names: Sequence[str],
+    path: str,
+) -> str:
+    """Figure 11: per row, the cutout (``uint8`` (N, 3, S, S)) and one heat map per class
+    (``cams`` float (N, C, S, S) in [0, 1]) overlaid on the grey image."""
+    n, n_cls = cams.shape[0], cams.shape[1]
+    fig = Figure(figsize=(2.2 * (n_cls + 1), 2.2 * n), layout="constrained")
+    for i in range(n):
+        rgb = images[i].transpose(1, 2, 0)
+        grey = rgb.astype(float).mean(axis=2)
+        ax = fig.add_subplot(n, n_cls + 1, i * (n_cls + 1) + 1)
+        ax.imshow(rgb)
+        ax.set_title(titles[i], fontsize=7)
+        ax.axis("off")
+        for c in range(n_cls):
+            ax = fig.add_subplot(n, n_cls + 1, i * (n_cls + 1) + 2 + c)
+            ax.imshow(grey, cmap="gray")
+            ax.imshow(cams[i, c], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+            ax.set_title(class_names[c], fontsize=7)
+            ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_robustness(
+    examples: np.ndarray, preds: dict[str, np.ndarray], m_pred0: float, m_true: float, path: str,
+    title: str = "",
+) -> str:
+    """Figure 13 row: example injected images (``uint8`` (K, 3, S, S)) and histograms of the
+    perturbed predictions per colour, with the original M_pred (dashed) and M_true (solid)."""
+    k = examples.shape[0]
+    fig = Figure(figsize=(2.4 * (k + 1.6), 2.4), layout="constrained")
+    for i in range(k):
+        ax = fig.add_subplot(1, k + 1, i + 1)
+        ax.imshow(examples[i].transpose(1, 2, 0))
+        ax.axis("off")
+    ax = fig.add_subplot(1, k + 1, k + 1)
+    for color, p in preds.items():
+        ax.hist(np.asarray(p, float), bins=15, histtype="step", color=color, lw=1.5, label=color)
+    ax.axvline(m_pred0, color="k", ls="--", lw=1)
+    if np.isfinite(m_true):
+        ax.axvline(m_true, color="k", lw=1)
+    ax.set_xlabel(r"$M_{\rm pred}$")
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

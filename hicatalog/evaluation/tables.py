@@ -1,0 +1,145 @@
+"""Readable tables (Markdown and HTML) in the paper's layouts.
+
+- :func:`table2_rows` / :func:`table2_markdown`: the paper's Table 2 (PR cut, data set, N,
+  RMSE, slope, sigma, offset) from the ``regression`` part of ``metrics.json``.
+- :func:`table4_markdown`: the paper's Table 4 (training and validation delta5 quantile
+  ranges, validation sigma, RMSE and normalized RMSE with their spread).
+- :func:`markdown_table` / :func:`html_table`: the two renderers every table goes through.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "cut_key",
+    "cut_label",
+    "fmt",
+    "markdown_table",
+    "html_table",
+    "table2_rows",
+    "table2_markdown",
+    "TABLE2_HEADERS",
+    "table4_rows",
+    "table4_markdown",
+    "TABLE4_HEADERS",
+]
+
+TABLE2_HEADERS = ("PR cut", "Data set", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
+TABLE4_HEADERS = (
+    "Training", "Validation", "N train", "N valid", "Validation σ (dex)",
+    "Validation RMSE (dex)", "Normalized RMSE",
+)
+
+
+def cut_key(cut: float | None) -> str:
+    """The ``metrics.json`` key of a PR cut: ``'none'`` or ``'p_cnn>0.9'``."""
+    return "none" if cut is None else f"p_cnn>{cut:g}"
+
+
+def cut_label(key: str) -> str:
+    """The printed label of a cut key, as in the paper: ``'None'`` or ``'p_CNN > 0.9'``."""
+    return "None" if key == "none" else key.replace("p_cnn>", "p_CNN > ")
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """Format a number for a table; ``None``/NaN print as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(v):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table (cells already strings or formatted with :func:`fmt`)."""
+    cells = [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An HTML ``<table>`` with escaped cells."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td>{html.escape(c if isinstance(c, str) else fmt(c))}</td>" for c in r
+        ) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def table2_rows(regression: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
+    """Rows of Table 2, grouped by cut then data set, from
+    ``regression[dataset][cut_key] = {"n", "rmse", "slope", "sigma", "offset"}``."""
+    datasets = list(regression)
+    cuts: list[str] = []
+    for d in datasets:
+        for k in regression[d]:
+            if k not in cuts:
+                cuts.append(k)
+    rows = []
+    for k in cuts:
+        for i, d in enumerate(datasets):
+            m = regression[d].get(k)
+            if m is None:
+                continue
+            rows.append([
+                cut_label(k) if i == 0 else "", d, str(m["n"]), fmt(m["rmse"]), fmt(m["slope"]),
+                fmt(m["sigma"]), fmt(m["offset"]),
+            ])
+    return rows
+
+
+def table2_markdown(regression: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Table 2 as Markdown."""
+    return markdown_table(TABLE2_HEADERS, table2_rows(regression))
+
+
+def _range(q: Any) -> str:
+    if q is None:
+        return "Random"
+    lo, hi = q
+    return f"[{lo:g}, {hi:g})"
+
+
+def _complement(q: Any) -> str:
+    if q is None:
+        return "Random"
+    lo, hi = q
+    parts = ([f"[0, {lo:g})"] if lo > 0 else []) + ([f"[{hi:g}, 1)"] if hi < 1 else [])
+    return " ∪ ".join(parts) or "–"
+
+
+def table4_rows(splits: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows of Table 4 from the environment experiment's ``splits`` list (each with
+    ``val_quantiles`` (``None`` = random), ``n_train``, ``n_val``,
+    ``val_sigma``, ``rmse_mean``, ``rmse_std``, ``nrmse_mean``, ``nrmse_std``)."""
+    rows = []
+    for s in splits:
+        rows.append([
+            _complement(s["val_quantiles"]),
+            _range(s["val_quantiles"]),
+            fmt(s.get("n_train")), fmt(s.get("n_val")), fmt(s.get("val_sigma")),
+            f"{fmt(s.get('rmse_mean'))} ± {fmt(s.get('rmse_std'))}",
+            f"{fmt(s.get('nrmse_mean'))} ± {fmt(s.get('nrmse_std'))}",
+        ])
+    return rows
+
+
+def table4_markdown(splits: list[dict[str, Any]]) -> str:
+    """Table 4 as Markdown."""
+    return markdown_table(TABLE4_HEADERS, table4_rows(splits))

@@ -1,0 +1,141 @@
+"""`hicatalog evaluate catalog` on a small synthetic catalog and truth table."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hicatalog.cli import main as cli_main
+from hicatalog.cutouts.shards import write_shard
+from hicatalog.evaluation.metrics import regression_metrics, roc_auc
+from hicatalog.evaluation.run import evaluate_catalog
+from hicatalog.evaluation.tables import TABLE2_HEADERS
+
+POPS = ("alfalfa", "nondetections", "xgass")
+
+
+def _synthetic(tmp_path, n=300, seed=0):
+    """A catalog (two hive-partitioned builds, one superseding rows of the other) and a truth."""
+    rng = np.random.default_rng(seed)
+    ids = [f"g{i:05d}" for i in range(n)]
+    pop = np.array([POPS[i % 3] for i in range(n)])
+    m_true = np.where(pop == "xgass", rng.normal(-1.2, 0.5, n), rng.normal(0.0, 0.5, n))
+    detected = pop == "alfalfa"
+    p_cnn = np.where(detected, rng.beta(6, 1.5, n), rng.beta(1.5, 4, n))
+    p_cnn = np.where(pop == "xgass", rng.uniform(0, 1, n), p_cnn)
+    # xGASS-like galaxies are overpredicted unless they look ALFALFA-like (high p_cnn)
+    m_pred = m_true + rng.normal(0, 0.2, n) + np.where(pop == "xgass", 0.8 * (1 - p_cnn), 0.0)
+    truth = pa.table({
+        "object_id": ids, "ra": rng.uniform(0, 10, n), "dec": rng.uniform(0, 10, n),
+        "z": rng.uniform(0.01, 0.05, n), "population": pop.tolist(),
+        "log_mstar": rng.uniform(9, 11, n).astype(np.float32), "m_true": m_true.astype(np.float32),
+        "m_mass": np.zeros(n, np.float32), "m_visible": np.zeros(n, np.float32),
+        "m_env": np.zeros(n, np.float32), "m_scatter": np.zeros(n, np.float32),
+        "log_mhi": np.zeros(n, np.float32), "delta5_true": rng.lognormal(0, 0.5, n).astype(np.float32),
+        "detected": detected,
+    })
+    truth_path = tmp_path / "truth.parquet"
+    pq.write_table(truth, truth_path)
+
+    status = np.array(["ok"] * n, dtype=object)
+    status[:6] = "corrupt_image"
+    def cat_table(idx, m, build):
+        k = len(idx)
+        return pa.table({
+            "object_id": [ids[i] for i in idx], "ra": np.zeros(k), "dec": np.zeros(k),
+            "z": truth.column("z").to_numpy()[idx],
+            "m_pred": pa.array([None if status[i] != "ok" else float(m[i]) for i in idx], pa.float32()),
+            "m_pred_std": np.zeros(k, np.float32),
+            "p_cnn": pa.array([None if status[i] != "ok" else float(p_cnn[i]) for i in idx], pa.float32()),
+            "delta5": truth.column("delta5_true").to_numpy()[idx],
+            "sigma5": np.ones(k, np.float32), "d5_mpc": np.ones(k, np.float32),
+            "env_status": ["ok"] * k, "status": status[idx].tolist(),
+            "error": pa.array([None] * k, pa.string()), "build_id": [build] * k, "model_id": ["m"] * k,
+        })
+
+    cat_dir = tmp_path / "catalog"
+    # old build: every row, with garbage predictions for the first 30 rows
+    bad = m_pred.copy()
+    bad[:30] += 5.0
+    write_shard(cat_table(np.arange(n), bad, "b1"), str(cat_dir / "build_id=b1"), "part", 0, "hi_catalog")
+    time.sleep(0.02)
+    # newer incremental build: rewrites the first 30 rows correctly
+    write_shard(cat_table(np.arange(30), m_pred, "b2"), str(cat_dir / "build_id=b2"), "part", 0, "hi_catalog")
+    manifest = {"build_id": "b2", "rows": n}
+    (cat_dir / "_manifest.json").write_text(json.dumps(manifest))
+    return cat_dir, truth_path, dict(ids=ids, pop=pop, m_true=m_true, m_pred=m_pred, p_cnn=p_cnn,
+                                     detected=detected, status=status)
+
+
+def test_evaluate_catalog_table2_layout_and_values(tmp_path):
+    cat_dir, truth_path, s = _synthetic(tmp_path)
+    out = tmp_path / "report"
+    res = evaluate_catalog(str(cat_dir), str(truth_path), str(out))
+
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == res
+    assert res["datasets"] == ["alfalfa", "xgass", "nondetections"]
+    assert res["cuts"] == ["none", "p_cnn>0.5", "p_cnn>0.8", "p_cnn>0.9"]
+    assert res["counts"]["n_catalog"] == 300 and res["counts"]["n_ok"] == 294
+    assert res["counts"]["status_counts"] == {"corrupt_image": 6, "ok": 294}
+    assert res["manifest"] == {"build_id": "b2", "rows": 300}
+
+    ok = s["status"] == "ok"
+    for pop in POPS:
+        for cut in (None, 0.5, 0.8, 0.9):
+            sel = ok & (s["pop"] == pop) & (True if cut is None else s["p_cnn"].astype(np.float32) > cut)
+            expect = regression_metrics(s["m_pred"][sel].astype(np.float32), s["m_true"][sel].astype(np.float32))
+            got = res["regression"][pop]["none" if cut is None else f"p_cnn>{cut:g}"]
+            assert got["n"] == expect["n"]
+            if expect["n"] < 2:
+                assert got["slope"] is None
+                continue
+            assert got["rmse"] == pytest.approx(expect["rmse"], rel=1e-6)  # newest build's rows won
+            assert got["slope"] == pytest.approx(expect["slope"], rel=1e-6)
+    # the PR cut helps the xGASS-like sample in this synthetic catalog, as designed
+    x = res["regression"]["xgass"]
+    assert x["p_cnn>0.9"]["rmse"] < x["none"]["rmse"]
+    assert res["regression"]["all"]["none"]["n"] == 294
+    tc = res["pr"]["training_classes"]
+    assert tc["samples"] == ["alfalfa", "nondetections"] and tc["n"] == 196
+    assert res["pr"]["all"]["roc_auc"] == pytest.approx(
+        roc_auc(s["detected"][ok], s["p_cnn"][ok].astype(np.float32)), rel=1e-9)
+
+    # the Markdown table: header, one row per (cut, dataset incl. 'all'), cut label on the first
+    lines = (out / "table2.md").read_text().strip().splitlines()
+    header = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert header == list(TABLE2_HEADERS)
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[4:20]]
+    assert lines[20] == "" and lines[21].startswith("# Pattern recognition")
+    assert "| alfalfa vs nondetections | 196 | 98 |" in (out / "table2.md").read_text()
+    assert [r[1] for r in body[:4]] == ["alfalfa", "xgass", "nondetections", "all"]
+    assert [r[0] for r in body[::4]] == ["None", "p_CNN > 0.5", "p_CNN > 0.8", "p_CNN > 0.9"]
+    assert body[1][2] == str(x["none"]["n"]) and body[1][3] == f"{x['none']['rmse']:.4f}"
+
+    for name in ("pred_vs_true.png", "pred_vs_true_p0.9.png", "pcnn_hist.png", "residuals.png",
+                 "roc.png", "index.html"):
+        assert (out / name).stat().st_size > 1000, name
+    html = (out / "index.html").read_text()
+    assert "pcnn_hist.png" in html and "&quot;build_id&quot;: &quot;b2&quot;" in html
+
+
+def test_evaluate_cli_catalog_and_errors(tmp_path, capsys):
+    cat_dir, truth_path, _ = _synthetic(tmp_path, n=60)
+    out = tmp_path / "r"
+    rc = cli_main(["evaluate", "catalog", "--catalog", str(cat_dir), "--truth", str(truth_path),
+                   "--out", str(out)])
+    assert rc == 0 and os.path.exists(out / "metrics.json")
+    # missing --catalog: a clear one-line error naming the flag
+    assert cli_main(["evaluate", "--truth", str(truth_path), "--out", str(out)]) == 1
+    assert "--catalog" in capsys.readouterr().err
+    # a truth table without m_true names the missing column
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"object_id": ["a"]}), bad)
+    assert cli_main(["evaluate", "--catalog", str(cat_dir), "--truth", str(bad), "--out", str(out)]) == 1
+    assert "m_true" in capsys.readouterr().err

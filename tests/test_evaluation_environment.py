@@ -1,0 +1,159 @@
+"""Section 7 environment experiment: split/normalisation logic (fast) and end to end (slow)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from hicatalog.cutouts.shards import write_shard
+from hicatalog.evaluation.environment_split import (
+    environment_splits,
+    prepare_environment_shards,
+    summarize_repeats,
+)
+from hicatalog.evaluation.metrics import normalized_rmse
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _shards(path, n=120, size=32, seed=0, with_delta5=False):
+    """Labelled cutouts whose blue excess carries M (so a CNN can learn it), plus delta5."""
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(-1.0, 1.0, n)
+    yy, xx = np.mgrid[:size, :size]
+    prof = np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * 4.0**2))
+    imgs = []
+    for mi in m:
+        rgb = np.stack([20 + 150 * prof, 20 + 150 * prof, 20 + (150 + 90 * mi) * prof], axis=-1)
+        rgb += rng.normal(0, 3, rgb.shape)
+        imgs.append(_jpeg(np.clip(rgb, 0, 255).astype(np.uint8)))
+    delta5 = rng.lognormal(0.0, 0.6, n)
+    cols = {
+        "object_id": [f"o{i:04d}" for i in range(n)], "ra": rng.uniform(150, 160, n),
+        "dec": rng.uniform(0, 10, n), "z": rng.uniform(0.01, 0.05, n), "survey": ["sdss"] * n,
+        "image": pa.array(imgs, pa.binary()), "m_true": pa.array(m, pa.float32()),
+        "detected": [True] * n, "log_mstar": pa.array(rng.uniform(9, 11, n), pa.float32()),
+    }
+    if with_delta5:
+        d = delta5.copy()
+        d[:3] = np.nan
+        cols["delta5"] = pa.array(d.astype(np.float32), mask=np.isnan(d))
+    table = pa.table(cols)
+    write_shard(table.slice(0, n // 2), str(path), "part", 0)
+    write_shard(table.slice(n // 2), str(path), "part", 1)
+    return table, delta5
+
+
+def test_environment_splits_and_summary():
+    splits = environment_splits(windows=False)
+    assert splits == [(0.0, 0.2), (0.8, 1.0), None]
+    full = environment_splits(windows=True)
+    assert full[:2] == [(0.0, 0.2), (0.8, 1.0)] and full[-1] is None
+    wins = [q for q in full if q is not None]
+    assert len(wins) == 9 and len(set(wins)) == 9  # [0,0.2) ... [0.8,1.0), no duplicates
+    assert all(abs((hi - lo) - 0.2) < 1e-9 for lo, hi in wins)
+    assert sorted((lo + hi) / 2 for lo, hi in wins) == pytest.approx(np.arange(0.1, 0.95, 0.1))
+    mean, std = summarize_repeats([0.40, 0.44, float("nan"), 0.42])
+    assert mean == pytest.approx(0.42) and std == pytest.approx(np.std([0.40, 0.44, 0.42]))
+    assert np.isnan(summarize_repeats([])[0])
+
+
+def test_normalisation_uses_the_validation_scatter():
+    # same absolute errors, validation sets of different intrinsic scatter: the wider one
+    # gets the smaller normalized RMSE (the effect the paper's Table 4 corrects for)
+    rng = np.random.default_rng(0)
+    err = rng.normal(0, 0.25, 400)
+    narrow = rng.normal(0, 0.5, 400)
+    wide = rng.normal(0, 0.7, 400)
+    n1 = normalized_rmse(narrow + err, narrow)
+    n2 = normalized_rmse(wide + err, wide)
+    assert n1 == pytest.approx(np.sqrt(np.mean(err**2)) / np.std(narrow))
+    assert n2 < n1
+
+
+def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
+    table, _ = _shards(tmp_path / "a", n=40, with_delta5=True)
+    info = prepare_environment_shards(str(tmp_path / "a"), str(tmp_path / "out_a"))
+    out = pq.read_table(tmp_path / "out_a")
+    assert info["source"] == "the shards' delta5 column" and info["n_with_delta5"] == 37
+    assert out.column("object_id").to_pylist() == table.column("object_id").to_pylist()
+    assert out.column("image").to_pylist() == table.column("image").to_pylist()  # bytes untouched
+    assert out.column("delta5").null_count == 3
+
+    table_b, delta5 = _shards(tmp_path / "b", n=40)
+    truth = pa.table({"object_id": table_b.column("object_id"), "m_true": table_b.column("m_true"),
+                      "population": ["alfalfa"] * 40, "delta5_true": pa.array(delta5, pa.float32())})
+    pq.write_table(truth, tmp_path / "truth.parquet")
+    with pytest.raises(ValueError, match="--tracers"):
+        prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"))
+    info = prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"),
+                                      truth=str(tmp_path / "truth.parquet"))
+    got = pq.read_table(tmp_path / "out_b").column("delta5").to_numpy()
+    assert np.allclose(got, delta5.astype(np.float32)) and info["n_with_delta5"] == 40
+
+    env = pytest.importorskip("hicatalog.catalog.environment")
+    assert hasattr(env, "compute_environment")
+    # tracers: the galaxies themselves plus a dense clump around the first one
+    rng = np.random.default_rng(1)
+    clump = pa.table({
+        "object_id": [f"t{i}" for i in range(30)],
+        "ra": table_b.column("ra").to_numpy()[0] + rng.normal(0, 0.02, 30),
+        "dec": table_b.column("dec").to_numpy()[0] + rng.normal(0, 0.02, 30),
+        "z": table_b.column("z").to_numpy()[0] + rng.normal(0, 0.0003, 30),
+    })
+    tracers = pa.concat_tables([table_b.select(["object_id", "ra", "dec", "z"]), clump])
+    pq.write_table(tracers, tmp_path / "tracers.parquet")
+    info = prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_c"),
+                                      tracers=str(tmp_path / "tracers.parquet"))
+    assert info["source"].startswith("computed against") and info["n_rows"] == 40
+    d = pq.read_table(tmp_path / "out_c").column("delta5").to_numpy(zero_copy_only=False)
+    assert pq.read_table(tmp_path / "out_c").num_rows == 40
+    if np.isfinite(d[0]):
+        assert d[0] >= np.nanmedian(d)  # the clumped galaxy is in the densest environment
+
+
+@pytest.mark.slow
+def test_environment_experiment_end_to_end(tmp_path, ray_local):
+    from hicatalog.cli import main as cli_main
+
+    _shards(tmp_path / "cutouts", n=100, with_delta5=True)
+    out = tmp_path / "env"
+    rc = cli_main([
+        "evaluate", "environment", "--data", str(tmp_path / "cutouts"), "--out", str(out),
+        "--repeats", "1", "--no-windows", "--epochs", "1", "--arch", "xresnet18",
+        "--width", "0.25", "--image-size", "32", "--batch-size", "16",
+    ])
+    assert rc == 0
+    res = json.loads((out / "environment.json").read_text())
+    assert [s["val_quantiles"] for s in res["table4"]] == [[0.0, 0.2], [0.8, 1.0], None]
+    for s in res["table4"]:
+        run = s["runs"][0]
+        assert run["n_val"] > 0 and run["nrmse"] == pytest.approx(run["rmse"] / run["val_sigma"])
+        assert np.isfinite(s["nrmse_mean"]) and s["nrmse_std"] == 0.0
+    # the quantile splits validate on about 20% of the rows with delta5 (97), the random on 20%
+    assert [s["n_val"] for s in res["table4"]] == [pytest.approx(19, abs=2)] * 3
+    md = (out / "table4.md").read_text()
+    assert "[0.2, 1)" in md and "[0.8, 1)" in md and "Random" in md
+    assert (out / "index.html").exists()
+
+
+def test_figure10_windows_plot(tmp_path):
+    from hicatalog.evaluation.figures import plot_environment_windows
+
+    centers = [0.1 * i for i in range(1, 10)]
+    path = plot_environment_windows(
+        centers, [0.40 + 0.01 * i for i in range(9)], [0.01] * 9, str(tmp_path / "fig10.png"),
+        random=(0.42, 0.015), log1pd_at_center=[-0.5 + 0.12 * i for i in range(9)],
+    )
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
