@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hicatalog.evaluation.baselines import block_reduce, fit_baselines, photometry
-from hicatalog.evaluation.metrics import regression_metrics
+from hicatalog.metrics import regression_metrics
 from hicatalog.evaluation.robustness import inject_point_sources
 
 

@@ -17,7 +17,7 @@ from hicatalog.evaluation.environment_split import (
     prepare_environment_shards,
     summarize_repeats,
 )
-from hicatalog.evaluation.metrics import normalized_rmse
+from hicatalog.metrics import normalized_rmse
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hicatalog.evaluation.metrics import (
+from hicatalog.metrics import (
     accuracy,
     classification_metrics,
     normalized_rmse,

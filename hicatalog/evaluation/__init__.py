@@ -2,7 +2,7 @@
 
 Modules (nothing is imported or read at package import time):
 
-- :mod:`~hicatalog.evaluation.metrics`: RMSE, slope, sigma, offset, normalized RMSE,
+- :mod:`~hicatalog.metrics`: RMSE, slope, sigma, offset, normalized RMSE,
   accuracy, ROC AUC (from ranks; no scikit-learn needed).
 - :mod:`~hicatalog.evaluation.data`: reading catalogs (versions, hive partitions), truth or
   labels tables, cutouts.

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.metrics import regression_metrics
+from hicatalog.metrics import regression_metrics
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table, markdown_table
 

@@ -29,7 +29,7 @@ from hicatalog.evaluation.data import (
     load_truth,
     order_datasets,
 )
-from hicatalog.evaluation.metrics import (
+from hicatalog.metrics import (
     PR_CUTS,
     classification_metrics,
     regression_metrics,
@@ -71,7 +71,7 @@ def catalog_metrics(
     ``regression[dataset][cut_key] = {"n", "rmse", "slope", "sigma", "offset", "completeness"}``
     (``completeness``: fraction of the dataset's uncut rows that pass the cut), with an extra
     dataset ``"all"`` pooling every sample, and ``pr = {"all": {...}, "by_dataset": {...}}``
-    from :func:`~hicatalog.evaluation.metrics.classification_metrics` of ``p_cnn`` against
+    from :func:`~hicatalog.metrics.classification_metrics` of ``p_cnn`` against
     ``detected`` (``None`` when the truth has no ``detected``), plus ``training_classes``
     (detection sample ``alfalfa``/``a40A`` against ``nondetections``, the paper's 93% / 0.93)
     when both samples are present.
@@ -169,7 +169,7 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts", "datasets", "cuts",
     "regression", "pr", "files", "manifest"}``; ``regression[dataset][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
-    :func:`hicatalog.evaluation.metrics.regression_metrics`).
+    :func:`hicatalog.metrics.regression_metrics`).
 
     Raises
     ------

@@ -10,7 +10,7 @@ environment? (paper Section 7, Table 4, Figure 10).
    ``val_quantiles`` (or a random 20% for the baseline), ``repeats`` times with seeds
    ``seed, seed+1, ...``; predict the validation rows (the rows
    :func:`hicatalog.training.data.select_rows` puts there, 8-view TTA) and compute the
-   normalized RMSE = RMSE / std(M_val) (:func:`~hicatalog.evaluation.metrics.normalized_rmse`).
+   normalized RMSE = RMSE / std(M_val) (:func:`~hicatalog.metrics.normalized_rmse`).
 3. :func:`summarize_repeats`: mean and spread (std, ddof=0 over repeats) per split; Table 4
    from the validation windows [0, 0.2) and [0.8, 1.0) and the random split; Figure 10 from the
    sliding 20% windows.
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.metrics import normalized_rmse, regression_metrics
+from hicatalog.metrics import normalized_rmse, regression_metrics
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
 

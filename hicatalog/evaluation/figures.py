@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from hicatalog.evaluation.metrics import regression_metrics
+from hicatalog.metrics import regression_metrics
 
 __all__ = [
     "plot_pred_vs_true",

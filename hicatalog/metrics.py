@@ -1,5 +1,7 @@
 """The paper's performance metrics (Wu 2020, Section 3, Section 5.3 and Table 2).
 
+One definition, used by training's per-epoch validation and by the evaluation.
+
 Regression (``M = log10(M_HI/M*)`` in dex):
 
 - ``rmse``   = sqrt(mean((M_pred - M_true)^2))           (paper Eq. 1)
