@@ -45,8 +45,8 @@ def _step(name: str, timings: dict[str, float]):
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns a summary dict (paths, timings, headline metrics)."""
-    from hicatalog.catalog.run import build_catalog
-    from hicatalog.evaluation.run import evaluate_catalog
+    from hicatalog.catalog.build import build_catalog
+    from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.run import generate_mock
     from hicatalog.training.run import train
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hicatalog.evaluation.baselines import block_reduce, fit_baselines, photometry
-from hicatalog.metrics import regression_metrics
 from hicatalog.evaluation.robustness import inject_point_sources
+from hicatalog.metrics import regression_metrics
 
 
 def test_block_reduce_matches_a_loop():

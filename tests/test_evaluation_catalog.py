@@ -13,9 +13,9 @@ import pytest
 
 from hicatalog.cli import main as cli_main
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.metrics import regression_metrics, roc_auc
 from hicatalog.evaluation.run import evaluate_catalog
 from hicatalog.evaluation.tables import TABLE2_HEADERS
+from hicatalog.metrics import regression_metrics, roc_auc
 
 POPS = ("alfalfa", "nondetections", "xgass")
 

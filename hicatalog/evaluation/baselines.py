@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from hicatalog.evaluation import figures
-from hicatalog.metrics import regression_metrics
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table, markdown_table
+from hicatalog.metrics import regression_metrics
 
 __all__ = [
     "require_sklearn",

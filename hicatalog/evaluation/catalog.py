@@ -29,13 +29,6 @@ from hicatalog.evaluation.data import (
     load_truth,
     order_datasets,
 )
-from hicatalog.metrics import (
-    PR_CUTS,
-    classification_metrics,
-    regression_metrics,
-    roc_auc,
-    roc_curve,
-)
 from hicatalog.evaluation.report import Section, json_safe, write_json, write_report
 from hicatalog.evaluation.tables import (
     TABLE2_HEADERS,
@@ -44,6 +37,13 @@ from hicatalog.evaluation.tables import (
     markdown_table,
     table2_markdown,
     table2_rows,
+)
+from hicatalog.metrics import (
+    PR_CUTS,
+    classification_metrics,
+    regression_metrics,
+    roc_auc,
+    roc_curve,
 )
 
 __all__ = ["catalog_metrics", "evaluate_catalog"]

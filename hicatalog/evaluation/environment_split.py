@@ -32,9 +32,9 @@ import pyarrow.parquet as pq
 
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.evaluation import figures
-from hicatalog.metrics import normalized_rmse, regression_metrics
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
+from hicatalog.metrics import normalized_rmse, regression_metrics
 
 __all__ = [
     "SECTION7_HYPERPARAMETERS",
