@@ -37,6 +37,7 @@ __all__ = [
     "BuildCatalogConfig",
     "EvaluateConfig",
     "FetchConfig",
+    "LabelsConfig",
     "DemoConfig",
     "load_config",
 ]
@@ -227,6 +228,27 @@ class FetchConfig(JobConfig):
     tasks: int = Field(4, ge=1, le=1024, description="Ray Data fetch tasks in parallel")
     user_agent: str | None = Field(None, description="HTTP User-Agent (default hicatalog/VER)")
     limit: int | None = Field(None, ge=1, description="fetch at most this many new rows")
+
+
+class LabelsConfig(JobConfig):
+    """``hicatalog labels``: read the public catalogs, run the paper's selections (Sections 2
+    and 5.2), write ``labels.parquet`` (+ selection steps, a Table-1-like summary, tracers)."""
+
+    out: str = Field(description="output directory")
+    a40: str = Field(description="ALFALFA a.40 a40.datafile1.csv")
+    a40_sdss: str = Field(description="a.40 SDSS cross-match table (PhotoObjID per AGC)")
+    mpa_info: str = Field(description="MPA-JHU DR7 gal_info FITS")
+    mpa_mass: str = Field(description="MPA-JHU DR7 total stellar mass FITS (row-aligned)")
+    mpa_sfr: str | None = Field(None, description="MPA-JHU total SFR FITS (for a.40B)")
+    mpa_oh: str | None = Field(None, description="MPA-JHU fibre metallicity FITS (for a.40B)")
+    a100: str | None = Field(None, description="a100.code12.table2.190808.csv")
+    xgass: str | None = Field(None, description="xGASS representative sample")
+    nibles: str | None = Field(None, description="NIBLES table")
+    nsa: str | None = Field(None, description="NASA-Sloan Atlas v1.0.1 (non-detections, tracers)")
+    nibles_exclude_ids: list[str] = Field(
+        default_factory=list, description="NIBLES ids rejected by visual inspection"
+    )
+    seed: int = Field(0, ge=0, description="seed of the non-detection draw")
 
 
 class DemoConfig(JobConfig):

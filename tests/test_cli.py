@@ -7,7 +7,9 @@ import sys
 
 from hicatalog.cli import COMMANDS, main
 
-SUBCOMMANDS = ["mock", "train", "build-catalog", "environment", "evaluate", "fetch", "demo"]
+SUBCOMMANDS = [
+    "mock", "train", "build-catalog", "environment", "evaluate", "labels", "fetch", "demo",
+]
 
 
 def test_help_lists_every_subcommand():

@@ -1,0 +1,119 @@
+"""Cutout services: the URL of one galaxy's JPEG cutout, and the size it must have.
+
+Two public services are known (the paper's Section 2 and its Legacy Survey tests):
+
+- ``sdss``: SDSS DR14 SkyServer Image Cutout service, ``ImgCutout/getjpeg`` with query
+  parameters ``ra``, ``dec`` (deg), ``scale`` (arcsec/px), ``width``, ``height`` (px) and
+  ``opt`` (drawing options; empty: the plain gri composite). Paper: 224 x 224 px at the native
+  0.396"/px.
+- ``legacy``: the Legacy Survey sky viewer, ``cutout.jpg`` with ``ra``, ``dec`` (deg),
+  ``layer`` (e.g. ``dr8``), ``pixscale`` (arcsec/px) and ``size`` (px). Paper: 448 x 448 px at
+  0.262"/px from DR8 grz.
+
+Base URLs are configurable so tests (and mirrors) can point anywhere, e.g.
+``http://127.0.0.1:8765/ImgCutout/getjpeg``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+__all__ = [
+    "SDSS_DR14_URL",
+    "LEGACY_VIEWER_URL",
+    "CutoutService",
+    "sdss_service",
+    "legacy_service",
+    "make_service",
+]
+
+#: SkyServer DR14 Image Cutout service (JPEG).
+SDSS_DR14_URL = "https://skyserver.sdss.org/dr14/SkyServerWS/ImgCutout/getjpeg"
+#: Legacy Survey viewer JPEG cutouts.
+LEGACY_VIEWER_URL = "https://www.legacysurvey.org/viewer/cutout.jpg"
+
+#: Paper defaults per survey: (side in px, pixel scale in arcsec/px).
+SURVEY_DEFAULTS = {"sdss": (224, 0.396), "legacy": (448, 0.262)}
+
+
+@dataclass(frozen=True)
+class CutoutService:
+    """How to ask one service for a square JPEG cutout centred on (ra, dec).
+
+    Attributes
+    ----------
+    survey: ``"sdss"`` or ``"legacy"`` (written to the ``survey`` column of the shards).
+    base_url: endpoint without query string.
+    size: side of the requested (and expected) image in px.
+    pixscale: arcsec per px.
+    layer: Legacy viewer layer (ignored for SDSS).
+    """
+
+    survey: str
+    base_url: str
+    size: int
+    pixscale: float
+    layer: str = "dr8"
+
+    @property
+    def host(self) -> str:
+        """``host:port`` of the service: the key of its rate limit."""
+        return urlsplit(self.base_url).netloc
+
+    def url(self, ra: float, dec: float) -> str:
+        """The cutout URL for one position (ra, dec in degrees, ICRS)."""
+        if self.survey == "sdss":
+            query = {
+                "ra": f"{ra:.7f}", "dec": f"{dec:.7f}", "scale": f"{self.pixscale:g}",
+                "width": self.size, "height": self.size, "opt": "",
+            }
+        else:
+            query = {
+                "ra": f"{ra:.7f}", "dec": f"{dec:.7f}", "layer": self.layer,
+                "pixscale": f"{self.pixscale:g}", "size": self.size,
+            }
+        return f"{self.base_url}?{urlencode(query)}"
+
+
+def sdss_service(
+    base_url: str | None = None, size: int | None = None, pixscale: float | None = None
+) -> CutoutService:
+    """SDSS DR14 SkyServer ``getjpeg`` (defaults: 224 px at 0.396"/px, the paper's choice)."""
+    d_size, d_scale = SURVEY_DEFAULTS["sdss"]
+    return CutoutService("sdss", base_url or SDSS_DR14_URL, size or d_size, pixscale or d_scale)
+
+
+def legacy_service(
+    base_url: str | None = None,
+    layer: str = "dr8",
+    size: int | None = None,
+    pixscale: float | None = None,
+) -> CutoutService:
+    """Legacy Survey viewer ``cutout.jpg`` (defaults: layer dr8, 448 px at 0.262"/px)."""
+    d_size, d_scale = SURVEY_DEFAULTS["legacy"]
+    return CutoutService(
+        "legacy", base_url or LEGACY_VIEWER_URL, size or d_size, pixscale or d_scale, layer
+    )
+
+
+def make_service(
+    survey: str,
+    base_url: str | None = None,
+    layer: str = "dr8",
+    size: int | None = None,
+    pixscale: float | None = None,
+) -> CutoutService:
+    """The service for ``survey`` (``"sdss"`` or ``"legacy"``).
+
+    Raises
+    ------
+    ValueError: unknown survey, or a base URL that is not http(s).
+    """
+    if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    if survey == "sdss":
+        return sdss_service(base_url, size, pixscale)
+    if survey == "legacy":
+        return legacy_service(base_url, layer, size, pixscale)
+    raise ValueError(f"unknown survey {survey!r}; expected 'sdss' or 'legacy'")

@@ -1,0 +1,322 @@
+"""``hicatalog fetch`` against a real HTTP server on 127.0.0.1 (tests/fakeserver.py)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hicatalog.config import FetchConfig
+from hicatalog.cutouts.decode import decode_jpeg
+from hicatalog.cutouts.fetch import (
+    STATUS_FILE,
+    RetryPolicy,
+    existing_object_ids,
+    fetch_cutouts,
+    read_catalog,
+)
+from hicatalog.cutouts.services import make_service
+from hicatalog.cutouts.shards import list_shards
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fakeserver import FakeCutoutServer  # noqa: E402
+
+SDSS_PATH = "/dr14/SkyServerWS/ImgCutout/getjpeg"
+
+
+def ra_key(ra: float) -> str:
+    return f"{ra:.7f}"
+
+
+def write_catalog(path, n, ra0=10.0, **extra):
+    cols = {
+        "object_id": [f"gal{i:04d}" for i in range(n)],
+        "ra": [ra0 + 0.001 * i for i in range(n)],
+        "dec": [5.0 + 0.001 * i for i in range(n)],
+    }
+    cols.update(extra)
+    pq.write_table(pa.table(cols), str(path))
+    return cols
+
+
+def read_shards(out):
+    files = list_shards(str(out))
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def fast_cfg(cat, out, srv, **kw):
+    # timeouts generous enough for a loaded 2-core machine; stalls last longer still
+    base = dict(catalog=str(cat), out=str(out), base_url=srv.base + SDSS_PATH, timeout_s=2.0,
+                retries=2, backoff_s=0.02, backoff_max_s=0.1, concurrency=8, tasks=2,
+                rows_per_shard=8)
+    base.update(kw)
+    return FetchConfig(**base)
+
+
+# --- services and policy ------------------------------------------------------------------
+
+
+def test_service_urls_carry_the_paper_parameters():
+    sdss = make_service("sdss")
+    q = parse_qs(urlsplit(sdss.url(150.1234567, -1.5)).query, keep_blank_values=True)
+    assert urlsplit(sdss.url(1, 2)).path.endswith("/ImgCutout/getjpeg")
+    assert q["ra"] == ["150.1234567"] and q["dec"] == ["-1.5000000"]
+    assert q["scale"] == ["0.396"] and q["width"] == ["224"] and q["height"] == ["224"]
+    legacy = make_service("legacy", layer="dr9")
+    q = parse_qs(urlsplit(legacy.url(10.0, 20.0)).query)
+    assert urlsplit(legacy.url(1, 2)).path.endswith("/viewer/cutout.jpg")
+    assert q["layer"] == ["dr9"] and q["pixscale"] == ["0.262"] and q["size"] == ["448"]
+    assert make_service("legacy").size == 448 and make_service("sdss").pixscale == 0.396
+    with pytest.raises(ValueError, match="unknown survey"):
+        make_service("hst")
+    with pytest.raises(ValueError, match="http"):
+        make_service("sdss", base_url="ftp://example.org/x")
+
+
+def test_retry_policy_backoff_grows_is_jittered_capped_and_honours_retry_after():
+    pol = RetryPolicy(retries=5, backoff_s=0.5, backoff_max_s=4.0)
+    rng = random.Random(1)
+    for attempt, d in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)]:
+        draws = [pol.delay(attempt, rng=rng) for _ in range(200)]
+        assert min(draws) >= d / 2 and max(draws) <= d
+        assert np.std(draws) > 0.05 * d  # jittered
+    assert pol.delay(0, retry_after=3.0, rng=rng) >= 3.0
+    assert pol.delay(0, retry_after=100.0, rng=rng) <= 4.0
+
+
+# --- catalog input --------------------------------------------------------------------------
+
+
+def test_bad_catalogs_are_clear_errors(tmp_path):
+    pq.write_table(pa.table({"object_id": ["a"], "ra": [1.0]}), tmp_path / "nodec.parquet")
+    with pytest.raises(ValueError, match=r"nodec.parquet.*missing column.*'dec'"):
+        read_catalog(str(tmp_path / "nodec.parquet"))
+    pq.write_table(pa.table({"object_id": ["a", "b", "a"], "ra": [1.0] * 3, "dec": [2.0] * 3}),
+                   tmp_path / "dup.parquet")
+    with pytest.raises(ValueError, match=r"unique.*'a'"):
+        read_catalog(str(tmp_path / "dup.parquet"))
+    with pytest.raises(ValueError, match="does not exist"):
+        read_catalog(str(tmp_path / "nothere.parquet"))
+    (tmp_path / "cat.csv").write_text("object_id,ra,dec,m_true\n0001,1.5,2.5,0.3\n0002,3,4,\n")
+    t = read_catalog(str(tmp_path / "cat.csv"))
+    assert t.column("object_id").to_pylist() == ["0001", "0002"]  # ids stay strings
+    assert t.column("ra").type == pa.float64()
+
+
+# --- the faults -----------------------------------------------------------------------------
+
+
+FAULTS = {
+    # index: (server plan, expected status, expected number of requests the server saw)
+    0: (["404"], "http_404", 1),
+    1: (["500", "ok"], "ok", 2),
+    2: (["500", "500", "ok"], "ok", 3),
+    3: (["503"], "http_503", 3),
+    4: (["truncated", "ok"], "ok", 2),
+    5: (["truncated"], "truncated_response", 3),
+    6: (["stall", "ok"], "ok", 2),
+    7: (["stall"], "timeout", 3),
+    8: (["wrong_size"], "wrong_size", 1),
+    9: (["truncated_jpeg"], "truncated_image", 3),
+    10: (["not_jpeg"], "not_jpeg", 1),
+    11: (["gray"], "grayscale", 1),
+    12: (["429", "ok"], "ok", 2),
+}
+
+
+def test_every_fault_ends_as_the_right_status_and_no_row_is_lost(ray_local, tmp_path):
+    n = 30
+    cols = write_catalog(
+        tmp_path / "cat.parquet", n,
+        m_true=pa.array(np.linspace(-1, 1, n), pa.float32()),
+        detected=[i % 2 == 0 for i in range(n)],
+        dataset=["a40A"] * n,
+    )
+    # two rows with bad coordinates: never requested, accounted for
+    cols["dec"][20] = float("nan")
+    cols["dec"][21] = 95.0
+    pq.write_table(pa.table(cols), tmp_path / "cat.parquet")
+    with FakeCutoutServer(latency_s=0.005, stall_s=5.0) as srv:
+        for i, (plan, _, _) in FAULTS.items():
+            srv.plan(ra_key(cols["ra"][i]), *plan)
+        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
+        seen = dict(srv.counts)
+        agents = set(srv.user_agents)
+
+    status = pq.read_table(tmp_path / "out" / STATUS_FILE)
+    assert status.num_rows == n and len(set(status.column("object_id").to_pylist())) == n
+    by_id = {r["object_id"]: r for r in status.to_pylist()}
+    for i, (_, expected, n_requests) in FAULTS.items():
+        row = by_id[cols["object_id"][i]]
+        assert row["status"] == expected, (i, row)
+        assert seen[ra_key(cols["ra"][i])] == n_requests, (i, row)
+        assert row["attempts"] == n_requests
+        assert (row["error"] is None) == (expected == "ok")
+    for i in (20, 21):
+        assert by_id[cols["object_id"][i]]["status"] == "bad_coordinates"
+        assert ra_key(cols["ra"][i]) not in seen
+    n_ok = sum(1 for r in by_id.values() if r["status"] == "ok")
+    assert counts["ok"] == n_ok and sum(counts.values()) == n
+    assert all(a.startswith("hicatalog/") for a in agents)
+
+    shards = read_shards(tmp_path / "out")
+    ok_ids = sorted(k for k, r in by_id.items() if r["status"] == "ok")
+    assert sorted(shards.column("object_id").to_pylist()) == ok_ids  # no loss, no duplicate
+    assert set(shards.column("survey").to_pylist()) == {"sdss"}
+    for row in shards.to_pylist():
+        i = cols["object_id"].index(row["object_id"])
+        assert row["ra"] == cols["ra"][i] and row["dataset"] == "a40A"
+        assert row["m_true"] == pytest.approx(float(cols["m_true"][i]), abs=1e-6)
+        assert row["detected"] == cols["detected"][i]
+        assert decode_jpeg(row["image"], expected_size=224).shape == (224, 224, 3)
+        assert by_id[row["object_id"]]["shard"] is not None
+
+
+def test_legacy_survey_expects_its_own_size(ray_local, tmp_path):
+    cols = write_catalog(tmp_path / "cat.parquet", 4)
+    with FakeCutoutServer() as srv:
+        srv.plan(ra_key(cols["ra"][3]), "wrong_size")
+        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
+                                        survey="legacy", base_url=srv.base + "/viewer/cutout.jpg",
+                                        layer="dr8"))
+    assert counts == {"ok": 3, "wrong_size": 1}
+    shards = read_shards(tmp_path / "out")
+    assert set(shards.column("survey").to_pylist()) == {"legacy"}
+    assert decode_jpeg(shards.column("image")[0].as_py(), expected_size=448).shape[0] == 448
+
+
+# --- rate limit, resume, CLI -----------------------------------------------------------------
+
+
+def _start_workers(ray, n: int) -> None:
+    """Have ``n`` Ray worker processes up, so that fetch tasks can really run side by side."""
+
+    @ray.remote(num_cpus=0.25)
+    def warm():
+        time.sleep(0.5)
+        return os.getpid()
+
+    ray.get([warm.remote() for _ in range(n)])
+
+
+def test_max_rps_holds_across_tasks(ray_local, tmp_path):
+    _start_workers(ray_local, 2)
+    write_catalog(tmp_path / "cat.parquet", 60)
+    with FakeCutoutServer(latency_s=0.01) as srv:
+        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
+                                        max_rps=25.0, tasks=2, rows_per_shard=30))
+        times = np.sort(srv.stats()["times"])
+    assert counts == {"ok": 60}
+    # never faster than the limit (+10%) over any second (25 consecutive requests) ...
+    window = (times[25:] - times[:-25]) / 25.0
+    assert 1.0 / window.min() <= 25.0 * 1.10, 1.0 / window.min()
+    # ... and over the run: at most the limit; at least a fraction of it (a loaded 2-core
+    # machine and worker start-up slow the client down, never the other way round)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 0.3 * 25.0 <= rate <= 1.1 * 25.0, rate
+
+
+def test_rate_limiter_spaces_slots_exactly_and_saves_no_idle_time(ray_local):
+    from hicatalog.cutouts.fetch import _rate_limiter_class
+
+    limiter = _rate_limiter_class().remote(25.0)
+    try:
+        t0 = time.time()
+        slots = np.array(ray_local.get([limiter.reserve.remote() for _ in range(50)]))
+        assert t0 - 1.0 < slots[0] < t0 + 5.0
+        np.testing.assert_allclose(np.diff(slots), 0.04, atol=1e-6)  # ordered, 1/rate apart
+        time.sleep(0.3 + slots[-1] - time.time())  # idle past the last slot
+        later = ray_local.get(limiter.reserve.remote())
+        assert later >= time.time() - 0.5 and later > slots[-1] + 0.3  # no saved-up burst
+    finally:
+        ray_local.kill(limiter)
+
+
+def test_resume_skips_what_is_stored_and_completes(ray_local, tmp_path):
+    cols = write_catalog(tmp_path / "cat.parquet", 25)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".part-killed.0123.tmp").write_bytes(b"half a shard from a killed writer")
+    with FakeCutoutServer() as srv:
+        srv.plan(ra_key(cols["ra"][2]), "503", "ok")  # fails in run 1 (no retries), ok in run 2
+        first = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10, retries=0))
+        assert first == {"deferred": 15, "http_503": 1, "ok": 9}
+        assert len(existing_object_ids(str(out))) == 9
+        second = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
+        assert second == {"already_present": 9, "ok": 16}
+        n_requests = sum(srv.counts.values())
+        third = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
+        assert third == {"already_present": 25}
+        assert sum(srv.counts.values()) == n_requests  # nothing requested again
+    ids = read_shards(out).column("object_id").to_pylist()
+    assert sorted(ids) == sorted(cols["object_id"])  # complete, no duplicates
+
+
+def test_cli_fetch_runs_and_reports_bad_input_in_one_line(ray_local, tmp_path, capsys):
+    from hicatalog.cli import main as cli
+
+    write_catalog(tmp_path / "cat.parquet", 6)
+    with FakeCutoutServer() as srv:
+        rc = cli(["fetch", "--catalog", str(tmp_path / "cat.parquet"), "--survey", "sdss",
+                  "--out", str(tmp_path / "out"), "--base-url", srv.base + SDSS_PATH,
+                  "--max-rps", "200", "--concurrency", "4"])
+    assert rc == 0 and "ok=6" in capsys.readouterr().out
+    pq.write_table(pa.table({"object_id": ["a"], "ra": [1.0]}), tmp_path / "bad.parquet")
+    rc = cli(["fetch", "--catalog", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "missing column" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_killed_fetch_resumes_and_completes(ray_local, tmp_path):
+    """SIGKILL a ``hicatalog fetch`` process (and its local Ray) mid-run, then resume."""
+    n = 60
+    cols = write_catalog(tmp_path / "cat.parquet", n)
+    out = tmp_path / "out"
+    with FakeCutoutServer(latency_s=0.15) as srv:
+        args = ["fetch", "--catalog", str(tmp_path / "cat.parquet"), "--out", str(out),
+                "--base-url", srv.base + SDSS_PATH, "--concurrency", "2", "--tasks", "1",
+                "--rows-per-shard", "5"]
+        code = ("import ray, sys; ray.init(num_cpus=1, include_dashboard=False); "
+                "from hicatalog.cli import main; sys.exit(main(sys.argv[1:]))")
+        log = open(tmp_path / "child.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen([sys.executable, "-c", code, *args], start_new_session=True,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 180
+            while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2:
+                assert proc.poll() is None, (
+                    "fetch ended before it could be killed:\n"
+                    + (tmp_path / "child.log").read_text()[-3000:])
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            log.close()
+        # The killed run's Ray workers have their own process groups and may still finish a
+        # shard; the resumed run must neither lose nor duplicate those rows.
+        assert 10 <= len(existing_object_ids(str(out))) < n
+        assert not (out / STATUS_FILE).exists()  # the killed run never finished
+        counts = fetch_cutouts(FetchConfig(catalog=str(tmp_path / "cat.parquet"), out=str(out),
+                                           base_url=srv.base + SDSS_PATH, concurrency=16))
+    assert counts["already_present"] >= 10 and sum(counts.values()) == n
+    assert counts["ok"] + counts["already_present"] == n
+    ids = read_shards(out).column("object_id").to_pylist()
+    assert sorted(ids) == sorted(cols["object_id"])
+
+
+def test_label_columns_of_the_wrong_type_are_a_clear_error(tmp_path):
+    pq.write_table(pa.table({"object_id": ["a"], "ra": [1.0], "dec": [2.0],
+                             "m_true": ["lots of gas"]}), tmp_path / "cat.parquet")
+    with pytest.raises(ValueError, match=r"label column 'm_true'.*expected float"):
+        read_catalog(str(tmp_path / "cat.parquet"))

@@ -1,0 +1,539 @@
+"""Catalog readers, cross-matching and the paper's selections, on fixture files that the tests
+write in the published formats (CSV with the published headers; FITS written by astropy)."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+
+from hicatalog.cutouts.fetch import read_catalog
+from hicatalog.schemas import read_table
+from hicatalog.surveys import readers, selections
+from hicatalog.surveys.crossmatch import has_neighbour, nearest_match
+from hicatalog.surveys.labels import SurveyInputs, build_labels, table1_summary
+from hicatalog.surveys.selections import SelectionLog
+
+ARCSEC = 1.0 / 3600.0
+
+
+# ---------------------------------------------------------------------------------------------
+# fixture universe: every selection rule has rows built to trip it (and only it)
+
+
+def offset(ra, dec, east_arcsec=0.0, north_arcsec=0.0):
+    """Position moved by small on-sky offsets (astropy's spherical_offsets_by)."""
+    c = SkyCoord(ra * u.deg, dec * u.deg).spherical_offsets_by(
+        east_arcsec * u.arcsec, north_arcsec * u.arcsec)
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+class Universe:
+    """Rows of every catalog, each tagged with the step that must remove it (or None)."""
+
+    def __init__(self):
+        self.mpa = []      # dicts: ra, dec, z, photoid, zwarn, mass, sfr, oh
+        self.a40 = []      # dicts: agc, ra_hi, dec_hi, ra_oc, dec_oc, logm, oc, cut
+        self.a40x = []     # dicts: agc, photoobjid (None = empty)
+        self.a100 = []     # dicts: agc, ra_hi, dec_hi, ra_oc, dec_oc, logm, cut
+        self.xgass = []    # dicts: gass, ra, dec, z, ms, mhi, hisrc, cut
+        self.nibles = []   # dicts: id, ra, dec, z, ms, mhi, cut
+        self.nd = {}       # mpa index -> cut step (None = in the candidate pool)
+        self.site = 0
+
+    def new_site(self, spring=True):
+        """A fresh position, 40' from any other (well beyond every radius)."""
+        self.site += 1
+        k = self.site
+        if spring:
+            return 130.0 + 0.7 * (k % 40), 4.0 + 0.7 * (k // 40)
+        return 350.0 + 0.7 * (k % 10), 20.0
+
+    def add_mpa(self, ra, dec, z=0.065, mass=10.0, sfr=0.1, oh=8.9, zwarn=0, photoid=None,
+                nd_cut="0 < z < 0.06"):
+        k = len(self.mpa)
+        photoid = photoid or [1000 + k, 301, 1 + k % 6, 10 + k, 1 + k]
+        self.mpa.append(dict(ra=ra, dec=dec, z=z, mass=mass, sfr=sfr, oh=oh, zwarn=zwarn,
+                             photoid=photoid))
+        self.nd[k] = nd_cut
+        return k
+
+    def objid(self, k):
+        return int(readers.sdss_objid(*self.mpa[k]["photoid"]))
+
+
+A40_CUTS = ["OCcode = I", "has a DR7 PhotoObjID", "duplicate DR7 matches dropped",
+            "in MPA-JHU DR7", "valid stellar mass -> a.40A"]
+A100_CUTS = ["in the ALFALFA Spring sky", 'MPA-JHU galaxy within 1"',
+             "no other H I source within 1.9'", 'no optical neighbour within 55"',
+             'a.40A and xGASS overlaps (1") removed', "valid stellar mass"]
+ND_CUTS = ["0 < z < 0.06", "inside the ALFALFA footprint", 'not an a.100 counterpart (1")',
+           "no H I source within the Arecibo beam (1.75')", 'no optical neighbour within 55"']
+NIBLES_CUTS = ["valid M* >= 10^8 Msun", "visual inspection rejections removed",
+               'ALFALFA and xGASS overlaps (1") removed']
+
+
+def build_universe() -> Universe:
+    U = Universe()
+    agc = iter(range(1001, 2000))
+
+    def a40_case(cut, oc="I", mass=10.0, sfr=0.1, oh=8.9, zwarn=0, link=True, logm=9.5):
+        ra, dec = U.new_site()
+        k = U.add_mpa(ra, dec, mass=mass, sfr=sfr, oh=oh, zwarn=zwarn)
+        g = next(agc)
+        ra_hi, dec_hi = offset(ra, dec, 20, -15)
+        U.a40.append(dict(agc=g, ra_hi=ra_hi, dec_hi=dec_hi, ra_oc=ra, dec_oc=dec, logm=logm,
+                          oc=oc, cut=cut, mpa=k))
+        U.a40x.append(dict(agc=g, photoobjid=U.objid(k) if link else None))
+        return g, k
+
+    # --- a.40 -----------------------------------------------------------------------------
+    good_b = a40_case(None)                                # a.40A and a.40B
+    good_a_sfr = a40_case(None, sfr=-99.0)                 # a.40A only (no SFR)
+    good_a_oh = a40_case(None, oh=-9999.0)                 # a.40A only (no metallicity)
+    good_a_z = a40_case(None, zwarn=4)                     # a.40A only (bad spec-z)
+    a40_case("OCcode = I", oc="U")
+    a40_case("has a DR7 PhotoObjID", link=False)
+    # two a.40 sources claiming the same DR7 object: both dropped
+    g1, k1 = a40_case("duplicate DR7 matches dropped")
+    g2 = next(agc)
+    U.a40.append(dict(agc=g2, ra_hi=U.a40[-1]["ra_hi"], dec_hi=U.a40[-1]["dec_hi"] + 0.01,
+                      ra_oc=U.mpa[k1]["ra"], dec_oc=U.mpa[k1]["dec"], logm=9.0, oc="I",
+                      cut="duplicate DR7 matches dropped", mpa=k1))
+    U.a40x.append(dict(agc=g2, photoobjid=U.objid(k1)))
+    # one DR7 object with two MPA-JHU spectra: dropped
+    g3, k3 = a40_case("duplicate DR7 matches dropped")
+    U.add_mpa(*offset(U.mpa[k3]["ra"], U.mpa[k3]["dec"], 0.2, 0.0),
+              photoid=list(U.mpa[k3]["photoid"]))
+    # a PhotoObjID that MPA-JHU does not have
+    g4, k4 = a40_case("in MPA-JHU DR7")
+    U.a40x[-1]["photoobjid"] = int(readers.sdss_objid(9999, 301, 3, 77, 5))
+    a40_case("valid stellar mass -> a.40A", mass=-1.0)
+
+    # --- xGASS ----------------------------------------------------------------------------
+    def xgass_case(cut, hisrc=1, mhi=9.3):
+        ra, dec = U.new_site()
+        U.xgass.append(dict(gass=len(U.xgass) + 100, ra=ra, dec=dec, z=0.03, ms=10.3, mhi=mhi,
+                            hisrc=hisrc, cut=cut))
+        return ra, dec
+
+    xg_det = xgass_case(None)
+    xgass_case(None, hisrc=4, mhi=8.9)                      # upper limit, kept and flagged
+    xgass_case("valid M* and M_HI (or its upper limit)", mhi=float("nan"))
+
+    # --- a.100 ----------------------------------------------------------------------------
+    def a100_case(cut, ra_oc, dec_oc, ra_hi=None, dec_hi=None, g=None, logm=9.6):
+        if ra_hi is None:
+            ra_hi, dec_hi = offset(ra_oc, dec_oc, -25, 10)
+        U.a100.append(dict(agc=g or next(agc), ra_hi=ra_hi, dec_hi=dec_hi, ra_oc=ra_oc,
+                           dec_oc=dec_oc, logm=logm, cut=cut))
+
+    ra, dec = U.new_site()
+    k_a100_good = U.add_mpa(ra, dec, z=0.03, nd_cut='not an a.100 counterpart (1")')
+    a100_case(None, *offset(ra, dec, 0.4, 0.3))             # matched at 0.5"
+    ra, dec = U.new_site()
+    k_a100_good2 = U.add_mpa(ra, dec)
+    a100_case(None, ra, dec)
+    # outside the Spring sky (fall sky): removed first
+    ra, dec = U.new_site(spring=False)
+    U.add_mpa(ra, dec)
+    a100_case("in the ALFALFA Spring sky", ra, dec)
+    # optical counterpart 3" from the nearest MPA-JHU galaxy; an MPA galaxy 1.2' from its H I
+    # position is then no non-detection (inside the beam)
+    ra, dec = U.new_site()
+    U.add_mpa(*offset(ra, dec, 3.0, 0.0))
+    a100_case('MPA-JHU galaxy within 1"', ra, dec, ra, dec)
+    U.add_mpa(*offset(ra, dec, 0.0, 72.0), z=0.03,
+              nd_cut="no H I source within the Arecibo beam (1.75')")
+    # two H I sources 1' apart: both blended
+    ra, dec = U.new_site()
+    ra2, dec2 = offset(ra, dec, 0.0, 60.0)
+    U.add_mpa(ra, dec)
+    U.add_mpa(ra2, dec2)
+    a100_case("no other H I source within 1.9'", ra, dec, ra, dec)
+    a100_case("no other H I source within 1.9'", ra2, dec2, ra2, dec2)
+    # an MPA-JHU neighbour 30" away (fibre collision)
+    ra, dec = U.new_site()
+    U.add_mpa(ra, dec)
+    U.add_mpa(*offset(ra, dec, 30.0, 0.0))
+    a100_case('no optical neighbour within 55"', ra, dec)
+    # overlaps: an a.40A galaxy (by position), another a.40A galaxy (same AGC), an xGASS one
+    k = good_b[1]
+    a100_case('a.40A and xGASS overlaps (1") removed', U.mpa[k]["ra"], U.mpa[k]["dec"])
+    k = good_a_sfr[1]
+    a100_case('a.40A and xGASS overlaps (1") removed', U.mpa[k]["ra"], U.mpa[k]["dec"],
+              g=good_a_sfr[0])
+    U.add_mpa(*xg_det)
+    a100_case('a.40A and xGASS overlaps (1") removed', *offset(*xg_det, 0.3, 0.0))
+    # no stellar mass in MPA-JHU
+    ra, dec = U.new_site()
+    U.add_mpa(ra, dec, mass=-99.0)
+    a100_case("valid stellar mass", ra, dec)
+
+    # --- non-detection candidates ---------------------------------------------------------
+    for i in range(6):
+        U.add_mpa(*U.new_site(), z=0.01 + 0.007 * i, nd_cut=None)
+    U.add_mpa(*U.new_site(spring=False), z=0.02, nd_cut=None)   # fall sky: in the footprint
+    U.add_mpa(*U.new_site(), z=0.08)                               # too far
+    U.add_mpa(*U.new_site(), z=0.02, zwarn=4)                      # bad redshift
+    U.add_mpa(60.0, 10.0, z=0.02, nd_cut="inside the ALFALFA footprint")
+    ra, dec = U.new_site()
+    U.add_mpa(ra, dec, z=0.02, nd_cut='no optical neighbour within 55"')
+    U.add_mpa(*offset(ra, dec, 0.0, -40.0), z=0.03, nd_cut='no optical neighbour within 55"')
+
+    # --- NIBLES ---------------------------------------------------------------------------
+    def nibles_case(cut, ra, dec, ms=9.5):
+        U.nibles.append(dict(id=len(U.nibles) + 1, ra=ra, dec=dec, z=0.02, ms=ms, mhi=9.1,
+                             cut=cut))
+
+    nibles_case(None, *U.new_site())
+    nibles_case(None, *U.new_site(), ms=8.0)                       # exactly at the limit: kept
+    nibles_case("valid M* >= 10^8 Msun", *U.new_site(), ms=7.5)
+    nibles_case("valid M* >= 10^8 Msun", *U.new_site(), ms=float("nan"))
+    nibles_case("visual inspection rejections removed", *U.new_site())
+    k = good_a_oh[1]
+    nibles_case('ALFALFA and xGASS overlaps (1") removed',
+                *offset(U.mpa[k]["ra"], U.mpa[k]["dec"], 0.0, 0.4))
+    nibles_case('ALFALFA and xGASS overlaps (1") removed',
+                U.mpa[k_a100_good]["ra"], U.mpa[k_a100_good]["dec"])
+    nibles_case('ALFALFA and xGASS overlaps (1") removed', *offset(*xg_det, -0.5, 0.0))
+    U.k_a100_good = (k_a100_good, k_a100_good2)
+    U.a40_good = {"a40B": [good_b[0]], "a40A": [good_a_sfr[0], good_a_oh[0], good_a_z[0]]}
+    return U
+
+
+def write_universe(U: Universe, d) -> SurveyInputs:
+    """Write every catalog of ``U`` in its published format under directory ``d``."""
+    n = len(U.mpa)
+    info = Table()
+    info["PLATEID"] = np.arange(n, dtype=np.int16) + 266
+    info["RA"] = np.array([m["ra"] for m in U.mpa], dtype=np.float64)  # float64 keeps 0.2"
+    info["DEC"] = np.array([m["dec"] for m in U.mpa], dtype=np.float64)
+    info["Z"] = np.array([m["z"] for m in U.mpa], dtype=np.float32)
+    info["Z_WARNING"] = np.array([m["zwarn"] for m in U.mpa], dtype=np.int32)
+    info["PHOTOID"] = np.array([m["photoid"] for m in U.mpa], dtype=np.int32)
+    info["SPECOBJID"] = np.array([f"{75094092974915584 + i}" for i in range(n)])
+    info.write(d / "gal_info_dr7_v5_2.fit", format="fits")
+    for name, key in (("totlgm_dr7_v5_2.fit", "mass"), ("gal_totsfr_dr7_v5_2.fits", "sfr"),
+                      ("gal_fiboh_dr7_v5_2.fits", "oh")):
+        t = Table()
+        v = np.array([m[key] for m in U.mpa], dtype=np.float32)
+        t["AVG"], t["MEDIAN"], t["P16"], t["P84"] = v, v, v - 0.1, v + 0.1
+        t.write(d / name, format="fits")
+
+    header = ("AGCNr,Name,HIra,HIdec,OCra,OCdec,Vhelio,W50,errW50,HIflux,errflux,SNR,RMS,"
+              "Dist,logMsun,HIcode,OCcode\n")
+    lines = [f"{r['agc']},AGC{r['agc']},{r['ra_hi']:.6f},{r['dec_hi']:.6f},{r['ra_oc']:.7f},"
+             f"{r['dec_oc']:.7f},9000,150,5,1.5,0.1,12.0,2.1,128.6,{r['logm']:.2f},1,{r['oc']}\n"
+             for r in U.a40]
+    (d / "a40.datafile1.csv").write_text(header + "".join(lines))
+    lines = [f"{r['agc']},{'' if r['photoobjid'] is None else r['photoobjid']},,"
+             "17.2,1.6,0.03\n" for r in U.a40x]
+    (d / "a40.datafile3.csv").write_text(
+        "AGCNr,PhotoObjID,SpecObjID,rmodelmag,uminusr,zsdss\n" + "".join(lines))
+
+    header = ("AGCNr,Name,RAdeg_HI,DECdeg_HI,RAdeg_OC,DECdeg_OC,Vhelio,W50,sigW,W20,HIflux,"
+              "sigflux,SNR,RMS,Dist,sigDist,logMH,siglogMH,HIcode\n")
+    lines = [f"{r['agc']},........,{r['ra_hi']:.6f},{r['dec_hi']:.6f},{r['ra_oc']:.7f},"
+             f"{r['dec_oc']:.7f},9000,150,5,160,1.5,0.1,12.0,2.1,128.6,2.3,{r['logm']:.2f},"
+             "0.05,1\n" for r in U.a100]
+    (d / "a100.code12.table2.190808.csv").write_text(header + "".join(lines))
+
+    x = Table()
+    x["GASS"] = np.array([r["gass"] for r in U.xgass], dtype=np.int32)
+    x["SDSS"] = np.array([f"J{i:06d}" for i in range(len(U.xgass))])
+    x["RA"] = np.array([r["ra"] for r in U.xgass])
+    x["DEC"] = np.array([r["dec"] for r in U.xgass])
+    x["zSDSS"] = np.array([r["z"] for r in U.xgass], dtype=np.float32)
+    x["lgMstar"] = np.array([r["ms"] for r in U.xgass], dtype=np.float32)
+    x["lgMHI"] = np.array([r["mhi"] for r in U.xgass], dtype=np.float32)
+    x["lgGF"] = x["lgMHI"] - x["lgMstar"]
+    x["HIsrc"] = np.array([r["hisrc"] for r in U.xgass], dtype=np.int16)
+    x["HI_FLAG"] = np.where(x["HIsrc"] == 4, 99, 1).astype(np.int16)
+    x.write(d / "xGASS_representative_sample.fits", format="fits")
+
+    lines = [f"{i},{r['id']},{r['ra']},{r['dec']},{r['z']},"
+             f"{'' if np.isnan(r['ms']) else r['ms']},{r['mhi']},{r['mhi'] - r['ms']:.2f}\n"
+             for i, r in enumerate(U.nibles)]
+    (d / "NIBLES_data.csv").write_text(",nibles_id,ra,dec,z,logMstar,logMHI,logfgas\n"
+                                       + "".join(lines))
+
+    nsa = Table()
+    nsa["NSAID"] = np.arange(5, dtype=np.int32)
+    nsa["IAUNAME"] = np.array([f"J{i}" for i in range(5)])
+    nsa["RA"] = np.array([150.0, 151.0, 152.0, 153.0, 154.0])
+    nsa["DEC"] = np.array([10.0, 11.0, 12.0, 13.0, 14.0])
+    nsa["Z"] = np.array([0.01, 0.02, np.nan, 0.03, 0.04], dtype=np.float32)
+    nsa.write(d / "nsa_v1_0_1.fits", format="fits")
+    return SurveyInputs(
+        a40=str(d / "a40.datafile1.csv"), a40_sdss=str(d / "a40.datafile3.csv"),
+        mpa_info=str(d / "gal_info_dr7_v5_2.fit"), mpa_mass=str(d / "totlgm_dr7_v5_2.fit"),
+        mpa_sfr=str(d / "gal_totsfr_dr7_v5_2.fits"), mpa_oh=str(d / "gal_fiboh_dr7_v5_2.fits"),
+        a100=str(d / "a100.code12.table2.190808.csv"),
+        xgass=str(d / "xGASS_representative_sample.fits"), nibles=str(d / "NIBLES_data.csv"),
+        nsa=str(d / "nsa_v1_0_1.fits"), nibles_exclude_ids=("5",),
+    )
+
+
+@pytest.fixture(scope="module")
+def universe(tmp_path_factory):
+    d = tmp_path_factory.mktemp("catalogs")
+    U = build_universe()
+    return U, write_universe(U, d)
+
+
+def expected_counts(rows, cuts, key="cut"):
+    """Rows left after each cut, from the step each row was built to fail."""
+    n = len(rows)
+    out = []
+    for c in cuts:
+        n -= sum(1 for r in rows if r[key] == c)
+        out.append(n)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# readers
+
+
+def test_readers_map_published_columns_and_sentinels(universe):
+    U, inp = universe
+    a40 = readers.read_a40(inp.a40)
+    assert a40.num_rows == len(U.a40) and a40.column("agc").type == pa.int64()
+    assert a40.column("oc_code").to_pylist()[:5] == ["I", "I", "I", "I", "U"]
+    assert a40.column("ra_oc").to_pylist()[0] == pytest.approx(U.a40[0]["ra_oc"], abs=1e-7)
+    x = readers.read_a40_sdss(inp.a40_sdss)
+    assert x.column("photo_key").to_pylist()[5] == -1  # the empty PhotoObjID
+    mpa = readers.read_mpajhu(inp.mpa_info, inp.mpa_mass, inp.mpa_sfr, inp.mpa_oh)
+    assert mpa.num_rows == len(U.mpa)
+    ms = mpa.column("log_mstar").to_numpy()
+    assert np.isnan(ms[[i for i, m in enumerate(U.mpa) if m["mass"] < 0]]).all()
+    assert np.isnan(mpa.column("log_sfr").to_numpy()[U.a40[1]["mpa"]])  # -99 -> NaN
+    assert np.isnan(mpa.column("oh").to_numpy()[U.a40[2]["mpa"]])       # -9999 -> NaN
+    # the PhotoObjID of a.40 and the PHOTOID parts of MPA-JHU give the same key
+    assert x.column("photo_key").to_pylist()[0] == mpa.column("photo_key").to_pylist()[
+        U.a40[0]["mpa"]]
+    a100 = readers.read_a100(inp.a100)
+    assert a100.num_rows == len(U.a100) and a100.column("log_mhi").to_pylist()[0] == 9.6
+    xg = readers.read_xgass(inp.xgass)
+    assert xg.column("upper_limit").to_pylist() == [False, True, False]
+    nib = readers.read_nibles(inp.nibles)
+    assert nib.column("nibles_id").to_pylist()[:2] == ["1", "2"]
+    assert np.isnan(nib.column("log_mstar").to_numpy()[3])
+    nsa = readers.read_nsa(inp.nsa)
+    assert nsa.column("object_id").to_pylist() == ["NSA0", "NSA1", "NSA3", "NSA4"]
+
+
+def test_objid_key_ignores_sky_version():
+    parts = (752, 40, 1, 263, 94)
+    assert int(readers.sdss_objid(*parts)) == 587722981741363294  # a real DR7 objID
+    assert readers.photo_key_from_objid(readers.sdss_objid(*parts, sky_version=1)) == \
+        readers.photo_key_from_objid(readers.sdss_objid(*parts, sky_version=2))
+
+
+def test_a_file_that_is_not_what_it_claims_names_file_and_column(tmp_path, universe):
+    _, inp = universe
+    bad = tmp_path / "a40.datafile1.csv"
+    bad.write_text("AGCNr,Name,HIra,HIdec,OCra,OCdec,Vhelio,W50,HIflux,Dist,HIcode,OCcode\n"
+                   "1,x,1,2,1,2,3,4,5,6,1,I\n")
+    with pytest.raises(readers.CatalogFormatError, match=r"a40.datafile1.csv.*'logMsun'"):
+        readers.read_a40(str(bad))
+    with pytest.raises(readers.CatalogFormatError,
+                       match=r"a40.datafile1.csv is not a valid ALFALFA a.100.*'RAdeg_HI'"):
+        readers.read_a100(inp.a40)  # an a.40 file handed to the a.100 reader
+    t = Table({"RA": [1.0], "DEC": [2.0], "Z": [0.1]})
+    t.write(tmp_path / "info.fits", format="fits")
+    with pytest.raises(readers.CatalogFormatError, match=r"info.fits.*'PHOTOID'"):
+        readers.read_mpajhu(str(tmp_path / "info.fits"), inp.mpa_mass)
+    t = Table({"MEDIAN": np.ones(3, np.float32)})
+    t.write(tmp_path / "short_mass.fits", format="fits")
+    with pytest.raises(readers.CatalogFormatError, match="row-aligned"):
+        readers.read_mpajhu(inp.mpa_info, str(tmp_path / "short_mass.fits"))
+    with pytest.raises(readers.CatalogFormatError, match="no such file"):
+        readers.read_xgass(str(tmp_path / "missing.fits"))
+    (tmp_path / "x.csv").write_text("GASS,RA,DEC,zSDSS,lgMstar,lgMHI\n1,1,2,0.02,10,9\n")
+    with pytest.raises(readers.CatalogFormatError, match="HIsrc"):
+        readers.read_xgass(str(tmp_path / "x.csv"))
+
+
+# ---------------------------------------------------------------------------------------------
+# crossmatch against brute force
+
+
+def brute_force_separations(ra1, dec1, ra2, dec2):
+    c1 = SkyCoord(ra1 * u.deg, dec1 * u.deg)
+    c2 = SkyCoord(ra2 * u.deg, dec2 * u.deg)
+    return c1[:, None].separation(c2[None, :]).arcsec  # (N1, N2)
+
+
+def test_crossmatch_agrees_with_all_pairs_separations():
+    rng = np.random.default_rng(3)
+    # a patch straddling ra = 0 and a second one at high declination
+    ra1 = np.concatenate([rng.uniform(-0.3, 0.3, 150) % 360, rng.uniform(10, 11, 100)])
+    dec1 = np.concatenate([rng.uniform(-0.3, 0.3, 150), rng.uniform(70, 70.3, 100)])
+    ra2 = np.concatenate([rng.uniform(-0.3, 0.3, 200) % 360, rng.uniform(10, 11, 150)])
+    dec2 = np.concatenate([rng.uniform(-0.3, 0.3, 200), rng.uniform(70, 70.3, 150)])
+    ra1[7], dec1[9] = np.nan, np.nan
+    sep = brute_force_separations(np.nan_to_num(ra1), np.nan_to_num(dec1), ra2, dec2)
+    sep[[7, 9]] = np.inf
+    for radius in (20.0, 45.0, 90.0):
+        idx, d = nearest_match(ra1, dec1, ra2, dec2, radius)
+        best = sep.argmin(axis=1)
+        hit = sep.min(axis=1) <= radius
+        assert hit.sum() > 5 and (~hit).sum() > 5
+        np.testing.assert_array_equal(idx, np.where(hit, best, -1))
+        np.testing.assert_allclose(d[hit], sep.min(axis=1)[hit], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(
+            has_neighbour(ra1, dec1, ra2, dec2, radius), (sep <= radius).any(axis=1))
+    # the same catalog: the galaxy itself is no neighbour
+    self_sep = brute_force_separations(ra2, dec2, ra2, dec2)
+    np.fill_diagonal(self_sep, np.inf)
+    np.testing.assert_array_equal(
+        has_neighbour(ra2, dec2, ra2, dec2, 120.0, exclude_same_index=True),
+        (self_sep <= 120.0).any(axis=1))
+    nan = np.array([np.nan])
+    assert nearest_match(ra1[:3], dec1[:3], nan, nan, 10)[0].tolist() == [-1, -1, -1]
+
+
+# ---------------------------------------------------------------------------------------------
+# selections, one rule at a time
+
+
+@pytest.fixture(scope="module")
+def selected(universe):
+    U, inp = universe
+    slog = SelectionLog()
+    mpa = readers.read_mpajhu(inp.mpa_info, inp.mpa_mass, inp.mpa_sfr, inp.mpa_oh)
+    a40 = selections.select_a40(readers.read_a40(inp.a40), readers.read_a40_sdss(inp.a40_sdss),
+                                mpa, slog)
+    xg = selections.select_xgass(readers.read_xgass(inp.xgass), slog)
+    a100_raw = readers.read_a100(inp.a100)
+    a100 = selections.select_a100(a100_raw, mpa, a40, xg, slog)
+    nib = selections.select_nibles(readers.read_nibles(inp.nibles), [a40, a100], xg, slog,
+                                   exclude_ids=["5"])
+    nd = selections.select_nondetections(mpa, a100_raw, a40.num_rows, slog, seed=1)
+    return dict(slog=slog, mpa=mpa, a40=a40, xgass=xg, a100=a100, nibles=nib, nd=nd,
+                a100_raw=a100_raw)
+
+
+def test_a40_selection_steps(universe, selected):
+    U, _ = universe
+    slog, a40 = selected["slog"], selected["a40"]
+    got = [slog.count("a40", c) for c in A40_CUTS[:-1]] + [slog.count("a40A", A40_CUTS[-1])]
+    assert got == expected_counts(U.a40, A40_CUTS)
+    assert slog.count("a40B", "valid SFR, metallicity, spec-z -> a.40B") == 1
+    by_ds = {}
+    for r in a40.to_pylist():
+        by_ds.setdefault(r["dataset"], []).append(r["object_id"])
+    assert by_ds == {"a40B": [f"AGC{g}" for g in U.a40_good["a40B"]],
+                     "a40A": [f"AGC{g}" for g in U.a40_good["a40A"]]}
+    r = a40.to_pylist()[0]
+    assert r["m_true"] == pytest.approx(9.5 - 10.0, abs=1e-6) and r["detected"]
+    assert not r["upper_limit"] and r["z"] == pytest.approx(0.065, abs=1e-6)
+
+
+def test_a100_selection_steps(universe, selected):
+    U, _ = universe
+    slog, a100 = selected["slog"], selected["a100"]
+    assert slog.count("a100", "read a.100") == len(U.a100)
+    assert [slog.count("a100", c) for c in A100_CUTS] == expected_counts(U.a100, A100_CUTS)
+    kept = [f"AGC{r['agc']}" for r in U.a100 if r["cut"] is None]
+    assert a100.column("object_id").to_pylist() == kept and len(kept) == 2
+    # the label position is the MPA-JHU galaxy's, not the ALFALFA optical position
+    k = U.k_a100_good[0]
+    assert a100.column("ra").to_pylist()[0] == pytest.approx(U.mpa[k]["ra"], abs=1e-9)
+
+
+def test_xgass_upper_limits_are_kept_and_flagged(selected):
+    rows = selected["xgass"].to_pylist()
+    assert [(r["detected"], r["upper_limit"]) for r in rows] == [(True, False), (False, True)]
+    assert rows[1]["m_true"] == pytest.approx(8.9 - 10.3, abs=1e-5)
+    assert selected["slog"].count("xgass", "of which upper limits") == 1
+
+
+def test_nibles_selection_steps(universe, selected):
+    U, _ = universe
+    slog = selected["slog"]
+    assert [slog.count("nibles", c) for c in NIBLES_CUTS] == expected_counts(U.nibles,
+                                                                              NIBLES_CUTS)
+    assert selected["nibles"].column("object_id").to_pylist() == ["NIBLES1", "NIBLES2"]
+
+
+def test_nondetection_selection_steps_and_balance(universe, selected):
+    U, _ = universe
+    slog, nd, a40 = selected["slog"], selected["nd"], selected["a40"]
+    rows = [{"cut": c} for c in U.nd.values()]
+    assert [slog.count("nondetections", c) for c in ND_CUTS] == expected_counts(rows, ND_CUTS)
+    pool = {f"SDSS{75094092974915584 + k}" for k, c in U.nd.items() if c is None}
+    assert len(pool) == 7
+    ids = nd.column("object_id").to_pylist()
+    assert len(ids) == a40.num_rows == 4 and set(ids) <= pool  # balanced with a.40A
+    assert not any(nd.column("detected").to_pylist())
+    assert nd.column("m_true").null_count == nd.num_rows
+    # asking for more than the pool holds gives the whole pool
+    all_nd = selections.select_nondetections(selected["mpa"], selected["a100_raw"], 100,
+                                             SelectionLog())
+    assert set(all_nd.column("object_id").to_pylist()) == pool
+    again = selections.select_nondetections(selected["mpa"], selected["a100_raw"], 4,
+                                            SelectionLog(), seed=1)
+    assert again.column("object_id").to_pylist() == ids  # deterministic for a seed
+
+
+def test_footprint_wraps_through_ra_zero():
+    inside = selections.in_footprint(np.array([359.0, 1.0, 100.0, 150.0, 150.0]),
+                                     np.array([10.0, 10.0, 10.0, 10.0, -5.0]))
+    assert inside.tolist() == [True, True, False, True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole build: labels, steps, Table 1
+
+
+def test_build_labels_writes_a_valid_labels_table_and_table1(universe, tmp_path):
+    U, inp = universe
+    labels, steps, table1 = build_labels(inp, str(tmp_path), seed=1)
+    stored = read_table(str(tmp_path / "labels.parquet"), "labels")
+    assert stored.num_rows == labels.num_rows == 4 + 2 + 2 + 2 + 4
+    t1 = {r["sample"]: r for r in table1.to_pylist()}
+    assert {k: v["N"] for k, v in t1.items()} == {
+        "a40A": 4, "a40B": 1, "a100": 2, "nibles": 2, "xgass": 2, "nondetections": 4}
+    assert t1["a40B"]["m_true_q50"] == pytest.approx(-0.5, abs=1e-6)
+    assert np.isnan(t1["nondetections"]["log_mhi_q50"])
+    assert (tmp_path / "selection_steps.csv").exists() and (tmp_path / "table1.csv").exists()
+    assert pq.read_table(tmp_path / "tracers.parquet").num_rows == 4
+    assert steps.num_rows > 20
+    # the labels table is a valid fetch catalog as it stands
+    cat = read_catalog(str(tmp_path / "labels.parquet"))
+    assert cat.num_rows == labels.num_rows
+
+
+def test_table1_quantiles_match_numpy():
+    rng = np.random.default_rng(0)
+    n = 101
+    ms, mhi = rng.normal(10, 0.5, n), rng.normal(9.5, 0.4, n)
+    labels = selections._labels([f"g{i}" for i in range(n)], np.zeros(n), np.zeros(n),
+                                np.full(n, 0.02), ms, mhi, True, False, "a100")
+    row = [r for r in table1_summary(labels).to_pylist() if r["sample"] == "a100"][0]
+    for q in (16, 50, 84):
+        assert row[f"m_true_q{q}"] == pytest.approx(
+            np.quantile((mhi - ms).astype(np.float32), q / 100), abs=1e-5)
+
+
+def test_labels_command_prints_the_summary(universe, tmp_path, capsys):
+    from hicatalog.cli import main
+
+    _, inp = universe
+    argv = ["labels", "--out", str(tmp_path), "--seed", "1"]
+    for key, value in inp.__dict__.items():
+        if key == "nsa" or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, *value] if isinstance(value, tuple) else [flag, value]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "14 labelled galaxies" in out and "nondetections  N=      4" in out
+    assert not (tmp_path / "tracers.parquet").exists()
