@@ -101,7 +101,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "models": {k: str(out / "models" / k) for k in models},
         "catalog": str(out / "catalog"),
         "report": str(out / "report"),
-        "rows_by_status": manifest.get("rows_by_status"),
+        "rows_by_status": manifest["rows"]["status"],
         "timings_s": timings,
         "total_s": round(time.perf_counter() - t_start, 1),
         "metrics": metrics,

@@ -95,4 +95,4 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
     ).fetchone()[0]
     assert n == 300
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert summary["rows_by_status"]
+    assert summary["rows_by_status"]["ok"] == 300

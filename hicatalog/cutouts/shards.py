@@ -20,6 +20,7 @@ from hicatalog.schemas import SchemaError, conform_table, validate_schema
 
 __all__ = [
     "TARGET_SHARD_BYTES",
+    "filesystem_and_path",
     "rows_per_shard_for",
     "write_shard",
     "list_shards",
@@ -35,7 +36,8 @@ def rows_per_shard_for(bytes_per_row: float, target_bytes: int = TARGET_SHARD_BY
     return max(1, int(target_bytes // max(bytes_per_row, 1.0)))
 
 
-def _fs_and_path(path: str) -> tuple[pafs.FileSystem, str]:
+def filesystem_and_path(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and in-filesystem path of a local path or URL (``s3://...``)."""
     return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), os.path.abspath(path))
 
 
@@ -46,7 +48,7 @@ def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, cont
     Returns the final path.
     """
     table = conform_table(table, contract, f"shard {name}-{index}")
-    fs, base = _fs_and_path(out_dir)
+    fs, base = filesystem_and_path(out_dir)
     fs.create_dir(base, recursive=True)
     stem = f"{name}-{index:05d}" if isinstance(index, int) else f"{name}-{index}"
     final = f"{base}/{stem}.parquet"
@@ -70,7 +72,7 @@ def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list
     paths = [path] if isinstance(path, str) else list(path)
     found: list[str] = []
     for p in paths:
-        fs, base = _fs_and_path(p)
+        fs, base = filesystem_and_path(p)
         info = fs.get_file_info(base)
         if info.type == pafs.FileType.NotFound:
             raise SchemaError(f"{p}: no such file or directory (expected {contract or 'Parquet'} shards)")
@@ -89,7 +91,7 @@ def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list
         raise SchemaError(f"{path}: contains no Parquet shards")
     if contract is not None:
         for f in found:
-            fs, fpath = _fs_and_path(f)
+            fs, fpath = filesystem_and_path(f)
             with fs.open_input_file(fpath) as fh:
                 validate_schema(pq.read_schema(fh), contract, f)
     return found
@@ -102,7 +104,7 @@ def fingerprint_shards(files: list[str]) -> str:
     """
     h = hashlib.sha256()
     for f in sorted(files):
-        fs, fpath = _fs_and_path(f)
+        fs, fpath = filesystem_and_path(f)
         with fs.open_input_file(fpath) as fh:
             md = pq.read_metadata(fh)
             h.update(f"{os.path.basename(f)}:{fh.size()}:{md.num_rows};".encode())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -29,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hicatalog.config import MockConfig
-from hicatalog.cutouts.shards import write_shard
+from hicatalog.cutouts.shards import filesystem_and_path, write_shard
 from hicatalog.mock.population import Population, generate_population
 from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
 from hicatalog.schemas import conform_table
@@ -54,19 +53,13 @@ _LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_true", "detected", "log_msta
 _SHARD_NAME = "part"
 
 
-def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
 
 
 def _write_table_atomic(table: pa.Table, path: str) -> str:
     """Write a Parquet file under a temporary name, then move it into place."""
-    fs, p = _fs_path(path)
+    fs, p = filesystem_and_path(path)
     parent = p.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
@@ -195,7 +188,7 @@ def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> l
 
 def _remove_stale_shards(out_dir: str, n_shards: int) -> None:
     """Delete ``part-NNNNN.parquet`` left by an earlier, larger run in the same directory."""
-    fs, base = _fs_path(out_dir)
+    fs, base = filesystem_and_path(out_dir)
     info = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     pat = re.compile(rf"^{_SHARD_NAME}-(\d+)\.parquet$")
     for f in info:
@@ -251,7 +244,7 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "populations": counts,
         "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
     }
-    fs, mpath = _fs_path(_join(out, "_mock.json"))
+    fs, mpath = filesystem_and_path(_join(out, "_mock.json"))
     with fs.open_output_stream(mpath) as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info(

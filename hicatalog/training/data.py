@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import _fs_and_path
+from hicatalog.cutouts.shards import filesystem_and_path
 
 __all__ = [
     "TASK_LABEL_COLUMNS",
@@ -77,15 +77,15 @@ class Selection:
 def _shard_columns(files: list[str]) -> dict[str, set[str]]:
     out = {}
     for f in files:
-        fs, path = _fs_and_path(f)
+        fs, path = filesystem_and_path(f)
         with fs.open_input_file(path) as fh:
             out[f] = set(pq.read_schema(fh).names)
     return out
 
 
 def _read_labels(files: list[str], columns: list[str]) -> pa.Table:
-    fs, _ = _fs_and_path(files[0])
-    paths = [_fs_and_path(f)[1] for f in files]
+    fs, _ = filesystem_and_path(files[0])
+    paths = [filesystem_and_path(f)[1] for f in files]
     return pads.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
 
 
@@ -205,7 +205,7 @@ def probe_cutout(files: list[str], n_probe: int = 64) -> tuple[int, str]:
     sides: Counter[int] = Counter()
     surveys: Counter[str] = Counter()
     for f in files:
-        fs, path = _fs_and_path(f)
+        fs, path = filesystem_and_path(f)
         with fs.open_input_file(path) as fh:
             pf = pq.ParquetFile(fh)
             for rg in range(pf.num_row_groups):

@@ -1,0 +1,202 @@
+"""Catalog build throughput vs the bare model forward, and peak memory vs N.
+
+For each N in ``--sizes`` (default: ``--n`` and ``4 * --n``) the benchmark writes N mock
+cutouts (``--size`` px JPEGs, a pool of 256 distinct images under unique ids, 2048 rows per
+shard), starts a fresh local Ray, and runs the whole ``build_catalog`` (checks, id pre-pass,
+environment, read+decode tasks, ONE actor with both models and 8-view TTA, writer, manifest).
+In the same run it times the bare forward of the same two models with the same batch size
+and torch threads on already-decoded uint8 tensors (:func:`predict_images`), so
+
+    ratio = end-to-end cutouts/s  /  bare-forward cutouts/s     (goal >= 0.8 on CPU)
+
+Peak memory is the largest sum of RSS over this process and all its descendants (the Ray
+processes it started), sampled every 0.1 s during the build; it should not grow with N.
+
+    .venv/bin/python benchmarks/bench_catalog.py --out runs/bench             # quick
+    .venv/bin/python benchmarks/bench_catalog.py --out runs/bench --n 100000  # 100k and 400k
+
+Prints one line per N and writes ``OUT/bench_catalog.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from hicatalog.catalog.build import build_catalog
+from hicatalog.catalog.inference import predict_images
+from hicatalog.config import BuildCatalogConfig
+from hicatalog.cutouts.decode import decode_batch
+from hicatalog.cutouts.shards import write_shard
+from hicatalog.models.card import ModelCard, load_model, save_model
+from hicatalog.models.xresnet import xresnet18
+
+
+def make_cutouts(out: str, n: int, size: int, rows_per_shard: int = 2048) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(256):
+        arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+        pool.append(buf.getvalue())
+    for s, lo in enumerate(range(0, n, rows_per_shard)):
+        m = min(rows_per_shard, n - lo)
+        idx = np.arange(lo, lo + m)
+        write_shard(pa.table({
+            "object_id": [f"g{i:08d}" for i in idx],
+            "ra": rng.uniform(120, 240, m), "dec": rng.uniform(0, 60, m),
+            "z": rng.uniform(0.002, 0.06, m), "survey": ["sdss"] * m,
+            "image": [pool[i % 256] for i in idx],
+        }), out, "part", s)
+    return pool
+
+
+def make_models(out: str, size: int, image_size: int, width: float) -> tuple[str, str]:
+    dirs = []
+    for task, n_out in (("regression", 1), ("pr", 2)):
+        torch.manual_seed(0)
+        card = ModelCard(model_id=f"bench-{task}", task=task, arch="xresnet18", width=width,
+                         n_outputs=n_out, image_size=image_size, cutout_size=size, survey="sdss",
+                         normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+        d = os.path.join(out, task)
+        save_model(d, xresnet18(n_out, width=width), card)
+        dirs.append(d)
+    return dirs[0], dirs[1]
+
+
+def bare_forward(reg_dir: str, pr_dir: str, pool: list[bytes], size: int, decode_size: int,
+                 batch: int, threads: int, n_batches: int) -> float:
+    """Cutouts/s of both models (8-view TTA) on already-decoded tensors."""
+    torch.set_num_threads(threads)
+    reg, reg_card = load_model(reg_dir)
+    pr, pr_card = load_model(pr_dir)
+    imgs = decode_batch([pool[i % len(pool)] for i in range(batch)], size, decode_size).images
+    predict_images(imgs, reg, reg_card, pr, pr_card)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        predict_images(imgs, reg, reg_card, pr, pr_card)
+    return batch * n_batches / (time.perf_counter() - t0)
+
+
+class PeakRSS:
+    """Largest RSS sum (bytes) of this process and its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def _tree_rss() -> int:
+        """RSS sum of this process and its descendants, from /proc (Linux)."""
+        parent, rss = {}, {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                parent[int(d)] = int(fields[1])
+                rss[int(d)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        keep, frontier = {os.getpid()}, [os.getpid()]
+        children: dict[int, list[int]] = {}
+        for pid, pp in parent.items():
+            children.setdefault(pp, []).append(pid)
+        while frontier:
+            for c in children.get(frontier.pop(), []):
+                if c not in keep:
+                    keep.add(c)
+                    frontier.append(c)
+        return sum(rss.get(p, 0) for p in keep)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._tree_rss())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--n", type=int, default=2000, help="smaller N (the larger is 4x)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="explicit list of N")
+    ap.add_argument("--size", type=int, default=64, help="cutout side (px)")
+    ap.add_argument("--image-size", type=int, default=64, help="network input side (px)")
+    ap.add_argument("--width", type=float, default=0.5, help="xresnet18 width multiplier")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--object-store-mb", type=int, default=512)
+    args = ap.parse_args()
+    import ray
+
+    sizes = args.sizes or [args.n, 4 * args.n]
+    work = tempfile.mkdtemp(prefix="bench_catalog_")
+    results = []
+    try:
+        reg_dir, pr_dir = make_models(os.path.join(work, "models"), args.size, args.image_size,
+                                      args.width)
+        for n in sizes:
+            cut = os.path.join(work, f"cutouts_{n}")
+            pool = make_cutouts(cut, n, args.size)
+            bare_before = bare_forward(reg_dir, pr_dir, pool, args.size, args.image_size,
+                                       args.batch_size, args.threads, n_batches=8)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     object_store_memory=args.object_store_mb * 2**20)
+            cfg = BuildCatalogConfig(cutouts=cut, regression=reg_dir, pr=pr_dir,
+                                     out=os.path.join(work, f"catalog_{n}"),
+                                     batch_size=args.batch_size, actors=1, threads=args.threads)
+            with PeakRSS() as mem:
+                t0 = time.perf_counter()
+                manifest = build_catalog(cfg)
+                wall = time.perf_counter() - t0
+            ray.shutdown()
+            assert manifest["rows"]["total"] == n
+            # Timed again after the build: on a shared machine the load changes; use the mean.
+            bare_after = bare_forward(reg_dir, pr_dir, pool, args.size, args.image_size,
+                                      args.batch_size, args.threads, n_batches=8)
+            bare = 0.5 * (bare_before + bare_after)
+            e2e = n / wall
+            row = {"n": n, "wall_s": round(wall, 2), "end_to_end_per_s": round(e2e, 1),
+                   "bare_forward_per_s": round(bare, 1), "ratio": round(e2e / bare, 3),
+                   "bare_forward_before_after": [round(bare_before, 1), round(bare_after, 1)],
+                   "load_average": os.getloadavg(),
+                   "peak_rss_mb": round(mem.peak / 2**20, 1), "batch_size": args.batch_size,
+                   "threads": args.threads, "cutout_px": args.size,
+                   "image_px": args.image_size, "width": args.width, "tta": True}
+            results.append(row)
+            print(f"N={n:>8,d}  end-to-end {e2e:8.1f}/s  bare forward {bare:8.1f}/s  "
+                  f"ratio {e2e / bare:.2f}  wall {wall:7.1f} s  peak RSS {row['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "bench_catalog.json")
+    with open(path, "w") as fh:
+        json.dump({"benchmark": "catalog", "cpus": os.cpu_count(), "results": results}, fh,
+                  indent=2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,585 @@
+"""The catalog build: cutout shards -> both models -> the Parquet H I catalog (Ray Data).
+
+One streaming Ray Data pipeline, memory bounded whatever the input size:
+
+1. **Checks before any work**: the shards exist and carry the ``cutouts`` columns; both models
+   load (weights hash checked); the regression card is a regression model and the PR card has a
+   ``detection`` class; both cards' ``survey`` equals the cutouts' ``survey`` values and their
+   ``cutout_size`` the side of the stored JPEGs (read from the first images' headers).
+2. **Pre-pass over the ids** (only ``object_id``, ``survey``, ``ra``, ``dec``, ``z`` are read):
+   the first occurrence of an ``object_id`` (shard order, then row order) is predicted, later
+   ones get ``status='duplicate_id'``; with ``--since-manifest`` the ids the old catalog
+   already holds are left out. The environment (:func:`compute_environment`) is computed once
+   here for every distinct galaxy, against ``--tracers`` or, without it, the cutouts
+   themselves.
+3. **Pipeline**: ``from_items(shards)`` -> ``map_batches(read+decode)`` (tasks; each reads one
+   shard with pyarrow in row batches, so row positions are known, and decodes with Pillow via
+   :func:`hicatalog.cutouts.decode.decode_batch`; with ``--gpu`` and torchvision the JPEG bytes
+   go to the actors, which decode on the GPU) -> ``map_batches(CatalogPredictor)``: ONE actor
+   pool holding both models (:mod:`hicatalog.catalog.inference`).
+4. **Writer** (driver, streaming): rows are collected per input shard; when a shard is
+   complete its rows get the environment columns, are split by declination zone, sorted by
+   ra and written atomically as ``version=V/dec_zone=D/part-SSSSS.parquet``; then the
+   shard's ``_done`` marker is written. The layout is described in
+   :mod:`hicatalog.catalog.manifest`.
+
+Exactly once: output names are deterministic per input shard, a shard counts as done only
+after its marker exists, and a rerun with the same arguments (same build fingerprint: inputs,
+models, tracers, options, code version) reuses the version directory and skips done shards.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import importlib.util
+import io
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image
+
+from hicatalog import __version__
+from hicatalog.catalog.environment import compute_environment, read_positions
+from hicatalog.catalog.inference import CatalogPredictor, detection_index
+from hicatalog.catalog.manifest import (
+    BUILD_FILE,
+    DONE_DIR,
+    MANIFEST_FILE,
+    NULL_PARTITION,
+    catalog_object_ids,
+    fingerprint,
+    read_json,
+    read_manifest,
+    version_dirs,
+    write_json_atomic,
+)
+from hicatalog.config import BuildCatalogConfig
+from hicatalog.cutouts.decode import decode_batch
+from hicatalog.cutouts.shards import filesystem_and_path, fingerprint_shards, list_shards
+from hicatalog.models.card import ModelCard, load_model
+from hicatalog.runtime import init_ray
+from hicatalog.schemas import SchemaError, conform_table, load_schema
+
+__all__ = ["build_catalog", "dec_zone", "CatalogPlan"]
+
+log = logging.getLogger("hicatalog.catalog.build")
+
+_ID_COLUMNS = ["object_id", "ra", "dec", "z", "survey"]
+_READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
+#: Rows per Parquet row group in the catalog files (min/max statistics per group on ra/dec).
+ROW_GROUP_SIZE = 4096
+
+
+def dec_zone(dec: np.ndarray, zone_deg: int) -> np.ndarray:
+    """Lower edge (whole degrees) of the declination zone of each ``dec`` (deg); -999 where
+    dec is NaN or outside [-90, 90] (written as the null partition)."""
+    dec = np.asarray(dec, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(dec) & (np.abs(dec) <= 90)
+        # dec = +90 exactly belongs to the top zone.
+        top = np.nextafter(90.0, 0.0)
+        zone = np.floor(np.clip(np.where(good, dec, 0.0), -90.0, top) / zone_deg) * zone_deg
+    return np.where(good, zone, -999).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _load_models(cfg: BuildCatalogConfig) -> tuple[ModelCard, ModelCard]:
+    _, reg = load_model(cfg.regression)
+    _, pr = load_model(cfg.pr)
+    if reg.task != "regression" or reg.n_outputs != 1:
+        raise ValueError(f"--regression {cfg.regression}: model {reg.model_id!r} has task "
+                         f"{reg.task!r} with {reg.n_outputs} outputs, expected a regression model")
+    detection_index(pr)
+    for name, card in (("regression", reg), ("pr", pr)):
+        if card.in_channels != 3:
+            raise ValueError(f"--{name} model {card.model_id!r} takes {card.in_channels} "
+                             "channels, the cutouts have 3 (RGB)")
+    return reg, pr
+
+
+def _first_image_size(path: str, n: int = 32) -> int | None:
+    """Most common side (px) among the first ``n`` readable JPEG headers of a shard."""
+    fs, p = filesystem_and_path(path)
+    with fs.open_input_file(p) as fh:
+        pf = pq.ParquetFile(fh)
+        sizes = []
+        for rb in pf.iter_batches(batch_size=n, columns=["image"]):
+            for data in rb.column(0).to_pylist():
+                try:
+                    w, h = Image.open(io.BytesIO(data)).size
+                except Exception:  # noqa: BLE001 - bad rows get their status later
+                    continue
+                if w == h:
+                    sizes.append(w)
+            break
+    return collections.Counter(sizes).most_common(1)[0][0] if sizes else None
+
+
+class CatalogPlan:
+    """Everything decided before the pipeline starts (inputs, models, fingerprint, version)."""
+
+    def __init__(self, cfg: BuildCatalogConfig):
+        self.cfg = cfg
+        self.shards = list_shards(cfg.cutouts, contract="cutouts")
+        self.reg_card, self.pr_card = _load_models(cfg)
+        self.cutout_size = self.reg_card.cutout_size
+        self.decode_size = max(self.reg_card.image_size, self.pr_card.image_size)
+        self._scan_ids()
+        self._check_cards()
+        self.old_manifest = read_manifest(cfg.since_manifest) if cfg.since_manifest else None
+        self.tracers_fp = (
+            fingerprint_shards(list_shards(cfg.tracers, contract=None)) if cfg.tracers
+            else "cutouts"
+        )
+        self.input_fp = fingerprint_shards(self.shards)
+        self.gpu_decode = bool(cfg.gpu and importlib.util.find_spec("torchvision"))
+        if cfg.gpu and not self.gpu_decode:
+            log.warning("--gpu without torchvision: JPEGs are decoded with Pillow on the CPU")
+        self.fingerprint = fingerprint({
+            "input": self.input_fp,
+            "models": [self.reg_card.weights_sha256, self.pr_card.weights_sha256,
+                       self.reg_card.model_id, self.pr_card.model_id],
+            "tracers": self.tracers_fp,
+            "tta": cfg.tta,
+            "gpu_decode": self.gpu_decode,
+            "dec_zone_deg": cfg.dec_zone_deg,
+            "since": (self.old_manifest or {}).get("fingerprint"),
+            "code_version": __version__,
+        })
+        self.build_id = f"build-{self.fingerprint[:12]}"
+        self.model_id = f"{self.reg_card.model_id}+{self.pr_card.model_id}"
+
+    def _scan_ids(self) -> None:
+        """Read the small columns of every shard: ids, surveys, positions (one pass)."""
+        tables = []
+        self.rows_per_shard = []
+        for f in self.shards:
+            fs, p = filesystem_and_path(f)
+            with fs.open_input_file(p) as fh:
+                t = pq.read_table(fh, columns=_ID_COLUMNS)
+            self.rows_per_shard.append(t.num_rows)
+            tables.append(t)
+        self.positions = pa.concat_tables(tables).combine_chunks()
+        if self.positions.num_rows == 0:
+            raise SchemaError(f"{self.cfg.cutouts}: the cutout shards hold no rows")
+        self.surveys = sorted(set(pc.unique(self.positions.column("survey")).to_pylist()))
+
+    def _check_cards(self) -> None:
+        for name, card in (("regression", self.reg_card), ("pr", self.pr_card)):
+            if self.surveys != [card.survey]:
+                raise ValueError(
+                    f"--{name} model {card.model_id!r} was trained on survey {card.survey!r} "
+                    f"cutouts, but {self.cfg.cutouts} holds survey {self.surveys}"
+                )
+            if card.cutout_size is not None and card.cutout_size != self.cutout_size:
+                raise ValueError(
+                    f"the models expect different cutout sizes: regression "
+                    f"{self.reg_card.cutout_size} px, pr {self.pr_card.cutout_size} px"
+                )
+        side = _first_image_size(self.shards[0])
+        if self.cutout_size is not None and side is not None and side != self.cutout_size:
+            raise ValueError(
+                f"the models were trained on {self.cutout_size}x{self.cutout_size} px cutouts, "
+                f"but {self.shards[0]} holds {side}x{side} px images"
+            )
+        if self.cutout_size is None:
+            self.cutout_size = side
+
+    def row_plan(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """``(duplicate mask, skip mask, {row: first-occurrence message})`` over all rows."""
+        ids = self.positions.column("object_id")
+        n = len(ids)
+        codes = pc.index_in(ids, value_set=pc.unique(ids)).to_numpy(zero_copy_only=False)
+        # codes are 0..K-1 (index into the distinct ids); first[c] = first row of id c.
+        _, first = np.unique(codes, return_index=True)
+        dup = np.ones(n, dtype=bool)
+        dup[first] = False
+        starts = np.concatenate([[0], np.cumsum(self.rows_per_shard)])
+        messages = {}
+        for i in np.flatnonzero(dup):
+            j = int(first[codes[i]])
+            s = int(np.searchsorted(starts, j, "right") - 1)
+            messages[int(i)] = (
+                f"duplicate object_id {ids[i].as_py()!r}: first occurrence (predicted) is row "
+                f"{j - starts[s]} of {os.path.basename(self.shards[s])}"
+            )
+        skip = np.zeros(n, dtype=bool)
+        if self.old_manifest is not None:
+            old = catalog_object_ids(self.old_manifest)
+            skip = pc.is_in(ids, value_set=pa.array(sorted(old), pa.string())).to_numpy(
+                zero_copy_only=False)
+            log.info("incremental build: %d of %d rows are already in %s", int(skip.sum()), n,
+                     self.old_manifest["_path"])
+        return dup, skip, messages
+
+
+# ----------------------------------------------------------------------------- pipeline stages
+
+
+def _read_decode_shard(batch: dict[str, np.ndarray], *, rows_per_batch: int,
+                       cutout_size: int | None, decode_size: int, decode: bool):
+    """Ray Data UDF (one item = one input shard): read it in row batches and decode.
+
+    Yields batches with ``shard_index`` (int32), ``row_index`` (int64, position in the shard),
+    ``object_id``, ``ra``, ``dec``, ``z`` (float64, NaN = null), ``status``, ``error`` and
+    ``image`` (decoded ``uint8 (B, 3, S, S)``; or the JPEG bytes when ``decode`` is False).
+    Rows marked ``skip`` are left out; rows marked duplicate are not decoded.
+    """
+    for k in range(len(batch["shard"])):
+        path, sidx = str(batch["shard"][k]), int(batch["shard_index"][k])
+        dup_rows = dict(zip(batch["dup_rows"][k], batch["dup_messages"][k], strict=True))
+        skip_rows = set(np.asarray(batch["skip_rows"][k]).tolist())
+        fs, p = filesystem_and_path(path)
+        start = 0
+        with fs.open_input_file(p) as fh:
+            for rb in pq.ParquetFile(fh).iter_batches(batch_size=rows_per_batch,
+                                                      columns=_READ_COLUMNS):
+                n = rb.num_rows
+                rows = np.arange(start, start + n, dtype=np.int64)
+                start += n
+                keep = np.array([r not in skip_rows for r in rows.tolist()], dtype=bool)
+                if not keep.any():
+                    continue
+                rb = rb.filter(pa.array(keep))
+                rows = rows[keep]
+                images = rb.column("image").to_pylist()
+                is_dup = np.array([r in dup_rows for r in rows.tolist()], dtype=bool)
+                to_decode = [None if d else im for d, im in zip(is_dup, images, strict=True)]
+                if decode:
+                    dec = decode_batch(to_decode, cutout_size, decode_size)
+                    image_col: Any = dec.images
+                    status, error = dec.status, dec.error
+                else:
+                    image_col = np.array(to_decode, dtype=object)
+                    status = ["ok" if im else "empty_image" for im in to_decode]
+                    error = [None if im else "image is empty (0 bytes)" for im in to_decode]
+                for i in np.flatnonzero(is_dup):
+                    status[i], error[i] = "duplicate_id", dup_rows[int(rows[i])]
+                yield {
+                    "shard_index": np.full(len(rows), sidx, dtype=np.int32),
+                    "row_index": rows,
+                    "object_id": np.asarray(rb.column("object_id").to_pylist(), dtype=object),
+                    "ra": pc.cast(rb.column("ra"), pa.float64()).to_numpy(zero_copy_only=False),
+                    "dec": pc.cast(rb.column("dec"), pa.float64()).to_numpy(zero_copy_only=False),
+                    "z": pc.cast(rb.column("z"), pa.float64()).to_numpy(zero_copy_only=False),
+                    "image": image_col,
+                    "status": np.asarray(status, dtype=object),
+                    "error": np.asarray(error, dtype=object),
+                }
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class _ShardWriter:
+    """Collects predicted rows per input shard and writes each shard once it is complete."""
+
+    def __init__(self, plan: CatalogPlan, vdir: Path, env: pa.Table):
+        self.plan, self.vdir = plan, vdir
+        self.env_ids = env.column("object_id")
+        self.env = env
+        self.pending: dict[int, list[pa.Table]] = collections.defaultdict(list)
+        self.counts: collections.Counter[int] = collections.Counter()
+        self.schema = load_schema("hi_catalog")
+
+    def add(self, batch: pa.Table, expected: dict[int, int]) -> list[int]:
+        """Add a batch of predicted rows; returns the shards it completed (and wrote)."""
+        done = []
+        shard_col = batch.column("shard_index").to_numpy()
+        for s in np.unique(shard_col).tolist():
+            part = batch.filter(pa.array(shard_col == s))
+            self.pending[s].append(part)
+            self.counts[s] += part.num_rows
+            if self.counts[s] == expected[s]:
+                # Batches may type an all-null column as null: promote to the common type.
+                self.write(s, pa.concat_tables(self.pending.pop(s), promote_options="permissive"))
+                done.append(s)
+            elif self.counts[s] > expected[s]:
+                raise RuntimeError(f"shard {s} produced {self.counts[s]} rows, expected "
+                                   f"{expected[s]}")
+        return done
+
+    def catalog_rows(self, rows: pa.Table) -> pa.Table:
+        """Predicted rows of one shard -> ``hi_catalog`` rows (environment joined)."""
+        rows = rows.sort_by("row_index")
+        idx = pc.index_in(rows.column("object_id"), value_set=self.env_ids)
+        env = self.env.take(pc.fill_null(idx, 0))
+        missing = pc.is_null(idx)
+
+        def f32(name: str) -> pa.Array:
+            a = rows.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
+            return pa.array(a, mask=~np.isfinite(a))
+
+        z = rows.column("z").to_numpy(zero_copy_only=False)
+        status = rows.column("status")
+        err = pc.if_else(pc.equal(status, "ok"), pa.scalar(None, pa.string()),
+                         pc.cast(rows.column("error"), pa.string()))
+        n = rows.num_rows
+        table = pa.table({
+            "object_id": pc.cast(rows.column("object_id"), pa.string()),
+            "ra": rows.column("ra"),
+            "dec": rows.column("dec"),
+            "z": pa.array(z, mask=~np.isfinite(z)),
+            "m_pred": f32("m_pred"),
+            "m_pred_std": f32("m_pred_std"),
+            "p_cnn": f32("p_cnn"),
+            "delta5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("delta5")),
+            "sigma5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("sigma5")),
+            "d5_mpc": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("d5_mpc")),
+            "env_status": pc.fill_null(env.column("env_status"), "no_redshift"),
+            "status": pc.cast(status, pa.string()),
+            "error": err,
+            "build_id": pa.array([self.plan.build_id] * n, pa.string()),
+            "model_id": pa.array([self.plan.model_id] * n, pa.string()),
+        })
+        return conform_table(table, "hi_catalog", "catalog rows")
+
+    def write(self, s: int, rows: pa.Table) -> None:
+        table = self.catalog_rows(rows)
+        zones = dec_zone(table.column("dec").to_numpy(zero_copy_only=False),
+                         self.plan.cfg.dec_zone_deg)
+        files = []
+        name = f"part-{s:05d}"
+        for zv in np.unique(zones).tolist():
+            part = table.filter(pa.array(zones == zv)).sort_by("ra")
+            zdir = self.vdir / f"dec_zone={NULL_PARTITION if zv == -999 else zv}"
+            zdir.mkdir(parents=True, exist_ok=True)
+            tmp = zdir / f".{name}.{uuid.uuid4().hex}.tmp"
+            pq.write_table(part, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+                           write_statistics=True)
+            os.replace(tmp, zdir / f"{name}.parquet")
+            files.append(str((zdir / f"{name}.parquet").relative_to(self.vdir)))
+        write_json_atomic(self.vdir / DONE_DIR / f"{name}.json", {
+            "fingerprint": self.plan.fingerprint,
+            "shard": self.plan.shards[s],
+            "rows": table.num_rows,
+            "status": _value_counts(table.column("status")),
+            "env_status": _value_counts(table.column("env_status")),
+            "files": files,
+        })
+
+
+def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
+    return {d["values"]: d["counts"] for d in pc.value_counts(col).to_pylist()}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _choose_version(plan: CatalogPlan, out: Path) -> tuple[int, Path, bool]:
+    """The version directory this build writes: ``(V, path, resumed)``."""
+    existing = version_dirs(out)
+    for v, d in existing.items():
+        bf = d / BUILD_FILE
+        if bf.is_file() and read_json(bf).get("fingerprint") == plan.fingerprint:
+            return v, d, True
+    if existing and plan.old_manifest is None:
+        owners = {v: read_json(d / BUILD_FILE).get("build_id") if (d / BUILD_FILE).is_file()
+                  else None for v, d in existing.items()}
+        raise ValueError(
+            f"{out} already holds a catalog from another build ({owners}); use a new --out, "
+            f"rerun with the same arguments to resume it, or pass --since-manifest "
+            f"{out / MANIFEST_FILE} to add only the galaxies it lacks"
+        )
+    old_versions = [v["version"] for v in (plan.old_manifest or {}).get("versions", [])]
+    v = max([0, *existing, *old_versions]) + 1
+    return v, out / f"version={v}", False
+
+
+def _environment(plan: CatalogPlan) -> pa.Table:
+    """Environment of every distinct galaxy of the input (first occurrence of each id)."""
+    pos = plan.positions
+    ids = pos.column("object_id")
+    codes = pc.index_in(ids, value_set=pc.unique(ids)).to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    targets = pos.take(pa.array(np.sort(first))).select(["object_id", "ra", "dec", "z"])
+    if plan.cfg.tracers:
+        tracers = read_positions(plan.cfg.tracers, "tracers")
+    else:
+        tracers = targets
+    return compute_environment(targets, tracers)
+
+
+def build_catalog(cfg: BuildCatalogConfig) -> dict[str, Any]:
+    """Build (or resume, or extend) the H I catalog in ``cfg.out``; returns the manifest.
+
+    Raises
+    ------
+    SchemaError / ValueError: bad inputs, unreadable or mismatched models, an output directory
+        owned by another build; all before any prediction.
+    """
+    t0 = time.perf_counter()
+    plan = CatalogPlan(cfg)
+    out = Path(cfg.out)
+    version, vdir, resumed = _choose_version(plan, out)
+    dup, skip, messages = plan.row_plan()
+    starts = np.concatenate([[0], np.cumsum(plan.rows_per_shard)])
+    log.info("%s %s version %d (%s) from %d shards, %d rows", "resuming" if resumed else
+             "building", out, version, plan.build_id, len(plan.shards), int(starts[-1]))
+    env = _environment(plan)  # reads --tracers: fails before the version directory exists
+    write_json_atomic(vdir / BUILD_FILE, {
+        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "version": version,
+        "config": cfg.to_json_dict(),
+    })
+
+    items, expected = [], {}
+    for s, shard in enumerate(plan.shards):
+        done_file = vdir / DONE_DIR / f"part-{s:05d}.json"
+        if done_file.is_file() and read_json(done_file).get("fingerprint") == plan.fingerprint:
+            continue
+        lo, hi = starts[s], starts[s + 1]
+        n_keep = int((~skip[lo:hi]).sum())
+        dup_rows = (np.flatnonzero(dup[lo:hi] & ~skip[lo:hi])).tolist()
+        item = {
+            "shard": shard, "shard_index": s,
+            "dup_rows": dup_rows, "dup_messages": [messages[lo + r] for r in dup_rows],
+            "skip_rows": np.flatnonzero(skip[lo:hi]).tolist(),
+        }
+        if n_keep == 0:
+            write_json_atomic(done_file, {"fingerprint": plan.fingerprint, "shard": shard,
+                                          "rows": 0, "status": {}, "env_status": {},
+                                          "files": []})
+            continue
+        expected[s] = n_keep
+        items.append(item)
+    log.info("%d shards to predict, %d already done", len(items), len(plan.shards) - len(items))
+
+    writer = _ShardWriter(plan, vdir, env)
+    if items:
+        _run_pipeline(plan, items, expected, writer)
+    manifest = _write_manifest(plan, out, vdir, version, time.perf_counter() - t0)
+    return manifest
+
+
+def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int],
+                  writer: _ShardWriter) -> None:
+    import ray
+    import ray.data
+
+    init_ray()
+    cfg = plan.cfg
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if cfg.gpu:
+        n_gpus = int(ray.cluster_resources().get("GPU", 0))
+        if n_gpus == 0:
+            raise ValueError("--gpu given, but the Ray cluster has no GPU")
+        actors = cfg.actors or n_gpus
+        actor_res: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
+        threads = cfg.threads or 2
+        device = "cuda"
+    else:
+        actors = cfg.actors or 1
+        actor_res = {"num_cpus": 1}
+        threads = cfg.threads or max(1, cpus // actors)
+        device = "cpu"
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        _read_decode_shard,
+        batch_size=1,
+        fn_kwargs={
+            "rows_per_batch": cfg.batch_size,
+            "cutout_size": plan.cutout_size,
+            "decode_size": plan.decode_size,
+            "decode": not plan.gpu_decode,
+        },
+        # Not 1 CPU like the actors: different resources keep Ray Data from fusing this stage
+        # into the actor, so decoding overlaps with inference instead of alternating with it.
+        num_cpus=0.5,
+    )
+    ds = ds.map_batches(
+        CatalogPredictor,
+        batch_size=cfg.batch_size,
+        fn_constructor_kwargs={
+            "regression_dir": os.path.abspath(cfg.regression),
+            "pr_dir": os.path.abspath(cfg.pr),
+            "tta": cfg.tta,
+            "device": device,
+            "threads": threads,
+            "gpu_decode": plan.gpu_decode,
+            "cutout_size": plan.cutout_size,
+            "decode_size": plan.decode_size,
+        },
+        concurrency=actors,
+        **actor_res,
+    )
+    n_done = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for s in writer.add(batch, expected):
+            n_done += 1
+            log.info("wrote shard %d/%d (%s, %d rows)", n_done, len(expected),
+                     os.path.basename(plan.shards[s]), expected[s])
+    if writer.pending:
+        raise RuntimeError(
+            f"the pipeline ended with incomplete shards {sorted(writer.pending)}; rerun the "
+            "same command to finish them"
+        )
+
+
+def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
+                    wall_s: float) -> dict[str, Any]:
+    status: collections.Counter[str] = collections.Counter()
+    env_status: collections.Counter[str] = collections.Counter()
+    rows = 0
+    for f in sorted((vdir / DONE_DIR).glob("part-*.json")):
+        d = read_json(f)
+        if d.get("fingerprint") != plan.fingerprint:
+            continue
+        rows += d["rows"]
+        status.update(d["status"])
+        env_status.update(d["env_status"])
+    old_versions = list((plan.old_manifest or {}).get("versions", []))
+    if plan.old_manifest is not None:
+        old_base = Path(plan.old_manifest["_path"]).parent.resolve()
+        for v in old_versions:
+            p = Path(v["path"]) if os.path.isabs(v["path"]) else old_base / v["path"]
+            v["path"] = (os.path.relpath(p, out.resolve()) if old_base == out.resolve()
+                         else str(p))
+    this = {
+        "version": version, "path": vdir.name, "build_id": plan.build_id, "rows": rows,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "since_manifest": plan.cfg.since_manifest,
+    }
+    versions = [v for v in old_versions if v["version"] != version] + [this]
+
+    def model_info(card: ModelCard, path: str) -> dict[str, Any]:
+        return {"model_id": card.model_id, "weights_sha256": card.weights_sha256,
+                "task": card.task, "arch": card.arch, "image_size": card.image_size,
+                "cutout_size": card.cutout_size, "survey": card.survey, "path": path}
+
+    manifest = {
+        "catalog": "hi_catalog",
+        "build_id": plan.build_id,
+        "fingerprint": plan.fingerprint,
+        "version": version,
+        "versions": versions,
+        "layout": "version=V/dec_zone=D/part-SSSSS.parquet (hive); D = lower dec edge (deg)",
+        "dec_zone_deg": plan.cfg.dec_zone_deg,
+        "models": {"regression": model_info(plan.reg_card, plan.cfg.regression),
+                   "pr": model_info(plan.pr_card, plan.cfg.pr)},
+        "model_id": plan.model_id,
+        "config": plan.cfg.to_json_dict(),
+        "input": {"cutouts": plan.cfg.cutouts, "shards": len(plan.shards),
+                  "rows": int(sum(plan.rows_per_shard)), "fingerprint": plan.input_fp,
+                  "survey": plan.surveys},
+        "tracers": {"path": plan.cfg.tracers or plan.cfg.cutouts,
+                    "fingerprint": plan.tracers_fp},
+        "rows": {"total": rows, "status": dict(sorted(status.items())),
+                 "env_status": dict(sorted(env_status.items()))},
+        "wall_time_s": round(wall_s, 3),
+        "code_version": __version__,
+        "created": this["created"],
+    }
+    write_json_atomic(vdir / MANIFEST_FILE, manifest)
+    write_json_atomic(out / MANIFEST_FILE, manifest)
+    return manifest

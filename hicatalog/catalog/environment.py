@@ -1,0 +1,477 @@
+"""Projected environment of galaxies: D5, Sigma5 and 1+delta5 (paper Section 7.1).
+
+For every target galaxy:
+
+* **D_N** (``d5_mpc``, Mpc): the projected *physical* distance to its N-th nearest neighbour
+  (N = ``n_neighbor``, 5 in the paper) among the tracers within the velocity window
+  ``c |z_tracer - z_target| <= velocity_window_kms`` (1000 km/s). The galaxy's own optical
+  counterpart is counted as the first of the N (the paper: "including its own optical
+  counterpart"), exactly once: a tracer with the same ``object_id`` (or, failing that, the
+  nearest tracer within :data:`COUNTERPART_RADIUS_ARCSEC` and inside the velocity window) *is*
+  the counterpart and is not counted again, so D_N is the distance to the (N-1)-th nearest
+  *other* tracer whether or not the tracers contain the target. The projected distance is the
+  angular separation times the angular diameter distance at the target's redshift.
+* **Sigma_N** (``sigma5``, Mpc^-2) = N / (pi D_N^2). (The paper prints 3/(pi D5^2); the
+  constant cancels in 1+delta5.)
+* **1+delta_N** (``delta5``) = Sigma_N / median(Sigma_N of the target galaxies with
+  ``|z - z_target| <= z_window / 2``), a sliding redshift boxcar of width ``z_window`` (0.02).
+  The median is taken over every target whose Sigma_N is defined (``env_status`` ``ok`` or
+  ``footprint_edge``).
+
+``env_status`` says why a value is missing (checked in this order):
+
+``bad_coordinates``  ra/dec NaN or outside [0, 360] x [-90, 90]: everything null;
+``no_redshift``      z null/NaN: everything null;
+``too_near``         comoving distance < ``min_distance_mpc`` (10 Mpc, Local Group): null;
+``few_neighbours``   fewer than N-1 other tracers in the velocity window: null;
+``footprint_edge``   the D_N circle around the target leaves the tracers' footprint, so D_N is
+                     an upper limit (Sigma_N a lower limit). **d5/sigma5/delta5 are kept** and
+                     only flagged, as the ``environment`` contract says;
+``ok``               all values defined.
+
+The footprint is an occupancy map of the tracers on an equal-area grid of
+``footprint_cell_deg``-sided cells (dec bands of equal height, RA cells per band ~ cos(dec));
+a cell is inside the footprint when it holds at least one tracer. The D_N circle is sampled at
+:data:`FOOTPRINT_CIRCLE_POINTS` points (plus its centre); it crosses the edge when any of
+them falls in an empty cell. With ``footprint_cell_deg=None`` the cell side is chosen from the
+tracers: the smallest of 0.25, 0.5, 1, 2, 4, 8 degrees at which occupied cells hold at least
+:data:`FOOTPRINT_MIN_MEAN_COUNT` tracers on average, so that holes in a sparse sample are not
+mistaken for edges.
+
+Neighbour search: tracers are sorted by z; targets are processed in z bins of width
+dz_max = velocity_window/c, each against a ``scipy.spatial.cKDTree`` of the unit vectors of the
+tracers in the bin's slab ``[z_lo - dz_max, z_hi + dz_max]``. The k nearest tracers in the slab
+are filtered by the exact velocity window; where fewer than N-1 survive, k grows (x4) until they
+do or the slab is exhausted. This is exact (any valid neighbour nearer than the (N-1)-th valid
+one is among the k nearest of the slab) and O(N log N).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from astropy import constants as const
+from astropy import units as u
+from astropy.coordinates import offset_by
+from astropy.cosmology import FLRW, FlatLambdaCDM
+from scipy.spatial import cKDTree
+
+from hicatalog.config import EnvironmentConfig
+from hicatalog.schemas import SchemaError, conform_table, validate_schema
+
+__all__ = [
+    "ENV_STATUSES",
+    "COUNTERPART_RADIUS_ARCSEC",
+    "compute_environment",
+    "footprint_cell_size",
+    "read_positions",
+    "main",
+]
+
+log = logging.getLogger("hicatalog.catalog.environment")
+
+ENV_STATUSES = (
+    "ok", "bad_coordinates", "no_redshift", "too_near", "few_neighbours", "footprint_edge",
+)
+#: A tracer this close to a target (and inside the velocity window) is its own counterpart.
+COUNTERPART_RADIUS_ARCSEC = 1.0
+#: Points sampled on the D_N circle for the footprint-edge test.
+FOOTPRINT_CIRCLE_POINTS = 16
+#: Mean tracers per occupied cell required when the footprint cell side is chosen automatically.
+FOOTPRINT_MIN_MEAN_COUNT = 8.0
+_AUTO_CELL_SIDES_DEG = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+_C_KMS = const.c.to_value(u.km / u.s)
+
+
+def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 unit vectors of ICRS positions given in degrees."""
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    cd = np.cos(dec)
+    return np.column_stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)])
+
+
+def _chord_to_angle(chord: np.ndarray) -> np.ndarray:
+    """Angle (rad) subtended by a chord of the unit sphere."""
+    return 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
+def _valid_coordinates(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra <= 360) & (np.abs(dec) <= 90)
+
+
+# ----------------------------------------------------------------------------- footprint map
+
+
+class _OccupancyMap:
+    """Equal-area occupancy grid on the sphere: dec bands of height ``side`` degrees, each cut
+    into ``max(1, round(360 cos(dec_mid) / side))`` RA cells (a HEALPix-like map in numpy)."""
+
+    def __init__(self, side_deg: float):
+        self.side = float(side_deg)
+        self.n_bands = int(np.ceil(180.0 / self.side))
+        mids = -90.0 + (np.arange(self.n_bands) + 0.5) * self.side
+        self.n_ra = np.maximum(1, np.round(360.0 * np.cos(np.radians(mids)) / self.side)).astype(
+            np.int64
+        )
+        self.offset = np.concatenate([[0], np.cumsum(self.n_ra)[:-1]])
+        self.counts = np.zeros(int(self.n_ra.sum()), dtype=np.int64)
+
+    def cells(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        band = np.clip(((dec_deg + 90.0) // self.side).astype(np.int64), 0, self.n_bands - 1)
+        n_ra = self.n_ra[band]
+        col = np.floor(np.mod(ra_deg, 360.0) / 360.0 * n_ra).astype(np.int64)
+        return self.offset[band] + np.minimum(col, n_ra - 1)
+
+    def fill(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> _OccupancyMap:
+        np.add.at(self.counts, self.cells(ra_deg, dec_deg), 1)
+        return self
+
+    def occupied(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+        return self.counts[self.cells(ra_deg, dec_deg)] > 0
+
+    def mean_count(self) -> float:
+        occ = self.counts[self.counts > 0]
+        return float(occ.mean()) if occ.size else 0.0
+
+
+def footprint_cell_size(ra_deg: np.ndarray, dec_deg: np.ndarray) -> float:
+    """Cell side (deg) of the automatic footprint map: the smallest of 0.25..8 deg at which
+    occupied cells hold at least :data:`FOOTPRINT_MIN_MEAN_COUNT` tracers on average."""
+    for side in _AUTO_CELL_SIDES_DEG:
+        if _OccupancyMap(side).fill(ra_deg, dec_deg).mean_count() >= FOOTPRINT_MIN_MEAN_COUNT:
+            return side
+    return _AUTO_CELL_SIDES_DEG[-1]
+
+
+def _crosses_edge(
+    fmap: _OccupancyMap, ra: np.ndarray, dec: np.ndarray, radius_rad: np.ndarray
+) -> np.ndarray:
+    """True where the circle of ``radius_rad`` around (ra, dec) deg leaves the footprint."""
+    out = ~fmap.occupied(ra, dec)
+    lon, lat = np.radians(ra), np.radians(dec)
+    for b in np.linspace(0.0, 2 * np.pi, FOOTPRINT_CIRCLE_POINTS, endpoint=False):
+        lon2, lat2 = offset_by(lon, lat, b, radius_rad)
+        out |= ~fmap.occupied(lon2.to_value(u.deg), lat2.to_value(u.deg))
+    return out
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+
+def _other_neighbour_angle(
+    t_xyz: np.ndarray,
+    t_z: np.ndarray,
+    t_counterpart: np.ndarray,
+    tr_xyz: np.ndarray,
+    tr_z: np.ndarray,
+    n_other: int,
+    dz_max: float,
+    workers: int,
+) -> np.ndarray:
+    """Angle (rad) from each target to its ``n_other``-th nearest tracer within |dz| <= dz_max,
+    not counting its counterpart; NaN where there are fewer such tracers.
+
+    ``tr_*`` must be sorted by z. ``t_counterpart``: int64 index into the tracers of the
+    target's counterpart by object_id, -1 if none (then the nearest valid tracer within
+    :data:`COUNTERPART_RADIUS_ARCSEC` is the counterpart).
+    """
+    n_t = len(t_z)
+    angle = np.full(n_t, np.nan)
+    if n_t == 0 or len(tr_z) == 0:
+        return angle
+    match_chord = 2.0 * np.sin(np.radians(COUNTERPART_RADIUS_ARCSEC / 3600.0) / 2.0)
+    width = dz_max
+    z0 = float(t_z.min())
+    bins = np.floor((t_z - z0) / width).astype(np.int64)
+    order = np.argsort(bins, kind="stable")
+    bounds = np.searchsorted(bins[order], np.arange(bins[order][-1] + 2))
+    for b in range(len(bounds) - 1):
+        sel = order[bounds[b] : bounds[b + 1]]
+        if sel.size == 0:
+            continue
+        zlo, zhi = float(t_z[sel].min()) - dz_max, float(t_z[sel].max()) + dz_max
+        s0, s1 = np.searchsorted(tr_z, zlo, "left"), np.searchsorted(tr_z, zhi, "right")
+        n_slab = s1 - s0
+        if n_slab == 0:
+            continue
+        tree = cKDTree(tr_xyz[s0:s1])
+        slab_z = tr_z[s0:s1]
+        todo = sel
+        k = min(n_slab, 2 * n_other + 6)
+        while todo.size:
+            dist, idx = tree.query(t_xyz[todo], k=k, workers=workers)
+            dist, idx = dist.reshape(len(todo), -1), idx.reshape(len(todo), -1)
+            found = idx < n_slab
+            idx_c = np.where(found, idx, 0)
+            valid = found & (np.abs(slab_z[idx_c] - t_z[todo, None]) <= dz_max)
+            cp = t_counterpart[todo, None]
+            by_id = cp >= 0
+            valid &= ~(by_id & (idx_c + s0 == cp))
+            # No id match: the nearest valid tracer within the match radius is the counterpart.
+            first_valid = np.argmax(valid, axis=1)
+            rows = np.arange(len(todo))
+            pos_match = (
+                ~by_id[:, 0] & valid[rows, first_valid]
+                & (dist[rows, first_valid] <= match_chord)
+            )
+            valid[rows[pos_match], first_valid[pos_match]] = False
+            csum = np.cumsum(valid, axis=1)
+            enough = csum[:, -1] >= n_other
+            col = np.argmax(csum >= n_other, axis=1)
+            done_rows = rows[enough]
+            angle[todo[done_rows]] = _chord_to_angle(dist[done_rows, col[enough]])
+            # Rows that ran out of candidates before the slab was exhausted search wider.
+            if k >= n_slab:
+                break
+            todo = todo[~enough]
+            k = min(n_slab, 4 * k)
+    return angle
+
+
+# ----------------------------------------------------------------------------- median
+
+
+def _sliding_median(z_sorted: np.ndarray, v_sorted: np.ndarray, half_width: float) -> np.ndarray:
+    """Median of ``v`` over the window ``|z - z_i| <= half_width`` for every i (``z`` sorted).
+
+    Two heaps with lazy deletion over monotone windows: O(N log N). Even-sized windows give
+    the mean of the two middle values (as :func:`numpy.median`).
+    """
+    n = len(z_sorted)
+    out = np.empty(n)
+    lo_idx = np.searchsorted(z_sorted, z_sorted - half_width, "left")
+    hi_idx = np.searchsorted(z_sorted, z_sorted + half_width, "right")
+    low: list[tuple[float, int]] = []  # max-heap of (-v, -j): the lower half
+    high: list[tuple[float, int]] = []  # min-heap of (v, j): the upper half
+    in_low = np.zeros(n, dtype=bool)
+    dead = np.zeros(n, dtype=bool)
+    n_low = n_high = 0
+    added = removed = 0
+    vals = v_sorted.tolist()
+
+    def prune() -> None:
+        while low and dead[-low[0][1]]:
+            heapq.heappop(low)
+        while high and dead[high[0][1]]:
+            heapq.heappop(high)
+
+    for i in range(n):
+        while added < hi_idx[i]:
+            j = added
+            prune()
+            if low and (vals[j], j) <= (-low[0][0], -low[0][1]):
+                heapq.heappush(low, (-vals[j], -j))
+                in_low[j] = True
+                n_low += 1
+            else:
+                heapq.heappush(high, (vals[j], j))
+                n_high += 1
+            added += 1
+        while removed < lo_idx[i]:
+            dead[removed] = True
+            if in_low[removed]:
+                n_low -= 1
+            else:
+                n_high -= 1
+            removed += 1
+        prune()
+        while n_low > n_high + 1:
+            v, j = heapq.heappop(low)
+            heapq.heappush(high, (-v, -j))
+            in_low[-j] = False
+            n_low, n_high = n_low - 1, n_high + 1
+            prune()
+        while n_high > n_low:
+            v, j = heapq.heappop(high)
+            heapq.heappush(low, (-v, -j))
+            in_low[j] = True
+            n_low, n_high = n_low + 1, n_high - 1
+            prune()
+        if n_low == n_high:
+            out[i] = 0.5 * (-low[0][0] + high[0][0])
+        else:
+            out[i] = -low[0][0]
+    return out
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _positions(table: pa.Table, what: str) -> tuple[np.ndarray, ...]:
+    missing = [c for c in ("object_id", "ra", "dec", "z") if c not in table.column_names]
+    if missing:
+        raise SchemaError(f"{what} table lacks column(s) {missing}; expected object_id, ra, dec, z")
+
+    def col(name: str) -> np.ndarray:
+        return pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+
+    ids = pc.cast(table.column("object_id"), pa.string())
+    return ids, col("ra"), col("dec"), col("z")
+
+
+def compute_environment(
+    targets: pa.Table,
+    tracers: pa.Table,
+    *,
+    n_neighbor: int = 5,
+    velocity_window_kms: float = 1000.0,
+    min_distance_mpc: float = 10.0,
+    z_window: float = 0.02,
+    cosmology: FLRW | None = None,
+    footprint_cell_deg: float | None = None,
+    workers: int = -1,
+) -> pa.Table:
+    """D_N, Sigma_N and 1+delta_N for every target (paper Section 7.1; module docstring).
+
+    Parameters
+    ----------
+    targets: table with ``object_id`` (string), ``ra``, ``dec`` (deg), ``z`` (nullable); one
+        output row per input row, in input order.
+    tracers: table with ``object_id``, ``ra``, ``dec``, ``z``; rows with bad coordinates or no
+        redshift are ignored.
+    n_neighbor: N (>= 2); the target itself is the first of the N.
+    velocity_window_kms: tracers count when ``c |dz|`` is at most this (km/s).
+    min_distance_mpc: targets with a smaller comoving distance get ``too_near``.
+    z_window: full width of the redshift boxcar of the median normalisation.
+    cosmology: astropy cosmology (default ``FlatLambdaCDM(H0=70, Om0=0.3)``).
+    footprint_cell_deg: side of the footprint occupancy cells (deg); ``None``: automatic.
+    workers: threads of the tree queries (-1: all cores).
+
+    Returns
+    -------
+    The ``environment`` contract: ``object_id`` string, ``d5_mpc`` float32 (Mpc), ``sigma5``
+    float32 (Mpc^-2), ``delta5`` float32 (1+delta5), ``env_status`` string.
+    """
+    if n_neighbor < 2:
+        raise ValueError(f"n_neighbor must be >= 2 (the target itself is the first), got {n_neighbor}")
+    cosmo = cosmology if cosmology is not None else FlatLambdaCDM(H0=70.0, Om0=0.3)
+    t_ids, t_ra, t_dec, t_z = _positions(targets, "targets")
+    r_ids, r_ra, r_dec, r_z = _positions(tracers, "tracers")
+    n = len(t_z)
+    dz_max = velocity_window_kms / _C_KMS
+
+    good_tr = _valid_coordinates(r_ra, r_dec) & np.isfinite(r_z)
+    if (~good_tr).any():
+        log.info("ignoring %d tracers without valid coordinates or redshift", int((~good_tr).sum()))
+    r_keep = np.flatnonzero(good_tr)
+    r_order = r_keep[np.argsort(r_z[r_keep], kind="stable")]
+    tr_z = r_z[r_order]
+    tr_xyz = _unit_vectors(r_ra[r_order], r_dec[r_order])
+
+    status = np.full(n, "ok", dtype=object)
+    good_pos = _valid_coordinates(t_ra, t_dec)
+    status[~good_pos] = "bad_coordinates"
+    has_z = np.isfinite(t_z)
+    status[good_pos & ~has_z] = "no_redshift"
+    cand = good_pos & has_z
+    dist_c = np.full(n, np.nan)
+    dist_c[cand] = cosmo.comoving_distance(np.maximum(t_z[cand], 0.0)).to_value(u.Mpc)
+    near = cand & ~(dist_c >= min_distance_mpc)
+    status[near] = "too_near"
+    cand &= ~near
+
+    # Counterpart by object_id: index into the z-sorted tracers, -1 if absent.
+    sorted_ids = r_ids.take(pa.array(r_order))
+    cp = pc.fill_null(pc.index_in(t_ids, value_set=sorted_ids), -1)
+    cp = cp.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    ci = np.flatnonzero(cand)
+    angle = _other_neighbour_angle(
+        _unit_vectors(t_ra[ci], t_dec[ci]), t_z[ci], cp[ci], tr_xyz, tr_z,
+        n_neighbor - 1, dz_max, workers,
+    )
+    few = np.isnan(angle)
+    status[ci[few]] = "few_neighbours"
+    ok = ci[~few]
+    d5 = np.full(n, np.nan)
+    d5[ok] = angle[~few] * cosmo.angular_diameter_distance(t_z[ok]).to_value(u.Mpc)
+    sigma = np.full(n, np.nan)
+    with np.errstate(divide="ignore"):
+        sigma[ok] = n_neighbor / (np.pi * d5[ok] ** 2)
+
+    if ok.size:
+        side = footprint_cell_deg or footprint_cell_size(r_ra[r_keep], r_dec[r_keep])
+        fmap = _OccupancyMap(side).fill(r_ra[r_keep], r_dec[r_keep])
+        edge = _crosses_edge(fmap, t_ra[ok], t_dec[ok], angle[~few])
+        status[ok[edge]] = "footprint_edge"
+        log.info("footprint map: %.2f deg cells; %d of %d targets at the edge",
+                 side, int(edge.sum()), ok.size)
+
+    delta = np.full(n, np.nan)
+    if ok.size:
+        zs_order = ok[np.argsort(t_z[ok], kind="stable")]
+        med = _sliding_median(t_z[zs_order], sigma[zs_order], z_window / 2.0)
+        delta[zs_order] = sigma[zs_order] / med
+
+    def f32(a: np.ndarray) -> pa.Array:
+        a = a.astype(np.float32)
+        return pa.array(a, mask=~np.isfinite(a))
+
+    out = pa.table(
+        {
+            "object_id": t_ids,
+            "d5_mpc": f32(d5),
+            "sigma5": f32(sigma),
+            "delta5": f32(delta),
+            "env_status": pa.array(status.tolist(), pa.string()),
+        }
+    )
+    return conform_table(out, "environment", "compute_environment output")
+
+
+def read_positions(path: str, what: str) -> pa.Table:
+    """Read ``object_id, ra, dec, z`` from a Parquet file or directory (e.g. cutout shards).
+
+    Only those four columns are read; their presence and types are checked against the
+    ``tracers`` contract (nulls in ``z`` are allowed here: they become ``no_redshift``).
+    """
+    cols = ["object_id", "ra", "dec", "z"]
+    try:
+        schema = pq.ParquetDataset(path).schema
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: no such file or directory (expected {what} Parquet)") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path}: cannot be read as Parquet ({what}): {exc}") from None
+    validate_schema(pa.schema([schema.field(c) for c in cols if c in schema.names]), "tracers",
+                    f"{what} {path}")
+    table = pq.read_table(path, columns=cols)
+    if table.num_rows == 0:
+        raise SchemaError(f"{path}: {what} table is empty (0 rows)")
+    return table
+
+
+def _write_atomic(table: pa.Table, path: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.parent / f".{p.name}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, p)
+
+
+def main(cfg: EnvironmentConfig) -> int:
+    """``hicatalog environment``: read targets and tracers, write the environment table."""
+    targets = read_positions(cfg.targets, "targets")
+    tracers = read_positions(cfg.tracers, "tracers")
+    env = compute_environment(
+        targets,
+        tracers,
+        n_neighbor=cfg.n_neighbor,
+        velocity_window_kms=cfg.velocity_window_kms,
+        min_distance_mpc=cfg.min_distance_mpc,
+        z_window=cfg.z_window,
+        cosmology=FlatLambdaCDM(H0=cfg.h0, Om0=cfg.om0),
+    )
+    _write_atomic(env, cfg.out)
+    counts = pc.value_counts(env.column("env_status")).to_pylist()
+    summary = ", ".join(f"{c['values']}={c['counts']}" for c in counts)
+    print(f"wrote {env.num_rows} rows to {cfg.out} ({summary})")
+    return 0

@@ -1,0 +1,194 @@
+"""Both models on one batch: the Ray Data actor of the catalog build.
+
+:class:`CatalogPredictor` is the callable class that ``Dataset.map_batches`` runs in an actor
+pool: each actor loads the regression and the pattern-recognition (PR) models once and
+predicts every batch with both. :func:`predict_images` is the same computation as a plain
+function (the benchmark times it on already-decoded tensors).
+
+Outputs per good row (``ok``): ``m_pred`` (dex) = mean of the regression output over the 8
+dihedral views, ``m_pred_std`` (dex) = their standard deviation (population, ddof=0),
+``p_cnn`` = the PR softmax probability of the ``detection`` class averaged over the views.
+With ``tta=False`` only the identity view is used and ``m_pred_std`` is null. Rows that are
+not ``ok`` get nulls.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
+from hicatalog.models.card import ModelCard, load_model, preprocess
+from hicatalog.models.dihedral import tta_predict
+
+__all__ = ["CatalogPredictor", "predict_images", "detection_index"]
+
+log = logging.getLogger("hicatalog.catalog.inference")
+
+
+def detection_index(card: ModelCard) -> int:
+    """Index of the ``detection`` class in a PR model's output (``card.classes``)."""
+    classes = card.classes or []
+    if card.task != "pr" or "detection" not in classes:
+        raise ValueError(
+            f"model {card.model_id!r} is not a pattern-recognition model with a 'detection' "
+            f"class (task={card.task!r}, classes={classes})"
+        )
+    return classes.index("detection")
+
+
+@torch.inference_mode()
+def predict_images(
+    images_uint8: np.ndarray | torch.Tensor,
+    regression: torch.nn.Module,
+    reg_card: ModelCard,
+    pr: torch.nn.Module,
+    pr_card: ModelCard,
+    tta: bool = True,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """Run both models on decoded cutouts.
+
+    Parameters
+    ----------
+    images_uint8: ``(N, 3, S, S)`` uint8, channels first (``decode_batch`` layout); resized to
+        each model's ``image_size`` by :func:`hicatalog.models.card.preprocess`.
+
+    Returns
+    -------
+    ``m_pred``, ``m_pred_std``, ``p_cnn``: float32 arrays ``(N,)`` (``m_pred_std`` NaN
+    without TTA).
+    """
+    x = torch.as_tensor(images_uint8).to(device)
+    det = detection_index(pr_card)
+    xr = preprocess(x, reg_card)
+    xp = xr if pr_card.image_size == reg_card.image_size and (
+        pr_card.normalization == reg_card.normalization) else preprocess(x, pr_card)
+    if tta:
+        m_views = tta_predict(regression, xr)[..., 0].float()  # (N, 8)
+        p_views = torch.softmax(tta_predict(pr, xp).float(), dim=-1)[..., det]  # (N, 8)
+        m_pred, m_std = m_views.mean(dim=1), m_views.std(dim=1, correction=0)
+        p_cnn = p_views.mean(dim=1)
+    else:
+        m_pred = regression(xr)[:, 0].float()
+        m_std = torch.full_like(m_pred, float("nan"))
+        p_cnn = torch.softmax(pr(xp).float(), dim=-1)[:, det]
+    return {
+        "m_pred": m_pred.cpu().numpy().astype(np.float32),
+        "m_pred_std": m_std.cpu().numpy().astype(np.float32),
+        "p_cnn": p_cnn.cpu().numpy().astype(np.float32),
+    }
+
+
+def _gpu_decode(
+    images: list[bytes | None], expected_size: int | None, out_size: int, device: str
+) -> tuple[torch.Tensor, np.ndarray, list[str], list[str | None]]:
+    """Decode JPEGs with torchvision's GPU decoder; statuses as :func:`decode_batch`.
+
+    Size and mode are checked from the headers (Pillow, no pixel decoding); a row the GPU
+    decoder rejects is decoded once more with Pillow to get its exact status.
+    """
+    import torch.nn.functional as F
+    import torchvision.io as tvio  # optional GPU extra
+
+    n = len(images)
+    status: list[str] = ["ok"] * n
+    error: list[str | None] = [None] * n
+    good: list[int] = []
+    for i, data in enumerate(images):
+        try:
+            if not data or bytes(data[:2]) != b"\xff\xd8":
+                decode_jpeg(data, expected_size, out_size)  # raises with the right status
+            im = Image.open(io.BytesIO(data))
+            if expected_size is not None and im.size != (expected_size, expected_size):
+                raise ImageDecodeError("wrong_size", f"image is {im.size[0]}x{im.size[1]} px, "
+                                       f"expected {expected_size}x{expected_size}")
+            if im.mode != "RGB":
+                decode_jpeg(data, expected_size, out_size)
+            good.append(i)
+        except ImageDecodeError as exc:
+            status[i], error[i] = exc.status, str(exc)
+        except Exception as exc:  # noqa: BLE001 - Pillow header errors
+            status[i], error[i] = "corrupt_image", f"cannot read JPEG header: {exc}"
+    out = torch.zeros((n, 3, out_size, out_size), dtype=torch.uint8, device=device)
+    ok = np.zeros(n, dtype=bool)
+    for i in good:
+        try:
+            img = tvio.decode_jpeg(torch.frombuffer(bytearray(images[i]), dtype=torch.uint8),
+                                   mode=tvio.ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            try:
+                decode_jpeg(images[i], expected_size, out_size)
+                status[i], error[i] = "corrupt_image", "GPU JPEG decoder rejected the image"
+            except ImageDecodeError as exc:
+                status[i], error[i] = exc.status, str(exc)
+            continue
+        if img.shape[-1] != out_size:
+            img = F.interpolate(img[None].float(), size=(out_size, out_size), mode="bilinear",
+                                antialias=True).round().clamp(0, 255).to(torch.uint8)[0]
+        out[i] = img
+        ok[i] = True
+    return out, ok, status, error
+
+
+class CatalogPredictor:
+    """Ray Data actor holding both models; ``__call__`` maps a batch to its predictions.
+
+    Input batch (numpy format): ``image`` either decoded ``uint8 (B, 3, S, S)`` with ``status``
+    and ``error`` from :func:`hicatalog.cutouts.decode.decode_batch`, or (``gpu_decode``) the
+    JPEG bytes, decoded here on the GPU. Output: the input columns without ``image``, plus
+    ``m_pred``, ``m_pred_std``, ``p_cnn`` (float32, NaN where ``status != 'ok'``).
+    """
+
+    def __init__(
+        self,
+        regression_dir: str,
+        pr_dir: str,
+        tta: bool = True,
+        device: str = "cpu",
+        threads: int | None = None,
+        gpu_decode: bool = False,
+        cutout_size: int | None = None,
+        decode_size: int | None = None,
+    ):
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = device
+        self.regression, self.reg_card = load_model(regression_dir, map_location=device)
+        self.pr, self.pr_card = load_model(pr_dir, map_location=device)
+        self.tta = tta
+        self.gpu_decode = gpu_decode
+        self.cutout_size = cutout_size
+        self.decode_size = decode_size or max(self.reg_card.image_size, self.pr_card.image_size)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = len(batch["object_id"])
+        status = np.asarray(batch["status"], dtype=object)
+        error = np.asarray(batch["error"], dtype=object)
+        todo = status == "ok"
+        if self.gpu_decode:
+            imgs, ok, st, er = _gpu_decode(
+                [batch["image"][i] if todo[i] else None for i in range(n)],
+                self.cutout_size, self.decode_size, self.device,
+            )
+            for i in np.flatnonzero(todo & ~ok):
+                status[i], error[i] = st[i], er[i]
+            todo &= ok
+            images = imgs[torch.as_tensor(np.flatnonzero(todo), device=self.device)]
+        else:
+            images = np.asarray(batch["image"])[todo]
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out["status"], out["error"] = status, error
+        for col in ("m_pred", "m_pred_std", "p_cnn"):
+            out[col] = np.full(n, np.nan, dtype=np.float32)
+        if todo.any():
+            pred = predict_images(images, self.regression, self.reg_card, self.pr, self.pr_card,
+                                  tta=self.tta, device=self.device)
+            for col, values in pred.items():
+                out[col][todo] = values
+        return out
