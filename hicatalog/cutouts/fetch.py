@@ -64,6 +64,7 @@ from hicatalog.config import FetchConfig
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
 from hicatalog.cutouts.services import CutoutService, make_service
 from hicatalog.cutouts.shards import list_shards, write_shard
+from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError, table_spec
 
 __all__ = [
@@ -578,8 +579,7 @@ def _run_ray_fetch(
 ) -> pa.Table:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    init_ray()
     chunks = []
     for k, start in enumerate(range(0, todo.num_rows, cfg.rows_per_shard)):
         part = todo.slice(start, cfg.rows_per_shard)

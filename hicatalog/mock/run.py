@@ -31,6 +31,7 @@ from hicatalog.config import MockConfig
 from hicatalog.cutouts.shards import filesystem_and_path, write_shard
 from hicatalog.mock.population import Population, generate_population
 from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
+from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table
 
 log = logging.getLogger("hicatalog.mock")
@@ -169,8 +170,7 @@ class _ShardWriter:
 def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> list[str]:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(configure_logging=False, log_to_driver=False)
+    init_ray()
     table_ref = ray.put(table)
     ds = ray.data.range(len(bounds), override_num_blocks=len(bounds))
     ds = ds.map_batches(
