@@ -73,11 +73,17 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
     out = tmp_path / "demo"
     cfg = tmp_path / "demo.toml"
     cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\n')
-    sub = subprocess.run(
-        [RAY, "job", "submit", "--address", address, "--no-wait", "--working-dir", str(REPO),
-         "--", sys.executable, "jobs/demo.py", "--config", str(cfg)],
-        env=env, capture_output=True, text=True,
-    )
+    # The job server answers `job list` before its agent accepts jobs ("No available agent
+    # to submit job, please try again later"): retry that answer for a while.
+    for _ in range(30):
+        sub = subprocess.run(
+            [RAY, "job", "submit", "--address", address, "--no-wait", "--working-dir", str(REPO),
+             "--", sys.executable, "jobs/demo.py", "--config", str(cfg)],
+            env=env, capture_output=True, text=True,
+        )
+        if sub.returncode == 0 or "No available agent" not in sub.stderr:
+            break
+        time.sleep(4)
     assert sub.returncode == 0, f"ray job submit failed:\n{sub.stdout}\n{sub.stderr[-4000:]}"
     # The Jobs CLI logs to stderr: read both streams.
     job_id = re.search(r"raysubmit_\w+", sub.stdout + sub.stderr).group(0)
