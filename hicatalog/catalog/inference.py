@@ -23,8 +23,7 @@ import torch
 from PIL import Image
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
-from hicatalog.models.card import ModelCard, load_model, preprocess
-from hicatalog.models.dihedral import tta_predict
+from hicatalog.models.card import ModelCard, load_model, predict_views
 
 __all__ = ["CatalogPredictor", "predict_images", "detection_index"]
 
@@ -66,18 +65,10 @@ def predict_images(
     """
     x = torch.as_tensor(images_uint8).to(device)
     det = detection_index(pr_card)
-    xr = preprocess(x, reg_card)
-    xp = xr if pr_card.image_size == reg_card.image_size and (
-        pr_card.normalization == reg_card.normalization) else preprocess(x, pr_card)
-    if tta:
-        m_views = tta_predict(regression, xr)[..., 0].float()  # (N, 8)
-        p_views = torch.softmax(tta_predict(pr, xp).float(), dim=-1)[..., det]  # (N, 8)
-        m_pred, m_std = m_views.mean(dim=1), m_views.std(dim=1, correction=0)
-        p_cnn = p_views.mean(dim=1)
-    else:
-        m_pred = regression(xr)[:, 0].float()
-        m_std = torch.full_like(m_pred, float("nan"))
-        p_cnn = torch.softmax(pr(xp).float(), dim=-1)[:, det]
+    m_views = predict_views(regression, reg_card, x, tta)[..., 0]  # (N, V)
+    p_cnn = torch.softmax(predict_views(pr, pr_card, x, tta), dim=-1)[..., det].mean(dim=1)
+    m_pred = m_views.mean(dim=1)
+    m_std = m_views.std(dim=1, correction=0) if tta else torch.full_like(m_pred, float("nan"))
     return {
         "m_pred": m_pred.cpu().numpy().astype(np.float32),
         "m_pred_std": m_std.cpu().numpy().astype(np.float32),

@@ -24,18 +24,13 @@ def predict_cutouts(
     p(gas-rich) for ``gasclass``). With ``tta``, the mean over the 8 dihedral views
     (probabilities averaged after the softmax).
     """
-    from hicatalog.models.card import preprocess
-    from hicatalog.models.dihedral import tta_predict
+    from hicatalog.models.card import predict_views
 
-    device = next(model.parameters()).device
     out = []
-    model.eval()
     for i in range(0, images.shape[0], batch_size):
-        x = preprocess(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])), card).to(device)
-        with torch.no_grad():
-            y = tta_predict(model, x) if tta else model(x)[:, None, :]
+        y = predict_views(model, card, np.ascontiguousarray(images[i : i + batch_size]), tta)
         if getattr(card, "classes", None):
-            out.append(torch.softmax(y.float(), dim=-1).mean(dim=1)[:, -1].cpu().numpy())
+            out.append(torch.softmax(y, dim=-1).mean(dim=1)[:, -1].cpu().numpy())
         else:
-            out.append(y.float().mean(dim=1)[:, 0].cpu().numpy())
+            out.append(y.mean(dim=1)[:, 0].cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

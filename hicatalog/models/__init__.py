@@ -15,6 +15,7 @@ from hicatalog.models.card import (
     compute_normalization,
     load_card,
     load_model,
+    predict_views,
     preprocess,
     save_model,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "TASK_CLASSES",
     "N_DIHEDRAL",
     "ModelCard",
+    "predict_views",
     "build_model",
     "compute_normalization",
     "load_card",

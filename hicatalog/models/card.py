@@ -28,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hicatalog.models.dihedral import tta_predict
 from hicatalog.models.shallow import shallow_cnn
 from hicatalog.models.xresnet import xresnet18, xresnet34, xresnet50
 
 __all__ = [
+    "predict_views",
     "ARCHITECTURES",
     "TASK_CLASSES",
     "WEIGHTS_FILE",
@@ -256,6 +258,26 @@ def preprocess(images_uint8: np.ndarray | Tensor, card: ModelCard) -> Tensor:
     mean = torch.tensor(card.normalization["mean"], dtype=torch.float32, device=x.device)
     std = torch.tensor(card.normalization["std"], dtype=torch.float32, device=x.device)
     return (x - mean[:, None, None]) / std[:, None, None]
+
+
+@torch.inference_mode()
+def predict_views(
+    model: nn.Module, card: ModelCard, images_uint8: np.ndarray | Tensor, tta: bool = True
+) -> Tensor:
+    """Raw outputs of ``model`` on decoded cutouts, one row per view.
+
+    ``images_uint8``: ``(N, 3, S, S)`` uint8 (moved to the model's device and prepared with
+    :func:`preprocess`). Returns float32 ``(N, V, n_out)``: ``V = 8`` dihedral views with
+    ``tta``, else ``V = 1`` (the image as stored). Average over axis 1 for the prediction
+    (after a softmax for classifiers). The one place the catalog build and the evaluation
+    turn pixels into model outputs.
+    """
+    device = next(model.parameters()).device
+    x = preprocess(torch.as_tensor(images_uint8).to(device), card)
+    if tta:
+        return tta_predict(model, x).float()
+    model.eval()
+    return model(x)[:, None, :].float()
 
 
 def compute_normalization(images_uint8: np.ndarray | Tensor) -> dict[str, list[float]]:
