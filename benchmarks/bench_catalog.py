@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import torch
+from _results import write_result  # benchmarks/_results.py
 from PIL import Image
 
 from hicatalog.catalog.build import build_catalog
@@ -190,12 +190,8 @@ def main() -> None:
                   flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "bench_catalog.json")
-    with open(path, "w") as fh:
-        json.dump({"benchmark": "catalog", "cpus": os.cpu_count(), "results": results}, fh,
-                  indent=2)
-    print(f"wrote {path}")
+    write_result(args.out, "bench_catalog",
+                 {"benchmark": "catalog", "cpus": os.cpu_count(), "results": results})
 
 
 if __name__ == "__main__":

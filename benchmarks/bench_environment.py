@@ -13,12 +13,12 @@ Prints one line per size and writes ``OUT/bench_environment.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 import pyarrow as pa
+from _results import write_result  # benchmarks/_results.py
 
 from hicatalog.catalog.environment import compute_environment
 
@@ -70,11 +70,7 @@ def main() -> None:
                "cpus": os.cpu_count()}
         results.append(row)
         print(f"tracers={n:>9,d} targets={n_t:>7,d}  {dt:7.2f} s  (ok={ok})", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "bench_environment.json")
-    with open(path, "w") as fh:
-        json.dump({"benchmark": "environment", "results": results}, fh, indent=2)
-    print(f"wrote {path}")
+    write_result(args.out, "bench_environment", {"benchmark": "environment", "results": results})
 
 
 if __name__ == "__main__":

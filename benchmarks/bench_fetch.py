@@ -31,6 +31,7 @@ import urllib.request
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _results import write_result  # benchmarks/_results.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -178,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if ray.is_initialized():
             ray.shutdown()
     result["load_avg_1min_at_end"] = os.getloadavg()[0]
-    path = os.path.join(args.out, "bench_fetch.json")
-    with open(path, "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"wrote {path}")
+    write_result(args.out, "bench_fetch", result)
     return 0
 
 

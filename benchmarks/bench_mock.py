@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from _results import write_result  # benchmarks/_results.py
+
 
 def child(n: int, size: int, out: str) -> dict:
     """Run one mock in this process; return timings and peak RSS."""
@@ -128,10 +130,7 @@ def main() -> int:
         "runs": runs,
         "stage_cpu_ms_per_cutout": prof,
     }
-    path = os.path.join(args.out, "bench_mock.json")
-    with open(path, "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"wrote {path}")
+    write_result(args.out, "bench_mock", result)
     return 0
 
 

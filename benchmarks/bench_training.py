@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from _results import write_result  # benchmarks/_results.py
 from PIL import Image
 
 from hicatalog.config import TrainConfig
@@ -194,7 +194,7 @@ def main() -> None:
     result["ratio_ray_over_plain"] = result["ray_train_images_per_s"] / result["plain_images_per_s"]
     if args.gpu:
         result.update(gpu_fraction(cfg, result["ray_train_images_per_s"]))
-    (out / "bench_training.json").write_text(json.dumps(result, indent=2))
+    write_result(str(out), "bench_training", result)
     for k, v in result.items():
         print(f"{k}: {v}")
 
