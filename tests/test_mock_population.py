@@ -72,6 +72,39 @@ def test_overdensity_spans_the_papers_range(pop):
     assert -0.9 < p10 < -0.3 and 0.3 < p90 < 1.4, (p10, p90)
 
 
+def test_true_overdensity_is_the_catalogs_estimator(pop):
+    """The mock's truth and the catalog's measurement are one estimator: fed the tracers with
+    their cosmological redshifts, compute_environment returns the true D5 and 1+delta5."""
+    import pyarrow as pa
+
+    from hicatalog.catalog.environment import compute_environment
+
+    t = pop.tracers
+    tab = pa.table({"object_id": pa.array(t["object_id"].tolist(), pa.string()),
+                    "ra": t["ra"], "dec": t["dec"], "z": t["z_cos"]})
+    env = compute_environment(tab, tab, min_distance_mpc=0.0)
+    d5 = env.column("d5_mpc").to_numpy(zero_copy_only=False)
+    delta = env.column("delta5").to_numpy(zero_copy_only=False)
+    ok = np.isfinite(t["d5_true_mpc"])
+    assert ok.mean() > 0.98
+    np.testing.assert_allclose(d5[ok], t["d5_true_mpc"][ok], rtol=2e-3)
+    np.testing.assert_allclose(delta[ok], t["delta5_true"][ok], rtol=2e-3)
+
+
+def test_volume_memory_is_chunked(monkeypatch):
+    """The volume is drawn VOLUME_CHUNK galaxies at a time and cut by the optical limit as it
+    goes: the result equals the same draws without the cut, restricted to the bright ones."""
+    monkeypatch.setattr(P, "VOLUME_CHUNK", 4096)
+    full = P.generate_volume(300.0, np.random.default_rng(3))
+    cut = P.generate_volume(300.0, np.random.default_rng(3), r_limit=P.R_MAG_LIMIT)
+    assert len(full["ra"]) > 4 * P.VOLUME_CHUNK  # several chunks of groups and of field
+    assert (full["group_id"] >= 0).any() and (full["group_id"] < 0).any()
+    assert 0 < len(cut["ra"]) < len(full["ra"]) / 2
+    # every kept galaxy is one of the full volume's (same draws, same order)
+    keep = np.isin(full["ra"], cut["ra"])
+    np.testing.assert_array_equal(full["log_mstar"][keep], cut["log_mstar"])
+
+
 def test_groups_have_documented_dispersions_and_radii():
     rng = np.random.default_rng(1)
     v = P.generate_volume(300.0, rng)

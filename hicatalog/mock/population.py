@@ -33,6 +33,8 @@ import numpy as np
 from astropy.cosmology import FlatLambdaCDM
 from scipy.special import ndtr
 
+from hicatalog.neighbours import nth_neighbour_angle, sliding_median, unit_vectors
+
 log = logging.getLogger("hicatalog.mock.population")
 
 __all__ = [
@@ -254,11 +256,6 @@ def _uniform_in_box(rng, n, box):
     return ra, dec
 
 
-def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
-
-
 def alfalfa_flux_limit(w50: np.ndarray) -> np.ndarray:
     """log10 of the ALFALFA Code-1 integrated flux limit (Jy km/s) for line width W50 (km/s),
     Haynes et al. (2011) Eq. 4."""
@@ -267,14 +264,20 @@ def alfalfa_flux_limit(w50: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- volume
+#: Galaxies of the volume made at a time (a constant, so that the draws do not depend on the
+#: footprint's size): bounds the volume's working memory at ~100 MB whatever N.
+VOLUME_CHUNK = 1 << 18
+
+
 def generate_volume(
     area_deg2: float, rng: np.random.Generator, r_limit: float | None = None
 ) -> dict[str, np.ndarray]:
     """All galaxies with log M* >= LOG_MSTAR_MIN in the footprint box, clustered.
 
     With ``r_limit``, galaxies that could not be brighter than ``r_limit`` even with the
-    bluest mass-to-light ratio of the model are dropped early (they can never be tracers;
-    this keeps memory at ~1/4 of the full volume).
+    bluest mass-to-light ratio of the model are dropped as they are made (they can never be
+    tracers): the volume is drawn in chunks of :data:`VOLUME_CHUNK` galaxies (whole groups,
+    then the field), so its memory does not grow with the footprint.
 
     Returns a dict of arrays (length N): ra, dec (deg), z_cos (cosmological), z (observed,
     with peculiar velocity), group_id (int64, -1 field), group_richness (int64, 0 field),
@@ -297,69 +300,76 @@ def generate_volume(
     n_members = int(richness_arr.sum())
     n_field = max(0, n_total - n_members)
 
-    # Group centres and member offsets (physical Mpc, rho ~ r^-2 => r = R u).
+    # Group centres, dispersions and radii (physical Mpc; members follow rho ~ r^-2, r = R u).
     g_ra, g_dec = _uniform_in_box(rng, n_groups, box)
     g_dc = np.cbrt(rng.uniform(dc_min**3, dc_max**3, n_groups))
     scale = (richness_arr / GROUP_N_MIN) ** GROUP_SCALING_EXPONENT
     g_sigma = np.clip(GROUP_SIGMA_V_MIN * scale, GROUP_SIGMA_V_MIN, GROUP_SIGMA_V_MAX)
     g_radius = np.clip(GROUP_RADIUS_MIN * scale, GROUP_RADIUS_MIN, GROUP_RADIUS_MAX)
-    gid = np.repeat(np.arange(n_groups, dtype=np.int64), richness_arr)
-    centre = _unit_vectors(g_ra, g_dec)[gid] * g_dc[gid, None]
-    z_centre = redshift_of_distance(g_dc[gid])
-    r = g_radius[gid] * rng.random(n_members) * (1 + z_centre)  # comoving
-    direction = rng.standard_normal((n_members, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    pos = centre + direction * r[:, None]
-    m_dc = np.linalg.norm(pos, axis=1)
-    m_dec = np.degrees(np.arcsin(pos[:, 2] / m_dc))
-    m_ra = np.degrees(np.arctan2(pos[:, 1], pos[:, 0])) % 360.0
-    m_vpec = rng.standard_normal(n_members) * g_sigma[gid]
+    g_xyz = unit_vectors(g_ra, g_dec) * g_dc[:, None]
 
-    f_ra, f_dec = _uniform_in_box(rng, n_field, box)
-    f_dc = np.cbrt(rng.uniform(dc_min**3, dc_max**3, n_field))
-    f_vpec = rng.standard_normal(n_field) * FIELD_SIGMA_V
-
-    ra = np.concatenate([m_ra, f_ra])
-    dec = np.concatenate([m_dec, f_dec])
-    dc = np.concatenate([m_dc, f_dc])
-    vpec = np.concatenate([m_vpec, f_vpec])
-    z_cos = redshift_of_distance(dc)
-    z_obs = (1 + z_cos) * (1 + vpec / C_KMS) - 1
     ra_min, ra_max, dec_min, dec_max = box
-    inside = (
-        (ra >= ra_min) & (ra <= ra_max) & (dec >= dec_min) & (dec <= dec_max)
-        & (z_cos > Z_MIN) & (z_cos < Z_MAX) & (z_obs > Z_MIN) & (z_obs < Z_MAX)
-    )
-    n = len(ra)
-    log_mstar = _sample_schechter(rng, n)
-    if r_limit is not None:
-        bluest_ml = ML_A + ML_B * min(GR_MIN, GR_KNOT)
-        d_l = np.maximum(np.interp(z_cos, _ZGRID, _DL_GRID), 1e-3)
-        r_best = R_SUN_ABS - 2.5 * (log_mstar - bluest_ml) + 5 * np.log10(d_l * 1e5)
-        inside &= r_best <= r_limit
-    return {
-        "ra": ra[inside],
-        "dec": dec[inside],
-        "z_cos": z_cos[inside],
-        "z": z_obs[inside],
-        "group_id": np.concatenate([gid, np.full(n_field, -1, np.int64)])[inside],
-        "group_richness": np.concatenate(
-            [richness_arr[gid], np.zeros(n_field, np.int64)]
-        )[inside],
-        "log_mstar": log_mstar[inside],
-    }
+    bluest_ml = ML_A + ML_B * min(GR_MIN, GR_KNOT)
+    parts: list[dict[str, np.ndarray]] = []
+
+    def keep(ra, dec, dc, vpec, gid, richness) -> None:
+        z_cos = redshift_of_distance(dc)
+        z_obs = (1 + z_cos) * (1 + vpec / C_KMS) - 1
+        inside = (
+            (ra >= ra_min) & (ra <= ra_max) & (dec >= dec_min) & (dec <= dec_max)
+            & (z_cos > Z_MIN) & (z_cos < Z_MAX) & (z_obs > Z_MIN) & (z_obs < Z_MAX)
+        )
+        log_mstar = _sample_schechter(rng, len(ra))
+        if r_limit is not None:
+            d_l = np.maximum(np.interp(z_cos, _ZGRID, _DL_GRID), 1e-3)
+            r_best = R_SUN_ABS - 2.5 * (log_mstar - bluest_ml) + 5 * np.log10(d_l * 1e5)
+            inside &= r_best <= r_limit
+        parts.append({
+            "ra": ra[inside], "dec": dec[inside], "z_cos": z_cos[inside], "z": z_obs[inside],
+            "group_id": gid[inside], "group_richness": richness[inside],
+            "log_mstar": log_mstar[inside],
+        })
+
+    # Members, whole groups at a time, about VOLUME_CHUNK galaxies per chunk.
+    ends = np.searchsorted(np.cumsum(richness_arr), np.arange(VOLUME_CHUNK, n_members,
+                                                              VOLUME_CHUNK), "right")
+    for g0, g1 in zip(np.r_[0, ends], np.r_[ends, n_groups], strict=True):
+        gid = np.repeat(np.arange(g0, g1, dtype=np.int64), richness_arr[g0:g1])
+        if gid.size == 0:
+            continue
+        z_centre = redshift_of_distance(g_dc[gid])
+        r = g_radius[gid] * rng.random(len(gid)) * (1 + z_centre)  # comoving
+        direction = rng.standard_normal((len(gid), 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        pos = g_xyz[gid] + direction * r[:, None]
+        dc = np.linalg.norm(pos, axis=1)
+        keep(np.degrees(np.arctan2(pos[:, 1], pos[:, 0])) % 360.0,
+             np.degrees(np.arcsin(pos[:, 2] / dc)), dc,
+             rng.standard_normal(len(gid)) * g_sigma[gid], gid, richness_arr[gid])
+    # The field, VOLUME_CHUNK galaxies at a time.
+    for f0 in range(0, n_field, VOLUME_CHUNK):
+        m = min(VOLUME_CHUNK, n_field - f0)
+        ra, dec = _uniform_in_box(rng, m, box)
+        keep(ra, dec, np.cbrt(rng.uniform(dc_min**3, dc_max**3, m)),
+             rng.standard_normal(m) * FIELD_SIGMA_V, np.full(m, -1, np.int64),
+             np.zeros(m, np.int64))
+    if not parts:
+        return {k: np.empty(0, np.int64 if k.startswith("group") else np.float64)
+                for k in ("ra", "dec", "z_cos", "z", "group_id", "group_richness", "log_mstar")}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def true_overdensity(
     ra: np.ndarray, dec: np.ndarray, z: np.ndarray, n_neighbor: int = DELTA5_N,
-    dv_kms: float = DELTA5_DV_KMS, z_box: float = DELTA5_DZ_BOX, block: int = 512,
+    dv_kms: float = DELTA5_DV_KMS, z_box: float = DELTA5_DZ_BOX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Projected overdensity with the paper's estimator (Wu 2020, Section 7.1).
 
     D_N is the projected physical distance (Mpc, angular diameter distance times the angle) to
     the N-th nearest galaxy counting the galaxy itself, among galaxies within ``|c dz| <=
-    dv_kms``; Sigma_N = N / (pi D_N^2); 1 + delta = Sigma_N / median(Sigma_N) in a redshift
-    boxcar of width ``z_box`` (median tabulated on a grid and interpolated).
+    dv_kms``; Sigma_N = N / (pi D_N^2); 1 + delta = Sigma_N / median(Sigma_N) over the galaxies
+    in a sliding redshift boxcar of width ``z_box``. The neighbour search and the median are
+    the catalog's (:mod:`hicatalog.neighbours`), so truth and measurement share one estimator.
 
     The mock's *true* overdensity calls this with the cosmological redshifts (no peculiar
     velocities). Returns ``(one_plus_delta, d_n_mpc)``, float64 arrays of the input length;
@@ -368,39 +378,19 @@ def true_overdensity(
     n = len(ra)
     order = np.argsort(z, kind="stable")
     zs = z[order]
-    vec = _unit_vectors(ra[order], dec[order])
-    dz = dv_kms / C_KMS
-    d_a = COSMOLOGY.angular_diameter_distance(np.clip(zs, 1e-6, None)).value
-    d_n = np.full(n, np.nan)
-    k = n_neighbor - 1
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        lo = np.searchsorted(zs, zs[start] - dz, "left")
-        hi = np.searchsorted(zs, zs[stop - 1] + dz, "right")
-        cosang = vec[start:stop] @ vec[lo:hi].T
-        far = np.abs(zs[start:stop, None] - zs[None, lo:hi]) > dz
-        cosang[far] = -2.0
-        if hi - lo <= k:
-            continue
-        kth = -np.partition(-cosang, k, axis=1)[:, k]
-        ok = kth > -1.5
-        ang = np.arccos(np.clip(kth, -1.0, 1.0))
-        d_n[start:stop] = np.where(ok, d_a[start:stop] * ang, np.nan)
-    sigma = n_neighbor / (np.pi * np.maximum(d_n, 1e-4) ** 2)
-    sigma[~np.isfinite(d_n)] = np.nan
-    grid = np.linspace(zs.min(), zs.max(), 121) if n else np.array([0.0])
-    med = np.full(len(grid), np.nan)
-    for i, zc in enumerate(grid):
-        lo = np.searchsorted(zs, zc - z_box / 2, "left")
-        hi = np.searchsorted(zs, zc + z_box / 2, "right")
-        vals = sigma[lo:hi]
-        vals = vals[np.isfinite(vals)]
-        if len(vals):
-            med[i] = np.median(vals)
-    good = np.isfinite(med)
-    norm = np.interp(zs, grid[good], med[good]) if good.any() else np.full(n, np.nan)
+    xyz = unit_vectors(ra[order], dec[order])
+    angle = nth_neighbour_angle(xyz, zs, np.arange(n, dtype=np.int64), xyz, zs,
+                                n_neighbor - 1, dv_kms / C_KMS, workers=1)
+    d_a = np.interp(zs, _ZGRID, _DC_GRID) / (1 + zs)
+    d_n = angle * d_a
+    sigma = np.full(n, np.nan)
+    ok = np.isfinite(d_n)
+    sigma[ok] = n_neighbor / (np.pi * np.maximum(d_n[ok], 1e-4) ** 2)
+    delta_sorted = np.full(n, np.nan)
+    if ok.any():
+        delta_sorted[ok] = sigma[ok] / sliding_median(zs[ok], sigma[ok], z_box / 2)
     out = np.empty(n)
-    out[order] = sigma / norm
+    out[order] = delta_sorted
     d_out = np.empty(n)
     d_out[order] = d_n
     return out, d_out
