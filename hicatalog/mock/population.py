@@ -90,9 +90,10 @@ FIELD_SIGMA_V = 150.0
 #: Wetzel et al. 2012). Quenching is *visible* (red, smooth, bulgy), unlike stripping.
 Q_MASS_PIVOT, Q_MASS_EXP, Q_ENV_MAX = 10.6, 0.6, 0.5
 #: Star-formation state of quenched galaxies: s ~ N(S_QUENCHED, S_QUENCHED_SCATTER), which puts
-#: their M ~1.2 dex below the star-forming sequence (xGASS gas fractions of a few per cent or
-#: less on the red sequence, Catinella et al. 2018). Star-forming galaxies: s ~ N(0, 1).
-S_QUENCHED, S_QUENCHED_SCATTER = -3.0, 0.4
+#: their M ~1.5 dex (A_VISIBLE * S_QUENCHED) below the star-forming sequence (xGASS gas
+#: fractions of a few per cent or less on the red sequence, Catinella et al. 2018).
+#: Star-forming galaxies: s ~ N(0, 1).
+S_QUENCHED, S_QUENCHED_SCATTER = -2.15, 0.4
 
 # ------------------------------------------------------------------------------- optical limit
 #: SDSS main-sample spectroscopic limit (Petrosian r, Strauss et al. 2002): tracers are the
@@ -107,11 +108,13 @@ ML_A, ML_B = -0.306, 1.097
 #: xGASS scaling relation (Catinella et al. 2018): median log(M_HI/M*) = M_AT_10 at
 #: log M* = 10, falling by M_SLOPE per dex of stellar mass.
 M_AT_10, M_SLOPE = -0.5, -0.65
-#: m_visible = A_VISIBLE * s with s ~ N(0, 1) for star-forming galaxies: with sigma_int = 0.2
-#: this gives ~0.55 dex of scatter at fixed M* on the star-forming sequence, plus the
-#: quenched/star-forming bimodality (Catinella et al. 2018: ~0.5 dex overall, upper limits on
-#: the red sequence). Large enough that ALFALFA detections and non-detections differ visibly.
-A_VISIBLE = 0.50
+#: m_visible = A_VISIBLE * s with s ~ N(0, 1) for star-forming galaxies. Calibrated on the
+#: paper's own numbers: the ALFALFA-like detections get std(M) ~0.58 dex, between the paper's
+#: alpha.40B (0.50) and alpha.40A (0.68 dex, Section 4.1), and a classifier that knew every
+#: visible quantity exactly would separate detections from non-detections with ~92% accuracy
+#: (the paper's CNN: 93%, Section 5.3). With A_VISIBLE = 0.5 that ceiling was ~89%, below what
+#: the paper measured on real galaxies, so the mock was harder than the sky.
+A_VISIBLE = 0.70
 #: Environment stripping: m_env = -ENV_MAX_DEX * clip((x - ENV_ONSET) / ENV_WIDTH, 0, 1),
 #: x = log10(1 + delta5_true); the paper's transition at log(1+delta5) ~ 0.5 (Section 7.2).
 ENV_MAX_DEX, ENV_ONSET, ENV_WIDTH = 0.5, 0.5, 0.6
