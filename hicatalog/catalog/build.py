@@ -37,7 +37,6 @@ import io
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +63,11 @@ from hicatalog.catalog.manifest import (
 )
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import filesystem_and_path, fingerprint_shards, list_shards
+from hicatalog.cutouts.shards import fingerprint_shards, list_shards
 from hicatalog.models.card import ModelCard, load_model
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError, conform_table, load_schema
+from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
 __all__ = ["build_catalog", "dec_zone", "CatalogPlan"]
 
@@ -354,11 +354,8 @@ class _ShardWriter:
         for zv in np.unique(zones).tolist():
             part = table.filter(pa.array(zones == zv)).sort_by("ra")
             zdir = self.vdir / f"dec_zone={NULL_PARTITION if zv == -999 else zv}"
-            zdir.mkdir(parents=True, exist_ok=True)
-            tmp = zdir / f".{name}.{uuid.uuid4().hex}.tmp"
-            pq.write_table(part, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE,
-                           write_statistics=True)
-            os.replace(tmp, zdir / f"{name}.parquet")
+            write_parquet_atomic(part, zdir / f"{name}.parquet", row_group_size=ROW_GROUP_SIZE,
+                                 write_statistics=True)
             files.append(str((zdir / f"{name}.parquet").relative_to(self.vdir)))
         write_json_atomic(self.vdir / DONE_DIR / f"{name}.json", {
             "fingerprint": self.plan.fingerprint,

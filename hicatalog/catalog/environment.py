@@ -49,9 +49,6 @@ one is among the k nearest of the slab) and O(N log N).
 from __future__ import annotations
 
 import logging
-import os
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +62,7 @@ from astropy.cosmology import FLRW, FlatLambdaCDM
 from hicatalog.config import EnvironmentConfig
 from hicatalog.neighbours import nth_neighbour_angle, sliding_median, unit_vectors
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
+from hicatalog.storage import write_parquet_atomic
 
 __all__ = [
     "ENV_STATUSES",
@@ -297,14 +295,6 @@ def read_positions(path: str, what: str) -> pa.Table:
     return table
 
 
-def _write_atomic(table: pa.Table, path: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.parent / f".{p.name}.{uuid.uuid4().hex}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, p)
-
-
 def main(cfg: EnvironmentConfig) -> int:
     """``hicatalog environment``: read targets and tracers, write the environment table."""
     targets = read_positions(cfg.targets, "targets")
@@ -318,7 +308,7 @@ def main(cfg: EnvironmentConfig) -> int:
         z_window=cfg.z_window,
         cosmology=FlatLambdaCDM(H0=cfg.h0, Om0=cfg.om0),
     )
-    _write_atomic(env, cfg.out)
+    write_parquet_atomic(env, cfg.out)
     counts = pc.value_counts(env.column("env_status")).to_pylist()
     summary = ", ".join(f"{c['values']}={c['counts']}" for c in counts)
     print(f"wrote {env.num_rows} rows to {cfg.out} ({summary})")

@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from hicatalog.schemas import SchemaError
+from hicatalog.storage import write_atomic
 
 __all__ = [
     "MANIFEST_FILE",
@@ -57,11 +57,7 @@ def fingerprint(parts: dict[str, Any]) -> str:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON; the file appears atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.parent / f".{p.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, p)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from hicatalog.cutouts.services import CutoutService, make_service
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError, table_spec
+from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
 
 __all__ = [
     "FETCH_STATUSES",
@@ -137,11 +138,6 @@ class RetryPolicy:
 # catalog in, shards already present
 
 
-def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
 
 def read_catalog(path: str) -> pa.Table:
     """Read the catalog to fetch: Parquet (file or directory) or CSV, local or URL.
@@ -156,7 +152,7 @@ def read_catalog(path: str) -> pa.Table:
     ValueError: the file is missing or unreadable, a required column is missing, an
         ``object_id`` is null, or object_ids are not unique (the message lists examples).
     """
-    fs, p = _fs_path(path)
+    fs, p = filesystem_and_path(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
         raise ValueError(f"catalog {path!r} does not exist (expected Parquet or CSV)")
@@ -221,7 +217,7 @@ def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
     With ``check_unique``, an id stored in more than one row is logged as an error (it can only
     happen when two fetches write into the same directory at the same time).
     """
-    fs, p = _fs_path(out_dir)
+    fs, p = filesystem_and_path(out_dir)
     if fs.get_file_info(p).type != pafs.FileType.Directory:
         return set()
     try:
@@ -233,7 +229,7 @@ def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
     ids: set[str] = set()
     n_rows = 0
     for f in files:
-        ffs, fp = _fs_path(f)
+        ffs, fp = filesystem_and_path(f)
         col = pq.read_table(fp, columns=["object_id"], filesystem=ffs).column("object_id")
         n_rows += len(col)
         ids.update(col.to_pylist())
@@ -494,7 +490,7 @@ def _status_rows(ids: list[str], status: str, error: str | None) -> pa.Table:
 
 
 def _current_run(out_dir: str) -> str | None:
-    fs, base = _fs_path(out_dir)
+    fs, base = filesystem_and_path(out_dir)
     try:
         with fs.open_input_stream(f"{base}/{RUN_FILE}") as fh:
             return fh.read().decode().strip()
@@ -504,23 +500,11 @@ def _current_run(out_dir: str) -> str | None:
 
 def _claim_output(out_dir: str, run_id: str) -> None:
     """Record ``run_id`` as the owner of ``out_dir`` (tasks of older runs stop writing)."""
-    fs, base = _fs_path(out_dir)
-    fs.create_dir(base, recursive=True)
-    tmp = f"{base}/.{RUN_FILE}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as sink:
-        sink.write(run_id.encode())
-    fs.move(tmp, f"{base}/{RUN_FILE}")
+    write_atomic(out_dir.rstrip("/") + f"/{RUN_FILE}", run_id.encode())
 
 
 def _write_status(table: pa.Table, out_dir: str) -> str:
-    fs, base = _fs_path(out_dir)
-    fs.create_dir(base, recursive=True)
-    final = f"{base}/{STATUS_FILE}"
-    tmp = f"{base}/.{STATUS_FILE}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as sink:
-        pq.write_table(table, sink, compression="zstd")
-    fs.move(tmp, final)
-    return final
+    return write_parquet_atomic(table, out_dir.rstrip("/") + f"/{STATUS_FILE}")
 
 
 def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
+from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
 __all__ = [
     "TARGET_SHARD_BYTES",
-    "filesystem_and_path",
     "rows_per_shard_for",
     "write_shard",
     "list_shards",
@@ -36,11 +35,6 @@ def rows_per_shard_for(bytes_per_row: float, target_bytes: int = TARGET_SHARD_BY
     return max(1, int(target_bytes // max(bytes_per_row, 1.0)))
 
 
-def filesystem_and_path(path: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path of a local path or URL (``s3://...``)."""
-    return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), os.path.abspath(path))
-
-
 def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, contract: str = "cutouts") -> str:
     """Validate ``table`` against ``contract`` and write it as ``out_dir/name-index.parquet``.
 
@@ -48,15 +42,11 @@ def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, cont
     Returns the final path.
     """
     table = conform_table(table, contract, f"shard {name}-{index}")
-    fs, base = filesystem_and_path(out_dir)
-    fs.create_dir(base, recursive=True)
     stem = f"{name}-{index:05d}" if isinstance(index, int) else f"{name}-{index}"
-    final = f"{base}/{stem}.parquet"
-    tmp = f"{base}/.{stem}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as sink:
-        pq.write_table(table, sink, compression="zstd" if contract != "cutouts" else "none")
-    fs.move(tmp, final)
-    return final if "://" not in out_dir else out_dir.rstrip("/") + "/" + os.path.basename(final)
+    final = out_dir.rstrip("/") + f"/{stem}.parquet"
+    # JPEG bytes do not compress: the cutouts contract is stored uncompressed.
+    write_parquet_atomic(table, final, compression="zstd" if contract != "cutouts" else "none")
+    return final if "://" in out_dir else filesystem_and_path(final)[1]
 
 
 def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hicatalog import __version__
+from hicatalog.storage import write_atomic
 
 __all__ = ["Section", "write_report", "write_json", "json_safe"]
 
@@ -49,13 +50,7 @@ def json_safe(obj: Any) -> Any:
 
 def write_json(obj: Any, path: str) -> str:
     """Write ``obj`` as indented strict JSON (NaN -> null) atomically; returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(json_safe(obj), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, (json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 @dataclass

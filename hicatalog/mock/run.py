@@ -20,19 +20,18 @@ import json
 import logging
 import re
 import time
-import uuid
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from hicatalog.config import MockConfig
-from hicatalog.cutouts.shards import filesystem_and_path, write_shard
+from hicatalog.cutouts.shards import write_shard
 from hicatalog.mock.population import Population, generate_population
 from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table
+from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
 
 log = logging.getLogger("hicatalog.mock")
 
@@ -56,18 +55,6 @@ _SHARD_NAME = "part"
 
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
-
-
-def _write_table_atomic(table: pa.Table, path: str) -> str:
-    """Write a Parquet file under a temporary name, then move it into place."""
-    fs, p = filesystem_and_path(path)
-    parent = p.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{p.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as sink:
-        pq.write_table(table, sink, compression="zstd")
-    fs.move(tmp, p)
-    return path
 
 
 def tracers_table(pop: Population) -> pa.Table:
@@ -213,8 +200,8 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "tracers": _join(out, "tracers.parquet"),
         "truth": _join(out, "truth.parquet"),
     }
-    _write_table_atomic(tracers_table(pop), paths["tracers"])
-    _write_table_atomic(truth_table(pop), paths["truth"])
+    write_parquet_atomic(tracers_table(pop), paths["tracers"])
+    write_parquet_atomic(truth_table(pop), paths["truth"])
     t_pop = time.perf_counter() - t0
 
     table = imaged_table(pop)
@@ -244,9 +231,7 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "populations": counts,
         "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
     }
-    fs, mpath = filesystem_and_path(_join(out, "_mock.json"))
-    with fs.open_output_stream(mpath) as fh:
-        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    write_atomic(_join(out, "_mock.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info(
         "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
         "(%.0f cutouts/s, %s)", table.num_rows, counts, len(bounds), manifest["n_tracers"],

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from hicatalog.models.dihedral import tta_predict
 from hicatalog.models.shallow import shallow_cnn
 from hicatalog.models.xresnet import xresnet18, xresnet34, xresnet50
+from hicatalog.storage import write_atomic
 
 __all__ = [
     "predict_views",
@@ -157,17 +158,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_model(model_dir: str | os.PathLike, model: nn.Module, card: ModelCard) -> ModelCard:
     """Write ``model_dir/weights.pt`` (CPU state_dict) and ``model_dir/model_card.json``.
 
@@ -180,13 +170,15 @@ def save_model(model_dir: str | os.PathLike, model: nn.Module, card: ModelCard) 
         model = model.module
     model = getattr(model, "_orig_mod", model)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    weights = out / WEIGHTS_FILE
-    _atomic_write(weights, lambda tmp: torch.save(state, tmp))
-    card = dataclasses.replace(card, weights_sha256=_sha256(weights))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    write_atomic(out / WEIGHTS_FILE, data)
+    card = dataclasses.replace(card, weights_sha256=hashlib.sha256(data).hexdigest())
     if not card.created:
         card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     text = card.to_json()
-    _atomic_write(out / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
+    write_atomic(out / CARD_FILE, text.encode())
     return card
 
 

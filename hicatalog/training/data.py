@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import filesystem_and_path
+from hicatalog.storage import filesystem_and_path
 
 __all__ = [
     "TASK_LABEL_COLUMNS",

@@ -32,6 +32,7 @@ from hicatalog.models.card import (
     compute_normalization,
     save_model,
 )
+from hicatalog.storage import write_atomic
 from hicatalog.training.data import decode_rows, probe_cutout, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
 from hicatalog.training.presets import resolve_hyperparameters
@@ -50,9 +51,7 @@ NORMALIZATION_SAMPLE = 1024
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
 
 
 def _metrics_callback(path: str):
