@@ -530,9 +530,16 @@ def generate_population(
     for attempt in range(12):
         rng = np.random.default_rng([seed, 0xA11FA, attempt])
         vol = generate_volume(area, rng, r_limit=R_MAG_LIMIT)
-        _galaxy_properties(vol, rng)
-        keep = vol["r_mag"] <= R_MAG_LIMIT
-        t = {k: a[keep] for k, a in vol.items()}
+        # Properties and the optical limit chunk by chunk: only tracers are ever held whole.
+        parts = []
+        for c0 in range(0, max(len(vol["ra"]), 1), VOLUME_CHUNK):
+            chunk = {k: a[c0:c0 + VOLUME_CHUNK] for k, a in vol.items()}
+            _galaxy_properties(chunk, rng)
+            keep = chunk["r_mag"] <= R_MAG_LIMIT
+            parts.append({k: a[keep] for k, a in chunk.items()})
+        del vol, chunk
+        t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        del parts
         t["delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
         _gas_and_detection(t, rng, sigma_int)
         pools = _imaged_pools(t)
