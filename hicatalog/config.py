@@ -96,6 +96,8 @@ class TrainConfig(JobConfig):
     preset: Literal["quick", "paper"] = Field("quick")
     workers: int = Field(1, ge=1, le=1024, description="Ray Train workers")
     gpu: bool = Field(False, description="one GPU per worker, bf16 autocast, channels_last")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="bf16 = bf16 autocast + channels_last; auto: bf16 on GPU, fp32 on CPU")
     arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = None
     width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
     image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")

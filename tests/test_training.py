@@ -208,6 +208,24 @@ def test_classifier_loop_reports_accuracy_and_auc():
     assert 0.0 <= hist[0]["auc"] <= 1.0
 
 
+@pytest.mark.parametrize("task", ["regression", "pr"])
+def test_bf16_channels_last_path_runs_and_learns(task):
+    """The GPU recipe (bf16 autocast + channels_last) is device-independent code: run it on
+    CPU so that a dtype or memory-format slip fails here, not first on a GPU cluster."""
+    torch.set_num_threads(1)
+    x, y = _toy_data()
+    y = y if task == "regression" else (y > y.median()).long()
+    tb, vb = _batches(x, y)
+    model, hist = fit({**_loop_config(task=task, epochs=3), "precision": "bf16"}, tb, vb)
+    assert all(np.isfinite(h["train_loss"]) for h in hist)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    key = "rmse" if task == "regression" else "auc"
+    assert np.isfinite(hist[-1][key])
+    # weights stay float32 (autocast casts per op), in channels_last layout
+    w = next(p for p in model.parameters() if p.dim() == 4)
+    assert w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "train_state.pt"
     bad.write_bytes(b"garbage")

@@ -1,8 +1,8 @@
 """The per-worker training loop (paper Section 3), independent of where batches come from.
 
 :func:`fit` runs epochs of: random dihedral augmentation per sample, forward (bf16 autocast
-and channels_last on GPU), RMSE or label-smoothed cross-entropy, RAdam+Lookahead step, one
-one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
+and channels_last on GPU, or anywhere with ``precision="bf16"``), RMSE or label-smoothed
+cross-entropy, RAdam+Lookahead step, one one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
 hands a complete training state (model, optimizer, scheduler, epoch, RNG, metric history) to a
 callback that checkpoints it. :func:`train_loop_per_worker` wires it to Ray Train (dataset
 shards, DDP, ``ray.train.report`` with checkpoints, resuming from ``get_checkpoint``).
@@ -112,9 +112,11 @@ def fit(
     """
     device = torch.device(device)
     use_gpu = device.type == "cuda"
+    # bf16 autocast + channels_last: the default on GPU, available on CPU (lc["precision"]).
+    mixed = (lc.get("precision") or ("bf16" if use_gpu else "fp32")) == "bf16"
     task = lc["task"]
     model = build_network(lc).to(device)
-    if use_gpu:
+    if mixed:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(
         model, lr=float(lc["max_lr"]), weight_decay=float(lc["weight_decay"]),
@@ -146,7 +148,8 @@ def fit(
         def loss_fn(out: Tensor, y: Tensor) -> Tensor:
             return ce(out.float(), y.long())
     autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_gpu else contextlib.nullcontext
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if mixed
+        else contextlib.nullcontext
     )
     reduce_sum = all_reduce_sum or (lambda t: t)
     gather = all_gather or (lambda obj: [obj])
@@ -161,7 +164,7 @@ def fit(
                 continue
             x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
             x = random_dihedral(x, gen)
-            if use_gpu:
+            if mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast():
@@ -182,7 +185,7 @@ def fit(
         preds, targets = [], []
         for x_u8, y in val_batches():
             x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
-            if use_gpu:
+            if mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast():
                 views = tta_predict(unwrap(net), x).float()

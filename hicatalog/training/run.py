@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         "lookahead_k": hp["lookahead_k"], "lookahead_alpha": hp["lookahead_alpha"],
         "seed": int(cfg.seed), "mean": normalization["mean"], "std": normalization["std"],
         "steps_per_epoch": steps_per_epoch(n_train, workers, int(hp["batch_size"])),
-        "gpu": bool(cfg.gpu), "threads_per_worker": max(1, cpus // workers),
+        "gpu": bool(cfg.gpu), "precision": hp["precision"], "threads_per_worker": max(1, cpus // workers),
         "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
     }
     lc.update(loop_overrides or {})
