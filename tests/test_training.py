@@ -281,10 +281,12 @@ def train_with_overrides(cfg, overrides):
 
 @pytest.mark.slow
 def test_rerun_after_the_job_died_resumes(ray_local, blobs, tmp_path):
-    """max_failures=0: the crash kills the run; the same command again resumes at epoch 2."""
+    """max_failures=0: the crash kills the run; the same command again resumes at epoch 2.
+    Checkpoints go to a storage URL (file://, the same code path as s3://)."""
     out = tmp_path / "model"
     cfg = TrainConfig(task="regression", data=[str(Path(blobs[0]).parent)], out=str(out),
-                      workers=1, image_size=24, epochs=2, batch_size=32, max_failures=0)
+                      workers=1, image_size=24, epochs=2, batch_size=32, max_failures=0,
+                      storage_path=f"file://{tmp_path}/checkpoints")
     overrides = {"fail_after_epoch": 1, "fail_marker": str(tmp_path / "crashed")}
     with pytest.raises(RuntimeError, match="failed"):
         train_with_overrides(cfg, overrides)
@@ -298,3 +300,4 @@ def test_rerun_after_the_job_died_resumes(ray_local, blobs, tmp_path):
     assert again["history"] == res["history"]
     after = load_model(out)[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert list((tmp_path / "checkpoints").glob("*/checkpoint_epoch_0002"))

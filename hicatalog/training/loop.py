@@ -236,6 +236,7 @@ def _iter_ray_batches(
         batch_size=batch_size,
         local_shuffle_buffer_size=buffer,
         local_shuffle_seed=shuffle_seed,
+        prefetch_batches=2,
         device="cpu",
     ):
         yield batch["image"], batch["target"]
