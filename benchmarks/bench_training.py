@@ -10,7 +10,7 @@ rate (model FLOPs per image from torch's FlopCounterMode).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_training.py --out runs/bench [--data DIR] [--n 2048]
+    .venv/bin/python benchmarks/bench_training.py --out runs/bench [--data DIR] [--n 4096]
 
 Writes ``OUT/bench_training.json`` and prints the numbers.
 """
@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="directory for bench_training.json")
     ap.add_argument("--data", nargs="+", help="cutout shard dirs (default: synthetic blobs)")
-    ap.add_argument("--n", type=int, default=2048, help="synthetic cutouts when --data is absent")
+    ap.add_argument("--n", type=int, default=4096, help="synthetic cutouts when --data is absent")
     ap.add_argument("--preset", default="quick", choices=["quick", "paper"])
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=None)
