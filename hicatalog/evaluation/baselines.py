@@ -235,7 +235,15 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
         tr = ~v
     preds = fit_baselines(cut.images[tr], m[tr], cut.images[v], seed=cfg.seed)
     zhang_coef = preds.pop("_zhang_coef")
-    preds["cnn"] = predict_cutouts(model, card, cut.images[v])
+    # The CNN sees its validation galaxies decoded exactly as in training and in the catalog
+    # build (JPEG DCT scaling straight to the network's input size), not downsampled from the
+    # full-size arrays the classic baselines use: that difference alone shifted M_pred by
+    # ~-0.07 dex.
+    cnn_cut = load_cutouts(data, columns=("object_id",), image_size=card.image_size,
+                           filter_expr=pc.field("object_id").isin(pa.array(oid[v].tolist(),
+                                                                          pa.string())))
+    row = {o: i for i, o in enumerate(cnn_cut.columns["object_id"].tolist())}
+    preds["cnn"] = predict_cutouts(model, card, cnn_cut.images[[row[o] for o in oid[v]]])
     metrics = {name: regression_metrics(p, m[v]) for name, p in preds.items()}
     os.makedirs(cfg.out, exist_ok=True)
     labels = {
