@@ -34,6 +34,15 @@ def ray_head():
     """
     temp_dir = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
     port, dash = _free_port(), _free_port()
+    # The other tests' local Ray instance may still hold the default agent ports (52365 ...):
+    # a head whose job agent cannot bind answers "No available agent" forever. Own ports.
+    agent_ports = [
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     # Ray 2.60 heads enable token auth; the head writes ~/.ray/auth_token and the job CLI
@@ -42,7 +51,7 @@ def ray_head():
     proc = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+         f"--temp-dir={temp_dir}", "--disable-usage-stats", *agent_ports],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dash}"
