@@ -138,7 +138,6 @@ class RetryPolicy:
 # catalog in, shards already present
 
 
-
 def read_catalog(path: str) -> pa.Table:
     """Read the catalog to fetch: Parquet (file or directory) or CSV, local or URL.
 
