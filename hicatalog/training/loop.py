@@ -112,8 +112,10 @@ def fit(
     """
     device = torch.device(device)
     use_gpu = device.type == "cuda"
-    # bf16 autocast + channels_last: the default on GPU, available on CPU (lc["precision"]).
-    mixed = (lc.get("precision") or ("bf16" if use_gpu else "fp32")) == "bf16"
+    # lc["precision"]: "bf16" (autocast + channels_last), "fp32", or "auto"/absent: bf16 on
+    # GPU, fp32 on CPU. Resolved here only, where the device is known.
+    precision = lc.get("precision", "auto")
+    mixed = precision == "bf16" or (precision == "auto" and use_gpu)
     task = lc["task"]
     model = build_network(lc).to(device)
     if mixed:

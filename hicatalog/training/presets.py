@@ -63,7 +63,7 @@ def resolve_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
         seed=cfg.seed,
         workers=cfg.workers,
         gpu=cfg.gpu,
-        precision=cfg.precision if cfg.precision != "auto" else ("bf16" if cfg.gpu else "fp32"),
+        precision=cfg.precision,
         val_fraction=cfg.val_fraction if cfg.split_by is None else None,
         split_by=cfg.split_by,
         val_quantiles=list(cfg.val_quantiles) if cfg.val_quantiles is not None else None,
