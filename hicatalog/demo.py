@@ -122,7 +122,7 @@ def main(cfg: DemoConfig) -> int:
     print()
     print("Try it with DuckDB:")
     print(
-        "  duckdb -c \"SELECT object_id, ra, dec, m_pred, p_cnn, delta5 "
+        "  duckdb -c \"SELECT object_id, ra, dec, m_pred, p_cnn, one_plus_delta5 "
         f"FROM read_parquet('{out}/catalog/**/*.parquet', hive_partitioning=true) "
         "WHERE p_cnn > 0.9 AND ra BETWEEN 150 AND 160 ORDER BY m_pred DESC LIMIT 10\""
     )

@@ -49,7 +49,7 @@ def make_blob_shards(
     """Write ``n`` labelled blob cutouts as cutout shards in ``out_dir``; returns the paths.
 
     ``corrupt``: the first ``corrupt`` rows get broken JPEG bytes (truncated / not a JPEG).
-    Adds a ``delta5`` column (uniform 0-2) for split-by tests.
+    Adds a ``one_plus_delta5`` column (uniform 0-2) for split-by tests.
     """
     rng = np.random.default_rng(seed)
     t = rng.random(n)
@@ -63,7 +63,7 @@ def make_blob_shards(
         "z": pa.array(rng.uniform(0.002, 0.06, n)),
         "survey": pa.array(["sdss"] * n),
         "image": pa.array(images, pa.binary()),
-        "delta5": pa.array(rng.uniform(0, 2, n).astype(np.float32)),
+        "one_plus_delta5": pa.array(rng.uniform(0, 2, n).astype(np.float32)),
     }
     if with_m_true:
         cols["m_true"] = pa.array((2 * t - 1 + rng.normal(0, 0.05, n)).astype(np.float32))

@@ -177,7 +177,7 @@ def test_environment_joined_from_the_cutouts_as_tracers(built):
     for r in cat:
         e = env[r["object_id"]]
         assert r["env_status"] == e["env_status"]
-        assert r["delta5"] == e["delta5"] and r["d5_mpc"] == e["d5_mpc"]
+        assert r["one_plus_delta5"] == e["one_plus_delta5"] and r["d5_mpc"] == e["d5_mpc"]
     assert sum(r["env_status"] in ("ok", "footprint_edge") for r in cat) > 60
 
 
@@ -315,7 +315,7 @@ def test_killed_build_resumes_exactly_once(tmp_path, models, ray_local):
 # These strings are the README's examples verbatim ({catalog}, {other}: paths).
 
 DUCKDB_BOX = """
-SELECT object_id, ra, dec, m_pred, p_cnn, delta5
+SELECT object_id, ra, dec, m_pred, p_cnn, one_plus_delta5
 FROM read_parquet('{catalog}/**/*.parquet', hive_partitioning = true)
 WHERE ra BETWEEN 182 AND 184 AND dec BETWEEN 2.5 AND 3.5
   AND dec_zone BETWEEN floor(2.5 / 2) * 2 AND floor(3.5 / 2) * 2

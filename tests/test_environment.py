@@ -120,8 +120,8 @@ def test_matches_brute_force_on_clustered_sample(sample):
     got_status = env.column("env_status").to_pylist()
     # footprint_edge only flags: the brute force says 'ok' for those rows.
     assert [("ok" if s == "footprint_edge" else s) for s in got_status] == status
-    got = {c: env.column(c).to_numpy(zero_copy_only=False) for c in ("d5_mpc", "sigma5", "delta5")}
-    for name, ref in (("d5_mpc", d5), ("sigma5", sigma), ("delta5", delta)):
+    got = {c: env.column(c).to_numpy(zero_copy_only=False) for c in ("d5_mpc", "sigma5", "one_plus_delta5")}
+    for name, ref in (("d5_mpc", d5), ("sigma5", sigma), ("one_plus_delta5", delta)):
         np.testing.assert_array_equal(np.isnan(got[name]), np.isnan(ref), err_msg=name)
         np.testing.assert_allclose(got[name][~np.isnan(ref)], ref[~np.isnan(ref)], rtol=2e-5,
                                    err_msg=name)
@@ -129,8 +129,8 @@ def test_matches_brute_force_on_clustered_sample(sample):
     assert counts["bad_coordinates"] == 2 and counts["no_redshift"] == 2
     assert counts["too_near"] >= 1 and counts["ok"] > 300
     # Clustered: delta5 spans well over a dex.
-    ok = np.isfinite(got["delta5"])
-    assert np.log10(got["delta5"][ok]).max() - np.log10(got["delta5"][ok]).min() > 1.5
+    ok = np.isfinite(got["one_plus_delta5"])
+    assert np.log10(got["one_plus_delta5"][ok]).max() - np.log10(got["one_plus_delta5"][ok]).min() > 1.5
 
 
 def test_counterpart_counted_once_whether_or_not_in_tracers(sample):
@@ -164,7 +164,7 @@ def test_footprint_edge_flags_but_keeps_values():
     })
     env = compute_environment(targets, tracers).to_pydict()
     assert env["env_status"] == ["ok", "footprint_edge", "footprint_edge"]
-    assert all(v is not None and v > 0 for v in env["delta5"])
+    assert all(v is not None and v > 0 for v in env["one_plus_delta5"])
 
 
 def test_few_neighbours_and_velocity_window():
@@ -179,7 +179,7 @@ def test_few_neighbours_and_velocity_window():
     da = FlatLambdaCDM(H0=70, Om0=0.3).angular_diameter_distance(0.02).to_value(u.Mpc)
     assert env["d5_mpc"][0].as_py() == pytest.approx(np.radians(0.05) * da, rel=1e-5)
     env = compute_environment(targets, tracers, n_neighbor=3).to_pydict()
-    assert env["env_status"] == ["few_neighbours"] and env["delta5"] == [None]
+    assert env["env_status"] == ["few_neighbours"] and env["one_plus_delta5"] == [None]
     # Widening the window to 4000 km/s lets 'c' (0.02 deg away) in: it becomes the nearest.
     env = compute_environment(targets, tracers, n_neighbor=2, velocity_window_kms=4000.0,
                               footprint_cell_deg=1.0)

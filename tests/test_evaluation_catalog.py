@@ -37,7 +37,7 @@ def _synthetic(tmp_path, n=300, seed=0):
         "log_mstar": rng.uniform(9, 11, n).astype(np.float32), "m_true": m_true.astype(np.float32),
         "m_mass": np.zeros(n, np.float32), "m_visible": np.zeros(n, np.float32),
         "m_env": np.zeros(n, np.float32), "m_scatter": np.zeros(n, np.float32),
-        "log_mhi": np.zeros(n, np.float32), "delta5_true": rng.lognormal(0, 0.5, n).astype(np.float32),
+        "log_mhi": np.zeros(n, np.float32), "one_plus_delta5_true": rng.lognormal(0, 0.5, n).astype(np.float32),
         "detected": detected,
     })
     truth_path = tmp_path / "truth.parquet"
@@ -53,7 +53,7 @@ def _synthetic(tmp_path, n=300, seed=0):
             "m_pred": pa.array([None if status[i] != "ok" else float(m[i]) for i in idx], pa.float32()),
             "m_pred_std": np.zeros(k, np.float32),
             "p_cnn": pa.array([None if status[i] != "ok" else float(p_cnn[i]) for i in idx], pa.float32()),
-            "delta5": truth.column("delta5_true").to_numpy()[idx],
+            "one_plus_delta5": truth.column("one_plus_delta5_true").to_numpy()[idx],
             "sigma5": np.ones(k, np.float32), "d5_mpc": np.ones(k, np.float32),
             "env_status": ["ok"] * k, "status": status[idx].tolist(),
             "error": pa.array([None] * k, pa.string()), "build_id": [build] * k, "model_id": ["m"] * k,

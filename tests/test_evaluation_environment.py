@@ -26,7 +26,7 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _shards(path, n=120, size=32, seed=0, with_delta5=False):
+def _shards(path, n=120, size=32, seed=0, with_one_plus_delta5=False):
     """Labelled cutouts whose blue excess carries M (so a CNN can learn it), plus delta5."""
     rng = np.random.default_rng(seed)
     m = rng.uniform(-1.0, 1.0, n)
@@ -37,21 +37,21 @@ def _shards(path, n=120, size=32, seed=0, with_delta5=False):
         rgb = np.stack([20 + 150 * prof, 20 + 150 * prof, 20 + (150 + 90 * mi) * prof], axis=-1)
         rgb += rng.normal(0, 3, rgb.shape)
         imgs.append(_jpeg(np.clip(rgb, 0, 255).astype(np.uint8)))
-    delta5 = rng.lognormal(0.0, 0.6, n)
+    one_plus_delta5 = rng.lognormal(0.0, 0.6, n)
     cols = {
         "object_id": [f"o{i:04d}" for i in range(n)], "ra": rng.uniform(150, 160, n),
         "dec": rng.uniform(0, 10, n), "z": rng.uniform(0.01, 0.05, n), "survey": ["sdss"] * n,
         "image": pa.array(imgs, pa.binary()), "m_true": pa.array(m, pa.float32()),
         "detected": [True] * n, "log_mstar": pa.array(rng.uniform(9, 11, n), pa.float32()),
     }
-    if with_delta5:
-        d = delta5.copy()
+    if with_one_plus_delta5:
+        d = one_plus_delta5.copy()
         d[:3] = np.nan
-        cols["delta5"] = pa.array(d.astype(np.float32), mask=np.isnan(d))
+        cols["one_plus_delta5"] = pa.array(d.astype(np.float32), mask=np.isnan(d))
     table = pa.table(cols)
     write_shard(table.slice(0, n // 2), str(path), "part", 0)
     write_shard(table.slice(n // 2), str(path), "part", 1)
-    return table, delta5
+    return table, one_plus_delta5
 
 
 def test_environment_splits_and_summary():
@@ -82,24 +82,24 @@ def test_normalisation_uses_the_validation_scatter():
 
 
 def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
-    table, _ = _shards(tmp_path / "a", n=40, with_delta5=True)
+    table, _ = _shards(tmp_path / "a", n=40, with_one_plus_delta5=True)
     info = prepare_environment_shards(str(tmp_path / "a"), str(tmp_path / "out_a"))
     out = pq.read_table(tmp_path / "out_a")
-    assert info["source"] == "the shards' delta5 column" and info["n_with_delta5"] == 37
+    assert info["source"] == "the shards' one_plus_delta5 column" and info["n_with_one_plus_delta5"] == 37
     assert out.column("object_id").to_pylist() == table.column("object_id").to_pylist()
     assert out.column("image").to_pylist() == table.column("image").to_pylist()  # bytes untouched
-    assert out.column("delta5").null_count == 3
+    assert out.column("one_plus_delta5").null_count == 3
 
-    table_b, delta5 = _shards(tmp_path / "b", n=40)
+    table_b, one_plus_delta5 = _shards(tmp_path / "b", n=40)
     truth = pa.table({"object_id": table_b.column("object_id"), "m_true": table_b.column("m_true"),
-                      "population": ["alfalfa"] * 40, "delta5_true": pa.array(delta5, pa.float32())})
+                      "population": ["alfalfa"] * 40, "one_plus_delta5_true": pa.array(one_plus_delta5, pa.float32())})
     pq.write_table(truth, tmp_path / "truth.parquet")
     with pytest.raises(ValueError, match="--tracers"):
         prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"))
     info = prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"),
                                       truth=str(tmp_path / "truth.parquet"))
-    got = pq.read_table(tmp_path / "out_b").column("delta5").to_numpy()
-    assert np.allclose(got, delta5.astype(np.float32)) and info["n_with_delta5"] == 40
+    got = pq.read_table(tmp_path / "out_b").column("one_plus_delta5").to_numpy()
+    assert np.allclose(got, one_plus_delta5.astype(np.float32)) and info["n_with_one_plus_delta5"] == 40
 
     env = pytest.importorskip("hicatalog.catalog.environment")
     assert hasattr(env, "compute_environment")
@@ -116,7 +116,7 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     info = prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_c"),
                                       tracers=str(tmp_path / "tracers.parquet"))
     assert info["source"].startswith("computed against") and info["n_rows"] == 40
-    d = pq.read_table(tmp_path / "out_c").column("delta5").to_numpy(zero_copy_only=False)
+    d = pq.read_table(tmp_path / "out_c").column("one_plus_delta5").to_numpy(zero_copy_only=False)
     assert pq.read_table(tmp_path / "out_c").num_rows == 40
     if np.isfinite(d[0]):
         assert d[0] >= np.nanmedian(d)  # the clumped galaxy is in the densest environment
@@ -126,7 +126,7 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
 def test_environment_experiment_end_to_end(tmp_path, ray_local):
     from hicatalog.cli import main as cli_main
 
-    _shards(tmp_path / "cutouts", n=100, with_delta5=True)
+    _shards(tmp_path / "cutouts", n=100, with_one_plus_delta5=True)
     out = tmp_path / "env"
     rc = cli_main([
         "evaluate", "environment", "--data", str(tmp_path / "cutouts"), "--out", str(out),
@@ -153,7 +153,7 @@ def test_figure10_windows_plot(tmp_path):
     centers = [0.1 * i for i in range(1, 10)]
     path = plot_environment_windows(
         centers, [0.40 + 0.01 * i for i in range(9)], [0.01] * 9, str(tmp_path / "fig10.png"),
-        random=(0.42, 0.015), log1pd_at_center=[-0.5 + 0.12 * i for i in range(9)],
+        random=(0.42, 0.015), log10_one_plus_delta5_at_center=[-0.5 + 0.12 * i for i in range(9)],
     )
     with open(path, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -62,7 +62,7 @@ def test_outputs_validate_against_contracts(mock_dir):
     assert set(cut["object_id"].to_pylist()) <= set(tracers["object_id"].to_pylist())
     assert set(cut["survey"].to_pylist()) == {"sdss"}
     assert set(cut["dataset"].to_pylist()) == {"alfalfa", "nondetections", "xgass"}
-    for col in ("m_true", "log_mstar", "delta5"):
+    for col in ("m_true", "log_mstar", "one_plus_delta5"):
         assert str(cut.schema.field(col).type) == "float"
     manifest = json.loads((Path(mock_dir["truth"]).parent / "_mock.json").read_text())
     assert manifest["n_imaged"] == N and manifest["engine"] == "local"

@@ -53,21 +53,21 @@ def test_m_is_the_sum_of_its_parts(pop):
     sf10 = (~t["quenched"]) & (np.abs(t["log_mstar"] - 10) < 0.15)
     assert abs(np.median(t["m_true"][sf10]) - (-0.5)) < 0.15
     # environment term: <= 0, zero below the onset, at most ENV_MAX_DEX
-    x = np.log10(t["delta5_true"])
+    x = np.log10(t["one_plus_delta5_true"])
     assert (t["m_env"] <= 0).all() and (t["m_env"] >= -P.ENV_MAX_DEX - 1e-12).all()
     assert (t["m_env"][x < P.ENV_ONSET] == 0).all()
     assert (t["m_env"][x > P.ENV_ONSET + P.ENV_WIDTH] == -P.ENV_MAX_DEX).all()
 
 
 def test_overdensity_spans_the_papers_range(pop):
-    x = np.log10(pop.tracers["delta5_true"])
+    x = np.log10(pop.tracers["one_plus_delta5_true"])
     assert np.isfinite(x).mean() > 0.98
     lo, med, hi = np.nanpercentile(x, [2, 50, 98])
     assert -1.2 < lo < -0.5, lo          # Figure 8: log(1+delta5) reaches ~ -1
     assert abs(med) < 0.05               # normalised by the median
     assert 1.2 < hi < 2.5, hi            # ... and ~ +1.5 in clusters
     det = pop.imaged["population"] == "alfalfa"
-    xd = np.log10(pop.imaged["delta5_true"][det])
+    xd = np.log10(pop.imaged["one_plus_delta5_true"][det])
     p10, p90 = np.nanpercentile(xd, [10, 90])
     assert -0.9 < p10 < -0.3 and 0.3 < p90 < 1.4, (p10, p90)
 
@@ -84,11 +84,11 @@ def test_true_overdensity_is_the_catalogs_estimator(pop):
                     "ra": t["ra"], "dec": t["dec"], "z": t["z_cos"]})
     env = compute_environment(tab, tab, min_distance_mpc=0.0)
     d5 = env.column("d5_mpc").to_numpy(zero_copy_only=False)
-    delta = env.column("delta5").to_numpy(zero_copy_only=False)
+    delta = env.column("one_plus_delta5").to_numpy(zero_copy_only=False)
     ok = np.isfinite(t["d5_true_mpc"])
     assert ok.mean() > 0.98
     np.testing.assert_allclose(d5[ok], t["d5_true_mpc"][ok], rtol=2e-3)
-    np.testing.assert_allclose(delta[ok], t["delta5_true"][ok], rtol=2e-3)
+    np.testing.assert_allclose(delta[ok], t["one_plus_delta5_true"][ok], rtol=2e-3)
 
 
 def test_volume_memory_is_chunked(monkeypatch):

@@ -67,13 +67,13 @@ def test_gasclass_uses_m_cuts(blobs):
 
 
 def test_split_by_quantile_range(blobs):
-    sel = select_rows(blobs, "regression", split_by="delta5", val_quantiles=(0.8, 1.0))
+    sel = select_rows(blobs, "regression", split_by="one_plus_delta5", val_quantiles=(0.8, 1.0))
     t = _labels(blobs).to_pandas().set_index("object_id")
-    d = t.loc[sel.table["object_id"].to_pylist(), "delta5"].to_numpy()
+    d = t.loc[sel.table["object_id"].to_pylist(), "one_plus_delta5"].to_numpy()
     val = sel.table["is_val"].to_numpy(zero_copy_only=False)
     assert d[val].min() >= d[~val].max()
     assert abs(val.mean() - 0.2) < 0.02
-    low = select_rows(blobs, "regression", split_by="delta5", val_quantiles=(0.0, 0.2))
+    low = select_rows(blobs, "regression", split_by="one_plus_delta5", val_quantiles=(0.0, 0.2))
     val = low.table["is_val"].to_numpy(zero_copy_only=False)
     assert d[val].max() <= d[~val].min()
 

@@ -334,7 +334,7 @@ class _ShardWriter:
             "m_pred": f32("m_pred"),
             "m_pred_std": f32("m_pred_std"),
             "p_cnn": f32("p_cnn"),
-            "delta5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("delta5")),
+            "one_plus_delta5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("one_plus_delta5")),
             "sigma5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("sigma5")),
             "d5_mpc": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("d5_mpc")),
             "env_status": pc.fill_null(env.column("env_status"), "no_redshift"),

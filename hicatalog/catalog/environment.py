@@ -13,7 +13,7 @@ For every target galaxy:
   angular separation times the angular diameter distance at the target's redshift.
 * **Sigma_N** (``sigma5``, Mpc^-2) = N / (pi D_N^2). (The paper prints 3/(pi D5^2); the
   constant cancels in 1+delta5.)
-* **1+delta_N** (``delta5``) = Sigma_N / median(Sigma_N of the target galaxies with
+* **1+delta_N** (``one_plus_delta5``) = Sigma_N / median(Sigma_N of the target galaxies with
   ``|z - z_target| <= z_window / 2``), a sliding redshift boxcar of width ``z_window`` (0.02).
   The median is taken over every target whose Sigma_N is defined (``env_status`` ``ok`` or
   ``footprint_edge``).
@@ -25,7 +25,7 @@ For every target galaxy:
 ``too_near``         comoving distance < ``min_distance_mpc`` (10 Mpc, Local Group): null;
 ``few_neighbours``   fewer than N-1 other tracers in the velocity window: null;
 ``footprint_edge``   the D_N circle around the target leaves the tracers' footprint, so D_N is
-                     an upper limit (Sigma_N a lower limit). **d5/sigma5/delta5 are kept** and
+                     an upper limit (Sigma_N a lower limit). **d5_mpc/sigma5/one_plus_delta5 are kept** and
                      only flagged, as the ``environment`` contract says;
 ``ok``               all values defined.
 
@@ -195,7 +195,7 @@ def compute_environment(
     Returns
     -------
     The ``environment`` contract: ``object_id`` string, ``d5_mpc`` float32 (Mpc), ``sigma5``
-    float32 (Mpc^-2), ``delta5`` float32 (1+delta5), ``env_status`` string.
+    float32 (Mpc^-2), ``one_plus_delta5`` float32 (1+delta5), ``env_status`` string.
     """
     if n_neighbor < 2:
         raise ValueError(f"n_neighbor must be >= 2 (the target itself is the first), got {n_neighbor}")
@@ -267,7 +267,7 @@ def compute_environment(
             "object_id": t_ids,
             "d5_mpc": f32(d5),
             "sigma5": f32(sigma),
-            "delta5": f32(delta),
+            "one_plus_delta5": f32(delta),
             "env_status": pa.array(status.tolist(), pa.string()),
         }
     )

@@ -106,7 +106,7 @@ STATUS_SCHEMA = pa.schema([
 ])
 
 #: Catalog columns carried into the shards when present (the cutouts contract's label columns).
-LABEL_COLUMNS = ("z", "m_true", "detected", "log_mstar", "delta5", "dataset")
+LABEL_COLUMNS = ("z", "m_true", "detected", "log_mstar", "one_plus_delta5", "dataset")
 
 _TRANSIENT_IMAGE = ("truncated_image", "empty_image")
 _CHUNK_COL = "__chunk"
@@ -143,7 +143,7 @@ def read_catalog(path: str) -> pa.Table:
 
     Needs ``object_id`` (cast to string), ``ra`` and ``dec`` (deg, cast to float64); every other
     column is kept, and the label columns joined into the shards (``z``, ``m_true``,
-    ``detected``, ``log_mstar``, ``delta5``, ``dataset``) are cast to their ``cutouts``
+    ``detected``, ``log_mstar``, ``one_plus_delta5``, ``dataset``) are cast to their ``cutouts``
     contract types.
 
     Raises

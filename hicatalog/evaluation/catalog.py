@@ -129,15 +129,15 @@ def _figures(joined: pl.DataFrame, datasets: list[str], out_dir: str) -> list[st
     paths.append(figures.plot_pcnn_histograms(hists, os.path.join(out_dir, "pcnn_hist.png")))
     # Residuals (Figure 3) of the first sample (the training-like one), as in the paper.
     g = joined.filter(pl.col("dataset") == datasets[0])
-    d5 = _np(g, "delta5")
-    if not np.isfinite(d5).any():
-        d5 = _np(g, "delta5_true")
+    one_plus_delta5 = _np(g, "one_plus_delta5")
+    if not np.isfinite(one_plus_delta5).any():
+        one_plus_delta5 = _np(g, "one_plus_delta5_true")
     z = _np(g, "z")
     if not np.isfinite(z).any():
         z = _np(g, "z_true")
     with np.errstate(divide="ignore", invalid="ignore"):
-        log1pd = np.where(d5 > 0, np.log10(d5), np.nan)
-    props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": log1pd}
+        log10_one_plus_delta5 = np.where(one_plus_delta5 > 0, np.log10(one_plus_delta5), np.nan)
+    props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": log10_one_plus_delta5}
     props = {k: v for k, v in props.items() if np.isfinite(v).any()}
     paths.append(figures.plot_residuals(
         _np(g, "m_true"), _np(g, "m_pred"), props, os.path.join(out_dir, "residuals.png"),

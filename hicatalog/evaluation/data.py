@@ -48,8 +48,8 @@ DATASET_ORDER = (
     "alfalfa", "a40A", "a40B", "a100", "nibles", "xgass", "nondetections",
 )
 
-_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "delta5", "m_pred_std", "build_id")
-_TRUTH_COLUMNS = ("object_id", "m_true", "detected", "log_mstar", "z", "delta5_true", "delta5")
+_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "one_plus_delta5", "m_pred_std", "build_id")
+_TRUTH_COLUMNS = ("object_id", "m_true", "detected", "log_mstar", "z", "one_plus_delta5_true", "one_plus_delta5")
 
 
 def order_datasets(names: list[str] | set[str]) -> list[str]:
@@ -97,7 +97,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     """Read a ``hi_catalog`` Parquet dataset (directory, recursively, or one file).
 
     Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
-    ``z``, ``delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
+    ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
     Hive partition keys in the path (``key=value``) are added as string columns when the file
     lacks them. Duplicated ``object_id`` values keep the row of the newest file (mtime).
 
@@ -123,7 +123,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
             if key in _CATALOG_COLUMNS and key not in table.column_names:
                 table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
         df = pl.from_arrow(table)
-        for c in ("m_pred", "p_cnn", "z", "delta5", "m_pred_std"):
+        for c in ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std"):
             if c in df.columns:
                 df = df.with_columns(pl.col(c).cast(pl.Float64))
         frames.append(df.with_columns(pl.lit(f).alias("_file"), pl.lit(rank).alias("_rank")))
@@ -143,7 +143,7 @@ def load_truth(truth_path: str) -> pl.DataFrame:
 
     Returns ``object_id``, ``m_true`` (float64, dex), ``dataset`` (string; from ``dataset``, else
     the mock's ``population``, else ``'all'``) and, when present, ``detected`` (bool),
-    ``log_mstar``, ``z``, ``delta5_true`` (1+delta5; from ``delta5_true`` or ``delta5``).
+    ``log_mstar``, ``z``, ``one_plus_delta5_true`` (1+delta5; from ``one_plus_delta5_true`` or ``one_plus_delta5``).
 
     Raises
     ------
@@ -169,11 +169,11 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     elif "dataset" not in t.columns:
         t = t.with_columns(pl.lit("all").alias("dataset"))
     t = t.with_columns(pl.col("dataset").cast(pl.String).fill_null("unknown"))
-    if "delta5_true" not in t.columns and "delta5" in t.columns:
-        t = t.rename({"delta5": "delta5_true"})
-    elif "delta5" in t.columns:
-        t = t.drop("delta5")
-    for c in ("m_true", "log_mstar", "z", "delta5_true"):
+    if "one_plus_delta5_true" not in t.columns and "one_plus_delta5" in t.columns:
+        t = t.rename({"one_plus_delta5": "one_plus_delta5_true"})
+    elif "one_plus_delta5" in t.columns:
+        t = t.drop("one_plus_delta5")
+    for c in ("m_true", "log_mstar", "z", "one_plus_delta5_true"):
         if c in t.columns:
             t = t.with_columns(pl.col(c).cast(pl.Float64))
     n = t.height

@@ -1,12 +1,12 @@
 """``hicatalog evaluate environment``: does the H I-morphology relation change with
 environment? (paper Section 7, Table 4, Figure 10).
 
-1. :func:`prepare_environment_shards`: copy the labelled cutout shards with a ``delta5``
+1. :func:`prepare_environment_shards`: copy the labelled cutout shards with a ``one_plus_delta5``
    (1+delta5) column: computed with :func:`hicatalog.catalog.environment.compute_environment`
-   against a tracers table, else taken from the shards' own ``delta5`` column, else joined from
-   a truth table (``delta5_true``). The JPEG bytes are copied untouched.
+   against a tracers table, else taken from the shards' own ``one_plus_delta5`` column, else joined from
+   a truth table (``one_plus_delta5_true``). The JPEG bytes are copied untouched.
 2. For each split (:func:`environment_splits`): train the regression CNN through
-   ``hicatalog.training.run.train`` (Ray Train) with ``split_by="delta5"`` and
+   ``hicatalog.training.run.train`` (Ray Train) with ``split_by="one_plus_delta5"`` and
    ``val_quantiles`` (or a random 20% for the baseline), ``repeats`` times with seeds
    ``seed, seed+1, ...``; predict the validation rows (the rows
    :func:`hicatalog.training.data.select_rows` puts there, 8-view TTA) and compute the
@@ -69,26 +69,26 @@ def environment_splits(windows: bool = True, width: float = 0.2, step: float = 0
     return out
 
 
-def _delta5_from_truth(ids: list[str], truth: str) -> np.ndarray:
+def _one_plus_delta5_from_truth(ids: list[str], truth: str) -> np.ndarray:
     from hicatalog.evaluation.data import load_truth
 
     t = load_truth(truth)
-    if "delta5_true" not in t.columns:
-        raise ValueError(f"{truth}: has no delta5_true or delta5 column to take delta5 from")
-    lookup = dict(zip(t.get_column("object_id").to_list(), t.get_column("delta5_true").to_list(), strict=True))
+    if "one_plus_delta5_true" not in t.columns:
+        raise ValueError(f"{truth}: has no one_plus_delta5_true or delta5 column to take delta5 from")
+    lookup = dict(zip(t.get_column("object_id").to_list(), t.get_column("one_plus_delta5_true").to_list(), strict=True))
     return np.array([lookup.get(i) if lookup.get(i) is not None else np.nan for i in ids], np.float64)
 
 
 def prepare_environment_shards(
     data: str | list[str], out_dir: str, tracers: str | None = None, truth: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``out_dir`` = the cutout shards of ``data`` with a ``delta5`` column (1+delta5).
+    """Write ``out_dir`` = the cutout shards of ``data`` with a ``one_plus_delta5`` column (1+delta5).
 
     Source of delta5, in order: ``tracers`` (computed with the environment code), the shards'
-    own non-null ``delta5``, ``truth`` (its ``delta5_true``/``delta5``). Rows are never
+    own non-null ``one_plus_delta5``, ``truth`` (its ``one_plus_delta5_true``/``one_plus_delta5``). Rows are never
     dropped; rows without a value get null (training skips them for the split).
 
-    Returns ``{"out_dir", "source", "n_rows", "n_with_delta5", "env_status"}``.
+    Returns ``{"out_dir", "source", "n_rows", "n_with_one_plus_delta5", "env_status"}``.
     """
     files = list_shards(data, contract="cutouts")
     tables = [pq.read_table(f) for f in files]
@@ -100,25 +100,25 @@ def prepare_environment_shards(
         targets = pa.concat_tables([t.select(["object_id", "ra", "dec", "z"]) for t in tables])
         env = compute_environment(targets, read_positions(tracers, "tracers"))
         ok = pc.equal(env.column("env_status"), "ok")
-        delta5 = pc.if_else(ok, env.column("delta5"), pa.scalar(None, pa.float32()))
-        values = delta5.to_numpy(zero_copy_only=False).astype(np.float64)
+        one_plus_delta5 = pc.if_else(ok, env.column("one_plus_delta5"), pa.scalar(None, pa.float32()))
+        values = one_plus_delta5.to_numpy(zero_copy_only=False).astype(np.float64)
         for s in env.column("env_status").to_pylist():
             env_status[s] = env_status.get(s, 0) + 1
         source = f"computed against {tracers}"
-    elif all("delta5" in t.column_names for t in tables) and any(
-        t.column("delta5").null_count < t.num_rows for t in tables
+    elif all("one_plus_delta5" in t.column_names for t in tables) and any(
+        t.column("one_plus_delta5").null_count < t.num_rows for t in tables
     ):
         values = np.concatenate([
-            pc.cast(t.column("delta5"), pa.float64()).to_numpy(zero_copy_only=False) for t in tables
+            pc.cast(t.column("one_plus_delta5"), pa.float64()).to_numpy(zero_copy_only=False) for t in tables
         ])
-        source = "the shards' delta5 column"
+        source = "the shards' one_plus_delta5 column"
     elif truth is not None:
-        values = _delta5_from_truth(ids, truth)
-        source = f"delta5_true of {truth}"
+        values = _one_plus_delta5_from_truth(ids, truth)
+        source = f"one_plus_delta5_true of {truth}"
     else:
         raise ValueError(
             f"{data}: no delta5 for the environment analysis: give --tracers (compute it), "
-            "shards with a delta5 column, or --truth with delta5_true"
+            "shards with a delta5 column, or --truth with one_plus_delta5_true"
         )
     start = 0
     for i, t in enumerate(tables):
@@ -126,11 +126,11 @@ def prepare_environment_shards(
         start += t.num_rows
         col = pa.array(np.where(np.isfinite(v), v, np.nan).astype(np.float32), pa.float32(),
                        mask=~np.isfinite(v))
-        t = t.drop_columns([c for c in ("delta5",) if c in t.column_names]).append_column("delta5", col)
+        t = t.drop_columns([c for c in ("one_plus_delta5",) if c in t.column_names]).append_column("one_plus_delta5", col)
         write_shard(t, out_dir, "env", i)
     n_ok = int(np.isfinite(values).sum())
     log.info("delta5 from %s: %d of %d rows have a value", source, n_ok, len(ids))
-    return {"out_dir": out_dir, "source": source, "n_rows": len(ids), "n_with_delta5": n_ok,
+    return {"out_dir": out_dir, "source": source, "n_rows": len(ids), "n_with_one_plus_delta5": n_ok,
             "env_status": env_status or None}
 
 
@@ -174,7 +174,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
 
     out = cfg.out
     os.makedirs(out, exist_ok=True)
-    prep = prepare_environment_shards(list(cfg.data), os.path.join(out, "cutouts_delta5"),
+    prep = prepare_environment_shards(list(cfg.data), os.path.join(out, "cutouts_one_plus_delta5"),
                                       tracers=cfg.tracers, truth=cfg.truth)
     env_data = [prep["out_dir"]]
     files = list_shards(env_data, contract="cutouts")
@@ -185,7 +185,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
         runs = []
         for rep in range(cfg.repeats):
             seed = cfg.seed + rep
-            split_kw = {"split_by": "delta5", "val_quantiles": q} if q is not None else {}
+            split_kw = {"split_by": "one_plus_delta5", "val_quantiles": q} if q is not None else {}
             sel = select_rows(files, "regression", seed=seed, **split_kw)
             run_dir = os.path.join(out, "runs", _label(q), f"seed{seed}")
             res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
@@ -193,14 +193,14 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             model, card = load_model(run_dir)
             if card.image_size not in images_cache:
                 images_cache[card.image_size] = load_cutouts(
-                    env_data, columns=("object_id", "m_true", "delta5"), image_size=card.image_size)
+                    env_data, columns=("object_id", "m_true", "one_plus_delta5"), image_size=card.image_size)
             cut = images_cache[card.image_size]
             val_ids = set(pc.filter(sel.table.column("object_id"), sel.table.column("is_val")).to_pylist())
             used_ids = set(sel.table.column("object_id").to_pylist())
             oid = cut.columns["object_id"]
             v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
             used = np.fromiter((o in used_ids for o in oid), bool, count=oid.size)
-            d5_used = cut.columns["delta5"][used & np.isfinite(cut.columns["delta5"])]
+            d5_used = cut.columns["one_plus_delta5"][used & np.isfinite(cut.columns["one_plus_delta5"])]
             m_val = cut.columns["m_true"][v]
             pred = predict_cutouts(model, card, cut.images[v])
             reg = regression_metrics(pred, m_val)
@@ -210,7 +210,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
                 "val_sigma": float(np.std(m_val)), "slope": reg["slope"], "offset": reg["offset"],
                 "train_reported": {k: res["metrics"].get(k) for k in ("rmse", "rmse_over_std")},
                 "split_values": sel.summary.get("split_values"),
-                "log1p_delta5_center": (float(np.log10(np.quantile(d5_used, (q[0] + q[1]) / 2)))
+                "log10_one_plus_delta5_center": (float(np.log10(np.quantile(d5_used, (q[0] + q[1]) / 2)))
                                         if q is not None and d5_used.size else None),
             })
             log.info("environment split %s seed %d: nRMSE %.4f (N val %d)", _label(q), seed,
@@ -222,7 +222,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
             "val_sigma": float(np.mean([r["val_sigma"] for r in runs])),
             "rmse_mean": rm, "rmse_std": rs, "nrmse_mean": nm, "nrmse_std": ns,
-            "log1p_delta5_center": runs[0]["log1p_delta5_center"],
+            "log10_one_plus_delta5_center": runs[0]["log10_one_plus_delta5_center"],
             "runs": runs,
         })
     by_q = {tuple(s["val_quantiles"]) if s["val_quantiles"] else None: s for s in splits_out}
@@ -231,7 +231,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     result = {
         "inputs": {"data": list(cfg.data), "tracers": cfg.tracers, "truth": cfg.truth,
                    "repeats": cfg.repeats, "preset": cfg.preset, "hyperparameters": hp},
-        "delta5": prep,
+        "one_plus_delta5": prep,
         "splits": splits_out,
         "table4": table4,
         "dense_validation_worse": bool(high["nrmse_mean"] > low["nrmse_mean"]),
@@ -251,7 +251,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             [s["nrmse_mean"] for s in windows], [s["nrmse_std"] for s in windows],
             os.path.join(out, "environment_windows.png"),
             random=(rnd["nrmse_mean"], rnd["nrmse_std"]),
-            log1pd_at_center=[s["log1p_delta5_center"] for s in windows],
+            log10_one_plus_delta5_at_center=[s["log10_one_plus_delta5_center"] for s in windows],
         )
         sec.figures.append(fig)
     write_json(result, os.path.join(out, "environment.json"))

@@ -154,7 +154,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str)
 def plot_environment_windows(
     centers: Sequence[float], means: Sequence[float], stds: Sequence[float], path: str,
     random: tuple[float, float] | None = None,
-    log1pd_at_center: Sequence[float] | None = None,
+    log10_one_plus_delta5_at_center: Sequence[float] | None = None,
 ) -> str:
     """Figure 10: normalized RMSE (mean +- std over repeats) against the central delta5
     quantile of each 20% validation window; the random split as a red band; the top axis
@@ -170,11 +170,11 @@ def plot_environment_windows(
     ax.set_xlabel(r"Validation $\delta_5$ central quantile")
     ax.set_ylabel("Normalized RMSE")
     ax.legend(fontsize=8)
-    if log1pd_at_center is not None:
+    if log10_one_plus_delta5_at_center is not None:
         top = ax.twiny()
         top.set_xlim(ax.get_xlim())
         top.set_xticks(list(centers))
-        top.set_xticklabels([f"{v:.2f}" for v in log1pd_at_center], fontsize=7)
+        top.set_xticklabels([f"{v:.2f}" for v in log10_one_plus_delta5_at_center], fontsize=7)
         top.set_xlabel(r"log$(1+\delta_5)$")
     return _save(fig, path)
 

@@ -39,12 +39,12 @@ def _closest(values: np.ndarray, target: float, k: int, exclude: set[int]) -> li
 def draw_gallery(cutouts: str, out_png: str, n_cols: int = 5, max_rows: int = 20000) -> str:
     """Draw the gallery of the cutout shards under ``cutouts`` into ``out_png``.
 
-    Needs the label columns ``m_true`` and ``delta5`` (as written by ``hicatalog mock``).
+    Needs the label columns ``m_true`` and ``one_plus_delta5`` (as written by ``hicatalog mock``).
     Reads at most ``max_rows`` rows (the first shards). Returns ``out_png``.
 
     Raises
     ------
-    ValueError: the shards lack ``m_true``/``delta5`` or hold no usable image.
+    ValueError: the shards lack ``m_true``/``one_plus_delta5`` or hold no usable image.
     """
     import matplotlib
 
@@ -54,16 +54,16 @@ def draw_gallery(cutouts: str, out_png: str, n_cols: int = 5, max_rows: int = 20
     tables, n = [], 0
     for f in list_shards(cutouts):
         cols = pq.read_schema(f).names
-        if "m_true" not in cols or "delta5" not in cols:
-            raise ValueError(f"{f}: the gallery needs label columns m_true and delta5")
-        want = [c for c in ("image", "m_true", "delta5", "dataset") if c in cols]
+        if "m_true" not in cols or "one_plus_delta5" not in cols:
+            raise ValueError(f"{f}: the gallery needs label columns m_true and one_plus_delta5")
+        want = [c for c in ("image", "m_true", "one_plus_delta5", "dataset") if c in cols]
         tables.append(pq.read_table(f, columns=want))
         n += tables[-1].num_rows
         if n >= max_rows:
             break
     table = pa.concat_tables(tables)
     m = table.column("m_true").to_numpy(zero_copy_only=False).astype(float)
-    d5 = table.column("delta5").to_numpy(zero_copy_only=False).astype(float)
+    d5 = table.column("one_plus_delta5").to_numpy(zero_copy_only=False).astype(float)
     x = np.log10(np.where(d5 > 0, d5, np.nan))
     ds = (np.array(table.column("dataset").to_pylist()) if "dataset" in table.column_names
           else np.full(len(m), "alfalfa"))

@@ -116,7 +116,7 @@ M_AT_10, M_SLOPE = -0.5, -0.65
 #: the paper measured on real galaxies, so the mock was harder than the sky.
 A_VISIBLE = 0.70
 #: Environment stripping: m_env = -ENV_MAX_DEX * clip((x - ENV_ONSET) / ENV_WIDTH, 0, 1),
-#: x = log10(1 + delta5_true); the paper's transition at log(1+delta5) ~ 0.5 (Section 7.2).
+#: x = log10(1 + one_plus_delta5_true); the paper's transition at log(1+delta5) ~ 0.5 (Section 7.2).
 ENV_MAX_DEX, ENV_ONSET, ENV_WIDTH = 0.5, 0.5, 0.6
 
 # ----------------------------------------------------------------------------- image physics
@@ -457,7 +457,7 @@ def _gas_and_detection(v: dict[str, np.ndarray], rng: np.random.Generator,
     n = len(v["ra"])
     v["m_mass"] = M_AT_10 + M_SLOPE * (v["log_mstar"] - 10.0)
     v["m_visible"] = A_VISIBLE * v["sf_state"]
-    x = np.log10(v["delta5_true"])
+    x = np.log10(v["one_plus_delta5_true"])
     ramp = np.clip((x - ENV_ONSET) / ENV_WIDTH, 0.0, 1.0)
     v["m_env"] = -ENV_MAX_DEX * np.nan_to_num(ramp, nan=0.0)
     v["m_scatter"] = sigma_int * rng.standard_normal(n)
@@ -540,7 +540,7 @@ def generate_population(
         del vol, chunk
         t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         del parts
-        t["delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
+        t["one_plus_delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
         _gas_and_detection(t, rng, sigma_int)
         pools = _imaged_pools(t)
         short = [p for p in POPULATIONS if want[p] and len(pools[p]) < POOL_FACTOR * want[p]]

@@ -49,7 +49,7 @@ __all__ = [
 LOCAL_MAX_ROWS = 4096
 #: Columns of the imaged table carried to the renderers (besides the render parameters).
 _LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_true", "detected", "log_mstar",
-                  "delta5_true", "population")
+                  "one_plus_delta5_true", "population")
 _SHARD_NAME = "part"
 
 
@@ -77,7 +77,7 @@ def truth_table(pop: Population) -> pa.Table:
         "object_id": pa.array(im["object_id"].tolist(), pa.string()),
         "ra": pa.array(im["ra"]), "dec": pa.array(im["dec"]), "z": pa.array(im["z"]),
         "population": pa.array(im["population"].tolist(), pa.string()),
-        "delta5_true": pa.array(im["delta5_true"].astype(np.float32), from_pandas=True),
+        "one_plus_delta5_true": pa.array(im["one_plus_delta5_true"].astype(np.float32), from_pandas=True),
         "detected": pa.array(im["detected"].astype(bool)),
         "group_id": pa.array(im["group_id"].astype(np.int64)),
         "d5_true_mpc": pa.array(im["d5_true_mpc"].astype(np.float32), from_pandas=True),
@@ -121,7 +121,7 @@ def render_shard(rows: pa.Table, survey: str, size: int, seed: int) -> pa.Table:
         "m_true": rows.column("m_true").cast(pa.float32()),
         "detected": rows.column("detected"),
         "log_mstar": rows.column("log_mstar").cast(pa.float32()),
-        "delta5": pa.array(rows.column("delta5_true").to_numpy().astype(np.float32),
+        "one_plus_delta5": pa.array(rows.column("one_plus_delta5_true").to_numpy().astype(np.float32),
                            from_pandas=True),
         "dataset": rows.column("population"),
     })

@@ -12,7 +12,7 @@ Row selection (paper Sections 4, 5.2, 8.1):
 
 Split: a seeded random ``val_fraction``, or the rows whose ``split_by`` value lies in the
 quantile range ``[lo, hi)`` of that column (``hi = 1`` includes the maximum) form the
-validation set (paper Section 7: ``--split-by delta5 --val-quantiles 0.8 1.0``).
+validation set (paper Section 7: ``--split-by one_plus_delta5 --val-quantiles 0.8 1.0``).
 
 Labels and split are decided on the driver from the (small) label columns; images are read
 and decoded by Ray Data tasks (:func:`decode_rows`), which drop undecodable rows and count
