@@ -4,9 +4,10 @@ One streaming Ray Data pipeline, memory bounded whatever the input size:
 
 1. **Checks before any work**: the shards exist and carry the ``cutouts`` columns; both models
    load (weights hash checked); the regression card is a regression model and the PR card has a
-   ``detection`` class; both cards' ``survey`` equals the cutouts' ``survey`` values and their
-   ``cutout_size`` the side of the stored JPEGs (read from the first images' headers).
-2. **Pre-pass over the ids** (only ``object_id``, ``survey``, ``ra``, ``dec``, ``z`` are read):
+   ``detection`` class; both cards' ``survey`` equals the cutouts' one survey and their
+   ``cutout_size`` the side of the stored JPEGs (:func:`hicatalog.cutouts.shards.probe_cutouts`,
+   the rule training applies too).
+2. **Pre-pass over the ids** (only ``object_id``, ``ra``, ``dec``, ``z`` are read):
    the first occurrence of an ``object_id`` (shard order, then row order) is predicted, later
    ones get ``status='duplicate_id'``; with ``--since-manifest`` the ids the old catalog
    already holds are left out. The environment (:func:`compute_environment`) is computed once
@@ -33,7 +34,6 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import importlib.util
-import io
 import logging
 import os
 import time
@@ -44,7 +44,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image
 
 from hicatalog import __version__
 from hicatalog.catalog.environment import compute_environment, read_positions
@@ -63,17 +62,17 @@ from hicatalog.catalog.manifest import (
 )
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import fingerprint_shards, list_shards
+from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models.card import ModelCard, load_model
 from hicatalog.runtime import init_ray
-from hicatalog.schemas import SchemaError, conform_table, load_schema
+from hicatalog.schemas import conform_table, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
 __all__ = ["build_catalog", "dec_zone", "CatalogPlan"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
-_ID_COLUMNS = ["object_id", "ra", "dec", "z", "survey"]
+_ID_COLUMNS = ["object_id", "ra", "dec", "z"]
 _READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
 #: Rows per Parquet row group in the catalog files (min/max statistics per group on ra/dec).
 ROW_GROUP_SIZE = 4096
@@ -108,24 +107,6 @@ def _load_models(cfg: BuildCatalogConfig) -> tuple[ModelCard, ModelCard]:
     return reg, pr
 
 
-def _first_image_size(path: str, n: int = 32) -> int | None:
-    """Most common side (px) among the first ``n`` readable JPEG headers of a shard."""
-    fs, p = filesystem_and_path(path)
-    with fs.open_input_file(p) as fh:
-        pf = pq.ParquetFile(fh)
-        sizes = []
-        for rb in pf.iter_batches(batch_size=n, columns=["image"]):
-            for data in rb.column(0).to_pylist():
-                try:
-                    w, h = Image.open(io.BytesIO(data)).size
-                except Exception:  # noqa: BLE001 - bad rows get their status later
-                    continue
-                if w == h:
-                    sizes.append(w)
-            break
-    return collections.Counter(sizes).most_common(1)[0][0] if sizes else None
-
-
 class CatalogPlan:
     """Everything decided before the pipeline starts (inputs, models, fingerprint, version)."""
 
@@ -135,6 +116,7 @@ class CatalogPlan:
         self.reg_card, self.pr_card = _load_models(cfg)
         self.cutout_size = self.reg_card.cutout_size
         self.decode_size = max(self.reg_card.image_size, self.pr_card.image_size)
+        self.geometry = probe_cutouts(self.shards)
         self._scan_ids()
         self._check_cards()
         self.old_manifest = read_manifest(cfg.since_manifest) if cfg.since_manifest else None
@@ -161,7 +143,7 @@ class CatalogPlan:
         self.model_id = f"{self.reg_card.model_id}+{self.pr_card.model_id}"
 
     def _scan_ids(self) -> None:
-        """Read the small columns of every shard: ids, surveys, positions (one pass)."""
+        """Read the small columns of every shard: ids and positions (one pass)."""
         tables = []
         self.rows_per_shard = []
         for f in self.shards:
@@ -171,27 +153,24 @@ class CatalogPlan:
             self.rows_per_shard.append(t.num_rows)
             tables.append(t)
         self.positions = pa.concat_tables(tables).combine_chunks()
-        if self.positions.num_rows == 0:
-            raise SchemaError(f"{self.cfg.cutouts}: the cutout shards hold no rows")
-        self.surveys = sorted(set(pc.unique(self.positions.column("survey")).to_pylist()))
 
     def _check_cards(self) -> None:
         for name, card in (("regression", self.reg_card), ("pr", self.pr_card)):
-            if self.surveys != [card.survey]:
+            if self.geometry.survey != card.survey:
                 raise ValueError(
                     f"--{name} model {card.model_id!r} was trained on survey {card.survey!r} "
-                    f"cutouts, but {self.cfg.cutouts} holds survey {self.surveys}"
+                    f"cutouts, but {self.cfg.cutouts} holds survey {self.geometry.survey!r}"
                 )
             if card.cutout_size is not None and card.cutout_size != self.cutout_size:
                 raise ValueError(
                     f"the models expect different cutout sizes: regression "
                     f"{self.reg_card.cutout_size} px, pr {self.pr_card.cutout_size} px"
                 )
-        side = _first_image_size(self.shards[0])
-        if self.cutout_size is not None and side is not None and side != self.cutout_size:
+        side = self.geometry.side_px
+        if self.cutout_size is not None and side != self.cutout_size:
             raise ValueError(
                 f"the models were trained on {self.cutout_size}x{self.cutout_size} px cutouts, "
-                f"but {self.shards[0]} holds {side}x{side} px images"
+                f"but {self.cfg.cutouts} holds {side}x{side} px images"
             )
         if self.cutout_size is None:
             self.cutout_size = side
@@ -568,7 +547,7 @@ def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
         "config": plan.cfg.to_json_dict(),
         "input": {"cutouts": plan.cfg.cutouts, "shards": len(plan.shards),
                   "rows": int(sum(plan.rows_per_shard)), "fingerprint": plan.input_fp,
-                  "survey": plan.surveys},
+                  "survey": plan.geometry.survey},
         "tracers": {"path": plan.cfg.tracers or plan.cfg.cutouts,
                     "fingerprint": plan.tracers_fp},
         "rows": {"total": rows, "status": dict(sorted(status.items())),

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageDecodeError", "DecodedBatch", "decode_jpeg", "decode_batch", "IMAGE_STATUSES"]
+__all__ = [
+    "ImageDecodeError", "DecodedBatch", "read_jpeg_header", "decode_jpeg", "decode_batch",
+    "IMAGE_STATUSES",
+]
 
 IMAGE_STATUSES = (
     "ok", "empty_image", "not_jpeg", "corrupt_image", "truncated_image", "wrong_size",
@@ -41,27 +44,9 @@ def _status_for(exc: Exception) -> str:
     return "truncated_image" if "truncated" in str(exc).lower() else "corrupt_image"
 
 
-def decode_jpeg(
-    data: bytes | None, expected_size: int | None = None, out_size: int | None = None
-) -> np.ndarray:
-    """Decode one JPEG cutout to an RGB array.
-
-    Parameters
-    ----------
-    data: the JPEG bytes as served.
-    expected_size: required side length of the stored image in px (``None``: any square size).
-    out_size: side of the returned image in px; smaller sizes use the JPEG decoder's DCT
-        scaling (``Image.draft``) and then a bilinear resize, which is several times faster
-        than decoding at full size.
-
-    Returns
-    -------
-    ``uint8`` array of shape ``(out_size or H, out_size or W, 3)``.
-
-    Raises
-    ------
-    ImageDecodeError: with a status from :data:`IMAGE_STATUSES`.
-    """
+def _open_checked(data: bytes | None, expected_size: int | None) -> Image.Image:
+    """Open a JPEG lazily (header only) and check marker, size and mode; see
+    :func:`read_jpeg_header`."""
     if not data:
         raise ImageDecodeError("empty_image", "image is empty (0 bytes)")
     if not bytes(data[:2]) == _JPEG_MAGIC:
@@ -79,6 +64,47 @@ def decode_jpeg(
         raise ImageDecodeError("grayscale", "image has one channel (grayscale), expected RGB")
     if im.mode != "RGB":
         raise ImageDecodeError("bad_mode", f"image mode is {im.mode}, expected RGB")
+    return im
+
+
+def read_jpeg_header(data: bytes | None, expected_size: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` in px of an RGB JPEG, read from its header without decoding pixels.
+
+    The same checks, in the same order and with the same statuses, as :func:`decode_jpeg`
+    before it decodes: ``empty_image``, ``not_jpeg``, ``corrupt_image``/``truncated_image``
+    (unreadable header), ``wrong_size`` (with ``expected_size``), ``grayscale``, ``bad_mode``.
+    Damage in the entropy-coded data is only found by :func:`decode_jpeg`.
+
+    Raises
+    ------
+    ImageDecodeError: with a status from :data:`IMAGE_STATUSES`.
+    """
+    return _open_checked(data, expected_size).size
+
+
+def decode_jpeg(
+    data: bytes | None, expected_size: int | None = None, out_size: int | None = None
+) -> np.ndarray:
+    """Decode one JPEG cutout to an RGB array.
+
+    Parameters
+    ----------
+    data: the JPEG bytes as served.
+    expected_size: required side length of the stored image in px (``None``: any size).
+    out_size: side of the returned image in px; smaller sizes use the JPEG decoder's DCT
+        scaling (``Image.draft``) and then a bilinear resize, which is several times faster
+        than decoding at full size.
+
+    Returns
+    -------
+    ``uint8`` array of shape ``(out_size or H, out_size or W, 3)``.
+
+    Raises
+    ------
+    ImageDecodeError: with a status from :data:`IMAGE_STATUSES`.
+    """
+    im = _open_checked(data, expected_size)
+    w, h = im.size
     if out_size is not None and out_size < min(w, h):
         im.draft("RGB", (out_size, out_size))
     try:

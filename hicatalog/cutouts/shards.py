@@ -1,4 +1,5 @@
-"""Parquet image shards: writing them atomically, finding them, and fingerprinting them.
+"""Parquet image shards: writing them atomically, finding them, fingerprinting them, and
+reading what survey and image size they hold.
 
 A shard directory holds ``part-NNNNN.parquet`` files of the ``cutouts`` contract (JPEG bytes
 as served, never re-encoded). Shards are written to a temporary name and renamed, so a killed
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
+from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hicatalog.cutouts.decode import ImageDecodeError, read_jpeg_header
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
@@ -24,7 +29,13 @@ __all__ = [
     "write_shard",
     "list_shards",
     "fingerprint_shards",
+    "CutoutGeometry",
+    "probe_cutouts",
+    "SURVEYS",
 ]
+
+#: Values of the ``survey`` column (the ``cutouts`` contract).
+SURVEYS = ("sdss", "legacy")
 
 #: Shard size the design asks for (about 128 MiB).
 TARGET_SHARD_BYTES = 128 * 1024**2
@@ -99,3 +110,65 @@ def fingerprint_shards(files: list[str]) -> str:
             md = pq.read_metadata(fh)
             h.update(f"{os.path.basename(f)}:{fh.size()}:{md.num_rows};".encode())
     return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CutoutGeometry:
+    """What a set of cutout shards holds: ``survey`` (``"sdss"`` or ``"legacy"``) and
+    ``side_px``, the side in px of the stored square JPEGs."""
+
+    survey: str
+    side_px: int
+
+
+def probe_cutouts(files: list[str], n_probe: int = 64) -> CutoutGeometry:
+    """The survey and cutout side of a set of cutout shards: the one rule that training, the
+    catalog build and the evaluation apply to their inputs.
+
+    ``survey``: every row's ``survey`` value is read (one small column per shard); a set of
+    shards holds exactly one survey, since a model is trained for one survey's bands and pixel
+    scale. ``side_px``: the most common side among the first ``n_probe`` readable JPEG
+    headers (in shard order); rows of another size get ``wrong_size`` when decoded.
+
+    Raises
+    ------
+    SchemaError: no rows, a null or unknown survey, more than one survey (with the count of
+        each), or no readable JPEG among the rows.
+    """
+    surveys: Counter[str | None] = Counter()
+    sides: Counter[int] = Counter()
+    n_read = 0
+    for f in files:
+        fs, path = filesystem_and_path(f)
+        with fs.open_input_file(path) as fh:
+            pf = pq.ParquetFile(fh)
+            counts = pc.value_counts(pf.read(columns=["survey"]).column("survey"))
+            for item in counts.to_pylist():
+                surveys[item["values"]] += item["counts"]
+            if n_read >= n_probe:
+                continue
+            for rb in pf.iter_batches(batch_size=n_probe, columns=["image"]):
+                for data in rb.column(0).to_pylist()[: n_probe - n_read]:
+                    n_read += 1
+                    try:
+                        w, h = read_jpeg_header(data)
+                    except ImageDecodeError:
+                        continue  # counted with its status when the row is decoded
+                    if w == h:
+                        sides[w] += 1
+                if n_read >= n_probe:
+                    break
+    where = f"{files[0]} ..." if len(files) > 1 else (files[0] if files else "no shards")
+    if not surveys:
+        raise SchemaError(f"{where}: the cutout shards hold no rows")
+    bad = sorted(str(s) for s in surveys if s not in SURVEYS)
+    if bad:
+        raise SchemaError(f"{where}: survey values {bad} are not one of {list(SURVEYS)}")
+    if len(surveys) > 1:
+        raise SchemaError(
+            f"{where}: the cutouts mix surveys {dict(sorted(surveys.items()))}; a model is "
+            "trained for and applied to one survey: give each survey's shards separately"
+        )
+    if not sides:
+        raise SchemaError(f"{where}: no readable square JPEG among the first {n_read} cutouts")
+    return CutoutGeometry(survey=next(iter(surveys)), side_px=sides.most_common(1)[0][0])

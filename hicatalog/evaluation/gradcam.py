@@ -29,7 +29,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import list_shards, write_shard
+from hicatalog.cutouts.shards import list_shards, probe_cutouts, write_shard
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table
@@ -111,8 +111,7 @@ def write_single_band_shards(data: str | list[str], out_dir: str, quality: int =
     for i, f in enumerate(list_shards(data, contract="cutouts")):
         table = pq.read_table(f)
         images = table.column("image").to_pylist()
-        first = next((b for b in images if b), None)
-        size = Image.open(io.BytesIO(first)).size[0] if first else 1
+        size = probe_cutouts([f]).side_px
         batch = decode_batch(images, expected_size=None, out_size=size)
         mono = single_band(batch.images)
         out = []

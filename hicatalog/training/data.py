@@ -21,7 +21,6 @@ them by status.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from PIL import Image
 
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.storage import filesystem_and_path
@@ -44,7 +42,6 @@ __all__ = [
     "Selection",
     "select_rows",
     "decode_rows",
-    "probe_cutout",
 ]
 
 log = logging.getLogger("hicatalog.training.data")
@@ -197,33 +194,6 @@ def select_rows(
     if task != "regression":
         summary["n_class1"] = int(target[idx].sum())
     return Selection(table, task, summary)
-
-
-def probe_cutout(files: list[str], n_probe: int = 64) -> tuple[int, str]:
-    """``(side in px, survey)`` of the cutouts: the most common side among the first
-    ``n_probe`` readable images (unreadable ones are skipped; they fail decoding later)."""
-    sides: Counter[int] = Counter()
-    surveys: Counter[str] = Counter()
-    for f in files:
-        fs, path = filesystem_and_path(f)
-        with fs.open_input_file(path) as fh:
-            pf = pq.ParquetFile(fh)
-            for rg in range(pf.num_row_groups):
-                part = pf.read_row_group(rg, columns=["image", "survey"]).slice(0, n_probe)
-                for img, survey in zip(part["image"].to_pylist(), part["survey"].to_pylist(), strict=True):
-                    surveys[str(survey)] += 1
-                    try:
-                        with Image.open(io.BytesIO(img or b"")) as im:
-                            sides[int(im.size[0])] += 1
-                    except Exception:  # noqa: BLE001 - unreadable rows are counted at decode
-                        continue
-                if sum(sides.values()) >= n_probe:
-                    break
-        if sum(sides.values()) >= n_probe:
-            break
-    if not sides:
-        raise ValueError(f"no readable JPEG cutout found in {len(files)} shard(s) ({files[0]} ...)")
-    return sides.most_common(1)[0][0], surveys.most_common(1)[0][0]
 
 
 def decode_rows(

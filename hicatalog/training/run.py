@@ -24,7 +24,7 @@ from typing import Any
 
 from hicatalog import __version__
 from hicatalog.config import TrainConfig
-from hicatalog.cutouts.shards import fingerprint_shards, list_shards
+from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models.card import (
     TASK_CLASSES,
     ModelCard,
@@ -33,7 +33,7 @@ from hicatalog.models.card import (
     save_model,
 )
 from hicatalog.storage import write_atomic
-from hicatalog.training.data import decode_rows, probe_cutout, select_rows
+from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
 from hicatalog.training.presets import resolve_hyperparameters
 
@@ -109,7 +109,8 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
         split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
     )
-    cutout_size, survey = probe_cutout(files)
+    geometry = probe_cutouts(files)
+    cutout_size, survey = geometry.side_px, geometry.survey
     image_size = int(hp["image_size"])
     log.info(
         "task %s: %d rows selected of %d (%d train, %d val; %s); cutouts %d px -> %d px",
@@ -227,7 +228,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         n_outputs=n_out,
         image_size=image_size,
         cutout_size=cutout_size,
-        survey=survey if survey in ("sdss", "legacy") else "sdss",
+        survey=survey,
         normalization=normalization,
         data_fingerprint=fingerprint,
         hyperparameters={**hp, "steps_per_epoch": lc["steps_per_epoch"]},
