@@ -65,7 +65,7 @@ from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models.card import ModelCard, load_model
 from hicatalog.runtime import init_ray
-from hicatalog.schemas import conform_table, load_schema
+from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
 __all__ = ["build_catalog", "dec_zone", "CatalogPlan"]
@@ -153,6 +153,7 @@ class CatalogPlan:
             self.rows_per_shard.append(t.num_rows)
             tables.append(t)
         self.positions = pa.concat_tables(tables).combine_chunks()
+        self.first_rows = first_occurrences(self.positions.column("object_id"))
 
     def _check_cards(self) -> None:
         for name, card in (("regression", self.reg_card), ("pr", self.pr_card)):
@@ -179,15 +180,16 @@ class CatalogPlan:
         """``(duplicate mask, skip mask, {row: first-occurrence message})`` over all rows."""
         ids = self.positions.column("object_id")
         n = len(ids)
-        codes = pc.index_in(ids, value_set=pc.unique(ids)).to_numpy(zero_copy_only=False)
-        # codes are 0..K-1 (index into the distinct ids); first[c] = first row of id c.
-        _, first = np.unique(codes, return_index=True)
+        first = self.first_rows
         dup = np.ones(n, dtype=bool)
         dup[first] = False
+        # The first row of each id, looked up for every row by the id's position in `first`.
+        first_of = first[pc.index_in(ids, value_set=ids.take(pa.array(first))).to_numpy(
+            zero_copy_only=False)]
         starts = np.concatenate([[0], np.cumsum(self.rows_per_shard)])
         messages = {}
         for i in np.flatnonzero(dup):
-            j = int(first[codes[i]])
+            j = int(first_of[i])
             s = int(np.searchsorted(starts, j, "right") - 1)
             messages[int(i)] = (
                 f"duplicate object_id {ids[i].as_py()!r}: first occurrence (predicted) is row "
@@ -375,11 +377,7 @@ def _choose_version(plan: CatalogPlan, out: Path) -> tuple[int, Path, bool]:
 
 def _environment(plan: CatalogPlan) -> pa.Table:
     """Environment of every distinct galaxy of the input (first occurrence of each id)."""
-    pos = plan.positions
-    ids = pos.column("object_id")
-    codes = pc.index_in(ids, value_set=pc.unique(ids)).to_numpy(zero_copy_only=False)
-    _, first = np.unique(codes, return_index=True)
-    targets = pos.take(pa.array(np.sort(first))).select(["object_id", "ra", "dec", "z"])
+    targets = plan.positions.take(pa.array(plan.first_rows)).select(["object_id", "ra", "dec", "z"])
     if plan.cfg.tracers:
         tracers = read_positions(plan.cfg.tracers, "tracers")
     else:

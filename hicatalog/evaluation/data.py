@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
-from hicatalog.schemas import SchemaError
+from hicatalog.schemas import SchemaError, first_occurrences
 
 __all__ = [
     "DATASET_ORDER",
@@ -99,7 +99,11 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
     ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
     Hive partition keys in the path (``key=value``) are added as string columns when the file
-    lacks them. Duplicated ``object_id`` values keep the row of the newest file (mtime).
+    lacks them. Rows with ``status = 'duplicate_id'`` are left out (the build predicted the
+    galaxy's first occurrence, which is in the catalog too). An ``object_id`` that still repeats
+    (several builds under one directory) keeps the row of the newest build: files are read in
+    descending (``version``, path) order and the first row of each id is kept
+    (:func:`hicatalog.schemas.first_occurrences`), never by file time, which a copy resets.
 
     Raises
     ------
@@ -108,7 +112,11 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     root = catalog_dir if os.path.isdir(catalog_dir) else os.path.dirname(catalog_dir)
     files = _parquet_files(catalog_dir)
     frames = []
-    for rank, f in enumerate(sorted(files, key=lambda p: (os.path.getmtime(p), p))):
+    def version_then_path(path: str) -> tuple[int, str]:
+        v = _hive_values(path, root).get("version", "")
+        return (int(v) if v.isdigit() else 0, path)
+
+    for f in sorted(files, key=version_then_path, reverse=True):
         schema = pq.read_schema(f)
         hive = _hive_values(f, root)
         cols = [c for c in _CATALOG_COLUMNS if c in schema.names]
@@ -126,16 +134,16 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
         for c in ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std"):
             if c in df.columns:
                 df = df.with_columns(pl.col(c).cast(pl.Float64))
-        frames.append(df.with_columns(pl.lit(f).alias("_file"), pl.lit(rank).alias("_rank")))
-    cat = pl.concat(frames, how="diagonal_relaxed")
-    n_all = cat.height
-    cat = cat.sort("_rank").unique(subset="object_id", keep="last", maintain_order=True)
-    if cat.height < n_all:
+        frames.append(df.with_columns(pl.lit(f).alias("_file")))
+    cat = pl.concat(frames, how="diagonal_relaxed").filter(pl.col("status") != "duplicate_id")
+    first = first_occurrences(cat.get_column("object_id").to_arrow())
+    if len(first) < cat.height:
         log.warning(
-            "%s: %d rows repeat an object_id; kept the row from the newest file for each",
-            catalog_dir, n_all - cat.height,
+            "%s: %d rows repeat an object_id; kept the row of the newest version of each",
+            catalog_dir, cat.height - len(first),
         )
-    return cat.drop("_rank")
+        cat = cat[first]
+    return cat
 
 
 def load_truth(truth_path: str) -> pl.DataFrame:
@@ -176,10 +184,11 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     for c in ("m_true", "log_mstar", "z", "one_plus_delta5_true"):
         if c in t.columns:
             t = t.with_columns(pl.col(c).cast(pl.Float64))
-    n = t.height
-    t = t.unique(subset="object_id", keep="first", maintain_order=True)
-    if t.height < n:
-        log.warning("%s: %d repeated object_id values ignored", truth_path, n - t.height)
+    first = first_occurrences(t.get_column("object_id").to_arrow())
+    if len(first) < t.height:
+        log.warning("%s: %d repeated object_id values ignored (first row kept)", truth_path,
+                    t.height - len(first))
+        t = t[first]
     return t
 
 

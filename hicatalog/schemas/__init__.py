@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,6 +33,7 @@ __all__ = [
     "validate_table",
     "conform_table",
     "read_table",
+    "first_occurrences",
 ]
 
 # Arrow types a reader may hand us that mean the same thing as the contract's type.
@@ -152,6 +154,18 @@ def validate_table(
                     f"{source}: column '{col}' must be unique, "
                     f"found {table.num_rows - n_unique} duplicate values"
                 )
+
+
+def first_occurrences(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Row indices (int64, ascending) of the first occurrence of each distinct value.
+
+    The project's one de-duplication rule: where a key (``object_id``) repeats, the first row
+    in input order wins (shard order, then row order) and later rows are the duplicates. Nulls
+    count as one value.
+    """
+    codes = pc.index_in(values, value_set=pc.unique(values)).fill_null(-1)
+    _, first = np.unique(codes.to_numpy(zero_copy_only=False), return_index=True)
+    return np.sort(first).astype(np.int64)
 
 
 def conform_table(table: pa.Table, name: str, source: str = "<table>") -> pa.Table:
