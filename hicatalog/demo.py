@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hicatalog.config import BuildCatalogConfig, DemoConfig, MockConfig, TrainConfig
 from hicatalog.runtime import init_ray
+from hicatalog.storage import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "total_s": round(time.perf_counter() - t_start, 1),
         "metrics": metrics,
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(out / "demo_summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
     return summary
 
 

@@ -1,9 +1,11 @@
 """Paths and files, local or remote: one filesystem resolver and one atomic writer.
 
-Every stage writes through :func:`write_atomic`, so a killed writer never leaves a half-written
-file that a reader would trust: the bytes go to a hidden temporary name in the same directory
+Every file a stage hands to a reader (shards, catalog parts, manifests, model artifacts, tables,
+reports, figures) is written through :func:`write_atomic`, so a killed writer never leaves a
+half-written file that a reader would trust: the bytes go to a hidden temporary name in the same directory
 (``.NAME.<uuid>.tmp``, which every reader of ours skips) and are moved into place once
-complete. Paths may be local (``runs/x``, ``/data/x``) or any pyarrow/fsspec URL
+complete. (The one exception is the training's ``metrics.jsonl``, an append-only progress log
+of one JSON line per epoch.) Paths may be local (``runs/x``, ``/data/x``) or any pyarrow/fsspec URL
 (``s3://bucket/x``, ``gs://...``, ``file:///...``).
 """
 

@@ -30,6 +30,7 @@ from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table, markdown_table
 from hicatalog.metrics import regression_metrics
+from hicatalog.storage import write_atomic
 
 __all__ = [
     "require_sklearn",
@@ -257,8 +258,9 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     )
     headers = ("Model", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
     rows = [[labels[k], str(x["n"]), x["rmse"], x["slope"], x["sigma"], x["offset"]] for k, x in metrics.items()]
-    with open(os.path.join(cfg.out, "baselines.md"), "w") as fh:
-        fh.write("# Baselines on the CNN's validation split (paper Appendix A)\n\n" + markdown_table(headers, rows))
+    write_atomic(os.path.join(cfg.out, "baselines.md"), (
+        "# Baselines on the CNN's validation split (paper Appendix A)\n\n"
+        + markdown_table(headers, rows)).encode())
     best_baseline = min(metrics[k]["rmse"] for k in BASELINES)
     result = {
         "inputs": {"data": data, "model": model_dir, "seed": cfg.seed},

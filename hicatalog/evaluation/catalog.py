@@ -45,6 +45,7 @@ from hicatalog.metrics import (
     roc_auc,
     roc_curve,
 )
+from hicatalog.storage import write_atomic
 
 __all__ = ["catalog_metrics", "evaluate_catalog"]
 
@@ -191,11 +192,11 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     fig_paths = _figures(jt.table, result["datasets"], out_dir)
     table_md = table2_markdown(result["regression"])
     pr_rows = _pr_rows(result["pr"]) if result["pr"] is not None else []
-    with open(os.path.join(out_dir, "table2.md"), "w") as fh:
-        fh.write("# Regression metrics per sample and PR cut (paper Table 2 layout)\n\n" + table_md)
-        if pr_rows:
-            fh.write("\n# Pattern recognition: p_CNN against detection\n\n"
-                     + markdown_table(PR_HEADERS, pr_rows))
+    text = "# Regression metrics per sample and PR cut (paper Table 2 layout)\n\n" + table_md
+    if pr_rows:
+        text += ("\n# Pattern recognition: p_CNN against detection\n\n"
+                 + markdown_table(PR_HEADERS, pr_rows))
+    write_atomic(os.path.join(out_dir, "table2.md"), text.encode())
     out = {
         "inputs": {"catalog": os.path.abspath(catalog_dir), "truth": os.path.abspath(truth_path)},
         "counts": jt.counts,

@@ -35,6 +35,7 @@ from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
 from hicatalog.metrics import normalized_rmse, regression_metrics
+from hicatalog.storage import write_atomic
 
 __all__ = [
     "SECTION7_HYPERPARAMETERS",
@@ -236,9 +237,9 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
         "table4": table4,
         "dense_validation_worse": bool(high["nrmse_mean"] > low["nrmse_mean"]),
     }
-    with open(os.path.join(out, "table4.md"), "w") as fh:
-        fh.write("# Results split by environment (paper Table 4 layout; delta5 quantiles)\n\n"
-                 + table4_markdown(table4))
+    write_atomic(os.path.join(out, "table4.md"), (
+        "# Results split by environment (paper Table 4 layout; delta5 quantiles)\n\n"
+        + table4_markdown(table4)).encode())
     sec = Section("Table 4: training and validation split by delta5")
     sec.html_parts.append(html_table(TABLE4_HEADERS, table4_rows(table4)))
     sec.add_text("Normalized RMSE = validation RMSE / std of the validation M_true; mean ± std "

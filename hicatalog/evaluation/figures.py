@@ -16,13 +16,14 @@ Each function takes arrays, writes one PNG and returns its path:
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from hicatalog.metrics import regression_metrics
+from hicatalog.storage import write_atomic
 
 __all__ = [
     "plot_pred_vs_true",
@@ -38,9 +39,10 @@ _DPI = 110
 
 
 def _save(fig: Figure, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    return path
+    """Write ``fig`` as a PNG at ``path`` atomically; returns ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return write_atomic(path, buf.getvalue())
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:

@@ -99,6 +99,4 @@ def write_report(
         parts.append("<p class='note'>no _manifest.json was found next to the inputs</p>")
     parts.append("</body></html>\n")
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w") as fh:
-        fh.write("\n".join(parts))
-    return path
+    return write_atomic(path, "\n".join(parts).encode())
