@@ -36,10 +36,6 @@ from hicatalog.schemas import SchemaError
 log = logging.getLogger("hicatalog")
 
 
-class StageUnavailable(RuntimeError):
-    """The stage behind a subcommand is not part of this version of hicatalog."""
-
-
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -89,7 +85,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, cmd: Command) -> None:
         if typing.get_origin(inner) is typing.Literal:
             desc = (desc + " " if desc else "") + "{" + ",".join(map(str, typing.get_args(inner))) + "}"
         if not field.is_required():
-            desc += f" (default: {field.default})"
+            desc += f" (default: {field.get_default(call_default_factory=True)})"
         else:
             desc += " (required)"
         kwargs["help"] = desc.strip()
@@ -125,14 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve(target: str) -> Callable[[JobConfig], int | None]:
+    """The stage function named by ``"module:function"`` (imported only when its command runs)."""
     module_name, func_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise StageUnavailable(module_name) from None
-        raise
-    return getattr(module, func_name)
+    return getattr(importlib.import_module(module_name), func_name)
 
 
 def setup_logging(verbosity: int) -> None:
@@ -158,15 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hicatalog {cmd.name}: {exc}", file=sys.stderr)
         return 2
-    try:
-        func = _resolve(cmd.target)
-    except StageUnavailable:
-        print(
-            f"hicatalog {cmd.name}: this stage is not available in hicatalog {__version__} yet "
-            f"(its module {cmd.target.split(':')[0]} is not part of this version)",
-            file=sys.stderr,
-        )
-        return 3
+    func = _resolve(cmd.target)
     try:
         rc = func(config)
     except (ConfigError, SchemaError, FileNotFoundError, ValueError) as exc:
