@@ -21,8 +21,7 @@ import pyarrow as pa
 from _results import write_result  # benchmarks/_results.py
 
 from hicatalog.catalog.environment import compute_environment
-
-C_KMS = 299792.458
+from hicatalog.cosmology import C_KMS, PAPER_COSMOLOGY
 
 
 def clustered_tracers(n: int, seed: int = 0) -> pa.Table:
@@ -35,7 +34,7 @@ def clustered_tracers(n: int, seed: int = 0) -> pa.Table:
     k = len(sizes)
     c_ra, c_dec = rng.uniform(122, 238, k), np.degrees(np.arcsin(rng.uniform(0.02, 0.85, k)))
     c_z = rng.uniform(0.004, 0.058, k)
-    r_deg = np.degrees(rng.uniform(0.1, 1.0, k) / (c_z * C_KMS / 70.0))
+    r_deg = np.degrees(rng.uniform(0.1, 1.0, k) / (c_z * C_KMS / PAPER_COSMOLOGY.H0.value))
     member = np.repeat(np.arange(k), sizes)
     ra = c_ra[member] + rng.normal(0, 1, member.size) * r_deg[member] / np.cos(
         np.radians(c_dec[member]))

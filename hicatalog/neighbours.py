@@ -1,19 +1,51 @@
-"""Nearest-neighbour geometry on the sky shared by the mock's true overdensity and the
-catalog's delta5 (paper Section 7.1): unit vectors, the N-th neighbour within a velocity
-window (KD-tree, exact, O(N log N)) and a sliding-window median in redshift.
+"""The paper's projected-overdensity estimator (Wu 2020, Section 7.1), in one place.
 
-Shared here, below both stages, so that the mock's truth and the catalog's measurement use
-one estimator (DESIGN: a module imports only from the stages before it).
+The mock's true overdensity (:func:`hicatalog.mock.volume.true_overdensity`) and the catalog's
+delta5 (:func:`hicatalog.catalog.environment.compute_environment`) both call
+:func:`projected_overdensity`, so truth and measurement are one estimator: the N-th neighbour
+within a velocity window (KD-tree, exact, O(N log N)), D_N = angle x angular diameter distance,
+Sigma_N = N / (pi D_N^2) (:func:`surface_density`) and 1+delta_N = Sigma_N / its median in a
+sliding redshift boxcar (:func:`median_normalised`). It lives here, below both stages (DESIGN:
+a module imports only from the stages before it).
+
+The paper's choices are the defaults: :data:`N_NEIGHBOUR`, :data:`VELOCITY_WINDOW_KMS`,
+:data:`Z_WINDOW`.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["chord_to_angle", "nth_neighbour_angle", "sliding_median", "unit_vectors"]
+from hicatalog.cosmology import C_KMS
+
+__all__ = [
+    "D_N_FLOOR_MPC",
+    "N_NEIGHBOUR",
+    "VELOCITY_WINDOW_KMS",
+    "Z_WINDOW",
+    "ProjectedOverdensity",
+    "chord_to_angle",
+    "median_normalised",
+    "nth_neighbour_angle",
+    "projected_overdensity",
+    "sliding_median",
+    "surface_density",
+    "unit_vectors",
+]
+
+#: The paper's estimator (Wu 2020, Section 7.1): the 5th nearest neighbour, counting the
+#: galaxy's own counterpart as the 1st, among tracers within c|dz| <= 1000 km/s; Sigma_5
+#: normalised by its median in a sliding redshift boxcar of full width 0.02.
+N_NEIGHBOUR, VELOCITY_WINDOW_KMS, Z_WINDOW = 5, 1000.0, 0.02
+#: Sigma_N is formed with max(D_N, D_N_FLOOR_MPC) (Mpc): a D_N of 0 (tracers at the very same
+#: position) gives a large finite density, not infinity, so 1+delta stays defined and the
+#: medians of its neighbours in redshift are not spoiled.
+D_N_FLOOR_MPC = 1e-4
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
@@ -26,7 +58,6 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 def chord_to_angle(chord: np.ndarray) -> np.ndarray:
     """Angle (rad) subtended by a chord of the unit sphere."""
     return 2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
-
 
 
 def nth_neighbour_angle(
@@ -166,3 +197,81 @@ def sliding_median(z_sorted: np.ndarray, v_sorted: np.ndarray, half_width: float
         else:
             out[i] = -low[0][0]
     return out
+
+
+def surface_density(d_n_mpc: np.ndarray, n_neighbor: int = N_NEIGHBOUR) -> np.ndarray:
+    """Sigma_N = N / (pi max(D_N, D_N_FLOOR_MPC)^2) in Mpc^-2.
+
+    ``d_n_mpc``: ``(M,)`` projected distances to the N-th neighbour (Mpc, NaN where undefined).
+    Returns ``(M,)`` float64, NaN where ``d_n_mpc`` is NaN. (The paper prints 3/(pi D5^2); the
+    constant cancels in 1+delta.)
+    """
+    d = np.asarray(d_n_mpc, dtype=np.float64)
+    return n_neighbor / (np.pi * np.maximum(d, D_N_FLOOR_MPC) ** 2)
+
+
+def median_normalised(z: np.ndarray, sigma: np.ndarray, z_window: float = Z_WINDOW) -> np.ndarray:
+    """1 + delta = Sigma / median(Sigma) over a sliding redshift boxcar of full width ``z_window``.
+
+    ``z``, ``sigma``: ``(M,)`` redshifts and surface densities (any order; ``sigma`` NaN where
+    undefined, ``z`` finite wherever ``sigma`` is). The median for galaxy i runs over every
+    galaxy j with a finite Sigma and ``|z_j - z_i| <= z_window / 2``, i included. Returns
+    ``(M,)`` float64 in the input order, NaN where ``sigma`` is not finite.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    out = np.full(len(sigma), np.nan)
+    have = np.flatnonzero(np.isfinite(sigma))
+    if have.size:
+        order = have[np.argsort(z[have], kind="stable")]
+        out[order] = sigma[order] / sliding_median(z[order], sigma[order], z_window / 2.0)
+    return out
+
+
+@dataclass(frozen=True)
+class ProjectedOverdensity:
+    """Per target, ``(M,)`` float64 arrays in the targets' order, NaN where fewer than N-1 other
+    tracers lie in the velocity window: ``angle_rad`` (rad) and ``d_n_mpc`` (projected
+    physical Mpc) to the N-th neighbour, ``sigma_n`` (Mpc^-2), ``one_plus_delta`` (1+delta)."""
+
+    angle_rad: np.ndarray
+    d_n_mpc: np.ndarray
+    sigma_n: np.ndarray
+    one_plus_delta: np.ndarray
+
+
+def projected_overdensity(
+    t_xyz: np.ndarray,
+    t_z: np.ndarray,
+    t_counterpart: np.ndarray,
+    tr_xyz: np.ndarray,
+    tr_z: np.ndarray,
+    angular_diameter_distance: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_neighbor: int = N_NEIGHBOUR,
+    velocity_window_kms: float = VELOCITY_WINDOW_KMS,
+    z_window: float = Z_WINDOW,
+    workers: int = -1,
+    match_radius_arcsec: float = 1.0,
+) -> ProjectedOverdensity:
+    """The paper's projected overdensity of ``M`` targets among tracers (Section 7.1).
+
+    D_N is the angle to the (N-1)-th nearest tracer other than the target's counterpart within
+    ``c |z_tracer - z_target| <= velocity_window_kms`` (:func:`nth_neighbour_angle`: the
+    counterpart is the N-th's first) times ``angular_diameter_distance(z_target)``;
+    Sigma_N from :func:`surface_density`; 1+delta from :func:`median_normalised` over the
+    targets whose Sigma_N is defined.
+
+    ``t_xyz`` ``(M, 3)`` unit vectors, ``t_z`` ``(M,)`` finite redshifts, ``t_counterpart``
+    ``(M,)`` int64 (see :func:`nth_neighbour_angle`); ``tr_xyz`` ``(K, 3)`` and ``tr_z``
+    ``(K,)`` sorted by z; ``angular_diameter_distance``: maps ``(m,)`` redshifts to Mpc
+    (float64), e.g. from an astropy cosmology.
+    """
+    angle = nth_neighbour_angle(t_xyz, t_z, t_counterpart, tr_xyz, tr_z, n_neighbor - 1,
+                                velocity_window_kms / C_KMS, workers, match_radius_arcsec)
+    d_n = np.full(len(t_z), np.nan)
+    found = np.isfinite(angle)
+    if found.any():
+        d_n[found] = angle[found] * angular_diameter_distance(t_z[found])
+    sigma = surface_density(d_n, n_neighbor)
+    return ProjectedOverdensity(angle, d_n, sigma, median_normalised(t_z, sigma, z_window))

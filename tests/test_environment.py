@@ -14,7 +14,10 @@ from hicatalog.catalog.environment import compute_environment
 from hicatalog.cli import main as cli_main
 from hicatalog.schemas import validate_table
 
+# The reference states the paper's cosmology and c itself (Wu 2020, Section 7.1; CODATA),
+# independently of hicatalog.cosmology, which the code under test uses.
 C_KMS = 299792.458
+PAPER_H0, PAPER_OM0 = 70.0, 0.3
 
 
 def clustered_sample(n_groups=40, n_field=1500, seed=1, ra0=150.0, dec0=20.0, size=12.0):
@@ -39,7 +42,7 @@ def clustered_sample(n_groups=40, n_field=1500, seed=1, ra0=150.0, dec0=20.0, si
 
 def brute_force(targets, tracers, n_neighbor=5, vwin=1000.0, dmin=10.0, zwin=0.02):
     """Independent O(N^2) reference: astropy separations, explicit loops, numpy median."""
-    cosmo = FlatLambdaCDM(H0=70, Om0=0.3)
+    cosmo = FlatLambdaCDM(H0=PAPER_H0, Om0=PAPER_OM0)
     t = targets.to_pydict()
     r = tracers.to_pydict()
     rc = SkyCoord(np.array(r["ra"]) * u.deg, np.array(r["dec"]) * u.deg)
@@ -50,7 +53,8 @@ def brute_force(targets, tracers, n_neighbor=5, vwin=1000.0, dmin=10.0, zwin=0.0
     for i, (oid, ra, dec, z) in enumerate(
         zip(t["object_id"], t["ra"], t["dec"], t["z"], strict=True)
     ):
-        if ra is None or not np.isfinite(ra) or not np.isfinite(dec) or abs(dec) > 90 or not 0 <= ra <= 360:
+        # RA is an angle on a circle: any finite value is valid (SkyCoord wraps it).
+        if ra is None or not np.isfinite(ra) or not np.isfinite(dec) or abs(dec) > 90:
             status.append("bad_coordinates")
             continue
         if z is None or not np.isfinite(z):
@@ -176,7 +180,7 @@ def test_few_neighbours_and_velocity_window():
     })
     targets = pa.table({"object_id": ["a"], "ra": [10.0], "dec": [0.0], "z": [0.02]})
     env = compute_environment(targets, tracers, n_neighbor=2, footprint_cell_deg=1.0)
-    da = FlatLambdaCDM(H0=70, Om0=0.3).angular_diameter_distance(0.02).to_value(u.Mpc)
+    da = FlatLambdaCDM(H0=PAPER_H0, Om0=PAPER_OM0).angular_diameter_distance(0.02).to_value(u.Mpc)
     assert env["d5_mpc"][0].as_py() == pytest.approx(np.radians(0.05) * da, rel=1e-5)
     env = compute_environment(targets, tracers, n_neighbor=3).to_pydict()
     assert env["env_status"] == ["few_neighbours"] and env["one_plus_delta5"] == [None]
@@ -184,6 +188,48 @@ def test_few_neighbours_and_velocity_window():
     env = compute_environment(targets, tracers, n_neighbor=2, velocity_window_kms=4000.0,
                               footprint_cell_deg=1.0)
     assert env["d5_mpc"][0].as_py() == pytest.approx(np.radians(0.02) * da, rel=1e-4)
+
+
+def test_any_finite_ra_is_valid_and_wraps():
+    """ra = -0.5 is 359.5 deg (the fetch's rule, hicatalog.sky): a target there gets the same,
+    valid environment as at 359.5, among tracers that straddle ra = 0 (given as -5..5 deg)."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    tracers = pa.table({
+        "object_id": [f"t{i}" for i in range(n)],
+        "ra": rng.uniform(-5.0, 5.0, n), "dec": rng.uniform(-5.0, 5.0, n),
+        "z": rng.uniform(0.015, 0.025, n),
+    })
+    targets = pa.table({
+        "object_id": ["minus", "wrapped", "plus720"],
+        "ra": [-0.5, 359.5, 719.5], "dec": [0.3, 0.3, 0.3], "z": [0.02, 0.02, 0.02],
+    })
+    env = compute_environment(targets, tracers, footprint_cell_deg=1.0)
+    got = env.to_pydict()
+    assert got["env_status"] == ["ok", "ok", "ok"]
+    d5 = env.column("d5_mpc").to_numpy(zero_copy_only=False)
+    assert d5[0] == d5[1] == d5[2]
+    assert got["one_plus_delta5"][0] == got["one_plus_delta5"][1] == got["one_plus_delta5"][2]
+    ref_d5, _, _, ref_status = brute_force(targets, tracers)
+    assert ref_status == ["ok", "ok", "ok"]
+    np.testing.assert_allclose(d5, ref_d5, rtol=2e-5)
+
+
+def test_config_defaults_are_the_papers_estimator():
+    """``hicatalog environment`` repeats the defaults as numbers (the config stays cheap to
+    import); they must be the library's, which are the paper's (Section 7.1)."""
+    import inspect
+
+    from hicatalog.config import EnvironmentConfig
+    from hicatalog.cosmology import PAPER_COSMOLOGY
+
+    fields = EnvironmentConfig.model_fields
+    params = inspect.signature(compute_environment).parameters
+    for name, paper in (("n_neighbor", 5), ("velocity_window_kms", 1000.0),
+                        ("min_distance_mpc", 10.0), ("z_window", 0.02)):
+        assert fields[name].default == params[name].default == paper, name
+    assert (fields["h0"].default, fields["om0"].default) == (PAPER_H0, PAPER_OM0)
+    assert PAPER_COSMOLOGY.H0.value == PAPER_H0 and PAPER_COSMOLOGY.Om0 == PAPER_OM0
 
 
 def test_cli_environment_writes_contract(tmp_path, sample):

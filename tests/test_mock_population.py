@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hicatalog.cosmology import C_KMS
 from hicatalog.mock import population as P
 
 
@@ -127,7 +128,7 @@ def test_groups_have_documented_dispersions_and_radii():
     v = P.generate_volume(300.0, rng)
     gid = v["group_id"]
     assert (gid >= 0).mean() > 0.3 and (gid < 0).mean() > 0.3  # groups and field
-    vpec = P.C_KMS * ((1 + v["z"]) / (1 + v["z_cos"]) - 1)
+    vpec = C_KMS * ((1 + v["z"]) / (1 + v["z_cos"]) - 1)
     rich = v["group_richness"]
     big = np.unique(gid[(rich >= 100)])
     small = np.unique(gid[(rich >= 5) & (rich <= 6)])

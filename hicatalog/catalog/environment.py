@@ -11,16 +11,23 @@ For every target galaxy:
   the counterpart and is not counted again, so D_N is the distance to the (N-1)-th nearest
   *other* tracer whether or not the tracers contain the target. The projected distance is the
   angular separation times the angular diameter distance at the target's redshift.
-* **Sigma_N** (``sigma5``, Mpc^-2) = N / (pi D_N^2). (The paper prints 3/(pi D5^2); the
+* **Sigma_N** (``sigma5``, Mpc^-2) = N / (pi D_N^2), with D_N floored at
+  :data:`hicatalog.neighbours.D_N_FLOOR_MPC` (1e-4 Mpc). (The paper prints 3/(pi D5^2); the
   constant cancels in 1+delta5.)
 * **1+delta_N** (``one_plus_delta5``) = Sigma_N / median(Sigma_N of the target galaxies with
   ``|z - z_target| <= z_window / 2``), a sliding redshift boxcar of width ``z_window`` (0.02).
   The median is taken over every target whose Sigma_N is defined (``env_status`` ``ok`` or
   ``footprint_edge``).
 
+D_N, Sigma_N and 1+delta_N are :func:`hicatalog.neighbours.projected_overdensity`, the one
+estimator that the mock's true overdensity also uses; this module adds what a real catalog
+needs around it: validity of the inputs, counterparts by ``object_id``, the footprint edge.
+
 ``env_status`` says why a value is missing (checked in this order):
 
-``bad_coordinates``  ra/dec NaN or outside [0, 360] x [-90, 90]: everything null;
+``bad_coordinates``  ra or dec not finite, or |dec| > 90 (any finite ra is valid and means
+                     ra mod 360: the rule of :func:`hicatalog.sky.valid_coordinates`, the
+                     same as the cutout fetch's): everything null;
 ``no_redshift``      z null/NaN: everything null;
 ``too_near``         comoving distance < ``min_distance_mpc`` (10 Mpc, Local Group): null;
 ``few_neighbours``   fewer than N-1 other tracers in the velocity window: null;
@@ -38,12 +45,13 @@ tracers: the smallest of 0.25, 0.5, 1, 2, 4, 8 degrees at which occupied cells h
 :data:`FOOTPRINT_MIN_MEAN_COUNT` tracers on average, so that holes in a sparse sample are not
 mistaken for edges.
 
-Neighbour search: tracers are sorted by z; targets are processed in z bins of width
-dz_max = velocity_window/c, each against a ``scipy.spatial.cKDTree`` of the unit vectors of the
-tracers in the bin's slab ``[z_lo - dz_max, z_hi + dz_max]``. The k nearest tracers in the slab
-are filtered by the exact velocity window; where fewer than N-1 survive, k grows (x4) until they
-do or the slab is exhausted. This is exact (any valid neighbour nearer than the (N-1)-th valid
-one is among the k nearest of the slab) and O(N log N).
+Neighbour search (:func:`hicatalog.neighbours.nth_neighbour_angle`): tracers are sorted by z;
+targets are processed in z bins of width dz_max = velocity_window/c, each against a
+``scipy.spatial.cKDTree`` of the unit vectors of the tracers in the bin's slab
+``[z_lo - dz_max, z_hi + dz_max]``. The k nearest tracers in the slab are filtered by the exact
+velocity window; where fewer than N-1 survive, k grows (x4) until they do or the slab is
+exhausted. This is exact (any valid neighbour nearer than the (N-1)-th valid one is among the k
+nearest of the slab) and O(N log N).
 """
 
 from __future__ import annotations
@@ -54,14 +62,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from astropy import constants as const
 from astropy import units as u
 from astropy.coordinates import offset_by
-from astropy.cosmology import FLRW, FlatLambdaCDM
+from astropy.cosmology import FLRW
 
 from hicatalog.config import EnvironmentConfig
-from hicatalog.neighbours import nth_neighbour_angle, sliding_median, unit_vectors
+from hicatalog.cosmology import PAPER_COSMOLOGY, paper_cosmology
+from hicatalog.neighbours import (
+    N_NEIGHBOUR,
+    VELOCITY_WINDOW_KMS,
+    Z_WINDOW,
+    projected_overdensity,
+    unit_vectors,
+)
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
+from hicatalog.sky import valid_coordinates, wrap_ra
 from hicatalog.storage import write_parquet_atomic
 
 __all__ = [
@@ -85,12 +100,6 @@ FOOTPRINT_CIRCLE_POINTS = 16
 #: Mean tracers per occupied cell required when the footprint cell side is chosen automatically.
 FOOTPRINT_MIN_MEAN_COUNT = 8.0
 _AUTO_CELL_SIDES_DEG = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-_C_KMS = const.c.to_value(u.km / u.s)
-
-
-def _valid_coordinates(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra <= 360) & (np.abs(dec) <= 90)
 
 
 # ----------------------------------------------------------------------------- footprint map
@@ -152,7 +161,9 @@ def _crosses_edge(
 # ----------------------------------------------------------------------------- public API
 
 
-def _positions(table: pa.Table, what: str) -> tuple[np.ndarray, ...]:
+def _positions(table: pa.Table, what: str) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    """``object_id`` (string array) and float64 ``ra`` (wrapped to [0, 360) deg), ``dec``
+    (deg), ``z`` arrays ``(N,)`` of ``table``; NaN where null."""
     missing = [c for c in ("object_id", "ra", "dec", "z") if c not in table.column_names]
     if missing:
         raise SchemaError(f"{what} table lacks column(s) {missing}; expected object_id, ra, dec, z")
@@ -161,17 +172,17 @@ def _positions(table: pa.Table, what: str) -> tuple[np.ndarray, ...]:
         return pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
 
     ids = pc.cast(table.column("object_id"), pa.string())
-    return ids, col("ra"), col("dec"), col("z")
+    return ids, wrap_ra(col("ra")), col("dec"), col("z")
 
 
 def compute_environment(
     targets: pa.Table,
     tracers: pa.Table,
     *,
-    n_neighbor: int = 5,
-    velocity_window_kms: float = 1000.0,
+    n_neighbor: int = N_NEIGHBOUR,
+    velocity_window_kms: float = VELOCITY_WINDOW_KMS,
     min_distance_mpc: float = 10.0,
-    z_window: float = 0.02,
+    z_window: float = Z_WINDOW,
     cosmology: FLRW | None = None,
     footprint_cell_deg: float | None = None,
     workers: int = -1,
@@ -180,32 +191,33 @@ def compute_environment(
 
     Parameters
     ----------
-    targets: table with ``object_id`` (string), ``ra``, ``dec`` (deg), ``z`` (nullable); one
-        output row per input row, in input order.
-    tracers: table with ``object_id``, ``ra``, ``dec``, ``z``; rows with bad coordinates or no
-        redshift are ignored.
+    targets: table with ``object_id`` (string), ``ra``, ``dec`` (deg; any finite ra, taken mod
+        360), ``z`` (nullable); one output row per input row, in input order.
+    tracers: table with ``object_id``, ``ra``, ``dec``, ``z``; rows with bad coordinates
+        (:func:`hicatalog.sky.valid_coordinates`) or no redshift are ignored.
     n_neighbor: N (>= 2); the target itself is the first of the N.
     velocity_window_kms: tracers count when ``c |dz|`` is at most this (km/s).
     min_distance_mpc: targets with a smaller comoving distance get ``too_near``.
     z_window: full width of the redshift boxcar of the median normalisation.
-    cosmology: astropy cosmology (default ``FlatLambdaCDM(H0=70, Om0=0.3)``).
+    cosmology: astropy cosmology (default :data:`hicatalog.cosmology.PAPER_COSMOLOGY`, flat
+        LCDM H0=70, Om0=0.3).
     footprint_cell_deg: side of the footprint occupancy cells (deg); ``None``: automatic.
     workers: threads of the tree queries (-1: all cores).
 
     Returns
     -------
-    The ``environment`` contract: ``object_id`` string, ``d5_mpc`` float32 (Mpc), ``sigma5``
-    float32 (Mpc^-2), ``one_plus_delta5`` float32 (1+delta5), ``env_status`` string.
+    The ``environment`` contract, one row per target: ``object_id`` string, ``d5_mpc``
+    float32 (Mpc), ``sigma5`` float32 (Mpc^-2), ``one_plus_delta5`` float32 (1+delta5),
+    ``env_status`` string (null values where the status says why).
     """
     if n_neighbor < 2:
         raise ValueError(f"n_neighbor must be >= 2 (the target itself is the first), got {n_neighbor}")
-    cosmo = cosmology if cosmology is not None else FlatLambdaCDM(H0=70.0, Om0=0.3)
+    cosmo = cosmology if cosmology is not None else PAPER_COSMOLOGY
     t_ids, t_ra, t_dec, t_z = _positions(targets, "targets")
     r_ids, r_ra, r_dec, r_z = _positions(tracers, "tracers")
     n = len(t_z)
-    dz_max = velocity_window_kms / _C_KMS
 
-    good_tr = _valid_coordinates(r_ra, r_dec) & np.isfinite(r_z)
+    good_tr = valid_coordinates(r_ra, r_dec) & np.isfinite(r_z)
     if (~good_tr).any():
         log.info("ignoring %d tracers without valid coordinates or redshift", int((~good_tr).sum()))
     r_keep = np.flatnonzero(good_tr)
@@ -214,7 +226,7 @@ def compute_environment(
     tr_xyz = unit_vectors(r_ra[r_order], r_dec[r_order])
 
     status = np.full(n, "ok", dtype=object)
-    good_pos = _valid_coordinates(t_ra, t_dec)
+    good_pos = valid_coordinates(t_ra, t_dec)
     status[~good_pos] = "bad_coordinates"
     has_z = np.isfinite(t_z)
     status[good_pos & ~has_z] = "no_redshift"
@@ -231,18 +243,18 @@ def compute_environment(
     cp = cp.to_numpy(zero_copy_only=False).astype(np.int64)
 
     ci = np.flatnonzero(cand)
-    angle = nth_neighbour_angle(
+    est = projected_overdensity(
         unit_vectors(t_ra[ci], t_dec[ci]), t_z[ci], cp[ci], tr_xyz, tr_z,
-        n_neighbor - 1, dz_max, workers, COUNTERPART_RADIUS_ARCSEC,
+        lambda z: cosmo.angular_diameter_distance(z).to_value(u.Mpc),
+        n_neighbor=n_neighbor, velocity_window_kms=velocity_window_kms, z_window=z_window,
+        workers=workers, match_radius_arcsec=COUNTERPART_RADIUS_ARCSEC,
     )
+    angle = est.angle_rad
     few = np.isnan(angle)
     status[ci[few]] = "few_neighbours"
     ok = ci[~few]
-    d5 = np.full(n, np.nan)
-    d5[ok] = angle[~few] * cosmo.angular_diameter_distance(t_z[ok]).to_value(u.Mpc)
-    sigma = np.full(n, np.nan)
-    with np.errstate(divide="ignore"):
-        sigma[ok] = n_neighbor / (np.pi * d5[ok] ** 2)
+    d5, sigma, delta = (np.full(n, np.nan) for _ in range(3))
+    d5[ci], sigma[ci], delta[ci] = est.d_n_mpc, est.sigma_n, est.one_plus_delta
 
     if ok.size:
         side = footprint_cell_deg or footprint_cell_size(r_ra[r_keep], r_dec[r_keep])
@@ -251,12 +263,6 @@ def compute_environment(
         status[ok[edge]] = "footprint_edge"
         log.info("footprint map: %.2f deg cells; %d of %d targets at the edge",
                  side, int(edge.sum()), ok.size)
-
-    delta = np.full(n, np.nan)
-    if ok.size:
-        zs_order = ok[np.argsort(t_z[ok], kind="stable")]
-        med = sliding_median(t_z[zs_order], sigma[zs_order], z_window / 2.0)
-        delta[zs_order] = sigma[zs_order] / med
 
     def f32(a: np.ndarray) -> pa.Array:
         a = a.astype(np.float32)
@@ -306,7 +312,7 @@ def main(cfg: EnvironmentConfig) -> int:
         velocity_window_kms=cfg.velocity_window_kms,
         min_distance_mpc=cfg.min_distance_mpc,
         z_window=cfg.z_window,
-        cosmology=FlatLambdaCDM(H0=cfg.h0, Om0=cfg.om0),
+        cosmology=paper_cosmology(cfg.h0, cfg.om0),
     )
     write_parquet_atomic(env, cfg.out)
     counts = pc.value_counts(env.column("env_status")).to_pylist()

@@ -20,7 +20,8 @@ The H I mass fraction of every galaxy is the sum of four recorded parts::
 
 Units: masses in log10 Msun, distances in Mpc (physical for sizes, comoving for positions),
 velocities in km/s, fluxes in SDSS nanomaggies (``m = 22.5 - 2.5 log10 f``), H I flux in
-Jy km/s. Cosmology: flat LCDM, H0 = 70 km/s/Mpc, Om = 0.3 (the paper's).
+Jy km/s. Cosmology: :data:`hicatalog.cosmology.PAPER_COSMOLOGY` (flat LCDM, H0 = 70
+km/s/Mpc, Om = 0.3, the paper's).
 """
 
 from __future__ import annotations
@@ -30,26 +31,20 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.cosmology import FlatLambdaCDM
 from scipy.special import ndtr
 
-from hicatalog.neighbours import nth_neighbour_angle, sliding_median, unit_vectors
+from hicatalog.cosmology import C_KMS, PAPER_COSMOLOGY
+from hicatalog.neighbours import projected_overdensity, unit_vectors
 
 log = logging.getLogger("hicatalog.mock.population")
 
 __all__ = [
-    "COSMOLOGY",
     "Population",
     "generate_population",
     "generate_volume",
     "true_overdensity",
     "population_counts",
 ]
-
-#: Cosmology of the paper (Section 7.1): flat LCDM, H0=70, Om=0.3.
-COSMOLOGY = FlatLambdaCDM(H0=70.0, Om0=0.3)
-#: Speed of light (km/s).
-C_KMS = 299_792.458
 
 # ---------------------------------------------------------------------------- volume / footprint
 #: Redshift range of the volume (DESIGN: 0.002 < z < 0.06; ALFALFA reaches cz ~ 18000 km/s).
@@ -219,8 +214,8 @@ def smf_number_density() -> float:
 
 
 _ZGRID = np.linspace(0.0, Z_MAX * 1.2, 2001)
-_DC_GRID = COSMOLOGY.comoving_distance(_ZGRID).value  # Mpc
-_DL_GRID = COSMOLOGY.luminosity_distance(_ZGRID).value  # Mpc
+_DC_GRID = PAPER_COSMOLOGY.comoving_distance(_ZGRID).value  # Mpc
+_DL_GRID = PAPER_COSMOLOGY.luminosity_distance(_ZGRID).value  # Mpc
 
 
 def comoving_distance(z: np.ndarray) -> np.ndarray:
@@ -371,8 +366,8 @@ def true_overdensity(
     D_N is the projected physical distance (Mpc, angular diameter distance times the angle) to
     the N-th nearest galaxy counting the galaxy itself, among galaxies within ``|c dz| <=
     dv_kms``; Sigma_N = N / (pi D_N^2); 1 + delta = Sigma_N / median(Sigma_N) over the galaxies
-    in a sliding redshift boxcar of width ``z_box``. The neighbour search and the median are
-    the catalog's (:mod:`hicatalog.neighbours`), so truth and measurement share one estimator.
+    in a sliding redshift boxcar of width ``z_box``. It is the catalog's estimator,
+    :func:`hicatalog.neighbours.projected_overdensity`, with every galaxy its own counterpart.
 
     The mock's *true* overdensity calls this with the cosmological redshifts (no peculiar
     velocities). Returns ``(one_plus_delta, d_n_mpc)``, float64 arrays of the input length;
@@ -382,20 +377,15 @@ def true_overdensity(
     order = np.argsort(z, kind="stable")
     zs = z[order]
     xyz = unit_vectors(ra[order], dec[order])
-    angle = nth_neighbour_angle(xyz, zs, np.arange(n, dtype=np.int64), xyz, zs,
-                                n_neighbor - 1, dv_kms / C_KMS, workers=1)
-    d_a = np.interp(zs, _ZGRID, _DC_GRID) / (1 + zs)
-    d_n = angle * d_a
-    sigma = np.full(n, np.nan)
-    ok = np.isfinite(d_n)
-    sigma[ok] = n_neighbor / (np.pi * np.maximum(d_n[ok], 1e-4) ** 2)
-    delta_sorted = np.full(n, np.nan)
-    if ok.any():
-        delta_sorted[ok] = sigma[ok] / sliding_median(zs[ok], sigma[ok], z_box / 2)
+    est = projected_overdensity(
+        xyz, zs, np.arange(n, dtype=np.int64), xyz, zs,
+        lambda zz: np.interp(zz, _ZGRID, _DC_GRID) / (1 + zz),
+        n_neighbor=n_neighbor, velocity_window_kms=dv_kms, z_window=z_box, workers=1,
+    )
     out = np.empty(n)
-    out[order] = delta_sorted
+    out[order] = est.one_plus_delta
     d_out = np.empty(n)
-    d_out[order] = d_n
+    d_out[order] = est.d_n_mpc
     return out, d_out
 
 
@@ -445,10 +435,10 @@ def _galaxy_properties(v: dict[str, np.ndarray], rng: np.random.Generator) -> No
     v["g_r"] = -2.5 * np.log10(g_flux)
     log_ml = ML_A + ML_B * v["g_r"]
     abs_r = R_SUN_ABS - 2.5 * (v["log_mstar"] - log_ml)
-    d_l = COSMOLOGY.luminosity_distance(v["z_cos"]).value
+    d_l = PAPER_COSMOLOGY.luminosity_distance(v["z_cos"]).value
     v["d_l_mpc"] = d_l
     v["r_mag"] = abs_r + 5 * np.log10(d_l * 1e5)
-    v["d_a_mpc"] = COSMOLOGY.angular_diameter_distance(v["z_cos"]).value
+    v["d_a_mpc"] = PAPER_COSMOLOGY.angular_diameter_distance(v["z_cos"]).value
 
 
 def _gas_and_detection(v: dict[str, np.ndarray], rng: np.random.Generator,
