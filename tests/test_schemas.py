@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -89,3 +91,26 @@ def test_conform_accepts_large_types_and_orders_columns():
     out = conform_table(t.select(["image", "survey", "z", "dec", "ra", "object_id"]), "cutouts")
     assert out.schema.names == ["object_id", "ra", "dec", "z", "survey", "image"]
     assert out.schema.field("object_id").type == pa.string()
+
+
+def test_every_subpackage_and_the_contracts_ship_in_the_wheel():
+    """pyproject lists the packages by hand (find cannot see the top-level schemas/ mapped to
+    hicatalog.schemas.contracts): a subpackage missing from the list would be missing from a
+    wheel, and so from every Ray worker that installs one."""
+    import pathlib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the tomli backport, a dependency on 3.10
+        import tomli as tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "hicatalog").rglob("__init__.py")
+    }
+    assert on_disk | {"hicatalog.schemas.contracts"} == set(cfg["packages"])
+    assert cfg["package-dir"] == {"hicatalog.schemas.contracts": "schemas"}
+    assert sorted(p.stem for p in (root / "schemas").glob("*.json")) == [
+        "cutouts", "environment", "hi_catalog", "labels", "tracers", "truth"]
+    assert not list((root / "hicatalog").rglob("*.json")), "one copy of each contract"

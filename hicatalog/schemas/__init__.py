@@ -1,13 +1,17 @@
 """The data contracts: Arrow schemas of every table that crosses a stage boundary.
 
-Each table is one JSON file beside this module (``cutouts.json``, ``tracers.json``,
-``hi_catalog.json``, ``labels.json``, ``truth.json``, ``environment.json``) listing its columns
-with Arrow type names (``pa.type_for_alias``), nullability, whether the column is required,
-units and a description. They ship inside the package so that every Ray worker that has
-``hicatalog`` installed validates against the same contract.
+Each table is one JSON file in the repository's top-level ``schemas/`` directory
+(``cutouts.json``, ``tracers.json``, ``hi_catalog.json``, ``labels.json``, ``truth.json``,
+``environment.json``) listing its columns with Arrow type names (``pa.type_for_alias``),
+nullability, whether the column is required, units and a description. There is one copy of
+each file: a checkout, an editable install and a ``ray job submit --working-dir`` upload read
+``schemas/`` itself; a wheel ships the same files as ``hicatalog/schemas/contracts/``
+(``pyproject.toml``), so every Ray worker that has ``hicatalog`` validates against the same
+contract.
 
-One loader (:func:`load_schema`) and one validator (:func:`validate_schema`,
-:func:`validate_table`) are used by every reader in the project.
+One loader (:func:`load_schema`, :func:`table_spec`) and one validator (:func:`validate_schema`,
+:func:`validate_table`, :func:`conform_table`) check every contract table; :func:`read_table`
+reads and validates one.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "SchemaError",
@@ -61,9 +69,18 @@ class TableSpec:
         return self.schema.field(name)
 
 
+def _contracts_dir() -> Traversable:
+    """The directory holding the contract files: the source tree's top-level ``schemas/`` when
+    this module runs from a source tree, else the copy inside the installed wheel."""
+    source = Path(__file__).resolve().parents[2] / "schemas"
+    if (source / "cutouts.json").is_file():
+        return source
+    return resources.files(__name__).joinpath("contracts")
+
+
 def table_names() -> list[str]:
-    """Names of all contracts shipped with the package."""
-    files = resources.files(__name__).iterdir()
+    """Names of all contracts (the ``*.json`` files of the contracts directory)."""
+    files = _contracts_dir().iterdir()
     return sorted(p.name[:-5] for p in files if p.name.endswith(".json"))
 
 
@@ -71,7 +88,7 @@ def table_names() -> list[str]:
 def table_spec(name: str) -> TableSpec:
     """Load the contract ``name`` (e.g. ``"cutouts"``)."""
     try:
-        text = resources.files(__name__).joinpath(f"{name}.json").read_text()
+        text = _contracts_dir().joinpath(f"{name}.json").read_text()
     except FileNotFoundError:
         raise SchemaError(
             f"unknown table contract {name!r}; expected one of {table_names()}"
