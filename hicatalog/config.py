@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hicatalog.imaging import SURVEYS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -42,7 +44,8 @@ __all__ = [
     "load_config",
 ]
 
-Survey = Literal["sdss", "legacy"]
+#: A survey name (the values of :data:`hicatalog.imaging.SURVEYS`).
+Survey = Literal[SURVEYS]
 
 
 class ConfigError(ValueError):

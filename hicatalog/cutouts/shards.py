@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hicatalog.cutouts.decode import ImageDecodeError, read_jpeg_header
+from hicatalog.imaging import SURVEYS
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
@@ -31,11 +32,7 @@ __all__ = [
     "fingerprint_shards",
     "CutoutGeometry",
     "probe_cutouts",
-    "SURVEYS",
 ]
-
-#: Values of the ``survey`` column (the ``cutouts`` contract).
-SURVEYS = ("sdss", "legacy")
 
 #: Shard size the design asks for (about 128 MiB).
 TARGET_SHARD_BYTES = 128 * 1024**2
