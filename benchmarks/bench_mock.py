@@ -67,7 +67,6 @@ def profile(size: int, n: int = 300) -> dict:
     """CPU milliseconds per cutout in each stage, on ``n`` galaxies."""
     import numpy as np
 
-    from hicatalog.mock.population import generate_population
     from hicatalog.mock.render import (
         RENDER_COLUMNS,
         SURVEYS,
@@ -75,6 +74,7 @@ def profile(size: int, n: int = 300) -> dict:
         render_galaxy_flux,
         to_rgb,
     )
+    from hicatalog.mock.samples import generate_population
 
     pop = generate_population(n, seed=1)
     spec = SURVEYS["sdss"]

@@ -6,18 +6,21 @@ import numpy as np
 import pytest
 
 from hicatalog.cosmology import C_KMS
-from hicatalog.mock import population as P
+from hicatalog.mock import columns, volume
+from hicatalog.mock import parameters as P
+from hicatalog.mock.galaxies import alfalfa_flux_limit
+from hicatalog.mock.samples import Population, generate_population, population_counts
 
 
 @pytest.fixture(scope="module")
-def pop() -> P.Population:
-    return P.generate_population(3000, seed=7, sigma_int=0.20, population="all")
+def pop() -> Population:
+    return generate_population(3000, seed=7, sigma_int=0.20, population="all")
 
 
 def test_counts_and_ids(pop):
     im, t = pop.imaged, pop.tracers
     assert len(im["ra"]) == 3000
-    want = P.population_counts(3000, "all")
+    want = population_counts(3000, "all")
     for name, k in want.items():
         assert int(np.sum(im["population"] == name)) == k
     assert abs(want["alfalfa"] - want["nondetections"]) <= 1
@@ -30,10 +33,11 @@ def test_counts_and_ids(pop):
 
 def test_ranges_of_z_mass_and_footprint(pop):
     t = pop.tracers
-    assert (t["z"] > P.Z_MIN).all() and (t["z"] < P.Z_MAX).all()
-    assert (t["log_mstar"] >= P.LOG_MSTAR_MIN).all() and (t["log_mstar"] <= P.LOG_MSTAR_MAX).all()
-    assert (t["r_mag"] <= P.R_MAG_LIMIT).all()
-    ra_min, ra_max, dec_min, dec_max = P._footprint(pop.area_deg2)
+    # DESIGN: 0.002 < z < 0.06, 8 < log M* < 11.5; tracers: SDSS main sample, r <= 17.77
+    assert (t["z"] > 0.002).all() and (t["z"] < 0.06).all()
+    assert (t["log_mstar"] >= 8.0).all() and (t["log_mstar"] <= 11.5).all()
+    assert (t["r_mag"] <= 17.77).all()
+    ra_min, ra_max, dec_min, dec_max = volume.footprint_box(pop.area_deg2)
     assert (t["ra"] >= ra_min).all() and (t["ra"] <= ra_max).all()
     assert (t["dec"] >= dec_min).all() and (t["dec"] <= dec_max).all()
     # the flux limit makes the tracers' mass distribution climb with redshift
@@ -49,15 +53,18 @@ def test_m_is_the_sum_of_its_parts(pop):
     # the irreducible scatter is sigma_int (0.20 dex) within 5%
     assert abs(np.std(t["m_scatter"]) - 0.20) < 0.01
     # the mass term is the xGASS relation: -0.5 at log M* = 10, slope -0.65
-    np.testing.assert_allclose(t["m_mass"], P.M_AT_10 + P.M_SLOPE * (t["log_mstar"] - 10))
+    np.testing.assert_allclose(t["m_mass"], -0.5 - 0.65 * (t["log_mstar"] - 10))
     # star-forming galaxies near log M* = 10 have median M ~ -0.5 (+- 0.15 for env/noise)
     sf10 = (~t["quenched"]) & (np.abs(t["log_mstar"] - 10) < 0.15)
     assert abs(np.median(t["m_true"][sf10]) - (-0.5)) < 0.15
-    # environment term: <= 0, zero below the onset, at most ENV_MAX_DEX
+    # environment term (README): -0.5 clip((log10(1+delta5) - 0.5) / 0.6, 0, 1)
     x = np.log10(t["one_plus_delta5_true"])
-    assert (t["m_env"] <= 0).all() and (t["m_env"] >= -P.ENV_MAX_DEX - 1e-12).all()
-    assert (t["m_env"][x < P.ENV_ONSET] == 0).all()
-    assert (t["m_env"][x > P.ENV_ONSET + P.ENV_WIDTH] == -P.ENV_MAX_DEX).all()
+    assert (t["m_env"] <= 0).all() and (t["m_env"] >= -0.5 - 1e-12).all()
+    assert (t["m_env"][x < 0.5] == 0).all()
+    assert (t["m_env"][x > 1.1] == -0.5).all()
+    mid = (x > 0.6) & (x < 1.0)
+    assert mid.sum() > 10
+    np.testing.assert_allclose(t["m_env"][mid], -0.5 * (x[mid] - 0.5) / 0.6, rtol=1e-12)
 
 
 def test_overdensity_spans_the_papers_range(pop):
@@ -71,6 +78,38 @@ def test_overdensity_spans_the_papers_range(pop):
     xd = np.log10(pop.imaged["one_plus_delta5_true"][det])
     p10, p90 = np.nanpercentile(xd, [10, 90])
     assert -0.9 < p10 < -0.3 and 0.3 < p90 < 1.4, (p10, p90)
+
+
+def test_galaxy_columns_are_the_documented_ones(pop):
+    """Every key of the galaxy tables is listed in hicatalog.mock.columns, in the order the
+    stages add them, with its dtype; the renderer reads only documented columns."""
+    from hicatalog.mock.render import RENDER_COLUMNS
+
+    for table, cols in ((pop.tracers, columns.TRACER_COLUMNS),
+                        (pop.imaged, columns.IMAGED_COLUMNS)):
+        assert list(table) == [c.name for c in cols]
+        assert {k: str(a.dtype) for k, a in table.items()} == {c.name: c.dtype for c in cols}
+        assert len({len(a) for a in table.values()}) == 1
+    assert isinstance(pop.tracers["object_id"][0], str)
+    assert set(RENDER_COLUMNS) <= set(columns.COLUMNS)
+    assert all(c.description for c in columns.IMAGED_COLUMNS)
+
+
+def test_tabulated_distances_match_astropy():
+    """The mock's distance tables against astropy's flat LCDM H0=70, Om0=0.3 (the paper's)."""
+    from astropy.cosmology import FlatLambdaCDM
+
+    from hicatalog.mock import distances
+
+    ref = FlatLambdaCDM(H0=70.0, Om0=0.3)
+    z = np.linspace(0.002, 0.072, 997)
+    dc = ref.comoving_distance(z).value
+    np.testing.assert_allclose(distances.comoving_distance(z), dc, rtol=1e-6)
+    np.testing.assert_allclose(distances.luminosity_distance(z), ref.luminosity_distance(z).value,
+                               rtol=1e-6)
+    np.testing.assert_allclose(distances.angular_diameter_distance(z),
+                               ref.angular_diameter_distance(z).value, rtol=1e-6)
+    np.testing.assert_allclose(distances.redshift_of_distance(dc), z, rtol=1e-6)
 
 
 def test_true_overdensity_is_the_catalogs_estimator(pop):
@@ -95,10 +134,10 @@ def test_true_overdensity_is_the_catalogs_estimator(pop):
 def test_volume_memory_is_chunked(monkeypatch):
     """The volume is drawn VOLUME_CHUNK galaxies at a time and cut by the optical limit as it
     goes: the result equals the same draws without the cut, restricted to the bright ones."""
-    monkeypatch.setattr(P, "VOLUME_CHUNK", 4096)
-    full = P.generate_volume(300.0, np.random.default_rng(3))
-    cut = P.generate_volume(300.0, np.random.default_rng(3), r_limit=P.R_MAG_LIMIT)
-    assert len(full["ra"]) > 4 * P.VOLUME_CHUNK  # several chunks of groups and of field
+    monkeypatch.setattr(volume, "VOLUME_CHUNK", 4096)
+    full = volume.generate_volume(300.0, np.random.default_rng(3))
+    cut = volume.generate_volume(300.0, np.random.default_rng(3), r_limit=P.R_MAG_LIMIT)
+    assert len(full["ra"]) > 4 * volume.VOLUME_CHUNK  # several chunks of groups and of field
     assert (full["group_id"] >= 0).any() and (full["group_id"] < 0).any()
     assert 0 < len(cut["ra"]) < len(full["ra"]) / 2
     # every kept galaxy is one of the full volume's (same draws, same order)
@@ -125,7 +164,7 @@ def test_detection_is_mostly_visible_like_the_papers(pop):
 
 def test_groups_have_documented_dispersions_and_radii():
     rng = np.random.default_rng(1)
-    v = P.generate_volume(300.0, rng)
+    v = volume.generate_volume(300.0, rng)
     gid = v["group_id"]
     assert (gid >= 0).mean() > 0.3 and (gid < 0).mean() > 0.3  # groups and field
     vpec = C_KMS * ((1 + v["z"]) / (1 + v["z_cos"]) - 1)
@@ -136,7 +175,7 @@ def test_groups_have_documented_dispersions_and_radii():
     sig_small = np.median([np.std(vpec[gid == g]) for g in small if (gid == g).sum() >= 5])
     assert 700 < sig_big < 1100, sig_big
     assert 120 < sig_small < 300, sig_small
-    assert rich[gid >= 0].min() >= P.GROUP_N_MIN and rich.max() <= P.GROUP_N_MAX
+    assert rich[gid >= 0].min() >= 5 and rich.max() <= 200  # DESIGN: groups of 5-200 members
 
 
 def test_detection_follows_the_alfalfa_flux_limit(pop):
@@ -146,9 +185,9 @@ def test_detection_follows_the_alfalfa_flux_limit(pop):
     assert t["detected"][margin < -0.3].mean() < 0.01
     assert 0.15 < t["detected"].mean() < 0.45  # about a quarter of the optical tracers
     # Haynes et al. (2011) limit: ~1 Jy km/s at W50 = 300 km/s, sqrt(W) below
-    np.testing.assert_allclose(P.alfalfa_flux_limit(np.array([300.0])), [0.031], atol=0.02)
+    np.testing.assert_allclose(alfalfa_flux_limit(np.array([300.0])), [0.031], atol=0.02)
     np.testing.assert_allclose(
-        P.alfalfa_flux_limit(np.array([100.0])) - P.alfalfa_flux_limit(np.array([25.0])),
+        alfalfa_flux_limit(np.array([100.0])) - alfalfa_flux_limit(np.array([25.0])),
         [0.5 * np.log10(4)], atol=1e-9,
     )
 
@@ -179,9 +218,9 @@ def test_colour_range_and_correlation_with_m(pop):
 
 
 def test_population_is_deterministic():
-    a = P.generate_population(200, seed=3)
-    b = P.generate_population(200, seed=3)
-    c = P.generate_population(200, seed=4)
+    a = generate_population(200, seed=3)
+    b = generate_population(200, seed=3)
+    c = generate_population(200, seed=4)
     np.testing.assert_array_equal(a.imaged["m_true"], b.imaged["m_true"])
     np.testing.assert_array_equal(a.imaged["object_id"], b.imaged["object_id"])
     assert not np.array_equal(a.tracers["ra"][:50], c.tracers["ra"][:50])
@@ -189,12 +228,12 @@ def test_population_is_deterministic():
 
 @pytest.mark.parametrize("population", ["alfalfa", "nondetections", "xgass"])
 def test_single_population(population):
-    p = P.generate_population(60, seed=1, population=population)
+    p = generate_population(60, seed=1, population=population)
     assert (p.imaged["population"] == population).all() and len(p.imaged["ra"]) == 60
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="population"):
-        P.generate_population(10, population="stars")
+        generate_population(10, population="stars")
     with pytest.raises(ValueError, match="n must be"):
-        P.generate_population(0)
+        generate_population(0)

@@ -24,7 +24,16 @@ from astropy.visualization import make_lupton_rgb
 from PIL import Image
 from scipy.ndimage import correlate1d
 
-from hicatalog.mock import population as P
+from hicatalog.mock.parameters import (
+    BULGE_RE_FRACTION,
+    GR_ARM,
+    GR_BULGE,
+    GR_KNOT,
+    RI_A,
+    RI_B,
+    RZ_A,
+    RZ_B,
+)
 
 __all__ = [
     "SurveySpec",
@@ -97,7 +106,7 @@ SURVEYS: dict[str, SurveySpec] = {
     ),
 }
 
-#: Columns of the population table the renderer reads (see :mod:`population`).
+#: Columns of the imaged galaxies that the renderer reads (:mod:`hicatalog.mock.columns`).
 RENDER_COLUMNS = (
     "tracer_index", "r_mag", "d_a_mpc", "re_disc_kpc", "bt", "axis_ratio", "cos_incl",
     "pa_deg", "pitch_deg", "gr_disc", "arm_frac", "knot_frac", "knots_mean",
@@ -125,9 +134,9 @@ def _band_fluxes(f_r: np.ndarray | float, g_r: np.ndarray | float, survey: Surve
     f_r = np.asarray(f_r, dtype=np.float64)
     f_g = f_r * 10 ** (-0.4 * g_r)
     if survey.bands[0] == "i":
-        f_red = f_r * 10 ** (0.4 * (P.RI_A + P.RI_B * g_r))
+        f_red = f_r * 10 ** (0.4 * (RI_A + RI_B * g_r))
     else:
-        f_red = f_r * 10 ** (0.4 * (P.RZ_A + P.RZ_B * g_r))
+        f_red = f_r * 10 ** (0.4 * (RZ_A + RZ_B * g_r))
     return np.stack([f_red, f_r, f_g])
 
 
@@ -208,7 +217,7 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
     kpc_per_px = params["d_a_mpc"] * 1e3 * math.radians(survey.pixel_scale / 3600.0)
     re_px = max(params["re_disc_kpc"] / kpc_per_px, 0.3)
     h_px = re_px / 1.678
-    reb_px = max(P.BULGE_RE_FRACTION * re_px, 0.3)
+    reb_px = max(BULGE_RE_FRACTION * re_px, 0.3)
     q = float(params["axis_ratio"])
     qb = math.sqrt(params["cos_incl"] ** 2 * (1 - 0.65**2) + 0.65**2)
     pa = math.radians(params["pa_deg"])
@@ -243,8 +252,8 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
     comps /= np.maximum(comps.sum(axis=1, keepdims=True), 1e-30)
     fluxes = np.stack([
         _band_fluxes(f_disc - f_arm - f_knot, params["gr_disc"], survey),
-        _band_fluxes(f_arm, P.GR_ARM, survey),
-        _band_fluxes(bt * f_r, P.GR_BULGE, survey),
+        _band_fluxes(f_arm, GR_ARM, survey),
+        _band_fluxes(bt * f_r, GR_BULGE, survey),
     ], axis=1).astype(np.float32)  # (band, component)
     frame[:, y0:y1, x0:x1] += (fluxes @ comps).reshape(3, y1 - y0, x1 - x0)
 
@@ -258,10 +267,10 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
         ky = yc + ku * spa + kv * cpa
         kf = rng.lognormal(0.0, 0.6, n_knots)
         kf *= f_knot / kf.sum()
-        _splat_points(frame, kx, ky, _band_fluxes(kf, P.GR_KNOT, survey))
+        _splat_points(frame, kx, ky, _band_fluxes(kf, GR_KNOT, survey))
     elif f_knot > 0:  # no resolved knots: the star-forming light stays in the arms
         frame[:, y0:y1, x0:x1] += (
-            _band_fluxes(f_knot, P.GR_KNOT, survey).astype(np.float32)[:, None]
+            _band_fluxes(f_knot, GR_KNOT, survey).astype(np.float32)[:, None]
             * comps[1:2]
         ).reshape(3, y1 - y0, x1 - x0)
 

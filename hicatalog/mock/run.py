@@ -27,8 +27,8 @@ import pyarrow.fs as pafs
 
 from hicatalog.config import MockConfig
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.mock.population import Population, generate_population
 from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
+from hicatalog.mock.samples import Population, generate_population
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table
 from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
