@@ -54,7 +54,8 @@ def server_times(base: str) -> list[float]:
         return json.loads(r.read())["times"]
 
 
-def write_catalog(path: str, n: int, ra0: float) -> None:
+def write_targets(path: str, n: int, ra0: float) -> None:
+    """A target list of ``n`` galaxies at dec 10 deg, ra from ``ra0`` in steps of 1e-4 deg."""
     pq.write_table(
         pa.table({
             "object_id": [f"b{ra0:.0f}-{i:06d}" for i in range(n)],
@@ -94,10 +95,10 @@ def run_fetch(base: str, work: str, name: str, n: int, ra0: float, **kw) -> dict
     from hicatalog.config import FetchConfig
     from hicatalog.cutouts.fetch import fetch_cutouts
 
-    cat = os.path.join(work, f"{name}.parquet")
-    write_catalog(cat, n, ra0)
+    targets = os.path.join(work, f"{name}.parquet")
+    write_targets(targets, n, ra0)
     before = len(server_times(base))
-    cfg = FetchConfig(catalog=cat, out=os.path.join(work, name),
+    cfg = FetchConfig(targets=targets, out=os.path.join(work, name),
                       base_url=base + "/ImgCutout/getjpeg", **kw)
     t0 = time.perf_counter()
     counts = fetch_cutouts(cfg)

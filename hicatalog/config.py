@@ -208,9 +208,12 @@ class EvaluateConfig(JobConfig):
 
 
 class FetchConfig(JobConfig):
-    """``hicatalog fetch``: download cutouts from SDSS SkyServer or the Legacy viewer."""
+    """``hicatalog fetch``: download the cutouts of a target list from SDSS SkyServer or the
+    Legacy viewer."""
 
-    catalog: str = Field(description="labels/targets Parquet or CSV with object_id, ra, dec")
+    targets: str = Field(
+        description="target list: Parquet or CSV with object_id, ra, dec (deg), e.g. labels.parquet"
+    )
     survey: Survey = "sdss"
     out: str = Field(description="output directory of cutout shards")
     base_url: str | None = Field(None, description="service base URL (tests: http://127.0.0.1)")
