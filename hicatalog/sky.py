@@ -28,4 +28,6 @@ def valid_coordinates(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 
 def wrap_ra(ra_deg: np.ndarray) -> np.ndarray:
     """RA in [0, 360) deg (float64, same shape); NaN stays NaN."""
-    return np.mod(np.asarray(ra_deg, dtype=np.float64), 360.0)
+    ra = np.mod(np.asarray(ra_deg, dtype=np.float64), 360.0)
+    # A tiny negative RA rounds to exactly 360.0 in np.mod: that is 0.
+    return np.where(ra == 360.0, 0.0, ra)

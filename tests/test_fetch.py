@@ -258,12 +258,6 @@ def test_contract_label_columns_ride_into_the_shards(ray_local, tmp_path):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cutouts contract (hicatalog/schemas/cutouts.json) lacks upper_limit and "
-    "log_mhi, which DESIGN.md lists; fetch carries them with no edit once it has them "
-    "(then drop this mark)",
-)
 def test_upper_limit_and_log_mhi_ride_into_the_shards(ray_local, tmp_path):
     n = 4
     write_targets(tmp_path / "cat.parquet", n, upper_limit=[True, False, False, None],

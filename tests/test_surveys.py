@@ -11,7 +11,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from hicatalog.cutouts.fetch import read_catalog
+from hicatalog.cutouts.targets import read_targets
 from hicatalog.schemas import read_table
 from hicatalog.surveys import readers, selections
 from hicatalog.surveys.crossmatch import has_neighbour, nearest_match
@@ -506,8 +506,8 @@ def test_build_labels_writes_a_valid_labels_table_and_table1(universe, tmp_path)
     assert (tmp_path / "selection_steps.csv").exists() and (tmp_path / "table1.csv").exists()
     assert pq.read_table(tmp_path / "tracers.parquet").num_rows == 4
     assert steps.num_rows > 20
-    # the labels table is a valid fetch catalog as it stands
-    cat = read_catalog(str(tmp_path / "labels.parquet"))
+    # the labels table is a valid fetch target list as it stands
+    cat = read_targets(str(tmp_path / "labels.parquet"))
     assert cat.num_rows == labels.num_rows
 
 
