@@ -20,7 +20,6 @@ counts per ra. Run standalone (for benchmarks, in its own process)::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import threading
@@ -30,17 +29,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from PIL import Image
+from imagefixtures import noise_jpeg  # tests/ is on sys.path under pytest and as a script
 
 
-def make_jpeg(size: int, mode: str = "RGB", seed: int = 0) -> bytes:
-    """A ``size`` x ``size`` JPEG of smooth noise (RGB or grayscale ``L``)."""
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 255, (size, size, 3 if mode == "RGB" else 1), dtype=np.uint8)
-    im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+def make_jpeg(size: int, mode: str = "RGB") -> bytes:
+    """The one ``size`` x ``size`` JPEG (RGB or grayscale ``L``) served at that size."""
+    return noise_jpeg(np.random.default_rng(0), size, mode)
 
 
 class _Server(ThreadingHTTPServer):

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
+from imagefixtures import solid_jpeg
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_batch, decode_jpeg
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, write_shard
 from hicatalog.schemas import SchemaError
 
 
-def _jpeg(size=32, mode="RGB", color=(200, 40, 10)):
-    buf = io.BytesIO()
-    Image.new(mode, (size, size), color if mode == "RGB" else 128).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 def test_good_jpeg_decodes_and_downscales():
-    arr = decode_jpeg(_jpeg(64), expected_size=64)
+    arr = decode_jpeg(solid_jpeg(64), expected_size=64)
     assert arr.shape == (64, 64, 3) and arr.dtype == np.uint8
-    assert abs(int(arr[10, 10, 0]) - 200) < 6
-    small = decode_jpeg(_jpeg(64), expected_size=64, out_size=16)
-    assert small.shape == (16, 16, 3)
+    # the colour the JPEG was made of, everywhere (JPEG rounding aside), also when downscaled
+    assert np.abs(arr.astype(int) - [200, 40, 10]).max() < 6
+    small = decode_jpeg(solid_jpeg(64), expected_size=64, out_size=16)
+    assert small.shape == (16, 16, 3) and np.abs(small.astype(int) - [200, 40, 10]).max() < 6
 
 
 @pytest.mark.parametrize(
@@ -35,9 +28,9 @@ def test_good_jpeg_decodes_and_downscales():
         (None, "empty_image"),
         (b"GIF89a....", "not_jpeg"),
         (b"\xff\xd8" + b"\x00" * 500, "corrupt_image"),
-        (_jpeg(64)[:300], "truncated_image"),
-        (_jpeg(32), "wrong_size"),
-        (_jpeg(64, mode="L"), "grayscale"),
+        (solid_jpeg(64)[:300], "truncated_image"),
+        (solid_jpeg(32), "wrong_size"),
+        (solid_jpeg(64, mode="L"), "grayscale"),
     ],
 )
 def test_bad_images_get_a_status(data, status):
@@ -47,7 +40,7 @@ def test_bad_images_get_a_status(data, status):
 
 
 def test_decode_batch_keeps_every_row():
-    batch = decode_batch([_jpeg(64), b"", _jpeg(64)[:200], _jpeg(64)], 64, 16)
+    batch = decode_batch([solid_jpeg(64), b"", solid_jpeg(64)[:200], solid_jpeg(64)], 64, 16)
     assert batch.images.shape == (4, 3, 16, 16)
     assert batch.ok.tolist() == [True, False, False, True]
     assert batch.status[1] == "empty_image" and batch.error[0] is None
@@ -57,7 +50,7 @@ def test_decode_batch_keeps_every_row():
 def test_shards_roundtrip_and_fingerprint(tmp_path):
     t = pa.table({
         "object_id": ["a", "b"], "ra": [1.0, 2.0], "dec": [0.0, 0.0], "z": [0.01, None],
-        "survey": ["sdss", "sdss"], "image": pa.array([_jpeg(8), _jpeg(8)], pa.binary()),
+        "survey": ["sdss", "sdss"], "image": pa.array([solid_jpeg(8), solid_jpeg(8)], pa.binary()),
     })
     write_shard(t, str(tmp_path / "c"), "part", 0)
     files = list_shards(str(tmp_path / "c"))

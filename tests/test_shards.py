@@ -3,23 +3,14 @@ training, the catalog build and the evaluation; and JPEG headers read as decode 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pytest
-from imagefixtures import make_blob_shards
-from PIL import Image
+from imagefixtures import make_blob_shards, solid_jpeg
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg, read_jpeg_header
 from hicatalog.cutouts.shards import probe_cutouts, write_shard
 from hicatalog.schemas import SchemaError
-
-
-def _jpeg(w: int, h: int, mode: str = "RGB") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, (w, h)).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def test_probe_reads_survey_and_most_common_side(tmp_path):
@@ -33,7 +24,7 @@ def _shard(path, surveys, side=32):
     table = pa.table({
         "object_id": [f"x{i}" for i in range(n)], "ra": np.zeros(n), "dec": np.zeros(n),
         "z": pa.nulls(n, pa.float64()), "survey": surveys,
-        "image": pa.array([_jpeg(side, side)] * n, pa.binary()),
+        "image": pa.array([solid_jpeg(side)] * n, pa.binary()),
     })
     return write_shard(table, str(path), "part", 0)
 
@@ -54,7 +45,7 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
     table = pa.table({
         "object_id": ["a", "b", "c"], "ra": np.zeros(n), "dec": np.zeros(n),
         "z": pa.nulls(n, pa.float64()), "survey": ["sdss"] * n,
-        "image": pa.array([b"", b"junk", _jpeg(8, 8)[:10]], pa.binary()),
+        "image": pa.array([b"", b"junk", solid_jpeg(8)[:10]], pa.binary()),
     })
     f = write_shard(table, str(tmp_path), "part", 0)
     with pytest.raises(SchemaError, match="no readable square JPEG among the first 3"):
@@ -64,8 +55,8 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("data", "expected", "status"),
     [(b"", None, "empty_image"), (b"GIF89a...", None, "not_jpeg"),
-     (_jpeg(20, 10), 20, "wrong_size"), (_jpeg(16, 16, "L"), None, "grayscale"),
-     (_jpeg(16, 16, "CMYK"), None, "bad_mode")],
+     (solid_jpeg(20, height=10), 20, "wrong_size"), (solid_jpeg(16, "L"), None, "grayscale"),
+     (solid_jpeg(16, "CMYK"), None, "bad_mode")],
 )
 def test_header_statuses_match_decode(data, expected, status):
     for fn in (lambda: read_jpeg_header(data, expected), lambda: decode_jpeg(data, expected)):
@@ -75,4 +66,4 @@ def test_header_statuses_match_decode(data, expected, status):
 
 
 def test_header_size_without_decoding():
-    assert read_jpeg_header(_jpeg(40, 24)) == (40, 24)
+    assert read_jpeg_header(solid_jpeg(40, height=24)) == (40, 24)
