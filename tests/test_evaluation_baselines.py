@@ -7,7 +7,6 @@ import pytest
 
 from hicatalog.evaluation.baselines import block_reduce, fit_baselines, photometry
 from hicatalog.evaluation.robustness import inject_point_sources
-from hicatalog.metrics import regression_metrics
 
 
 def test_block_reduce_matches_a_loop():
@@ -46,7 +45,6 @@ def test_photometry_colour_and_half_light_radius():
 
 
 def test_fit_baselines_zhang_form_recovers_a_colour_law():
-    pytest.importorskip("sklearn")
     rng = np.random.default_rng(3)
     n = 160
     m = rng.uniform(-1.0, 1.0, n)
@@ -59,8 +57,8 @@ def test_fit_baselines_zhang_form_recovers_a_colour_law():
     assert set(preds) >= {"linear_blocks", "pca_linear", "pca_forest", "zhang2009"}
     for name in ("linear_blocks", "pca_linear", "pca_forest", "zhang2009"):
         assert preds[name].shape == (40,) and np.isfinite(preds[name]).all(), name
-    z = regression_metrics(preds["zhang2009"], m[120:])
-    assert z["rmse"] < 0.1 and z["slope"] > 0.9
+    z = preds["zhang2009"]
+    assert np.sqrt(np.mean((z - m[120:]) ** 2)) < 0.1 and np.polyfit(m[120:], z, 1)[0] > 0.9
 
 
 def test_inject_point_sources():

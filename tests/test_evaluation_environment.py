@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from imagefixtures import make_blue_excess_shards
 
-from hicatalog.cutouts.shards import write_shard
 from hicatalog.evaluation.environment_split import (
     environment_splits,
     prepare_environment_shards,
     summarize_repeats,
 )
 from hicatalog.metrics import normalized_rmse
-
-
-def _jpeg(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-def _shards(path, n=120, size=32, seed=0, with_one_plus_delta5=False):
-    """Labelled cutouts whose blue excess carries M (so a CNN can learn it), plus delta5."""
-    rng = np.random.default_rng(seed)
-    m = rng.uniform(-1.0, 1.0, n)
-    yy, xx = np.mgrid[:size, :size]
-    prof = np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * 4.0**2))
-    imgs = []
-    for mi in m:
-        rgb = np.stack([20 + 150 * prof, 20 + 150 * prof, 20 + (150 + 90 * mi) * prof], axis=-1)
-        rgb += rng.normal(0, 3, rgb.shape)
-        imgs.append(_jpeg(np.clip(rgb, 0, 255).astype(np.uint8)))
-    one_plus_delta5 = rng.lognormal(0.0, 0.6, n)
-    cols = {
-        "object_id": [f"o{i:04d}" for i in range(n)], "ra": rng.uniform(150, 160, n),
-        "dec": rng.uniform(0, 10, n), "z": rng.uniform(0.01, 0.05, n), "survey": ["sdss"] * n,
-        "image": pa.array(imgs, pa.binary()), "m_true": pa.array(m, pa.float32()),
-        "detected": [True] * n, "log_mstar": pa.array(rng.uniform(9, 11, n), pa.float32()),
-    }
-    if with_one_plus_delta5:
-        d = one_plus_delta5.copy()
-        d[:3] = np.nan
-        cols["one_plus_delta5"] = pa.array(d.astype(np.float32), mask=np.isnan(d))
-    table = pa.table(cols)
-    write_shard(table.slice(0, n // 2), str(path), "part", 0)
-    write_shard(table.slice(n // 2), str(path), "part", 1)
-    return table, one_plus_delta5
 
 
 def test_environment_splits_and_summary():
@@ -82,7 +46,7 @@ def test_normalisation_uses_the_validation_scatter():
 
 
 def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
-    table, _ = _shards(tmp_path / "a", n=40, with_one_plus_delta5=True)
+    table, _ = make_blue_excess_shards(tmp_path / "a", n=40, with_one_plus_delta5=True)
     info = prepare_environment_shards(str(tmp_path / "a"), str(tmp_path / "out_a"))
     out = pq.read_table(tmp_path / "out_a")
     assert info["source"] == "the shards' one_plus_delta5 column" and info["n_with_one_plus_delta5"] == 37
@@ -90,7 +54,7 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     assert out.column("image").to_pylist() == table.column("image").to_pylist()  # bytes untouched
     assert out.column("one_plus_delta5").null_count == 3
 
-    table_b, one_plus_delta5 = _shards(tmp_path / "b", n=40)
+    table_b, one_plus_delta5 = make_blue_excess_shards(tmp_path / "b", n=40)
     truth = pa.table({"object_id": table_b.column("object_id"), "m_true": table_b.column("m_true"),
                       "population": ["alfalfa"] * 40, "one_plus_delta5_true": pa.array(one_plus_delta5, pa.float32())})
     pq.write_table(truth, tmp_path / "truth.parquet")
@@ -101,8 +65,6 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     got = pq.read_table(tmp_path / "out_b").column("one_plus_delta5").to_numpy()
     assert np.allclose(got, one_plus_delta5.astype(np.float32)) and info["n_with_one_plus_delta5"] == 40
 
-    env = pytest.importorskip("hicatalog.catalog.environment")
-    assert hasattr(env, "compute_environment")
     # tracers: the galaxies themselves plus a dense clump around the first one
     rng = np.random.default_rng(1)
     clump = pa.table({
@@ -118,15 +80,18 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     assert info["source"].startswith("computed against") and info["n_rows"] == 40
     d = pq.read_table(tmp_path / "out_c").column("one_plus_delta5").to_numpy(zero_copy_only=False)
     assert pq.read_table(tmp_path / "out_c").num_rows == 40
-    if np.isfinite(d[0]):
-        assert d[0] >= np.nanmedian(d)  # the clumped galaxy is in the densest environment
+    # only rows whose environment is 'ok' get a value; the clumped galaxy is one of them, in
+    # the densest environment
+    assert sum(info["env_status"].values()) == 40
+    assert np.isfinite(d).sum() == info["n_with_one_plus_delta5"] == info["env_status"]["ok"] >= 5
+    assert np.isfinite(d[0]) and d[0] == np.nanmax(d) and d[0] > 10 * np.nanmedian(d)
 
 
 @pytest.mark.slow
 def test_environment_experiment_end_to_end(tmp_path, ray_local):
     from hicatalog.cli import main as cli_main
 
-    _shards(tmp_path / "cutouts", n=100, with_one_plus_delta5=True)
+    make_blue_excess_shards(tmp_path / "cutouts", n=100, with_one_plus_delta5=True)
     out = tmp_path / "env"
     rc = cli_main([
         "evaluate", "environment", "--data", str(tmp_path / "cutouts"), "--out", str(out),

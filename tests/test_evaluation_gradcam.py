@@ -9,11 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from imagefixtures import encode_jpeg
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from hicatalog.cutouts.shards import write_shard
 from hicatalog.evaluation.gradcam import grad_cam, single_band, write_single_band_shards
+from hicatalog.models.shallow import shallow_cnn
 
 
 class TwoColourNet(nn.Module):
@@ -65,12 +68,25 @@ def test_grad_cam_has_input_size_and_follows_the_class():
 
 
 def test_grad_cam_on_the_shallow_cnn():
-    shallow = pytest.importorskip("hicatalog.models.shallow")
-    model = shallow.shallow_cnn(2, width=0.25)
+    torch.manual_seed(0)
+    model = shallow_cnn(2, width=0.25)
     x = torch.randn(2, 3, 48, 48)
+    # reference: Grad-CAM written out (Selvaraju et al. 2017) with torch.autograd.grad on the
+    # last feature map, in eval mode: ReLU of the gradient-weighted channel sum, bilinear to the
+    # input size, each map divided by its peak
+    seen = {}
+    hook = model.cam_layer.register_forward_hook(lambda _m, _i, out: seen.setdefault("act", out))
+    model.eval()
+    (grad,) = torch.autograd.grad(model(x)[:, 1].sum(), seen["act"])
+    hook.remove()
+    model.train()
+    ref = F.relu((grad.mean(dim=(2, 3), keepdim=True) * seen["act"]).sum(dim=1, keepdim=True))
+    ref = F.interpolate(ref.detach(), size=(48, 48), mode="bilinear", align_corners=False)[:, 0]
+    assert (ref.amax(dim=(1, 2)) > 0).all()
+    ref = ref / ref.amax(dim=(1, 2), keepdim=True)
     cam = grad_cam(model, x, 1)
     assert cam.shape == (2, 48, 48)
-    assert torch.isfinite(cam).all() and float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0
+    torch.testing.assert_close(cam, ref, rtol=1e-4, atol=1e-5)
     assert model.training  # mode restored
     with pytest.raises(ValueError, match="cam_layer"):
         grad_cam(nn.Sequential(nn.Flatten(), nn.Linear(3 * 48 * 48, 2)), x, 0)
@@ -84,15 +100,11 @@ def test_single_band_and_shards(tmp_path):
     assert np.array_equal(mono[:, 0], mono[:, 2])
     assert np.abs(mono[:, 0].astype(int) - imgs.astype(float).mean(axis=1)).max() <= 0.5
 
-    def jpeg(a):
-        buf = io.BytesIO()
-        Image.fromarray(a.transpose(1, 2, 0)).save(buf, format="JPEG")
-        return buf.getvalue()
-
     table = pa.table({
         "object_id": ["a", "b", "c"], "ra": [0.0, 1.0, 2.0], "dec": [0.0, 0.0, 0.0],
         "z": [0.01, 0.02, 0.03], "survey": ["sdss"] * 3,
-        "image": pa.array([jpeg(imgs[0]), b"not a jpeg", jpeg(imgs[2])], pa.binary()),
+        "image": pa.array([encode_jpeg(imgs[0].transpose(1, 2, 0)), b"not a jpeg",
+                           encode_jpeg(imgs[2].transpose(1, 2, 0))], pa.binary()),
         "m_true": pa.array([0.6, -0.7, 0.1], pa.float32()),
     })
     write_shard(table, str(tmp_path / "in"), "part", 0)
