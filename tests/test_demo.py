@@ -23,4 +23,11 @@ def test_demo_small(ray_local, tmp_path):
     cat = pl.read_parquet(str(out / "catalog" / "**" / "*.parquet"), hive_partitioning=True)
     assert cat.height == 300 and cat["object_id"].n_unique() == 300
     assert cat.filter(pl.col("status") == "ok").height == 300
-    assert json.loads((out / "demo_summary.json").read_text())["total_s"] == summary["total_s"]
+    # the summary on disk tells what happened: every row predicted and scored, every step timed
+    written = json.loads((out / "demo_summary.json").read_text())
+    assert written["rows_by_status"] == {"ok": 300}
+    assert written["metrics"]["counts"]["n_matched"] == 300
+    assert list(written["timings_s"]) == ["mock (training sample)", "mock (survey)", "train regression",
+                                          "train pr", "build catalog", "evaluate"]
+    assert sum(written["timings_s"].values()) <= written["total_s"] + 0.4  # each rounded to 0.1 s
+    assert written["catalog"] == str(out / "catalog") == summary["catalog"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from imagefixtures import dihedral_views_reference, make_blob_shards
+from sklearn.metrics import roc_auc_score
 
 from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
@@ -21,9 +23,6 @@ from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import fit, load_state, save_state
 from hicatalog.training.metrics import classification_metrics, regression_metrics
 from hicatalog.training.presets import resolve_hyperparameters
-
-sys.path.insert(0, str(Path(__file__).parent))
-from imagefixtures import make_blob_shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +112,11 @@ def test_decode_rows_drops_corrupt_rows_with_a_logged_count(blobs, caplog):
         va = decode_rows(batch, sel.table, True, 48, 24)
     ids = set(batch["object_id"].to_pylist()) & set(sel.table["object_id"].to_pylist())
     corrupt = ids & {f"g3-{i:06d}" for i in range(4)}
+    assert len(corrupt) == 4  # this seed selects all four broken rows (two train, two val)
     assert len(tr["image"]) + len(va["image"]) == len(ids) - len(corrupt)
     assert tr["image"].shape[1:] == (3, 24, 24) and tr["image"].dtype == np.uint8
-    if corrupt:
-        assert any("dropped" in r.message and "undecodable" in r.message for r in caplog.records)
+    logged = [re.search(r"dropped (\d+) undecodable", r.getMessage()) for r in caplog.records]
+    assert sum(int(m.group(1)) for m in logged if m) == len(corrupt)
 
 
 def test_presets_and_overrides():
@@ -134,10 +134,16 @@ def test_presets_and_overrides():
 def test_metrics_definitions():
     true = np.array([0.0, 1.0, 2.0, 3.0])
     m = regression_metrics(0.5 * true + 1.0, true)
-    assert m["slope"] == pytest.approx(0.5)
-    assert m["rmse"] ** 2 == pytest.approx(m["sigma"] ** 2 + m["offset"] ** 2)
+    # residuals 1, 0.5, 0, -0.5: offset 1/4, rmse sqrt(1.5/4), sigma sqrt(1.25/4);
+    # std(true) = sqrt(1.25)
+    assert m["n_val"] == 4 and m["slope"] == pytest.approx(0.5)
+    assert m["offset"] == pytest.approx(0.25) and m["rmse"] == pytest.approx(np.sqrt(0.375))
+    assert m["sigma"] == pytest.approx(np.sqrt(0.3125)) and m["std_true"] == pytest.approx(np.sqrt(1.25))
+    assert m["rmse_over_std"] == pytest.approx(np.sqrt(0.3))
     c = classification_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    # 3 of the 4 (positive, negative) pairs are ordered; p > 0.5 is right for 3 of 4 rows
     assert c["auc"] == pytest.approx(0.75) and c["accuracy"] == pytest.approx(0.75)
+    assert (c["n_val"], c["n_val_pos"]) == (4, 2)
 
 
 # --- resume determinism on the per-worker loop ------------------------------------------------
@@ -203,9 +209,18 @@ def test_resumed_run_ends_with_identical_weights(tmp_path):
 def test_classifier_loop_reports_accuracy_and_auc():
     x, y = _toy_data()
     tb, vb = _batches(x, (y > y.median()).long())
-    _, hist = fit(_loop_config(task="pr", epochs=1), tb, vb)
-    assert {"accuracy", "auc", "n_val"} <= set(hist[0])
-    assert 0.0 <= hist[0]["auc"] <= 1.0
+    lc = _loop_config(task="pr", epochs=1)
+    model, hist = fit(lc, tb, vb)
+    # the reported numbers are those of the trained model on the validation batch: p(class 1)
+    # averaged over the 8 views of the square, scored with scikit-learn and numpy
+    x_val, y_val = next(vb())
+    mean, std = (torch.tensor(lc[k])[:, None, None] for k in ("mean", "std"))
+    x_val = (x_val.float() / 255 - mean) / std
+    p = torch.softmax(dihedral_views_reference(model, x_val), dim=-1).mean(dim=1)[:, 1].numpy()
+    y_val = y_val.numpy()
+    assert 0 < y_val.sum() < len(y_val) and hist[0]["n_val"] == len(y_val) == 20
+    assert hist[0]["auc"] == pytest.approx(roc_auc_score(y_val, p), abs=1e-6)
+    assert hist[0]["accuracy"] == pytest.approx(np.mean((p > 0.5) == y_val.astype(bool)))
 
 
 @pytest.mark.parametrize("task", ["regression", "pr"])
