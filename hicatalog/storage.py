@@ -11,6 +11,7 @@ of one JSON line per epoch.) Paths may be local (``runs/x``, ``/data/x``) or any
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["filesystem_and_path", "write_atomic", "write_parquet_atomic"]
+__all__ = ["filesystem_and_path", "write_atomic", "write_parquet_atomic", "write_figure_atomic"]
 
 
 def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
@@ -67,3 +68,11 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike, **write_table
     ``write_table_kwargs`` go to :func:`pyarrow.parquet.write_table`. Returns ``path``."""
     write_table_kwargs.setdefault("compression", "zstd")
     return write_atomic(path, lambda sink: pq.write_table(table, sink, **write_table_kwargs))
+
+
+def write_figure_atomic(fig: Any, path: str | os.PathLike, dpi: int = 110) -> str:
+    """Write a matplotlib figure as a PNG at ``path`` atomically (``dpi`` dots per inch);
+    returns ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return write_atomic(path, buf.getvalue())

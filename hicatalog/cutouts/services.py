@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from hicatalog.imaging import IMAGING
+
 __all__ = [
     "SDSS_DR14_URL",
     "LEGACY_VIEWER_URL",
@@ -32,9 +34,6 @@ __all__ = [
 SDSS_DR14_URL = "https://skyserver.sdss.org/dr14/SkyServerWS/ImgCutout/getjpeg"
 #: Legacy Survey viewer JPEG cutouts.
 LEGACY_VIEWER_URL = "https://www.legacysurvey.org/viewer/cutout.jpg"
-
-#: Paper defaults per survey: (side in px, pixel scale in arcsec/px).
-SURVEY_DEFAULTS = {"sdss": (224, 0.396), "legacy": (448, 0.262)}
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,9 @@ def sdss_service(
     base_url: str | None = None, size: int | None = None, pixscale: float | None = None
 ) -> CutoutService:
     """SDSS DR14 SkyServer ``getjpeg`` (defaults: 224 px at 0.396"/px, the paper's choice)."""
-    d_size, d_scale = SURVEY_DEFAULTS["sdss"]
-    return CutoutService("sdss", base_url or SDSS_DR14_URL, size or d_size, pixscale or d_scale)
+    d = IMAGING["sdss"]
+    return CutoutService("sdss", base_url or SDSS_DR14_URL, size or d.cutout_px,
+                         pixscale or d.pixel_scale)
 
 
 def legacy_service(
@@ -91,9 +91,10 @@ def legacy_service(
     pixscale: float | None = None,
 ) -> CutoutService:
     """Legacy Survey viewer ``cutout.jpg`` (defaults: layer dr8, 448 px at 0.262"/px)."""
-    d_size, d_scale = SURVEY_DEFAULTS["legacy"]
+    d = IMAGING["legacy"]
     return CutoutService(
-        "legacy", base_url or LEGACY_VIEWER_URL, size or d_size, pixscale or d_scale, layer
+        "legacy", base_url or LEGACY_VIEWER_URL, size or d.cutout_px, pixscale or d.pixel_scale,
+        layer,
     )
 
 

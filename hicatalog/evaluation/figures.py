@@ -16,14 +16,13 @@ Each function takes arrays, writes one PNG and returns its path:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from hicatalog.metrics import regression_metrics
-from hicatalog.storage import write_atomic
+from hicatalog.storage import write_figure_atomic
 
 __all__ = [
     "plot_pred_vs_true",
@@ -39,10 +38,7 @@ _DPI = 110
 
 
 def _save(fig: Figure, path: str) -> str:
-    """Write ``fig`` as a PNG at ``path`` atomically; returns ``path``."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
-    return write_atomic(path, buf.getvalue())
+    return write_figure_atomic(fig, path, _DPI)
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
 from hicatalog.cutouts.shards import list_shards
+from hicatalog.storage import write_figure_atomic
 
 log = logging.getLogger("hicatalog.mock.gallery")
 
@@ -102,6 +103,6 @@ def draw_gallery(cutouts: str, out_png: str, n_cols: int = 5, max_rows: int = 20
                  fontsize=9)
     fig.subplots_adjust(left=0.04, right=0.99, top=0.93, bottom=0.01, wspace=0.04,
                         hspace=0.25)
-    fig.savefig(out_png, dpi=110)
+    write_figure_atomic(fig, out_png, dpi=110)
     plt.close(fig)
     return out_png

@@ -24,6 +24,7 @@ from astropy.visualization import make_lupton_rgb
 from PIL import Image
 from scipy.ndimage import correlate1d
 
+from hicatalog.imaging import IMAGING
 from hicatalog.mock.parameters import (
     BULGE_RE_FRACTION,
     GR_ARM,
@@ -89,21 +90,24 @@ def _noise_from_depth(depth_mag: float, fwhm: float, pixel_scale: float) -> floa
     return 10 ** (-0.4 * (depth_mag - 22.5)) / (5 * math.sqrt(4 * math.pi * sig**2))
 
 
-#: SDSS DR14 gri: 0.396"/px, median PSF ~1.4", point-source depths g 22.2, r 22.2, i 21.3
+def _survey_spec(name: str, psf_fwhm: float, depths: tuple[float, float, float],
+                 rgb_weights: tuple[float, float, float], stretch: float, q: float) -> SurveySpec:
+    """The mock's model of survey ``name``: bands, pixel scale and cutout side from
+    :data:`hicatalog.imaging.IMAGING`; ``depths`` the 5-sigma point-source depths (AB mag) of
+    the bands, reddest first."""
+    im = IMAGING[name]
+    noise = tuple(_noise_from_depth(d, psf_fwhm, im.pixel_scale) for d in depths)
+    return SurveySpec(name, im.bands, im.pixel_scale, psf_fwhm, noise, im.cutout_px,
+                      rgb_weights, stretch, q)
+
+
+#: SDSS DR14 gri: median PSF ~1.4", point-source depths i 21.3, r 22.2, g 22.2
 #: (York et al. 2000; Stoughton et al. 2002). Band order (i, r, g) = (R, G, B).
-#: Legacy Survey DR8 grz: 0.262"/px, PSF ~1.1", 5-sigma depths g 24.0, r 23.4, z 22.5
+#: Legacy Survey DR8 grz: PSF ~1.1", 5-sigma depths z 22.5, r 23.4, g 24.0
 #: (Dey et al. 2019). Band order (z, r, g) = (R, G, B).
 SURVEYS: dict[str, SurveySpec] = {
-    "sdss": SurveySpec(
-        "sdss", ("i", "r", "g"), 0.396, 1.4,
-        tuple(_noise_from_depth(d, 1.4, 0.396) for d in (21.3, 22.2, 22.2)),
-        224, (0.80, 1.0, 1.45), 0.9, 8.0,
-    ),
-    "legacy": SurveySpec(
-        "legacy", ("z", "r", "g"), 0.262, 1.1,
-        tuple(_noise_from_depth(d, 1.1, 0.262) for d in (22.5, 23.4, 24.0)),
-        448, (0.45, 1.0, 1.45), 0.4, 8.0,
-    ),
+    "sdss": _survey_spec("sdss", 1.4, (21.3, 22.2, 22.2), (0.80, 1.0, 1.45), 0.9, 8.0),
+    "legacy": _survey_spec("legacy", 1.1, (22.5, 23.4, 24.0), (0.45, 1.0, 1.45), 0.4, 8.0),
 }
 
 #: Columns of the imaged galaxies that the renderer reads (:mod:`hicatalog.mock.columns`).
