@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
 
-.PHONY: setup test test-slow test-all demo lint bench clean
+.PHONY: setup test test-fast demo lint bench clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -15,14 +15,14 @@ setup:
 	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	$(BIN)/hicatalog --help >/dev/null
 
+# Everything, as CI runs it: the slow tests guard job submission, killed builds and fetches,
+# worker failure and the demo, so they run here too.
 test:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
-test-slow:
-	$(BIN)/python -m pytest -q -m slow
-
-test-all:
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+# The quick loop while editing: everything not marked slow.
+test-fast:
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo:
 	$(BIN)/hicatalog demo --out runs/demo

@@ -32,20 +32,20 @@ def child(n: int, size: int, out: str) -> dict:
     import logging
 
     from hicatalog.config import MockConfig
-    from hicatalog.mock import run as mock_run
+    from hicatalog.mock import survey as mock_survey
 
     logging.basicConfig(level=logging.WARNING)
     cfg = MockConfig(out=out, n=n, seed=0, image_size=size, engine="local")
     # time population and rendering separately (same code path as generate_mock)
     t0, c0 = time.perf_counter(), time.process_time()
-    pop = mock_run.generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population)
-    table = mock_run.imaged_table(pop)
+    pop = mock_survey.generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population)
+    table = mock_survey.imaged_table(pop)
     t_pop, c_pop = time.perf_counter() - t0, time.process_time() - c0
     rss_after_population = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    bounds = mock_run._shard_bounds(table.num_rows, cfg.rows_per_shard)
+    bounds = mock_survey._shard_bounds(table.num_rows, cfg.rows_per_shard)
     t1, c1 = time.perf_counter(), time.process_time()
     for k, b in enumerate(bounds):
-        mock_run._render_and_write(table, k, b, os.path.join(out, "cutouts"), cfg.imaging,
+        mock_survey._render_and_write(table, k, b, os.path.join(out, "cutouts"), cfg.imaging,
                                    size, cfg.seed)
     t_render, c_render = time.perf_counter() - t1, time.process_time() - c1
     return {

@@ -46,15 +46,15 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("mock", MockConfig, "hicatalog.mock.run:main",
+    Command("mock", MockConfig, "hicatalog.mock.survey:main",
             "render the embedded mock survey (cutouts, tracers, truth)"),
     Command("train", TrainConfig, "hicatalog.training.run:main",
             "train the regression / PR / gas-class CNN with Ray Train"),
-    Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.run:main",
+    Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.build:main",
             "stream cutouts through both models into the Parquet H I catalog"),
     Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:main",
             "compute D5, Sigma5 and delta5 for targets against tracers"),
-    Command("evaluate", EvaluateConfig, "hicatalog.evaluation.run:main",
+    Command("evaluate", EvaluateConfig, "hicatalog.evaluation.analyses:main",
             "metrics, PR-cut tables, environment splits, Grad-CAM, baselines, report",
             positional=("analysis",)),
     Command("labels", LabelsConfig, "hicatalog.surveys.labels:main",

@@ -48,7 +48,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns a summary dict (paths, timings, headline metrics)."""
     from hicatalog.catalog.build import build_catalog
     from hicatalog.evaluation.catalog import evaluate_catalog
-    from hicatalog.mock.run import generate_mock
+    from hicatalog.mock.survey import generate_mock
     from hicatalog.training.run import train
 
     init_ray()

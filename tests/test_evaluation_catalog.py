@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from hicatalog.cli import main as cli_main
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.evaluation.run import evaluate_catalog
+from hicatalog.evaluation.analyses import evaluate_catalog
 from hicatalog.evaluation.tables import TABLE2_HEADERS
 
 POPS = ("alfalfa", "nondetections", "xgass")

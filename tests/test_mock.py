@@ -15,7 +15,7 @@ from hicatalog.config import MockConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.mock import render
-from hicatalog.mock.run import generate_mock
+from hicatalog.mock.survey import generate_mock
 from hicatalog.schemas import read_table, validate_table
 
 N, SIZE, ROWS = 360, 80, 100

@@ -34,6 +34,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import importlib.util
+import json
 import logging
 import os
 import time
@@ -68,7 +69,7 @@ from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
-__all__ = ["build_catalog", "dec_zone", "CatalogPlan"]
+__all__ = ["build_catalog", "dec_zone", "CatalogPlan", "main"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
@@ -557,3 +558,17 @@ def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
     write_json_atomic(vdir / MANIFEST_FILE, manifest)
     write_json_atomic(out / MANIFEST_FILE, manifest)
     return manifest
+
+
+def main(cfg: BuildCatalogConfig) -> int:
+    """CLI entry (``hicatalog build-catalog``): build into ``cfg.out``, print where the catalog
+    is, its row counts by status and a query to try; returns 0."""
+    manifest = build_catalog(cfg)
+    rows = manifest["rows"]
+    print(f"catalog {cfg.out} version {manifest['version']} ({manifest['build_id']}): "
+          f"{rows['total']} rows in {manifest['wall_time_s']:.1f} s")
+    print(f"  status: {json.dumps(rows['status'])}")
+    print(f"  env_status: {json.dumps(rows['env_status'])}")
+    print(f"  query: duckdb -c \"SELECT count(*) FROM read_parquet('{cfg.out}/**/*.parquet', "
+          "hive_partitioning=true) WHERE p_cnn > 0.9\"")
+    return 0

@@ -13,5 +13,5 @@ Modules (nothing is imported or read at package import time):
 - :mod:`~hicatalog.evaluation.robustness`: Appendix B point-source injections.
 - :mod:`~hicatalog.evaluation.tables`, :mod:`~hicatalog.evaluation.figures`,
   :mod:`~hicatalog.evaluation.report`: Markdown/HTML tables, PNG figures, ``index.html``.
-- :mod:`~hicatalog.evaluation.run`: ``hicatalog evaluate [ANALYSIS]``.
+- :mod:`~hicatalog.evaluation.analyses`: ``hicatalog evaluate [ANALYSIS]``.
 """

@@ -9,5 +9,5 @@ One job per module, in the order a mock is made:
 - :mod:`~hicatalog.mock.samples`: the imaged samples and :func:`generate_population`;
 - :mod:`~hicatalog.mock.columns`: every column of the galaxy tables, with dtype and unit;
 - :mod:`~hicatalog.mock.render`: the cutout images; :mod:`~hicatalog.mock.gallery`: a figure;
-- :mod:`~hicatalog.mock.run`: ``hicatalog mock``, the tables and shards on disk.
+- :mod:`~hicatalog.mock.survey`: ``hicatalog mock``, the tables and shards on disk.
 """

@@ -3,7 +3,8 @@
 Output (``cfg.out`` = DIR)::
 
     DIR/cutouts/part-NNNNN.parquet   cutouts contract + labels (m_true, detected, log_mstar,
-                                     delta5 = true 1+delta5, dataset), cfg.rows_per_shard rows
+                                     one_plus_delta5 = true 1+delta5, dataset),
+                                     cfg.rows_per_shard rows
     DIR/tracers.parquet              every galaxy above the optical limit (tracers contract)
     DIR/truth.parquet                every part of M per imaged galaxy (truth contract)
     DIR/_mock.json                   the configuration and counts of the run
