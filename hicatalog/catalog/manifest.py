@@ -13,7 +13,8 @@ rename)::
 ``V`` counts builds into ``DIR`` (1, 2, ...): an incremental build (``--since-manifest``)
 adds a version holding only the galaxies the earlier versions lack and never rewrites their
 files, so ``DIR/**/*.parquet`` (hive partitioning: ``version``, ``dec_zone``) is always the
-whole catalog with one row per galaxy. ``dec_zone`` is the lower declination edge in whole
+whole catalog: one row per input cutout row, so an ``object_id`` that repeats in the input has
+its one prediction plus rows with ``status = 'duplicate_id'``. ``dec_zone`` is the lower declination edge in whole
 degrees; rows without valid coordinates go to ``dec_zone=__HIVE_DEFAULT_PARTITION__`` (read
 as null by DuckDB, polars and pyarrow).
 """

@@ -1,8 +1,10 @@
 """JPEG decoding of cutouts, per row, with a status instead of an exception.
 
-Every consumer of cutout bytes (training, the catalog build, evaluation) decodes through
-:func:`decode_jpeg` / :func:`decode_batch`, so a corrupt, empty, truncated, grayscale or
-wrongly-sized image gets the same status string everywhere.
+Every consumer of cutout bytes (training, the catalog build, evaluation, the fetch's response
+check) reads headers with :func:`read_jpeg_header` and decodes with :func:`decode_jpeg` /
+:func:`decode_batch`, so a corrupt, empty, truncated, grayscale or wrongly-sized image gets the
+same status string everywhere. (The catalog build's optional GPU path decodes the pixels with
+torchvision but takes its statuses from these functions.)
 
 Status values (the ``status`` column of the H I catalog uses them verbatim):
 
