@@ -1,5 +1,7 @@
 """Positional cross-matching on the sky, through astropy's ``SkyCoord`` (no hand-written
-spherical trigonometry). Inputs are ICRS degrees as numpy arrays; NaN positions never match.
+spherical trigonometry). Inputs are ICRS degrees as numpy arrays; positions that fail the
+project's coordinate rule (:func:`hicatalog.sky.valid_coordinates`: NaN, infinite, |dec| > 90)
+never match.
 """
 
 from __future__ import annotations
@@ -8,16 +10,16 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord, search_around_sky
 
+from hicatalog.sky import valid_coordinates, wrap_ra
+
 __all__ = ["nearest_match", "has_neighbour", "sky_coords"]
 
 
 def sky_coords(ra: np.ndarray, dec: np.ndarray) -> SkyCoord:
-    """``SkyCoord`` of finite positions (NaN rows are placed at dec=-90 and masked by callers)."""
-    return SkyCoord(np.nan_to_num(ra, nan=0.0) * u.deg, np.nan_to_num(dec, nan=-90.0) * u.deg)
-
-
-def _finite(ra, dec) -> np.ndarray:
-    return np.isfinite(np.asarray(ra, float)) & np.isfinite(np.asarray(dec, float))
+    """``SkyCoord`` of valid positions (deg); an invalid row is placed at (0, -90) deg, to be
+    masked by the caller with :func:`hicatalog.sky.valid_coordinates`."""
+    ok = valid_coordinates(ra, dec)
+    return SkyCoord(np.where(ok, wrap_ra(ra), 0.0) * u.deg, np.where(ok, dec, -90.0) * u.deg)
 
 
 def nearest_match(
@@ -35,7 +37,7 @@ def nearest_match(
     n1 = len(ra1)
     index = np.full(n1, -1, dtype=np.int64)
     sep = np.full(n1, np.nan)
-    ok1, ok2 = _finite(ra1, dec1), _finite(ra2, dec2)
+    ok1, ok2 = valid_coordinates(ra1, dec1), valid_coordinates(ra2, dec2)
     if not ok1.any() or not ok2.any():
         return index, sep
     idx2 = np.flatnonzero(ok2)
@@ -73,11 +75,11 @@ def has_neighbour(
 
     Returns
     -------
-    bool ``(N,)``; NaN positions have no neighbours.
+    bool ``(N,)``; invalid positions have no neighbours.
     """
     ra, dec, ra_ref, dec_ref = (np.asarray(a, dtype=float) for a in (ra, dec, ra_ref, dec_ref))
     out = np.zeros(len(ra), dtype=bool)
-    ok, ok_ref = _finite(ra, dec), _finite(ra_ref, dec_ref)
+    ok, ok_ref = valid_coordinates(ra, dec), valid_coordinates(ra_ref, dec_ref)
     if not ok.any() or not ok_ref.any():
         return out
     rows, refs = np.flatnonzero(ok), np.flatnonzero(ok_ref)

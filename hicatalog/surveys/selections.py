@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from hicatalog.schemas import conform_table, validate_table
+from hicatalog.sky import wrap_ra
 from hicatalog.surveys.crossmatch import has_neighbour, nearest_match
 
 __all__ = [
@@ -116,7 +117,7 @@ def _np(table: pa.Table) -> dict[str, np.ndarray]:
 def in_footprint(ra: np.ndarray, dec: np.ndarray, boxes=ALFALFA_FOOTPRINT) -> np.ndarray:
     """Whether each (ra, dec) in deg lies in one of the ``(ra_min, ra_max, dec_min, dec_max)``
     boxes (``ra_min > ra_max`` wraps through ra = 0)."""
-    ra = np.mod(np.asarray(ra, float), 360.0)
+    ra = wrap_ra(ra)
     dec = np.asarray(dec, float)
     inside = np.zeros(len(ra), dtype=bool)
     with np.errstate(invalid="ignore"):
