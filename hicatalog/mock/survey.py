@@ -31,7 +31,7 @@ from hicatalog.cutouts.shards import write_shard
 from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
 from hicatalog.mock.samples import Population, generate_population
 from hicatalog.runtime import init_ray
-from hicatalog.schemas import conform_table
+from hicatalog.schemas import conform_table, table_spec
 from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
 
 log = logging.getLogger("hicatalog.mock")
@@ -69,22 +69,14 @@ def tracers_table(pop: Population) -> pa.Table:
 
 
 def truth_table(pop: Population) -> pa.Table:
-    """The truth contract for the imaged galaxies (in cutout order)."""
+    """The truth contract for the imaged galaxies (in cutout order): every contract column,
+    cast to the contract's type (NaN written as null)."""
     im = pop.imaged
-    f32 = ("log_mstar", "m_true", "m_mass", "m_visible", "m_env", "m_scatter", "log_mhi",
-           "g_r", "r_mag", "re_disc_kpc", "cos_incl", "w50", "log_s21", "log_s21_lim",
-           "p_detect", "sf_state")
-    cols: dict[str, pa.Array] = {
-        "object_id": pa.array(im["object_id"].tolist(), pa.string()),
-        "ra": pa.array(im["ra"]), "dec": pa.array(im["dec"]), "z": pa.array(im["z"]),
-        "population": pa.array(im["population"].tolist(), pa.string()),
-        "one_plus_delta5_true": pa.array(im["one_plus_delta5_true"].astype(np.float32), from_pandas=True),
-        "detected": pa.array(im["detected"].astype(bool)),
-        "group_id": pa.array(im["group_id"].astype(np.int64)),
-        "d5_true_mpc": pa.array(im["d5_true_mpc"].astype(np.float32), from_pandas=True),
+    cols = {
+        f.name: pa.array(im[f.name].tolist(), pa.string()) if im[f.name].dtype == object
+        else pa.array(im[f.name].astype(f.type.to_pandas_dtype()), from_pandas=True)
+        for f in table_spec("truth").schema
     }
-    for c in f32:
-        cols[c] = pa.array(im[c].astype(np.float32))
     return conform_table(pa.table(cols), "truth", "mock truth")
 
 
@@ -106,8 +98,8 @@ def render_shard(rows: pa.Table, survey: str, size: int, seed: int) -> pa.Table:
     """Render the cutouts of ``rows`` (a slice of :func:`imaged_table`) into a cutouts table.
 
     Returns the cutouts contract with labels: object_id, ra, dec, z, survey, image (JPEG),
-    m_true (float32), detected (bool), log_mstar (float32), delta5 (true 1+delta5, float32),
-    dataset ('alfalfa' | 'nondetections' | 'xgass').
+    m_true (float32), detected (bool), log_mstar (float32), one_plus_delta5 (the true
+    1+delta5, float32), dataset ('alfalfa' | 'nondetections' | 'xgass').
     """
     params = {c: rows.column(c).to_numpy() for c in RENDER_COLUMNS}
     images = [
