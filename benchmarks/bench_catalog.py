@@ -39,7 +39,7 @@ from hicatalog.catalog.inference import predict_images
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.models.card import ModelCard, load_model, save_model
+from hicatalog.models import ModelCard, load_model, save_model
 from hicatalog.models.xresnet import xresnet18
 
 

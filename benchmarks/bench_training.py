@@ -34,7 +34,7 @@ from PIL import Image
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards, write_shard
-from hicatalog.models.card import compute_normalization
+from hicatalog.models import ModelCard, build_model, compute_normalization
 from hicatalog.training.data import select_rows
 from hicatalog.training.loop import fit, steps_per_epoch
 from hicatalog.training.presets import resolve_hyperparameters
@@ -65,6 +65,16 @@ def synthetic_shards(out_dir: str, n: int, size: int, seed: int = 0) -> str:
     return out_dir
 
 
+def _card(cfg: TrainConfig, normalization: dict[str, list[float]]) -> ModelCard:
+    """The regression card the benchmark trains (the network and normalisation of ``cfg``)."""
+    hp = resolve_hyperparameters(cfg)
+    return ModelCard(
+        model_id="bench", task="regression", arch=hp["arch"], width=float(hp["width"]),
+        n_outputs=1, image_size=int(hp["image_size"]), cutout_size=None, survey="sdss",
+        normalization=normalization,
+    )
+
+
 def plain_loop(cfg: TrainConfig, files: list[str], threads: int) -> dict:
     """The same training in-process: decode everything first, then :func:`fit`."""
     import pyarrow.parquet as pq
@@ -82,14 +92,12 @@ def plain_loop(cfg: TrainConfig, files: list[str], threads: int) -> dict:
     y = torch.from_numpy(np.asarray(target)[dec.ok])
     v = torch.from_numpy(is_val[dec.ok])
     xt, yt, xv, yv = x[~v], y[~v], x[v], y[v]
-    norm = compute_normalization(xt[:1024].numpy())
     bs = int(hp["batch_size"])
+    card = _card(cfg, compute_normalization(xt[:1024].numpy()))
     lc = {
-        "task": cfg.task, "arch": hp["arch"], "width": hp["width"], "n_out": 1,
-        "epochs": hp["epochs"], "batch_size": bs, "max_lr": hp["max_lr"],
-        "weight_decay": hp["weight_decay"], "label_smoothing": 0.0, "seed": cfg.seed,
-        "mean": norm["mean"], "std": norm["std"],
-        "steps_per_epoch": steps_per_epoch(len(xt), 1, bs), "gpu": cfg.gpu,
+        "card": card.to_dict(), "epochs": hp["epochs"], "batch_size": bs,
+        "max_lr": hp["max_lr"], "weight_decay": hp["weight_decay"], "label_smoothing": 0.0,
+        "seed": cfg.seed, "steps_per_epoch": steps_per_epoch(len(xt), 1, bs), "gpu": cfg.gpu,
     }
 
     def train_batches(epoch):
@@ -117,8 +125,6 @@ def gpu_fraction(cfg: TrainConfig, images_per_s: float) -> dict:
     """Achieved fraction of the measured bf16 matmul rate (GPU only)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hicatalog.training.loop import build_network
-
     hp = resolve_hyperparameters(cfg)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):
@@ -129,8 +135,9 @@ def gpu_fraction(cfg: TrainConfig, images_per_s: float) -> dict:
         a @ a
     torch.cuda.synchronize()
     matmul_flops = 2 * 8192**3 * reps / (time.perf_counter() - t0)
-    lc = {"arch": hp["arch"], "width": hp["width"], "n_out": 1, "seed": 0}
-    model = build_network(lc).cuda().to(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    card = _card(cfg, {"mean": [0.5] * 3, "std": [0.25] * 3})
+    model = build_model(card).cuda().to(memory_format=torch.channels_last)
     x = torch.randn(8, 3, hp["image_size"], hp["image_size"], device="cuda")
     with FlopCounterMode(display=False) as fc, torch.autocast("cuda", dtype=torch.bfloat16):
         model(x).float().sum().backward()

@@ -24,7 +24,7 @@ from hicatalog.catalog.environment import compute_environment
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.models.card import ModelCard, load_model, save_model
+from hicatalog.models import ModelCard, load_model, save_model
 from hicatalog.models.xresnet import xresnet18
 from hicatalog.schemas import SchemaError, validate_table
 

@@ -20,7 +20,7 @@ from hicatalog.cli import main as cli_main
 
 @pytest.fixture
 def tiny_model(tmp_path):
-    from hicatalog.models.card import ModelCard, build_model, save_model
+    from hicatalog.models import ModelCard, build_model, save_model
 
     card = ModelCard(
         model_id="tiny", task="regression", arch="shallow", width=0.25, n_outputs=1,
@@ -44,7 +44,7 @@ def test_pick_galaxies():
 
 
 def test_robustness_cli(tmp_path, tiny_model):
-    from hicatalog.models.card import load_model
+    from hicatalog.models import load_model
 
     table, _ = make_blue_excess_shards(tmp_path / "cutouts", n=30)
     out = tmp_path / "rob"

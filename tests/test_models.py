@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,12 +15,17 @@ from torch import nn
 from hicatalog.models import (
     Lookahead,
     ModelCard,
+    average_views,
+    build_model,
     build_optimizer,
+    class_probabilities,
     compute_normalization,
     dihedral,
     load_model,
     one_cycle,
     param_groups,
+    positive_probability,
+    predict_views,
     preprocess,
     random_dihedral,
     save_model,
@@ -280,3 +286,69 @@ def test_preprocess_normalises_and_resizes():
         preprocess(np.zeros((1, 3, 32, 32), dtype=np.float32), card)
     norm = compute_normalization(np.stack([imgs[0], np.zeros_like(imgs[0])]))
     assert norm["mean"] == pytest.approx([0.1] * 3)
+
+
+def test_card_dict_roundtrip_and_unknown_keys():
+    card = _card(task="gasclass", arch="shallow", n_outputs=2)
+    assert ModelCard.from_dict(card.to_dict()) == card
+    assert json.loads(card.to_json()) == card.to_dict()
+    with pytest.raises(ValueError, match=r"here: unknown model card keys \['colour'\]"):
+        ModelCard.from_dict({**card.to_dict(), "colour": 1}, source="here")
+
+
+def test_positive_class_comes_from_the_task():
+    pr, gas = _card(task="pr", n_outputs=2), _card(task="gasclass", n_outputs=2)
+    assert (pr.positive_class, pr.positive_index) == ("detection", 1)
+    assert (gas.positive_class, gas.positive_index) == ("gas_rich", 1)
+    # the index follows the card's class order, not a fixed column
+    flipped = _card(task="pr", n_outputs=2, classes=["detection", "nondetection"])
+    assert flipped.positive_index == 0
+    with pytest.raises(ValueError, match="not a classifier"):
+        _ = _card().positive_index
+    with pytest.raises(ValueError, match="including 'detection'"):
+        _card(task="pr", n_outputs=2, classes=["no", "yes"])
+    with pytest.raises(ValueError, match="one class per output"):
+        _card(task="gasclass", n_outputs=3)
+    with pytest.raises(ValueError, match="1 output"):
+        _card(n_outputs=2)
+
+
+def test_positive_probability_by_hand():
+    # (N=2, V=2, 2 classes); p(class 1) of one view = 1 / (1 + exp(l0 - l1))
+    logits = torch.tensor([[[0.0, 1.0], [2.0, 0.0]], [[3.0, 3.0], [-1.0, 1.0]]])
+
+    def p1(l0, l1):
+        return 1.0 / (1.0 + math.exp(l0 - l1))
+
+    expected = torch.tensor([(p1(0, 1) + p1(2, 0)) / 2, (p1(3, 3) + p1(-1, 1)) / 2])
+    pr = _card(task="pr", n_outputs=2)
+    torch.testing.assert_close(positive_probability(logits, pr), expected)
+    torch.testing.assert_close(average_views(logits, pr), expected)
+    flipped = _card(task="pr", n_outputs=2, classes=["detection", "nondetection"])
+    torch.testing.assert_close(positive_probability(logits, flipped), 1 - expected)
+    torch.testing.assert_close(class_probabilities(logits), torch.stack([1 - expected, expected], 1))
+    with pytest.raises(ValueError, match="not a classifier"):
+        positive_probability(logits, _card())
+    # regression: the mean over the views of the one output (dex)
+    views = torch.tensor([[[1.0], [2.0], [4.0]], [[-1.0], [-1.0], [0.5]]])
+    torch.testing.assert_close(average_views(views, _card()), torch.tensor([7 / 3, -0.5]))
+
+
+def test_predict_views_normalises_as_the_card_says():
+    torch.manual_seed(0)
+    card = _card(task="pr", n_outputs=2, image_size=16, cutout_size=16)
+    model = build_model(card).eval()
+    imgs = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    mean = torch.tensor([0.1, 0.2, 0.3])[:, None, None]
+    std = torch.tensor([0.2, 0.2, 0.25])[:, None, None]
+    x = (imgs.float() / 255 - mean) / std
+    with torch.no_grad():
+        ref = model(x)
+        ref_flip = model(torch.flip(x, dims=(-1,)))  # D4 element 4: a left-right flip
+    one = predict_views(model, card, imgs, tta=False)
+    assert one.shape == (3, 1, 2) and one.dtype == torch.float32
+    torch.testing.assert_close(one[:, 0], ref, rtol=1e-4, atol=1e-5)
+    eight = predict_views(model, card, imgs.numpy(), tta=True)
+    assert eight.shape == (3, 8, 2)
+    torch.testing.assert_close(eight[:, 0], ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(eight[:, 4], ref_flip, rtol=1e-4, atol=1e-5)

@@ -18,10 +18,10 @@ from sklearn.metrics import roc_auc_score
 from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import list_shards
-from hicatalog.models import load_model
+from hicatalog.models import ModelCard, load_model
 from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import fit, load_state, save_state
-from hicatalog.training.metrics import classification_metrics, regression_metrics
+from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
 from hicatalog.training.presets import resolve_hyperparameters
 
 
@@ -133,14 +133,15 @@ def test_presets_and_overrides():
 
 def test_metrics_definitions():
     true = np.array([0.0, 1.0, 2.0, 3.0])
-    m = regression_metrics(0.5 * true + 1.0, true)
+    # truth first, as scikit-learn: swapped, the slope would be 2 and std_true sqrt(0.3125)
+    m = epoch_regression_metrics(true, 0.5 * true + 1.0)
     # residuals 1, 0.5, 0, -0.5: offset 1/4, rmse sqrt(1.5/4), sigma sqrt(1.25/4);
     # std(true) = sqrt(1.25)
     assert m["n_val"] == 4 and m["slope"] == pytest.approx(0.5)
     assert m["offset"] == pytest.approx(0.25) and m["rmse"] == pytest.approx(np.sqrt(0.375))
     assert m["sigma"] == pytest.approx(np.sqrt(0.3125)) and m["std_true"] == pytest.approx(np.sqrt(1.25))
     assert m["rmse_over_std"] == pytest.approx(np.sqrt(0.3))
-    c = classification_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    c = epoch_classification_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
     # 3 of the 4 (positive, negative) pairs are ordered; p > 0.5 is right for 3 of 4 rows
     assert c["auc"] == pytest.approx(0.75) and c["accuracy"] == pytest.approx(0.75)
     assert (c["n_val"], c["n_val_pos"]) == (4, 2)
@@ -156,11 +157,14 @@ def _toy_data(n=48, size=16, seed=0):
 
 
 def _loop_config(task="regression", epochs=3):
+    card = ModelCard(
+        model_id="toy", task=task, arch="xresnet18", width=0.125,
+        n_outputs=1 if task == "regression" else 2, image_size=16, cutout_size=16,
+        survey="sdss", normalization={"mean": [0.5] * 3, "std": [0.29] * 3},
+    )
     return {
-        "task": task, "arch": "xresnet18", "width": 0.125, "n_out": 1 if task == "regression" else 2,
-        "epochs": epochs, "batch_size": 16, "max_lr": 0.01, "weight_decay": 0.01,
-        "label_smoothing": 0.05, "seed": 7, "mean": [0.5] * 3, "std": [0.29] * 3,
-        "steps_per_epoch": 3,
+        "card": card.to_dict(), "epochs": epochs, "batch_size": 16, "max_lr": 0.01,
+        "weight_decay": 0.01, "label_smoothing": 0.05, "seed": 7, "steps_per_epoch": 3,
     }
 
 
@@ -214,7 +218,7 @@ def test_classifier_loop_reports_accuracy_and_auc():
     # the reported numbers are those of the trained model on the validation batch: p(class 1)
     # averaged over the 8 views of the square, scored with scikit-learn and numpy
     x_val, y_val = next(vb())
-    mean, std = (torch.tensor(lc[k])[:, None, None] for k in ("mean", "std"))
+    mean, std = (torch.tensor(lc["card"]["normalization"][k])[:, None, None] for k in ("mean", "std"))
     x_val = (x_val.float() / 255 - mean) / std
     p = torch.softmax(dihedral_views_reference(model, x_val), dim=-1).mean(dim=1)[:, 1].numpy()
     y_val = y_val.numpy()

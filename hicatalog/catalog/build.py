@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from hicatalog import __version__
 from hicatalog.catalog.environment import compute_environment, read_positions
-from hicatalog.catalog.inference import CatalogPredictor, detection_index
+from hicatalog.catalog.inference import CatalogPredictor
 from hicatalog.catalog.manifest import (
     BUILD_FILE,
     DONE_DIR,
@@ -64,7 +64,7 @@ from hicatalog.catalog.manifest import (
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
-from hicatalog.models.card import ModelCard, load_model
+from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
@@ -100,7 +100,10 @@ def _load_models(cfg: BuildCatalogConfig) -> tuple[ModelCard, ModelCard]:
     if reg.task != "regression" or reg.n_outputs != 1:
         raise ValueError(f"--regression {cfg.regression}: model {reg.model_id!r} has task "
                          f"{reg.task!r} with {reg.n_outputs} outputs, expected a regression model")
-    detection_index(pr)
+    # a 'pr' card has its 'detection' class (ModelCard checks it): p_cnn is well defined
+    if pr.task != "pr":
+        raise ValueError(f"--pr {cfg.pr}: model {pr.model_id!r} has task {pr.task!r}, expected a "
+                         "pattern-recognition model (task 'pr')")
     for name, card in (("regression", reg), ("pr", pr)):
         if card.in_channels != 3:
             raise ValueError(f"--{name} model {card.model_id!r} takes {card.in_channels} "

@@ -7,9 +7,9 @@ function (the benchmark times it on already-decoded tensors).
 
 Outputs per good row (``ok``): ``m_pred`` (dex) = mean of the regression output over the 8
 dihedral views, ``m_pred_std`` (dex) = their standard deviation (population, ddof=0),
-``p_cnn`` = the PR softmax probability of the ``detection`` class averaged over the views.
-With ``tta=False`` only the identity view is used and ``m_pred_std`` is null. Rows that are
-not ``ok`` get nulls.
+``p_cnn`` = the PR model's probability of its positive class (``detection``), softmax per view
+averaged over the views (:func:`hicatalog.models.positive_probability`). With ``tta=False``
+only the identity view is used and ``m_pred_std`` is null. Rows that are not ``ok`` get nulls.
 """
 
 from __future__ import annotations
@@ -23,22 +23,13 @@ import torch
 from PIL import Image
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
-from hicatalog.models.card import ModelCard, load_model, predict_views
+from hicatalog.models.artifact import load_model
+from hicatalog.models.card import ModelCard
+from hicatalog.models.predict import positive_probability, predict_views
 
-__all__ = ["CatalogPredictor", "predict_images", "detection_index"]
+__all__ = ["CatalogPredictor", "predict_images"]
 
 log = logging.getLogger("hicatalog.catalog.inference")
-
-
-def detection_index(card: ModelCard) -> int:
-    """Index of the ``detection`` class in a PR model's output (``card.classes``)."""
-    classes = card.classes or []
-    if card.task != "pr" or "detection" not in classes:
-        raise ValueError(
-            f"model {card.model_id!r} is not a pattern-recognition model with a 'detection' "
-            f"class (task={card.task!r}, classes={classes})"
-        )
-    return classes.index("detection")
 
 
 @torch.inference_mode()
@@ -56,17 +47,17 @@ def predict_images(
     Parameters
     ----------
     images_uint8: ``(N, 3, S, S)`` uint8, channels first (``decode_batch`` layout); resized to
-        each model's ``image_size`` by :func:`hicatalog.models.card.preprocess`.
+        each model's ``image_size`` by :func:`hicatalog.models.preprocess`.
+    pr_card: a classifier card; ``p_cnn`` is the probability of its ``positive_class``.
 
     Returns
     -------
-    ``m_pred``, ``m_pred_std``, ``p_cnn``: float32 arrays ``(N,)`` (``m_pred_std`` NaN
-    without TTA).
+    ``m_pred`` (dex), ``m_pred_std`` (dex, NaN without TTA), ``p_cnn`` (0-1): float32 arrays
+    ``(N,)``.
     """
     x = torch.as_tensor(images_uint8).to(device)
-    det = detection_index(pr_card)
     m_views = predict_views(regression, reg_card, x, tta)[..., 0]  # (N, V)
-    p_cnn = torch.softmax(predict_views(pr, pr_card, x, tta), dim=-1)[..., det].mean(dim=1)
+    p_cnn = positive_probability(predict_views(pr, pr_card, x, tta), pr_card)
     m_pred = m_views.mean(dim=1)
     m_std = m_views.std(dim=1, correction=0) if tta else torch.full_like(m_pred, float("nan"))
     return {

@@ -169,7 +169,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     from hicatalog.config import TrainConfig
     from hicatalog.evaluation.data import load_cutouts
     from hicatalog.evaluation.predict import predict_cutouts
-    from hicatalog.models.card import load_model
+    from hicatalog.models import load_model
     from hicatalog.training.data import select_rows
     from hicatalog.training.run import train
 

@@ -142,12 +142,15 @@ def _train_classifier(cfg: Any, data: list[str], out: str) -> dict[str, Any]:
 
 
 def _cams_for(model_dir: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from hicatalog.models.card import load_model, preprocess
+    """The saved classifier's class probabilities ``(N, n_classes)`` (identity view, as
+    :func:`hicatalog.models.predict_views` and :func:`hicatalog.models.class_probabilities`
+    give them), Grad-CAM maps ``(N, n_classes, S, S)`` in [0, 1] for every class of ``uint8``
+    ``(N, 3, S, S)`` ``images``, and the class names in output order."""
+    from hicatalog.models import class_probabilities, load_model, predict_views, preprocess
 
     model, card = load_model(model_dir)
+    prob = class_probabilities(predict_views(model, card, images, tta=False)).numpy()
     x = preprocess(images, card)
-    with torch.no_grad():
-        prob = torch.softmax(model(x), dim=1).numpy()
     cams = np.stack([grad_cam(model, x, c).numpy() for c in range(prob.shape[1])], axis=1)
     if cams.shape[-1] != images.shape[-1]:
         cams = F.interpolate(torch.from_numpy(cams), size=images.shape[-2:], mode="bilinear",

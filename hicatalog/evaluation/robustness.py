@@ -92,7 +92,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     from hicatalog.cutouts.shards import list_shards
     from hicatalog.evaluation.data import load_cutouts
     from hicatalog.evaluation.predict import predict_cutouts
-    from hicatalog.models.card import load_model
+    from hicatalog.models import load_model
 
     model, card = load_model(cfg.model)
     if card.task != "regression":

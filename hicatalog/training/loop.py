@@ -10,6 +10,12 @@ shards, DDP, ``ray.train.report`` with checkpoints, resuming from ``get_checkpoi
 Data order and augmentation are derived from ``(seed, epoch, rank)``, and everything else that
 changes during training is in the checkpoint, so a run resumed after epoch k ends with the
 same weights as an uninterrupted one (given the same batches).
+
+No train/serve skew: the loop config carries the model card the trained weights will be
+saved with, and the loop builds its network with :func:`hicatalog.models.build_model`,
+normalises pixels with :func:`hicatalog.models.preprocess` and scores validation views with
+:func:`hicatalog.models.average_views`: the functions the catalog build and the evaluation
+use on the saved model.
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hicatalog.models.card import ARCHITECTURES
+from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import random_dihedral, tta_predict
 from hicatalog.models.optim import build_optimizer, one_cycle
-from hicatalog.training.metrics import classification_metrics, regression_metrics
+from hicatalog.models.predict import average_views
+from hicatalog.models.preprocessing import preprocess
+from hicatalog.models.registry import build_model
+from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
 
 __all__ = [
     "STATE_FILE",
-    "build_network",
     "fit",
     "save_state",
     "load_state",
@@ -52,22 +60,9 @@ STATE_FILE = "train_state.pt"
 Batch = tuple[Tensor, Tensor]  # (uint8 images (N, C, S, S), targets (N,))
 
 
-def build_network(lc: dict[str, Any]) -> nn.Module:
-    """The untrained network of a loop config (seeded: identical on every worker)."""
-    torch.manual_seed(int(lc["seed"]))
-    return ARCHITECTURES[lc["arch"]](
-        int(lc["n_out"]), width=float(lc["width"]), in_channels=int(lc.get("in_channels", 3)),
-        sa=bool(lc.get("self_attention", True)),
-    )
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside a DDP wrapper."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    return (x.float().div_(255.0) - mean) / std
 
 
 def _epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
@@ -103,12 +98,15 @@ def fit(
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train for ``lc["epochs"]`` epochs; returns ``(unwrapped model, metric history)``.
 
-    ``lc``: the loop config (task, arch, width, n_out, epochs, batch_size, max_lr,
-    weight_decay, label_smoothing, seed, mean, std, steps_per_epoch, gpu, lookahead_k,
-    lookahead_alpha). ``train_batches(epoch)`` and ``val_batches()`` yield ``(uint8 images
-    (N, C, S, S), targets (N,))``. ``on_epoch_end(state, metrics)`` receives the state to
-    checkpoint after each epoch. ``all_reduce_sum`` / ``all_gather`` combine numbers across
-    workers (identity for one worker).
+    ``lc``: the loop config: ``card`` (:meth:`ModelCard.to_dict` of the model being trained:
+    task, architecture, outputs, input size, normalisation), ``epochs``, ``batch_size``,
+    ``max_lr``, ``weight_decay``, ``label_smoothing``, ``seed``, ``steps_per_epoch``, and
+    optionally ``precision``, ``lookahead_k``, ``lookahead_alpha``. ``train_batches(epoch)``
+    and ``val_batches()`` yield ``(uint8 images (N, C, S, S), targets (N,))``: M in dex for
+    regression, 0/1 labels (1 = ``card.positive_class``) for classifiers.
+    ``on_epoch_end(state, metrics)`` receives the state to checkpoint after each epoch.
+    ``all_reduce_sum`` / ``all_gather`` combine numbers across workers (identity for one
+    worker).
     """
     device = torch.device(device)
     use_gpu = device.type == "cuda"
@@ -116,8 +114,10 @@ def fit(
     # GPU, fp32 on CPU. Resolved here only, where the device is known.
     precision = lc.get("precision", "auto")
     mixed = precision == "bf16" or (precision == "auto" and use_gpu)
-    task = lc["task"]
-    model = build_network(lc).to(device)
+    card = ModelCard.from_dict(lc["card"], source="loop config")
+    task = card.task
+    torch.manual_seed(int(lc["seed"]))  # identical initial weights on every worker
+    model = build_model(card).to(device)
     if mixed:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(
@@ -138,8 +138,6 @@ def fit(
         if use_gpu and start_state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(start_state["cuda_rng"], device)
     net = wrap_model(model) if wrap_model is not None else model
-    mean = torch.tensor(lc["mean"], dtype=torch.float32, device=device)[:, None, None]
-    std = torch.tensor(lc["std"], dtype=torch.float32, device=device)[:, None, None]
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     if task == "regression":
         def loss_fn(out: Tensor, y: Tensor) -> Tensor:
@@ -164,7 +162,7 @@ def fit(
         for x_u8, y in train_batches(epoch):
             if x_u8.shape[0] < 2:  # BatchNorm needs two samples; every worker skips alike
                 continue
-            x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
+            x = preprocess(x_u8.to(device, non_blocking=True), card)
             x = random_dihedral(x, gen)
             if mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -186,15 +184,12 @@ def fit(
 
         preds, targets = [], []
         for x_u8, y in val_batches():
-            x = _normalise(x_u8.to(device, non_blocking=True), mean, std)
+            x = preprocess(x_u8.to(device, non_blocking=True), card)
             if mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast():
                 views = tta_predict(unwrap(net), x).float()
-            if task == "regression":
-                preds.append(views[..., 0].mean(1).cpu().numpy())
-            else:
-                preds.append(torch.softmax(views, dim=-1).mean(1)[:, 1].cpu().numpy())
+            preds.append(average_views(views, card).cpu().numpy())
             targets.append(y.cpu().numpy())
         local = (
             np.concatenate(preds) if preds else np.zeros(0),
@@ -204,9 +199,9 @@ def fit(
         pred = np.concatenate([p[0] for p in parts])
         true = np.concatenate([p[1] for p in parts])
         if task == "regression":
-            val = regression_metrics(pred, true)
+            val = epoch_regression_metrics(true, pred)
         else:
-            val = classification_metrics(pred, true)
+            val = epoch_classification_metrics(true, pred)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,

@@ -1,9 +1,12 @@
 """Validation metrics reported every epoch, in the names Ray Train and metrics.jsonl use.
 
 The definitions (RMSE, slope, sigma, offset, normalized RMSE, accuracy, ROC AUC) live in
-:mod:`hicatalog.metrics`, shared with the evaluation; this module only renames them for the
-per-epoch records: regression ``n_val, rmse, slope, sigma, offset, std_true,
+:mod:`hicatalog.metrics`, shared with the evaluation; this module only builds the per-epoch
+records from them: regression ``n_val, rmse, slope, sigma, offset, std_true,
 rmse_over_std``; classifiers ``n_val, n_val_pos, accuracy, auc``.
+
+Both functions take the truth first, then the prediction (scikit-learn's order), and call
+:mod:`hicatalog.metrics` by keyword, whose argument orders differ.
 """
 
 from __future__ import annotations
@@ -12,26 +15,30 @@ import numpy as np
 
 from hicatalog import metrics
 
-__all__ = ["regression_metrics", "classification_metrics"]
+__all__ = ["epoch_regression_metrics", "epoch_classification_metrics"]
 
 
-def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Metrics of ``pred`` against ``true`` (both ``(N,)`` dex)."""
-    m = metrics.regression_metrics(pred, true)
+def epoch_regression_metrics(m_true: np.ndarray, m_pred: np.ndarray) -> dict[str, float]:
+    """Per-epoch record of predictions ``m_pred`` against ``m_true`` (both ``(N,)``, dex):
+    ``n_val`` (pairs with both finite), ``rmse``, ``slope``, ``sigma``, ``offset`` (dex, as
+    :func:`hicatalog.metrics.regression_metrics`), ``std_true`` (population std of all of
+    ``m_true``, dex) and ``rmse_over_std``. ValueError when no finite pair is left."""
+    m = metrics.regression_metrics(m_pred=m_pred, m_true=m_true)
     if m["n"] == 0:
-        raise ValueError("regression_metrics: empty validation set")
-    std_true = float(np.std(np.asarray(true, dtype=np.float64)))
+        raise ValueError("epoch_regression_metrics: empty validation set")
+    std_true = float(np.std(np.asarray(m_true, dtype=np.float64)))
     return {
         "n_val": m["n"], "rmse": m["rmse"], "slope": m["slope"], "sigma": m["sigma"],
         "offset": m["offset"], "std_true": std_true,
-        "rmse_over_std": metrics.normalized_rmse(pred, true),
+        "rmse_over_std": metrics.normalized_rmse(m_pred=m_pred, m_true=m_true),
     }
 
 
-def classification_metrics(prob_pos: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """Accuracy (``prob_pos > 0.5``) and ROC AUC of class-1 probabilities ``(N,)`` against
-    integer labels ``(N,)`` in {0, 1}."""
-    m = metrics.classification_metrics(np.asarray(label).astype(np.float64), prob_pos)
+def epoch_classification_metrics(y_true: np.ndarray, prob_pos: np.ndarray) -> dict[str, float]:
+    """Per-epoch record of positive-class probabilities ``prob_pos`` ``(N,)`` against labels
+    ``y_true`` ``(N,)`` in {0, 1} (1 = the card's positive class): ``n_val``, ``n_val_pos``,
+    ``accuracy`` (``prob_pos > 0.5``) and ``auc`` (ROC). ValueError when empty."""
+    m = metrics.classification_metrics(y_true=np.asarray(y_true).astype(np.float64), score=prob_pos)
     if m["n"] == 0:
-        raise ValueError("classification_metrics: empty validation set")
+        raise ValueError("epoch_classification_metrics: empty validation set")
     return {"n_val": m["n"], "n_val_pos": m["n_pos"], "accuracy": m["accuracy"], "auc": m["roc_auc"]}

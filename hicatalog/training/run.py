@@ -9,11 +9,15 @@ CPU, nccl on GPU), checkpointing every epoch to ``storage_path`` (default
 ``MODEL_DIR/ray``). The Ray run's name is derived from the configuration and the data
 fingerprint, so re-running the same command after the job died resumes from the latest
 checkpoint, while a changed command starts afresh. The final model is written with
-:func:`~hicatalog.models.card.save_model`; ``MODEL_DIR/metrics.jsonl`` has one line per epoch.
+:func:`~hicatalog.models.artifact.save_model`; ``MODEL_DIR/metrics.jsonl`` has one line per epoch.
+
+The model card is made before training and handed to the workers: they build the network
+from it and normalise pixels with its statistics, exactly as inference will.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,13 +29,10 @@ from typing import Any
 from hicatalog import __version__
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
-from hicatalog.models.card import (
-    TASK_CLASSES,
-    ModelCard,
-    build_model,
-    compute_normalization,
-    save_model,
-)
+from hicatalog.models.artifact import save_model
+from hicatalog.models.card import ModelCard
+from hicatalog.models.preprocessing import compute_normalization
+from hicatalog.models.registry import TASK_CLASSES, build_model
 from hicatalog.storage import write_atomic
 from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
@@ -162,19 +163,36 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     sample = train_ds.take_batch(min(NORMALIZATION_SAMPLE, n_train), batch_format="numpy")["image"]
     normalization = compute_normalization(sample)
 
-    n_out = 1 if cfg.task == "regression" else 2
     workers = int(cfg.workers)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     # Leave a CPU to Ray Data when the workers would otherwise take every core.
     cpu_per_worker = 1.0 if cfg.gpu or workers < cpus else max(0.1, (cpus - 1) / workers)
+    name = _run_name(cfg, hp, fingerprint)
+    n_steps = steps_per_epoch(n_train, workers, int(hp["batch_size"]))
+    # The card the weights will be saved with; the workers build and normalise from it.
+    card = ModelCard(
+        model_id=f"{cfg.task}-{name.rsplit('-', 1)[-1]}",
+        task=cfg.task,
+        arch=hp["arch"],
+        width=float(hp["width"]),
+        n_outputs=1 if cfg.task == "regression" else len(TASK_CLASSES[cfg.task] or ()),
+        image_size=image_size,
+        cutout_size=cutout_size,
+        survey=survey,
+        normalization=normalization,
+        data_fingerprint=fingerprint,
+        hyperparameters={**hp, "steps_per_epoch": n_steps},
+        code_version=__version__,
+        in_channels=3,
+        self_attention=True,
+        classes=TASK_CLASSES[cfg.task],
+    )
     lc: dict[str, Any] = {
-        "task": cfg.task, "arch": hp["arch"], "width": float(hp["width"]), "n_out": n_out,
-        "in_channels": 3, "self_attention": True, "epochs": int(hp["epochs"]),
+        "card": card.to_dict(), "epochs": int(hp["epochs"]),
         "batch_size": int(hp["batch_size"]), "max_lr": float(hp["max_lr"]),
         "weight_decay": float(hp["weight_decay"]), "label_smoothing": float(hp["label_smoothing"]),
         "lookahead_k": hp["lookahead_k"], "lookahead_alpha": hp["lookahead_alpha"],
-        "seed": int(cfg.seed), "mean": normalization["mean"], "std": normalization["std"],
-        "steps_per_epoch": steps_per_epoch(n_train, workers, int(hp["batch_size"])),
+        "seed": int(cfg.seed), "steps_per_epoch": n_steps,
         "gpu": bool(cfg.gpu), "precision": hp["precision"], "threads_per_worker": max(1, cpus // workers),
         "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
     }
@@ -183,7 +201,6 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = cfg.storage_path or str(out / "ray")
-    name = _run_name(cfg, hp, fingerprint)
     metrics_path = out / METRICS_FILE
     if metrics_path.exists():
         metrics_path.unlink()
@@ -220,23 +237,10 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     _write_jsonl(metrics_path, history)
     final = history[-1] if history else {}
 
-    card = ModelCard(
-        model_id=f"{cfg.task}-{name.rsplit('-', 1)[-1]}",
-        task=cfg.task,
-        arch=hp["arch"],
-        width=float(hp["width"]),
-        n_outputs=n_out,
-        image_size=image_size,
-        cutout_size=cutout_size,
-        survey=survey,
-        normalization=normalization,
-        data_fingerprint=fingerprint,
-        hyperparameters={**hp, "steps_per_epoch": lc["steps_per_epoch"]},
-        metrics={**final, "n_train": n_train, "n_val": n_val, "dropped_rows": dropped,
-                 "selection": selection.summary},
-        code_version=__version__,
-        classes=TASK_CLASSES[cfg.task],
-    )
+    card = dataclasses.replace(card, metrics={
+        **final, "n_train": n_train, "n_val": n_val, "dropped_rows": dropped,
+        "selection": selection.summary,
+    })
     model = build_model(card)
     model.load_state_dict(state["model"])
     card = save_model(out, model, card)

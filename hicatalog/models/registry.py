@@ -1,0 +1,58 @@
+"""Which networks and tasks exist, and the one function that builds a network for a card.
+
+timm keeps its registry apart from the model files and from hub loading; so does this package:
+the architectures live in :mod:`~hicatalog.models.xresnet` and
+:mod:`~hicatalog.models.shallow`, the artifact I/O in :mod:`~hicatalog.models.artifact`.
+Training and inference both build their network with :func:`build_model`, so a model is
+constructed by the same code whether it is about to be trained or loaded from disk.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from hicatalog.models.shallow import shallow_cnn
+from hicatalog.models.xresnet import xresnet18, xresnet34, xresnet50
+
+if TYPE_CHECKING:
+    from hicatalog.models.card import ModelCard
+
+__all__ = ["ARCHITECTURES", "TASK_CLASSES", "POSITIVE_CLASS", "build_model"]
+
+#: Architecture name -> factory ``(n_out, *, width, in_channels, sa) -> nn.Module``.
+ARCHITECTURES = {
+    "xresnet18": xresnet18,
+    "xresnet34": xresnet34,
+    "xresnet50": xresnet50,
+    "shallow": lambda n_out, *, width, in_channels, sa: shallow_cnn(
+        n_out, width=width, in_channels=in_channels
+    ),
+}
+
+#: Output classes of each task, in the order of the network's outputs (``None``: regression,
+#: one output, M in dex).
+TASK_CLASSES: dict[str, list[str] | None] = {
+    "regression": None,
+    "pr": ["nondetection", "detection"],
+    "gasclass": ["gas_poor", "gas_rich"],
+}
+
+#: The class whose probability a classifier reports (``p_cnn`` for ``pr``; p(gas-rich) for
+#: ``gasclass``) and that label 1 means in training. One entry per classifier task.
+POSITIVE_CLASS: dict[str, str] = {
+    "pr": "detection",
+    "gasclass": "gas_rich",
+}
+
+
+def build_model(card: ModelCard) -> nn.Module:
+    """The untrained network ``card`` describes (``card.arch`` with ``card.n_outputs``
+    outputs, ``card.width``, ``card.in_channels``, ``card.self_attention``).
+
+    Weights are initialised from torch's global RNG: seed it first for a reproducible start.
+    """
+    return ARCHITECTURES[card.arch](
+        card.n_outputs, width=card.width, in_channels=card.in_channels, sa=card.self_attention
+    )
