@@ -5,7 +5,8 @@ cutouts (``--size`` px JPEGs, a pool of 256 distinct images under unique ids, 20
 shard), starts a fresh local Ray, and runs the whole ``build_catalog`` (checks, id pre-pass,
 environment, read+decode tasks, ONE actor with both models and 8-view TTA, writer, manifest).
 In the same run it times the bare forward of the same two models with the same batch size
-and torch threads on already-decoded uint8 tensors (:func:`predict_images`), so
+and torch threads (``--threads``: the CPUs the actor reserves, default all but one, which the
+read+decode tasks get) on already-decoded uint8 tensors (:func:`predict_images`), so
 
     ratio = end-to-end cutouts/s  /  bare-forward cutouts/s     (goal >= 0.8 on CPU)
 
@@ -145,7 +146,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64, help="network input side (px)")
     ap.add_argument("--width", type=float, default=0.5, help="xresnet18 width multiplier")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    # The inference actor reserves --threads CPUs (and runs that many torch threads); the
+    # read+decode tasks need the rest, so the default leaves them one CPU.
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--object-store-mb", type=int, default=512)
     args = ap.parse_args()
     import ray

@@ -399,7 +399,7 @@ def test_predictor_no_tta_is_the_identity_view(models):
     batch = {"object_id": np.array([f"o{i}" for i in range(6)], dtype=object),
              "image": dec.images, "status": np.array(dec.status, dtype=object),
              "error": np.array(dec.error, dtype=object)}
-    out = CatalogPredictor(models[0], models[1], tta=False, threads=1)(batch)
+    out = CatalogPredictor(models[0], models[1], tta=False)(batch)
     assert "image" not in out and list(out["status"]) == ["ok"] * 5 + ["empty_image"]
     x = (torch.from_numpy(dec.images[:5]).float() / 255 - NORM_MEAN) / NORM_STD
     with torch.no_grad():

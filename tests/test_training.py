@@ -1,9 +1,11 @@
-"""Training: row selection and splits, decoding, resume determinism, Ray Train runs."""
+"""Training: row selection and splits, decoding, resume determinism, Ray Train runs, and the
+torch threads of every Ray worker that runs torch (training workers, catalog predictor)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.models import ModelCard, load_model
+from hicatalog.runtime import cpus_per_worker, set_torch_threads, torch_threads
 from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import fit, load_state, save_state
 from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
@@ -245,6 +248,73 @@ def test_bf16_channels_last_path_runs_and_learns(task):
     assert w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last)
 
 
+# --- torch threads per Ray worker ----------------------------------------------------------
+
+def test_torch_threads_and_cpu_shares_by_hand():
+    assert [torch_threads(c) for c in (0.0, 0.5, 1.0, 1.5, 2.0, 7.99)] == [1, 1, 1, 1, 2, 7]
+    assert torch_threads(None) == len(os.sched_getaffinity(0))  # not in Ray: this process's CPUs
+    assert cpus_per_worker(1, node_cpus=[2]) == 2
+    assert cpus_per_worker(2, node_cpus=[2]) == 1
+    assert cpus_per_worker(1, keep_free=1, node_cpus=[2]) == 1
+    assert cpus_per_worker(2, keep_free=1, node_cpus=[2]) == 0.5  # more workers than CPUs
+    assert cpus_per_worker(3, node_cpus=[16]) == 5  # 16/3 = 5.33: whole CPUs
+    assert cpus_per_worker(3, node_cpus=[16, 16]) == 8  # two on one node, one on the other
+    assert cpus_per_worker(3, node_cpus=[2, 32]) == 10  # 32/3: all three on the big node
+    assert cpus_per_worker(3, keep_free=1, node_cpus=[8, 8]) == 3  # 7 free each: 2 + 2 slots
+    with pytest.raises(ValueError, match="n_workers"):
+        cpus_per_worker(0, node_cpus=[2])
+
+
+def test_set_torch_threads_follows_the_cpus_ray_assigned(ray_local):
+    """A worker left with the wrong thread count (a library default, a stale setting) gets as
+    many threads as the CPUs Ray assigned it, and subprocesses inherit OMP_NUM_THREADS."""
+
+    def threads_after_set(start):
+        torch.set_num_threads(start)
+        n = set_torch_threads()
+        return n, torch.get_num_threads(), os.environ["OMP_NUM_THREADS"]
+
+    one = ray_local.remote(num_cpus=1)(threads_after_set)
+    half = ray_local.remote(num_cpus=0.5)(threads_after_set)
+    assert ray_local.get(one.remote(2), timeout=120) == (1, 1, "1")
+    assert ray_local.get(half.remote(2), timeout=120) == (1, 1, "1")
+
+    class Worker:
+        def run(self, start):
+            return threads_after_set(start)
+
+    two = ray_local.remote(num_cpus=2)(Worker).remote()
+    try:
+        assert ray_local.get(two.run.remote(1), timeout=120) == (2, 2, "2")
+    finally:
+        ray_local.kill(two)
+
+
+def test_catalog_predictor_actor_runs_as_many_threads_as_its_cpus(ray_local, tmp_path):
+    """The catalog build's actor sets its threads itself: ray_local starts every worker with
+    OMP_NUM_THREADS=1, so an actor holding 2 CPUs runs 2 threads only if it sets them."""
+    from hicatalog.catalog.inference import CatalogPredictor
+    from hicatalog.models import build_model, save_model
+
+    dirs = []
+    for task, n_out in (("regression", 1), ("pr", 2)):
+        card = ModelCard(model_id=task, task=task, arch="xresnet18", width=0.125,
+                         n_outputs=n_out, image_size=16, cutout_size=16, survey="sdss",
+                         normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+        save_model(tmp_path / task, build_model(card), card)
+        dirs.append(str(tmp_path / task))
+
+    class Probe(CatalogPredictor):
+        def threads(self):
+            return torch.get_num_threads(), os.environ["OMP_NUM_THREADS"]
+
+    actor = ray_local.remote(num_cpus=2)(Probe).remote(*dirs, tta=False)
+    try:
+        assert ray_local.get(actor.threads.remote(), timeout=120) == (2, "2")
+    finally:
+        ray_local.kill(actor)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "train_state.pt"
     bad.write_bytes(b"garbage")
@@ -264,6 +334,8 @@ def test_two_worker_ray_train_run(ray_local, blobs, tmp_path):
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert {"accuracy", "auc", "train_loss"} <= set(lines[-1])
+    # the two workers share ray_local's 2 CPUs: one CPU, so one torch thread, each
+    assert [r["torch_threads"] for r in lines] == [1, 1]
     assert res["metrics"]["epoch"] == 2
     n_corrupt_selected = len({f"g3-{i:06d}" for i in range(4)} & set(
         select_rows(list_shards(cfg.data), "pr", seed=0).table["object_id"].to_pylist()))

@@ -36,6 +36,7 @@ import datetime as _dt
 import importlib.util
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models import ModelCard, load_model
-from hicatalog.runtime import init_ray
+from hicatalog.runtime import cpus_per_worker, init_ray
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
@@ -453,14 +454,24 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         if n_gpus == 0:
             raise ValueError("--gpu given, but the Ray cluster has no GPU")
         actors = cfg.actors or n_gpus
-        actor_res: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
-        threads = cfg.threads or 2
+        actor_res: dict[str, Any] = {"num_gpus": 1}
+        actor_cpus = cfg.threads or 1
         device = "cuda"
     else:
         actors = cfg.actors or 1
-        actor_res = {"num_cpus": 1}
-        threads = cfg.threads or max(1, cpus // actors)
+        actor_res = {}
+        # one CPU per node is left to the read+decode tasks
+        actor_cpus = cfg.threads or max(1, math.floor(cpus_per_worker(actors, keep_free=1.0)))
         device = "cpu"
+    # An actor runs as many torch threads as the CPUs it reserves (set_torch_threads), so
+    # --threads is a reservation; the read+decode tasks need at least 0.5 CPU besides, or the
+    # pipeline waits forever. (GPU clusters may still be scaling up: not checked.)
+    if not cfg.gpu and actors * actor_cpus + 0.5 > cpus:
+        raise ValueError(
+            f"{actors} inference actor(s) x {actor_cpus} CPU(s) (--actors, --threads) leave no "
+            f"CPU for reading and decoding on this {cpus}-CPU Ray cluster"
+        )
+    actor_res["num_cpus"] = actor_cpus
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         _read_decode_shard,
@@ -483,7 +494,6 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
             "pr_dir": os.path.abspath(cfg.pr),
             "tta": cfg.tta,
             "device": device,
-            "threads": threads,
             "gpu_decode": plan.gpu_decode,
             "cutout_size": plan.cutout_size,
             "decode_size": plan.decode_size,

@@ -26,6 +26,7 @@ from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
 from hicatalog.models.artifact import load_model
 from hicatalog.models.card import ModelCard
 from hicatalog.models.predict import positive_probability, predict_views
+from hicatalog.runtime import set_torch_threads
 
 __all__ = ["CatalogPredictor", "predict_images"]
 
@@ -121,6 +122,8 @@ def _gpu_decode(
 class CatalogPredictor:
     """Ray Data actor holding both models; ``__call__`` maps a batch to its predictions.
 
+    On construction it sets torch's threads to the CPUs Ray assigned to the actor
+    (:func:`hicatalog.runtime.set_torch_threads`): ask for more threads with ``num_cpus``.
     Input batch (numpy format): ``image`` either decoded ``uint8 (B, 3, S, S)`` with ``status``
     and ``error`` from :func:`hicatalog.cutouts.decode.decode_batch`, or (``gpu_decode``) the
     JPEG bytes, decoded here on the GPU. Output: the input columns without ``image``, plus
@@ -133,13 +136,12 @@ class CatalogPredictor:
         pr_dir: str,
         tta: bool = True,
         device: str = "cpu",
-        threads: int | None = None,
         gpu_decode: bool = False,
         cutout_size: int | None = None,
         decode_size: int | None = None,
     ):
-        if threads:
-            torch.set_num_threads(int(threads))
+        threads = set_torch_threads()
+        log.info("inference actor: %d torch thread(s) on %s", threads, device)
         self.device = device
         self.regression, self.reg_card = load_model(regression_dir, map_location=device)
         self.pr, self.pr_card = load_model(pr_dir, map_location=device)

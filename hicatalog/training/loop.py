@@ -106,7 +106,7 @@ def fit(
     regression, 0/1 labels (1 = ``card.positive_class``) for classifiers.
     ``on_epoch_end(state, metrics)`` receives the state to checkpoint after each epoch.
     ``all_reduce_sum`` / ``all_gather`` combine numbers across workers (identity for one
-    worker).
+    worker). Sets no thread count: the caller does (see :func:`train_loop_per_worker`).
     """
     device = torch.device(device)
     use_gpu = device.type == "cuda"
@@ -210,6 +210,7 @@ def fit(
             **val,
             "epoch_s": round(time.perf_counter() - t0, 3),
             "train_images_per_s": round(n_train_seen / max(t_train, 1e-9), 2),
+            "torch_threads": torch.get_num_threads(),
         }
         history.append(metrics)
         state = {
@@ -242,21 +243,25 @@ def _iter_ray_batches(
 def train_loop_per_worker(lc: dict[str, Any]) -> None:
     """Ray Train entry point: one data-parallel worker (see :func:`fit`).
 
-    Reads the ``train`` and ``val`` dataset shards, wraps the model in DDP (gloo on CPU, nccl
-    on GPU, set up by TorchTrainer), resumes from ``ray.train.get_checkpoint()`` when there is
-    one, and after every epoch reports the metrics with a checkpoint (rank 0 writes it).
+    Sets torch's threads to the CPUs Ray assigned to this worker
+    (:func:`hicatalog.runtime.set_torch_threads`), reads the ``train`` and ``val`` dataset
+    shards, wraps the model in DDP (gloo on CPU, nccl on GPU, set up by TorchTrainer), resumes
+    from ``ray.train.get_checkpoint()`` when there is one, and after every epoch reports the
+    metrics with a checkpoint (rank 0 writes it).
     """
     import ray.train
     import ray.train.torch
     import torch.distributed as dist
+
+    from hicatalog.runtime import set_torch_threads
 
     # Ray hands read-only NumPy views to torch.as_tensor; we never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if lc.get("gpu") else torch.device("cpu")
-    if not lc.get("gpu"):
-        torch.set_num_threads(max(1, int(lc.get("threads_per_worker", 1))))
+    threads = set_torch_threads()
+    log.info("rank %d: %d torch thread(s) on %s", rank, threads, device)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     buffer = int(lc.get("shuffle_buffer", 0)) or None

@@ -13,6 +13,11 @@ checkpoint, while a changed command starts afresh. The final model is written wi
 
 The model card is made before training and handed to the workers: they build the network
 from it and normalise pixels with its statistics, exactly as inference will.
+
+CPUs: each CPU worker reserves its share of the cluster's CPUs
+(:func:`hicatalog.runtime.cpus_per_worker`; one CPU per node is left to Ray Data when the
+decoded data is streamed rather than cached) and runs that many torch threads; a GPU worker
+reserves one CPU.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     )
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from hicatalog.runtime import init_ray
+    from hicatalog.runtime import cpus_per_worker, init_ray
 
     hp = resolve_hyperparameters(cfg)
     files = list_shards(cfg.data)
@@ -164,9 +169,9 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     normalization = compute_normalization(sample)
 
     workers = int(cfg.workers)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    # Leave a CPU to Ray Data when the workers would otherwise take every core.
-    cpu_per_worker = 1.0 if cfg.gpu or workers < cpus else max(0.1, (cpus - 1) / workers)
+    # Workers reserve the CPUs they run threads on (set_torch_threads in the loop); streamed
+    # data leaves one CPU per node to the Ray Data decode tasks that run during training.
+    cpu_per_worker = 1.0 if cfg.gpu else cpus_per_worker(workers, keep_free=0.0 if cached else 1.0)
     name = _run_name(cfg, hp, fingerprint)
     n_steps = steps_per_epoch(n_train, workers, int(hp["batch_size"]))
     # The card the weights will be saved with; the workers build and normalise from it.
@@ -193,7 +198,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         "weight_decay": float(hp["weight_decay"]), "label_smoothing": float(hp["label_smoothing"]),
         "lookahead_k": hp["lookahead_k"], "lookahead_alpha": hp["lookahead_alpha"],
         "seed": int(cfg.seed), "steps_per_epoch": n_steps,
-        "gpu": bool(cfg.gpu), "precision": hp["precision"], "threads_per_worker": max(1, cpus // workers),
+        "gpu": bool(cfg.gpu), "precision": hp["precision"],
         "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
     }
     lc.update(loop_overrides or {})
