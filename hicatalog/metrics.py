@@ -53,8 +53,10 @@ def _pairs(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarr
     return x[good], y[good]
 
 
-def regression_metrics(m_pred: Any, m_true: Any) -> dict[str, float | int]:
+def regression_metrics(m_true: Any, m_pred: Any) -> dict[str, float | int]:
     """RMSE, slope, sigma and offset of ``m_pred`` against ``m_true`` (both dex, shape (N,)).
+
+    The truth comes first in every metric here, as in scikit-learn (``y_true, y_pred``).
 
     Returns ``{"n", "rmse", "slope", "sigma", "offset"}``; values are NaN when fewer than one
     (rmse, sigma, offset) or two distinct ``m_true`` values (slope) are available.
@@ -75,7 +77,7 @@ def regression_metrics(m_pred: Any, m_true: Any) -> dict[str, float | int]:
     return out
 
 
-def normalized_rmse(m_pred: Any, m_true: Any) -> float:
+def normalized_rmse(m_true: Any, m_pred: Any) -> float:
     """RMSE divided by the (population) std of ``m_true``: the paper's Table 4 / Figure 10
     metric. Predicting the validation mean gives 1; NaN when ``m_true`` has no spread."""
     pred, true = _pairs(m_pred, m_true, ("m_pred", "m_true"))

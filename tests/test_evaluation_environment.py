@@ -39,8 +39,8 @@ def test_normalisation_uses_the_validation_scatter():
     err = rng.normal(0, 0.25, 400)
     narrow = rng.normal(0, 0.5, 400)
     wide = rng.normal(0, 0.7, 400)
-    n1 = normalized_rmse(narrow + err, narrow)
-    n2 = normalized_rmse(wide + err, wide)
+    n1 = normalized_rmse(narrow, narrow + err)
+    n2 = normalized_rmse(wide, wide + err)
     assert n1 == pytest.approx(np.sqrt(np.mean(err**2)) / np.std(narrow))
     assert n2 < n1
 

@@ -29,7 +29,7 @@ def pairs():
 
 def test_regression_metrics_match_scipy(pairs):
     m_pred, m_true = pairs
-    m = regression_metrics(m_pred, m_true)
+    m = regression_metrics(m_true, m_pred)
     d = m_pred - m_true
     assert m["n"] == 500
     assert m["rmse"] == pytest.approx(math.sqrt(np.sum(d**2) / d.size), rel=1e-12)
@@ -40,7 +40,7 @@ def test_regression_metrics_match_scipy(pairs):
 
 
 def test_regression_metrics_hand_values():
-    m = regression_metrics([1.0, 2.0, 4.0], [1.0, 2.0, 3.0])
+    m = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
     # residuals 0, 0, 1: rmse sqrt(1/3), offset 1/3, slope cov/var = 1.5
     assert m["rmse"] == pytest.approx(math.sqrt(1 / 3))
     assert m["offset"] == pytest.approx(1 / 3)
@@ -49,7 +49,7 @@ def test_regression_metrics_hand_values():
 
 
 def test_regression_metrics_drop_nan_and_degenerate():
-    m = regression_metrics([1.0, np.nan, 3.0], [0.5, 1.0, np.nan])
+    m = regression_metrics([0.5, 1.0, np.nan], [1.0, np.nan, 3.0])
     assert m["n"] == 1 and m["rmse"] == pytest.approx(0.5) and math.isnan(m["slope"])
     empty = regression_metrics([], [])
     assert empty["n"] == 0 and math.isnan(empty["rmse"])
@@ -60,9 +60,9 @@ def test_regression_metrics_drop_nan_and_degenerate():
 def test_normalized_rmse(pairs):
     m_pred, m_true = pairs
     expect = np.sqrt(np.mean((m_pred - m_true) ** 2)) / np.std(m_true)
-    assert normalized_rmse(m_pred, m_true) == pytest.approx(expect)
+    assert normalized_rmse(m_true, m_pred) == pytest.approx(expect)
     # predicting the validation mean gives exactly 1
-    assert normalized_rmse(np.full_like(m_true, m_true.mean()), m_true) == pytest.approx(1.0)
+    assert normalized_rmse(m_true, np.full_like(m_true, m_true.mean())) == pytest.approx(1.0)
 
 
 def test_roc_auc_matches_mann_whitney_and_sklearn():

@@ -245,7 +245,7 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
                                                                           pa.string())))
     row = {o: i for i, o in enumerate(cnn_cut.columns["object_id"].tolist())}
     preds["cnn"] = predict_cutouts(model, card, cnn_cut.images[[row[o] for o in oid[v]]])
-    metrics = {name: regression_metrics(p, m[v]) for name, p in preds.items()}
+    metrics = {name: regression_metrics(m[v], p) for name, p in preds.items()}
     os.makedirs(cfg.out, exist_ok=True)
     labels = {
         "linear_blocks": "linear, 7x7 blocks", "pca_linear": "PCA(16) + linear",

@@ -89,7 +89,7 @@ def catalog_metrics(
         regression[name] = {}
         for cut in cuts:
             sel = base if cut is None else base & (np.nan_to_num(p, nan=-1.0) > cut)
-            m = regression_metrics(m_pred[sel], m_true[sel])
+            m = regression_metrics(m_true[sel], m_pred[sel])
             m["completeness"] = m["n"] / n_base if n_base else float("nan")
             regression[name][cut_key(cut)] = m
     pr: dict[str, Any] | None = None

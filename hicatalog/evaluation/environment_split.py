@@ -204,10 +204,10 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             d5_used = cut.columns["one_plus_delta5"][used & np.isfinite(cut.columns["one_plus_delta5"])]
             m_val = cut.columns["m_true"][v]
             pred = predict_cutouts(model, card, cut.images[v])
-            reg = regression_metrics(pred, m_val)
+            reg = regression_metrics(m_val, pred)
             runs.append({
                 "seed": seed, "n_train": sel.n_train, "n_val": int(v.sum()),
-                "rmse": reg["rmse"], "nrmse": normalized_rmse(pred, m_val),
+                "rmse": reg["rmse"], "nrmse": normalized_rmse(m_val, pred),
                 "val_sigma": float(np.std(m_val)), "slope": reg["slope"], "offset": reg["offset"],
                 "train_reported": {k: res["metrics"].get(k) for k in ("rmse", "rmse_over_std")},
                 "split_values": sel.summary.get("split_values"),

@@ -69,7 +69,7 @@ def plot_pred_vs_true(
         else:
             ax.scatter(t, p, s=4, alpha=0.5, color="C0", edgecolors="none")
         ax.plot(lim, lim, color="k", lw=1, ls="--", label="one-to-one")
-        m = regression_metrics(p, t)
+        m = regression_metrics(t, p)
         ax.text(
             0.04, 0.96,
             f"N = {m['n']}\nRMSE = {m['rmse']:.3f} dex\nslope = {m['slope']:.3f}",
