@@ -163,7 +163,8 @@ class BuildCatalogConfig(JobConfig):
     since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
     actors: int | None = Field(None, ge=1, description="inference actor pool size")
     threads: int | None = Field(
-        None, ge=1, le=256, description="torch threads per actor (default: CPUs / actors)"
+        None, ge=1, le=256, description="CPUs each inference actor reserves, and so its torch threads "
+        "(default: one CPU per node left to reading and decoding, the rest shared by the actors)"
     )
     dec_zone_deg: int = Field(
         2, ge=1, le=90, description="height of the declination zones (hive partitions), deg"
