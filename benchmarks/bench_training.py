@@ -2,7 +2,7 @@
 
 Both run the same model, data, batch size and training step (:func:`hicatalog.training.loop.fit`):
 the plain loop iterates over tensors decoded up front in this process; the Ray Train run is
-``hicatalog.training.run.train`` with ``workers=1`` (Ray Data decoding and materialising,
+``hicatalog.training.trainer.train`` with ``workers=1`` (Ray Data decoding and materialising,
 ``get_dataset_shard`` + ``iter_torch_batches`` ingest, Ray Train reporting and per-epoch
 checkpoints). Throughput is the median of the per-epoch training images/s after the first
 (warm-up) epoch. On a GPU it also reports the achieved fraction of the measured bf16 matmul
@@ -164,7 +164,7 @@ def main() -> None:
     import ray
 
     from hicatalog.runtime import init_ray
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

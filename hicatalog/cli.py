@@ -48,7 +48,7 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("mock", MockConfig, "hicatalog.mock.survey:main",
             "render the embedded mock survey (cutouts, tracers, truth)"),
-    Command("train", TrainConfig, "hicatalog.training.run:main",
+    Command("train", TrainConfig, "hicatalog.training.trainer:main",
             "train the regression / PR / gas-class CNN with Ray Train"),
     Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.build:main",
             "stream cutouts through both models into the Parquet H I catalog"),

@@ -49,7 +49,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from hicatalog.catalog.build import build_catalog
     from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.survey import generate_mock
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     init_ray()
     out = Path(cfg.out)

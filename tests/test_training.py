@@ -365,7 +365,7 @@ def test_worker_crash_is_replaced_and_training_resumes(ray_local, blobs, tmp_pat
 
 
 def train_with_overrides(cfg, overrides):
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     return train(cfg, loop_overrides=overrides)
 

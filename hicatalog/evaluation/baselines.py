@@ -184,7 +184,7 @@ def fit_baselines(
 
 def _train_cnn(cfg: Any, data: list[str], out: str) -> str:
     from hicatalog.config import TrainConfig
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     train(TrainConfig(
         task="regression", data=data, out=out, preset=cfg.preset, workers=cfg.workers,

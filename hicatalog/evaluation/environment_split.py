@@ -6,7 +6,7 @@ environment? (paper Section 7, Table 4, Figure 10).
    against a tracers table, else taken from the shards' own ``one_plus_delta5`` column, else joined from
    a truth table (``one_plus_delta5_true``). The JPEG bytes are copied untouched.
 2. For each split (:func:`environment_splits`): train the regression CNN through
-   ``hicatalog.training.run.train`` (Ray Train) with ``split_by="one_plus_delta5"`` and
+   ``hicatalog.training.trainer.train`` (Ray Train) with ``split_by="one_plus_delta5"`` and
    ``val_quantiles`` (or a random 20% for the baseline), ``repeats`` times with seeds
    ``seed, seed+1, ...``; predict the validation rows (the rows
    :func:`hicatalog.training.data.select_rows` puts there, 8-view TTA) and compute the
@@ -171,7 +171,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
     from hicatalog.training.data import select_rows
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     out = cfg.out
     os.makedirs(out, exist_ok=True)

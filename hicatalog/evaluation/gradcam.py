@@ -130,7 +130,7 @@ def write_single_band_shards(data: str | list[str], out_dir: str, quality: int =
 
 def _train_classifier(cfg: Any, data: list[str], out: str) -> dict[str, Any]:
     from hicatalog.config import TrainConfig
-    from hicatalog.training.run import train
+    from hicatalog.training.trainer import train
 
     tcfg = TrainConfig(
         task="gasclass", arch="shallow", data=data, out=out, preset=cfg.preset,
