@@ -392,3 +392,21 @@ def test_rerun_after_the_job_died_resumes(ray_local, blobs, tmp_path):
     after = load_model(out)[0].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert list((tmp_path / "checkpoints").glob("*/checkpoint_epoch_0002"))
+
+
+def test_positive_class_at_index_zero_is_trained_and_scored_there():
+    """Labels say 1 = positive; a card whose classes put the positive class first must train
+    and read it at output 0 (one rule, card.positive_index), or the AUC would flip."""
+    x, y = _toy_data(n=96)
+    tb, vb = _batches(x, (y > y.median()).long())
+    lc = _loop_config(task="pr", epochs=8)
+    lc.update(max_lr=0.05, steps_per_epoch=5)  # enough steps to move the AUC from its start
+    lc["card"]["classes"] = ["detection", "nondetection"]
+    model, hist = fit(lc, tb, vb)
+    x_val, y_val = next(vb())
+    mean, std = (torch.tensor(lc["card"]["normalization"][k])[:, None, None] for k in ("mean", "std"))
+    p0 = torch.softmax(dihedral_views_reference(model, (x_val.float() / 255 - mean) / std),
+                       dim=-1).mean(dim=1)[:, 0].numpy()
+    assert hist[-1]["auc"] == pytest.approx(roc_auc_score(y_val.numpy(), p0), abs=1e-6)
+    # this network starts at AUC ~0.2 (measured): training must have pushed positives to 0
+    assert hist[0]["auc"] < 0.5 < 0.85 < hist[-1]["auc"]

@@ -144,9 +144,13 @@ def fit(
             return torch.sqrt(F.mse_loss(out.float().squeeze(1), y.float()))
     else:
         ce = nn.CrossEntropyLoss(label_smoothing=float(lc["label_smoothing"]))
+        # Labels say 1 = the positive class; the network's output for it is at
+        # card.positive_index, the same place every prediction reads it from.
+        pos = card.positive_index
 
         def loss_fn(out: Tensor, y: Tensor) -> Tensor:
-            return ce(out.float(), y.long())
+            y = y.long()
+            return ce(out.float(), y if pos == 1 else 1 - y)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if mixed
         else contextlib.nullcontext
