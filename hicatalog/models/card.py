@@ -33,7 +33,7 @@ class ModelCard:
     ``image_size``: network input side (px); ``cutout_size``: side of the stored JPEG cutouts
     (px) the model was trained from; ``normalization``: ``{"mean": [C floats], "std": [C
     floats]}`` per channel, on pixels scaled to 0-1 (see
-    :func:`hicatalog.models.preprocess.preprocess`); ``weights_sha256``: hex digest of
+    :func:`hicatalog.models.preprocessing.preprocess`); ``weights_sha256``: hex digest of
     ``weights.pt`` (filled by :func:`hicatalog.models.artifact.save_model`); ``classes``: the
     classifier's output order (defaults to ``TASK_CLASSES[task]``; ``None`` for regression).
 
