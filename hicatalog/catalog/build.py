@@ -498,7 +498,7 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
             "cutout_size": plan.cutout_size,
             "decode_size": plan.decode_size,
         },
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         **actor_res,
     )
     n_done = 0

@@ -155,7 +155,8 @@ def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> l
     ds = ray.data.range(len(bounds), override_num_blocks=len(bounds))
     ds = ds.map_batches(
         _ShardWriter(), batch_size=1, num_cpus=1,
-        concurrency=None if workers is None else max(1, min(workers, len(bounds))),
+        compute=None if workers is None
+        else ray.data.TaskPoolStrategy(size=max(1, min(workers, len(bounds)))),
         fn_kwargs={"table_ref": table_ref, "bounds": bounds, "out_dir": out_dir,
                    "survey": survey, "size": size, "seed": seed},
     )
