@@ -237,6 +237,11 @@ class FetchConfig(JobConfig):
     tasks: int = Field(4, ge=1, le=1024, description="Ray Data fetch tasks in parallel")
     user_agent: str | None = Field(None, description="HTTP User-Agent (default hicatalog/VER)")
     limit: int | None = Field(None, ge=1, description="fetch at most this many new rows")
+    max_failed_fraction: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="exit non-zero when more than this fraction of the rows the run tried failed "
+        "(a run that tried rows and stored none always fails)",
+    )
 
 
 class LabelsConfig(JobConfig):

@@ -402,3 +402,48 @@ def test_label_columns_of_the_wrong_type_are_a_clear_error(tmp_path):
                              "m_true": ["lots of gas"]}), tmp_path / "cat.parquet")
     with pytest.raises(ValueError, match=r"label column 'm_true'.*expected float"):
         read_targets(str(tmp_path / "cat.parquet"))
+
+
+def test_every_run_keeps_its_own_status_history(ray_local, tmp_path):
+    cols = write_targets(tmp_path / "cat.parquet", 6)
+    out = tmp_path / "out"
+    with FakeCutoutServer() as srv:
+        srv.plan(ra_key(cols["ra"][2]), "503", "ok")  # fails in run 1 (no retries), ok in run 2
+        fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
+        fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
+    runs = sorted((out / "_fetch_history").glob("*.parquet"))
+    assert len(runs) == 2
+    first, second = (pq.read_table(r).to_pylist() for r in runs)
+    by_id = [{r["object_id"]: r["status"] for r in t} for t in (first, second)]
+    assert by_id[0] == {**{i: "ok" for i in cols["object_id"]}, "gal0002": "http_503"}
+    assert by_id[1] == {**{i: "already_present" for i in cols["object_id"]}, "gal0002": "ok"}
+    assert len({r["run_id"] for r in first}) == 1 and first[0]["run_id"] != second[0]["run_id"]
+    # the latest table is the second run's; the history is not mistaken for cutout shards
+    latest = pq.read_table(out / "_fetch_status.parquet").to_pylist()
+    assert {r["object_id"]: r["status"] for r in latest} == by_id[1]
+    assert sorted(read_shards(out).column("object_id").to_pylist()) == cols["object_id"]
+
+
+def test_fetch_exit_code_follows_the_failure_threshold(ray_local, tmp_path, capsys):
+    from hicatalog.cli import main as cli
+
+    cols = write_targets(tmp_path / "cat.parquet", 10)
+    with FakeCutoutServer() as srv:
+        def run(out, *extra):
+            return cli(["fetch", "--targets", str(tmp_path / "cat.parquet"), "--out",
+                        str(tmp_path / out), "--base-url", srv.base + SDSS_PATH,
+                        "--retries", "0", "--rows-per-shard", "4", *extra])
+
+        srv.plan(ra_key(cols["ra"][0]), "404")  # 1 of 10 fails: within the default 0.1
+        assert run("a") == 0
+        for ra in cols["ra"][:2]:
+            srv.plan(ra_key(ra), "404")  # 2 of 10 fail: over 0.1, within 0.25
+        assert run("b") == 1
+        err = capsys.readouterr().err
+        assert "2 of the 10 rows tried failed" in err and "Traceback" not in err
+        assert run("c", "--max-failed-fraction", "0.25") == 0
+        for ra in cols["ra"]:
+            srv.plan(ra_key(ra), "404")  # every row fails: always an error
+        assert run("d", "--max-failed-fraction", "1.0") == 1
+        assert "10 of the 10 rows tried failed" in capsys.readouterr().err
+        assert run("d") == 1  # nothing was stored, so the rerun tries (and fails) them again

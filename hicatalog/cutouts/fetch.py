@@ -11,7 +11,10 @@ one Ray Data task (:func:`_fetch_block`) requests its cutouts with many requests
 target's ``z`` and label columns joined in). Only the small per-row status table travels back
 to the driver, which writes ``DIR/_fetch_status.parquet``: one row per target that this run
 handled (already present, fetched, or failed); deferred rows are not in it. Each run replaces
-the previous run's status table.
+the previous run's status table, and also writes the same rows with a ``run_id`` column to
+``DIR/_fetch_history/<run_id>.parquet``, which is never rewritten: the outcome of every row in
+every run stays on record. ``main`` exits 1 when the run tried rows and stored none, or when
+more than ``max_failed_fraction`` of the rows it tried failed, so a scheduled fetch notices.
 
 Where the rules live
 --------------------
@@ -48,6 +51,7 @@ import asyncio
 import logging
 import math
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +78,8 @@ from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 __all__ = [
     "FETCH_STATUSES",
     "STATUS_FILE",
+    "HISTORY_DIR",
+    "failed_fraction",
     "STATUS_SCHEMA",
     "BAD_COORDINATES_ERROR",
     "existing_object_ids",
@@ -85,6 +91,8 @@ log = logging.getLogger("hicatalog.cutouts.fetch")
 
 #: Name of the per-row status table written beside the shards (ignored by ``list_shards``).
 STATUS_FILE = "_fetch_status.parquet"
+#: Directory of the per-run status tables, ``<run_id>.parquet`` each (ignored by ``list_shards``).
+HISTORY_DIR = "_fetch_history"
 
 #: Every status a row can end with, plus ``"http_<code>"`` for HTTP answers other than 200.
 FETCH_STATUSES = (
@@ -270,8 +278,21 @@ def _status_rows(ids: list[str], status: str, error: str | None) -> pa.Table:
     )
 
 
-def _write_status(table: pa.Table, out_dir: str) -> str:
-    return write_parquet_atomic(table, out_dir.rstrip("/") + f"/{STATUS_FILE}")
+def _write_status(table: pa.Table, out_dir: str, run_id: str) -> str:
+    """Write this run's status rows as the latest table and, with a ``run_id`` column, as the
+    run's own file in :data:`HISTORY_DIR`; returns the latest table's path."""
+    base = out_dir.rstrip("/")
+    history = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
+    write_parquet_atomic(history, f"{base}/{HISTORY_DIR}/{run_id}.parquet")
+    return write_parquet_atomic(table, f"{base}/{STATUS_FILE}")
+
+
+def failed_fraction(counts: dict[str, int]) -> tuple[int, int]:
+    """``(tried, failed)`` rows of a run from its status counts: tried = every row the run
+    handled except ``already_present`` (and ``deferred``, not handled); failed = tried minus
+    ``ok``."""
+    tried = sum(v for k, v in counts.items() if k not in ("already_present", "deferred"))
+    return tried, tried - counts.get("ok", 0)
 
 
 def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
@@ -319,7 +340,7 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
         raise RuntimeError(
             f"fetch accounting failed: {status.num_rows} status rows for {n_total} targets"
         )
-    _write_status(status, cfg.out)
+    _write_status(status, cfg.out, run_id)
     n_stored = len(existing_object_ids(cfg.out, check_unique=True))
     log.info("%s now holds %d cutouts", cfg.out, n_stored)
     counts = Counter(status.column("status").to_pylist())
@@ -377,18 +398,23 @@ def _run_ray_fetch(
 
 def main(cfg: FetchConfig) -> int:
     """CLI entry (``hicatalog fetch``): fetch, print the counts as ``status=n`` pairs on one
-    line, log a warning naming the failures, and return 0 whenever the run completes (even
-    when rows failed; errors raise).
+    line, and return 0, or 1 (with one line on stderr) when the run tried rows and stored none
+    or more than ``cfg.max_failed_fraction`` of the rows it tried failed.
 
     Rows that failed are listed in ``OUT/_fetch_status.parquet``; running the same command
     again retries them and skips what is already stored.
     """
     counts = fetch_cutouts(cfg)
-    failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
-    if failed:
-        log.warning(
-            "%d rows not fetched (%s); see %s", sum(failed.values()), failed,
-            os.path.join(cfg.out, STATUS_FILE),
-        )
+    tried, n_failed = failed_fraction(counts)
+    if not n_failed:
+        return 0
+    failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
+    where = os.path.join(cfg.out, STATUS_FILE)
+    if n_failed == tried or n_failed > cfg.max_failed_fraction * tried:
+        print(f"hicatalog fetch: error: {n_failed} of the {tried} rows tried failed ({failed}), "
+              f"more than --max-failed-fraction {cfg.max_failed_fraction:g} allows; see {where}",
+              file=sys.stderr)
+        return 1
+    log.warning("%d of the %d rows tried failed (%s); see %s", n_failed, tried, failed, where)
     return 0

@@ -13,7 +13,7 @@ shard takes to write; ``existing_object_ids(DIR, check_unique=True)`` in
 
 from __future__ import annotations
 
-import time
+import datetime
 import uuid
 
 from hicatalog.storage import filesystem_and_path, write_atomic
@@ -25,11 +25,13 @@ RUN_FILE = "_fetch_run"
 
 
 def new_run_id() -> str:
-    """A fresh run id: UTC start time and 6 random hex digits, e.g. ``20250101T120000-1a2b3c``.
+    """A fresh run id: UTC start time to the microsecond and 6 random hex digits, e.g.
+    ``20250101T120000123456-1a2b3c`` (no dot: it is part of shard file names).
 
-    Ids of runs started in different seconds sort by start time.
+    Ids sort by start time (the per-run files of ``_fetch_history/`` list in run order).
     """
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
 
 
 def claim_output(out_dir: str, run_id: str) -> None:

@@ -60,7 +60,8 @@ def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, cont
 def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list[str]:
     """All Parquet files under ``path`` (a file, a directory, or a list of them), sorted.
 
-    Hidden and temporary files (``.name``, ``_name``) are ignored. With ``contract``, each
+    Files and directories whose name starts with ``.`` or ``_`` (temporary files, status
+    tables, ``_fetch_history/``) are ignored. With ``contract``, each
     shard's schema is checked (reading only its footer).
 
     Raises
@@ -78,10 +79,13 @@ def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list
             files = [base]
         else:
             sel = pafs.FileSelector(base, recursive=True)
+            # Like pyarrow datasets, skip any file or directory whose name starts with "." or
+            # "_" (temporary files, _fetch_status.parquet, _fetch_history/, _done/).
             files = [
                 f.path for f in fs.get_file_info(sel)
                 if f.type == pafs.FileType.File and f.path.endswith(".parquet")
-                and not os.path.basename(f.path).startswith((".", "_"))
+                and not any(part.startswith((".", "_"))
+                            for part in f.path[len(base):].strip("/").split("/"))
             ]
         prefix = p[: p.index("://") + 3] if "://" in p else ""
         found.extend(prefix + f if prefix and not f.startswith(prefix) else f for f in sorted(files))
