@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SurveyImaging", "IMAGING", "SURVEYS", "imaging"]
+__all__ = ["SurveyImaging", "IMAGING", "SURVEYS"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,3 @@ IMAGING: dict[str, SurveyImaging] = {
 #: The valid ``survey`` values, in a fixed order.
 SURVEYS: tuple[str, ...] = tuple(IMAGING)
 
-
-def imaging(survey: str) -> SurveyImaging:
-    """The :class:`SurveyImaging` of ``survey``; an unknown name is a ValueError listing the
-    valid ones."""
-    try:
-        return IMAGING[survey]
-    except KeyError:
-        raise ValueError(f"survey must be one of {list(SURVEYS)}, got {survey!r}") from None

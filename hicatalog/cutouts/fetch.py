@@ -79,7 +79,7 @@ __all__ = [
     "FETCH_STATUSES",
     "STATUS_FILE",
     "HISTORY_DIR",
-    "failed_fraction",
+    "tried_and_failed",
     "STATUS_SCHEMA",
     "BAD_COORDINATES_ERROR",
     "existing_object_ids",
@@ -287,7 +287,7 @@ def _write_status(table: pa.Table, out_dir: str, run_id: str) -> str:
     return write_parquet_atomic(table, f"{base}/{STATUS_FILE}")
 
 
-def failed_fraction(counts: dict[str, int]) -> tuple[int, int]:
+def tried_and_failed(counts: dict[str, int]) -> tuple[int, int]:
     """``(tried, failed)`` rows of a run from its status counts: tried = every row the run
     handled except ``already_present`` (and ``deferred``, not handled); failed = tried minus
     ``ok``."""
@@ -406,7 +406,7 @@ def main(cfg: FetchConfig) -> int:
     """
     counts = fetch_cutouts(cfg)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
-    tried, n_failed = failed_fraction(counts)
+    tried, n_failed = tried_and_failed(counts)
     if not n_failed:
         return 0
     failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
