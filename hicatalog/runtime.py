@@ -21,7 +21,13 @@ import sys
 
 log = logging.getLogger(__name__)
 
-__all__ = ["init_ray", "assigned_cpus", "torch_threads", "set_torch_threads", "cpus_per_worker"]
+__all__ = [
+    "init_ray", "assigned_cpus", "torch_threads", "set_torch_threads", "cpus_per_worker",
+    "PRECISIONS", "use_bf16",
+]
+
+#: ``--precision`` values of training and the catalog build.
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def init_ray(address: str | None = None) -> None:
@@ -81,6 +87,21 @@ def set_torch_threads() -> int:
     torch.set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)
     return n
+
+
+def use_bf16(precision: str, device: object) -> bool:
+    """The one precision rule of training and inference: ``True`` when torch should run in
+    bf16 autocast with channels_last tensors, ``False`` for plain fp32.
+
+    ``precision``: ``"bf16"``, ``"fp32"`` or ``"auto"`` (bf16 on a CUDA device, fp32
+    elsewhere: CPUs gain little from bf16 and some lack fast bf16 kernels); ``device``: a
+    ``torch.device`` or a string such as ``"cuda"``, ``"cuda:0"``, ``"cpu"``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return str(device).split(":")[0] == "cuda"
+    return precision == "bf16"
 
 
 def cpus_per_worker(n_workers: int, keep_free: float = 0.0, node_cpus: list[float] | None = None) -> float:

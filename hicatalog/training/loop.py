@@ -40,6 +40,7 @@ from hicatalog.models.optim import build_optimizer, one_cycle
 from hicatalog.models.predict import average_views
 from hicatalog.models.preprocessing import preprocess
 from hicatalog.models.registry import build_model
+from hicatalog.runtime import use_bf16
 from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
 
 __all__ = [
@@ -111,9 +112,10 @@ def fit(
     device = torch.device(device)
     use_gpu = device.type == "cuda"
     # lc["precision"]: "bf16" (autocast + channels_last), "fp32", or "auto"/absent: bf16 on
-    # GPU, fp32 on CPU. Resolved here only, where the device is known.
-    precision = lc.get("precision", "auto")
-    mixed = precision == "bf16" or (precision == "auto" and use_gpu)
+    # GPU, fp32 on CPU. Resolved here, where the device is known, by the one rule.
+    mixed = use_bf16(lc.get("precision", "auto"), device)
+    if use_gpu:  # fixed batch shapes: let cuDNN time its kernels once
+        torch.backends.cudnn.benchmark = True
     card = ModelCard.from_dict(lc["card"], source="loop config")
     task = card.task
     torch.manual_seed(int(lc["seed"]))  # identical initial weights on every worker
@@ -162,7 +164,10 @@ def fit(
         t0 = time.perf_counter()
         net.train()
         gen = _epoch_generator(lc["seed"], epoch, rank)
-        loss_sum, n_seen = 0.0, 0
+        # Summed on the device: reading the loss every step would make the host wait for
+        # the GPU after each step, so it could not queue the next batch meanwhile.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        n_seen = 0
         for x_u8, y in train_batches(epoch):
             if x_u8.shape[0] < 2:  # BatchNorm needs two samples; every worker skips alike
                 continue
@@ -179,10 +184,12 @@ def fit(
             opt.step()
             if sched.last_epoch < total_steps:
                 sched.step()
-            loss_sum += float(loss.detach()) * x.shape[0]
+            loss_sum += loss.detach().double() * x.shape[0]
             n_seen += x.shape[0]
+        if use_gpu:
+            torch.cuda.synchronize(device)  # the queued steps are part of the epoch's time
         t_train = time.perf_counter() - t0
-        totals = reduce_sum(torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device))
+        totals = reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_seen), dtype=torch.float64, device=device)]))
         train_loss = float(totals[0] / max(totals[1], 1.0))
         n_train_seen = int(totals[1])
 
