@@ -157,7 +157,12 @@ class BuildCatalogConfig(JobConfig):
     pr: str = Field(description="pattern-recognition model directory")
     out: str = Field(description="catalog output directory")
     tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
-    gpu: bool = False
+    gpu: bool = Field(False, description="one GPU per inference actor")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="bf16 = bf16 autocast + channels_last; auto: bf16 on GPU, fp32 on CPU")
+    decode: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="where JPEGs are decoded: cpu = Pillow in the read tasks, gpu = "
+        "torchvision on the actor's GPU; auto: gpu with --gpu when torchvision is installed")
     tta: bool = Field(True, description="average the 8 dihedral views")
     batch_size: int = Field(64, ge=1, le=8192)
     since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")

@@ -206,6 +206,8 @@ def test_layout_manifest_and_idempotent_rerun(built):
         assert on_disk["models"][task]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
     assert on_disk["input"]["rows"] == 90 and on_disk["input"]["shards"] == 3  # 32 rows a shard
     assert on_disk["input"]["cutouts"] == cfg.cutouts and on_disk["build_id"] == manifest["build_id"]
+    # on CPU, precision "auto" is fp32 and the JPEGs are decoded by Pillow in the read tasks
+    assert on_disk["inference"] == {"precision": "fp32", "decode": "cpu"}
     before = {f: f.stat().st_mtime_ns for f in files}
     again = build_catalog(cfg)
     assert again["build_id"] == manifest["build_id"] and again["rows"] == manifest["rows"]
@@ -252,6 +254,9 @@ def test_bad_inputs_fail_before_any_work(tmp_path, models, ray_local):
     with pytest.raises(ValueError, match="128x128"):
         build(regression=tiny_model(tmp_path / "r128", "regression", cutout_size=128),
               pr=tiny_model(tmp_path / "p128", "pr", cutout_size=128))
+    # GPU decoding asked for on a CPU build.
+    with pytest.raises(ValueError, match="--decode gpu needs --gpu"):
+        build(decode="gpu")
     assert not out.exists()
 
 

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from imagefixtures import solid_jpeg
 
-from hicatalog.cutouts.decode import ImageDecodeError, decode_batch, decode_jpeg
+from hicatalog.cutouts.decode import ImageDecodeError, decode_batch, decode_jpeg, ends_with_eoi
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, write_shard
 from hicatalog.schemas import SchemaError
 
@@ -37,6 +37,15 @@ def test_bad_images_get_a_status(data, status):
     with pytest.raises(ImageDecodeError) as exc:
         decode_jpeg(data, expected_size=64)
     assert exc.value.status == status
+
+
+def test_end_marker_check_finds_truncated_files():
+    # The GPU path sends files without the end marker to the CPU decoder for their status
+    # (nvJPEG decoded a half file as "ok" on an H200).
+    good = solid_jpeg(64)
+    assert good[-2:] == b"\xff\xd9" and ends_with_eoi(good)
+    assert not ends_with_eoi(good[: len(good) // 2]) and not ends_with_eoi(good[:-1])
+    assert not ends_with_eoi(b"") and not ends_with_eoi(None)
 
 
 def test_decode_batch_keeps_every_row():

@@ -145,6 +145,30 @@ def test_tta_of_symmetric_image_equals_single_prediction():
     assert (other.std(dim=1) > 0).any()
 
 
+def test_tta_one_batch_equals_eight_forwards_in_either_memory_format():
+    torch.manual_seed(1)
+    m = xresnet18(1, width=0.25).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        by_view = torch.stack([m(dihedral(x, k)) for k in range(8)], dim=1)  # (3, 8, 1)
+    torch.testing.assert_close(tta_predict(m, x), by_view, rtol=1e-4, atol=1e-5)
+    cl = m.to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(tta_predict(cl, xc), by_view, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_prediction_is_close_to_fp32():
+    torch.manual_seed(0)
+    card = _card(task="regression", n_outputs=1, image_size=16, cutout_size=16)
+    model = build_model(card).eval()
+    imgs = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    fp32 = predict_views(model, card, imgs)
+    bf16 = predict_views(model.to(memory_format=torch.channels_last), card, imgs, bf16=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape == (4, 8, 1)
+    assert not torch.equal(bf16, fp32)  # it did run in bf16
+    torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)
+
+
 # --- optimizer --------------------------------------------------------------------------------
 
 def test_lookahead_matches_hand_computation():

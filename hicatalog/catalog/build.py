@@ -66,7 +66,7 @@ from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models import ModelCard, load_model
-from hicatalog.runtime import cpus_per_worker, init_ray
+from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
@@ -130,9 +130,16 @@ class CatalogPlan:
             else "cutouts"
         )
         self.input_fp = fingerprint_shards(self.shards)
-        self.gpu_decode = bool(cfg.gpu and importlib.util.find_spec("torchvision"))
-        if cfg.gpu and not self.gpu_decode:
+        has_tv = importlib.util.find_spec("torchvision") is not None
+        if cfg.decode == "gpu" and not (cfg.gpu and has_tv):
+            raise ValueError(
+                "--decode gpu needs --gpu and torchvision (pip install -e '.[gpu]'); "
+                f"got --gpu {cfg.gpu}, torchvision {'installed' if has_tv else 'not installed'}"
+            )
+        self.gpu_decode = cfg.decode == "gpu" or (cfg.decode == "auto" and cfg.gpu and has_tv)
+        if cfg.gpu and cfg.decode == "auto" and not has_tv:
             log.warning("--gpu without torchvision: JPEGs are decoded with Pillow on the CPU")
+        self.bf16 = use_bf16(cfg.precision, "cuda" if cfg.gpu else "cpu")
         self.fingerprint = fingerprint({
             "input": self.input_fp,
             "models": [self.reg_card.weights_sha256, self.pr_card.weights_sha256,
@@ -140,6 +147,7 @@ class CatalogPlan:
             "tracers": self.tracers_fp,
             "tta": cfg.tta,
             "gpu_decode": self.gpu_decode,
+            "bf16": self.bf16,
             "dec_zone_deg": cfg.dec_zone_deg,
             "since": (self.old_manifest or {}).get("fingerprint"),
             "code_version": __version__,
@@ -497,8 +505,12 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
             "gpu_decode": plan.gpu_decode,
             "cutout_size": plan.cutout_size,
             "decode_size": plan.decode_size,
+            "precision": "bf16" if plan.bf16 else "fp32",
         },
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        # On a GPU, two calls per actor: Ray Data assembles the next batch while the model
+        # runs on this one (the model itself still runs one batch at a time).
+        compute=ray.data.ActorPoolStrategy(
+            size=actors, max_concurrent_calls_per_actor=2 if cfg.gpu else None),
         **actor_res,
     )
     n_done = 0
@@ -557,6 +569,8 @@ def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
                    "pr": model_info(plan.pr_card, plan.cfg.pr)},
         "model_id": plan.model_id,
         "config": plan.cfg.to_json_dict(),
+        "inference": {"precision": "bf16" if plan.bf16 else "fp32",
+                      "decode": "gpu" if plan.gpu_decode else "cpu"},
         "input": {"cutouts": plan.cfg.cutouts, "shards": len(plan.shards),
                   "rows": int(sum(plan.rows_per_shard)), "fingerprint": plan.input_fp,
                   "survey": plan.geometry.survey},

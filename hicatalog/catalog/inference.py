@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg, read_jpeg_header
+from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg, ends_with_eoi, read_jpeg_header
 from hicatalog.models.artifact import load_model
 from hicatalog.models.card import ModelCard
 from hicatalog.models.predict import positive_probability, predict_views
-from hicatalog.runtime import set_torch_threads
+from hicatalog.runtime import set_torch_threads, use_bf16
 
-__all__ = ["CatalogPredictor", "predict_images"]
+__all__ = ["CatalogPredictor", "predict_images", "gpu_decode"]
 
 log = logging.getLogger("hicatalog.catalog.inference")
 
@@ -40,6 +40,7 @@ def predict_images(
     pr_card: ModelCard,
     tta: bool = True,
     device: str | torch.device = "cpu",
+    bf16: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run both models on decoded cutouts.
 
@@ -48,32 +49,36 @@ def predict_images(
     images_uint8: ``(N, 3, S, S)`` uint8, channels first (``decode_batch`` layout); resized to
         each model's ``image_size`` by :func:`hicatalog.models.preprocess`.
     pr_card: a classifier card; ``p_cnn`` is the probability of its ``positive_class``.
+    bf16: bf16 autocast on channels_last inputs (see :func:`hicatalog.models.predict_views`).
 
     Returns
     -------
     ``m_pred`` (dex), ``m_pred_std`` (dex, NaN without TTA), ``p_cnn`` (0-1): float32 arrays
     ``(N,)``.
     """
-    x = torch.as_tensor(images_uint8).to(device)
-    m_views = predict_views(regression, reg_card, x, tta)[..., 0]  # (N, V)
-    p_cnn = positive_probability(predict_views(pr, pr_card, x, tta), pr_card)
+    x = torch.as_tensor(images_uint8).to(device, non_blocking=True)
+    m_views = predict_views(regression, reg_card, x, tta, bf16=bf16)[..., 0]  # (N, V)
+    p_cnn = positive_probability(predict_views(pr, pr_card, x, tta, bf16=bf16), pr_card)
     m_pred = m_views.mean(dim=1)
     m_std = m_views.std(dim=1, correction=0) if tta else torch.full_like(m_pred, float("nan"))
-    return {
-        "m_pred": m_pred.cpu().numpy().astype(np.float32),
-        "m_pred_std": m_std.cpu().numpy().astype(np.float32),
-        "p_cnn": p_cnn.cpu().numpy().astype(np.float32),
-    }
+    # one copy back to the host, not three
+    out = torch.stack([m_pred, m_std, p_cnn]).cpu().numpy().astype(np.float32)
+    return {"m_pred": out[0], "m_pred_std": out[1], "p_cnn": out[2]}
 
 
-def _gpu_decode(
+def gpu_decode(
     images: list[bytes | None], expected_size: int | None, out_size: int, device: str
 ) -> tuple[torch.Tensor, np.ndarray, list[str], list[str | None]]:
-    """Decode JPEGs with torchvision's GPU decoder; statuses as :func:`decode_batch`.
+    """Decode JPEGs with torchvision's GPU decoder, as one batch; statuses as
+    :func:`hicatalog.cutouts.decode.decode_batch`.
 
-    Marker, size and mode are checked from the headers with
-    :func:`hicatalog.cutouts.decode.read_jpeg_header` (no pixel decoding); a row the GPU
-    decoder rejects is decoded once more on the CPU to get its exact status.
+    Returns ``(images uint8 (N, 3, out_size, out_size) on device, ok bool (N,), statuses,
+    errors)``. Marker, size and mode are checked from the headers with
+    :func:`hicatalog.cutouts.decode.read_jpeg_header` (no pixel decoding), and a file without
+    its end marker is decoded on the CPU for its status
+    (:func:`hicatalog.cutouts.decode.ends_with_eoi`); the good rows are
+    decoded in one batched call; if the decoder rejects that batch, they are decoded one by
+    one, and a row it rejects is decoded once more on the CPU to get its exact status.
     """
     import torch.nn.functional as F
     import torchvision.io as tvio  # optional GPU extra
@@ -85,27 +90,39 @@ def _gpu_decode(
     for i, data in enumerate(images):
         try:
             read_jpeg_header(data, expected_size)  # the CPU path's header checks and statuses
+            if not ends_with_eoi(data):  # nvJPEG would decode a truncated file as "ok"
+                decode_jpeg(data, expected_size, out_size)
             good.append(i)
         except ImageDecodeError as exc:
             status[i], error[i] = exc.status, str(exc)
     out = torch.zeros((n, 3, out_size, out_size), dtype=torch.uint8, device=device)
     ok = np.zeros(n, dtype=bool)
-    for i in good:
-        try:
-            img = tvio.decode_jpeg(torch.frombuffer(bytearray(images[i]), dtype=torch.uint8),
-                                   mode=tvio.ImageReadMode.RGB, device=device)
-        except RuntimeError:
+    if not good:
+        return out, ok, status, error
+    encoded = [torch.frombuffer(bytearray(images[i]), dtype=torch.uint8) for i in good]
+    try:
+        decoded: list[torch.Tensor | None] = list(
+            tvio.decode_jpeg(encoded, mode=tvio.ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        decoded = []
+        for i, data in zip(good, encoded, strict=True):
             try:
-                decode_jpeg(images[i], expected_size, out_size)
-                status[i], error[i] = "corrupt_image", "GPU JPEG decoder rejected the image"
-            except ImageDecodeError as exc:
-                status[i], error[i] = exc.status, str(exc)
-            continue
-        if img.shape[-1] != out_size:
-            img = F.interpolate(img[None].float(), size=(out_size, out_size), mode="bilinear",
-                                antialias=True).round().clamp(0, 255).to(torch.uint8)[0]
-        out[i] = img
-        ok[i] = True
+                decoded.append(tvio.decode_jpeg(data, mode=tvio.ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                decoded.append(None)
+                try:
+                    decode_jpeg(images[i], expected_size, out_size)
+                    status[i], error[i] = "corrupt_image", "GPU JPEG decoder rejected the image"
+                except ImageDecodeError as exc:
+                    status[i], error[i] = exc.status, str(exc)
+    idx = [i for i, img in zip(good, decoded, strict=True) if img is not None]
+    if idx:
+        batch = torch.stack([img for img in decoded if img is not None])
+        if batch.shape[-1] != out_size or batch.shape[-2] != out_size:
+            batch = F.interpolate(batch.float(), size=(out_size, out_size), mode="bilinear",
+                                  antialias=True).round_().clamp_(0, 255).to(torch.uint8)
+        out[torch.as_tensor(idx, device=device)] = batch
+        ok[idx] = True
     return out, ok, status, error
 
 
@@ -129,12 +146,21 @@ class CatalogPredictor:
         gpu_decode: bool = False,
         cutout_size: int | None = None,
         decode_size: int | None = None,
+        precision: str = "auto",
     ):
         threads = set_torch_threads()
-        log.info("inference actor: %d torch thread(s) on %s", threads, device)
+        self.bf16 = use_bf16(precision, device)
+        log.info("inference actor: %d torch thread(s) on %s, %s", threads, device,
+                 "bf16" if self.bf16 else "fp32")
         self.device = device
         self.regression, self.reg_card = load_model(regression_dir, map_location=device)
         self.pr, self.pr_card = load_model(pr_dir, map_location=device)
+        if str(device).startswith("cuda"):
+            # batches have one shape (the last of a shard aside): let cuDNN time its kernels
+            torch.backends.cudnn.benchmark = True
+        if self.bf16:
+            fmt = torch.channels_last
+            self.regression, self.pr = self.regression.to(memory_format=fmt), self.pr.to(memory_format=fmt)
         self.tta = tta
         self.gpu_decode = gpu_decode
         self.cutout_size = cutout_size
@@ -146,7 +172,7 @@ class CatalogPredictor:
         error = np.asarray(batch["error"], dtype=object)
         todo = status == "ok"
         if self.gpu_decode:
-            imgs, ok, st, er = _gpu_decode(
+            imgs, ok, st, er = gpu_decode(
                 [batch["image"][i] if todo[i] else None for i in range(n)],
                 self.cutout_size, self.decode_size, self.device,
             )
@@ -162,7 +188,7 @@ class CatalogPredictor:
             out[col] = np.full(n, np.nan, dtype=np.float32)
         if todo.any():
             pred = predict_images(images, self.regression, self.reg_card, self.pr, self.pr_card,
-                                  tta=self.tta, device=self.device)
+                                  tta=self.tta, device=self.device, bf16=self.bf16)
             for col, values in pred.items():
                 out[col][todo] = values
         return out

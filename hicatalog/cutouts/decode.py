@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "ImageDecodeError", "DecodedBatch", "read_jpeg_header", "decode_jpeg", "decode_batch",
-    "IMAGE_STATUSES",
+    "ends_with_eoi", "IMAGE_STATUSES",
 ]
 
 IMAGE_STATUSES = (
@@ -32,6 +32,7 @@ IMAGE_STATUSES = (
     "grayscale", "bad_mode",
 )
 _JPEG_MAGIC = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
 
 
 class ImageDecodeError(ValueError):
@@ -82,6 +83,17 @@ def read_jpeg_header(data: bytes | None, expected_size: int | None = None) -> tu
     ImageDecodeError: with a status from :data:`IMAGE_STATUSES`.
     """
     return _open_checked(data, expected_size).size
+
+
+def ends_with_eoi(data: bytes | None) -> bool:
+    """Whether JPEG bytes end with the end-of-image marker (``FF D9``).
+
+    A cutout cut short in transfer lacks it. Pillow reports such data as ``truncated_image``
+    when it decodes the pixels; torchvision's GPU decoder (nvJPEG) decodes it without an error
+    and fills the missing part, so the GPU path sends every row without the marker through
+    :func:`decode_jpeg` for its status (measured on an H200: a half file came back ``ok``).
+    """
+    return bool(data) and bytes(data[-2:]) == _JPEG_EOI
 
 
 def decode_jpeg(

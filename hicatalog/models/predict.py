@@ -25,7 +25,8 @@ __all__ = ["predict_views", "class_probabilities", "positive_probability", "aver
 
 @torch.inference_mode()
 def predict_views(
-    model: nn.Module, card: ModelCard, images_uint8: np.ndarray | Tensor, tta: bool = True
+    model: nn.Module, card: ModelCard, images_uint8: np.ndarray | Tensor, tta: bool = True,
+    bf16: bool = False,
 ) -> Tensor:
     """Raw outputs of ``model`` on decoded cutouts, one row per view.
 
@@ -33,13 +34,18 @@ def predict_views(
     :func:`~hicatalog.models.preprocessing.preprocess`). Returns float32 ``(N, V, n_out)`` on
     the model's device: ``V = 8`` dihedral views with ``tta`` (view ``k`` is D4 element
     ``k``), else ``V = 1`` (the image as stored). Reduce with :func:`average_views`.
+    ``bf16``: run the network in bf16 autocast on channels_last inputs (the training recipe;
+    :func:`hicatalog.runtime.use_bf16` decides); preprocessing and the outputs stay float32.
     """
     device = next(model.parameters()).device
-    x = preprocess(torch.as_tensor(images_uint8).to(device), card)
-    if tta:
-        return tta_predict(model, x).float()
-    model.eval()
-    return model(x)[:, None, :].float()
+    x = preprocess(torch.as_tensor(images_uint8).to(device, non_blocking=True), card)
+    if bf16:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        if tta:
+            return tta_predict(model, x).float()
+        model.eval()
+        return model(x)[:, None, :].float()
 
 
 def class_probabilities(view_logits: Tensor) -> Tensor:
