@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
 
-.PHONY: setup test test-fast demo lint bench clean
+.PHONY: setup test test-fast demo lint bench gpu-check clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint:
 
 bench:
 	$(BIN)/python benchmarks/run_all.py --out runs/bench
+
+# Where the GPU path stands, in one command of about 5 minutes on one GPU (README "GPU check");
+# `make gpu-check ARGS=--smoke` runs it with tiny sizes anywhere, as CI does.
+gpu-check:
+	$(BIN)/python benchmarks/gpu_check.py --out runs/gpu_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

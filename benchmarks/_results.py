@@ -1,9 +1,12 @@
-"""How every benchmark reports: numbers on stdout, the same numbers as ``OUT/<name>.json``."""
+"""How every benchmark reports: numbers on stdout, the same numbers as ``OUT/<name>.json``;
+and :class:`PeakSampler`, the peak of a reading (memory) over a timed block."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -15,3 +18,28 @@ def write_result(out_dir: str, name: str, result: Any) -> str:
         json.dump(result, fh, indent=2)
     print(f"wrote {path}")
     return path
+
+
+class PeakSampler:
+    """The largest value ``read()`` returns while the ``with`` block runs, sampled every
+    ``interval`` seconds in a thread (``peak``; ``None`` until a reading; a ``None`` reading
+    is skipped)."""
+
+    def __init__(self, read: Callable[[], float | None], interval: float = 0.25):
+        self.read, self.interval, self.peak = read, interval, None
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            v = self.read()
+            if v is not None:
+                self.peak = v if self.peak is None else max(self.peak, v)
+
+    def __enter__(self) -> PeakSampler:
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()

@@ -26,13 +26,12 @@ import io
 import os
 import shutil
 import tempfile
-import threading
 import time
 
 import numpy as np
 import pyarrow as pa
 import torch
-from _results import write_result  # benchmarks/_results.py
+from _results import PeakSampler, write_result  # benchmarks/_results.py
 from PIL import Image
 
 from hicatalog.catalog.build import build_catalog
@@ -91,50 +90,30 @@ def bare_forward(reg_dir: str, pr_dir: str, pool: list[bytes], size: int, decode
     return batch * n_batches / (time.perf_counter() - t0)
 
 
-class PeakRSS:
-    """Largest RSS sum (bytes) of this process and its descendants, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.1):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    @staticmethod
-    def _tree_rss() -> int:
-        """RSS sum of this process and its descendants, from /proc (Linux)."""
-        parent, rss = {}, {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-                parent[int(d)] = int(fields[1])
-                rss[int(d)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, IndexError, ValueError):
-                continue
-        keep, frontier = {os.getpid()}, [os.getpid()]
-        children: dict[int, list[int]] = {}
-        for pid, pp in parent.items():
-            children.setdefault(pp, []).append(pid)
-        while frontier:
-            for c in children.get(frontier.pop(), []):
-                if c not in keep:
-                    keep.add(c)
-                    frontier.append(c)
-        return sum(rss.get(p, 0) for p in keep)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
+def tree_rss() -> int:
+    """RSS sum (bytes) of this process and its descendants (the Ray processes it started),
+    from /proc (Linux)."""
+    parent, rss = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            parent[int(d)] = int(fields[1])
+            rss[int(d)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    keep, frontier = {os.getpid()}, [os.getpid()]
+    children: dict[int, list[int]] = {}
+    for pid, pp in parent.items():
+        children.setdefault(pp, []).append(pid)
+    while frontier:
+        for c in children.get(frontier.pop(), []):
+            if c not in keep:
+                keep.add(c)
+                frontier.append(c)
+    return sum(rss.get(p, 0) for p in keep)
 
 
 def main() -> None:
@@ -169,7 +148,7 @@ def main() -> None:
             cfg = BuildCatalogConfig(cutouts=cut, regression=reg_dir, pr=pr_dir,
                                      out=os.path.join(work, f"catalog_{n}"),
                                      batch_size=args.batch_size, actors=1, threads=args.threads)
-            with PeakRSS() as mem:
+            with PeakSampler(tree_rss, interval=0.1) as mem:
                 t0 = time.perf_counter()
                 manifest = build_catalog(cfg)
                 wall = time.perf_counter() - t0
@@ -184,7 +163,7 @@ def main() -> None:
                    "bare_forward_per_s": round(bare, 1), "ratio": round(e2e / bare, 3),
                    "bare_forward_before_after": [round(bare_before, 1), round(bare_after, 1)],
                    "load_average": os.getloadavg(),
-                   "peak_rss_mb": round(mem.peak / 2**20, 1), "batch_size": args.batch_size,
+                   "peak_rss_mb": round((mem.peak or 0) / 2**20, 1), "batch_size": args.batch_size,
                    "threads": args.threads, "cutout_px": args.size,
                    "image_px": args.image_size, "width": args.width, "tta": True}
             results.append(row)
