@@ -266,11 +266,14 @@ class LabelsConfig(JobConfig):
 
     out: str = Field(description="output directory")
     a40: str = Field(description="ALFALFA a.40 a40.datafile1.csv")
-    a40_sdss: str = Field(description="a.40 SDSS cross-match table (PhotoObjID per AGC)")
+    a40_sdss: str = Field(
+        description="a.40 SDSS cross-match table (PhotoObjID per AGC; ids read exactly)")
     mpa_info: str = Field(description="MPA-JHU DR7 gal_info FITS")
     mpa_mass: str = Field(description="MPA-JHU DR7 total stellar mass FITS (row-aligned)")
-    mpa_sfr: str | None = Field(None, description="MPA-JHU total SFR FITS (for a.40B)")
-    mpa_oh: str | None = Field(None, description="MPA-JHU fibre metallicity FITS (for a.40B)")
+    mpa_sfr: str | None = Field(
+        None, description="MPA-JHU total SFR FITS; without it a.40B is empty (one warning)")
+    mpa_oh: str | None = Field(
+        None, description="MPA-JHU fibre metallicity FITS; without it a.40B is empty (one warning)")
     a100: str | None = Field(None, description="a100.code12.table2.190808.csv")
     xgass: str | None = Field(None, description="xGASS representative sample")
     nibles: str | None = Field(None, description="NIBLES table")

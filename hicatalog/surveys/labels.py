@@ -3,7 +3,8 @@
 :func:`build_labels` runs every reader and selection of the paper in order and writes, under
 ``out_dir``:
 
-- ``labels.parquet``: the ``labels`` contract (input of ``hicatalog fetch``),
+- ``labels.parquet``: the ``labels`` contract (input of ``hicatalog fetch``); extreme but real
+  values are kept and flagged in its ``quality`` column (:mod:`hicatalog.surveys.quality`),
 - ``selection_steps.csv``: each selection step with the rows left after it,
 - ``table1.csv``: N and the 0.16/0.50/0.84 quantiles of log M_HI, log M* and M per sample,
   like the paper's Table 1,
@@ -43,7 +44,8 @@ QUANTILES = (0.16, 0.50, 0.84)
 
 @dataclass(frozen=True)
 class SurveyInputs:
-    """Paths (local or fsspec URLs) of the published files; ``None`` skips a sample."""
+    """Paths (local or fsspec URLs) of the published files; ``None`` skips a sample.
+    Without ``mpa_sfr`` or ``mpa_oh`` no galaxy can be alpha.40B (a warning says so)."""
 
     a40: str
     a40_sdss: str
