@@ -46,9 +46,7 @@ def _as_numpy(values) -> np.ndarray:
     if isinstance(values, pa.Array):
         if pa.types.is_integer(values.type) and values.null_count == 0:
             return values.to_numpy(zero_copy_only=False)
-        if pa.types.is_floating(values.type):
-            return np.asarray(values.to_pylist(), dtype=object)  # nulls stay None
-        return np.asarray(values.to_pylist(), dtype=object)
+        return np.asarray(values.to_pylist(), dtype=object)  # nulls stay None, ints stay int
     return np.asarray(values)
 
 

@@ -558,6 +558,7 @@ def test_labels_command_prints_the_summary(universe, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "15 labelled galaxies" in out and "nondetections  N=      4" in out
+    assert "1 with an extreme value, kept and flagged in 'quality'" in out  # the dwarf
     assert not (tmp_path / "tracers.parquet").exists()
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from hicatalog.config import LabelsConfig
 from hicatalog.schemas import conform_table, validate_table
 from hicatalog.surveys import readers, selections
+from hicatalog.surveys.quality import QUALITY_BITS
 from hicatalog.surveys.selections import SelectionLog
 
 __all__ = [
@@ -137,6 +138,11 @@ def main(cfg: LabelsConfig) -> int:
     inputs = SurveyInputs(**values)
     labels, _, table1 = build_labels(inputs, cfg.out, seed=getattr(cfg, "seed", 0))
     print(f"{labels.num_rows} labelled galaxies -> {os.path.join(cfg.out, 'labels.parquet')}")
+    n_flagged = int(np.count_nonzero(labels.column("quality").to_numpy()))
+    if n_flagged:
+        bits = ", ".join(f"{b} {c}" for c, b in QUALITY_BITS.items())
+        print(f"  {n_flagged} with an extreme value, kept and flagged in 'quality' (bits: "
+              f"{bits}; hicatalog.surveys.quality.TYPICAL_RANGES)")
     for row in table1.to_pylist():
         print(f"  {row['sample']:14s} N={row['N']:7d}  M: {row['m_true_q16']:6.2f} "
               f"{row['m_true_q50']:6.2f} {row['m_true_q84']:6.2f}")
