@@ -18,6 +18,7 @@ seed give the same rows, whatever is already stored, so a rerun resumes it.
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 
@@ -83,8 +84,8 @@ def read_targets(path: str) -> pa.Table:
         if p.lower().endswith((".csv", ".csv.gz")):
             with fs.open_input_stream(p, compression="detect") as fh:
                 data = fh.read()
-            header = data.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r").split(",")
-            id_cols = {h: pa.string() for h in header if h.strip().strip('"') == "object_id"}
+            header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]))
+            id_cols = {h: pa.string() for h in header if h.strip() == "object_id"}
             table = pacsv.read_csv(
                 pa.BufferReader(data),
                 convert_options=pacsv.ConvertOptions(
