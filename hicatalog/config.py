@@ -222,7 +222,15 @@ class FetchConfig(JobConfig):
     )
     survey: Survey = "sdss"
     out: str = Field(description="output directory of cutout shards")
-    base_url: str | None = Field(None, description="service base URL (tests: http://127.0.0.1)")
+    base_url: str | None = Field(
+        None,
+        description="the service's whole endpoint URL, path included, without the query "
+        "string (hicatalog appends ?ra=...&dec=... itself). sdss (SkyServer ImgCutout/getjpeg): "
+        "https://skyserver.sdss.org/dr14/SkyServerWS/ImgCutout/getjpeg, or a mirror such as "
+        "http://127.0.0.1:8765/dr14/SkyServerWS/ImgCutout/getjpeg; legacy (viewer cutout.jpg): "
+        "https://www.legacysurvey.org/viewer/cutout.jpg, or e.g. "
+        "http://127.0.0.1:8765/viewer/cutout.jpg. Default: the survey's public service",
+    )
     layer: str = Field("dr8", description="Legacy viewer layer")
     max_rps: float | None = Field(None, gt=0.0, description="requests per second per host")
     concurrency: int = Field(
@@ -241,7 +249,15 @@ class FetchConfig(JobConfig):
     backoff_max_s: float = Field(30.0, ge=0.0, le=3600.0, description="longest retry delay (s)")
     tasks: int = Field(4, ge=1, le=1024, description="Ray Data fetch tasks in parallel")
     user_agent: str | None = Field(None, description="HTTP User-Agent (default hicatalog/VER)")
-    limit: int | None = Field(None, ge=1, description="fetch at most this many new rows")
+    limit: int | None = Field(
+        None, ge=1,
+        description="work on a fixed subset of N targets: the first N of an order that takes "
+        "each sample (the 'dataset' column) in proportion to its size, seeded-random within "
+        "it (--seed, object_id). The same N and --seed give the same rows whatever is stored, "
+        "so a rerun resumes the subset and a larger N extends it; other rows not yet stored "
+        "are counted as deferred",
+    )
+    seed: int = Field(0, ge=0, description="seed of the --limit subset")
     max_failed_fraction: float = Field(
         0.1, ge=0.0, le=1.0,
         description="exit non-zero when more than this fraction of the rows the run tried failed "
@@ -255,11 +271,14 @@ class LabelsConfig(JobConfig):
 
     out: str = Field(description="output directory")
     a40: str = Field(description="ALFALFA a.40 a40.datafile1.csv")
-    a40_sdss: str = Field(description="a.40 SDSS cross-match table (PhotoObjID per AGC)")
+    a40_sdss: str = Field(
+        description="a.40 SDSS cross-match table (PhotoObjID per AGC; ids read exactly)")
     mpa_info: str = Field(description="MPA-JHU DR7 gal_info FITS")
     mpa_mass: str = Field(description="MPA-JHU DR7 total stellar mass FITS (row-aligned)")
-    mpa_sfr: str | None = Field(None, description="MPA-JHU total SFR FITS (for a.40B)")
-    mpa_oh: str | None = Field(None, description="MPA-JHU fibre metallicity FITS (for a.40B)")
+    mpa_sfr: str | None = Field(
+        None, description="MPA-JHU total SFR FITS; without it a.40B is empty (one warning)")
+    mpa_oh: str | None = Field(
+        None, description="MPA-JHU fibre metallicity FITS; without it a.40B is empty (one warning)")
     a100: str | None = Field(None, description="a100.code12.table2.190808.csv")
     xgass: str | None = Field(None, description="xGASS representative sample")
     nibles: str | None = Field(None, description="NIBLES table")

@@ -112,6 +112,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def main(cfg: DemoConfig) -> int:
+    from hicatalog.catalog.build import query_command
+
     summary = run_demo(cfg)
     out = summary["out"]
     print()
@@ -121,10 +123,10 @@ def main(cfg: DemoConfig) -> int:
     print(f"  catalog        {out}/catalog (Parquet, _manifest.json)")
     print(f"  report         {out}/report (index.html, metrics.json)")
     print()
-    print("Try it with DuckDB:")
-    print(
-        "  duckdb -c \"SELECT object_id, ra, dec, m_pred, p_cnn, one_plus_delta5 "
-        f"FROM read_parquet('{out}/catalog/**/*.parquet', hive_partitioning=true) "
-        "WHERE p_cnn > 0.9 AND ra BETWEEN 150 AND 160 ORDER BY m_pred DESC LIMIT 10\""
-    )
+    print("Try a query (polars, installed with hicatalog; DuckDB examples in the README):")
+    print("  " + query_command(
+        f"{out}/catalog",
+        'cat.filter((pl.col("p_cnn") > 0.9) & pl.col("ra").is_between(150, 160))'
+        '.select("object_id", "ra", "dec", "m_pred", "p_cnn", "one_plus_delta5")'
+        '.sort("m_pred", descending=True).head(10)'))
     return 0

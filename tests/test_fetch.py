@@ -21,9 +21,9 @@ from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.fetch import STATUS_FILE, existing_object_ids, fetch_cutouts
 from hicatalog.cutouts.http_client import RetryPolicy
 from hicatalog.cutouts.ratelimit import start_rate_limiter
-from hicatalog.cutouts.services import make_service
+from hicatalog.cutouts.services import LEGACY_VIEWER_URL, SDSS_DR14_URL, make_service
 from hicatalog.cutouts.shards import list_shards
-from hicatalog.cutouts.targets import read_targets
+from hicatalog.cutouts.targets import limit_order, limit_subset, read_targets
 
 SDSS_PATH = "/dr14/SkyServerWS/ImgCutout/getjpeg"
 
@@ -75,6 +75,29 @@ def test_service_urls_carry_the_paper_parameters():
         make_service("hst")
     with pytest.raises(ValueError, match="http"):
         make_service("sdss", base_url="ftp://example.org/x")
+    # the whole endpoint is needed: a host alone, or a URL with a query, is refused
+    for bad in ("http://127.0.0.1:8765", "http://127.0.0.1:8765/",
+                "http://127.0.0.1:8765/ImgCutout/getjpeg?ra=1"):
+        with pytest.raises(ValueError, match=r"whole endpoint.*ImgCutout/getjpeg"):
+            make_service("sdss", base_url=bad)
+    with pytest.raises(ValueError, match=r"whole endpoint.*viewer/cutout.jpg"):
+        make_service("legacy", base_url="http://127.0.0.1:8765")
+
+
+def test_base_url_help_says_what_is_expected_for_each_service():
+    from hicatalog.cli import build_parser
+
+    fetch = build_parser()._subparsers._group_actions[0].choices["fetch"]
+    base_help = next(a.help for a in fetch._actions if "--base-url" in a.option_strings)
+    for needed in ("path included", "query string", "sdss", "legacy",
+                   SDSS_DR14_URL, LEGACY_VIEWER_URL,
+                   "http://127.0.0.1:8765/dr14/SkyServerWS/ImgCutout/getjpeg",
+                   "http://127.0.0.1:8765/viewer/cutout.jpg"):
+        assert needed in base_help, needed
+    # each example is accepted as the service's base URL
+    for survey, url in (("sdss", "http://127.0.0.1:8765/dr14/SkyServerWS/ImgCutout/getjpeg"),
+                        ("legacy", "http://127.0.0.1:8765/viewer/cutout.jpg")):
+        assert make_service(survey, base_url=url).url(1, 2).startswith(url + "?ra=")
 
 
 def test_retry_policy_backoff_grows_is_jittered_capped_and_honours_retry_after():
@@ -108,6 +131,65 @@ def test_bad_target_lists_are_clear_errors(tmp_path):
     # a label column is cast to its cutouts-contract type (m_true: float32), empty -> null
     assert t.column("m_true").type == pa.float32()
     assert t.column("m_true").to_pylist() == [pytest.approx(0.3), None]
+
+
+def test_target_ids_follow_the_id_rule(tmp_path):
+    """Padded CSV headers, 64-bit ids as integers or text, and float ids refused."""
+    big = 588848972367725318  # float64 would make it ...312
+    (tmp_path / "padded.csv").write_text(f" object_id , ra , dec \n{big},1.5,2.5\n 0042 ,3,4\n")
+    t = read_targets(str(tmp_path / "padded.csv"))
+    assert t.column("object_id").to_pylist() == [str(big), "0042"]
+    assert t.column("dec").to_pylist() == [2.5, 4.0]
+    pq.write_table(pa.table({"object_id": pa.array([big, 7], pa.int64()), "ra": [1.0, 2.0],
+                             "dec": [1.0, 2.0]}), tmp_path / "int.parquet")
+    assert read_targets(str(tmp_path / "int.parquet")).column("object_id").to_pylist() == [
+        str(big), "7"]
+    pq.write_table(pa.table({"object_id": pa.array([float(big), 7.0]), "ra": [1.0, 2.0],
+                             "dec": [1.0, 2.0]}), tmp_path / "float.parquet")
+    with pytest.raises(ValueError, match=r"float.parquet.*object_id.*floating point"):
+        read_targets(str(tmp_path / "float.parquet"))
+
+
+def _sample_by_sample(n_per: dict[str, int]) -> pa.Table:
+    """A labels-like target list written sample by sample, as ``hicatalog labels`` does."""
+    ds = [d for d, k in n_per.items() for _ in range(k)]
+    n = len(ds)
+    return pa.table({"object_id": [f"g{i:04d}" for i in range(n)], "ra": [1.0] * n,
+                     "dec": [1.0] * n, "dataset": ds})
+
+
+def test_limit_takes_every_sample_in_proportion_fixed_by_seed_and_nested():
+    t = _sample_by_sample({"a40A": 60, "nondetections": 30, "xgass": 10})
+    ds = np.array(t.column("dataset").to_pylist())
+    ids = np.array(t.column("object_id").to_pylist())
+
+    def counts(mask):
+        return {d: int((ds[mask] == d).sum()) for d in ("a40A", "nondetections", "xgass")}
+
+    m20 = limit_subset(t, 20, seed=0)
+    assert m20.sum() == 20 and counts(m20) == {"a40A": 12, "nondetections": 6, "xgass": 2}
+    assert counts(limit_subset(t, 50, seed=0)) == {"a40A": 30, "nondetections": 15, "xgass": 5}
+    # not the first rows of each sample, and the same rows again for the same seed
+    assert not m20[:12].all()
+    np.testing.assert_array_equal(limit_subset(t, 20, seed=0), m20)
+    assert set(ids[limit_subset(t, 20, seed=1)]) != set(ids[m20])
+    # a larger limit extends the subset; the file order does not matter
+    assert (limit_subset(t, 40, seed=0) >= m20).all()
+    shuffled = t.take(pa.array(np.random.default_rng(5).permutation(t.num_rows)))
+    sh_ids = np.array(shuffled.column("object_id").to_pylist())
+    assert set(sh_ids[limit_subset(shuffled, 20, seed=0)]) == set(ids[m20])
+    assert limit_subset(t, None).all() and limit_subset(t, 100).all()
+    # every prefix of the order is proportional to within one row per sample
+    order = limit_order(t, seed=3)
+    for k in range(1, t.num_rows + 1):
+        got = counts(np.isin(np.arange(t.num_rows), order[:k]))
+        for d, n_d in (("a40A", 60), ("nondetections", 30), ("xgass", 10)):
+            assert abs(got[d] - k * n_d / 100) <= 1, (k, d)
+    # without a dataset column: a seeded random subset
+    plain = t.drop_columns(["dataset"])
+    mp = limit_subset(plain, 20, seed=0)
+    assert mp.sum() == 20 and not mp[:20].all()
+    np.testing.assert_array_equal(limit_subset(plain, 20, seed=0), mp)
 
 
 # --- the faults -----------------------------------------------------------------------------
@@ -234,6 +316,7 @@ def test_contract_label_columns_ride_into_the_shards(ray_local, tmp_path):
         log_mstar=[9.5, 10.0, 10.5, 11.0],
         one_plus_delta5=[1.0, 2.5, None, 0.5],
         dataset=["xgass", "xgass", "a100", "nibles"],
+        quality=pa.array([0, 5, None, 2], pa.int32()),
         notes=["x", "y", "z", "w"],  # not in the contract
     )
     with FakeCutoutServer() as srv:
@@ -242,12 +325,13 @@ def test_contract_label_columns_ride_into_the_shards(ray_local, tmp_path):
     shards = read_shards(tmp_path / "out")
     assert set(shards.column_names) == {
         "object_id", "ra", "dec", "z", "survey", "image", "m_true", "detected", "log_mstar",
-        "one_plus_delta5", "dataset",
+        "one_plus_delta5", "dataset", "quality",
     }
     assert shards.schema.field("m_true").type == pa.float32()
     rows = {r["object_id"]: r for r in shards.to_pylist()}
     got = {c: [rows[f"gal{i:04d}"][c] for i in range(n)]
-           for c in ("z", "m_true", "detected", "log_mstar", "one_plus_delta5", "dataset")}
+           for c in ("z", "m_true", "detected", "log_mstar", "one_plus_delta5", "dataset",
+                     "quality")}
     assert got == {
         "z": [0.01, None, 0.03, 0.04],
         "m_true": [-0.5, 0.0, 0.25, None],
@@ -255,6 +339,7 @@ def test_contract_label_columns_ride_into_the_shards(ray_local, tmp_path):
         "log_mstar": [9.5, 10.0, 10.5, 11.0],
         "one_plus_delta5": [1.0, 2.5, None, 0.5],
         "dataset": ["xgass", "xgass", "a100", "nibles"],
+        "quality": [0, 5, None, 2],
     }
 
 
@@ -320,17 +405,27 @@ def test_rate_limiter_spaces_slots_exactly_and_saves_no_idle_time(ray_local):
 
 
 def test_resume_skips_what_is_stored_and_completes(ray_local, tmp_path):
-    cols = write_targets(tmp_path / "cat.parquet", 25)
+    cols = write_targets(tmp_path / "cat.parquet", 25,
+                         dataset=["a40A"] * 15 + ["nondetections"] * 10)
     out = tmp_path / "out"
     out.mkdir()
     (out / ".part-killed.0123.tmp").write_bytes(b"half a shard from a killed writer")
+    subset = limit_subset(read_targets(str(tmp_path / "cat.parquet")), 10, seed=0)
+    chosen = {cols["object_id"][i] for i in np.flatnonzero(subset)}
+    # the subset takes both samples in proportion (6 + 4), not the first 10 rows (all a40A)
+    assert sum(cols["dataset"][i] == "nondetections" for i in np.flatnonzero(subset)) == 4
+    failing = int(np.flatnonzero(subset)[0])
     with FakeCutoutServer() as srv:
-        srv.plan(ra_key(cols["ra"][2]), "503", "ok")  # fails in run 1 (no retries), ok in run 2
+        srv.plan(ra_key(cols["ra"][failing]), "503", "ok")  # fails in run 1 (no retries)
         first = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10, retries=0))
         assert first == {"deferred": 15, "http_503": 1, "ok": 9}
-        assert len(existing_object_ids(str(out))) == 9
+        assert existing_object_ids(str(out)) == chosen - {cols["object_id"][failing]}
+        # the same --limit again: the same subset, so only its failed row is fetched
+        again = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10))
+        assert again == {"already_present": 9, "deferred": 15, "ok": 1}
+        assert existing_object_ids(str(out)) == chosen
         second = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
-        assert second == {"already_present": 9, "ok": 16}
+        assert second == {"already_present": 10, "ok": 15}
         n_requests = sum(srv.counts.values())
         third = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
         assert third == {"already_present": 25}

@@ -3,9 +3,13 @@ write in the published formats (CSV with the published headers; FITS written by 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import astropy.units as u
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from astropy.coordinates import SkyCoord
@@ -68,13 +72,13 @@ class Universe:
 
 A40_CUTS = ["OCcode = I", "has a DR7 PhotoObjID", "duplicate DR7 matches dropped",
             "in MPA-JHU DR7", "valid stellar mass -> a.40A"]
-A100_CUTS = ["in the ALFALFA Spring sky", 'MPA-JHU galaxy within 1"',
+A100_CUTS = ["in the ALFALFA Spring sky", 'MPA-JHU galaxy within 5"',
              "no other H I source within 1.9'", 'no optical neighbour within 55"',
-             'a.40A and xGASS overlaps (1") removed', "valid stellar mass"]
-ND_CUTS = ["0 < z < 0.06", "inside the ALFALFA footprint", 'not an a.100 counterpart (1")',
+             'a.40A and xGASS overlaps (5") removed', "valid stellar mass"]
+ND_CUTS = ["0 < z < 0.06", "inside the ALFALFA footprint", 'not an a.100 counterpart (5")',
            "no H I source within the Arecibo beam (1.75')", 'no optical neighbour within 55"']
 NIBLES_CUTS = ["valid M* >= 10^8 Msun", "visual inspection rejections removed",
-               'ALFALFA and xGASS overlaps (1") removed']
+               'ALFALFA and xGASS overlaps (5") removed']
 
 
 def build_universe() -> Universe:
@@ -95,7 +99,8 @@ def build_universe() -> Universe:
     good_b = a40_case(None)                                # a.40A and a.40B
     good_a_sfr = a40_case(None, sfr=-99.0)                 # a.40A only (no SFR)
     good_a_oh = a40_case(None, oh=-9999.0)                 # a.40A only (no metallicity)
-    good_a_z = a40_case(None, zwarn=4)                     # a.40A only (bad spec-z)
+    # a.40A only (bad spec-z); log M_HI = 3.76 like AGC 5470, a real nearby dwarf: kept, flagged
+    good_a_z = a40_case(None, zwarn=4, logm=3.76)
     a40_case("OCcode = I", oc="U")
     a40_case("has a DR7 PhotoObjID", link=False)
     # two a.40 sources claiming the same DR7 object: both dropped
@@ -133,8 +138,8 @@ def build_universe() -> Universe:
                            dec_oc=dec_oc, logm=logm, cut=cut))
 
     ra, dec = U.new_site()
-    k_a100_good = U.add_mpa(ra, dec, z=0.03, nd_cut='not an a.100 counterpart (1")')
-    a100_case(None, *offset(ra, dec, 0.4, 0.3))             # matched at 0.5"
+    k_a100_good = U.add_mpa(ra, dec, z=0.03, nd_cut='not an a.100 counterpart (5")')
+    a100_case(None, *offset(ra, dec, 2.4, 1.8))             # optical position 3" off: matched
     ra, dec = U.new_site()
     k_a100_good2 = U.add_mpa(ra, dec)
     a100_case(None, ra, dec)
@@ -142,11 +147,11 @@ def build_universe() -> Universe:
     ra, dec = U.new_site(spring=False)
     U.add_mpa(ra, dec)
     a100_case("in the ALFALFA Spring sky", ra, dec)
-    # optical counterpart 3" from the nearest MPA-JHU galaxy; an MPA galaxy 1.2' from its H I
-    # position is then no non-detection (inside the beam)
+    # optical counterpart 8" from the nearest MPA-JHU galaxy (another galaxy); an MPA galaxy
+    # 1.2' from its H I position is then no non-detection (inside the beam)
     ra, dec = U.new_site()
-    U.add_mpa(*offset(ra, dec, 3.0, 0.0))
-    a100_case('MPA-JHU galaxy within 1"', ra, dec, ra, dec)
+    U.add_mpa(*offset(ra, dec, 8.0, 0.0))
+    a100_case('MPA-JHU galaxy within 5"', ra, dec, ra, dec)
     U.add_mpa(*offset(ra, dec, 0.0, 72.0), z=0.03,
               nd_cut="no H I source within the Arecibo beam (1.75')")
     # two H I sources 1' apart: both blended
@@ -161,14 +166,16 @@ def build_universe() -> Universe:
     U.add_mpa(ra, dec)
     U.add_mpa(*offset(ra, dec, 30.0, 0.0))
     a100_case('no optical neighbour within 55"', ra, dec)
-    # overlaps: an a.40A galaxy (by position), another a.40A galaxy (same AGC), an xGASS one
+    # overlaps: an a.40A galaxy (by position: its optical position 3.5" from the a.40A
+    # galaxy's MPA-JHU spectrum), another a.40A galaxy (same AGC), an xGASS one (3" apart)
     k = good_b[1]
-    a100_case('a.40A and xGASS overlaps (1") removed', U.mpa[k]["ra"], U.mpa[k]["dec"])
+    a100_case('a.40A and xGASS overlaps (5") removed',
+              *offset(U.mpa[k]["ra"], U.mpa[k]["dec"], 0.0, 3.5))
     k = good_a_sfr[1]
-    a100_case('a.40A and xGASS overlaps (1") removed', U.mpa[k]["ra"], U.mpa[k]["dec"],
+    a100_case('a.40A and xGASS overlaps (5") removed', U.mpa[k]["ra"], U.mpa[k]["dec"],
               g=good_a_sfr[0])
-    U.add_mpa(*xg_det)
-    a100_case('a.40A and xGASS overlaps (1") removed', *offset(*xg_det, 0.3, 0.0))
+    k = U.add_mpa(*offset(*xg_det, 3.0, 0.0))
+    a100_case('a.40A and xGASS overlaps (5") removed', U.mpa[k]["ra"], U.mpa[k]["dec"])
     # no stellar mass in MPA-JHU
     ra, dec = U.new_site()
     U.add_mpa(ra, dec, mass=-99.0)
@@ -195,14 +202,20 @@ def build_universe() -> Universe:
     nibles_case("valid M* >= 10^8 Msun", *U.new_site(), ms=7.5)
     nibles_case("valid M* >= 10^8 Msun", *U.new_site(), ms=float("nan"))
     nibles_case("visual inspection rejections removed", *U.new_site())
+    # the same galaxy as an a.40A, an a.100 and an xGASS one, at 4", 2" and 3" (NIBLES
+    # positions are tabulated to ~1", ALFALFA optical positions chosen by eye): removed
     k = good_a_oh[1]
-    nibles_case('ALFALFA and xGASS overlaps (1") removed',
-                *offset(U.mpa[k]["ra"], U.mpa[k]["dec"], 0.0, 0.4))
-    nibles_case('ALFALFA and xGASS overlaps (1") removed',
-                U.mpa[k_a100_good]["ra"], U.mpa[k_a100_good]["dec"])
-    nibles_case('ALFALFA and xGASS overlaps (1") removed', *offset(*xg_det, -0.5, 0.0))
+    nibles_case('ALFALFA and xGASS overlaps (5") removed',
+                *offset(U.mpa[k]["ra"], U.mpa[k]["dec"], 0.0, 4.0))
+    nibles_case('ALFALFA and xGASS overlaps (5") removed',
+                *offset(U.mpa[k_a100_good]["ra"], U.mpa[k_a100_good]["dec"], -2.0, 0.0))
+    nibles_case('ALFALFA and xGASS overlaps (5") removed', *offset(*xg_det, -3.0, 0.0))
+    # a distinct galaxy 7" from an a.40A galaxy (beyond the 5" radius): kept
+    k = good_b[1]
+    nibles_case(None, *offset(U.mpa[k]["ra"], U.mpa[k]["dec"], 5.6, -4.2))
     U.k_a100_good = (k_a100_good, k_a100_good2)
     U.a40_good = {"a40B": [good_b[0]], "a40A": [good_a_sfr[0], good_a_oh[0], good_a_z[0]]}
+    U.dwarf_agc = good_a_z[0]
     return U
 
 
@@ -460,7 +473,9 @@ def test_nibles_selection_steps(universe, selected):
     slog = selected["slog"]
     assert [slog.count("nibles", c) for c in NIBLES_CUTS] == expected_counts(U.nibles,
                                                                               NIBLES_CUTS)
-    assert selected["nibles"].column("object_id").to_pylist() == ["NIBLES1", "NIBLES2"]
+    # near-duplicates at 2-4" removed; the galaxy 7" from an a.40A one kept
+    assert selected["nibles"].column("object_id").to_pylist() == ["NIBLES1", "NIBLES2",
+                                                                  "NIBLES9"]
 
 
 def test_nondetection_selection_steps_and_balance(universe, selected):
@@ -497,15 +512,22 @@ def test_build_labels_writes_a_valid_labels_table_and_table1(universe, tmp_path)
     U, inp = universe
     labels, steps, table1 = build_labels(inp, str(tmp_path), seed=1)
     stored = read_table(str(tmp_path / "labels.parquet"), "labels")
-    assert stored.num_rows == labels.num_rows == 4 + 2 + 2 + 2 + 4
+    assert stored.num_rows == labels.num_rows == 4 + 2 + 2 + 3 + 4
     t1 = {r["sample"]: r for r in table1.to_pylist()}
     assert {k: v["N"] for k, v in t1.items()} == {
-        "a40A": 4, "a40B": 1, "a100": 2, "nibles": 2, "xgass": 2, "nondetections": 4}
+        "a40A": 4, "a40B": 1, "a100": 2, "nibles": 3, "xgass": 2, "nondetections": 4}
     assert t1["a40B"]["m_true_q50"] == pytest.approx(-0.5, abs=1e-6)
     assert np.isnan(t1["nondetections"]["log_mhi_q50"])
     assert (tmp_path / "selection_steps.csv").exists() and (tmp_path / "table1.csv").exists()
     assert pq.read_table(tmp_path / "tracers.parquet").num_rows == 4
     assert steps.num_rows > 20
+    # the dwarf with log M_HI = 3.76 is kept, flagged: log_mhi < 6 (bit 1) and
+    # m_true = 3.76 - 10 = -6.24 < -3 (bit 4); nothing else is flagged
+    quality = dict(zip(stored.column("object_id").to_pylist(),
+                       stored.column("quality").to_pylist(), strict=True))
+    assert quality.pop(f"AGC{U.dwarf_agc}") == 5 and set(quality.values()) == {0}
+    assert stored.filter(pc.equal(stored.column("object_id"), f"AGC{U.dwarf_agc}")) \
+        .column("log_mhi").to_pylist() == [pytest.approx(3.76, abs=1e-6)]
     # the labels table is a valid fetch target list as it stands
     cat = read_targets(str(tmp_path / "labels.parquet"))
     assert cat.num_rows == labels.num_rows
@@ -535,5 +557,27 @@ def test_labels_command_prints_the_summary(universe, tmp_path, capsys):
         argv += [flag, *value] if isinstance(value, tuple) else [flag, value]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "14 labelled galaxies" in out and "nondetections  N=      4" in out
+    assert "15 labelled galaxies" in out and "nondetections  N=      4" in out
+    assert "1 with an extreme value, kept and flagged in 'quality'" in out  # the dwarf
     assert not (tmp_path / "tracers.parquet").exists()
+
+
+def test_a40b_without_sfr_or_oh_files_warns_naming_the_missing_inputs(universe, tmp_path,
+                                                                       caplog):
+    _, inp = universe
+    for missing, names in ((("mpa_sfr", "mpa_oh"), ("mpa_sfr", "mpa_oh")),
+                           (("mpa_oh",), ("mpa_oh",))):
+        caplog.clear()
+        partial = dataclasses.replace(inp, **{k: None for k in missing})
+        with caplog.at_level(logging.WARNING, logger="hicatalog.surveys.selections"):
+            labels, _, _ = build_labels(partial, str(tmp_path / "_".join(missing)), seed=1)
+        assert "a40B" not in labels.column("dataset").to_pylist()
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "\n" not in warnings[0]
+        assert warnings[0].startswith("a.40B is empty (a.40A has 4 galaxies): missing input")
+        for key in ("mpa_sfr", "mpa_oh"):
+            assert (key in warnings[0]) == (key in names), (missing, warnings[0])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hicatalog.surveys.selections"):
+        build_labels(inp, str(tmp_path / "all"), seed=1)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

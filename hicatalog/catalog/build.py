@@ -38,6 +38,8 @@ import json
 import logging
 import math
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import filesystem_and_path, write_parquet_atomic
 
-__all__ = ["build_catalog", "dec_zone", "CatalogPlan", "main"]
+__all__ = ["build_catalog", "dec_zone", "CatalogPlan", "query_command", "main"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
@@ -596,6 +598,21 @@ def main(cfg: BuildCatalogConfig) -> int:
           f"{rows['total']} rows in {manifest['wall_time_s']:.1f} s")
     print(f"  status: {json.dumps(rows['status'])}")
     print(f"  env_status: {json.dumps(rows['env_status'])}")
-    print(f"  query: duckdb -c \"SELECT count(*) FROM read_parquet('{cfg.out}/**/*.parquet', "
-          "hive_partitioning=true) WHERE p_cnn > 0.9\"")
+    print("  query: " + query_command(cfg.out, 'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'))
     return 0
+
+
+def query_command(catalog_dir: str, polars_query: str) -> str:
+    """A shell command line that prints the result of one polars query on the catalog.
+
+    It runs the interpreter that runs hicatalog (``.venv/bin/python`` after ``make setup``),
+    whose polars is a dependency of the package, so the line works as printed: no DuckDB
+    command-line tool is needed (``make setup`` installs none). ``polars_query`` is a polars
+    expression on ``cat``, the catalog's ``pl.scan_parquet(...)`` (hive partitions included),
+    e.g. ``'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'``; the command collects and
+    prints it.
+    """
+    pattern = json.dumps(f"{str(catalog_dir).rstrip('/')}/**/*.parquet")
+    code = (f"import polars as pl; cat = pl.scan_parquet({pattern}, hive_partitioning=True); "
+            f"print({polars_query}.collect())")
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"

@@ -2,8 +2,11 @@
 
 The target list (:func:`hicatalog.cutouts.targets.read_targets`: Parquet or CSV with
 ``object_id``, ``ra``, ``dec``) loses the rows whose ``object_id`` is already stored in
-``DIR``'s shards (status ``already_present``); with ``limit``, the first ``limit`` of the rest,
-in target-list order, are fetched and the others left for a later run (``deferred``). The rows
+``DIR``'s shards (status ``already_present``). With ``limit``, the run works on a fixed subset
+of ``limit`` rows of the list (:func:`hicatalog.cutouts.targets.limit_subset`: stratified by
+``dataset``, seeded by ``seed``; the same subset whatever is stored, so a rerun resumes it and
+a larger limit extends it); the rows outside it that are not stored are left for a later run
+(``deferred``). The rows
 to fetch are cut into chunks of ``rows_per_shard`` rows; each chunk is one Ray Data block, and
 one Ray Data task (:func:`_fetch_block`) requests its cutouts with many requests in flight
 (:mod:`hicatalog.cutouts.http_client`) and writes the good ones as one shard
@@ -69,7 +72,7 @@ from hicatalog.cutouts.ownership import claim_output, new_run_id, owning_run
 from hicatalog.cutouts.ratelimit import start_rate_limiter
 from hicatalog.cutouts.services import CutoutService, make_service
 from hicatalog.cutouts.shards import list_shards, write_shard
-from hicatalog.cutouts.targets import label_columns, read_targets
+from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subset, read_targets
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError
 from hicatalog.sky import valid_coordinates, wrap_ra
@@ -302,8 +305,8 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
     Returns
     -------
     Counts per status, keys sorted: ``ok`` (fetched and stored now), ``already_present``
-    (skipped), ``deferred`` (left for a later run by ``cfg.limit``; only when there are
-    some), and one key per failure status. The counts sum to the target list's row count.
+    (skipped), ``deferred`` (not stored and outside the ``cfg.limit`` subset; only when there
+    are some), and one key per failure status. The counts sum to the target list's row count.
 
     Raises
     ------
@@ -319,11 +322,11 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
     present = existing_object_ids(cfg.out)
     ids = targets.column("object_id").to_pylist()
     is_present = np.array([i in present for i in ids], dtype=bool)
-    todo = targets.filter(pa.array(~is_present))
-    deferred = None
-    if cfg.limit is not None and todo.num_rows > cfg.limit:
-        deferred = todo.slice(cfg.limit)
-        todo = todo.slice(0, cfg.limit)
+    chosen = limit_subset(targets, cfg.limit, cfg.seed)
+    todo = targets.filter(pa.array(chosen & ~is_present))
+    n_deferred = int((~chosen & ~is_present).sum())
+    if cfg.limit is not None and cfg.limit < n_total:
+        _log_limit_subset(targets, chosen, is_present, cfg)
     present_ids = [i for i, p in zip(ids, is_present, strict=True) if p]
     parts = [_status_rows(present_ids, "already_present", None)]
     log.info(
@@ -334,7 +337,7 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
     if todo.num_rows:
         parts.append(_run_ray_fetch(todo, service, cfg, run_id))
     status = pa.concat_tables(parts)
-    if status.num_rows + (deferred.num_rows if deferred is not None else 0) != n_total or (
+    if status.num_rows + n_deferred != n_total or (
         pc.count_distinct(status.column("object_id")).as_py() != status.num_rows
     ):
         raise RuntimeError(
@@ -344,9 +347,22 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
     n_stored = len(existing_object_ids(cfg.out, check_unique=True))
     log.info("%s now holds %d cutouts", cfg.out, n_stored)
     counts = Counter(status.column("status").to_pylist())
-    if deferred is not None:
-        counts["deferred"] = deferred.num_rows
+    if n_deferred:
+        counts["deferred"] = n_deferred
     return dict(sorted(counts.items()))
+
+
+def _log_limit_subset(targets: pa.Table, chosen: np.ndarray, is_present: np.ndarray,
+                      cfg: FetchConfig) -> None:
+    """One line: the ``--limit`` subset's rows per stratum, and how many are stored already."""
+    if STRATUM_COLUMN in targets.column_names:
+        per = Counter(v for v, c in zip(targets.column(STRATUM_COLUMN).to_pylist(), chosen,
+                                        strict=True) if c)
+        strata = ", ".join(f"{k}={v}" for k, v in sorted(per.items(), key=lambda kv: str(kv[0])))
+    else:
+        strata = f"no {STRATUM_COLUMN!r} column: seeded random"
+    log.info("--limit %d (seed %d): the subset holds %s; %d of them already stored",
+             cfg.limit, cfg.seed, strata, int((chosen & is_present).sum()))
 
 
 def _run_ray_fetch(

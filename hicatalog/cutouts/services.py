@@ -10,8 +10,11 @@ Two public services are known (the paper's Section 2 and its Legacy Survey tests
   ``layer`` (e.g. ``dr8``), ``pixscale`` (arcsec/px) and ``size`` (px). Paper: 448 x 448 px at
   0.262"/px from DR8 grz.
 
-Base URLs are configurable so tests (and mirrors) can point anywhere, e.g.
-``http://127.0.0.1:8765/ImgCutout/getjpeg``.
+Base URLs are configurable so tests (and mirrors) can point anywhere. A base URL is the
+service's whole endpoint, path included, without the query string, which :meth:`CutoutService.url`
+appends: :data:`SDSS_DR14_URL` or e.g. ``http://127.0.0.1:8765/dr14/SkyServerWS/ImgCutout/getjpeg``
+for ``sdss``, :data:`LEGACY_VIEWER_URL` or e.g. ``http://127.0.0.1:8765/viewer/cutout.jpg`` for
+``legacy`` (``hicatalog fetch --help`` says the same; a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -109,10 +112,19 @@ def make_service(
 
     Raises
     ------
-    ValueError: unknown survey, or a base URL that is not http(s).
+    ValueError: unknown survey, or a base URL that is not http(s), has no path (only a host)
+        or carries a query string or fragment.
     """
-    if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
-        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        example = {"sdss": SDSS_DR14_URL, "legacy": LEGACY_VIEWER_URL}.get(survey, SDSS_DR14_URL)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+        if parts.path in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                f"base_url must be the service's whole endpoint, path included and without a "
+                f"query string (hicatalog adds ?ra=...), e.g. {example} for {survey}; got "
+                f"{base_url!r}")
     if survey == "sdss":
         return sdss_service(base_url, size, pixscale)
     if survey == "legacy":

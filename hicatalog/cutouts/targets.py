@@ -8,22 +8,36 @@ The columns copied from a target into its cutout shard row are fixed by the ``cu
 contract (:func:`hicatalog.schemas.table_spec`), not by a list kept here: ``z`` (a required
 contract column, null when the target list has none) and every optional contract column,
 see :func:`label_columns`.
+
+``object_id`` follows the project's id rule (:mod:`hicatalog.ids`): text or integers, read
+exactly; a floating-point id column that cannot be exact is an error.
+
+``fetch --limit N`` works on a fixed subset of the list, :func:`limit_subset`: the same N and
+seed give the same rows, whatever is already stored, so a rerun resumes it.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hicatalog.ids import IdError, text_ids
 from hicatalog.schemas import table_spec
 from hicatalog.storage import filesystem_and_path
 
-__all__ = ["TARGET_COLUMNS", "label_columns", "read_targets"]
+__all__ = ["TARGET_COLUMNS", "STRATUM_COLUMN", "label_columns", "read_targets", "limit_order",
+           "limit_subset"]
+
+#: The column whose values ``--limit`` samples in proportion (the sample: a40A, nibles, ...).
+STRATUM_COLUMN = "dataset"
 
 #: Columns every target list must have: ``object_id`` (read as string), ``ra``, ``dec``
 #: (deg, read as float64).
@@ -50,15 +64,17 @@ def read_targets(path: str) -> pa.Table:
     string, ``ra`` and ``dec`` as float64 (deg; not checked here, the fetch flags bad
     positions per row), and ``z`` and the :func:`label_columns` that are present cast to their
     ``cutouts`` contract types (``z`` float64, ``m_true`` float32, ``detected`` bool, ...).
-    Other columns keep their types. CSV ``object_id`` values are read as text, so leading
-    zeros survive.
+    Other columns keep their types. CSV header names are taken with blanks around them
+    stripped. ``object_id`` is read by :func:`hicatalog.ids.text_ids`: CSV values as text
+    (leading zeros survive), integer columns exactly, blanks stripped.
 
     Raises
     ------
     ValueError: the path does not exist or cannot be read, a column of
-        :data:`TARGET_COLUMNS` is missing or cannot be cast, ``z`` or a label column cannot be
-        cast to its contract type, an ``object_id`` is null, or object_ids repeat (the
-        message gives up to five of them).
+        :data:`TARGET_COLUMNS` is missing or cannot be cast, ``object_id`` is a floating-point
+        column that cannot hold the ids exactly, ``z`` or a label column cannot be cast to its
+        contract type, an ``object_id`` is null, or object_ids repeat (the message gives up to
+        five of them).
     """
     fs, p = filesystem_and_path(path)
     info = fs.get_file_info(p)
@@ -67,12 +83,16 @@ def read_targets(path: str) -> pa.Table:
     try:
         if p.lower().endswith((".csv", ".csv.gz")):
             with fs.open_input_stream(p, compression="detect") as fh:
-                table = pacsv.read_csv(
-                    fh,
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={"object_id": pa.string()}, strings_can_be_null=True
-                    ),
-                )
+                data = fh.read()
+            header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")]))
+            id_cols = {h: pa.string() for h in header if h.strip() == "object_id"}
+            table = pacsv.read_csv(
+                pa.BufferReader(data),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=id_cols, strings_can_be_null=True
+                ),
+            )
+            table = table.rename_columns([c.strip() for c in table.column_names])
         else:
             table = pq.read_table(p, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -86,7 +106,13 @@ def read_targets(path: str) -> pa.Table:
             f"(found {table.column_names})"
         )
     try:
-        table = _cast_column(table, "object_id", pa.string())
+        ids = text_ids(table.column("object_id"), f"target list {path!r}: column 'object_id'",
+                       allow_missing=True)
+    except IdError as exc:
+        raise ValueError(str(exc)) from None
+    table = table.set_column(table.column_names.index("object_id"), "object_id",
+                             pa.array(ids.tolist(), pa.string()))
+    try:
         for c in ("ra", "dec"):
             table = _cast_column(table, c, pa.float64())
     except pa.ArrowException as exc:
@@ -118,3 +144,52 @@ def read_targets(path: str) -> pa.Table:
 
 def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
     return table.set_column(table.column_names.index(name), name, table.column(name).cast(to))
+
+
+def _stratum_rank(object_ids: list[str], seed: int) -> np.ndarray:
+    """A seeded pseudo-random rank key per object_id (uint64): BLAKE2b of ``seed:object_id``,
+    so a row's place depends on its id and the seed only, not on the file order."""
+    return np.array([
+        int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big")
+        for i in object_ids], dtype=np.uint64)
+
+
+def limit_order(targets: pa.Table, seed: int = 0) -> np.ndarray:
+    """Row indices of ``targets`` in the order ``fetch --limit`` takes them (int64 ``(N,)``).
+
+    Stratified by :data:`STRATUM_COLUMN` (``dataset``; a null value is a stratum of its own;
+    without the column the whole list is one stratum): within a stratum of ``n_s`` rows the
+    rows are in a seeded pseudo-random order (:func:`_stratum_rank` of ``seed`` and
+    ``object_id``), the row of rank ``r`` gets the key ``(r + 0.5) / n_s``, and all rows are
+    sorted by key (ties by stratum name). Every prefix of the order therefore holds each
+    stratum in proportion to its size (within one row): the first 200 rows of a labels table
+    written sample by sample hold detections and non-detections alike.
+    """
+    n = targets.num_rows
+    ids = targets.column("object_id").to_pylist()
+    if STRATUM_COLUMN in targets.column_names:
+        strata = ["" if v is None else f"={v}" for v in targets.column(STRATUM_COLUMN).to_pylist()]
+    else:
+        strata = [""] * n
+    names = sorted(set(strata))
+    code = np.array([names.index(s) for s in strata], dtype=np.int64) if n else np.zeros(0, int)
+    rank_key = _stratum_rank(ids, seed)
+    key = np.zeros(n, dtype=np.float64)
+    for k in range(len(names)):
+        rows = np.flatnonzero(code == k)
+        ranked = rows[np.argsort(rank_key[rows], kind="stable")]
+        key[ranked] = (np.arange(len(ranked)) + 0.5) / len(ranked)
+    return np.lexsort((code, key)).astype(np.int64)
+
+
+def limit_subset(targets: pa.Table, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Bool mask ``(N,)`` of the rows ``fetch --limit limit`` works on: the first ``limit`` of
+    :func:`limit_order` (every row when ``limit`` is None or >= N). The same ``limit`` and
+    ``seed`` give the same rows, and a larger ``limit`` keeps every row of a smaller one."""
+    n = targets.num_rows
+    mask = np.zeros(n, dtype=bool)
+    if limit is None or limit >= n:
+        mask[:] = True
+    else:
+        mask[limit_order(targets, seed)[:limit]] = True
+    return mask

@@ -3,7 +3,8 @@
 :func:`build_labels` runs every reader and selection of the paper in order and writes, under
 ``out_dir``:
 
-- ``labels.parquet``: the ``labels`` contract (input of ``hicatalog fetch``),
+- ``labels.parquet``: the ``labels`` contract (input of ``hicatalog fetch``); extreme but real
+  values are kept and flagged in its ``quality`` column (:mod:`hicatalog.surveys.quality`),
 - ``selection_steps.csv``: each selection step with the rows left after it,
 - ``table1.csv``: N and the 0.16/0.50/0.84 quantiles of log M_HI, log M* and M per sample,
   like the paper's Table 1,
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from hicatalog.config import LabelsConfig
 from hicatalog.schemas import conform_table, validate_table
 from hicatalog.surveys import readers, selections
+from hicatalog.surveys.quality import QUALITY_BITS
 from hicatalog.surveys.selections import SelectionLog
 
 __all__ = [
@@ -43,7 +45,8 @@ QUANTILES = (0.16, 0.50, 0.84)
 
 @dataclass(frozen=True)
 class SurveyInputs:
-    """Paths (local or fsspec URLs) of the published files; ``None`` skips a sample."""
+    """Paths (local or fsspec URLs) of the published files; ``None`` skips a sample.
+    Without ``mpa_sfr`` or ``mpa_oh`` no galaxy can be alpha.40B (a warning says so)."""
 
     a40: str
     a40_sdss: str
@@ -135,6 +138,11 @@ def main(cfg: LabelsConfig) -> int:
     inputs = SurveyInputs(**values)
     labels, _, table1 = build_labels(inputs, cfg.out, seed=getattr(cfg, "seed", 0))
     print(f"{labels.num_rows} labelled galaxies -> {os.path.join(cfg.out, 'labels.parquet')}")
+    n_flagged = int(np.count_nonzero(labels.column("quality").to_numpy()))
+    if n_flagged:
+        bits = ", ".join(f"{b} {c}" for c, b in QUALITY_BITS.items())
+        print(f"  {n_flagged} with an extreme value, kept and flagged in 'quality' (bits: "
+              f"{bits}; hicatalog.surveys.quality.TYPICAL_RANGES)")
     for row in table1.to_pylist():
         print(f"  {row['sample']:14s} N={row['N']:7d}  M: {row['m_true_q16']:6.2f} "
               f"{row['m_true_q50']:6.2f} {row['m_true_q84']:6.2f}")

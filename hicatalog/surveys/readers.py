@@ -8,13 +8,25 @@ teams' spellings. CSV goes through ``pyarrow.csv``; FITS tables through ``astrop
 A file that is not what it claims raises :class:`CatalogFormatError` naming the file, the
 missing published column(s) and the columns found.
 
-Sentinels: the catalogs mark missing values with numbers (MPA-JHU ``-99``/``-9999``/``-1``;
-empty CSV fields). Readers turn every value outside the physical range named in
-:data:`VALID_RANGES` into ``NaN`` so that "valid" means ``isfinite`` downstream.
+Three rules hold for every reader, CSV and FITS alike:
+
+- **Column names** are matched with surrounding blanks stripped (``" PhotoObjID "`` is
+  ``PhotoObjID``).
+- **Ids** (``AGCNr``, ``PhotoObjID``, ``PHOTOID``, ``SPECOBJID``, ``GASS``, ``nibles_id``,
+  ``NSAID``) and integer codes are read exactly by :mod:`hicatalog.ids`: CSV fields are read
+  as text and never inferred as numbers, so a 64-bit id never goes through float64, whether
+  the column has empty fields or not; an id stored as floating point that cannot be exact is
+  an error.
+- **Missing values** (empty fields, NaN, +-inf and the published sentinels such as -9999,
+  -99 or 99.99 where they are sentinels) become NaN through
+  :func:`hicatalog.surveys.quality.null_missing`, so that "valid" means ``isfinite``
+  downstream. Any other value is kept as measured, however extreme (e.g. log M_HI = 3.76 for
+  a nearby dwarf); the ``labels`` table flags extremes (:mod:`hicatalog.surveys.quality`).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Sequence
 
@@ -24,9 +36,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from astropy.io import fits
 
+from hicatalog.ids import IdError, int_ids, text_ids
+from hicatalog.sky import valid_coordinates
+from hicatalog.surveys.quality import null_missing
+
 __all__ = [
     "CatalogFormatError",
-    "VALID_RANGES",
     "read_a40",
     "read_a40_sdss",
     "read_a100",
@@ -43,16 +58,6 @@ class CatalogFormatError(ValueError):
     """A catalog file lacks a published column or cannot be parsed."""
 
 
-#: Physical ranges outside which a value is a sentinel (missing), per canonical column.
-VALID_RANGES: dict[str, tuple[float, float]] = {
-    "log_mstar": (5.0, 13.0),   # log10 Msun; MPA-JHU uses -1 / -99 for "no estimate"
-    "log_mhi": (5.0, 12.0),     # log10 Msun
-    "log_sfr": (-10.0, 4.0),    # log10 Msun/yr; MPA-JHU uses -99 / -9999
-    "oh": (7.0, 10.0),          # 12 + log(O/H); MPA-JHU uses -99 / -9999
-    "z": (-0.01, 2.0),
-}
-
-
 def _open_bytes(path: str) -> bytes:
     try:
         with fsspec.open(path, "rb", compression="infer") as fh:
@@ -61,24 +66,39 @@ def _open_bytes(path: str) -> bytes:
         raise CatalogFormatError(f"{path}: no such file") from None
 
 
-def _read_csv(path: str, string_columns: Sequence[str] = ()) -> pa.Table:
+def _read_csv(path: str) -> dict[str, np.ndarray]:
+    """Every column of a CSV file as text: an object array ``(N,)`` of ``str`` (blanks
+    stripped) or ``None`` (empty field), keyed by the stripped header name. Nothing is
+    inferred as a number here: the readers convert each column by its kind."""
     data = _open_bytes(path)
     try:
-        return pacsv.read_csv(
+        first_line = data.split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
+        header = next(csv.reader([first_line]))
+    except (StopIteration, UnicodeDecodeError) as exc:
+        raise CatalogFormatError(f"{path}: cannot be parsed as CSV: {exc}") from None
+    try:
+        t = pacsv.read_csv(
             io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in string_columns},
+                column_types={c: pa.string() for c in header},
                 strings_can_be_null=True,
-                null_values=["", "NA", "NaN", "nan", "null", '""'],
+                null_values=[""],
             ),
         )
     except pa.ArrowInvalid as exc:
         raise CatalogFormatError(f"{path}: cannot be parsed as CSV: {exc}") from None
+    out = {}
+    for c in t.column_names:
+        text = [None if v is None else (v.strip() or None) for v in t.column(c).to_pylist()]
+        out[c.strip()] = np.array(text, dtype=object)
+    return out
 
 
 def _read_fits_columns(path: str) -> dict[str, np.ndarray]:
-    """All columns of the first binary-table HDU of a FITS file, as native-endian arrays."""
+    """All columns of the first binary-table HDU of a FITS file, as native-endian arrays
+    (text columns as ``str`` arrays), keyed by the stripped column name."""
     data = _open_bytes(path)
     try:
         with fits.open(io.BytesIO(data), memmap=False) as hdul:
@@ -90,38 +110,52 @@ def _read_fits_columns(path: str) -> dict[str, np.ndarray]:
                 arr = np.asarray(hdu.data[name])
                 if arr.dtype.kind in "iuf" and arr.dtype.byteorder not in ("=", "|"):
                     arr = arr.astype(arr.dtype.newbyteorder("="))
-                out[name] = arr
+                out[name.strip()] = arr
             return out
     except OSError as exc:
         raise CatalogFormatError(f"{path}: cannot be read as FITS: {exc}") from None
 
 
-def _read_any(path: str, string_columns: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """CSV (by extension ``.csv``/``.csv.gz``) or FITS, as a dict of numpy arrays."""
-    lower = path.lower()
-    if lower.endswith((".csv", ".csv.gz", ".txt")):
-        t = _read_csv(path, string_columns)
-        out = {}
-        for c in t.column_names:
-            col = t.column(c)
-            is_text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-            out[c] = (np.asarray(col.to_pylist(), dtype=object) if is_text
-                      else col.to_numpy(zero_copy_only=False))
-        return out
+def _read_any(path: str) -> dict[str, np.ndarray]:
+    """CSV (by extension ``.csv``/``.csv.gz``/``.txt``, every column as text) or FITS."""
+    if path.lower().endswith((".csv", ".csv.gz", ".txt")):
+        return _read_csv(path)
     return _read_fits_columns(path)
 
 
+class _Columns(dict):
+    """Canonical name -> column, remembering the file and each column's published name."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.names: dict[str, str] = {}
+
+    def measure(self, canon: str) -> np.ndarray:
+        """The column as a measured float64 quantity (:func:`_measure`)."""
+        return _measure(self[canon], canon, self.path, self.names[canon])
+
+    def int(self, canon: str) -> np.ndarray:
+        """The column as a required exact int64 id or code (:func:`_int`)."""
+        return _int(self[canon], self.path, self.names[canon])
+
+    def text_id(self, canon: str) -> np.ndarray:
+        """The column as a required exact text id (:func:`_text_id`)."""
+        return _text_id(self[canon], self.path, self.names[canon])
+
+
 def _pick(cols: dict[str, np.ndarray], path: str, what: str, spec: dict[str, Sequence[str]],
-          optional: dict[str, Sequence[str]] | None = None) -> dict[str, np.ndarray]:
-    """Map published names (first alias found) to canonical names; error on missing ones."""
+          optional: dict[str, Sequence[str]] | None = None) -> _Columns:
+    """Map published names (first alias found, blanks around names ignored) to canonical
+    names; error on missing ones."""
     stripped = {k.strip(): v for k, v in cols.items()}
-    out, missing = {}, []
+    out, missing = _Columns(path), []
     for canon, aliases in spec.items():
         name = next((a for a in aliases if a in stripped), None)
         if name is None:
             missing.append(" or ".join(repr(a) for a in aliases))
         else:
-            out[canon] = stripped[name]
+            out[canon], out.names[canon] = stripped[name], name
     if missing:
         raise CatalogFormatError(
             f"{path} is not a valid {what} file: missing column(s) {', '.join(missing)} "
@@ -130,35 +164,50 @@ def _pick(cols: dict[str, np.ndarray], path: str, what: str, spec: dict[str, Seq
     for canon, aliases in (optional or {}).items():
         name = next((a for a in aliases if a in stripped), None)
         if name is not None:
-            out[canon] = stripped[name]
+            out[canon], out.names[canon] = stripped[name], name
     return out
 
 
-def _float(a: np.ndarray, canon: str | None = None) -> np.ndarray:
-    """float64 with None -> NaN, and values outside ``VALID_RANGES[canon]`` -> NaN."""
-    arr = np.array([np.nan if v is None else v for v in a], dtype=np.float64) \
-        if a.dtype == object else a.astype(np.float64)
-    if canon in VALID_RANGES:
-        lo, hi = VALID_RANGES[canon]
-        with np.errstate(invalid="ignore"):
-            arr = np.where((arr >= lo) & (arr <= hi), arr, np.nan)
-    return arr
+def _measure(a: np.ndarray, canon: str, path: str, name: str) -> np.ndarray:
+    """A measured column as float64 ``(N,)``, missing values (empty, NaN, inf, the column's
+    sentinels) as NaN: :func:`hicatalog.surveys.quality.null_missing`. Text (CSV) is parsed
+    here; text that is not a number is an error naming the file, column and value."""
+    if a.dtype.kind in "OUS":
+        vals = []
+        for v in a.tolist():
+            if v is None:
+                vals.append(np.nan)
+                continue
+            text = v.decode() if isinstance(v, bytes) else str(v)
+            try:
+                vals.append(float(text.strip()) if text.strip() else np.nan)
+            except ValueError:
+                raise CatalogFormatError(
+                    f"{path}: column {name!r} holds {text!r}, not a number") from None
+        a = np.array(vals, dtype=np.float64)
+    elif a.dtype.kind not in "iuf":
+        raise CatalogFormatError(f"{path}: column {name!r} has type {a.dtype}, not a number")
+    return null_missing(a, canon)
 
 
 def _int(a: np.ndarray, path: str, name: str) -> np.ndarray:
-    if a.dtype == object:
-        if any(v is None for v in a):
-            raise CatalogFormatError(
-                f"{path}: column {name!r} has empty values (expected integers)")
-        a = np.asarray(a.tolist())
+    """A required integer id or code column, read exactly (:func:`hicatalog.ids.int_ids`)."""
     try:
-        return a.astype(np.int64)
-    except (TypeError, ValueError) as exc:
-        raise CatalogFormatError(f"{path}: column {name!r} is not integer: {exc}") from None
+        return int_ids(a, f"{path}: column {name!r}")[0]
+    except IdError as exc:
+        raise CatalogFormatError(str(exc)) from None
+
+
+def _text_id(a: np.ndarray, path: str, name: str) -> np.ndarray:
+    """A required id column as text, exactly (:func:`hicatalog.ids.text_ids`)."""
+    try:
+        return text_ids(a, f"{path}: column {name!r}")
+    except IdError as exc:
+        raise CatalogFormatError(str(exc)) from None
 
 
 def _str(a: np.ndarray) -> np.ndarray:
-    return np.array(["" if v is None else str(v).strip() for v in a], dtype=object)
+    return np.array(["" if v is None else str(v).strip() for v in a.tolist()], dtype=object)
 
 
 def _table(cols: dict[str, np.ndarray]) -> pa.Table:
@@ -194,15 +243,15 @@ def read_a40(path: str) -> pa.Table:
 
     Returns canonical columns: ``agc`` int64, ``ra_hi, dec_hi, ra_oc, dec_oc`` float64 deg
     (NaN: no optical counterpart), ``vhelio`` km/s, ``w50`` km/s, ``hi_flux`` Jy km/s,
-    ``dist_mpc`` Mpc, ``log_mhi`` log10 Msun, ``hi_code`` int64, ``oc_code`` string.
+    ``dist_mpc`` Mpc, ``log_mhi`` log10 Msun (all float64, NaN where missing), ``hi_code``
+    int64, ``oc_code`` string.
     """
-    cols = _pick(_read_any(path, ("OCcode", "Name")), path, "ALFALFA a.40 (datafile1)", _A40)
+    cols = _pick(_read_any(path), path, "ALFALFA a.40 (datafile1)", _A40)
     out = {
-        "agc": _int(cols["agc"], path, "AGCNr"),
-        **{k: _float(cols[k]) for k in ("ra_hi", "dec_hi", "ra_oc", "dec_oc", "vhelio", "w50",
-                                         "hi_flux", "dist_mpc")},
-        "log_mhi": _float(cols["log_mhi"], "log_mhi"),
-        "hi_code": _int(cols["hi_code"], path, "HIcode"),
+        "agc": cols.int("agc"),
+        **{k: cols.measure(k) for k in ("ra_hi", "dec_hi", "ra_oc", "dec_oc", "vhelio", "w50",
+                                         "hi_flux", "dist_mpc", "log_mhi")},
+        "hi_code": cols.int("hi_code"),
         "oc_code": _str(cols["oc_code"]),
     }
     return _table(out)
@@ -211,26 +260,25 @@ def read_a40(path: str) -> pa.Table:
 def read_a40_sdss(path: str) -> pa.Table:
     """ALFALFA alpha.40 -- SDSS DR7 cross-match table (``a40.datafile3.csv``).
 
-    Published columns used: ``AGCNr``, ``PhotoObjID`` (SDSS DR7 objID; empty when there is no
-    photometric match), optionally ``SpecObjID``.
+    Published columns used: ``AGCNr``, ``PhotoObjID`` (SDSS DR7 objID, a 64-bit integer;
+    empty when there is no photometric match). CSV or FITS; the ids are read exactly
+    (:mod:`hicatalog.ids`), never through float64.
 
     Returns: ``agc`` int64, ``photo_objid`` int64 (0 where empty), ``photo_key`` int64 (see
     :func:`photo_key_from_objid`; -1 where empty).
     """
-    # 64-bit ids: read as text, never through float64 (which keeps only 53 bits)
-    ids = ("PhotoObjID", "PhotoObjId", "photoObjID", "SpecObjID", "SpectObjID")
-    cols = _pick(_read_any(path, ids), path,
-                 "ALFALFA a.40 SDSS cross-match (datafile3)",
+    cols = _pick(_read_any(path), path, "ALFALFA a.40 SDSS cross-match (datafile3)",
                  {"agc": ("AGCNr",), "photo_objid": ("PhotoObjID", "PhotoObjId", "photoObjID")})
-    raw = cols["photo_objid"]
     try:
-        objid = np.array([0 if v is None or str(v).strip() == "" else int(str(v).strip())
-                          for v in raw], dtype=np.int64)
-    except ValueError as exc:
-        raise CatalogFormatError(f"{path}: column 'PhotoObjID' is not an integer id: {exc}") \
-            from None
-    key = np.where(objid > 0, photo_key_from_objid(objid), -1)
-    return _table({"agc": _int(cols["agc"], path, "AGCNr"), "photo_objid": objid, "photo_key": key})
+        objid, present = int_ids(cols["photo_objid"],
+                                 f"{path}: column {cols.names['photo_objid']!r}",
+                                 allow_missing=True)
+    except IdError as exc:
+        raise CatalogFormatError(str(exc)) from None
+    present &= objid > 0
+    key = np.where(present, photo_key_from_objid(objid), -1)
+    return _table({"agc": cols.int("agc"), "photo_objid": np.where(present, objid, 0),
+                   "photo_key": key})
 
 
 _A100 = {
@@ -257,18 +305,17 @@ def read_a100(path: str) -> pa.Table:
     Returns canonical columns as :func:`read_a40` (without ``oc_code``); an optical position
     of 0, 0 or empty (no counterpart) becomes NaN.
     """
-    cols = _pick(_read_any(path, ("Name",)), path, "ALFALFA a.100 (table2)", _A100)
-    ra_oc, dec_oc = _float(cols["ra_oc"]), _float(cols["dec_oc"])
+    cols = _pick(_read_any(path), path, "ALFALFA a.100 (table2)", _A100)
+    ra_oc, dec_oc = cols.measure("ra_oc"), cols.measure("dec_oc")
     none = (ra_oc == 0) & (dec_oc == 0)
     ra_oc[none] = np.nan
     dec_oc[none] = np.nan
     out = {
-        "agc": _int(cols["agc"], path, "AGCNr"),
-        "ra_hi": _float(cols["ra_hi"]), "dec_hi": _float(cols["dec_hi"]),
+        "agc": cols.int("agc"),
+        "ra_hi": cols.measure("ra_hi"), "dec_hi": cols.measure("dec_hi"),
         "ra_oc": ra_oc, "dec_oc": dec_oc,
-        **{k: _float(cols[k]) for k in ("vhelio", "w50", "hi_flux", "dist_mpc")},
-        "log_mhi": _float(cols["log_mhi"], "log_mhi"),
-        "hi_code": _int(cols["hi_code"], path, "HIcode"),
+        **{k: cols.measure(k) for k in ("vhelio", "w50", "hi_flux", "dist_mpc", "log_mhi")},
+        "hi_code": cols.int("hi_code"),
     }
     return _table(out)
 
@@ -311,8 +358,9 @@ def read_mpajhu(
 
     Returns: ``mpa_index`` int64 (row number), ``ra, dec`` float64 deg, ``z`` float64,
     ``z_ok`` bool (``Z_WARNING == 0`` when present), ``photo_key`` int64 (see
-    :func:`photo_key_from_objid`), ``specobjid`` string, ``log_mstar``, ``log_sfr``, ``oh``
-    float64 (NaN where invalid or the file was not given).
+    :func:`photo_key_from_objid`), ``specobjid`` string (exact, from an integer or text
+    column), ``log_mstar``, ``log_sfr``, ``oh`` float64 (NaN where missing, a sentinel such as
+    -99 / -9999 / -1 for the mass, or the file was not given).
 
     Raises
     ------
@@ -328,13 +376,14 @@ def read_mpajhu(
             f"{info_path}: column 'PHOTOID' must hold 5 integers per row "
             f"(run, rerun, camcol, field, obj), got shape {photoid.shape}"
         )
-    objid = sdss_objid(*(photoid[:, k] for k in range(5)))
+    parts = _int(photoid[:, :5].reshape(-1), info_path, "PHOTOID").reshape(n, 5)
+    objid = sdss_objid(*(parts[:, k] for k in range(5)))
     out = {
         "mpa_index": np.arange(n, dtype=np.int64),
-        "ra": _float(info["ra"]), "dec": _float(info["dec"]), "z": _float(info["z"], "z"),
-        "z_ok": (np.asarray(info["z_warning"]) == 0) if "z_warning" in info else np.ones(n, bool),
+        **{k: info.measure(k) for k in ("ra", "dec", "z")},
+        "z_ok": (info.int("z_warning") == 0) if "z_warning" in info else np.ones(n, bool),
         "photo_key": photo_key_from_objid(objid),
-        "specobjid": _str(info["specobjid"]) if "specobjid" in info
+        "specobjid": info.text_id("specobjid") if "specobjid" in info
         else np.array([str(i) for i in range(n)], dtype=object),
     }
     for canon, path, what in (("log_mstar", mass_path, "MPA-JHU totlgm (stellar mass)"),
@@ -349,7 +398,7 @@ def read_mpajhu(
                 f"{path} has {len(col)} rows but {info_path} has {n}: the MPA-JHU files must "
                 "be row-aligned (same release, same order)"
             )
-        out[canon] = _float(col, canon)
+        out[canon] = _measure(col, canon, path, "MEDIAN")
     return _table(out)
 
 
@@ -373,19 +422,17 @@ def read_xgass(path: str) -> pa.Table:
                   "log_mstar": ("lgMstar",), "log_mhi": ("lgMHI",)},
                  {"hisrc": ("HIsrc",), "hi_flag": ("HI_FLAG",)})
     if "hisrc" in cols:
-        upper = _int(cols["hisrc"], path, "HIsrc") == 4
+        upper = cols.int("hisrc") == 4
     elif "hi_flag" in cols:
-        upper = _int(cols["hi_flag"], path, "HI_FLAG") == 99
+        upper = cols.int("hi_flag") == 99
     else:
         raise CatalogFormatError(
             f"{path} is not a valid xGASS representative sample: missing column 'HIsrc' or "
             "'HI_FLAG' (which rows are upper limits)"
         )
     return _table({
-        "xgass_id": np.array([str(v).strip() for v in cols["gass"]], dtype=object),
-        "ra": _float(cols["ra"]), "dec": _float(cols["dec"]), "z": _float(cols["z"], "z"),
-        "log_mstar": _float(cols["log_mstar"], "log_mstar"),
-        "log_mhi": _float(cols["log_mhi"], "log_mhi"),
+        "xgass_id": cols.text_id("gass"),
+        **{k: cols.measure(k) for k in ("ra", "dec", "z", "log_mstar", "log_mhi")},
         "upper_limit": upper,
     })
 
@@ -397,32 +444,31 @@ def read_nibles(path: str) -> pa.Table:
 
     Returns: ``nibles_id`` string, ``ra, dec`` deg, ``z``, ``log_mstar``, ``log_mhi`` float64.
     """
-    cols = _pick(_read_any(path, ("nibles_id", "NIBLES")), path, "NIBLES",
+    cols = _pick(_read_any(path), path, "NIBLES",
                  {"nibles_id": ("nibles_id", "NIBLES"), "ra": ("ra", "RAJ2000"),
                   "dec": ("dec", "DEJ2000"), "z": ("z",), "log_mstar": ("logMstar",),
                   "log_mhi": ("logMHI",)})
     return _table({
-        "nibles_id": np.array([str(v).strip() for v in cols["nibles_id"]], dtype=object),
-        "ra": _float(cols["ra"]), "dec": _float(cols["dec"]), "z": _float(cols["z"], "z"),
-        "log_mstar": _float(cols["log_mstar"], "log_mstar"),
-        "log_mhi": _float(cols["log_mhi"], "log_mhi"),
+        "nibles_id": cols.text_id("nibles_id"),
+        **{k: cols.measure(k) for k in ("ra", "dec", "z", "log_mstar", "log_mhi")},
     })
 
 
 def read_nsa(path: str) -> pa.Table:
     """NASA-Sloan Atlas v1.0.1 (``nsa_v1_0_1.fits``) as a ``tracers`` table.
 
-    Published columns used: ``NSAID``, ``RA``, ``DEC``, ``Z``. Rows without a finite position
-    or redshift are dropped (they cannot be environment tracers); the result validates as the
-    ``tracers`` contract: ``object_id`` (``"NSA<NSAID>"``), ``ra``, ``dec``, ``z``.
+    Published columns used: ``NSAID``, ``RA``, ``DEC``, ``Z``. Rows without a usable position
+    (:func:`hicatalog.sky.valid_coordinates`) or without a redshift (missing, or a sentinel
+    such as -9999) are dropped: they cannot be environment tracers. The result validates as
+    the ``tracers`` contract: ``object_id`` (``"NSA<NSAID>"``), ``ra``, ``dec``, ``z``.
     """
     from hicatalog.schemas import conform_table, validate_table
 
     cols = _pick(_read_any(path), path, "NASA-Sloan Atlas",
                  {"nsaid": ("NSAID",), "ra": ("RA",), "dec": ("DEC",), "z": ("Z",)})
-    ra, dec, z = _float(cols["ra"]), _float(cols["dec"]), _float(cols["z"])
-    keep = np.isfinite(ra) & np.isfinite(dec) & np.isfinite(z)
-    ids = _int(cols["nsaid"], path, "NSAID")[keep]
+    ra, dec, z = cols.measure("ra"), cols.measure("dec"), cols.measure("z")
+    keep = valid_coordinates(ra, dec) & np.isfinite(z)
+    ids = cols.int("nsaid")[keep]
     table = pa.table({
         "object_id": pa.array([f"NSA{i}" for i in ids], pa.string()),
         "ra": ra[keep], "dec": dec[keep], "z": z[keep],

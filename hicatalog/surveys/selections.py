@@ -3,22 +3,46 @@
 Every ``select_*`` function takes the canonical tables of :mod:`hicatalog.surveys.readers`,
 appends one :class:`Step` per cut to a :class:`SelectionLog` (sample, step, rows left) and
 returns a ``labels`` table (contract ``schemas/labels.json``): ``object_id, ra, dec, z,
-log_mstar, log_mhi, m_true, detected, upper_limit, dataset``. ``ra, dec`` are the optical
-position (where the cutout is centred); ``m_true = log_mhi - log_mstar`` (dex).
+log_mstar, log_mhi, m_true, detected, upper_limit, dataset, quality``. ``ra, dec`` are the
+optical position (where the cutout is centred); ``m_true = log_mhi - log_mstar`` (dex);
+``quality`` flags values outside the typical ranges (:mod:`hicatalog.surveys.quality`; kept).
 
 Samples (``dataset``):
 
 - ``a40A``/``a40B``: alpha.40 with OCcode = I, unique DR7 match (by PhotoObjID), valid M*;
   alpha.40B (a subset) further has valid SFR, metallicity and spectroscopic redshift. Rows of
   alpha.40B carry ``dataset = "a40B"``, so alpha.40A is ``dataset in ("a40A", "a40B")``.
-- ``a100``: alpha.100 in the Spring sky matched to MPA-JHU within 1", no other H I source
-  within 1.9', no optical neighbour within 55", alpha.40A and xGASS overlaps (1") removed.
-- ``nibles``: NIBLES with M* >= 10^8 Msun, ALFALFA and xGASS overlaps removed (the paper's
-  visual inspection can be replayed with ``exclude_ids``).
+- ``a100``: alpha.100 in the Spring sky matched to MPA-JHU within 5", no other H I source
+  within 1.9', no optical neighbour within 55", alpha.40A and xGASS overlaps (5") removed.
+- ``nibles``: NIBLES with M* >= 10^8 Msun, ALFALFA and xGASS overlaps (5") removed (the
+  paper's visual inspection can be replayed with ``exclude_ids``).
 - ``xgass``: the xGASS representative sample, upper limits kept with ``upper_limit = True``.
 - ``nondetections``: MPA-JHU galaxies at z < 0.06 in the ALFALFA footprint, not alpha.100
-  counterparts, no H I source within an Arecibo beam, no optical neighbour within 55", drawn at
-  random to the size of alpha.40A (balanced classes for pattern recognition).
+  counterparts (5"), no H I source within an Arecibo beam, no optical neighbour within 55",
+  drawn at random to the size of alpha.40A (balanced classes for pattern recognition).
+
+Cross-match radii
+-----------------
+Every question "are these two tabulated positions the same galaxy?" (an alpha.100 optical
+counterpart and an MPA-JHU spectrum; a galaxy of one sample and of another) uses
+:data:`SAME_GALAXY_RADIUS_ARCSEC` = 5", chosen from the precision of the positions compared:
+
+- SDSS positions (MPA-JHU, xGASS, the a.40A and a.100 label positions): < 0.1" rms per
+  coordinate (Pier et al. 2003, AJ 125, 1559);
+- ALFALFA optical counterparts (a.40 ``OCra, OCdec``, a.100 ``RAdeg_OC, DECdeg_OC``): the
+  centre of the optical galaxy chosen on SDSS / DSS2 images, catalogued as
+  ``hhmmss.s+ddmmss`` (ALFALFA catalog notes; Haynes et al. 2011, 2018): steps of 0.1 s
+  (1.5" x cos dec) in RA and 1" in Dec, so up to 0.9" of rounding, plus the choice of centre
+  on an extended galaxy (a few arcsec on large nearby discs);
+- NIBLES positions: tabulated to ~1" (van Driel et al. 2016).
+
+Two such positions of one galaxy differ by up to ~2" from rounding alone and by 2-4" when the
+centres were chosen differently; on the real tables 465 NIBLES galaxies lie within 5" of an
+alpha.100 optical position, and the paper's 1" overlap cut removed none of them (the same
+galaxy then appeared twice, under two ids). Distinct galaxies are not merged
+at 5": the alpha.100 and non-detection samples already require no other MPA-JHU galaxy
+within 55" (:data:`OPTICAL_NEIGHBOUR_RADIUS_ARCSEC`). The paper states 1" for the alpha.100
+match and the overlap removal; with these catalogs' precision that removes too few overlaps.
 """
 
 from __future__ import annotations
@@ -32,9 +56,10 @@ import pyarrow as pa
 from hicatalog.schemas import conform_table, validate_table
 from hicatalog.sky import wrap_ra
 from hicatalog.surveys.crossmatch import has_neighbour, nearest_match
+from hicatalog.surveys.quality import quality_flags
 
 __all__ = [
-    "MATCH_RADIUS_ARCSEC",
+    "SAME_GALAXY_RADIUS_ARCSEC",
     "HI_BLEND_RADIUS_ARCMIN",
     "OPTICAL_NEIGHBOUR_RADIUS_ARCSEC",
     "ARECIBO_BEAM_RADIUS_ARCMIN",
@@ -55,8 +80,10 @@ __all__ = [
 
 log = logging.getLogger("hicatalog.surveys.selections")
 
-#: Optical cross-match radius (arcsec): a.100 to MPA-JHU, and every overlap removal.
-MATCH_RADIUS_ARCSEC = 1.0
+#: Two positions closer than this (arcsec) are the same galaxy: the a.100 optical counterpart
+#: to MPA-JHU match, every overlap removal between samples, and the non-detections' "not an
+#: a.100 counterpart". From the positions' precision: see "Cross-match radii" above.
+SAME_GALAXY_RADIUS_ARCSEC = 5.0
 #: No other H I source within this radius of an a.100 source (arcmin; ALFALFA blending).
 HI_BLEND_RADIUS_ARCMIN = 1.9
 #: No other MPA-JHU galaxy within this radius (arcsec; SDSS fibre collisions).
@@ -150,6 +177,8 @@ def _labels(object_id, ra, dec, z, log_mstar, log_mhi, detected, upper_limit, da
         "upper_limit": pa.array(np.broadcast_to(upper_limit, n).astype(bool)),
         "dataset": pa.array(np.broadcast_to(np.asarray(dataset, dtype=object), n).tolist(),
                             pa.string()),
+        "quality": pa.array(quality_flags(log_mhi=log_mhi, log_mstar=log_mstar, m_true=m_true),
+                            pa.int32()),
     })
     return conform_table(table, "labels", "labels")
 
@@ -163,7 +192,8 @@ def select_a40(a40: pa.Table, a40_sdss: pa.Table, mpa: pa.Table, slog: Selection
     Steps: ``OCcode = I``; has a DR7 PhotoObjID; duplicate DR7 matches dropped (a PhotoObjID
     claimed by several alpha.40 sources, or matching several MPA-JHU spectra, drops them all);
     in MPA-JHU; valid M* (-> alpha.40A); valid SFR, metallicity and spectroscopic redshift
-    (-> alpha.40B).
+    (-> alpha.40B). An empty alpha.40B next to a non-empty alpha.40A logs one warning naming
+    the missing inputs (without the MPA-JHU SFR and O/H files no galaxy can be alpha.40B).
     """
     s = "a40"
     a = _np(a40)
@@ -200,6 +230,9 @@ def select_a40(a40: pa.Table, a40_sdss: pa.Table, mpa: pa.Table, slog: Selection
     b = keep & np.isfinite(m["log_sfr"][safe]) & np.isfinite(m["oh"][safe]) \
         & np.isfinite(z) & (z > 0) & m["z_ok"][safe]
     slog.add("a40B", "valid SFR, metallicity, spec-z -> a.40B", b)
+    if keep.any() and not b.any():
+        log.warning("a.40B is empty (a.40A has %d galaxies): %s", int(keep.sum()),
+                    _a40b_missing(m))
 
     idx = np.flatnonzero(keep)
     return _labels(
@@ -207,6 +240,17 @@ def select_a40(a40: pa.Table, a40_sdss: pa.Table, mpa: pa.Table, slog: Selection
         m["ra"][mrow[idx]], m["dec"][mrow[idx]], z[idx], log_mstar[idx], a["log_mhi"][idx],
         True, False, np.where(b[idx], "a40B", "a40A"),
     )
+
+
+def _a40b_missing(m: dict[str, np.ndarray]) -> str:
+    """Why no a.40A galaxy qualifies for a.40B, naming the inputs that are entirely missing."""
+    missing = [what for col, what in (
+        ("log_sfr", "mpa_sfr (--mpa-sfr, MPA-JHU gal_totsfr_dr7_v5_2.fits)"),
+        ("oh", "mpa_oh (--mpa-oh, MPA-JHU gal_fiboh_dr7_v5_2.fits)"),
+    ) if not np.isfinite(m[col]).any()]
+    if missing:
+        return "missing input " + " and ".join(missing)
+    return "no a.40A galaxy has a valid SFR, 12+log O/H and spectroscopic redshift"
 
 
 def select_xgass(xgass: pa.Table, slog: SelectionLog) -> pa.Table:
@@ -235,7 +279,8 @@ def select_a100(
     """alpha.100 test sample (paper Section 2.2).
 
     ``a40a`` and ``xgass`` are *labels* tables (the selected alpha.40A and xGASS samples);
-    overlaps with them are removed by position (1") and, for alpha.40A, by AGC number.
+    overlaps with them are removed by position (:data:`SAME_GALAXY_RADIUS_ARCSEC`) and, for
+    alpha.40A, by AGC number.
     """
     s = "a100"
     a, m = _np(a100), _np(mpa)
@@ -243,9 +288,9 @@ def select_a100(
     keep = in_footprint(a["ra_hi"], a["dec_hi"], footprint)
     slog.add(s, "in the ALFALFA Spring sky", keep)
 
-    j, _ = nearest_match(a["ra_oc"], a["dec_oc"], m["ra"], m["dec"], MATCH_RADIUS_ARCSEC)
+    j, _ = nearest_match(a["ra_oc"], a["dec_oc"], m["ra"], m["dec"], SAME_GALAXY_RADIUS_ARCSEC)
     keep &= j >= 0
-    slog.add(s, f'MPA-JHU galaxy within {MATCH_RADIUS_ARCSEC:g}"', keep)
+    slog.add(s, f'MPA-JHU galaxy within {SAME_GALAXY_RADIUS_ARCSEC:g}"', keep)
 
     blended = has_neighbour(a["ra_hi"], a["dec_hi"], a["ra_hi"], a["dec_hi"],
                             HI_BLEND_RADIUS_ARCMIN * 60.0, exclude_same_index=True)
@@ -261,11 +306,11 @@ def select_a100(
 
     ra, dec = np.where(j >= 0, m["ra"][jj], np.nan), np.where(j >= 0, m["dec"][jj], np.nan)
     la, lx = _np(a40a), _np(xgass)
-    in_a40 = has_neighbour(ra, dec, la["ra"], la["dec"], MATCH_RADIUS_ARCSEC)
+    in_a40 = has_neighbour(ra, dec, la["ra"], la["dec"], SAME_GALAXY_RADIUS_ARCSEC)
     in_a40 |= np.isin(np.array([f"AGC{g}" for g in a["agc"]]), la["object_id"])
-    in_xgass = has_neighbour(ra, dec, lx["ra"], lx["dec"], MATCH_RADIUS_ARCSEC)
+    in_xgass = has_neighbour(ra, dec, lx["ra"], lx["dec"], SAME_GALAXY_RADIUS_ARCSEC)
     keep &= ~in_a40 & ~in_xgass
-    slog.add(s, 'a.40A and xGASS overlaps (1") removed', keep)
+    slog.add(s, f'a.40A and xGASS overlaps ({SAME_GALAXY_RADIUS_ARCSEC:g}") removed', keep)
 
     log_mstar = np.where(j >= 0, m["log_mstar"][jj], np.nan)
     keep &= np.isfinite(log_mstar) & np.isfinite(a["log_mhi"])
@@ -283,8 +328,8 @@ def select_nibles(
     exclude_ids: list[str] | None = None,
 ) -> pa.Table:
     """NIBLES test sample (paper Section 2.3): M* >= 10^8 Msun, optional visual rejections
-    (``exclude_ids``, NIBLES ids), overlaps with the ALFALFA label tables and xGASS (1")
-    removed."""
+    (``exclude_ids``, NIBLES ids), overlaps with the ALFALFA label tables and xGASS
+    (:data:`SAME_GALAXY_RADIUS_ARCSEC`) removed."""
     s = "nibles"
     n = _np(nibles)
     slog.add(s, "read NIBLES", len(n["ra"]))
@@ -296,12 +341,12 @@ def select_nibles(
         keep &= ~np.isin(n["nibles_id"].astype(str), np.asarray(exclude_ids, dtype=str))
         slog.add(s, "visual inspection rejections removed", keep)
     overlap = has_neighbour(n["ra"], n["dec"], _np(xgass)["ra"], _np(xgass)["dec"],
-                            MATCH_RADIUS_ARCSEC)
+                            SAME_GALAXY_RADIUS_ARCSEC)
     for t in alfalfa:
         c = _np(t)
-        overlap |= has_neighbour(n["ra"], n["dec"], c["ra"], c["dec"], MATCH_RADIUS_ARCSEC)
+        overlap |= has_neighbour(n["ra"], n["dec"], c["ra"], c["dec"], SAME_GALAXY_RADIUS_ARCSEC)
     keep &= ~overlap
-    slog.add(s, 'ALFALFA and xGASS overlaps (1") removed', keep)
+    slog.add(s, f'ALFALFA and xGASS overlaps ({SAME_GALAXY_RADIUS_ARCSEC:g}") removed', keep)
     i = np.flatnonzero(keep)
     return _labels([f"NIBLES{k}" for k in n["nibles_id"][i]], n["ra"][i], n["dec"][i],
                    n["z"][i], n["log_mstar"][i], n["log_mhi"][i], True, False, "nibles")
@@ -317,8 +362,9 @@ def select_nondetections(
 ) -> pa.Table:
     """ALFALFA non-detections for pattern recognition (paper Section 5.2).
 
-    MPA-JHU galaxies with 0 < z < 0.06 inside ``footprint``, not an alpha.100 counterpart (1"
-    from an optical position), no alpha.100 H I position within an Arecibo beam radius, no
+    MPA-JHU galaxies with 0 < z < 0.06 inside ``footprint``, not an alpha.100 counterpart
+    (:data:`SAME_GALAXY_RADIUS_ARCSEC` from an optical position), no alpha.100 H I position
+    within an Arecibo beam radius, no
     optical neighbour within 55" (the alpha.100 cut), then ``n_draw`` of them at random
     (``seed``; all of them if fewer) to balance alpha.40A.
     """
@@ -330,8 +376,8 @@ def select_nondetections(
     slog.add(s, f"0 < z < {NONDETECTION_MAX_Z:g}", keep)
     keep &= in_footprint(m["ra"], m["dec"], footprint)
     slog.add(s, "inside the ALFALFA footprint", keep)
-    keep &= ~has_neighbour(m["ra"], m["dec"], a["ra_oc"], a["dec_oc"], MATCH_RADIUS_ARCSEC)
-    slog.add(s, 'not an a.100 counterpart (1")', keep)
+    keep &= ~has_neighbour(m["ra"], m["dec"], a["ra_oc"], a["dec_oc"], SAME_GALAXY_RADIUS_ARCSEC)
+    slog.add(s, f'not an a.100 counterpart ({SAME_GALAXY_RADIUS_ARCSEC:g}")', keep)
     keep &= ~has_neighbour(m["ra"], m["dec"], a["ra_hi"], a["dec_hi"],
                            ARECIBO_BEAM_RADIUS_ARCMIN * 60.0)
     slog.add(s, f"no H I source within the Arecibo beam ({ARECIBO_BEAM_RADIUS_ARCMIN:g}')", keep)
