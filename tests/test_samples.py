@@ -15,6 +15,8 @@ from imagefixtures import make_blob_shards
 
 from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
+from hicatalog.cutouts.shards import write_shard
+from hicatalog.evaluation.catalog import evaluate_catalog
 from hicatalog.models import ModelCard, load_model
 from hicatalog.samples import default_train_samples, report_group
 from hicatalog.training.data import select_rows
@@ -229,3 +231,117 @@ def test_trained_pr_card_has_no_upper_limit_negatives(ray_local, real, tmp_path)
     # the 10 xGASS rows that are not detections are all upper limits: none is a negative
     assert "xgass" not in card.sample_counts
     assert card.sample_counts["nondetections"] == {"nondetection": 40}
+
+
+# --- evaluation per sample --------------------------------------------------------------------
+
+# object_id, sample, upper limit, m_true (dex; the limit for upper limits), m_pred, p_cnn
+HAND = (
+    ("a1", "a40A", False, 0.0, 0.2, 0.9), ("a2", "a40A", False, 1.0, 0.8, 0.95),
+    ("b1", "a40B", False, 0.0, 0.0, 0.7), ("b2", "a40B", False, 1.0, 1.0, 0.6),
+    ("h1", "a100", False, 0.0, 0.1, 0.9), ("h2", "a100", False, 0.5, 0.4, 0.3),
+    ("h3", "a100", False, 1.0, 1.3, 0.95),
+    ("n1", "nibles", False, -0.5, -0.5, 0.8), ("n2", "nibles", False, 0.5, 0.75, 0.2),
+    ("x1", "xgass", False, -1.0, -0.5, 0.2), ("x2", "xgass", False, -0.5, -0.5, 0.92),
+    ("x3", "xgass", False, 0.0, 0.25, 0.95),
+    ("l1", "xgass", True, -1.0, -1.2, 0.9), ("l2", "xgass", True, -1.5, -1.0, 0.2),
+    ("l3", "xgass", True, -2.0, -2.5, 0.6),
+    ("d1", "nondetections", False, None, -0.8, 0.1), ("d2", "nondetections", False, None, -0.2, 0.4),
+)
+
+
+def _hand_catalog(tmp_path):
+    ids, sample, limit, m_true, m_pred, p = (list(c) for c in zip(*HAND, strict=True))
+    n = len(ids)
+    truth = pa.table({
+        "object_id": ids, "ra": np.zeros(n), "dec": np.zeros(n), "z": np.full(n, 0.03),
+        "log_mstar": pa.array(np.full(n, 10.0), pa.float32()), "log_mhi": pa.array([None] * n, pa.float32()),
+        "m_true": pa.array(m_true, pa.float32()),
+        "detected": [s not in ("nondetections",) and not u for s, u in zip(sample, limit, strict=True)],
+        "upper_limit": limit, "dataset": sample,
+    })
+    pq.write_table(truth, tmp_path / "labels.parquet")
+    cat = pa.table({
+        "object_id": ids, "ra": np.zeros(n), "dec": np.zeros(n), "z": np.full(n, 0.03),
+        "m_pred": pa.array(m_pred, pa.float32()), "m_pred_std": pa.array(np.zeros(n), pa.float32()),
+        "p_cnn": pa.array(p, pa.float32()), "one_plus_delta5": pa.array(np.ones(n), pa.float32()),
+        "sigma5": pa.array(np.ones(n), pa.float32()), "d5_mpc": pa.array(np.ones(n), pa.float32()),
+        "env_status": ["ok"] * n, "status": ["ok"] * n, "error": pa.array([None] * n, pa.string()),
+        "build_id": ["b"] * n, "model_id": ["m"] * n,
+    })
+    cat_dir = tmp_path / "catalog"
+    write_shard(cat, str(cat_dir / "version=1"), "part", 0, "hi_catalog")
+    sha = "ab" * 32
+    models = {}
+    for task, kw in (("regression", dict(task="regression", n_outputs=1, train_samples=["a40A", "a40B"])),
+                     ("pr", dict(train_samples=["a40A", "a40B"], negatives=["nondetections"]))):
+        mdir = tmp_path / task
+        mdir.mkdir()
+        (mdir / "model_card.json").write_text(_card(model_id=f"{task}-1", weights_sha256=sha, **kw).to_json())
+        models[task] = {"path": str(mdir), "weights_sha256": sha}
+    (cat_dir / "_manifest.json").write_text(json.dumps({"build_id": "b", "models": models}))
+    return cat_dir, tmp_path / "labels.parquet"
+
+
+def test_evaluate_scores_each_test_sample_and_upper_limits_by_hand(tmp_path, capsys):
+    cat_dir, labels = _hand_catalog(tmp_path)
+    out = tmp_path / "report"
+    rc = cli_main(["evaluate", "--catalog", str(cat_dir), "--truth", str(labels), "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "metrics.json").read_text())
+    assert res["datasets"] == ["a.40A", "a100", "nibles", "xgass", "nondetections"]
+    assert res["groups"]["a.40A"] == ["a40A", "a40B"]
+    reg, ap = res["regression"], pytest.approx
+    # a.40A = a40A + a40B: residuals 0.2, -0.2, 0, 0
+    assert reg["a.40A"]["none"]["n"] == 4
+    assert reg["a.40A"]["none"]["rmse"] == ap(np.sqrt(0.08 / 4), abs=1e-6)
+    assert reg["a.40A"]["none"]["offset"] == ap(0.0, abs=1e-6)
+    # a.100: residuals 0.1, -0.1, 0.3 on M_true 0, 0.5, 1
+    h = reg["a100"]["none"]
+    assert h["n"] == 3 and h["rmse"] == ap(np.sqrt(0.11 / 3), abs=1e-6)
+    assert h["offset"] == ap(0.1, abs=1e-6) and h["sigma"] == ap(np.sqrt(0.11 / 3 - 0.01), abs=1e-6)
+    assert h["slope"] == ap(0.6 / 0.5, abs=1e-5)
+    # p_CNN > 0.5 keeps h1 and h3: residuals 0.1, 0.3
+    assert reg["a100"]["p_cnn>0.5"]["n"] == 2
+    assert reg["a100"]["p_cnn>0.5"]["rmse"] == ap(np.sqrt(0.1 / 2), abs=1e-6)
+    assert reg["a100"]["p_cnn>0.5"]["completeness"] == ap(2 / 3)
+    # NIBLES: residuals 0, 0.25
+    assert reg["nibles"]["none"]["rmse"] == ap(np.sqrt(0.0625 / 2), abs=1e-6)
+    assert reg["nibles"]["none"]["offset"] == ap(0.125, abs=1e-6)
+    # xGASS detections only (residuals 0.5, 0, 0.25): the three upper limits are not in it
+    x = reg["xgass"]["none"]
+    assert x["n"] == 3 and x["rmse"] == ap(np.sqrt(0.3125 / 3), abs=1e-6) and x["offset"] == ap(0.25, abs=1e-6)
+    # upper limits: -1.2 <= -1 yes, -1.0 <= -1.5 no, -2.5 <= -2 yes; excess -0.2, 0.5, -0.5
+    lim = res["limits"]["xgass"]
+    assert lim["none"] == ap({"n": 3, "n_consistent": 2, "frac_consistent": 2 / 3,
+                              "median_excess": -0.2, "completeness": 1.0}, abs=1e-6)
+    # p_CNN > 0.5 keeps l1 and l3, both consistent; median of -0.2 and -0.5
+    assert lim["p_cnn>0.5"] == ap({"n": 2, "n_consistent": 2, "frac_consistent": 1.0,
+                                   "median_excess": -0.35, "completeness": 2 / 3}, abs=1e-6)
+    assert list(res["limits"]) == ["xgass"]
+    # every value row but the non-detections (no M_true) is pooled in 'all'; no upper limit
+    assert reg["all"]["none"]["n"] == 4 + 3 + 2 + 3
+    # the samples the models were trained on are marked, the test samples are not
+    assert res["roles"] == {"a.40A": ["regression", "pr"], "a100": [], "nibles": [], "xgass": [],
+                            "nondetections": ["pr"]}
+    assert res["labels"]["a.40A"] == "a.40A [trained on: regression, pr]"
+    assert res["labels"]["a100"] == "a.100" and res["labels"]["xgass"] == "xGASS detections"
+    assert res["labels"]["all"] == "all [includes training samples]"
+    # the PR network's own classes: a.40A detections against the non-detections
+    tc = res["pr"]["training_classes"]
+    assert tc["detections"] == ["a40A", "a40B"] and (tc["n"], tc["n_pos"]) == (6, 4)
+    assert tc["accuracy"] == ap(1.0) and tc["roc_auc"] == ap(1.0)
+    md = (out / "table2.md").read_text()
+    assert "| None | a.40A [trained on: regression, pr] | 4 |" in md
+    assert "| None | xGASS upper limits | 3 | 2 | 0.6667 | -0.2000 |" in md
+    assert "| a40A+a40B vs nondetections | 6 | 4 |" in md
+    printed = capsys.readouterr().out
+    assert "xgass upper limits: N=     3 M_pred <= limit for 0.667" in printed
+
+
+def test_evaluate_without_cards_marks_nothing(tmp_path):
+    cat_dir, labels = _hand_catalog(tmp_path)
+    (cat_dir / "_manifest.json").write_text(json.dumps({"build_id": "b"}))
+    res = evaluate_catalog(str(cat_dir), str(labels), str(tmp_path / "r"))
+    assert res["roles"] is None and res["labels"]["a.40A"] == "a.40A" and res["labels"]["all"] == "all"
+    assert "unknown" in res["trained_on"]["regression"]
