@@ -121,12 +121,12 @@ class TrainConfig(JobConfig):
     max_failures: int = Field(3, ge=0, description="worker failures tolerated (FailureConfig)")
     train_samples: list[str] | None = Field(
         None, description="samples (the shards' dataset column, comma list) the regression and "
-        "gasclass train on and the PR network takes detections from (default: the paper's a.40A, "
-        "a40A,a40B, on real labels; alfalfa on the mock)",
+        "gasclass train on and the PR network takes detections from; None: the paper's a.40A "
+        "(a40A,a40B) on real labels, alfalfa on the mock",
     )
     negatives: list[str] | None = Field(
-        None, description="pr: samples whose non-detections are the negative class, comma list "
-        "(default: nondetections)",
+        None, description="pr: samples whose non-detections are the negative class, comma list; "
+        "None: nondetections",
     )
     upper_limits_as_negatives: bool = Field(
         False, description="pr: also take the upper-limit rows (upper_limit true, e.g. xGASS "
