@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hicatalog.imaging import SURVEYS
 
@@ -119,6 +119,39 @@ class TrainConfig(JobConfig):
         None, description="Ray Train storage (local or s3://); default MODEL_DIR/ray"
     )
     max_failures: int = Field(3, ge=0, description="worker failures tolerated (FailureConfig)")
+    train_samples: list[str] | None = Field(
+        None, description="samples (the shards' dataset column, comma list) the regression and "
+        "gasclass train on and the PR network takes detections from; None: the paper's a.40A "
+        "(a40A,a40B) on real labels, alfalfa on the mock",
+    )
+    negatives: list[str] | None = Field(
+        None, description="pr: samples whose non-detections are the negative class, comma list; "
+        "None: nondetections",
+    )
+    upper_limits_as_negatives: bool = Field(
+        False, description="pr: also take the upper-limit rows (upper_limit true, e.g. xGASS "
+        "non-detections) of the --negatives samples as negatives; they are never regression targets",
+    )
+    min_rows: int = Field(
+        20, ge=2, description="refuse to train on fewer selected rows (training + validation)"
+    )
+    min_class_rows: int = Field(
+        10, ge=1, description="pr, gasclass: refuse to train with fewer rows of either class"
+    )
+
+    @field_validator("train_samples", "negatives", mode="before")
+    @classmethod
+    def _split_sample_lists(cls, value: Any) -> Any:
+        """Accept ``"a40A,a40B"``, ``["a40A,a40B"]`` or ``["a40A", "a40B"]``; empty names dropped."""
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+            return value  # pydantic reports the wrong type
+        names = [n.strip() for v in items for n in v.split(",") if n.strip()]
+        if not names:
+            raise ValueError("a comma list of at least one sample name")
+        return list(dict.fromkeys(names))
 
     @model_validator(mode="after")
     def _check_split(self) -> TrainConfig:

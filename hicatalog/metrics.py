@@ -11,6 +11,10 @@ Regression (``M = log10(M_HI/M*)`` in dex):
 
 so that ``rmse**2 == sigma**2 + offset**2`` exactly.
 
+Upper limits (e.g. xGASS non-detections, whose ``M`` is only an upper limit): never folded
+into the RMSE; :func:`upper_limit_metrics` counts the predictions consistent with the limit
+(``M_pred <= M_limit``).
+
 Classification (pattern recognition, ``p_cnn`` against ``detected``): ``accuracy`` at a
 threshold and the area under the ROC curve computed from ranks (the Mann-Whitney U
 statistic, ties counted one half), which needs no scikit-learn.
@@ -30,6 +34,7 @@ __all__ = [
     "PR_CUTS",
     "regression_metrics",
     "normalized_rmse",
+    "upper_limit_metrics",
     "accuracy",
     "roc_auc",
     "roc_curve",
@@ -87,6 +92,20 @@ def normalized_rmse(m_true: Any, m_pred: Any) -> float:
     if std == 0.0:
         return _NAN
     return float(np.sqrt(np.mean((pred - true) ** 2)) / std)
+
+
+def upper_limit_metrics(m_limit: Any, m_pred: Any) -> dict[str, float | int]:
+    """Predictions against upper limits ``m_limit`` (both dex, shape (N,)): ``{"n",
+    "n_consistent", "frac_consistent", "median_excess"}``, where a prediction is consistent
+    when ``m_pred <= m_limit`` and ``median_excess`` = median(m_pred - m_limit) (negative: most
+    predictions lie below their limits). NaN fraction and excess when ``n`` is 0."""
+    pred, lim = _pairs(m_pred, m_limit, ("m_pred", "m_limit"))
+    n = int(pred.size)
+    if n == 0:
+        return {"n": 0, "n_consistent": 0, "frac_consistent": _NAN, "median_excess": _NAN}
+    ok = int(np.sum(pred <= lim))
+    return {"n": n, "n_consistent": ok, "frac_consistent": ok / n,
+            "median_excess": float(np.median(pred - lim))}
 
 
 def _labels_scores(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -139,7 +139,7 @@ def test_evaluate_catalog_table2_layout_and_values(tmp_path):
     body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[4:20]]
     assert lines[20] == "" and lines[21].startswith("# Pattern recognition")
     assert "| alfalfa vs nondetections | 196 | 98 |" in (out / "table2.md").read_text()
-    assert [r[1] for r in body[:4]] == ["alfalfa", "xgass", "nondetections", "all"]
+    assert [r[1] for r in body[:4]] == ["alfalfa", "xGASS", "nondetections", "all"]  # the paper's names
     assert [r[0] for r in body[::4]] == ["None", "p_CNN > 0.5", "p_CNN > 0.8", "p_CNN > 0.9"]
     assert body[1][2] == str(x["none"]["n"]) and body[1][3] == f"{x['none']['rmse']:.4f}"
 

@@ -46,11 +46,15 @@ def main(cfg: EvaluateConfig) -> int:
     _require(cfg)
     if cfg.analysis == "catalog":
         res = evaluate_catalog(cfg.catalog, cfg.truth, cfg.out)
-        x = res["regression"]
+        x, lim, labels = res["regression"], res["limits"], res["labels"]
         for d in res["datasets"]:
             none, p9 = x[d]["none"], x[d]["p_cnn>0.9"]
-            print(f"{d:>14s}: N={none['n']:6d} RMSE={fmt(none['rmse'], 3)}  "
+            print(f"{labels[d]:>20s}: N={none['n']:6d} RMSE={fmt(none['rmse'], 3)}  "
                   f"(p_cnn>0.9: N={p9['n']:6d} RMSE={fmt(p9['rmse'], 3)})")
+        for d in lim:
+            none = lim[d]["none"]
+            print(f"{d + ' upper limits':>20s}: N={none['n']:6d} M_pred <= limit for "
+                  f"{fmt(none['frac_consistent'], 3)}")
     elif cfg.analysis == "environment":
         from hicatalog.evaluation.environment_split import run_environment_experiment
 

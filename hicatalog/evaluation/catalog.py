@@ -1,12 +1,16 @@
 """``hicatalog evaluate catalog``: Table 2, PR accuracy/AUC and Figures 2-5 for any build.
 
 :func:`evaluate_catalog` joins a catalog directory with a truth table on ``object_id``, keeps
-rows with ``status == 'ok'``, and computes per sample (``dataset`` of a labels table, or the
-mock's ``population``) and per PR cut (none, p_cnn > 0.5, 0.8, 0.9) the paper's metrics. It
-writes into ``out_dir``:
+rows with ``status == 'ok'``, and computes per sample and per PR cut (none, p_cnn > 0.5, 0.8,
+0.9) the paper's metrics. Samples are the truth's ``dataset`` (or the mock's ``population``),
+grouped as the paper reports them (:mod:`hicatalog.samples`: ``a40A`` and ``a40B`` together as
+``a.40A``). Rows whose ``m_true`` is an upper limit (``upper_limit``, e.g. xGASS
+non-detections) are never in the RMSE: they are scored as limits, the fraction of predictions
+consistent with them. Samples the models were trained on (from the model cards the build's
+manifest names) are marked as training samples. It writes into ``out_dir``:
 
 - ``metrics.json``: the returned dict (strict JSON, NaN as null);
-- ``table2.md``: the Table 2 layout;
+- ``table2.md``: the Table 2 layout, the upper-limit table and the PR table;
 - ``pred_vs_true.png`` (Figures 2/4, no cut), ``pred_vs_true_p0.9.png`` (p_cnn > 0.9),
   ``pcnn_hist.png`` (Figure 5), ``residuals.png`` (Figure 3), ``roc.png``;
 - ``index.html``: all of it, with the build's ``_manifest.json``.
@@ -27,15 +31,16 @@ from hicatalog.evaluation.data import (
     load_catalog,
     load_manifests,
     load_truth,
-    order_datasets,
+    trained_on,
 )
 from hicatalog.evaluation.report import Section, json_safe, write_json, write_report
 from hicatalog.evaluation.tables import (
+    LIMITS_HEADERS,
     TABLE2_HEADERS,
     cut_key,
     html_table,
+    limits_rows,
     markdown_table,
-    table2_markdown,
     table2_rows,
 )
 from hicatalog.metrics import (
@@ -44,16 +49,22 @@ from hicatalog.metrics import (
     regression_metrics,
     roc_auc,
     roc_curve,
+    upper_limit_metrics,
+)
+from hicatalog.samples import (
+    DEFAULT_NEGATIVES,
+    default_train_samples,
+    order_groups,
+    report_group,
+    report_label,
 )
 from hicatalog.storage import write_atomic
 
-__all__ = ["catalog_metrics", "evaluate_catalog"]
+__all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels"]
 
 log = logging.getLogger("hicatalog.evaluation")
 
 ALL = "all"
-#: Samples that play the PR network's detection class (mock, then the paper's a.40A).
-PR_TRAINING_DETECTIONS = ("alfalfa", "a40A")
 
 
 def _np(df: pl.DataFrame, col: str) -> np.ndarray:
@@ -62,74 +73,166 @@ def _np(df: pl.DataFrame, col: str) -> np.ndarray:
     return df.get_column(col).cast(pl.Float64).to_numpy()
 
 
+def _with_groups(joined: pl.DataFrame) -> pl.DataFrame:
+    """``joined`` with ``group`` (the sample's report group) and ``upper_limit`` (bool)."""
+    out = joined.with_columns(
+        pl.col("dataset").map_elements(report_group, return_dtype=pl.String).alias("group")
+    )
+    if "upper_limit" not in out.columns:
+        out = out.with_columns(pl.lit(False).alias("upper_limit"))
+    return out.with_columns(pl.col("upper_limit").fill_null(False))
+
+
+def sample_roles(
+    groups: dict[str, list[str]], trained: dict[str, Any] | None
+) -> dict[str, list[str]] | None:
+    """For each group, the models trained on one of its samples: ``["regression", "pr"]``,
+    ``["pr"]``, or ``[]`` (a test sample). ``None`` when neither card records its samples."""
+    if not trained:
+        return None
+    reg, pr = trained.get("regression", {}), trained.get("pr", {})
+    if "train_samples" not in reg and "train_samples" not in pr:
+        return None
+    used = {
+        "regression": set(reg.get("train_samples") or ()),
+        "pr": set(pr.get("train_samples") or ()) | set(pr.get("negatives") or ()),
+    }
+    return {g: [t for t in ("regression", "pr") if used[t] & set(samples)] for g, samples in groups.items()}
+
+
+def group_labels(result: dict[str, Any], limits: bool = False) -> dict[str, str]:
+    """Printed name of every group in ``result`` (from :func:`catalog_metrics`): the paper's
+    name; ``detections`` when the group's upper limits are scored apart (``limits``: the names
+    of those, ``xGASS upper limits``); and the models trained on the group's samples
+    (``a.40A [trained on: regression, pr]``). ``all`` says when it includes training samples."""
+    roles = result.get("roles")
+    labels = {}
+    for g in result["limits"] if limits else result["datasets"]:
+        lab = report_label(g) + (" upper limits" if limits else " detections" if g in result["limits"] else "")
+        if roles and roles.get(g):
+            lab += f" [trained on: {', '.join(roles[g])}]"
+        labels[g] = lab
+    if not limits and ALL in result["regression"]:
+        trained_here = bool(roles) and any(roles.get(g) for g in result["datasets"])
+        labels[ALL] = "all" + (" [includes training samples]" if trained_here else "")
+    return labels
+
+
+def _per_cut(df: pl.DataFrame, cuts: tuple[float | None, ...], metric: Any) -> dict[str, Any]:
+    """``{cut_key: metric(m_true, m_pred) + completeness}`` over the rows of ``df`` with
+    finite ``m_pred`` and ``m_true`` that pass each PR cut (``p_cnn > cut``; a null ``p_cnn``
+    passes none); ``completeness``: the fraction of those rows that pass."""
+    m_pred, m_true, p = _np(df, "m_pred"), _np(df, "m_true"), _np(df, "p_cnn")
+    base = np.isfinite(m_pred) & np.isfinite(m_true)
+    n_base = int(base.sum())
+    out = {}
+    for cut in cuts:
+        sel = base if cut is None else base & (np.nan_to_num(p, nan=-1.0) > cut)
+        m = metric(m_true[sel], m_pred[sel])
+        m["completeness"] = m["n"] / n_base if n_base else float("nan")
+        out[cut_key(cut)] = m
+    return out
+
+
 def catalog_metrics(
-    joined: pl.DataFrame, cuts: tuple[float | None, ...] = PR_CUTS
+    joined: pl.DataFrame, cuts: tuple[float | None, ...] = PR_CUTS,
+    trained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a joined catalog+truth table (columns ``m_pred``, ``p_cnn``, ``m_true``,
-    ``dataset``, optional ``detected``).
+    ``dataset``, optional ``detected`` and ``upper_limit``).
 
-    Returns ``{"datasets", "cuts", "regression", "pr"}`` where
-    ``regression[dataset][cut_key] = {"n", "rmse", "slope", "sigma", "offset", "completeness"}``
-    (``completeness``: fraction of the dataset's uncut rows that pass the cut), with an extra
-    dataset ``"all"`` pooling every sample, and ``pr = {"all": {...}, "by_dataset": {...}}``
-    from :func:`~hicatalog.metrics.classification_metrics` of ``p_cnn`` against
-    ``detected`` (``None`` when the truth has no ``detected``), plus ``training_classes``
-    (detection sample ``alfalfa``/``a40A`` against ``nondetections``, the paper's 93% / 0.93)
-    when both samples are present.
+    ``trained``: what the models were trained on (:func:`hicatalog.evaluation.data.trained_on`).
+
+    Returns ``{"datasets", "groups", "cuts", "regression", "limits", "roles", "trained_on",
+    "pr"}``: ``datasets`` are the report groups in display order (``groups`` maps each to its
+    samples: ``{"a.40A": ["a40A", "a40B"]}``);
+    ``regression[group][cut_key] = {"n", "rmse", "slope", "sigma", "offset", "completeness"}``
+    over the group's rows that are not upper limits (``completeness``: fraction of them that
+    pass the cut), with an extra group ``"all"`` pooling them all;
+    ``limits[group][cut_key] = {"n", "n_consistent", "frac_consistent", "median_excess",
+    "completeness"}`` for the groups with upper-limit rows (:func:`~hicatalog.metrics.upper_limit_metrics`);
+    ``roles`` from :func:`sample_roles`; ``pr = {"all": {...}, "by_dataset": {...},
+    "training_classes": {...}}`` from :func:`~hicatalog.metrics.classification_metrics` of
+    ``p_cnn`` against ``detected`` (``None`` when the truth has no ``detected``);
+    ``training_classes``: the PR network's own classes (its card's detection samples against its
+    negatives, else the paper's: ``alfalfa`` or ``a40A``+``a40B`` against ``nondetections``),
+    when both are present.
     """
-    datasets = order_datasets(set(joined.get_column("dataset").to_list()))
-    groups = [(d, joined.filter(pl.col("dataset") == d)) for d in datasets]
+    joined = _with_groups(joined)
+    datasets = order_groups(set(joined.get_column("group").to_list()))
+    members = {g: sorted(set(joined.filter(pl.col("group") == g).get_column("dataset").to_list()))
+               for g in datasets}
+    values = joined.filter(~pl.col("upper_limit"))
+    groups = [(d, values.filter(pl.col("group") == d)) for d in datasets]
     if len(datasets) > 1:
-        groups.append((ALL, joined))
-    regression: dict[str, dict[str, Any]] = {}
-    for name, df in groups:
-        m_pred, m_true, p = _np(df, "m_pred"), _np(df, "m_true"), _np(df, "p_cnn")
-        base = np.isfinite(m_pred) & np.isfinite(m_true)
-        n_base = int(base.sum())
-        regression[name] = {}
-        for cut in cuts:
-            sel = base if cut is None else base & (np.nan_to_num(p, nan=-1.0) > cut)
-            m = regression_metrics(m_true[sel], m_pred[sel])
-            m["completeness"] = m["n"] / n_base if n_base else float("nan")
-            regression[name][cut_key(cut)] = m
+        groups.append((ALL, values))
+    regression = {name: _per_cut(df, cuts, regression_metrics) for name, df in groups}
+    limits = {}
+    for d in datasets:
+        df = joined.filter(pl.col("upper_limit") & (pl.col("group") == d))
+        if df.height:
+            limits[d] = _per_cut(df, cuts, upper_limit_metrics)
     pr: dict[str, Any] | None = None
     if "detected" in joined.columns:
         lab = joined.filter(pl.col("detected").is_not_null())
         y = lab.get_column("detected").cast(pl.Float64).to_numpy()
         pr = {"all": classification_metrics(y, _np(lab, "p_cnn")), "by_dataset": {}}
-        # the PR network's own classes (paper Section 5.3: a.40A detections against
-        # ALFALFA non-detections), when both samples are present
-        det = [d for d in PR_TRAINING_DETECTIONS if d in datasets]
-        if det and "nondetections" in datasets:
-            pair = lab.filter(pl.col("dataset").is_in([det[0], "nondetections"]))
-            pr["training_classes"] = {
-                "samples": [det[0], "nondetections"],
-                **classification_metrics(pair.get_column("detected").cast(pl.Float64).to_numpy(),
-                                         _np(pair, "p_cnn")),
-            }
+        pair = _training_classes(lab, (trained or {}).get("pr") or {})
+        if pair is not None:
+            pr["training_classes"] = pair
         for d in datasets:
-            sub = lab.filter(pl.col("dataset") == d)
+            sub = lab.filter(pl.col("group") == d)
             if sub.height:
                 pr["by_dataset"][d] = classification_metrics(
                     sub.get_column("detected").cast(pl.Float64).to_numpy(), _np(sub, "p_cnn")
                 )
-    return {"datasets": datasets, "cuts": [cut_key(c) for c in cuts], "regression": regression, "pr": pr}
+    return {"datasets": datasets, "groups": members, "cuts": [cut_key(c) for c in cuts],
+            "regression": regression, "limits": limits, "roles": sample_roles(members, trained),
+            "trained_on": trained, "pr": pr}
 
 
-def _figures(joined: pl.DataFrame, datasets: list[str], out_dir: str) -> list[str]:
+def _training_classes(lab: pl.DataFrame, pr_card: dict[str, Any]) -> dict[str, Any] | None:
+    """PR metrics on the PR network's own classes (paper Section 5.3: a.40A detections
+    against ALFALFA non-detections, 93% / 0.93), when both are present in ``lab``."""
+    present = set(lab.get_column("dataset").to_list())
+    if "train_samples" in pr_card:
+        det, neg = list(pr_card["train_samples"]), list(pr_card.get("negatives") or DEFAULT_NEGATIVES)
+        with_limits = bool(pr_card.get("upper_limits_as_negatives"))
+    else:
+        try:
+            det = list(default_train_samples(present))
+        except ValueError:
+            return None
+        neg, with_limits = list(DEFAULT_NEGATIVES), False
+    det, neg = [d for d in det if d in present], [d for d in neg if d in present]
+    if not det or not neg:
+        return None
+    rows = pl.col("dataset").is_in(det) & pl.col("detected") | pl.col("dataset").is_in(neg) & ~pl.col("detected")
+    if not with_limits:
+        rows = rows & ~pl.col("upper_limit")
+    pair = lab.filter(rows)
+    return {"samples": [*det, *neg], "detections": det, "negatives": neg,
+            **classification_metrics(pair.get_column("detected").cast(pl.Float64).to_numpy(), _np(pair, "p_cnn"))}
+
+
+def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list[str]:
+    """The figures; ``joined`` has ``group`` and ``upper_limit`` (:func:`_with_groups`).
+    Upper limits are left out of the M_pred-M_true panels and the residuals."""
     paths = []
-    panels = [(d, _np(g, "m_true"), _np(g, "m_pred")) for d in datasets
-              for g in [joined.filter(pl.col("dataset") == d)]]
+    datasets, labels = result["datasets"], group_labels(result)
+    values = joined.filter(~pl.col("upper_limit"))
+    panels = [(labels[d], _np(g, "m_true"), _np(g, "m_pred")) for d in datasets
+              for g in [values.filter(pl.col("group") == d)]]
     paths.append(figures.plot_pred_vs_true(panels, os.path.join(out_dir, "pred_vs_true.png")))
     cut_panels = []
     for d in datasets:
-        g = joined.filter((pl.col("dataset") == d) & (pl.col("p_cnn") > 0.9))
-        cut_panels.append((f"{d}, p_CNN > 0.9", _np(g, "m_true"), _np(g, "m_pred")))
+        g = values.filter((pl.col("group") == d) & (pl.col("p_cnn") > 0.9))
+        cut_panels.append((f"{labels[d]}, p_CNN > 0.9", _np(g, "m_true"), _np(g, "m_pred")))
     paths.append(figures.plot_pred_vs_true(cut_panels, os.path.join(out_dir, "pred_vs_true_p0.9.png")))
-    hists = {d: _np(joined.filter(pl.col("dataset") == d), "p_cnn") for d in datasets}
+    hists = {report_label(d): _np(joined.filter(pl.col("group") == d), "p_cnn") for d in datasets}
     paths.append(figures.plot_pcnn_histograms(hists, os.path.join(out_dir, "pcnn_hist.png")))
     # Residuals (Figure 3) of the first sample (the training-like one), as in the paper.
-    g = joined.filter(pl.col("dataset") == datasets[0])
+    g = values.filter(pl.col("group") == datasets[0])
     one_plus_delta5 = _np(g, "one_plus_delta5")
     if not np.isfinite(one_plus_delta5).any():
         one_plus_delta5 = _np(g, "one_plus_delta5_true")
@@ -142,7 +245,7 @@ def _figures(joined: pl.DataFrame, datasets: list[str], out_dir: str) -> list[st
     props = {k: v for k, v in props.items() if np.isfinite(v).any()}
     paths.append(figures.plot_residuals(
         _np(g, "m_true"), _np(g, "m_pred"), props, os.path.join(out_dir, "residuals.png"),
-        title=f"{datasets[0]}: residuals",
+        title=f"{labels[datasets[0]]}: residuals",
     ))
     if "detected" in joined.columns:
         lab = joined.filter(pl.col("detected").is_not_null() & pl.col("p_cnn").is_not_null())
@@ -156,8 +259,19 @@ def _figures(joined: pl.DataFrame, datasets: list[str], out_dir: str) -> list[st
     return paths
 
 
+def _trained_text(trained: dict[str, Any] | None) -> str:
+    parts = []
+    for task, info in (trained or {}).items():
+        if "unknown" in info:
+            parts.append(f"{task}: unknown ({info['unknown']})")
+        else:
+            neg = f" against {'+'.join(info['negatives'])}" if info.get("negatives") else ""
+            parts.append(f"{task} ({info['model_id']}): trained on {'+'.join(info['train_samples'])}{neg}")
+    return "; ".join(parts) or "unknown (no build manifest)"
+
+
 def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[str, Any]:
-    """Evaluate a catalog against a truth table; write metrics, table, figures and report.
+    """Evaluate a catalog against a truth table; write metrics, tables, figures and report.
 
     Parameters
     ----------
@@ -167,10 +281,11 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
 
     Returns
     -------
-    The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts", "datasets", "cuts",
-    "regression", "pr", "files", "manifest"}``; ``regression[dataset][cut]`` has
+    The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts",
+    "datasets", "groups", "labels", "cuts", "regression", "limits", "roles", "trained_on",
+    "pr", "files", "manifest"}`` (see :func:`catalog_metrics`); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
-    :func:`hicatalog.metrics.regression_metrics`).
+    :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
 
     Raises
     ------
@@ -187,33 +302,51 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
             f"{jt.counts['n_truth']})"
         )
     os.makedirs(out_dir, exist_ok=True)
-    result = catalog_metrics(jt.table)
     manifests = load_manifests(catalog_dir if os.path.isdir(catalog_dir) else os.path.dirname(catalog_dir))
-    fig_paths = _figures(jt.table, result["datasets"], out_dir)
-    table_md = table2_markdown(result["regression"])
+    manifest = manifests.get("_manifest.json")
+    trained = trained_on(manifest) if isinstance(manifest, dict) else None
+    joined = _with_groups(jt.table)
+    result = catalog_metrics(joined, trained=trained)
+    labels = group_labels(result)
+    fig_paths = _figures(joined, result, out_dir)
+    t2_rows = table2_rows(result["regression"], labels)
+    lim_rows = limits_rows(result["limits"], group_labels(result, limits=True))
     pr_rows = _pr_rows(result["pr"]) if result["pr"] is not None else []
-    text = "# Regression metrics per sample and PR cut (paper Table 2 layout)\n\n" + table_md
+    text = ("# Regression metrics per sample and PR cut (paper Table 2 layout)\n\n"
+            + markdown_table(TABLE2_HEADERS, t2_rows))
+    if lim_rows:
+        text += ("\n# Upper limits (not in the RMSE): predictions consistent with the limit\n\n"
+                 + markdown_table(LIMITS_HEADERS, lim_rows))
     if pr_rows:
         text += ("\n# Pattern recognition: p_CNN against detection\n\n"
                  + markdown_table(PR_HEADERS, pr_rows))
+    text += f"\nModels: {_trained_text(trained)}.\n"
     write_atomic(os.path.join(out_dir, "table2.md"), text.encode())
     out = {
         "inputs": {"catalog": os.path.abspath(catalog_dir), "truth": os.path.abspath(truth_path)},
         "counts": jt.counts,
         **result,
+        "labels": labels,
         "files": sorted(os.path.basename(p) for p in [*fig_paths, "table2.md", "index.html"]),
-        "manifest": manifests.get("_manifest.json") or (manifests or None),
+        "manifest": manifest or (manifests or None),
     }
     out = json_safe(out)
     write_json(out, os.path.join(out_dir, "metrics.json"))
 
     sec_t2 = Section("Table 2: M_pred by sample and p_CNN cut")
-    sec_t2.html_parts.append(html_table(TABLE2_HEADERS, table2_rows(result["regression"])))
+    sec_t2.html_parts.append(html_table(TABLE2_HEADERS, t2_rows))
     sec_t2.add_text(
         "RMSE = sqrt(mean((M_pred - M_true)^2)); slope of the least-squares fit of M_pred on "
-        "M_true; sigma = std(M_pred - M_true); offset = mean(M_pred - M_true); all in dex."
+        "M_true; sigma = std(M_pred - M_true); offset = mean(M_pred - M_true); all in dex. "
+        "Upper limits are not in these rows. Models: " + _trained_text(trained) + "."
     )
     sections = [sec_t2]
+    if lim_rows:
+        sec_lim = Section("Upper limits: M_pred against the limit")
+        sec_lim.html_parts.append(html_table(LIMITS_HEADERS, lim_rows))
+        sec_lim.add_text("A prediction is consistent with an upper limit when M_pred <= M_limit; "
+                         "median excess = median(M_pred - M_limit), dex.")
+        sections.append(sec_lim)
     if result["pr"] is not None:
         sec_pr = Section("Pattern recognition: p_CNN against detection")
         sec_pr.html_parts.append(html_table(PR_HEADERS, pr_rows))
@@ -250,7 +383,6 @@ def _pr_rows(pr: dict[str, Any]) -> list[list[Any]]:
     rows = [["all", *_pr_cells(pr["all"])]]
     if "training_classes" in pr:
         tc = pr["training_classes"]
-        rows.append([" vs ".join(tc["samples"]), *_pr_cells(tc)])
-    rows += [[d, *_pr_cells(m)] for d, m in pr["by_dataset"].items()]
+        rows.append([f"{'+'.join(tc['detections'])} vs {'+'.join(tc['negatives'])}", *_pr_cells(tc)])
+    rows += [[report_label(d), *_pr_cells(m)] for d, m in pr["by_dataset"].items()]
     return rows
-

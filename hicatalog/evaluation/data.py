@@ -6,6 +6,8 @@
   most recently written file wins.
 - :func:`load_truth` reads the mock's ``truth`` table, a real ``labels`` table or labelled
   cutout shards, and names the sample column ``dataset`` in every case.
+- :func:`trained_on` reads what the models were trained on from the cards the build's
+  manifest names.
 - :func:`join_catalog_truth` joins them on ``object_id`` and keeps rows with ``status == 'ok'``,
   counting everything it drops.
 - :func:`load_cutouts` decodes labelled cutout shards into arrays for the training analyses.
@@ -30,32 +32,21 @@ from hicatalog.cutouts.shards import list_shards
 from hicatalog.schemas import SchemaError, first_occurrences
 
 __all__ = [
-    "DATASET_ORDER",
     "CatalogTruth",
     "load_catalog",
     "load_manifests",
     "load_truth",
     "join_catalog_truth",
-    "order_datasets",
+    "trained_on",
     "Cutouts",
     "load_cutouts",
 ]
 
 log = logging.getLogger("hicatalog.evaluation")
 
-#: Display order of samples (mock populations, then the paper's real data sets).
-DATASET_ORDER = (
-    "alfalfa", "a40A", "a40B", "a100", "nibles", "xgass", "nondetections",
-)
-
 _CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "one_plus_delta5", "m_pred_std", "build_id")
-_TRUTH_COLUMNS = ("object_id", "m_true", "detected", "log_mstar", "z", "one_plus_delta5_true", "one_plus_delta5")
-
-
-def order_datasets(names: list[str] | set[str]) -> list[str]:
-    """Sort sample names: known ones in :data:`DATASET_ORDER` order, then the rest by name."""
-    known = [d for d in DATASET_ORDER if d in names]
-    return known + sorted(n for n in names if n not in DATASET_ORDER)
+_TRUTH_COLUMNS = ("object_id", "m_true", "detected", "upper_limit", "log_mstar", "z",
+                  "one_plus_delta5_true", "one_plus_delta5")
 
 
 def _parquet_files(root: str) -> list[str]:
@@ -149,9 +140,11 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
 def load_truth(truth_path: str) -> pl.DataFrame:
     """Read the truth: a mock ``truth`` table, a real ``labels`` table or labelled cutouts.
 
-    Returns ``object_id``, ``m_true`` (float64, dex), ``dataset`` (string; from ``dataset``, else
-    the mock's ``population``, else ``'all'``) and, when present, ``detected`` (bool),
-    ``log_mstar``, ``z``, ``one_plus_delta5_true`` (1+delta5; from ``one_plus_delta5_true`` or ``one_plus_delta5``).
+    Returns ``object_id``, ``m_true`` (float64, dex; an upper limit where ``upper_limit``),
+    ``dataset`` (string; from ``dataset``, else the mock's ``population``, else ``'all'``),
+    ``upper_limit`` (bool; False where the table has none) and, when present, ``detected``
+    (bool), ``log_mstar``, ``z``, ``one_plus_delta5_true`` (1+delta5; from
+    ``one_plus_delta5_true`` or ``one_plus_delta5``).
 
     Raises
     ------
@@ -177,6 +170,10 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     elif "dataset" not in t.columns:
         t = t.with_columns(pl.lit("all").alias("dataset"))
     t = t.with_columns(pl.col("dataset").cast(pl.String).fill_null("unknown"))
+    if "upper_limit" in t.columns:
+        t = t.with_columns(pl.col("upper_limit").cast(pl.Boolean).fill_null(False))
+    else:
+        t = t.with_columns(pl.lit(False).alias("upper_limit"))
     if "one_plus_delta5_true" not in t.columns and "one_plus_delta5" in t.columns:
         t = t.rename({"one_plus_delta5": "one_plus_delta5_true"})
     elif "one_plus_delta5" in t.columns:
@@ -190,6 +187,44 @@ def load_truth(truth_path: str) -> pl.DataFrame:
                     t.height - len(first))
         t = t[first]
     return t
+
+
+def trained_on(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """What the catalog's models were trained on, from the model cards its build manifest
+    names (``manifest["models"][task]["path"]``; the card must carry the manifest's
+    ``weights_sha256``).
+
+    Returns ``{"regression": info, "pr": info}``; ``info`` is ``{"model_id", "train_samples",
+    "negatives", "upper_limits_as_negatives", "sample_counts"}`` from the card, or ``{"unknown":
+    reason}`` when there is no manifest, the card cannot be read or is of other weights, or the
+    card records no samples (an older card, or shards without a ``dataset`` column).
+    """
+    from hicatalog.models.card import ModelCard
+
+    out: dict[str, Any] = {}
+    models = (manifest or {}).get("models") or {}
+    for task in ("regression", "pr"):
+        m = models.get(task) if isinstance(models, dict) else None
+        if not isinstance(m, dict) or not m.get("path"):
+            out[task] = {"unknown": "the catalog's _manifest.json names no model directory"}
+            continue
+        path = os.path.join(str(m["path"]), "model_card.json")
+        try:
+            with open(path) as fh:
+                card = ModelCard.from_json(fh.read(), path)
+        except (OSError, ValueError) as exc:
+            out[task] = {"unknown": f"cannot read {path}: {exc}"}
+            continue
+        if m.get("weights_sha256") and card.weights_sha256 != m["weights_sha256"]:
+            out[task] = {"unknown": f"{path} is of other weights than the catalog's model"}
+        elif card.train_samples is None:
+            out[task] = {"unknown": f"{path} records no training samples"}
+        else:
+            out[task] = {"model_id": card.model_id, "train_samples": list(card.train_samples),
+                         "negatives": card.negatives,
+                         "upper_limits_as_negatives": card.upper_limits_as_negatives,
+                         "sample_counts": card.sample_counts}
+    return out
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 - :func:`table2_rows` / :func:`table2_markdown`: the paper's Table 2 (PR cut, data set, N,
   RMSE, slope, sigma, offset) from the ``regression`` part of ``metrics.json``.
+- :func:`limits_rows`: the same layout for upper limits (N, predictions at or below the
+  limit, their fraction, the median excess over the limit), never folded into the RMSE.
 - :func:`table4_markdown`: the paper's Table 4 (training and validation delta5 quantile
   ranges, validation sigma, RMSE and normalized RMSE with their spread).
 - :func:`markdown_table` / :func:`html_table`: the two renderers every table goes through.
@@ -23,12 +25,17 @@ __all__ = [
     "table2_rows",
     "table2_markdown",
     "TABLE2_HEADERS",
+    "limits_rows",
+    "LIMITS_HEADERS",
     "table4_rows",
     "table4_markdown",
     "TABLE4_HEADERS",
 ]
 
 TABLE2_HEADERS = ("PR cut", "Data set", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
+LIMITS_HEADERS = (
+    "PR cut", "Data set", "N", "M_pred ≤ limit", "Fraction consistent", "Median M_pred − limit (dex)",
+)
 TABLE4_HEADERS = (
     "Training", "Validation", "N train", "N valid", "Validation σ (dex)",
     "Validation RMSE (dex)", "Normalized RMSE",
@@ -82,31 +89,56 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def table2_rows(regression: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
-    """Rows of Table 2, grouped by cut then data set, from
-    ``regression[dataset][cut_key] = {"n", "rmse", "slope", "sigma", "offset"}``."""
-    datasets = list(regression)
+def _cuts(table: dict[str, dict[str, Any]]) -> list[str]:
     cuts: list[str] = []
-    for d in datasets:
-        for k in regression[d]:
+    for d in table:
+        for k in table[d]:
             if k not in cuts:
                 cuts.append(k)
+    return cuts
+
+
+def _rows_by_cut(
+    table: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None, cells: Any
+) -> list[list[str]]:
+    """Rows grouped by cut then group, the cut's label on its first row: ``[cut, name,
+    *cells(metrics)]`` from ``table[group][cut_key]``; ``labels`` name the groups (default:
+    the key)."""
+    labels = labels or {}
     rows = []
-    for k in cuts:
-        for i, d in enumerate(datasets):
-            m = regression[d].get(k)
-            if m is None:
-                continue
-            rows.append([
-                cut_label(k) if i == 0 else "", d, str(m["n"]), fmt(m["rmse"]), fmt(m["slope"]),
-                fmt(m["sigma"]), fmt(m["offset"]),
-            ])
+    for k in _cuts(table):
+        for i, d in enumerate(table):
+            m = table[d].get(k)
+            if m is not None:
+                rows.append([cut_label(k) if i == 0 else "", labels.get(d, d), *cells(m)])
     return rows
 
 
-def table2_markdown(regression: dict[str, dict[str, dict[str, Any]]]) -> str:
+def table2_rows(
+    regression: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
+) -> list[list[str]]:
+    """Rows of Table 2, grouped by cut then data set, from
+    ``regression[group][cut_key] = {"n", "rmse", "slope", "sigma", "offset"}``; ``labels``:
+    the printed name of each group (default: the key)."""
+    return _rows_by_cut(regression, labels, lambda m: [
+        str(m["n"]), fmt(m["rmse"]), fmt(m["slope"]), fmt(m["sigma"]), fmt(m["offset"])])
+
+
+def table2_markdown(
+    regression: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
+) -> str:
     """Table 2 as Markdown."""
-    return markdown_table(TABLE2_HEADERS, table2_rows(regression))
+    return markdown_table(TABLE2_HEADERS, table2_rows(regression, labels))
+
+
+def limits_rows(
+    limits: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
+) -> list[list[str]]:
+    """Rows of the upper-limit table (:data:`LIMITS_HEADERS`), grouped by cut then data set,
+    from ``limits[group][cut_key] = {"n", "n_consistent", "frac_consistent",
+    "median_excess"}``; ``labels``: the printed name of each group (default: the key)."""
+    return _rows_by_cut(limits, labels, lambda m: [
+        str(m["n"]), str(m["n_consistent"]), fmt(m["frac_consistent"]), fmt(m["median_excess"])])
 
 
 def _range(q: Any) -> str:

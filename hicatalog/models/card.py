@@ -37,6 +37,15 @@ class ModelCard:
     ``weights.pt`` (filled by :func:`hicatalog.models.artifact.save_model`); ``classes``: the
     classifier's output order (defaults to ``TASK_CLASSES[task]``; ``None`` for regression).
 
+    What it was trained on (:mod:`hicatalog.samples`): ``train_samples``, the samples (values of
+    the cutouts' ``dataset`` column) of the regression / gas-class rows and of the PR's
+    detections; ``negatives``, the samples of the PR's non-detections (``None`` for the other
+    tasks); ``upper_limits_as_negatives``; ``sample_counts``, the selected rows (training +
+    validation) per sample and class, ``{"a40A": {"detection": 3000}, "nondetections":
+    {"nondetection": 3000}}`` (regression: ``{"a40A": {"rows": 5000}}``). ``train_samples`` is
+    ``None`` when the shards had no ``dataset`` column, and in cards written before these
+    fields existed (they load with these defaults).
+
     Raises ValueError on construction when a field is out of range or the outputs do not fit
     the task (regression: 1 output, no classes; classifiers: one output per class, the task's
     positive class among them).
@@ -60,6 +69,10 @@ class ModelCard:
     in_channels: int = 3
     self_attention: bool = True
     classes: list[str] | None = None
+    train_samples: list[str] | None = None
+    negatives: list[str] | None = None
+    upper_limits_as_negatives: bool = False
+    sample_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_CLASSES:

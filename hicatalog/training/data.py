@@ -1,28 +1,41 @@
 """Training data: which rows each task uses, the train/validation split, and the Ray Data
 pipeline that decodes cutouts for Ray Train.
 
-Row selection (paper Sections 4, 5.2, 8.1):
+Samples first (the paper's design, :mod:`hicatalog.samples`): only rows whose ``dataset`` is
+one of the training samples (default: ``a40A`` + ``a40B`` on real labels, ``alfalfa`` on the
+mock) are regression / gas-class targets and PR detections; only rows of the ``negatives``
+samples (default ``nondetections``) are PR non-detections. Rows with ``upper_limit`` true are
+never targets and never negatives unless ``upper_limits_as_negatives``. Shards without a
+``dataset`` column have no samples: every row is eligible (a warning says so), and naming
+samples is an error.
 
-- ``regression``: rows with a finite ``m_true`` that are ALFALFA detections (``detected``
-  True, when that column exists); target M in dex.
+Then per task (paper Sections 4, 5.2, 8.1):
+
+- ``regression``: rows with a finite ``m_true`` that are detections (``detected`` True, when
+  that column exists); target M in dex.
 - ``pr``: detections (class 1) against an equal number of non-detections (class 0), the
   larger class downsampled at random with the run's seed.
 - ``gasclass``: among detections, gas-poor ``m_true < -0.5`` (class 0) against gas-rich
   ``m_true > 0.5`` (class 1).
+
+A set that is too small or degenerate is refused with a :class:`ValueError` of one line
+(fewer than ``min_rows`` rows, a class with fewer than ``min_class_rows``, a target with no
+spread, a requested sample absent from the shards: the message lists the samples present).
 
 Split: a seeded random ``val_fraction``, or the rows whose ``split_by`` value lies in the
 quantile range ``[lo, hi)`` of that column (``hi = 1`` includes the maximum) form the
 validation set (paper Section 7: ``--split-by one_plus_delta5 --val-quantiles 0.8 1.0``).
 
 Labels and split are decided on the driver from the (small) label columns; images are read
-and decoded by Ray Data tasks (:func:`decode_rows`), which drop undecodable rows and count
-them by status.
+and decoded by Ray Data tasks (:func:`decode_rows`), which keep only the selected rows, drop
+undecodable ones and count them by status.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +46,21 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from hicatalog.cutouts.decode import decode_batch
+from hicatalog.models.registry import POSITIVE_CLASS, TASK_CLASSES
+from hicatalog.samples import (
+    DEFAULT_NEGATIVES,
+    SAMPLE_COLUMN,
+    UPPER_LIMIT_COLUMN,
+    default_train_samples,
+    describe_counts,
+)
 from hicatalog.storage import filesystem_and_path
 
 __all__ = [
     "TASK_LABEL_COLUMNS",
     "GAS_POOR_MAX",
     "GAS_RICH_MIN",
+    "NO_SAMPLE",
     "Selection",
     "select_rows",
     "decode_rows",
@@ -51,12 +73,22 @@ TASK_LABEL_COLUMNS = {"regression": ("m_true",), "pr": ("detected",), "gasclass"
 #: Gas-class boundaries (paper Section 8.1), in dex.
 GAS_POOR_MAX = -0.5
 GAS_RICH_MIN = 0.5
+#: Key of ``sample_counts`` for rows of shards without a ``dataset`` column.
+NO_SAMPLE = "(no dataset column)"
 
 
 @dataclass
 class Selection:
     """Rows chosen for a task: ``table`` has ``object_id`` (string), ``target`` (float32 M
-    for regression, int64 class otherwise) and ``is_val`` (bool), one row per used galaxy."""
+    for regression, int64 class otherwise) and ``is_val`` (bool), one row per used galaxy.
+
+    ``summary``: ``n_rows``, ``n_selected``, ``n_train``, ``n_val``, ``split``,
+    ``train_samples`` / ``negatives`` (lists, or ``None`` for shards without samples),
+    ``upper_limits_as_negatives``, ``samples_present`` (rows per sample in the shards),
+    ``sample_counts`` (selected rows per sample and class: ``{"a40A": {"detection": 700}}``;
+    regression counts under ``"rows"``), ``n_upper_limits_excluded``, and for classifiers
+    ``n_class1``.
+    """
 
     table: pa.Table
     task: str
@@ -86,6 +118,60 @@ def _read_labels(files: list[str], columns: list[str]) -> pa.Table:
     return pads.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
 
 
+def _optional_column(cols_by_file: dict[str, set[str]], name: str) -> bool:
+    """Whether every shard has column ``name``; ValueError when only some do."""
+    have = [f for f, cols in cols_by_file.items() if name in cols]
+    if have and len(have) < len(cols_by_file):
+        lacking = sorted(set(cols_by_file) - set(have))
+        raise ValueError(
+            f"{len(lacking)} of {len(cols_by_file)} shards have no {name!r} column (e.g. "
+            f"{lacking[0]}); every shard needs it or none"
+        )
+    return bool(have)
+
+
+def _resolve_samples(
+    task: str,
+    present: dict[str, int],
+    train_samples: Sequence[str] | None,
+    negatives: Sequence[str] | None,
+) -> tuple[list[str], list[str]]:
+    """The training and negative samples; ValueError naming the samples present when one
+    asked for is absent (of the default training samples, one present is enough)."""
+    if train_samples is None:
+        default = default_train_samples(present)
+        train = [s for s in default if present.get(s)]
+        if not train:
+            raise ValueError(
+                f"none of the default training samples {list(default)} is in the shards; samples "
+                f"present: {describe_counts(present)} (choose with --train-samples)"
+            )
+        if len(train) < len(default):
+            log.info("training samples %s (%s absent from the shards)", train,
+                     [s for s in default if s not in train])
+    else:
+        train = list(train_samples)
+    neg = list(negatives) if negatives is not None else list(DEFAULT_NEGATIVES)
+    asked = [("training", s) for s in (train if train_samples is not None else [])]
+    if task == "pr":
+        asked += [("negative", s) for s in neg]
+    for role, s in asked:
+        if not present.get(s):
+            raise ValueError(
+                f"{role} sample {s!r} is not in the shards; samples present: "
+                f"{describe_counts(present)}"
+            )
+    return train, neg
+
+
+def _count_by(samples: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for s, lab in zip(samples.tolist(), labels.tolist(), strict=True):
+        out.setdefault(s, {}).setdefault(lab, 0)
+        out[s][lab] += 1
+    return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
+
+
 def select_rows(
     files: list[str],
     task: str,
@@ -94,13 +180,25 @@ def select_rows(
     val_fraction: float = 0.2,
     split_by: str | None = None,
     val_quantiles: tuple[float, float] | None = None,
+    train_samples: Sequence[str] | None = None,
+    negatives: Sequence[str] | None = None,
+    upper_limits_as_negatives: bool = False,
+    min_rows: int = 2,
+    min_class_rows: int = 1,
 ) -> Selection:
     """Choose the rows, targets and validation flags of a training run (see module doc).
 
+    ``train_samples`` / ``negatives``: values of the shards' ``dataset`` column (``None``: the
+    paper's design, :mod:`hicatalog.samples`); ``min_rows`` / ``min_class_rows``: the smallest
+    selected set (training + validation) and, for classifiers, the smallest class accepted.
+
     Raises
     ------
-    ValueError: a needed label or split column is missing from a shard (naming the shard), an
-        empty selection, a class with no rows, or an empty train or validation set.
+    ValueError (one line): a needed label or split column is missing from a shard (naming the
+        shard); a requested sample is absent (naming the samples present, with counts); samples
+        named for shards without a ``dataset`` column; fewer than ``min_rows`` rows, a class
+        with fewer than ``min_class_rows``, a regression target with zero variance; an empty
+        train or validation set.
     """
     if task not in TASK_LABEL_COLUMNS:
         raise ValueError(f"task must be one of {sorted(TASK_LABEL_COLUMNS)}, got {task!r}")
@@ -112,50 +210,105 @@ def select_rows(
                 what = "split column (--split-by)" if c == split_by else f"label column for task {task!r}"
                 raise ValueError(f"{f}: has no column {c!r}, the {what}; columns: {sorted(cols)}")
     has_detected = all("detected" in cols for cols in cols_by_file.values())
-    columns = ["object_id", *dict.fromkeys([*needed, *(["detected"] if has_detected else [])])]
+    has_samples = _optional_column(cols_by_file, SAMPLE_COLUMN)
+    has_limits = _optional_column(cols_by_file, UPPER_LIMIT_COLUMN)
+    extra = (["detected"] if has_detected else []) + ([SAMPLE_COLUMN] if has_samples else []) + (
+        [UPPER_LIMIT_COLUMN] if has_limits else [])
+    columns = ["object_id", *dict.fromkeys([*needed, *extra])]
     labels = _read_labels(files, columns)
     n_rows = labels.num_rows
     ids = labels["object_id"].to_numpy(zero_copy_only=False)
     if len(np.unique(ids)) != len(ids):
         raise ValueError("object_id values repeat across the given shards (expected unique ids)")
 
-    def col(name: str, fill: float | bool) -> np.ndarray:
+    def col(name: str, fill: float | bool | str) -> np.ndarray:
         return labels[name].fill_null(fill).to_numpy(zero_copy_only=False)
 
+    if has_samples:
+        sample = col(SAMPLE_COLUMN, "").astype(str)
+        present = dict(sorted(Counter(s for s in sample.tolist() if s).items()))
+        train, neg = _resolve_samples(task, present, train_samples, negatives)
+        in_train, in_neg = np.isin(sample, train), np.isin(sample, neg)
+    else:
+        if train_samples is not None or negatives is not None:
+            raise ValueError(
+                "the shards have no 'dataset' column, so --train-samples / --negatives cannot "
+                "select samples; drop them to train on every row"
+            )
+        log.warning("the shards have no 'dataset' column: every row is eligible (no sample selection)")
+        sample = np.full(n_rows, NO_SAMPLE, dtype=object).astype(str)
+        present, train, neg = {NO_SAMPLE: n_rows}, None, None
+        in_train = in_neg = np.ones(n_rows, bool)
+    limit = col(UPPER_LIMIT_COLUMN, False).astype(bool) if has_limits else np.zeros(n_rows, bool)
     detected = col("detected", False).astype(bool) if has_detected else np.ones(n_rows, bool)
+    train_label = "+".join(train) if train else "every row"
     rng = np.random.default_rng(seed)
     if task == "regression":
         m = col("m_true", np.nan).astype(np.float64)
-        keep = np.isfinite(m) & detected
+        keep = in_train & np.isfinite(m) & detected & ~limit
         target = m.astype(np.float32)
+        n_excluded_limits = int((in_train & limit).sum())
+        if keep.sum() < min_rows:
+            raise ValueError(
+                f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
+                f"upper limits) in samples {train_label}, fewer than min_rows={min_rows}; samples "
+                f"present: {describe_counts(present)}"
+            )
+        spread = float(np.std(m[keep]))
+        if not spread > 0.0:
+            raise ValueError(
+                f"regression: m_true has zero variance over the {int(keep.sum())} selected rows "
+                f"(all {float(m[keep][0]):.4g} dex): there is nothing to learn"
+            )
     elif task == "gasclass":
         m = col("m_true", np.nan).astype(np.float64)
-        poor, rich = np.isfinite(m) & (m < GAS_POOR_MAX) & detected, np.isfinite(m) & (m > GAS_RICH_MIN) & detected
+        base = in_train & np.isfinite(m) & detected & ~limit
+        poor, rich = base & (m < GAS_POOR_MAX), base & (m > GAS_RICH_MIN)
         keep = poor | rich
         target = rich.astype(np.int64)
-        if not poor.any() or not rich.any():
+        n_excluded_limits = int((in_train & limit).sum())
+        if min(int(poor.sum()), int(rich.sum())) < min_class_rows:
             raise ValueError(
                 f"gasclass needs gas-poor (m_true < {GAS_POOR_MAX}) and gas-rich (m_true > "
-                f"{GAS_RICH_MIN}) detections; found {int(poor.sum())} and {int(rich.sum())}"
+                f"{GAS_RICH_MIN}) detections, at least min_class_rows={min_class_rows} of each; "
+                f"found {int(poor.sum())} and {int(rich.sum())} in samples {train_label}"
             )
     else:  # pr
         valid = labels["detected"].is_valid().to_numpy(zero_copy_only=False)
-        pos = np.flatnonzero(valid & detected)
-        neg = np.flatnonzero(valid & ~detected)
-        if len(pos) == 0 or len(neg) == 0:
+        pos = np.flatnonzero(valid & detected & in_train & ~limit)
+        neg_ok = ~limit if not upper_limits_as_negatives else np.ones(n_rows, bool)
+        neg_rows = np.flatnonzero(valid & ~detected & in_neg & neg_ok)
+        n_excluded_limits = int((valid & ~detected & in_neg & limit).sum()) if not upper_limits_as_negatives else 0
+        if min(len(pos), len(neg_rows)) < min_class_rows:
+            hint = (f"; {n_excluded_limits} upper-limit rows of the negative samples are not used "
+                    "(--upper-limits-as-negatives uses them)") if n_excluded_limits else ""
+            which = "one class" if min(len(pos), len(neg_rows)) == 0 else "too few rows of a class"
             raise ValueError(
-                f"pr needs detections and non-detections; found {len(pos)} and {len(neg)}"
+                f"pr has {which}: {len(pos)} detections in samples {train_label} and "
+                f"{len(neg_rows)} non-detections in samples {'+'.join(neg) if neg else 'every row'}"
+                f"; need at least min_class_rows={min_class_rows} of each{hint}; samples present: "
+                f"{describe_counts(present)}"
             )
-        n_each = min(len(pos), len(neg))
-        pos, neg = rng.choice(pos, n_each, replace=False), rng.choice(neg, n_each, replace=False)
+        n_each = min(len(pos), len(neg_rows))
+        pos = rng.choice(pos, n_each, replace=False)
+        neg_rows = rng.choice(neg_rows, n_each, replace=False)
         keep = np.zeros(n_rows, bool)
-        keep[pos] = keep[neg] = True
+        keep[pos] = keep[neg_rows] = True
         target = detected.astype(np.int64)
     idx = np.flatnonzero(keep)
-    if len(idx) == 0:
-        raise ValueError(f"no rows usable for task {task!r} in {len(files)} shard(s)")
+    if len(idx) < min_rows:
+        raise ValueError(
+            f"{task}: {len(idx)} rows selected (samples {train_label}), fewer than "
+            f"min_rows={min_rows}; samples present: {describe_counts(present)}"
+        )
     is_val = np.zeros(len(idx), bool)
-    summary: dict[str, Any] = {"n_rows": int(n_rows), "n_selected": int(len(idx))}
+    summary: dict[str, Any] = {
+        "n_rows": int(n_rows), "n_selected": int(len(idx)),
+        "train_samples": train, "negatives": neg if task == "pr" else None,
+        "upper_limits_as_negatives": bool(upper_limits_as_negatives) if task == "pr" else False,
+        "samples_present": present,
+        "n_upper_limits_excluded": n_excluded_limits,
+    }
     if split_by is None:
         n_val = int(round(val_fraction * len(idx)))
         is_val[rng.permutation(len(idx))[:n_val]] = True
@@ -191,6 +344,13 @@ def select_rows(
             f"split leaves {len(idx) - n_val} training and {n_val} validation rows; both must be > 0"
         )
     summary.update(n_train=int(len(idx) - n_val), n_val=n_val)
+    if task == "regression":
+        class_names = np.full(len(idx), "rows", dtype=object)
+    else:
+        positive = POSITIVE_CLASS[task]
+        negative = next(c for c in TASK_CLASSES[task] if c != positive)
+        class_names = np.where(target[idx] == 1, positive, negative)
+    summary["sample_counts"] = _count_by(sample[idx], class_names)
     if task != "regression":
         summary["n_class1"] = int(target[idx].sum())
     return Selection(table, task, summary)

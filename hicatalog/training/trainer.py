@@ -1,6 +1,7 @@
 """``hicatalog train``: data-parallel training with Ray Train, from Parquet cutout shards.
 
-Steps: choose the task's rows and the split on the driver (:mod:`hicatalog.training.data`);
+Steps: choose the task's rows by sample (the paper's design, :mod:`hicatalog.samples`) and the
+split on the driver, refusing a set too small or degenerate (:mod:`hicatalog.training.data`);
 Ray Data reads the shards and decodes the JPEGs in parallel (undecodable rows dropped and
 counted); when the decoded images fit in the object store they are materialised once and
 reused every epoch. A :class:`ray.train.torch.TorchTrainer` runs
@@ -38,6 +39,7 @@ from hicatalog.models.artifact import save_model
 from hicatalog.models.card import ModelCard
 from hicatalog.models.preprocessing import compute_normalization
 from hicatalog.models.registry import TASK_CLASSES, build_model
+from hicatalog.samples import SAMPLE_COLUMN
 from hicatalog.storage import write_atomic
 from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
@@ -76,8 +78,11 @@ def _metrics_callback(path: str):
     return MetricsJsonl()
 
 
-def _run_name(cfg: TrainConfig, hp: dict[str, Any], fingerprint: str) -> str:
-    key = json.dumps({"hp": hp, "data": fingerprint, "label_smoothing": cfg.label_smoothing}, sort_keys=True)
+def _run_name(cfg: TrainConfig, hp: dict[str, Any], fingerprint: str, samples: dict[str, Any]) -> str:
+    """The Ray run's name: the same configuration, data and sample selection resume the same
+    run; any change starts another."""
+    key = json.dumps({"hp": hp, "data": fingerprint, "label_smoothing": cfg.label_smoothing,
+                      "samples": samples}, sort_keys=True)
     return f"train-{cfg.task}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -92,8 +97,9 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
 
     Raises
     ------
-    ValueError / SchemaError: bad shards, a missing label or split column, an empty selection
-        (before any training starts); RuntimeError: the Ray Train run failed for good.
+    ValueError / SchemaError: bad shards, a missing label or split column, a requested sample
+        absent, a set too small or degenerate (:func:`~hicatalog.training.data.select_rows`),
+        all before any training starts; RuntimeError: the Ray Train run failed for good.
     """
     import ray
     import ray.data
@@ -114,18 +120,32 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     selection = select_rows(
         files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
         split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
+        train_samples=cfg.train_samples, negatives=cfg.negatives,
+        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
+        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
     )
+    summary = selection.summary
     geometry = probe_cutouts(files)
     cutout_size, survey = geometry.side_px, geometry.survey
     image_size = int(hp["image_size"])
     log.info(
-        "task %s: %d rows selected of %d (%d train, %d val; %s); cutouts %d px -> %d px",
-        cfg.task, selection.summary["n_selected"], selection.summary["n_rows"],
-        selection.n_train, selection.n_val, selection.summary["split"], cutout_size, image_size,
+        "task %s: %d rows selected of %d (%d train, %d val; %s); per sample and class %s; "
+        "cutouts %d px -> %d px", cfg.task, summary["n_selected"], summary["n_rows"],
+        selection.n_train, selection.n_val, summary["split"], summary["sample_counts"],
+        cutout_size, image_size,
     )
 
     init_ray()
-    source = ray.data.read_parquet(files, columns=["object_id", "image"])
+    if summary["train_samples"] is None:  # shards without samples
+        source = ray.data.read_parquet(files, columns=["object_id", "image"])
+    else:
+        # Rows of samples not selected are filtered in the Parquet scan (pushed down by Ray
+        # Data): their images never enter the pipeline. decode_rows keeps the selected ids.
+        from ray.data.expressions import col
+
+        source = ray.data.read_parquet(files, columns=["object_id", "image", SAMPLE_COLUMN]).filter(
+            expr=col(SAMPLE_COLUMN).is_in(sorted(summary["sample_counts"]))
+        )
 
     def decoded(want_val: bool | None):
         return source.map_batches(
@@ -172,7 +192,8 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     # Workers reserve the CPUs they run threads on (set_torch_threads in the loop); streamed
     # data leaves one CPU per node to the Ray Data decode tasks that run during training.
     cpu_per_worker = 1.0 if cfg.gpu else cpus_per_worker(workers, keep_free=0.0 if cached else 1.0)
-    name = _run_name(cfg, hp, fingerprint)
+    samples = {k: summary[k] for k in ("train_samples", "negatives", "upper_limits_as_negatives")}
+    name = _run_name(cfg, hp, fingerprint, samples)
     n_steps = steps_per_epoch(n_train, workers, int(hp["batch_size"]))
     # The card the weights will be saved with; the workers build and normalise from it.
     card = ModelCard(
@@ -191,6 +212,8 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         in_channels=3,
         self_attention=True,
         classes=TASK_CLASSES[cfg.task],
+        **samples,
+        sample_counts=summary["sample_counts"],
     )
     lc: dict[str, Any] = {
         "card": card.to_dict(), "epochs": int(hp["epochs"]),
@@ -274,6 +297,8 @@ def main(cfg: TrainConfig) -> int:
     final = result["metrics"]
     keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if cfg.task == "regression" else ("accuracy", "auc")
     summary = ", ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float))
+    card = result["card"]
+    counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
     print(f"trained {cfg.task} model in {result['model_dir']} "
-          f"({result['n_train']} train / {result['n_val']} val): {summary}")
+          f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}): {summary}")
     return 0
