@@ -163,6 +163,11 @@ class TrainConfig(JobConfig):
                 )
             if self.split_by is None:
                 raise ValueError("val_quantiles needs split_by (the column to take quantiles of)")
+        if self.task != "pr" and (self.negatives is not None or self.upper_limits_as_negatives):
+            raise ValueError(
+                f"negatives and upper_limits_as_negatives choose the PR network's negative "
+                f"class; task {self.task!r} has none"
+            )
         return self
 
 

@@ -138,10 +138,15 @@ def test_mock_vocabulary_trains_on_alfalfa(tmp_path):
 
 
 def test_sample_lists_take_commas():
-    cfg = TrainConfig(data=["x"], out="y", train_samples=["a40A,a40B", "a100"], negatives="nondetections")
+    cfg = TrainConfig(task="pr", data=["x"], out="y", train_samples=["a40A,a40B", "a100"],
+                      negatives="nondetections")
     assert cfg.train_samples == ["a40A", "a40B", "a100"] and cfg.negatives == ["nondetections"]
     with pytest.raises(ValueError):
         TrainConfig(data=["x"], out="y", train_samples=",")
+    # negatives belong to the PR network: a regression refuses them instead of ignoring them
+    for kw in ({"negatives": "nondetections"}, {"upper_limits_as_negatives": True}):
+        with pytest.raises(ValueError, match="task 'regression' has none"):
+            TrainConfig(data=["x"], out="y", **kw)
 
 
 # --- refusals ---------------------------------------------------------------------------------
