@@ -118,6 +118,19 @@ def write_universe(U: Universe, d, pad_headers: bool = False) -> SurveyInputs:
     (d / "NIBLES_data.csv").write_text(
         _header(",nibles_id,ra,dec,z,logMstar,logMHI,logfgas", pad_headers) + "".join(lines))
 
+    write_nsa(U, d)
+    return SurveyInputs(
+        a40=str(d / "a40.datafile1.csv"), a40_sdss=str(d / "a40.datafile3.csv"),
+        mpa_info=str(d / "gal_info_dr7_v5_2.fit"), mpa_mass=str(d / "totlgm_dr7_v5_2.fit"),
+        mpa_sfr=str(d / "gal_totsfr_dr7_v5_2.fits"), mpa_oh=str(d / "gal_fiboh_dr7_v5_2.fits"),
+        a100=str(d / "a100.code12.table2.190808.csv"),
+        xgass=str(d / "xGASS_representative_sample.fits"), nibles=str(d / "NIBLES_data.csv"),
+        nsa=str(d / "nsa_v1_0_1.fits"), nibles_exclude_ids=("5",),
+    )
+
+
+def write_nsa(U: Universe, d) -> None:
+    """Write (or rewrite) ``d/nsa_v1_0_1.fits`` from ``U.nsa``."""
     rows = U.nsa if U.nsa is not None else [
         dict(nsaid=i, ra=150.0 + i, dec=10.0 + i, z=z)
         for i, z in enumerate((0.01, 0.02, np.nan, 0.03, 0.04))]
@@ -127,12 +140,4 @@ def write_universe(U: Universe, d, pad_headers: bool = False) -> SurveyInputs:
     nsa["RA"] = np.array([r["ra"] for r in rows])
     nsa["DEC"] = np.array([r["dec"] for r in rows])
     nsa["Z"] = np.array([r["z"] for r in rows], dtype=np.float32)
-    nsa.write(d / "nsa_v1_0_1.fits", format="fits")
-    return SurveyInputs(
-        a40=str(d / "a40.datafile1.csv"), a40_sdss=str(d / "a40.datafile3.csv"),
-        mpa_info=str(d / "gal_info_dr7_v5_2.fit"), mpa_mass=str(d / "totlgm_dr7_v5_2.fit"),
-        mpa_sfr=str(d / "gal_totsfr_dr7_v5_2.fits"), mpa_oh=str(d / "gal_fiboh_dr7_v5_2.fits"),
-        a100=str(d / "a100.code12.table2.190808.csv"),
-        xgass=str(d / "xGASS_representative_sample.fits"), nibles=str(d / "NIBLES_data.csv"),
-        nsa=str(d / "nsa_v1_0_1.fits"), nibles_exclude_ids=("5",),
-    )
+    nsa.write(d / "nsa_v1_0_1.fits", format="fits", overwrite=True)
