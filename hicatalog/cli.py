@@ -29,6 +29,7 @@ from hicatalog.config import (
     LabelsConfig,
     MockConfig,
     TrainConfig,
+    WorkflowConfig,
     load_config,
 )
 from hicatalog.schemas import SchemaError
@@ -63,6 +64,9 @@ COMMANDS: tuple[Command, ...] = (
             "fetch cutouts from SDSS SkyServer or the Legacy Survey viewer"),
     Command("demo", DemoConfig, "hicatalog.demo:main",
             "the whole path on the mock: mock, train, build catalog, evaluate"),
+    Command("workflow", WorkflowConfig, "hicatalog.workflow:main",
+            "the paper's design from the public catalogs: labels, fetch, train, evaluate, "
+            "survey-wide catalog; resumable, incremental"),
 )
 
 

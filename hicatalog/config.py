@@ -41,6 +41,7 @@ __all__ = [
     "FetchConfig",
     "LabelsConfig",
     "DemoConfig",
+    "WorkflowConfig",
     "load_config",
 ]
 
@@ -142,16 +143,7 @@ class TrainConfig(JobConfig):
     @field_validator("train_samples", "negatives", mode="before")
     @classmethod
     def _split_sample_lists(cls, value: Any) -> Any:
-        """Accept ``"a40A,a40B"``, ``["a40A,a40B"]`` or ``["a40A", "a40B"]``; empty names dropped."""
-        if value is None:
-            return None
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
-            return value  # pydantic reports the wrong type
-        names = [n.strip() for v in items for n in v.split(",") if n.strip()]
-        if not names:
-            raise ValueError("a comma list of at least one sample name")
-        return list(dict.fromkeys(names))
+        return _sample_list(value)
 
     @model_validator(mode="after")
     def _check_split(self) -> TrainConfig:
@@ -169,6 +161,19 @@ class TrainConfig(JobConfig):
                 f"class; task {self.task!r} has none"
             )
         return self
+
+
+def _sample_list(value: Any) -> Any:
+    """Accept ``"a40A,a40B"``, ``["a40A,a40B"]`` or ``["a40A", "a40B"]``; empty names dropped."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        return value  # pydantic reports the wrong type
+    names = [n.strip() for v in items for n in v.split(",") if n.strip()]
+    if not names:
+        raise ValueError("a comma list of at least one sample name")
+    return list(dict.fromkeys(names))
 
 
 class EnvironmentConfig(JobConfig):
@@ -336,6 +341,72 @@ class DemoConfig(JobConfig):
     seed: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
     epochs: int | None = Field(None, ge=1, description="override the quick preset's epochs")
+
+
+def _same_as(model: type[JobConfig], name: str) -> Any:
+    """The field ``name`` of ``model`` (type, default, limits, help), for a config that
+    passes it on: one definition per option."""
+    return model.model_fields[name]
+
+
+class WorkflowConfig(LabelsConfig):
+    """``hicatalog workflow``: the paper's design from the published files, every step
+    resumable: labels -> fetch the labelled samples and the survey-wide targets -> train the
+    regression and PR networks (a.40A by default) -> build and evaluate the catalog of the
+    labelled galaxies (per test sample) -> build the survey-wide catalog -> report.
+
+    The catalog inputs and ``seed`` are those of :class:`LabelsConfig`; the fetch, training and
+    build options are passed on to ``fetch``, ``train`` and ``build-catalog``."""
+
+    out: str = Field(
+        description="run directory: labels/, cutouts/, models/, catalogs/, evaluation/, report")
+    targets: str | None = Field(
+        None, description="survey-wide target list (Parquet or CSV with object_id, ra, dec, z) "
+        "instead of the NSA galaxies with 0 < z < max_z")
+    max_z: float = Field(
+        0.06, gt=0.0, le=1.0,
+        description="survey-wide targets: the NSA galaxies (--nsa) with 0 < z < max_z")
+    # fetch (both target lists)
+    survey: Survey = "sdss"
+    base_url: str | None = _same_as(FetchConfig, "base_url")
+    max_rps: float | None = _same_as(FetchConfig, "max_rps")
+    concurrency: int = _same_as(FetchConfig, "concurrency")
+    tasks: int = _same_as(FetchConfig, "tasks")
+    retries: int = _same_as(FetchConfig, "retries")
+    timeout_s: float = _same_as(FetchConfig, "timeout_s")
+    max_failed_fraction: float = _same_as(FetchConfig, "max_failed_fraction")
+    cutout_size: int | None = Field(
+        None, ge=16, le=2048, description="fetched cutout side in px (fetch --image-size; "
+        "default 224 sdss, 448 legacy)")
+    # train (both networks)
+    preset: Literal["quick", "paper"] = Field("quick")
+    workers: int = _same_as(TrainConfig, "workers")
+    gpu: bool = Field(False, description="train and predict on GPUs (train/build-catalog --gpu)")
+    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = None
+    width: float | None = _same_as(TrainConfig, "width")
+    image_size: int | None = _same_as(TrainConfig, "image_size")
+    epochs: int | None = _same_as(TrainConfig, "epochs")
+    batch_size: int | None = _same_as(TrainConfig, "batch_size")
+    train_samples: list[str] | None = _same_as(TrainConfig, "train_samples")
+    negatives: list[str] | None = _same_as(TrainConfig, "negatives")
+    upper_limits_as_negatives: bool = _same_as(TrainConfig, "upper_limits_as_negatives")
+    min_rows: int = _same_as(TrainConfig, "min_rows")
+    min_class_rows: int = _same_as(TrainConfig, "min_class_rows")
+    # build-catalog (both catalogs)
+    actors: int | None = _same_as(BuildCatalogConfig, "actors")
+    build_batch_size: int = Field(64, ge=1, le=8192, description="build-catalog --batch-size")
+
+    @field_validator("train_samples", "negatives", mode="before")
+    @classmethod
+    def _split_sample_lists(cls, value: Any) -> Any:
+        return _sample_list(value)
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> WorkflowConfig:
+        if self.targets is None and self.nsa is None:
+            raise ValueError("the survey-wide targets need --nsa (NSA galaxies with z < max_z) "
+                             "or --targets (a target list)")
+        return self
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -9,6 +9,7 @@ from hicatalog.cli import COMMANDS, main
 
 SUBCOMMANDS = [
     "mock", "train", "build-catalog", "environment", "evaluate", "labels", "fetch", "demo",
+    "workflow",
 ]
 
 

@@ -15,7 +15,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-BY_FILE = {"demo.toml": "demo", "train.toml": "train", "build_catalog.toml": "build-catalog"}
+BY_FILE = {"demo.toml": "demo", "train.toml": "train", "build_catalog.toml": "build-catalog",
+           "workflow.toml": "workflow"}
 
 
 @pytest.mark.parametrize("name,command", sorted(BY_FILE.items()))

@@ -87,6 +87,7 @@ __all__ = [
     "BAD_COORDINATES_ERROR",
     "existing_object_ids",
     "fetch_cutouts",
+    "run_failure",
     "main",
 ]
 
@@ -422,15 +423,24 @@ def main(cfg: FetchConfig) -> int:
     """
     counts = fetch_cutouts(cfg)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    error = run_failure(counts, cfg)
+    if error:
+        print(f"hicatalog fetch: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_failure(counts: dict[str, int], cfg: FetchConfig) -> str | None:
+    """Why a run with these status counts failed, or None: it tried rows and stored none, or
+    more than ``cfg.max_failed_fraction`` of the rows it tried failed. Fewer failures are
+    logged as a warning."""
     tried, n_failed = tried_and_failed(counts)
     if not n_failed:
-        return 0
+        return None
     failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
     where = os.path.join(cfg.out, STATUS_FILE)
     if n_failed == tried or n_failed > cfg.max_failed_fraction * tried:
-        print(f"hicatalog fetch: error: {n_failed} of the {tried} rows tried failed ({failed}), "
-              f"more than --max-failed-fraction {cfg.max_failed_fraction:g} allows; see {where}",
-              file=sys.stderr)
-        return 1
+        return (f"{n_failed} of the {tried} rows tried failed ({failed}), more than "
+                f"--max-failed-fraction {cfg.max_failed_fraction:g} allows; see {where}")
     log.warning("%d of the %d rows tried failed (%s); see %s", n_failed, tried, failed, where)
-    return 0
+    return None

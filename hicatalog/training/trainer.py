@@ -45,7 +45,7 @@ from hicatalog.training.data import decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
 from hicatalog.training.presets import resolve_hyperparameters
 
-__all__ = ["train", "main", "METRICS_FILE"]
+__all__ = ["train", "planned_model_id", "main", "METRICS_FILE"]
 
 log = logging.getLogger("hicatalog.training")
 
@@ -86,6 +86,38 @@ def _run_name(cfg: TrainConfig, hp: dict[str, Any], fingerprint: str, samples: d
     return f"train-{cfg.task}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def _plan(cfg: TrainConfig):
+    """What ``train(cfg)`` decides before Ray starts: ``(hyperparameters, shard files, data
+    fingerprint, row selection, samples, Ray run name)``. Raises as :func:`train` does for a
+    set too small or degenerate."""
+    hp = resolve_hyperparameters(cfg)
+    files = list_shards(cfg.data)
+    fingerprint = fingerprint_shards(files)
+    selection = select_rows(
+        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
+        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
+        train_samples=cfg.train_samples, negatives=cfg.negatives,
+        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
+        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+    )
+    summary = selection.summary
+    samples = {k: summary[k] for k in ("train_samples", "negatives", "upper_limits_as_negatives")}
+    return hp, files, fingerprint, selection, samples, _run_name(cfg, hp, fingerprint, samples)
+
+
+def _model_id(cfg: TrainConfig, run_name: str) -> str:
+    return f"{cfg.task}-{run_name.rsplit('-', 1)[-1]}"
+
+
+def planned_model_id(cfg: TrainConfig) -> str:
+    """The ``model_id`` that ``train(cfg)`` would write: it names the configuration, the data
+    (shard fingerprint) and the sample selection, like the Ray run's name. A model directory
+    whose card has this id already holds what this command trains (``hicatalog workflow``
+    skips the training then). Reads only the shards' small columns; raises as :func:`train`
+    for a bad or degenerate set."""
+    return _model_id(cfg, _plan(cfg)[-1])
+
+
 def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one model as ``cfg`` says and write it to ``cfg.out``.
 
@@ -114,16 +146,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
 
     from hicatalog.runtime import cpus_per_worker, init_ray
 
-    hp = resolve_hyperparameters(cfg)
-    files = list_shards(cfg.data)
-    fingerprint = fingerprint_shards(files)
-    selection = select_rows(
-        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
-        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
-        train_samples=cfg.train_samples, negatives=cfg.negatives,
-        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
-        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
-    )
+    hp, files, fingerprint, selection, samples, name = _plan(cfg)
     summary = selection.summary
     geometry = probe_cutouts(files)
     cutout_size, survey = geometry.side_px, geometry.survey
@@ -192,12 +215,10 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     # Workers reserve the CPUs they run threads on (set_torch_threads in the loop); streamed
     # data leaves one CPU per node to the Ray Data decode tasks that run during training.
     cpu_per_worker = 1.0 if cfg.gpu else cpus_per_worker(workers, keep_free=0.0 if cached else 1.0)
-    samples = {k: summary[k] for k in ("train_samples", "negatives", "upper_limits_as_negatives")}
-    name = _run_name(cfg, hp, fingerprint, samples)
     n_steps = steps_per_epoch(n_train, workers, int(hp["batch_size"]))
     # The card the weights will be saved with; the workers build and normalise from it.
     card = ModelCard(
-        model_id=f"{cfg.task}-{name.rsplit('-', 1)[-1]}",
+        model_id=_model_id(cfg, name),
         task=cfg.task,
         arch=hp["arch"],
         width=float(hp["width"]),

@@ -1,0 +1,402 @@
+"""``hicatalog workflow``: the paper's design from the published catalog files, in one job.
+
+Steps (each under ``OUT/``):
+
+1. ``labels``: :func:`hicatalog.surveys.labels.build_labels` -> ``labels/labels.parquet``
+   (every labelled sample), ``labels/tracers.parquet`` (NSA) and ``labels/targets.parquet``,
+   the survey-wide target list: the NSA galaxies with 0 < z < ``max_z`` (or ``--targets``);
+2. ``fetch-labelled``, ``fetch-targets``: :func:`hicatalog.cutouts.fetch.fetch_cutouts` ->
+   ``cutouts/labelled``, ``cutouts/targets``;
+3. ``train-regression``, ``train-pr``: :func:`hicatalog.training.trainer.train` on
+   ``cutouts/labelled`` with the paper's samples by default (a.40A; PR negatives
+   ``nondetections``) -> ``models/regression``, ``models/pr``;
+4. ``catalog-labelled``, ``evaluate``: the catalog of every labelled galaxy
+   (``catalogs/labelled``) and its evaluation against the labels, one table per test sample
+   (``evaluation/``; :func:`hicatalog.evaluation.catalog.evaluate_catalog`);
+5. ``catalog-targets``: the survey-wide catalog (``catalogs/targets``, environment against
+   ``labels/tracers.parquet``);
+6. the report: ``workflow_report.json`` and ``workflow_report.md`` (each step: ran or skipped,
+   its outputs, its counts, and the row accounting).
+
+Resuming and scheduled reruns reuse each stage's own mechanism: a fetch skips the ids already
+stored and retries failed ones; a training is skipped when its model card has the id that
+the same command would write (:func:`hicatalog.training.trainer.planned_model_id`: same
+configuration, data and samples), and otherwise resumes its Ray Train run; a catalog is
+skipped when its ``_manifest.json`` was built from the same cutout shards by the same
+models, is extended with ``--since-manifest`` (only the new galaxies are predicted) when
+shards were added, and a killed build resumes. The two steps without such a mechanism,
+``labels`` and ``evaluate``, record their inputs (``OUT/_workflow/<step>.json``: file sizes
+and modification times, the options) and are skipped when those did not change.
+
+A failing step ends the workflow with one line naming the step (exit status 1); rerunning
+continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hicatalog.config import (
+    BuildCatalogConfig,
+    FetchConfig,
+    LabelsConfig,
+    TrainConfig,
+    WorkflowConfig,
+)
+from hicatalog.storage import filesystem_and_path, write_atomic
+
+log = logging.getLogger("hicatalog.workflow")
+
+__all__ = ["WorkflowError", "run_workflow", "main", "REPORT_JSON", "REPORT_MD"]
+
+REPORT_JSON = "workflow_report.json"
+REPORT_MD = "workflow_report.md"
+STEP_DIR = "_workflow"
+TASKS = ("regression", "pr")
+
+
+class WorkflowError(RuntimeError):
+    """A step failed; the message names the step."""
+
+
+class _Run:
+    """The workflow's paths and its report, filled step by step."""
+
+    def __init__(self, cfg: WorkflowConfig):
+        self.cfg = cfg
+        # absolute: Ray workers (fetch tasks, training, inference) do not share the driver's cwd
+        out = Path(cfg.out).resolve()
+        self.out = out
+        self.labels = out / "labels" / "labels.parquet"
+        self.tracers = out / "labels" / "tracers.parquet" if cfg.nsa else None
+        self.targets = cfg.targets or str(out / "labels" / "targets.parquet")
+        self.cutouts = {"labelled": out / "cutouts" / "labelled", "targets": out / "cutouts" / "targets"}
+        self.models = {t: out / "models" / t for t in TASKS}
+        self.catalogs = {"labelled": out / "catalogs" / "labelled", "targets": out / "catalogs" / "targets"}
+        self.evaluation = out / "evaluation"
+        self.steps: dict[str, dict[str, Any]] = {}
+
+    def step(self, name: str, fn, *args) -> Any:
+        t0 = time.perf_counter()
+        print(f"[workflow] {name} ...", flush=True)
+        try:
+            status, info = fn(*args)
+        except Exception as exc:
+            self.steps[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                "seconds": round(time.perf_counter() - t0, 1)}
+            log.debug("step %s failed", name, exc_info=True)
+            raise WorkflowError(f"step {name!r} failed: {exc}") from exc
+        info = {"status": status, "seconds": round(time.perf_counter() - t0, 1), **info}
+        self.steps[name] = info
+        print(f"[workflow] {name}: {status} ({info['seconds']:.0f} s)", flush=True)
+        return info
+
+
+# ---------------------------------------------------------------------------------------------
+# the record of a step that has no resume mechanism of its own (labels, evaluate)
+
+
+def _file_state(path: str | os.PathLike) -> list[Any]:
+    """``[size, mtime]`` of a local file or URL (what tells that it changed)."""
+    fs, p = filesystem_and_path(path)
+    info = fs.get_file_info(p)
+    mtime = info.mtime.isoformat() if info.mtime is not None else None
+    return [info.size, mtime]
+
+
+def _record_path(run: _Run, step: str) -> Path:
+    return run.out / STEP_DIR / f"{step}.json"
+
+
+def _unchanged(run: _Run, step: str, inputs: dict[str, Any], outputs: list[Path]) -> bool:
+    rec = _record_path(run, step)
+    if not rec.is_file() or not all(Path(o).exists() for o in outputs):
+        return False
+    return json.loads(rec.read_text()).get("inputs") == json.loads(json.dumps(inputs))
+
+
+def _record(run: _Run, step: str, inputs: dict[str, Any]) -> None:
+    write_atomic(_record_path(run, step), (json.dumps({"inputs": inputs}, indent=2) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def _labels_step(run: _Run) -> tuple[str, dict[str, Any]]:
+    from hicatalog.surveys.labels import main as labels_main
+
+    cfg = run.cfg
+    values = {k: getattr(cfg, k) for k in LabelsConfig.model_fields if k != "out"}
+    files = {k: v for k, v in values.items() if k in _INPUT_FILES and v is not None}
+    inputs = {"options": values, "files": {k: _file_state(v) for k, v in files.items()},
+              "max_z": cfg.max_z, "targets": cfg.targets}
+    outputs = [run.labels] + ([Path(run.targets)] if cfg.targets is None else [])
+    status = "skipped"
+    if not _unchanged(run, "labels", inputs, outputs):
+        labels_main(LabelsConfig(out=str(run.labels.parent), **values))
+        if cfg.targets is None:
+            _write_targets(run)
+        _record(run, "labels", inputs)
+        status = "ran"
+    labels = pq.read_table(run.labels, columns=["dataset", "upper_limit"])
+    targets = pq.read_table(run.targets, columns=["object_id"]) if cfg.targets is None else None
+    info = {
+        "outputs": {"labels": str(run.labels), "tracers": str(run.tracers) if run.tracers else None,
+                    "targets": str(run.targets)},
+        "rows_per_sample": _value_counts(labels.column("dataset")),
+        "upper_limits": int(pc.sum(labels.column("upper_limit")).as_py() or 0),
+        "labels_rows": labels.num_rows,
+    }
+    if targets is not None:
+        info["targets_rows"] = targets.num_rows
+    return status, info
+
+
+#: The LabelsConfig fields that are input files.
+_INPUT_FILES = ("a40", "a40_sdss", "mpa_info", "mpa_mass", "mpa_sfr", "mpa_oh", "a100", "xgass",
+                "nibles", "nsa")
+
+
+def _write_targets(run: _Run) -> None:
+    """The survey-wide target list: the NSA tracers with 0 < z < max_z."""
+    from hicatalog.storage import write_parquet_atomic
+
+    tracers = pq.read_table(run.tracers)
+    z = tracers.column("z").to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        keep = (z > 0) & (z < run.cfg.max_z)
+    write_parquet_atomic(tracers.filter(pa.array(keep)), run.targets)
+
+
+def _fetch_step(run: _Run, which: str, targets: str) -> tuple[str, dict[str, Any]]:
+    from hicatalog.cutouts.fetch import existing_object_ids, fetch_cutouts, run_failure
+
+    cfg = run.cfg
+    fc = FetchConfig(
+        targets=targets, out=str(run.cutouts[which]), survey=cfg.survey, base_url=cfg.base_url,
+        max_rps=cfg.max_rps, concurrency=cfg.concurrency, tasks=cfg.tasks, retries=cfg.retries,
+        timeout_s=cfg.timeout_s, max_failed_fraction=cfg.max_failed_fraction,
+        image_size=cfg.cutout_size,
+    )
+    counts = fetch_cutouts(fc)
+    error = run_failure(counts, fc)
+    if error:
+        raise RuntimeError(error)
+    stored = len(existing_object_ids(fc.out))
+    status = "ran" if counts.get("ok", 0) or sum(counts.values()) != counts.get(
+        "already_present", 0) else "nothing new"
+    return status, {"outputs": {"cutouts": fc.out},
+                    "target_rows": sum(counts.values()), "status_counts": counts,
+                    "stored": stored}
+
+
+def _train_config(run: _Run, task: str) -> TrainConfig:
+    cfg = run.cfg
+    return TrainConfig(
+        task=task, data=[str(run.cutouts["labelled"])], out=str(run.models[task]),
+        preset=cfg.preset, workers=cfg.workers, gpu=cfg.gpu, arch=cfg.arch, width=cfg.width,
+        image_size=cfg.image_size, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+        train_samples=cfg.train_samples,
+        negatives=cfg.negatives if task == "pr" else None,
+        upper_limits_as_negatives=cfg.upper_limits_as_negatives if task == "pr" else False,
+        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+    )
+
+
+def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
+    from hicatalog.models.artifact import load_card
+    from hicatalog.training.trainer import planned_model_id, train
+
+    tc = _train_config(run, task)
+    want = planned_model_id(tc)  # also refuses a degenerate set before Ray starts
+    status = "skipped"
+    card = None
+    if (run.models[task] / "model_card.json").is_file() and (run.models[task] / "weights.pt").is_file():
+        card = load_card(run.models[task])
+    if card is None or card.model_id != want:
+        train(tc)
+        card = load_card(run.models[task])
+        status = "ran"
+    metrics = {k: card.metrics.get(k) for k in ("rmse", "rmse_over_std", "accuracy", "auc",
+                                                 "n_train", "n_val") if k in card.metrics}
+    return status, {"outputs": {"model": str(run.models[task])}, "model_id": card.model_id,
+                    "train_samples": card.train_samples, "negatives": card.negatives,
+                    "sample_counts": card.sample_counts, "metrics": metrics}
+
+
+def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict[str, Any]]:
+    from hicatalog.catalog.build import build_catalog
+    from hicatalog.catalog.manifest import MANIFEST_FILE, read_json
+    from hicatalog.cutouts.shards import fingerprint_shards, list_shards
+    from hicatalog.models.artifact import load_card
+
+    cfg = run.cfg
+    out = run.catalogs[which]
+    bc = BuildCatalogConfig(
+        cutouts=str(run.cutouts[which]), regression=str(run.models["regression"]),
+        pr=str(run.models["pr"]), out=str(out), tracers=tracers, gpu=cfg.gpu,
+        actors=cfg.actors, batch_size=cfg.build_batch_size,
+    )
+    manifest_path = out / MANIFEST_FILE
+    status = "ran"
+    if manifest_path.is_file():
+        old = read_json(manifest_path)
+        shas = [load_card(run.models[t]).weights_sha256 for t in TASKS]
+        if [old["models"][t]["weights_sha256"] for t in TASKS] != shas:
+            raise ValueError(
+                f"{out} holds a catalog predicted by models {old['model_id']}, but the models "
+                f"in {run.out / 'models'} have changed since; move that catalog away (or use "
+                "another --out) to build one with the new models"
+            )
+        input_fp = fingerprint_shards(list_shards(bc.cutouts, contract="cutouts"))
+        if old["input"]["fingerprint"] == input_fp:
+            manifest, status = old, "skipped"
+        else:  # shards were added: predict only the galaxies the catalog lacks
+            bc.since_manifest = str(manifest_path)
+    if status == "ran":
+        manifest = build_catalog(bc)
+    this = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
+    return status, {
+        "outputs": {"catalog": str(out), "manifest": str(manifest_path)},
+        "version": manifest["version"],
+        "versions": [{"version": v["version"], "rows": v["rows"]} for v in manifest["versions"]],
+        "rows_total": sum(v["rows"] for v in manifest["versions"]),
+        "rows_this_version": this["rows"],
+        "status_counts_this_version": manifest["rows"]["status"],
+        "input_rows": manifest["input"]["rows"],
+    }
+
+
+def _evaluate_step(run: _Run) -> tuple[str, dict[str, Any]]:
+    from hicatalog.catalog.manifest import MANIFEST_FILE, read_json
+    from hicatalog.evaluation.catalog import evaluate_catalog, group_labels
+
+    manifest = read_json(run.catalogs["labelled"] / MANIFEST_FILE)
+    inputs = {"catalog": manifest["fingerprint"], "labels": _file_state(run.labels)}
+    metrics_path = run.evaluation / "metrics.json"
+    status = "skipped"
+    if _unchanged(run, "evaluate", inputs, [metrics_path, run.evaluation / "table2.md"]):
+        res = json.loads(metrics_path.read_text())
+    else:
+        res = evaluate_catalog(str(run.catalogs["labelled"]), str(run.labels), str(run.evaluation))
+        _record(run, "evaluate", inputs)
+        status = "ran"
+    per_sample = {
+        res["labels"][d]: {"n": res["regression"][d]["none"]["n"],
+                           "rmse": res["regression"][d]["none"]["rmse"]}
+        for d in res["datasets"]
+    }
+    limit_labels = group_labels(res, limits=True)
+    limits = {limit_labels[d]: {"n": v["none"]["n"], "frac_consistent": v["none"]["frac_consistent"]}
+              for d, v in res["limits"].items()}
+    return status, {"outputs": {"report": str(run.evaluation / "index.html"),
+                                "table2": str(run.evaluation / "table2.md"),
+                                "metrics": str(metrics_path)},
+                    "samples": {**per_sample, **limits}, "pr": res.get("pr", {}).get("none")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+
+
+def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
+    return {d["values"]: d["counts"] for d in pc.value_counts(col).to_pylist()}
+
+
+def _accounting(run: _Run) -> dict[str, Any]:
+    """Every input row accounted for: labels -> fetch statuses -> catalog rows."""
+    s = run.steps
+    out = {}
+    for which, n_in in (("labelled", s["labels"]["labels_rows"]),
+                        ("targets", s["labels"].get("targets_rows", s["fetch-targets"]["target_rows"]))):
+        fetch, cat = s[f"fetch-{which}"], s.get(f"catalog-{which}")
+        out[which] = {
+            "input_rows": n_in,
+            "fetch_status_rows": fetch["target_rows"],
+            "cutouts_stored": fetch["stored"],
+            "not_stored": fetch["target_rows"] - fetch["stored"],
+            "catalog_rows": cat["rows_total"] if cat else None,
+        }
+    return out
+
+
+def _write_report(run: _Run, t0: float, error: str | None) -> dict[str, Any]:
+    report = {"out": str(run.out), "ok": error is None, "error": error,
+              "seconds": round(time.perf_counter() - t0, 1), "steps": run.steps}
+    if error is None:
+        report["accounting"] = _accounting(run)
+    write_atomic(run.out / REPORT_JSON, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    lines = [f"# hicatalog workflow: {run.out}", "",
+             "| step | status | s | outputs | counts |", "|---|---|---|---|---|"]
+    for name, info in run.steps.items():
+        outputs = ", ".join(f"`{v}`" for v in (info.get("outputs") or {}).values() if v)
+        counts = {k: v for k, v in info.items()
+                  if k in ("rows_per_sample", "status_counts", "stored", "sample_counts",
+                           "rows_this_version", "rows_total", "samples", "error")}
+        lines.append(f"| {name} | {info['status']} | {info['seconds']:.0f} | {outputs} | "
+                     f"{json.dumps(counts, default=str)} |")
+    if error is None:
+        lines += ["", "Row accounting (input rows -> fetch -> catalog):", "",
+                  "| list | input rows | fetch status rows | cutouts stored | not stored | catalog rows |",
+                  "|---|---|---|---|---|---|"]
+        for which, a in report["accounting"].items():
+            lines.append(f"| {which} | {a['input_rows']} | {a['fetch_status_rows']} | "
+                         f"{a['cutouts_stored']} | {a['not_stored']} | {a['catalog_rows']} |")
+    else:
+        lines += ["", f"**Failed**: {error}"]
+    write_atomic(run.out / REPORT_MD, ("\n".join(lines) + "\n").encode())
+    return report
+
+
+def run_workflow(cfg: WorkflowConfig) -> dict[str, Any]:
+    """Run (or resume, or extend) the workflow in ``cfg.out``; returns the report (also
+    written to ``OUT/workflow_report.json`` and ``.md``).
+
+    Raises
+    ------
+    WorkflowError: a step failed (the report, written anyway, says which and why).
+    """
+    run = _Run(cfg)
+    t0 = time.perf_counter()
+    try:
+        run.step("labels", _labels_step, run)
+        run.step("fetch-labelled", _fetch_step, run, "labelled", str(run.labels))
+        run.step("fetch-targets", _fetch_step, run, "targets", str(run.targets))
+        for task in TASKS:
+            run.step(f"train-{task}", _train_step, run, task)
+        run.step("catalog-labelled", _catalog_step, run, "labelled", None)
+        run.step("evaluate", _evaluate_step, run)
+        run.step("catalog-targets", _catalog_step, run, "targets",
+                 str(run.tracers) if run.tracers else None)
+    except WorkflowError as exc:
+        _write_report(run, t0, str(exc))
+        raise
+    return _write_report(run, t0, None)
+
+
+def main(cfg: WorkflowConfig) -> int:
+    """CLI entry (``hicatalog workflow``): run it; print each step and where the report is;
+    exit 1 with one line naming the failed step."""
+    try:
+        report = run_workflow(cfg)
+    except WorkflowError as exc:
+        print(f"hicatalog workflow: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"hicatalog workflow finished in {report['seconds']:.0f} s: "
+          f"{os.path.join(cfg.out, REPORT_MD)}")
+    for which, a in report["accounting"].items():
+        print(f"  {which}: {a['input_rows']} rows -> {a['cutouts_stored']} cutouts -> "
+              f"{a['catalog_rows']} catalog rows")
+    return 0

@@ -1,0 +1,182 @@
+"""`hicatalog workflow` end to end: published-format catalog files written here, cutouts from
+a local imitation of SkyServer, the README's command, and the sample bookkeeping checked at
+every step; then a rerun that skips what is done and one that adds targets."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from fakeserver import FakeCutoutServer
+from surveyfiles import Universe, offset, write_nsa, write_universe
+
+from hicatalog.cli import main
+from hicatalog.workflow import REPORT_JSON
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## From the public catalogs to a survey-wide H I catalog"
+TEST_SAMPLES = {"a100", "nibles", "xgass"}
+
+
+def readme_workflow_commands() -> list[list[str]]:
+    """The `hicatalog workflow` command lines of the README's section, as argv lists."""
+    text = ROOT.joinpath("README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    return [shlex.split(line)[1:] for line in block.replace("\\\n", " ").splitlines()
+            if line.startswith("hicatalog workflow")]
+
+
+def small_universe(n_a40=30, n_nd=34, n_a100=12, n_nibles=10, n_xgass=12, n_nsa=40) -> Universe:
+    """A few dozen galaxies per sample, each selected (plus one a.40 row whose PhotoObjID is
+    empty, and NSA rows with a -9999 redshift and one beyond z = 0.06)."""
+    U = Universe()
+    for i in range(n_a40 + 1):
+        ra, dec = U.new_site()
+        # every third without an SFR (-99): a.40A but not a.40B
+        k = U.add_mpa(ra, dec, mass=9.0 + 0.05 * i, sfr=-99.0 if i % 3 == 0 else 0.1)
+        ra_hi, dec_hi = offset(ra, dec, 20, -15)
+        U.a40.append(dict(agc=2000 + i, ra_hi=ra_hi, dec_hi=dec_hi, ra_oc=ra, dec_oc=dec,
+                          logm=8.5 + 0.04 * i, oc="I", cut=None, mpa=k))
+        U.a40x.append(dict(agc=2000 + i, photoobjid=U.objid(k) if i < n_a40 else None))
+    for i in range(n_nd):
+        U.add_mpa(*U.new_site(), z=0.01 + 0.001 * i, nd_cut=None)
+    for i in range(n_a100):
+        ra, dec = U.new_site()
+        U.add_mpa(ra, dec, z=0.03, mass=9.2 + 0.1 * i, nd_cut='not an a.100 counterpart (5")')
+        ra_hi, dec_hi = offset(ra, dec, -25, 10)
+        U.a100.append(dict(agc=5000 + i, ra_hi=ra_hi, dec_hi=dec_hi, ra_oc=ra, dec_oc=dec,
+                           logm=8.8 + 0.05 * i, cut=None))
+    for i in range(n_xgass):
+        ra, dec = U.new_site()
+        U.xgass.append(dict(gass=100 + i, ra=ra, dec=dec, z=0.03, ms=10.0 + 0.1 * i,
+                            mhi=9.0 + 0.05 * i, hisrc=4 if i % 3 == 0 else 1, cut=None))
+    for i in range(n_nibles):
+        ra, dec = U.new_site()
+        U.nibles.append(dict(id=i + 1, ra=ra, dec=dec, z=0.02, ms=9.0 + 0.1 * i, mhi=9.1,
+                             cut=None))
+    U.nsa = [dict(nsaid=i, ra=200.0 + 0.3 * i, dec=20.0 + 0.1 * (i % 7), z=0.005 + 0.001 * i)
+             for i in range(n_nsa)]
+    U.nsa += [dict(nsaid=n_nsa, ra=210.0, dec=21.0, z=-9999.0),   # sentinel: no tracer
+              dict(nsaid=n_nsa + 1, ra=211.0, dec=21.0, z=0.08)]  # a tracer, not a target
+    return U
+
+
+def expected_samples(U: Universe, n_a40: int) -> dict[str, int]:
+    n_b = sum(1 for i in range(n_a40) if i % 3 != 0)
+    return {"a40A": n_a40 - n_b, "a40B": n_b, "a100": len(U.a100), "nibles": len(U.nibles),
+            "xgass": len(U.xgass), "nondetections": n_a40}
+
+
+@pytest.mark.slow
+def test_workflow_from_published_files_to_catalog_resumes_and_extends(
+        ray_local, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    U = small_universe()
+    write_universe(U, tmp_path / "data", pad_headers=True)
+    [argv] = readme_workflow_commands()
+    with FakeCutoutServer() as srv:
+        tiny = ["--base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
+                "--max-rps", "1000", "--cutout-size", "48", "--image-size", "32",
+                "--width", "0.125", "--epochs", "1", "--batch-size", "16",
+                "--build-batch-size", "32"]
+        assert main(argv + tiny) == 0, capsys.readouterr().err
+        out = tmp_path / "runs" / "real"
+        report = json.loads((out / REPORT_JSON).read_text())
+        steps = report["steps"]
+        assert all(s["status"] == "ran" for s in steps.values()), steps
+
+        # labels: every sample, upper limits kept
+        want = expected_samples(U, 30)
+        assert steps["labels"]["rows_per_sample"] == want
+        assert steps["labels"]["upper_limits"] == 4
+        labels = pq.read_table(out / "labels" / "labels.parquet").to_pandas()
+
+        # no test galaxy in any training set, no upper limit as a negative: the cards'
+        # counts are exactly the a.40A rows (and as many non-detections) that were written
+        n_a40 = want["a40A"] + want["a40B"]
+        reg, pr = steps["train-regression"], steps["train-pr"]
+        assert reg["sample_counts"] == {"a40A": {"rows": want["a40A"]},
+                                        "a40B": {"rows": want["a40B"]}}
+        assert pr["sample_counts"] == {"a40A": {"detection": want["a40A"]},
+                                       "a40B": {"detection": want["a40B"]},
+                                       "nondetections": {"nondetection": n_a40}}
+        for card in (reg, pr):
+            assert not TEST_SAMPLES & set(card["sample_counts"])
+        assert pr["negatives"] == ["nondetections"]
+        cards = [json.loads((out / "models" / t / "model_card.json").read_text())
+                 for t in ("regression", "pr")]
+        assert all(c["upper_limits_as_negatives"] is False for c in cards)
+
+        # every row accounted for: labels -> fetch statuses -> catalog rows
+        n_targets = 40  # NSA rows with 0 < z < 0.06 (not the -9999 one, not z = 0.08)
+        acc = report["accounting"]
+        assert acc["labelled"] == {"input_rows": len(labels), "fetch_status_rows": len(labels),
+                                   "cutouts_stored": len(labels), "not_stored": 0,
+                                   "catalog_rows": len(labels)}
+        assert acc["targets"] == {"input_rows": n_targets, "fetch_status_rows": n_targets,
+                                  "cutouts_stored": n_targets, "not_stored": 0,
+                                  "catalog_rows": n_targets}
+        assert steps["fetch-labelled"]["status_counts"] == {"ok": len(labels)}
+        n_requests = sum(srv.stats()["counts"].values())
+        assert n_requests == len(labels) + n_targets
+
+        # the evaluation: one row per test sample, the upper limits as limits
+        table2 = (out / "evaluation" / "table2.md").read_text()
+        for name in ("a.100", "NIBLES", "xGASS detections", "xGASS upper limits",
+                     "a.40A [trained on: regression, pr]"):
+            assert name in table2, name
+        samples = steps["evaluate"]["samples"]
+        assert samples["a.100"]["n"] == want["a100"]
+        assert samples["NIBLES"]["n"] == want["nibles"]
+        assert samples["xGASS upper limits"]["n"] == 4
+
+        # a rerun: nothing new, every step skipped, nothing requested
+        assert main(argv + tiny) == 0
+        steps = json.loads((out / REPORT_JSON).read_text())["steps"]
+        assert {k: s["status"] for k, s in steps.items()} == {
+            "labels": "skipped", "fetch-labelled": "nothing new", "fetch-targets": "nothing new",
+            "train-regression": "skipped", "train-pr": "skipped", "catalog-labelled": "skipped",
+            "evaluate": "skipped", "catalog-targets": "skipped"}
+        assert sum(srv.stats()["counts"].values()) == n_requests
+
+        # new targets (a newer NSA): only those are fetched and predicted
+        U.nsa += [dict(nsaid=100 + i, ra=220.0 + 0.3 * i, dec=22.0, z=0.02) for i in range(5)]
+        write_nsa(U, tmp_path / "data")
+        assert main(argv + tiny) == 0
+        report = json.loads((out / REPORT_JSON).read_text())
+        steps = report["steps"]
+        assert steps["labels"]["status"] == "ran"
+        assert steps["fetch-targets"]["status_counts"] == {"already_present": n_targets, "ok": 5}
+        assert sum(srv.stats()["counts"].values()) == n_requests + 5
+        for s in ("train-regression", "train-pr", "catalog-labelled"):
+            assert steps[s]["status"] == "skipped", s
+        cat = steps["catalog-targets"]
+        assert cat["status"] == "ran" and cat["version"] == 2
+        assert cat["rows_this_version"] == 5 and cat["rows_total"] == n_targets + 5
+        assert report["accounting"]["targets"]["catalog_rows"] == n_targets + 5
+        rows = pq.read_table(out / "catalogs" / "targets" / "version=2").column("object_id")
+        assert sorted(rows.to_pylist()) == sorted(f"NSA{100 + i}" for i in range(5))
+    assert np.isfinite(pq.read_table(out / "catalogs" / "targets").column("m_pred")).all()
+
+
+def test_a_failing_step_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    (tmp_path / "data").mkdir()
+    U = small_universe(n_a40=3, n_nd=3, n_a100=1, n_nibles=1, n_xgass=1, n_nsa=3)
+    write_universe(U, tmp_path / "data")
+    (tmp_path / "data" / "a40.datafile3.csv").write_text("AGCNr\n1\n")
+    [argv] = readme_workflow_commands()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hicatalog workflow: error: step 'labels' failed:")
+    assert "PhotoObjID" in err[0]
+    report = json.loads((tmp_path / "runs" / "real" / REPORT_JSON).read_text())
+    assert report["ok"] is False and report["steps"]["labels"]["status"] == "failed"
