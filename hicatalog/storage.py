@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["filesystem_and_path", "write_atomic", "write_parquet_atomic", "write_figure_atomic"]
+__all__ = [
+    "absolute", "filesystem_and_path", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
+]
 
 
 def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
@@ -32,7 +34,16 @@ def filesystem_and_path(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     path = os.fspath(path)
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    return pafs.LocalFileSystem(), absolute(path)
+
+
+def absolute(path: str | os.PathLike) -> str:
+    """``path`` as every process of a job sees the same place: a URL unchanged, a local path
+    made absolute against this process's working directory. Paths handed to Ray tasks and
+    actors go through it: a worker's working directory is not the driver's (a cluster started
+    with ``ray start``, a driver that changed directory after Ray started)."""
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | Callable[[Any], None]) -> str:

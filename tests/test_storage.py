@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
+from hicatalog.storage import absolute, filesystem_and_path, write_atomic, write_parquet_atomic
 
 
 def test_write_atomic_bytes_and_callable_create_parents(tmp_path):
@@ -41,3 +41,10 @@ def test_urls_work_like_local_paths(tmp_path):
     assert path == f"{tmp_path}/u/t.parquet"
     assert pq.read_table(path).column("a").to_pylist() == [3]
     assert filesystem_and_path("rel/x")[1] == os.path.abspath("rel/x")
+
+
+def test_absolute_paths_for_ray_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute("runs/x") == f"{tmp_path}/runs/x"
+    assert absolute(tmp_path / "y") == f"{tmp_path}/y"
+    assert absolute("s3://bucket/runs/x") == "s3://bucket/runs/x"  # URLs unchanged

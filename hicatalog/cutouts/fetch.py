@@ -76,7 +76,7 @@ from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subse
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError
 from hicatalog.sky import valid_coordinates, wrap_ra
-from hicatalog.storage import filesystem_and_path, write_parquet_atomic
+from hicatalog.storage import absolute, filesystem_and_path, write_parquet_atomic
 
 __all__ = [
     "FETCH_STATUSES",
@@ -315,6 +315,8 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
         service settings.
     RuntimeError: the status rows do not account for every target exactly once.
     """
+    # the Ray tasks write under cfg.out: the same place whatever their working directory
+    cfg = cfg.model_copy(update={"out": absolute(cfg.out)})
     service = make_service(cfg.survey, cfg.base_url, cfg.layer, cfg.image_size, cfg.pixscale)
     targets = read_targets(cfg.targets)
     n_total = targets.num_rows
