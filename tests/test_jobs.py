@@ -118,3 +118,17 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
     assert n == 300
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["rows_by_status"]["ok"] == 300
+
+
+@pytest.mark.parametrize("job,flag", [("demo", "--out"), ("train", "--train-samples"),
+                                      ("build_catalog", "--since-manifest"),
+                                      ("workflow", "--max-z")])
+def test_every_job_entrypoint_is_its_command(job, flag):
+    """Each jobs/*.py is the CLI command of its name (what `ray job submit` runs): its --help
+    is that command's, and the folder holds no entrypoint this test does not know."""
+    assert sorted(p.stem for p in (REPO / "jobs").glob("*.py")) == [
+        "build_catalog", "demo", "train", "workflow"]
+    r = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert flag in r.stdout and f"hicatalog {job.replace('_', '-')}" in r.stdout
