@@ -32,6 +32,7 @@ from hicatalog.config import (
     WorkflowConfig,
     load_config,
 )
+from hicatalog.runtime import RayClusterUnreachable
 from hicatalog.schemas import SchemaError
 
 log = logging.getLogger("hicatalog")
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = _resolve(cmd.target)
     try:
         rc = func(config)
-    except (ConfigError, SchemaError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, SchemaError, FileNotFoundError, ValueError, RayClusterUnreachable) as exc:
         # Input problems get one clear line, not a traceback; -vv shows the traceback.
         log.debug("error detail", exc_info=True)
         print(f"hicatalog {cmd.name}: error: {exc}", file=sys.stderr)

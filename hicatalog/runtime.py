@@ -22,12 +22,77 @@ import sys
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "init_ray", "assigned_cpus", "torch_threads", "set_torch_threads", "cpus_per_worker",
-    "PRECISIONS", "use_bf16",
+    "init_ray", "RayClusterUnreachable", "CONNECT_TIMEOUT_S", "assigned_cpus", "torch_threads",
+    "set_torch_threads", "cpus_per_worker", "PRECISIONS", "use_bf16",
 ]
 
 #: ``--precision`` values of training and the catalog build.
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class RayClusterUnreachable(RuntimeError):
+    """The cluster Ray would join does not answer (one line: the address, where it came
+    from, and the way out)."""
+
+
+#: Seconds a command waits for the cluster it is told to join before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _cluster_to_join(address: str | None) -> tuple[str | None, str]:
+    """The address ``ray.init(address)`` would join and where it came from, or ``(None, "")``
+    when it starts a new local instance. Ray's order: the ``address`` given, ``RAY_ADDRESS``,
+    then the address a ``ray start`` on this machine recorded in ``ray_current_cluster``
+    (Ray keeps that file after the cluster is gone, e.g. when ``ray start`` was killed)."""
+    if address not in (None, "auto"):
+        return (None, "") if address == "local" else (address, "the address given")
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env:
+        return (None, "") if env == "local" else (env, "RAY_ADDRESS")
+    try:  # Ray's own location of the file (RAY_TMPDIR, TMPDIR, /tmp)
+        from ray._common.utils import get_ray_address_file
+
+        path = get_ray_address_file(None)
+    except ImportError:  # pragma: no cover - another Ray layout
+        path = os.path.join(os.environ.get("RAY_TMPDIR") or "/tmp", "ray", "ray_current_cluster")
+    try:
+        with open(path) as fh:
+            recorded = fh.read().strip()
+    except OSError:
+        return None, ""
+    return (recorded, path) if recorded else (None, "")
+
+
+def _check_reachable(address: str, source: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`RayClusterUnreachable` unless something accepts TCP connections at
+    ``address`` (``host:port``, ``ray://host:port``) within ``timeout_s``."""
+    import socket
+    import time
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port (e.g. "auto" resolved by Ray itself): let Ray decide
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                reason = exc.strerror or type(exc).__name__
+                break
+            time.sleep(0.5)
+    if source == "RAY_ADDRESS":
+        way_out = "unset RAY_ADDRESS (or set RAY_ADDRESS=local) to run on a new local Ray, or point it at a running cluster"
+    elif source == "the address given":
+        way_out = "start that cluster or give another address"
+    else:
+        way_out = (f"it was recorded by a `ray start` that is no longer running: start the "
+                   f"cluster again, or delete {source} (or set RAY_ADDRESS=local) to run on a new local Ray")
+    raise RayClusterUnreachable(
+        f"no Ray cluster answers at {address} (from {source}; {reason} for {timeout_s:.0f} s): {way_out}"
+    )
 
 
 def init_ray(address: str | None = None) -> None:
@@ -36,13 +101,21 @@ def init_ray(address: str | None = None) -> None:
     Parameters
     ----------
     address: explicit cluster address (``"auto"``, ``"ray://host:10001"``, ``"local"``);
-        ``None`` follows Ray's own resolution (``RAY_ADDRESS``, then a running local cluster,
-        then a new local instance).
+        ``None`` follows Ray's own resolution (``RAY_ADDRESS``, then the cluster a ``ray
+        start`` on this machine recorded, then a new local instance).
+
+    Raises
+    ------
+    RayClusterUnreachable: the cluster to join does not accept connections within
+        :data:`CONNECT_TIMEOUT_S` (Ray itself would wait without a limit).
     """
     import ray
 
     if ray.is_initialized():
         return
+    target, source = _cluster_to_join(address)
+    if target is not None:
+        _check_reachable(target, source)
     ray.init(address=address, configure_logging=False, log_to_driver=True)
     res = ray.cluster_resources()
     log.info(
