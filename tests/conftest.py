@@ -48,6 +48,8 @@ def s3_server(tmp_path_factory):
     botocore, polars and Ray alike). They are set in this process's environment before Ray
     starts (``ray_local`` depends on this fixture), so every Ray worker inherits them, and
     every subprocess a test starts too. No filesystem API is mocked: the clients talk HTTP.
+    ``HICATALOG_MODEL_CACHE`` (the cache of models downloaded from object storage) points
+    into the session's temporary directory, for the same reason.
     """
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as fh:
@@ -71,6 +73,8 @@ def s3_server(tmp_path_factory):
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+        # models read from the bucket are cached here, by the driver and every Ray worker
+        "HICATALOG_MODEL_CACHE": str(tmp_path_factory.mktemp("model_cache")),
     }
     cleared = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
     saved = {k: os.environ.get(k) for k in (*env, *cleared)}
