@@ -1,12 +1,20 @@
 """Paths and files, local or remote: one filesystem resolver and one atomic writer.
 
+Paths may be local (``runs/x``, ``/data/x``) or any pyarrow/fsspec URL (``s3://bucket/x``,
+``gs://...``, ``file:///...``); every stage reads, lists and writes through the functions
+here, so the same code runs on a disk and on a bucket. Object stores are reached with the
+client's usual configuration: for S3 the ``AWS_*`` variables (credentials, ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for an S3-compatible server), which pyarrow,
+s3fs, polars and Ray all read.
+
 Every file a stage hands to a reader (shards, catalog parts, manifests, model artifacts, tables,
 reports, figures) is written through :func:`write_atomic`, so a killed writer never leaves a
-half-written file that a reader would trust: the bytes go to a hidden temporary name in the same directory
-(``.NAME.<uuid>.tmp``, which every reader of ours skips) and are moved into place once
-complete. (The one exception is the training's ``metrics.jsonl``, an append-only progress log
-of one JSON line per epoch.) Paths may be local (``runs/x``, ``/data/x``) or any pyarrow/fsspec URL
-(``s3://bucket/x``, ``gs://...``, ``file:///...``).
+half-written file that a reader would trust. On a local file system the bytes go to a hidden
+temporary name in the same directory (``.NAME.<uuid>.tmp``, which every reader of ours skips)
+and are moved into place once complete. On an object store, where a "rename" is a copy and a
+delete, the complete bytes are built in memory first and uploaded as one object (on S3 a
+single PutObject up to 10 MB, a multipart upload above): an object appears whole or not at
+all, so no temporary object is ever written.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 __all__ = [
-    "absolute", "filesystem_and_path", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
+    "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "is_file",
+    "is_dir", "read_bytes", "list_files", "list_dirs", "delete_file", "write_atomic", "write_parquet_atomic",
+    "write_figure_atomic",
 ]
 
 
@@ -46,15 +56,126 @@ def absolute(path: str | os.PathLike) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return "://" in os.fspath(path)
+
+
+def _is_local(fs: pafs.FileSystem) -> bool:
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """``base/part/...`` for a local path or a URL (URLs always join with ``/``)."""
+    base = os.fspath(base)
+    if not is_url(base):
+        return os.path.join(base, *parts)
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def basename(path: str | os.PathLike) -> str:
+    """The last component of a local path or URL (a trailing ``/`` ignored)."""
+    return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def parent(path: str | os.PathLike) -> str:
+    """The directory holding ``path``: a URL's prefix, a local path's absolute parent."""
+    path = os.fspath(path)
+    if is_url(path):
+        return path.rstrip("/").rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(path))
+
+
+def _file_type(path: str | os.PathLike) -> pafs.FileType:
+    fs, p = filesystem_and_path(path)
+    return fs.get_file_info(p).type
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing file (an object, on an object store)."""
+    return _file_type(path) == pafs.FileType.File
+
+
+def is_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory (on an object store: a prefix that holds objects)."""
+    return _file_type(path) == pafs.FileType.Directory
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The whole content of the file at ``path``; FileNotFoundError if there is none."""
+    fs, p = filesystem_and_path(path)
+    with fs.open_input_stream(p) as fh:
+        return fh.read()
+
+
+def list_files(path: str | os.PathLike, recursive: bool = False,
+               suffix: str = "") -> list[str]:
+    """The files under directory ``path`` whose name ends in ``suffix``, sorted, as paths of
+    the same form as ``path`` (``join(path, relative)``); [] when ``path`` does not exist.
+    Hidden names (``.``: the temporaries of :func:`write_atomic`) are left out, and with
+    ``suffix=".parquet"`` names starting with ``_`` too, as Parquet readers do."""
+    fs, p = filesystem_and_path(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, recursive=recursive, allow_not_found=True))
+    base = p.rstrip("/") + "/"
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.base_name.endswith(suffix):
+            continue
+        if info.base_name.startswith(".") or (
+                suffix == ".parquet" and info.base_name.startswith("_")):
+            continue
+        out.append(join(path, info.path[len(base):]))
+    return sorted(out)
+
+
+def list_dirs(path: str | os.PathLike) -> list[str]:
+    """The names of the directories (prefixes) directly under ``path``, sorted; [] when
+    ``path`` does not exist."""
+    fs, p = filesystem_and_path(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def delete_file(path: str | os.PathLike) -> None:
+    """Delete the file at ``path`` if there is one."""
+    fs, p = filesystem_and_path(path)
+    try:
+        fs.delete_file(p)
+    except FileNotFoundError:
+        pass
+
+
+def _single_request_url(url: str) -> str:
+    """``url`` with pyarrow's S3 option ``allow_delayed_open``: without it pyarrow starts a
+    multipart upload for every object, with it an object up to its part size (10 MB) is one
+    PutObject (larger ones stay multipart uploads, which also appear only once complete)."""
+    if not url.startswith("s3://") or "allow_delayed_open=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}allow_delayed_open=true"
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | Callable[[Any], None]) -> str:
     """Write ``data`` to ``path`` atomically; create the parent directory; return ``path``.
 
     ``data`` is the file's bytes, or a function that writes them to the binary output stream
     it is given (a ``pyarrow.NativeFile``: ``write(bytes)``, usable as ``pq.write_table``'s
-    sink). On any error the temporary file is removed and the error re-raised; an existing
-    file at ``path`` is then left as it was.
+    sink). On a local file system the bytes go to a temporary file that is renamed into place;
+    on an object store they are collected in memory and uploaded as one complete object (no
+    temporary object, no copy-and-delete "rename"; on S3 one PutObject up to 10 MB, a
+    multipart upload above). On any error the temporary file is removed
+    (nothing is uploaded) and the error re-raised; an existing file at ``path`` is then left as
+    it was.
     """
     fs, p = filesystem_and_path(path)
+    if not _is_local(fs):
+        if callable(data):
+            buf = pa.BufferOutputStream()
+            data(buf)
+            data = buf.getvalue()
+        fs, p = filesystem_and_path(_single_request_url(os.fspath(path)))
+        with fs.open_output_stream(p) as sink:
+            sink.write(data)
+        return os.fspath(path)
     parent, name = p.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"

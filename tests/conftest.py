@@ -1,8 +1,16 @@
-"""Shared fixtures: one real local Ray instance per test session, temp dirs."""
+"""Shared fixtures: one real local Ray instance per test session, a real S3-compatible server
+(moto) on 127.0.0.1, temp dirs."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +18,122 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
+@dataclass
+class S3Server:
+    """moto's standalone S3 server: its endpoint, the environment the clients read, its
+    request log (one werkzeug line per request: ``"PUT /bucket/key HTTP/1.1" 200``)."""
+
+    endpoint: str
+    env: dict[str, str]
+    log: Path
+
+    def log_offset(self) -> int:
+        return self.log.stat().st_size
+
+    def requests(self, since: int = 0) -> list[tuple[str, str]]:
+        """``(method, path)`` of every request logged after byte ``since`` of the log."""
+        with open(self.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+        return re.findall(r'"([A-Z]+) (\S+) HTTP/[\d.]+"', text)
+
+
 @pytest.fixture(scope="session")
-def ray_local():
-    """A real local Ray instance (2 CPUs, no dashboard), shut down after the session."""
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server: ``python -m moto.server`` (the ``moto[server]`` dev
+    dependency) on a free port of 127.0.0.1, stopped after the session.
+
+    The clients find it the way they find any S3 endpoint, through the environment: dummy
+    credentials, a region and ``AWS_ENDPOINT_URL`` (read by pyarrow's S3FileSystem, s3fs /
+    botocore, polars and Ray alike). They are set in this process's environment before Ray
+    starts (``ray_local`` depends on this fixture), so every Ray worker inherits them, and
+    every subprocess a test starts too. No filesystem API is mocked: the clients talk HTTP.
+    ``HICATALOG_MODEL_CACHE`` (the cache of models downloaded from object storage) points
+    into the session's temporary directory, for the same reason.
+    """
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True,
+        )
+    deadline = time.time() + 60
+    port = None
+    while port is None:
+        found = re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            port = int(found.group(1))
+        elif proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
+        else:
+            time.sleep(0.05)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+        # models read from the bucket are cached here, by the driver and every Ray worker
+        "HICATALOG_MODEL_CACHE": str(tmp_path_factory.mktemp("model_cache")),
+    }
+    cleared = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
+    saved = {k: os.environ.get(k) for k in (*env, *cleared)}
+    for k in cleared:
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    import boto3
+
+    client = boto3.client("s3")
+    deadline = time.time() + 30
+    while True:  # the port is open once the log line is written; wait for an answer anyway
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    try:
+        yield S3Server(endpoint, env, log)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A new, empty bucket on the moto server for one test: its ``s3://NAME`` URL."""
+    import boto3
+
+    name = f"hicatalog-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def _workers_endpoint(ray) -> str | None:
+    return ray.get(ray.remote(num_cpus=0)(lambda: os.environ.get("AWS_ENDPOINT_URL")).remote(),
+                   timeout=120)
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server):
+    """A real local Ray instance (2 CPUs, no dashboard), shut down after the session.
+
+    Started after ``s3_server`` set the S3 environment, so its workers reach the test bucket;
+    a Ray that an earlier test started without it is restarted."""
     import ray
 
+    if ray.is_initialized() and _workers_endpoint(ray) != s3_server.endpoint:
+        ray.shutdown()
     if not ray.is_initialized():
         # address="local": never attach to a cluster that another test (or the user) started.
         ray.init(

@@ -41,7 +41,6 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hicatalog import __version__
+from hicatalog import __version__, storage
 from hicatalog.catalog.environment import compute_environment, read_positions
 from hicatalog.catalog.inference import CatalogPredictor
 from hicatalog.catalog.manifest import (
@@ -62,6 +61,7 @@ from hicatalog.catalog.manifest import (
     read_json,
     read_manifest,
     version_dirs,
+    version_path,
     write_json_atomic,
 )
 from hicatalog.config import BuildCatalogConfig
@@ -281,7 +281,7 @@ def _read_decode_shard(batch: dict[str, np.ndarray], *, rows_per_batch: int,
 class _ShardWriter:
     """Collects predicted rows per input shard and writes each shard once it is complete."""
 
-    def __init__(self, plan: CatalogPlan, vdir: Path, env: pa.Table):
+    def __init__(self, plan: CatalogPlan, vdir: str, env: pa.Table):
         self.plan, self.vdir = plan, vdir
         self.env_ids = env.column("object_id")
         self.env = env
@@ -349,11 +349,11 @@ class _ShardWriter:
         name = f"part-{s:05d}"
         for zv in np.unique(zones).tolist():
             part = table.filter(pa.array(zones == zv)).sort_by("ra")
-            zdir = self.vdir / f"dec_zone={NULL_PARTITION if zv == -999 else zv}"
-            write_parquet_atomic(part, zdir / f"{name}.parquet", row_group_size=ROW_GROUP_SIZE,
-                                 write_statistics=True)
-            files.append(str((zdir / f"{name}.parquet").relative_to(self.vdir)))
-        write_json_atomic(self.vdir / DONE_DIR / f"{name}.json", {
+            rel = f"dec_zone={NULL_PARTITION if zv == -999 else zv}/{name}.parquet"
+            write_parquet_atomic(part, storage.join(self.vdir, rel),
+                                 row_group_size=ROW_GROUP_SIZE, write_statistics=True)
+            files.append(rel)
+        write_json_atomic(storage.join(self.vdir, DONE_DIR, f"{name}.json"), {
             "fingerprint": self.plan.fingerprint,
             "shard": self.plan.shards[s],
             "rows": table.num_rows,
@@ -370,24 +370,31 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
 # ----------------------------------------------------------------------------- driver
 
 
-def _choose_version(plan: CatalogPlan, out: Path) -> tuple[int, Path, bool]:
+def _read_json_if_file(path: str) -> dict[str, Any] | None:
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+
+
+def _choose_version(plan: CatalogPlan, out: str) -> tuple[int, str, bool]:
     """The version directory this build writes: ``(V, path, resumed)``."""
     existing = version_dirs(out)
+    builds = {v: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
+              for v, d in existing.items()}
     for v, d in existing.items():
-        bf = d / BUILD_FILE
-        if bf.is_file() and read_json(bf).get("fingerprint") == plan.fingerprint:
+        if builds[v].get("fingerprint") == plan.fingerprint:
             return v, d, True
     if existing and plan.old_manifest is None:
-        owners = {v: read_json(d / BUILD_FILE).get("build_id") if (d / BUILD_FILE).is_file()
-                  else None for v, d in existing.items()}
+        owners = {v: b.get("build_id") for v, b in builds.items()}
         raise ValueError(
             f"{out} already holds a catalog from another build ({owners}); use a new --out, "
             f"rerun with the same arguments to resume it, or pass --since-manifest "
-            f"{out / MANIFEST_FILE} to add only the galaxies it lacks"
+            f"{storage.join(out, MANIFEST_FILE)} to add only the galaxies it lacks"
         )
     old_versions = [v["version"] for v in (plan.old_manifest or {}).get("versions", [])]
     v = max([0, *existing, *old_versions]) + 1
-    return v, out / f"version={v}", False
+    return v, storage.join(out, f"version={v}"), False
 
 
 def _environment(plan: CatalogPlan) -> pa.Table:
@@ -410,22 +417,23 @@ def build_catalog(cfg: BuildCatalogConfig) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     plan = CatalogPlan(cfg)
-    out = Path(cfg.out)
+    out = storage.absolute(cfg.out)
     version, vdir, resumed = _choose_version(plan, out)
     dup, skip, messages = plan.row_plan()
     starts = np.concatenate([[0], np.cumsum(plan.rows_per_shard)])
     log.info("%s %s version %d (%s) from %d shards, %d rows", "resuming" if resumed else
              "building", out, version, plan.build_id, len(plan.shards), int(starts[-1]))
     env = _environment(plan)  # reads --tracers: fails before the version directory exists
-    write_json_atomic(vdir / BUILD_FILE, {
+    write_json_atomic(storage.join(vdir, BUILD_FILE), {
         "fingerprint": plan.fingerprint, "build_id": plan.build_id, "version": version,
         "config": cfg.to_json_dict(),
     })
 
     items, expected = [], {}
+    done = set(storage.list_files(storage.join(vdir, DONE_DIR), suffix=".json"))
     for s, shard in enumerate(plan.shards):
-        done_file = vdir / DONE_DIR / f"part-{s:05d}.json"
-        if done_file.is_file() and read_json(done_file).get("fingerprint") == plan.fingerprint:
+        done_file = storage.join(vdir, DONE_DIR, f"part-{s:05d}.json")
+        if done_file in done and read_json(done_file).get("fingerprint") == plan.fingerprint:
             continue
         lo, hi = starts[s], starts[s + 1]
         n_keep = int((~skip[lo:hi]).sum())
@@ -500,8 +508,8 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         CatalogPredictor,
         batch_size=cfg.batch_size,
         fn_constructor_kwargs={
-            "regression_dir": os.path.abspath(cfg.regression),
-            "pr_dir": os.path.abspath(cfg.pr),
+            "regression_dir": storage.absolute(cfg.regression),
+            "pr_dir": storage.absolute(cfg.pr),
             "tta": cfg.tta,
             "device": device,
             "gpu_decode": plan.gpu_decode,
@@ -528,12 +536,14 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         )
 
 
-def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
+def _write_manifest(plan: CatalogPlan, out: str, vdir: str, version: int,
                     wall_s: float) -> dict[str, Any]:
     status: collections.Counter[str] = collections.Counter()
     env_status: collections.Counter[str] = collections.Counter()
     rows = 0
-    for f in sorted((vdir / DONE_DIR).glob("part-*.json")):
+    for f in storage.list_files(storage.join(vdir, DONE_DIR), suffix=".json"):
+        if not storage.basename(f).startswith("part-"):
+            continue
         d = read_json(f)
         if d.get("fingerprint") != plan.fingerprint:
             continue
@@ -542,13 +552,14 @@ def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
         env_status.update(d["env_status"])
     old_versions = list((plan.old_manifest or {}).get("versions", []))
     if plan.old_manifest is not None:
-        old_base = Path(plan.old_manifest["_path"]).parent.resolve()
+        # versions of a manifest in this directory stay relative; others become absolute
+        same_dir = storage.parent(plan.old_manifest["_path"]) == out.rstrip("/")
         for v in old_versions:
-            p = Path(v["path"]) if os.path.isabs(v["path"]) else old_base / v["path"]
-            v["path"] = (os.path.relpath(p, out.resolve()) if old_base == out.resolve()
-                         else str(p))
+            p = version_path(plan.old_manifest, v)
+            v["path"] = (p[len(out.rstrip("/")) + 1:] if same_dir and p.startswith(out.rstrip("/") + "/")
+                         else p)
     this = {
-        "version": version, "path": vdir.name, "build_id": plan.build_id, "rows": rows,
+        "version": version, "path": storage.basename(vdir), "build_id": plan.build_id, "rows": rows,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "since_manifest": plan.cfg.since_manifest,
     }
@@ -584,8 +595,8 @@ def _write_manifest(plan: CatalogPlan, out: Path, vdir: Path, version: int,
         "code_version": __version__,
         "created": this["created"],
     }
-    write_json_atomic(vdir / MANIFEST_FILE, manifest)
-    write_json_atomic(out / MANIFEST_FILE, manifest)
+    write_json_atomic(storage.join(vdir, MANIFEST_FILE), manifest)
+    write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
     return manifest
 
 

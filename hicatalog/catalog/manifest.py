@@ -1,7 +1,7 @@
 """Catalog layout, build fingerprints and ``_manifest.json``.
 
-Layout of a catalog directory ``DIR`` (every file written atomically: temporary name, then
-rename)::
+Layout of a catalog directory ``DIR``, a local path or a URL (every file written atomically
+by :func:`hicatalog.storage.write_atomic`: a complete file, or nothing)::
 
     DIR/_manifest.json                               latest manifest (all versions listed)
     DIR/version=V/_build.json                        fingerprint + build id owning version V
@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.schemas import SchemaError
 from hicatalog.storage import write_atomic
 
@@ -40,6 +40,7 @@ __all__ = [
     "read_json",
     "read_manifest",
     "version_dirs",
+    "version_path",
     "catalog_object_ids",
 ]
 
@@ -62,21 +63,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path) as fh:
-        return json.load(fh)
+    """The JSON document at ``path`` (a local path or a URL)."""
+    return json.loads(storage.read_bytes(path))
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a catalog manifest (a ``_manifest.json`` file or the catalog directory).
+    """Read a catalog manifest (a ``_manifest.json`` file or the catalog directory; a local
+    path or a URL). ``_path`` is set to where it was read (absolute, or the URL).
 
     Raises
     ------
     ValueError: missing or malformed, naming the path.
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / MANIFEST_FILE
-    if not p.is_file():
+    p = storage.absolute(path)
+    if storage.is_dir(p):
+        p = storage.join(p, MANIFEST_FILE)
+    if not storage.is_file(p):
         raise ValueError(f"{p}: catalog manifest not found (expected DIR/_manifest.json "
                          "written by `hicatalog build-catalog`)")
     try:
@@ -85,35 +87,41 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{p}: catalog manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or "versions" not in doc:
         raise ValueError(f"{p}: not a catalog manifest (no 'versions' list)")
-    doc["_path"] = str(p.resolve())
+    doc["_path"] = p
     return doc
 
 
-def version_dirs(catalog_dir: str | os.PathLike) -> dict[int, Path]:
+def version_dirs(catalog_dir: str | os.PathLike) -> dict[int, str]:
     """``{V: DIR/version=V}`` for the version directories that exist."""
     out = {}
-    base = Path(catalog_dir)
-    if base.is_dir():
-        for d in base.iterdir():
-            if d.is_dir() and d.name.startswith("version="):
-                try:
-                    out[int(d.name.split("=", 1)[1])] = d
-                except ValueError:
-                    continue
+    for name in storage.list_dirs(catalog_dir):
+        if name.startswith("version="):
+            try:
+                out[int(name.split("=", 1)[1])] = storage.join(catalog_dir, name)
+            except ValueError:
+                continue
     return dict(sorted(out.items()))
+
+
+def version_path(manifest: dict[str, Any], version: dict[str, Any]) -> str:
+    """Where a version the manifest lists lives: its ``path`` taken relative to the directory
+    of the manifest (read by :func:`read_manifest`) unless it is absolute or a URL."""
+    p = version["path"]
+    if storage.is_url(p) or os.path.isabs(p):
+        return p
+    return storage.join(storage.parent(manifest["_path"]), p)
 
 
 def catalog_object_ids(manifest: dict[str, Any]) -> set[str]:
     """All ``object_id`` values of every version a manifest lists (reads only that column)."""
-    base = Path(manifest["_path"]).parent
     ids: set[str] = set()
     for v in manifest["versions"]:
-        vdir = Path(v["path"]) if os.path.isabs(v["path"]) else base / v["path"]
-        if not vdir.is_dir():
+        vdir = version_path(manifest, v)
+        if not storage.is_dir(vdir):
             raise SchemaError(f"catalog version directory {vdir} listed in {manifest['_path']} "
                               "does not exist")
-        for f in sorted(vdir.rglob("*.parquet")):
-            if f.name.startswith((".", "_")):
-                continue
-            ids.update(pq.read_table(f, columns=["object_id"]).column(0).to_pylist())
+        for f in storage.list_files(vdir, recursive=True, suffix=".parquet"):
+            fs, fp = storage.filesystem_and_path(f)
+            with fs.open_input_file(fp) as fh:
+                ids.update(pq.read_table(fh, columns=["object_id"]).column(0).to_pylist())
     return ids

@@ -29,10 +29,9 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from hicatalog import __version__
+from hicatalog import __version__, storage
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models.artifact import save_model
@@ -58,7 +57,7 @@ DECODE_BATCH_ROWS = 256
 NORMALIZATION_SAMPLE = 1024
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
 
 
@@ -66,14 +65,18 @@ def _metrics_callback(path: str):
     from ray.train import UserCallback
 
     class MetricsJsonl(UserCallback):
-        """Appends rank 0's metrics of every epoch to ``MODEL_DIR/metrics.jsonl`` as they come
-        (runs in the Ray Train controller; the driver rewrites the file from the checkpointed
-        history at the end)."""
+        """Writes rank 0's metrics of every epoch so far to ``MODEL_DIR/metrics.jsonl`` as
+        they come, the whole file each time (no appending: the model directory may be on
+        object storage; runs in the Ray Train controller; the driver rewrites the file from
+        the checkpointed history at the end)."""
+
+        def __init__(self):
+            self.rows: list[dict[str, Any]] = []
 
         def after_report(self, run_context, metrics, checkpoint):  # noqa: D401
             if metrics:
-                with open(path, "a") as fh:
-                    fh.write(json.dumps(metrics[0], sort_keys=True) + "\n")
+                self.rows.append(metrics[0])
+                _write_jsonl(path, self.rows)
 
     return MetricsJsonl()
 
@@ -247,12 +250,10 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     }
     lc.update(loop_overrides or {})
 
-    out = Path(cfg.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    storage = cfg.storage_path or str(out / "ray")
-    metrics_path = out / METRICS_FILE
-    if metrics_path.exists():
-        metrics_path.unlink()
+    out = storage.absolute(cfg.out)  # a local path or a URL (s3://...)
+    storage_path = storage.absolute(cfg.storage_path or storage.join(out, "ray"))
+    metrics_path = storage.join(out, METRICS_FILE)
+    storage.delete_file(metrics_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=lc,
@@ -262,21 +263,22 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=storage_path,
             failure_config=FailureConfig(max_failures=int(cfg.max_failures)),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[_metrics_callback(str(metrics_path))],
+            callbacks=[_metrics_callback(metrics_path)],
         ),
         datasets={"train": train_ds, "val": val_ds},
     )
-    log.info("Ray Train run %s (storage %s), %d worker(s)", name, storage, workers)
+    log.info("Ray Train run %s (storage %s), %d worker(s)", name, storage_path, workers)
     try:
         result = trainer.fit()
     except TrainingFailedError as exc:
         raise RuntimeError(
             f"training run {name} failed after {cfg.max_failures} restart(s): "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
-            f"Checkpoints are kept in {storage}/{name}; re-run the same command to resume."
+            f"Checkpoints are kept in {storage.join(storage_path, name)}; re-run the same "
+            "command to resume."
         ) from exc
     if result.checkpoint is None:
         raise RuntimeError(f"training run {name} finished without a checkpoint")
@@ -295,7 +297,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     card = save_model(out, model, card)
     log.info("model written to %s: %s", out, {k: final.get(k) for k in ("rmse", "accuracy", "auc") if k in final})
     return {
-        "model_dir": str(out),
+        "model_dir": out,
         "metrics": final,
         "history": history,
         "card": json.loads(card.to_json()),
