@@ -10,6 +10,7 @@ checks that it stays empty: nothing of a run on a bucket lands on the local disk
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import pyarrow as pa
@@ -123,3 +124,77 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         rows = _fetch_block(block, task(run2), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("ok", f"part-{run2}-00007.parquet")]
         assert storage.is_file(f"{out}/part-{run2}-00007.parquet")
+
+
+def test_mock_and_environment_on_s3(s3_server, s3_bucket, empty_cwd, tmp_path_factory):
+    """mock --out/--gallery s3:// writes its cutouts, tables, manifest and gallery as single
+    PUTs, the same bytes as on a disk; environment reads targets and tracers from the bucket
+    and writes its table there."""
+    from hicatalog.cli import main as cli
+
+    out = f"{s3_bucket}/mock"
+    args = ["--n", "40", "--seed", "3", "--rows-per-shard", "16", "--image-size", "32",
+            "--engine", "local"]
+    mark = s3_server.log_offset()
+    assert cli(["mock", "--out", out, *args, "--gallery", f"{out}/gallery.png"]) == 0
+    writes = _writes(s3_server.requests(mark))
+    assert writes and {m for m, _ in writes} == {"PUT"}, writes
+    assert [storage.basename(f) for f in storage.list_files(f"{out}/cutouts")] == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]  # 16 + 16 + 8 rows
+    manifest = json.loads(storage.read_bytes(f"{out}/_mock.json"))
+    assert manifest["n_imaged"] == 40 and manifest["n_shards"] == 3
+    assert storage.read_bytes(f"{out}/gallery.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    truth = _read_parquet(f"{out}/truth.parquet")
+    assert truth.num_rows == 40
+    local = tmp_path_factory.mktemp("mock_local")
+    assert cli(["mock", "--out", str(local), *args]) == 0
+    for name in ("truth.parquet", "tracers.parquet", "cutouts/part-00000.parquet",
+                 "cutouts/part-00002.parquet"):
+        assert storage.read_bytes(f"{out}/{name}") == (local / name).read_bytes(), name
+
+    rc = cli(["environment", "--targets", f"{out}/cutouts", "--tracers", f"{out}/tracers.parquet",
+              "--out", f"{s3_bucket}/env/environment.parquet"])
+    assert rc == 0
+    env = _read_parquet(f"{s3_bucket}/env/environment.parquet")
+    assert sorted(env["object_id"].to_pylist()) == sorted(truth["object_id"].to_pylist())
+    # the same table as from the local copy of the mock
+    assert cli(["environment", "--targets", str(local / "cutouts"),
+                "--tracers", str(local / "tracers.parquet"),
+                "--out", str(local / "environment.parquet")]) == 0
+    assert env.equals(pq.read_table(local / "environment.parquet"))
+    assert env["one_plus_delta5"].null_count < env.num_rows
+
+
+def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket, empty_cwd,
+                                                            tmp_path_factory, capsys):
+    """labels with every catalog file and --out on the bucket: labels.parquet,
+    selection_steps.csv, table1.csv and tracers.parquet are single PUTs there."""
+    from surveyfiles import write_universe
+    from test_surveys import build_universe
+
+    from hicatalog.cli import main as cli
+
+    local = write_universe(build_universe(), tmp_path_factory.mktemp("catalogs"))
+    argv = ["labels", "--out", f"{s3_bucket}/labels", "--seed", "1"]
+    for key, value in local.__dict__.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # --nibles-exclude-ids: ids, not files
+            argv += ["--" + key.replace("_", "-"), *value]
+            continue
+        url = f"{s3_bucket}/inputs/{os.path.basename(value)}"
+        with open(value, "rb") as fh:
+            storage.write_atomic(url, fh.read())
+        argv += ["--" + key.replace("_", "-"), url]
+    mark = s3_server.log_offset()
+    assert cli(argv) == 0
+    assert "15 labelled galaxies" in capsys.readouterr().out
+    writes = _writes(s3_server.requests(mark))
+    assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for m, p in writes if m == "PUT") == [
+        "labels.parquet", "selection_steps.csv", "table1.csv", "tracers.parquet"]
+    assert {m for m, _ in writes} == {"PUT"}
+    labels = _read_parquet(f"{s3_bucket}/labels/labels.parquet")
+    assert labels.num_rows == 4 + 2 + 2 + 3 + 4
+    table1 = storage.read_bytes(f"{s3_bucket}/labels/table1.csv").decode().splitlines()
+    assert table1[0].startswith('"sample","N"') and len(table1) == 1 + 6
+    assert _read_parquet(f"{s3_bucket}/labels/tracers.parquet").num_rows == 4

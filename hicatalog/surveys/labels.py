@@ -9,20 +9,22 @@
 - ``table1.csv``: N and the 0.16/0.50/0.84 quantiles of log M_HI, log M* and M per sample,
   like the paper's Table 1,
 - ``tracers.parquet``: the NSA environment tracers (when an NSA file is given).
+
+``out_dir`` and every input may be a local path or a URL (``s3://...``); each output is
+written whole through :mod:`hicatalog.storage`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from hicatalog.config import LabelsConfig
 from hicatalog.schemas import conform_table, validate_table
+from hicatalog.storage import join, write_atomic, write_parquet_atomic
 from hicatalog.surveys import readers, selections
 from hicatalog.surveys.quality import QUALITY_BITS
 from hicatalog.surveys.selections import SelectionLog
@@ -84,10 +86,7 @@ def table1_summary(labels: pa.Table) -> pa.Table:
 def write_labels(labels: pa.Table, path: str) -> str:
     """Validate ``labels`` against its contract and write it as Parquet (local or URL)."""
     validate_table(labels, "labels", path)
-    table = conform_table(labels, "labels", path)
-    if "://" not in path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
+    write_parquet_atomic(conform_table(labels, "labels", path), path)
     return path
 
 
@@ -121,11 +120,11 @@ def build_labels(inputs: SurveyInputs, out_dir: str, seed: int = 0
     labels = selections.combine_labels(parts)
     steps = slog.to_table()
     table1 = table1_summary(labels)
-    write_labels(labels, os.path.join(out_dir, "labels.parquet"))
-    pacsv.write_csv(steps, os.path.join(out_dir, "selection_steps.csv"))
-    pacsv.write_csv(table1, os.path.join(out_dir, "table1.csv"))
+    write_labels(labels, join(out_dir, "labels.parquet"))
+    for table, name in ((steps, "selection_steps.csv"), (table1, "table1.csv")):
+        write_atomic(join(out_dir, name), lambda sink, t=table: pacsv.write_csv(t, sink))
     if inputs.nsa:
-        pq.write_table(readers.read_nsa(inputs.nsa), os.path.join(out_dir, "tracers.parquet"))
+        write_parquet_atomic(readers.read_nsa(inputs.nsa), join(out_dir, "tracers.parquet"))
     return labels, steps, table1
 
 
@@ -137,7 +136,7 @@ def main(cfg: LabelsConfig) -> int:
     values["nibles_exclude_ids"] = tuple(values.get("nibles_exclude_ids", ()))
     inputs = SurveyInputs(**values)
     labels, _, table1 = build_labels(inputs, cfg.out, seed=getattr(cfg, "seed", 0))
-    print(f"{labels.num_rows} labelled galaxies -> {os.path.join(cfg.out, 'labels.parquet')}")
+    print(f"{labels.num_rows} labelled galaxies -> {join(cfg.out, 'labels.parquet')}")
     n_flagged = int(np.count_nonzero(labels.column("quality").to_numpy()))
     if n_flagged:
         bits = ", ".join(f"{b} {c}" for c, b in QUALITY_BITS.items())
