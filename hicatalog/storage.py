@@ -30,7 +30,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 __all__ = [
-    "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "is_file",
+    "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "relative",
+    "is_file",
     "is_dir", "read_bytes", "list_files", "list_dirs", "delete_file", "write_atomic", "write_parquet_atomic",
     "write_figure_atomic",
 ]
@@ -84,6 +85,20 @@ def parent(path: str | os.PathLike) -> str:
     if is_url(path):
         return path.rstrip("/").rsplit("/", 1)[0]
     return os.path.dirname(os.path.abspath(path))
+
+
+def relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to the directory ``root``, ``/``-separated (``"."`` for ``root``
+    itself): both URLs, or both local paths (relative or absolute)."""
+    path, root = os.fspath(path), os.fspath(root)
+    if is_url(path) or is_url(root):
+        base = root.rstrip("/") + "/"
+        if path.rstrip("/") == root.rstrip("/"):
+            return "."
+        if not path.startswith(base):
+            raise ValueError(f"{path} is not under {root}")
+        return path[len(base):]
+    return os.path.relpath(absolute(path), absolute(root)).replace(os.sep, "/")
 
 
 def _file_type(path: str | os.PathLike) -> pafs.FileType:

@@ -198,3 +198,53 @@ def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket
     table1 = storage.read_bytes(f"{s3_bucket}/labels/table1.csv").decode().splitlines()
     assert table1[0].startswith('"sample","N"') and len(table1) == 1 + 6
     assert _read_parquet(f"{s3_bucket}/labels/tracers.parquet").num_rows == 4
+
+
+def _upload_tree(local_dir, url: str) -> None:
+    for dirpath, _dirs, files in os.walk(local_dir):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, local_dir).replace(os.sep, "/")
+            with open(path, "rb") as fh:
+                storage.write_atomic(f"{url}/{rel}", fh.read())
+
+
+def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
+        s3_server, s3_bucket, empty_cwd, tmp_path_factory):
+    """evaluate catalog --catalog/--truth/--out s3://: the same metrics as from a disk (the
+    newest build's rows win, the manifest is found in the bucket); table2.md, metrics.json,
+    five PNGs and index.html are single PUTs, the HTML linking the figures by their names."""
+    from test_evaluation_catalog import _synthetic
+
+    from hicatalog.cli import main as cli
+
+    local = tmp_path_factory.mktemp("evaluate_local")
+    cat_dir, truth_path, _ = _synthetic(local, n=60)
+    _upload_tree(cat_dir, f"{s3_bucket}/catalog")
+    with open(truth_path, "rb") as fh:
+        storage.write_atomic(f"{s3_bucket}/truth.parquet", fh.read())
+    assert cli(["evaluate", "catalog", "--catalog", str(cat_dir), "--truth", str(truth_path),
+                "--out", str(local / "report")]) == 0
+    out = f"{s3_bucket}/report"
+    mark = s3_server.log_offset()
+    assert cli(["evaluate", "catalog", "--catalog", f"{s3_bucket}/catalog",
+                "--truth", f"{s3_bucket}/truth.parquet", "--out", out]) == 0
+    writes = _writes(s3_server.requests(mark))
+    figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "residuals.png",
+               "roc.png"]
+    assert {m for m, _ in writes} == {"PUT"}
+    assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes) == sorted(
+        ["index.html", "metrics.json", "table2.md", *figures])
+    res = json.loads(storage.read_bytes(f"{out}/metrics.json"))
+    assert res["counts"]["n_catalog"] == 60 and res["counts"]["n_ok"] == 54
+    assert res["manifest"] == {"build_id": "b2", "rows": 60}
+    assert res["inputs"] == {"catalog": f"{s3_bucket}/catalog",
+                             "truth": f"{s3_bucket}/truth.parquet"}
+    with open(local / "report" / "metrics.json") as fh:
+        on_disk = json.load(fh)
+    assert {k: v for k, v in res.items() if k != "inputs"} == {
+        k: v for k, v in on_disk.items() if k != "inputs"}
+    for name in figures:
+        assert storage.read_bytes(f"{out}/{name}")[:8] == b"\x89PNG\r\n\x1a\n", name
+    html = storage.read_bytes(f"{out}/index.html").decode()
+    assert "<img src='pcnn_hist.png'" in html and "s3:" not in html.split("<h2>Inputs")[0]

@@ -19,12 +19,12 @@ manifest names) are marked as training samples. It writes into ``out_dir``:
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from hicatalog import storage
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.data import (
     join_catalog_truth,
@@ -223,14 +223,14 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
     values = joined.filter(~pl.col("upper_limit"))
     panels = [(labels[d], _np(g, "m_true"), _np(g, "m_pred")) for d in datasets
               for g in [values.filter(pl.col("group") == d)]]
-    paths.append(figures.plot_pred_vs_true(panels, os.path.join(out_dir, "pred_vs_true.png")))
+    paths.append(figures.plot_pred_vs_true(panels, storage.join(out_dir, "pred_vs_true.png")))
     cut_panels = []
     for d in datasets:
         g = values.filter((pl.col("group") == d) & (pl.col("p_cnn") > 0.9))
         cut_panels.append((f"{labels[d]}, p_CNN > 0.9", _np(g, "m_true"), _np(g, "m_pred")))
-    paths.append(figures.plot_pred_vs_true(cut_panels, os.path.join(out_dir, "pred_vs_true_p0.9.png")))
+    paths.append(figures.plot_pred_vs_true(cut_panels, storage.join(out_dir, "pred_vs_true_p0.9.png")))
     hists = {report_label(d): _np(joined.filter(pl.col("group") == d), "p_cnn") for d in datasets}
-    paths.append(figures.plot_pcnn_histograms(hists, os.path.join(out_dir, "pcnn_hist.png")))
+    paths.append(figures.plot_pcnn_histograms(hists, storage.join(out_dir, "pcnn_hist.png")))
     # Residuals (Figure 3) of the first sample (the training-like one), as in the paper.
     g = values.filter(pl.col("group") == datasets[0])
     one_plus_delta5 = _np(g, "one_plus_delta5")
@@ -244,7 +244,7 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
     props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": log10_one_plus_delta5}
     props = {k: v for k, v in props.items() if np.isfinite(v).any()}
     paths.append(figures.plot_residuals(
-        _np(g, "m_true"), _np(g, "m_pred"), props, os.path.join(out_dir, "residuals.png"),
+        _np(g, "m_true"), _np(g, "m_pred"), props, storage.join(out_dir, "residuals.png"),
         title=f"{labels[datasets[0]]}: residuals",
     ))
     if "detected" in joined.columns:
@@ -254,7 +254,7 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
             fpr, tpr = roc_curve(y, _np(lab, "p_cnn"))
             paths.append(figures.plot_roc(
                 {"all samples": (fpr, tpr, roc_auc(y, _np(lab, "p_cnn")))},
-                os.path.join(out_dir, "roc.png"),
+                storage.join(out_dir, "roc.png"),
             ))
     return paths
 
@@ -301,8 +301,8 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
             f"(catalog rows: {jt.counts['n_catalog']}, ok: {jt.counts['n_ok']}, truth rows: "
             f"{jt.counts['n_truth']})"
         )
-    os.makedirs(out_dir, exist_ok=True)
-    manifests = load_manifests(catalog_dir if os.path.isdir(catalog_dir) else os.path.dirname(catalog_dir))
+    manifests = load_manifests(catalog_dir if storage.is_dir(catalog_dir)
+                               else storage.parent(catalog_dir))
     manifest = manifests.get("_manifest.json")
     trained = trained_on(manifest) if isinstance(manifest, dict) else None
     joined = _with_groups(jt.table)
@@ -321,17 +321,17 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
         text += ("\n# Pattern recognition: p_CNN against detection\n\n"
                  + markdown_table(PR_HEADERS, pr_rows))
     text += f"\nModels: {_trained_text(trained)}.\n"
-    write_atomic(os.path.join(out_dir, "table2.md"), text.encode())
+    write_atomic(storage.join(out_dir, "table2.md"), text.encode())
     out = {
-        "inputs": {"catalog": os.path.abspath(catalog_dir), "truth": os.path.abspath(truth_path)},
+        "inputs": {"catalog": storage.absolute(catalog_dir), "truth": storage.absolute(truth_path)},
         "counts": jt.counts,
         **result,
         "labels": labels,
-        "files": sorted(os.path.basename(p) for p in [*fig_paths, "table2.md", "index.html"]),
+        "files": sorted(storage.basename(p) for p in [*fig_paths, "table2.md", "index.html"]),
         "manifest": manifest or (manifests or None),
     }
     out = json_safe(out)
-    write_json(out, os.path.join(out_dir, "metrics.json"))
+    write_json(out, storage.join(out_dir, "metrics.json"))
 
     sec_t2 = Section("Table 2: M_pred by sample and p_CNN cut")
     sec_t2.html_parts.append(html_table(TABLE2_HEADERS, t2_rows))

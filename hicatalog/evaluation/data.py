@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.schemas import SchemaError, first_occurrences
@@ -50,7 +50,7 @@ _TRUTH_COLUMNS = ("object_id", "m_true", "detected", "upper_limit", "log_mstar",
 
 
 def _parquet_files(root: str) -> list[str]:
-    if not os.path.exists(root):
+    if not (storage.is_file(root) or storage.is_dir(root)):
         raise FileNotFoundError(f"{root}: no such file or directory (expected a Parquet dataset)")
     try:
         return list_shards(root, contract=None)
@@ -59,9 +59,18 @@ def _parquet_files(root: str) -> list[str]:
 
 
 def _hive_values(path: str, root: str) -> dict[str, str]:
-    rel = os.path.relpath(os.path.dirname(path), root)
-    parts = [] if rel == "." else rel.split(os.sep)
+    parts = storage.relative(storage.parent(path), root).split("/")
     return dict(p.split("=", 1) for p in parts if "=" in p)
+
+
+def _read_schema(path: str) -> pa.Schema:
+    fs, p = storage.filesystem_and_path(path)
+    return pq.read_schema(p, filesystem=fs)
+
+
+def _read_table(path: str, columns: list[str]) -> pa.Table:
+    fs, p = storage.filesystem_and_path(path)
+    return pq.read_table(p, columns=columns, filesystem=fs)
 
 
 def load_manifests(catalog_dir: str) -> dict[str, Any]:
@@ -70,17 +79,14 @@ def load_manifests(catalog_dir: str) -> dict[str, Any]:
     Unreadable manifests are reported as ``{"error": ...}`` rather than raising.
     """
     out: dict[str, Any] = {}
-    if not os.path.isdir(catalog_dir):
-        return out
-    for dirpath, _dirs, files in sorted(os.walk(catalog_dir)):
-        if "_manifest.json" in files:
-            p = os.path.join(dirpath, "_manifest.json")
-            rel = os.path.relpath(p, catalog_dir)
-            try:
-                with open(p) as fh:
-                    out[rel] = json.load(fh)
-            except (OSError, json.JSONDecodeError) as exc:
-                out[rel] = {"error": f"cannot read {p}: {exc}"}
+    for p in storage.list_files(catalog_dir, recursive=True, suffix="_manifest.json"):
+        if storage.basename(p) != "_manifest.json":
+            continue
+        rel = storage.relative(p, catalog_dir)
+        try:
+            out[rel] = json.loads(storage.read_bytes(p))
+        except (OSError, json.JSONDecodeError) as exc:
+            out[rel] = {"error": f"cannot read {p}: {exc}"}
     return out
 
 
@@ -100,7 +106,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     ------
     SchemaError: no Parquet files, or a file without ``object_id``/``m_pred``/``p_cnn``/``status``.
     """
-    root = catalog_dir if os.path.isdir(catalog_dir) else os.path.dirname(catalog_dir)
+    root = catalog_dir if storage.is_dir(catalog_dir) else storage.parent(catalog_dir)
     files = _parquet_files(catalog_dir)
     frames = []
     def version_then_path(path: str) -> tuple[int, str]:
@@ -108,7 +114,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
         return (int(v) if v.isdigit() else 0, path)
 
     for f in sorted(files, key=version_then_path, reverse=True):
-        schema = pq.read_schema(f)
+        schema = _read_schema(f)
         hive = _hive_values(f, root)
         cols = [c for c in _CATALOG_COLUMNS if c in schema.names]
         missing = [c for c in ("object_id", "m_pred", "p_cnn", "status") if c not in cols and c not in hive]
@@ -117,7 +123,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
                 f"{f}: not a 'hi_catalog' table: missing column(s) {missing} "
                 f"(expected object_id, m_pred, p_cnn, status)"
             )
-        table = pq.read_table(f, columns=cols)
+        table = _read_table(f, cols)
         for key, value in hive.items():
             if key in _CATALOG_COLUMNS and key not in table.column_names:
                 table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
@@ -153,7 +159,7 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     files = _parquet_files(truth_path)
     frames = []
     for f in files:
-        names = pq.read_schema(f).names
+        names = _read_schema(f).names
         missing = [c for c in ("object_id", "m_true") if c not in names]
         if missing:
             raise SchemaError(
@@ -161,7 +167,7 @@ def load_truth(truth_path: str) -> pl.DataFrame:
                 "(expected object_id, m_true and dataset or population)"
             )
         cols = [c for c in (*_TRUTH_COLUMNS, "dataset", "population") if c in names]
-        frames.append(pl.from_arrow(pq.read_table(f, columns=cols)))
+        frames.append(pl.from_arrow(_read_table(f, cols)))
     t = pl.concat(frames, how="diagonal_relaxed")
     if "dataset" in t.columns and "population" in t.columns:
         t = t.with_columns(pl.coalesce("dataset", "population").alias("dataset")).drop("population")
@@ -208,10 +214,9 @@ def trained_on(manifest: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(m, dict) or not m.get("path"):
             out[task] = {"unknown": "the catalog's _manifest.json names no model directory"}
             continue
-        path = os.path.join(str(m["path"]), "model_card.json")
+        path = storage.join(str(m["path"]), "model_card.json")
         try:
-            with open(path) as fh:
-                card = ModelCard.from_json(fh.read(), path)
+            card = ModelCard.from_json(storage.read_bytes(path).decode(), path)
         except (OSError, ValueError) as exc:
             out[task] = {"unknown": f"cannot read {path}: {exc}"}
             continue
@@ -294,11 +299,11 @@ def load_cutouts(
     want = list(dict.fromkeys(("object_id", *columns, "image")))
     tables = []
     for f in files:
-        names = pq.read_schema(f).names
+        names = _read_schema(f).names
         missing = [c for c in want if c not in names]
         if missing:
             raise SchemaError(f"{f}: cutout shard lacks column(s) {missing} needed here")
-        tables.append(pq.read_table(f, columns=want))
+        tables.append(_read_table(f, want))
     table = pa.concat_tables(tables, promote_options="permissive")
     if filter_expr is not None:
         table = table.filter(filter_expr)

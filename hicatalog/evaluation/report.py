@@ -12,11 +12,10 @@ import datetime as _dt
 import html
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hicatalog import __version__
+from hicatalog import __version__, storage
 from hicatalog.storage import write_atomic
 
 __all__ = ["Section", "write_report", "write_json", "json_safe"]
@@ -76,7 +75,6 @@ def write_report(
     ``manifest`` (e.g. the build's ``_manifest.json`` contents) and ``inputs`` (what the run
     read) are shown verbatim at the end.
     """
-    os.makedirs(out_dir, exist_ok=True)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -90,7 +88,7 @@ def write_report(
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         parts.extend(sec.html_parts)
         for fig in sec.figures:
-            rel = os.path.relpath(fig, out_dir)
+            rel = storage.relative(fig, out_dir)
             parts.append(f"<div><img src='{html.escape(rel)}' alt='{html.escape(rel)}'></div>")
     parts.append("<h2>Build manifest</h2>")
     if manifest:
@@ -98,5 +96,5 @@ def write_report(
     else:
         parts.append("<p class='note'>no _manifest.json was found next to the inputs</p>")
     parts.append("</body></html>\n")
-    path = os.path.join(out_dir, "index.html")
+    path = storage.join(out_dir, "index.html")
     return write_atomic(path, "\n".join(parts).encode())
