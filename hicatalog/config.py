@@ -17,6 +17,7 @@ Example ``train.toml``::
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -439,15 +440,21 @@ def format_validation_error(
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a dict; a missing or malformed file is a ConfigError."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+    """Read a TOML config file (a local path or a URL, ``s3://...``) into a dict; a missing or
+    malformed file is a ConfigError."""
+    from hicatalog import storage
+
+    p = os.fspath(path)
     try:
-        with p.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+        data = storage.read_bytes(p) if storage.is_file(p) else None
+    except OSError as exc:
+        raise ConfigError(f"config file {p!r} cannot be read: {exc}") from exc
+    if data is None:
+        raise ConfigError(f"config file {p!r} does not exist")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p!r} is not valid TOML: {exc}") from exc
 
 
 def load_config(

@@ -248,3 +248,22 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
         assert storage.read_bytes(f"{out}/{name}")[:8] == b"\x89PNG\r\n\x1a\n", name
     html = storage.read_bytes(f"{out}/index.html").decode()
     assert "<img src='pcnn_hist.png'" in html and "s3:" not in html.split("<h2>Inputs")[0]
+
+
+def test_config_file_on_s3(s3_server, s3_bucket, empty_cwd, capsys):
+    """--config s3://bucket/x.toml is read from the bucket (flags still win over it); a
+    missing or malformed one is the usual one-line usage error (exit 2)."""
+    from hicatalog.cli import main as cli
+    from hicatalog.config import EnvironmentConfig, load_config
+
+    storage.write_atomic(f"{s3_bucket}/conf/env.toml",
+                         b'targets = "s3://b/t.parquet"\ntracers = "s3://b/tr.parquet"\n'
+                         b'out = "s3://b/env.parquet"\nn_neighbor = 7\n')
+    cfg = load_config(EnvironmentConfig, f"{s3_bucket}/conf/env.toml", {"out": "s3://b/o.parquet"})
+    assert (cfg.targets, cfg.tracers, cfg.out, cfg.n_neighbor) == (
+        "s3://b/t.parquet", "s3://b/tr.parquet", "s3://b/o.parquet", 7)
+    assert cli(["environment", "--config", f"{s3_bucket}/conf/missing.toml"]) == 2
+    assert "missing.toml' does not exist" in capsys.readouterr().err
+    storage.write_atomic(f"{s3_bucket}/conf/bad.toml", b"out = [\n")
+    assert cli(["environment", "--config", f"{s3_bucket}/conf/bad.toml"]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
