@@ -39,6 +39,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ from hicatalog.config import (
     TrainConfig,
     WorkflowConfig,
 )
-from hicatalog.storage import filesystem_and_path, write_atomic
+from hicatalog.storage import absolute, filesystem_and_path, write_atomic
 
 log = logging.getLogger("hicatalog.workflow")
 
@@ -76,7 +77,7 @@ class _Run:
     def __init__(self, cfg: WorkflowConfig):
         self.cfg = cfg
         # absolute: Ray workers (fetch tasks, training, inference) do not share the driver's cwd
-        out = Path(cfg.out).resolve()
+        out = Path(absolute(cfg.out))
         self.out = out
         self.labels = out / "labels" / "labels.parquet"
         self.tracers = out / "labels" / "tracers.parquet" if cfg.nsa else None
@@ -155,7 +156,7 @@ def _labels_step(run: _Run) -> tuple[str, dict[str, Any]]:
     info = {
         "outputs": {"labels": str(run.labels), "tracers": str(run.tracers) if run.tracers else None,
                     "targets": str(run.targets)},
-        "rows_per_sample": _value_counts(labels.column("dataset")),
+        "rows_per_sample": dict(Counter(labels.column("dataset").to_pylist())),
         "upper_limits": int(pc.sum(labels.column("upper_limit")).as_py() or 0),
         "labels_rows": labels.num_rows,
     }
@@ -309,10 +310,6 @@ def _evaluate_step(run: _Run) -> tuple[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------
 # the whole run
-
-
-def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
-    return {d["values"]: d["counts"] for d in pc.value_counts(col).to_pylist()}
 
 
 def _accounting(run: _Run) -> dict[str, Any]:
