@@ -116,11 +116,8 @@ def tree_rss() -> int:
     return sum(rss.get(p, 0) for p in keep)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/bench")
-    ap.add_argument("--n", type=int, default=2000, help="smaller N (the larger is 4x)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="explicit list of N")
+def add_build_args(ap: argparse.ArgumentParser) -> None:
+    """The inputs' and the build's settings, shared with ``bench_storage.py``."""
     ap.add_argument("--size", type=int, default=64, help="cutout side (px)")
     ap.add_argument("--image-size", type=int, default=64, help="network input side (px)")
     ap.add_argument("--width", type=float, default=0.5, help="xresnet18 width multiplier")
@@ -129,6 +126,14 @@ def main() -> None:
     # read+decode tasks need the rest, so the default leaves them one CPU.
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--object-store-mb", type=int, default=512)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--n", type=int, default=2000, help="smaller N (the larger is 4x)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="explicit list of N")
+    add_build_args(ap)
     args = ap.parse_args()
     import ray
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import s3server  # tests/s3server.py (tests/ is on sys.path under pytest)
 
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -40,60 +38,31 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A real S3-compatible server: ``python -m moto.server`` (the ``moto[server]`` dev
-    dependency) on a free port of 127.0.0.1, stopped after the session.
+    """A real S3-compatible server (tests/s3server.py: moto on a free port of 127.0.0.1),
+    stopped after the session.
 
-    The clients find it the way they find any S3 endpoint, through the environment: dummy
-    credentials, a region and ``AWS_ENDPOINT_URL`` (read by pyarrow's S3FileSystem, s3fs /
-    botocore, polars and Ray alike). They are set in this process's environment before Ray
-    starts (``ray_local`` depends on this fixture), so every Ray worker inherits them, and
-    every subprocess a test starts too. No filesystem API is mocked: the clients talk HTTP.
-    ``HICATALOG_MODEL_CACHE`` (the cache of models downloaded from object storage) points
-    into the session's temporary directory, for the same reason.
+    Its client environment (dummy credentials, ``AWS_ENDPOINT_URL``) is set in this process's
+    environment before Ray starts (``ray_local`` depends on this fixture), so every Ray worker
+    inherits it, and every subprocess a test starts too. No filesystem API is mocked: the
+    clients talk HTTP. ``HICATALOG_MODEL_CACHE`` (the cache of models downloaded from object
+    storage) points into the session's temporary directory, for the same reason.
     """
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-            stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True,
-        )
-    deadline = time.time() + 60
-    port = None
-    while port is None:
-        found = re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
-        if found:
-            port = int(found.group(1))
-        elif proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-        else:
-            time.sleep(0.05)
-    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        proc, endpoint = s3server.start(log)
+    except s3server.S3ServerError as exc:
+        pytest.fail(str(exc))
     env = {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+        **s3server.client_env(endpoint),
         # models read from the bucket are cached here, by the driver and every Ray worker
         "HICATALOG_MODEL_CACHE": str(tmp_path_factory.mktemp("model_cache")),
     }
-    cleared = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
-    saved = {k: os.environ.get(k) for k in (*env, *cleared)}
-    for k in cleared:
+    saved = {k: os.environ.get(k) for k in (*env, *s3server.CLEARED_ENV)}
+    for k in s3server.CLEARED_ENV:
         os.environ.pop(k, None)
     os.environ.update(env)
-    import boto3
-
-    client = boto3.client("s3")
-    deadline = time.time() + 30
-    while True:  # the port is open once the log line is written; wait for an answer anyway
-        try:
-            client.list_buckets()
-            break
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
     try:
+        s3server.wait_ready()
         yield S3Server(endpoint, env, log)
     finally:
         for k, v in saved.items():
@@ -101,22 +70,22 @@ def s3_server(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        s3server.stop(proc)
 
 
 @pytest.fixture
 def s3_bucket(s3_server):
     """A new, empty bucket on the moto server for one test: its ``s3://NAME`` URL."""
-    import boto3
+    return s3server.create_bucket(f"hicatalog-test-{uuid.uuid4().hex[:12]}")
 
-    name = f"hicatalog-test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return f"s3://{name}"
+
+@pytest.fixture
+def empty_cwd(tmp_path, monkeypatch):
+    """An empty working directory, checked to be still empty after the test (a run whose
+    paths are all URLs writes nothing there; ``Path("s3://b/x")`` would write ``s3:/b/x``)."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    assert sorted(os.listdir(tmp_path)) == [], "a run on the bucket wrote to the local disk"
 
 
 def _workers_endpoint(ray) -> str | None:

@@ -15,7 +15,6 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from fakeserver import FakeCutoutServer
 from test_fetch import SDSS_PATH, ra_key
 
@@ -34,14 +33,6 @@ def _writes(requests):
 
 def _read_parquet(url: str) -> pa.Table:
     return pq.read_table(io.BytesIO(storage.read_bytes(url)))
-
-
-@pytest.fixture
-def empty_cwd(tmp_path, monkeypatch):
-    """An empty working directory, checked to be still empty after the test."""
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    assert sorted(os.listdir(tmp_path)) == [], "a run on the bucket wrote to the local disk"
 
 
 def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bucket,

@@ -1,0 +1,88 @@
+"""A real S3-compatible server for the tests and benchmarks: moto's standalone server
+(``python -m moto.server``, the ``moto[server]`` dev dependency) on a free port of 127.0.0.1.
+
+The clients find it the way they find any S3 endpoint, through the environment
+(:func:`client_env`: dummy credentials, a region and ``AWS_ENDPOINT_URL``, read by pyarrow's
+S3FileSystem, s3fs / botocore, polars and Ray alike). No filesystem API is mocked: the clients
+talk HTTP to this process.
+
+Used by ``tests/conftest.py`` (the ``s3_server`` fixture) and ``benchmarks/bench_storage.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Variables that would send the clients elsewhere (a profile, a session, a second endpoint).
+CLEARED_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3")
+
+
+class S3ServerError(RuntimeError):
+    """The server did not start or did not answer."""
+
+
+def start(log: Path, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Start the server in its own process group, its request log in ``log`` (one werkzeug
+    line per request); return the process and its endpoint ``http://127.0.0.1:PORT`` once the
+    server has printed its port."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True,
+        )
+    deadline = time.time() + timeout
+    while True:
+        found = re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return proc, f"http://127.0.0.1:{found.group(1)}"
+        if proc.poll() is not None or time.time() > deadline:
+            stop(proc)
+            raise S3ServerError(f"moto server did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def client_env(endpoint: str) -> dict[str, str]:
+    """The environment that points every S3 client at ``endpoint`` with dummy credentials."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def wait_ready(timeout: float = 30.0) -> None:
+    """Wait until the server (reached through the current environment) answers a request."""
+    import boto3
+
+    client = boto3.client("s3")
+    deadline = time.time() + timeout
+    while True:  # the port is open once the log line is written; wait for an answer anyway
+        try:
+            client.list_buckets()
+            return
+        except Exception as exc:
+            if time.time() > deadline:
+                raise S3ServerError(f"moto server did not answer within {timeout:.0f} s: {exc}") from exc
+            time.sleep(0.1)
+
+
+def create_bucket(name: str) -> str:
+    """Create bucket ``name`` (through the current environment); return ``s3://name``."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate the server (kill it after 10 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
