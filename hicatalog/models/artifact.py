@@ -115,6 +115,12 @@ def local_model_dir(model_dir: str | os.PathLike) -> str:
     model_dir = os.fspath(model_dir)
     if not storage.is_url(model_dir):
         return model_dir
+    return _cache_remote(model_dir)[0]
+
+
+def _cache_remote(model_dir: str) -> tuple[str, ModelCard]:
+    """:func:`local_model_dir` of a URL, and the URL's own card (read once): the cached
+    weights have been checked against it."""
     card_url = storage.join(model_dir, CARD_FILE)
     card, card_bytes = _read_card(card_url)
     sha = card.weights_sha256
@@ -145,7 +151,7 @@ def local_model_dir(model_dir: str | os.PathLike) -> str:
         card_path = os.path.join(local, CARD_FILE)
         if not (os.path.isfile(card_path) and Path(card_path).read_bytes() == card_bytes):
             write_atomic(card_path, card_bytes)
-    return local
+    return local, card
 
 
 def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
@@ -160,11 +166,18 @@ def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = 
     ValueError: missing or malformed card, missing/corrupt weights, hash mismatch, or weights
         that do not fit the architecture; the message names the file.
     """
-    card = load_card(model_dir)  # a URL's own card: the cache is keyed by the weights only
-    weights = Path(local_model_dir(model_dir)) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ValueError(f"{weights}: weights file not found")
-    digest = file_sha256(weights)
+    model_dir = os.fspath(model_dir)
+    if storage.is_url(model_dir):
+        # the URL's own card (the cache is keyed by the weights only); the cached weights
+        # were checked against it under the cache's lock
+        local, card = _cache_remote(model_dir)
+        weights, digest = Path(local) / WEIGHTS_FILE, card.weights_sha256
+    else:
+        card = load_card(model_dir)
+        weights = Path(model_dir) / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ValueError(f"{weights}: weights file not found")
+        digest = file_sha256(weights)
     if card.weights_sha256 and digest != card.weights_sha256:
         raise ValueError(
             f"{weights}: SHA-256 {digest[:16]}... does not match the model card's "
