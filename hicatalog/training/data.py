@@ -165,11 +165,12 @@ def _resolve_samples(
 
 
 def _count_by(samples: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, int]]:
+    """Rows per sample and class: ``{"a40A": {"detection": 700}}``, both levels sorted."""
+    pairs = Counter(zip(samples.tolist(), labels.tolist(), strict=True))
     out: dict[str, dict[str, int]] = {}
-    for s, lab in zip(samples.tolist(), labels.tolist(), strict=True):
-        out.setdefault(s, {}).setdefault(lab, 0)
-        out[s][lab] += 1
-    return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
+    for (s, lab), n in sorted(pairs.items()):
+        out.setdefault(s, {})[lab] = n
+    return out
 
 
 def select_rows(
@@ -243,11 +244,14 @@ def select_rows(
     detected = col("detected", False).astype(bool) if has_detected else np.ones(n_rows, bool)
     train_label = "+".join(train) if train else "every row"
     rng = np.random.default_rng(seed)
-    if task == "regression":
+    if task in ("regression", "gasclass"):
+        # the rows with a measured M: detections with a finite m_true, never upper limits
         m = col("m_true", np.nan).astype(np.float64)
-        keep = in_train & np.isfinite(m) & detected & ~limit
-        target = m.astype(np.float32)
+        measured = in_train & np.isfinite(m) & detected & ~limit
         n_excluded_limits = int((in_train & limit).sum())
+    if task == "regression":
+        keep = measured
+        target = m.astype(np.float32)
         if keep.sum() < min_rows:
             raise ValueError(
                 f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
@@ -261,12 +265,9 @@ def select_rows(
                 f"(all {float(m[keep][0]):.4g} dex): there is nothing to learn"
             )
     elif task == "gasclass":
-        m = col("m_true", np.nan).astype(np.float64)
-        base = in_train & np.isfinite(m) & detected & ~limit
-        poor, rich = base & (m < GAS_POOR_MAX), base & (m > GAS_RICH_MIN)
+        poor, rich = measured & (m < GAS_POOR_MAX), measured & (m > GAS_RICH_MIN)
         keep = poor | rich
         target = rich.astype(np.int64)
-        n_excluded_limits = int((in_train & limit).sum())
         if min(int(poor.sum()), int(rich.sum())) < min_class_rows:
             raise ValueError(
                 f"gasclass needs gas-poor (m_true < {GAS_POOR_MAX}) and gas-rich (m_true > "
