@@ -119,6 +119,15 @@ def s3_bucket(s3_server):
     return f"s3://{name}"
 
 
+@pytest.fixture
+def empty_cwd(tmp_path_factory, monkeypatch):
+    """An empty working directory, checked to be still empty after the test."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(cwd)
+    yield cwd
+    assert sorted(os.listdir(cwd)) == [], "a run on the bucket wrote to the local disk"
+
+
 def _workers_endpoint(ray) -> str | None:
     return ray.get(ray.remote(num_cpus=0)(lambda: os.environ.get("AWS_ENDPOINT_URL")).remote(),
                    timeout=120)
