@@ -10,11 +10,13 @@
    about galaxies the models never saw.
 
 ``OUT`` is a local directory or a URL (``s3://bucket/demo``): every file goes through
-:mod:`hicatalog.storage`, so on a bucket nothing is written to the local disk but the model
-cache (``HICATALOG_MODEL_CACHE``) and Ray's temporary directory.
+:mod:`hicatalog.storage`, so on a bucket nothing is written to the local disk but caches (the
+model cache ``HICATALOG_MODEL_CACHE``, matplotlib's font cache) and Ray's own files (its
+temporary directory, the token a new local Ray writes to ``~/.ray/auth_token``).
 
-Each step is skipped when its output is already complete, so an interrupted demo continues
-where it stopped.
+Rerunning the same command continues an interrupted demo: the mocks are rendered again (the
+same bytes), each training resumes its Ray Train run from the last checkpoint, and the catalog
+build keeps the shards it had finished.
 """
 
 from __future__ import annotations
