@@ -336,7 +336,7 @@ class LabelsConfig(JobConfig):
 class DemoConfig(JobConfig):
     """``hicatalog demo``: mock -> train -> build catalog -> evaluate, no other arguments."""
 
-    out: str = Field("runs/demo", description="everything goes under this directory")
+    out: str = Field("runs/demo", description="everything goes under this directory or URL (s3://bucket/demo)")
     n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
     n_survey: int = Field(6000, ge=100, description="galaxies in the survey mock")
     seed: int = Field(0, ge=0)
@@ -360,7 +360,8 @@ class WorkflowConfig(LabelsConfig):
     build options are passed on to ``fetch``, ``train`` and ``build-catalog``."""
 
     out: str = Field(
-        description="run directory: labels/, cutouts/, models/, catalogs/, evaluation/, report")
+        description="run directory or URL (s3://...): labels/, cutouts/, models/, catalogs/, "
+        "evaluation/, report")
     targets: str | None = Field(
         None, description="survey-wide target list (Parquet or CSV with object_id, ra, dec, z) "
         "instead of the NSA galaxies with 0 < z < max_z")

@@ -9,24 +9,42 @@
 4. the evaluation against the survey's truth (``OUT/report``), so every number reported is
    about galaxies the models never saw.
 
-Each step is skipped when its output is already complete, so an interrupted demo continues
-where it stopped.
+``OUT`` is a local directory or a URL (``s3://bucket/demo``): every file goes through
+:mod:`hicatalog.storage`, so on a bucket nothing is written to the local disk but caches (the
+model cache ``HICATALOG_MODEL_CACHE``, matplotlib's font cache) and Ray's own files (its
+temporary directory, the token a new local Ray writes to ``~/.ray/auth_token``).
+
+Rerunning the same command continues an interrupted demo: the mocks are rendered again (the
+same bytes), each training resumes its Ray Train run from the last checkpoint, and the catalog
+build keeps the shards it had finished.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
+import sys
 import time
-from pathlib import Path
 
 from hicatalog.config import BuildCatalogConfig, DemoConfig, MockConfig, TrainConfig
 from hicatalog.runtime import init_ray
-from hicatalog.storage import write_atomic
+from hicatalog.storage import basename, is_url, join, write_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_demo", "main"]
+__all__ = ["run_demo", "closing_hints", "main", "SUMMARY_FILE"]
+
+SUMMARY_FILE = "demo_summary.json"
+#: Where each output goes, relative to ``OUT``.
+_LAYOUT = {
+    "train_mock": ("mock", "train"),
+    "survey_mock": ("mock", "survey"),
+    "regression": ("models", "regression"),
+    "pr": ("models", "pr"),
+    "catalog": ("catalog",),
+    "report": ("report",),
+}
 
 
 def _step(name: str, timings: dict[str, float]):
@@ -45,88 +63,111 @@ def _step(name: str, timings: dict[str, float]):
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo; returns a summary dict (paths, timings, headline metrics)."""
+    """Run the demo under ``cfg.out`` (a local directory or a URL such as ``s3://bucket/demo``);
+    returns a summary dict (paths as given, timings in s, headline metrics), also written to
+    ``OUT/demo_summary.json``."""
     from hicatalog.catalog.build import build_catalog
     from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.survey import generate_mock
     from hicatalog.training.trainer import train
 
     init_ray()
-    out = Path(cfg.out)
+    out = cfg.out.rstrip("/") or cfg.out
+    paths = {name: join(out, *parts) for name, parts in _LAYOUT.items()}
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
     with _step("mock (training sample)", timings):
-        train_mock = generate_mock(
-            MockConfig(out=str(out / "mock" / "train"), n=cfg.n_train, seed=cfg.seed)
-        )
+        train_mock = generate_mock(MockConfig(out=paths["train_mock"], n=cfg.n_train, seed=cfg.seed))
     with _step("mock (survey)", timings):
-        survey = generate_mock(
-            MockConfig(out=str(out / "mock" / "survey"), n=cfg.n_survey, seed=cfg.seed + 1)
-        )
+        survey = generate_mock(MockConfig(out=paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1))
 
-    models = {}
     for task in ("regression", "pr"):
         with _step(f"train {task}", timings):
-            result = train(
+            train(
                 TrainConfig(
                     task=task,
-                    data=[str(train_mock["cutouts"])],
-                    out=str(out / "models" / task),
+                    data=[train_mock["cutouts"]],
+                    out=paths[task],
                     preset="quick",
                     workers=cfg.workers,
                     epochs=cfg.epochs,
                     seed=cfg.seed,
                 )
             )
-            models[task] = result
 
     with _step("build catalog", timings):
         manifest = build_catalog(
             BuildCatalogConfig(
-                cutouts=str(survey["cutouts"]),
-                regression=str(out / "models" / "regression"),
-                pr=str(out / "models" / "pr"),
-                tracers=str(survey["tracers"]),
-                out=str(out / "catalog"),
+                cutouts=survey["cutouts"],
+                regression=paths["regression"],
+                pr=paths["pr"],
+                tracers=survey["tracers"],
+                out=paths["catalog"],
             )
         )
 
     with _step("evaluate", timings):
-        metrics = evaluate_catalog(str(out / "catalog"), str(survey["truth"]), str(out / "report"))
+        metrics = evaluate_catalog(paths["catalog"], survey["truth"], paths["report"])
 
     summary = {
-        "out": str(out),
-        "training_mock": {k: str(v) for k, v in train_mock.items()},
-        "survey_mock": {k: str(v) for k, v in survey.items()},
-        "models": {k: str(out / "models" / k) for k in models},
-        "catalog": str(out / "catalog"),
-        "report": str(out / "report"),
+        "out": out,
+        "training_mock": train_mock,
+        "survey_mock": survey,
+        "models": {task: paths[task] for task in ("regression", "pr")},
+        "catalog": paths["catalog"],
+        "report": paths["report"],
         "rows_by_status": manifest["rows"]["status"],
         "timings_s": timings,
         "total_s": round(time.perf_counter() - t_start, 1),
         "metrics": metrics,
     }
-    write_atomic(out / "demo_summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    write_atomic(join(out, SUMMARY_FILE),
+                 (json.dumps(summary, indent=2, default=str) + "\n").encode())
     return summary
 
 
-def main(cfg: DemoConfig) -> int:
+def closing_hints(summary: dict) -> list[str]:
+    """The lines printed after the demo: where each output is, a catalog query that runs as
+    printed, and how to look at the report (opened from a disk; copied from a bucket first)."""
     from hicatalog.catalog.build import query_command
 
-    summary = run_demo(cfg)
     out = summary["out"]
+    models = summary["models"]
+    lines = [
+        f"hicatalog demo finished in {summary['total_s']:.0f} s. Everything is under {out}/:",
+        f"  mock surveys   {join(out, *_LAYOUT['train_mock'])}, {join(out, *_LAYOUT['survey_mock'])}",
+        f"  models         {models['regression']}, {models['pr']} (model_card.json)",
+        f"  catalog        {summary['catalog']} (Parquet, _manifest.json)",
+        f"  report         {summary['report']} (index.html, metrics.json)",
+        "",
+    ]
+    if is_url(out):
+        local = basename(out) + "_report"
+        copy = (f"import os, pyarrow.fs as fs; os.makedirs({json.dumps(local)}, exist_ok=True); "
+                f"fs.copy_files({json.dumps(summary['report'])}, os.path.abspath({json.dumps(local)}))")
+        lines += [
+            "The outputs are objects in the bucket: the commands below read them with the same",
+            "credentials and endpoint (AWS_* variables) as the demo. To look at the report, copy",
+            f"it to ./{local} and open ./{local}/index.html:",
+            f"  {shlex.quote(sys.executable)} -c {shlex.quote(copy)}",
+            "",
+        ]
+    else:
+        lines += [f"Open {join(summary['report'], 'index.html')} in a browser for the report.", ""]
+    lines += [
+        "Try a query (polars, installed with hicatalog; DuckDB examples in the README):",
+        "  " + query_command(
+            summary["catalog"],
+            'cat.filter((pl.col("p_cnn") > 0.9) & pl.col("ra").is_between(150, 160))'
+            '.select("object_id", "ra", "dec", "m_pred", "p_cnn", "one_plus_delta5")'
+            '.sort("m_pred", descending=True).head(10)'),
+    ]
+    return lines
+
+
+def main(cfg: DemoConfig) -> int:
+    summary = run_demo(cfg)
     print()
-    print(f"hicatalog demo finished in {summary['total_s']:.0f} s. Everything is under {out}/:")
-    print(f"  mock surveys   {out}/mock/train, {out}/mock/survey")
-    print(f"  models         {out}/models/regression, {out}/models/pr (model_card.json)")
-    print(f"  catalog        {out}/catalog (Parquet, _manifest.json)")
-    print(f"  report         {out}/report (index.html, metrics.json)")
-    print()
-    print("Try a query (polars, installed with hicatalog; DuckDB examples in the README):")
-    print("  " + query_command(
-        f"{out}/catalog",
-        'cat.filter((pl.col("p_cnn") > 0.9) & pl.col("ra").is_between(150, 160))'
-        '.select("object_id", "ra", "dec", "m_pred", "p_cnn", "one_plus_delta5")'
-        '.sort("m_pred", descending=True).head(10)'))
+    print("\n".join(closing_hints(summary)))
     return 0

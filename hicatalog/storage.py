@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 __all__ = [
     "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "relative",
     "is_file",
-    "is_dir", "read_bytes", "list_files", "list_dirs", "delete_file", "write_atomic", "write_parquet_atomic",
-    "write_figure_atomic",
+    "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "list_files", "list_dirs",
+    "delete_file", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
 ]
 
 
@@ -121,6 +121,19 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     fs, p = filesystem_and_path(path)
     with fs.open_input_stream(p) as fh:
         return fh.read()
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file (or directory of files) at ``path`` as one table; only ``columns``
+    when given."""
+    fs, p = filesystem_and_path(path)
+    return pq.read_table(p, columns=columns, filesystem=fs)
+
+
+def read_parquet_schema(path: str | os.PathLike) -> pa.Schema:
+    """The schema of the Parquet file at ``path`` (its footer only is read)."""
+    fs, p = filesystem_and_path(path)
+    return pq.read_schema(p, filesystem=fs)
 
 
 def list_files(path: str | os.PathLike, recursive: bool = False,

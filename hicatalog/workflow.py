@@ -30,6 +30,9 @@ and modification times, the options) and are skipped when those did not change.
 
 A failing step ends the workflow with one line naming the step (exit status 1); rerunning
 continues from there.
+
+``OUT`` (and every input) is a local path or a URL (``s3://bucket/run``): every file is read
+and written through :mod:`hicatalog.storage`, the records and reports included.
 """
 
 from __future__ import annotations
@@ -40,14 +43,13 @@ import os
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.config import (
     BuildCatalogConfig,
     FetchConfig,
@@ -55,7 +57,7 @@ from hicatalog.config import (
     TrainConfig,
     WorkflowConfig,
 )
-from hicatalog.storage import absolute, filesystem_and_path, write_atomic
+from hicatalog.storage import absolute, join, write_atomic
 
 log = logging.getLogger("hicatalog.workflow")
 
@@ -76,16 +78,18 @@ class _Run:
 
     def __init__(self, cfg: WorkflowConfig):
         self.cfg = cfg
-        # absolute: Ray workers (fetch tasks, training, inference) do not share the driver's cwd
-        out = Path(absolute(cfg.out))
+        # absolute: Ray workers (fetch tasks, training, inference) do not share the driver's
+        # cwd; a URL (s3://...) stays a URL, and every path below is joined to it as a string
+        out = absolute(cfg.out).rstrip("/")
         self.out = out
-        self.labels = out / "labels" / "labels.parquet"
-        self.tracers = out / "labels" / "tracers.parquet" if cfg.nsa else None
-        self.targets = cfg.targets or str(out / "labels" / "targets.parquet")
-        self.cutouts = {"labelled": out / "cutouts" / "labelled", "targets": out / "cutouts" / "targets"}
-        self.models = {t: out / "models" / t for t in TASKS}
-        self.catalogs = {"labelled": out / "catalogs" / "labelled", "targets": out / "catalogs" / "targets"}
-        self.evaluation = out / "evaluation"
+        self.labels_dir = join(out, "labels")
+        self.labels = join(self.labels_dir, "labels.parquet")
+        self.tracers = join(self.labels_dir, "tracers.parquet") if cfg.nsa else None
+        self.targets = cfg.targets or join(self.labels_dir, "targets.parquet")
+        self.cutouts = {w: join(out, "cutouts", w) for w in ("labelled", "targets")}
+        self.models = {t: join(out, "models", t) for t in TASKS}
+        self.catalogs = {w: join(out, "catalogs", w) for w in ("labelled", "targets")}
+        self.evaluation = join(out, "evaluation")
         self.steps: dict[str, dict[str, Any]] = {}
 
     def step(self, name: str, fn, *args) -> Any:
@@ -110,21 +114,22 @@ class _Run:
 
 def _file_state(path: str | os.PathLike) -> list[Any]:
     """``[size, mtime]`` of a local file or URL (what tells that it changed)."""
-    fs, p = filesystem_and_path(path)
+    fs, p = storage.filesystem_and_path(path)
     info = fs.get_file_info(p)
     mtime = info.mtime.isoformat() if info.mtime is not None else None
     return [info.size, mtime]
 
 
-def _record_path(run: _Run, step: str) -> Path:
-    return run.out / STEP_DIR / f"{step}.json"
+def _record_path(run: _Run, step: str) -> str:
+    return join(run.out, STEP_DIR, f"{step}.json")
 
 
-def _unchanged(run: _Run, step: str, inputs: dict[str, Any], outputs: list[Path]) -> bool:
+def _unchanged(run: _Run, step: str, inputs: dict[str, Any], outputs: list[str]) -> bool:
+    """Whether ``step`` recorded these ``inputs`` and its ``outputs`` (files) all exist."""
     rec = _record_path(run, step)
-    if not rec.is_file() or not all(Path(o).exists() for o in outputs):
+    if not storage.is_file(rec) or not all(storage.is_file(o) for o in outputs):
         return False
-    return json.loads(rec.read_text()).get("inputs") == json.loads(json.dumps(inputs))
+    return json.loads(storage.read_bytes(rec)).get("inputs") == json.loads(json.dumps(inputs))
 
 
 def _record(run: _Run, step: str, inputs: dict[str, Any]) -> None:
@@ -143,19 +148,19 @@ def _labels_step(run: _Run) -> tuple[str, dict[str, Any]]:
     files = {k: v for k, v in values.items() if k in _INPUT_FILES and v is not None}
     inputs = {"options": values, "files": {k: _file_state(v) for k, v in files.items()},
               "max_z": cfg.max_z, "targets": cfg.targets}
-    outputs = [run.labels] + ([Path(run.targets)] if cfg.targets is None else [])
+    outputs = [run.labels] + ([run.targets] if cfg.targets is None else [])
     status = "skipped"
     if not _unchanged(run, "labels", inputs, outputs):
-        labels_main(LabelsConfig(out=str(run.labels.parent), **values))
+        labels_main(LabelsConfig(out=run.labels_dir, **values))
         if cfg.targets is None:
             _write_targets(run)
         _record(run, "labels", inputs)
         status = "ran"
-    labels = pq.read_table(run.labels, columns=["dataset", "upper_limit"])
-    targets = pq.read_table(run.targets, columns=["object_id"]) if cfg.targets is None else None
+    labels = storage.read_parquet(run.labels, columns=["dataset", "upper_limit"])
+    targets = (storage.read_parquet(run.targets, columns=["object_id"])
+               if cfg.targets is None else None)
     info = {
-        "outputs": {"labels": str(run.labels), "tracers": str(run.tracers) if run.tracers else None,
-                    "targets": str(run.targets)},
+        "outputs": {"labels": run.labels, "tracers": run.tracers, "targets": run.targets},
         "rows_per_sample": dict(Counter(labels.column("dataset").to_pylist())),
         "upper_limits": int(pc.sum(labels.column("upper_limit")).as_py() or 0),
         "labels_rows": labels.num_rows,
@@ -174,7 +179,7 @@ def _write_targets(run: _Run) -> None:
     """The survey-wide target list: the NSA tracers with 0 < z < max_z."""
     from hicatalog.storage import write_parquet_atomic
 
-    tracers = pq.read_table(run.tracers)
+    tracers = storage.read_parquet(run.tracers)
     z = tracers.column("z").to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         keep = (z > 0) & (z < run.cfg.max_z)
@@ -186,7 +191,7 @@ def _fetch_step(run: _Run, which: str, targets: str) -> tuple[str, dict[str, Any
 
     cfg = run.cfg
     fc = FetchConfig(
-        targets=targets, out=str(run.cutouts[which]), survey=cfg.survey, base_url=cfg.base_url,
+        targets=targets, out=run.cutouts[which], survey=cfg.survey, base_url=cfg.base_url,
         max_rps=cfg.max_rps, concurrency=cfg.concurrency, tasks=cfg.tasks, retries=cfg.retries,
         timeout_s=cfg.timeout_s, max_failed_fraction=cfg.max_failed_fraction,
         image_size=cfg.cutout_size,
@@ -206,7 +211,7 @@ def _fetch_step(run: _Run, which: str, targets: str) -> tuple[str, dict[str, Any
 def _train_config(run: _Run, task: str) -> TrainConfig:
     cfg = run.cfg
     return TrainConfig(
-        task=task, data=[str(run.cutouts["labelled"])], out=str(run.models[task]),
+        task=task, data=[run.cutouts["labelled"]], out=run.models[task],
         preset=cfg.preset, workers=cfg.workers, gpu=cfg.gpu, arch=cfg.arch, width=cfg.width,
         image_size=cfg.image_size, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
         train_samples=cfg.train_samples,
@@ -224,7 +229,7 @@ def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
     want = planned_model_id(tc)  # also refuses a degenerate set before Ray starts
     status = "skipped"
     card = None
-    if (run.models[task] / "model_card.json").is_file() and (run.models[task] / "weights.pt").is_file():
+    if all(storage.is_file(join(run.models[task], f)) for f in ("model_card.json", "weights.pt")):
         card = load_card(run.models[task])
     if card is None or card.model_id != want:
         train(tc)
@@ -232,7 +237,7 @@ def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
         status = "ran"
     metrics = {k: card.metrics.get(k) for k in ("rmse", "rmse_over_std", "accuracy", "auc",
                                                  "n_train", "n_val") if k in card.metrics}
-    return status, {"outputs": {"model": str(run.models[task])}, "model_id": card.model_id,
+    return status, {"outputs": {"model": run.models[task]}, "model_id": card.model_id,
                     "train_samples": card.train_samples, "negatives": card.negatives,
                     "sample_counts": card.sample_counts, "metrics": metrics}
 
@@ -246,31 +251,31 @@ def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict
     cfg = run.cfg
     out = run.catalogs[which]
     bc = BuildCatalogConfig(
-        cutouts=str(run.cutouts[which]), regression=str(run.models["regression"]),
-        pr=str(run.models["pr"]), out=str(out), tracers=tracers, gpu=cfg.gpu,
+        cutouts=run.cutouts[which], regression=run.models["regression"],
+        pr=run.models["pr"], out=out, tracers=tracers, gpu=cfg.gpu,
         actors=cfg.actors, batch_size=cfg.build_batch_size,
     )
-    manifest_path = out / MANIFEST_FILE
+    manifest_path = join(out, MANIFEST_FILE)
     status = "ran"
-    if manifest_path.is_file():
+    if storage.is_file(manifest_path):
         old = read_json(manifest_path)
         shas = [load_card(run.models[t]).weights_sha256 for t in TASKS]
         if [old["models"][t]["weights_sha256"] for t in TASKS] != shas:
             raise ValueError(
                 f"{out} holds a catalog predicted by models {old['model_id']}, but the models "
-                f"in {run.out / 'models'} have changed since; move that catalog away (or use "
+                f"in {join(run.out, 'models')} have changed since; move that catalog away (or use "
                 "another --out) to build one with the new models"
             )
         input_fp = fingerprint_shards(list_shards(bc.cutouts, contract="cutouts"))
         if old["input"]["fingerprint"] == input_fp:
             manifest, status = old, "skipped"
         else:  # shards were added: predict only the galaxies the catalog lacks
-            bc.since_manifest = str(manifest_path)
+            bc.since_manifest = manifest_path
     if status == "ran":
         manifest = build_catalog(bc)
     this = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
     return status, {
-        "outputs": {"catalog": str(out), "manifest": str(manifest_path)},
+        "outputs": {"catalog": out, "manifest": manifest_path},
         "version": manifest["version"],
         "versions": [{"version": v["version"], "rows": v["rows"]} for v in manifest["versions"]],
         "rows_total": sum(v["rows"] for v in manifest["versions"]),
@@ -284,14 +289,15 @@ def _evaluate_step(run: _Run) -> tuple[str, dict[str, Any]]:
     from hicatalog.catalog.manifest import MANIFEST_FILE, read_json
     from hicatalog.evaluation.catalog import evaluate_catalog, group_labels
 
-    manifest = read_json(run.catalogs["labelled"] / MANIFEST_FILE)
+    manifest = read_json(join(run.catalogs["labelled"], MANIFEST_FILE))
     inputs = {"catalog": manifest["fingerprint"], "labels": _file_state(run.labels)}
-    metrics_path = run.evaluation / "metrics.json"
+    metrics_path = join(run.evaluation, "metrics.json")
+    table2 = join(run.evaluation, "table2.md")
     status = "skipped"
-    if _unchanged(run, "evaluate", inputs, [metrics_path, run.evaluation / "table2.md"]):
-        res = json.loads(metrics_path.read_text())
+    if _unchanged(run, "evaluate", inputs, [metrics_path, table2]):
+        res = read_json(metrics_path)
     else:
-        res = evaluate_catalog(str(run.catalogs["labelled"]), str(run.labels), str(run.evaluation))
+        res = evaluate_catalog(run.catalogs["labelled"], run.labels, run.evaluation)
         _record(run, "evaluate", inputs)
         status = "ran"
     per_sample = {
@@ -302,9 +308,8 @@ def _evaluate_step(run: _Run) -> tuple[str, dict[str, Any]]:
     limit_labels = group_labels(res, limits=True)
     limits = {limit_labels[d]: {"n": v["none"]["n"], "frac_consistent": v["none"]["frac_consistent"]}
               for d, v in res["limits"].items()}
-    return status, {"outputs": {"report": str(run.evaluation / "index.html"),
-                                "table2": str(run.evaluation / "table2.md"),
-                                "metrics": str(metrics_path)},
+    return status, {"outputs": {"report": join(run.evaluation, "index.html"),
+                                "table2": table2, "metrics": metrics_path},
                     "samples": {**per_sample, **limits}, "pr": res.get("pr", {}).get("none")}
 
 
@@ -330,11 +335,11 @@ def _accounting(run: _Run) -> dict[str, Any]:
 
 
 def _write_report(run: _Run, t0: float, error: str | None) -> dict[str, Any]:
-    report = {"out": str(run.out), "ok": error is None, "error": error,
+    report = {"out": run.out, "ok": error is None, "error": error,
               "seconds": round(time.perf_counter() - t0, 1), "steps": run.steps}
     if error is None:
         report["accounting"] = _accounting(run)
-    write_atomic(run.out / REPORT_JSON, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    write_atomic(join(run.out, REPORT_JSON), (json.dumps(report, indent=2, default=str) + "\n").encode())
     lines = [f"# hicatalog workflow: {run.out}", "",
              "| step | status | s | outputs | counts |", "|---|---|---|---|---|"]
     for name, info in run.steps.items():
@@ -353,7 +358,7 @@ def _write_report(run: _Run, t0: float, error: str | None) -> dict[str, Any]:
                          f"{a['cutouts_stored']} | {a['not_stored']} | {a['catalog_rows']} |")
     else:
         lines += ["", f"**Failed**: {error}"]
-    write_atomic(run.out / REPORT_MD, ("\n".join(lines) + "\n").encode())
+    write_atomic(join(run.out, REPORT_MD), ("\n".join(lines) + "\n").encode())
     return report
 
 
@@ -369,14 +374,13 @@ def run_workflow(cfg: WorkflowConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         run.step("labels", _labels_step, run)
-        run.step("fetch-labelled", _fetch_step, run, "labelled", str(run.labels))
-        run.step("fetch-targets", _fetch_step, run, "targets", str(run.targets))
+        run.step("fetch-labelled", _fetch_step, run, "labelled", run.labels)
+        run.step("fetch-targets", _fetch_step, run, "targets", run.targets)
         for task in TASKS:
             run.step(f"train-{task}", _train_step, run, task)
         run.step("catalog-labelled", _catalog_step, run, "labelled", None)
         run.step("evaluate", _evaluate_step, run)
-        run.step("catalog-targets", _catalog_step, run, "targets",
-                 str(run.tracers) if run.tracers else None)
+        run.step("catalog-targets", _catalog_step, run, "targets", run.tracers)
     except WorkflowError as exc:
         _write_report(run, t0, str(exc))
         raise
@@ -392,7 +396,7 @@ def main(cfg: WorkflowConfig) -> int:
         print(f"hicatalog workflow: error: {exc}", file=sys.stderr)
         return 1
     print(f"hicatalog workflow finished in {report['seconds']:.0f} s: "
-          f"{os.path.join(cfg.out, REPORT_MD)}")
+          f"{join(cfg.out, REPORT_MD)}")
     for which, a in report["accounting"].items():
         print(f"  {which}: {a['input_rows']} rows -> {a['cutouts_stored']} cutouts -> "
               f"{a['catalog_rows']} catalog rows")

@@ -88,6 +88,15 @@ def empty_cwd(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == [], "a run on the bucket wrote to the local disk"
 
 
+@pytest.fixture
+def empty_cwd(tmp_path_factory, monkeypatch):
+    """An empty working directory, checked to be still empty after the test."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(cwd)
+    yield cwd
+    assert sorted(os.listdir(cwd)) == [], "a run on the bucket wrote to the local disk"
+
+
 def _workers_endpoint(ray) -> str | None:
     return ray.get(ray.remote(num_cpus=0)(lambda: os.environ.get("AWS_ENDPOINT_URL")).remote(),
                    timeout=120)

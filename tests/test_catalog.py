@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import torch
 from imagefixtures import dihedral_views_reference, noise_jpeg
 
+from hicatalog import storage
 from hicatalog.catalog.build import build_catalog, dec_zone
 from hicatalog.catalog.environment import compute_environment
 from hicatalog.config import BuildCatalogConfig
@@ -100,8 +102,16 @@ def models(tmp_path_factory):
 
 
 def read_catalog(out):
-    files = sorted(Path(out).glob("version=*/dec_zone=*/*.parquet"))
-    return pa.concat_tables([pq.read_table(f, partitioning=None) for f in files])
+    """Every row of the catalog in ``out`` (a local directory or a URL): the Parquet files of
+    its ``version=*/dec_zone=*`` partitions, read as files (no partition columns added)."""
+    files = [f for f in storage.list_files(out, recursive=True, suffix=".parquet")
+             if re.fullmatch(r"version=[^/]+/dec_zone=[^/]+/[^/]+", storage.relative(f, out))]
+    return pa.concat_tables([storage.read_parquet(f) for f in files])
+
+
+def done_markers(out, version=1):
+    """The ``_done`` markers (one per finished input shard) of catalog ``version`` in ``out``."""
+    return storage.list_files(storage.join(out, f"version={version}", "_done"), suffix=".json")
 
 
 @pytest.fixture(scope="module")
@@ -286,12 +296,17 @@ def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
 
 
 @pytest.mark.slow
-def test_killed_build_resumes_exactly_once(tmp_path, models, ray_local):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, request):
+    """SIGKILL a ``hicatalog build-catalog`` driver after its first finished shard; the
+    rerun predicts the rest, and every input row is in the catalog exactly once. ``s3``: the
+    cutouts and the catalog on the S3 server (tests/conftest.py)."""
+    root = str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket")
     cols = galaxies(160, seed=21)
-    cutouts = write_cutouts(tmp_path / "cutouts", cols, 20)
-    out = tmp_path / "cat"
+    cutouts = write_cutouts(storage.join(root, "cutouts"), cols, 20)
+    out = storage.join(root, "cat")
     args = ["build-catalog", "--cutouts", cutouts, "--regression", models[0], "--pr", models[1],
-            "--out", str(out), "--batch-size", "8", "--actors", "1"]
+            "--out", out, "--batch-size", "8", "--actors", "1"]
     # The driver joins the test's Ray cluster (as a job on a cluster would) and is killed.
     address = ray_local.get_runtime_context().gcs_address
     env = dict(os.environ, RAY_ADDRESS=address, OMP_NUM_THREADS="1")
@@ -302,17 +317,17 @@ def test_killed_build_resumes_exactly_once(tmp_path, models, ray_local):
     deadline = time.time() + 300
     try:
         while time.time() < deadline and proc.poll() is None:
-            if list(out.glob("version=1/_done/*.json")):
+            if done_markers(out):
                 break
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
-    done = len(list(out.glob("version=1/_done/*.json")))
+    done = len(done_markers(out))
     assert 1 <= done < 8, f"kill came too late or too early ({done} shards done)"
     manifest = build_catalog(BuildCatalogConfig(cutouts=cutouts, regression=models[0],
-                                                pr=models[1], out=str(out), batch_size=8))
+                                                pr=models[1], out=out, batch_size=8))
     ids = read_catalog(out).column("object_id").to_pylist()
     assert sorted(ids) == sorted(cols["object_id"])
     assert manifest["rows"]["total"] == 160 and manifest["rows"]["status"] == {"ok": 160}

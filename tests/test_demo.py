@@ -1,12 +1,22 @@
-"""`hicatalog demo` in-process on a small mock: every artefact exists and is readable."""
+"""`hicatalog demo` on a small mock: in-process on a disk (every artefact exists and is
+readable), and as the installed command with ``--out`` on the S3 server (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from hicatalog.config import DemoConfig
+from hicatalog.models.artifact import MODEL_CACHE_ENV
 
 
 @pytest.mark.slow
@@ -31,3 +41,101 @@ def test_demo_small(ray_local, tmp_path):
                                           "train pr", "build catalog", "evaluate"]
     assert sum(written["timings_s"].values()) <= written["total_s"] + 0.4  # each rounded to 0.1 s
     assert written["catalog"] == str(out / "catalog") == summary["catalog"]
+
+
+def _regular_files(root: Path) -> list[str]:
+    """The regular files under ``root`` (relative paths, sorted); sockets, links and empty
+    directories are not files a run wrote data to."""
+    found = []
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(os.path.relpath(path, root))
+    return sorted(found)
+
+
+@pytest.mark.slow
+def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
+        s3_server, s3_bucket, tmp_path):
+    """`hicatalog demo --out s3://...` as a user runs it: the installed command in an empty
+    working directory, with its own HOME, TMPDIR and Ray temp dir (a new local Ray, not the
+    tests'), the model cache left at its default (``~/.cache/hicatalog/models``).
+
+    The bucket gets every output: both mocks, both models with their cards, the catalog (one
+    row per survey galaxy), the report and the summary. The local disk gets no file outside
+    the caches under ``~/.cache`` (the models keyed by their hashes; matplotlib's font list),
+    Ray's temp dir and the token a new local Ray writes to ``~/.ray/auth_token``. The closing
+    hints run as printed: the copy command brings the report here, the query reads the
+    catalog from the bucket."""
+    import polars as pl
+
+    from hicatalog import storage
+    from hicatalog.models.artifact import load_card
+
+    work, home, tmp = (tmp_path / d for d in ("work", "home", "tmp"))
+    for d in (work, home, tmp):
+        d.mkdir()
+    # Ray's socket paths must stay short: its temp dir goes directly under /tmp
+    ray_tmp = tempfile.mkdtemp(prefix="hcdemo", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", MODEL_CACHE_ENV)}
+    env.update(HOME=str(home), TMPDIR=str(tmp), RAY_TMPDIR=ray_tmp)
+    out = f"{s3_bucket}/demo"
+    n_train, n_survey = 200, 150
+    try:
+        proc = subprocess.run(
+            [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
+             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1"],
+            cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # the bucket: every output
+    files = {storage.relative(f, out) for f in storage.list_files(out, recursive=True)}
+    for name in ("demo_summary.json", "mock/train/truth.parquet", "mock/survey/tracers.parquet",
+                 "mock/survey/_mock.json", "catalog/_manifest.json", "report/index.html",
+                 "report/metrics.json", "report/table2.md"):
+        assert name in files, name
+    assert [f for f in files if f.startswith("mock/survey/cutouts/part-")]
+    assert [f for f in files if re.fullmatch(r"catalog/version=1/dec_zone=[^/]+/[^/]+\.parquet", f)]
+    truth = storage.read_parquet(f"{out}/mock/survey/truth.parquet")
+    assert truth.num_rows == n_survey
+    cat = pl.scan_parquet(f"{out}/catalog/**/*.parquet", hive_partitioning=True).collect()
+    assert sorted(cat["object_id"].to_list()) == sorted(truth.column("object_id").to_pylist())
+    assert cat.filter(pl.col("status") == "ok").height == n_survey
+    shas = []
+    for task in ("regression", "pr"):
+        card = load_card(f"{out}/models/{task}")
+        assert card.task == task and f"models/{task}/weights.pt" in files
+        assert f"models/{task}/metrics.jsonl" in files
+        assert any(f.startswith(f"models/{task}/ray/") for f in files)  # Ray Train checkpoints
+        shas.append(card.weights_sha256)
+    metrics = json.loads(storage.read_bytes(f"{out}/report/metrics.json"))
+    assert metrics["counts"]["n_matched"] == n_survey
+    summary = json.loads(storage.read_bytes(f"{out}/demo_summary.json"))
+    assert summary["catalog"] == f"{out}/catalog" and summary["rows_by_status"] == {"ok": n_survey}
+
+    # the local disk: nothing but the caches and Ray's own files
+    assert os.listdir(work) == []
+    assert _regular_files(tmp) == []
+    local = _regular_files(home)
+    assert [f for f in local if not f.startswith(".cache/")] == [".ray/auth_token"], local
+    models = home / ".cache" / "hicatalog" / "models"
+    assert sorted(d.name for d in models.iterdir() if d.is_dir()) == sorted(shas)
+    assert sorted(f for f in local if f.startswith(".cache/") and not f.startswith(
+        (".cache/hicatalog/models/", ".cache/matplotlib/"))) == []
+
+    # the closing hints, as printed, in another empty directory
+    hints = proc.stdout.split(f"Everything is under {out}/:", 1)[1].splitlines()
+    commands = [line.strip() for line in hints if line.startswith("  ") and " -c " in line]
+    assert len(commands) == 2, hints
+    view = tmp_path / "view"
+    view.mkdir()
+    copy, query = (subprocess.run(c, shell=True, cwd=view, env=env, capture_output=True,
+                                  text=True, timeout=120) for c in commands)
+    assert copy.returncode == 0 and query.returncode == 0, (copy.stderr, query.stderr)
+    assert (view / "demo_report" / "metrics.json").read_bytes() == storage.read_bytes(
+        f"{out}/report/metrics.json")
+    assert "open ./demo_report/index.html" in proc.stdout
+    assert "object_id" in query.stdout and "p_cnn" in query.stdout

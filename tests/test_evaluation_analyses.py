@@ -18,8 +18,9 @@ from PIL import Image
 from hicatalog.cli import main as cli_main
 
 
-@pytest.fixture
-def tiny_model(tmp_path):
+def save_tiny_model(model_dir) -> str:
+    """An untrained shallow regression model for 32 px cutouts (weights drawn with seed 0),
+    saved to ``model_dir`` (a local path or a URL); returns ``model_dir`` as a string."""
     from hicatalog.models import ModelCard, build_model, save_model
 
     card = ModelCard(
@@ -27,9 +28,14 @@ def tiny_model(tmp_path):
         image_size=32, cutout_size=32, survey="sdss",
         normalization={"mean": [0.2, 0.2, 0.2], "std": [0.2, 0.2, 0.2]},
     )
-    model = build_model(card)
-    save_model(tmp_path / "model", model, card)
-    return str(tmp_path / "model")
+    torch.manual_seed(0)
+    save_model(str(model_dir), build_model(card), card)
+    return str(model_dir)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    return save_tiny_model(tmp_path / "model")
 
 
 def test_pick_galaxies():
@@ -96,18 +102,25 @@ def test_baselines_cli_with_a_given_model(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-def test_gradcam_cli_trains_both_versions(tmp_path, ray_local):
-    make_blue_excess_shards(tmp_path / "cutouts", n=80, seed=2)
-    out = tmp_path / "gc"
-    rc = cli_main(["evaluate", "gradcam", "--data", str(tmp_path / "cutouts"), "--out", str(out),
+def test_gradcam_cli_trains_both_versions(s3_bucket, ray_local, empty_cwd):
+    """--data and --out on the S3 server (tests/conftest.py): the single-band shards, both
+    classifiers, the maps (.npy), the figures and the report are written to the bucket, and
+    nothing to the local disk. On a disk the same code differs only in the local branch of
+    hicatalog.storage (tests/test_storage.py, and the fast analyses above run on a disk)."""
+    from hicatalog import storage
+    from hicatalog.cutouts.shards import list_shards
+    from hicatalog.models.artifact import load_card
+    from hicatalog.training.data import select_rows
+
+    data = f"{s3_bucket}/cutouts"
+    make_blue_excess_shards(data, n=80, seed=2)
+    out = f"{s3_bucket}/gc"
+    rc = cli_main(["evaluate", "gradcam", "--data", data, "--out", out,
                    "--epochs", "1", "--image-size", "32", "--width", "0.25", "--batch-size", "16",
                    "--n-images", "4"])
     assert rc == 0
-    res = json.loads((out / "gradcam.json").read_text())
-    from hicatalog.cutouts.shards import list_shards
-    from hicatalog.training.data import select_rows
-
-    sel = select_rows(list_shards(str(tmp_path / "cutouts")), "gasclass", seed=0)
+    res = json.loads(storage.read_bytes(f"{out}/gradcam.json"))
+    sel = select_rows(list_shards(data), "gasclass", seed=0)
     val = sel.table.filter(sel.table.column("is_val"))
     val_class = dict(zip(val.column("object_id").to_pylist(), val.column("target").to_pylist(), strict=True))
     shown = res["versions"]["color"]["object_ids"]
@@ -115,6 +128,12 @@ def test_gradcam_cli_trains_both_versions(tmp_path, ray_local):
     for version in ("color", "mono"):
         v = res["versions"][version]
         assert v["classes"] == ["gas_poor", "gas_rich"] and len(v["object_ids"]) == 4
-        cams = np.load(out / f"gradcam_{version}.npy")
+        cams = np.load(io.BytesIO(storage.read_bytes(f"{out}/gradcam_{version}.npy")))
         assert cams.shape == (4, 2, 32, 32) and cams.min() >= 0 and cams.max() <= 1
-        assert (out / f"gradcam_{version}.png").exists()
+        assert storage.read_bytes(f"{out}/gradcam_{version}.png")[:8] == b"\x89PNG\r\n\x1a\n"
+        assert load_card(f"{out}/models/{version}").task == "gasclass"
+    # the single-band copies of both shards, every row kept
+    mono = list_shards(f"{out}/mono_cutouts")
+    assert [storage.basename(f) for f in mono] == ["mono-00000.parquet", "mono-00001.parquet"]
+    assert sum(storage.read_parquet(f, columns=["object_id"]).num_rows for f in mono) == 80
+    assert storage.is_file(f"{out}/index.html")

@@ -88,18 +88,25 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
 
 
 @pytest.mark.slow
-def test_environment_experiment_end_to_end(tmp_path, ray_local):
+def test_environment_experiment_end_to_end(s3_bucket, ray_local, empty_cwd):
+    """--data and --out on the S3 server (tests/conftest.py): the shards with delta5, every
+    split's model, table4.md, environment.json and the report are written to the bucket, and
+    nothing to the local disk. On a disk the same code differs only in the local branch of
+    hicatalog.storage (tests/test_storage.py; the shards step is tested on a disk above)."""
+    from hicatalog import storage
     from hicatalog.cli import main as cli_main
+    from hicatalog.models.artifact import load_card
 
-    make_blue_excess_shards(tmp_path / "cutouts", n=100, with_one_plus_delta5=True)
-    out = tmp_path / "env"
+    data = f"{s3_bucket}/cutouts"
+    make_blue_excess_shards(data, n=100, with_one_plus_delta5=True)
+    out = f"{s3_bucket}/env"
     rc = cli_main([
-        "evaluate", "environment", "--data", str(tmp_path / "cutouts"), "--out", str(out),
+        "evaluate", "environment", "--data", data, "--out", out,
         "--repeats", "1", "--no-windows", "--epochs", "1", "--arch", "xresnet18",
         "--width", "0.25", "--image-size", "32", "--batch-size", "16",
     ])
     assert rc == 0
-    res = json.loads((out / "environment.json").read_text())
+    res = json.loads(storage.read_bytes(f"{out}/environment.json"))
     assert [s["val_quantiles"] for s in res["table4"]] == [[0.0, 0.2], [0.8, 1.0], None]
     for s in res["table4"]:
         run = s["runs"][0]
@@ -107,9 +114,13 @@ def test_environment_experiment_end_to_end(tmp_path, ray_local):
         assert np.isfinite(s["nrmse_mean"]) and s["nrmse_std"] == 0.0
     # the quantile splits validate on about 20% of the rows with delta5 (97), the random on 20%
     assert [s["n_val"] for s in res["table4"]] == [pytest.approx(19, abs=2)] * 3
-    md = (out / "table4.md").read_text()
+    md = storage.read_bytes(f"{out}/table4.md").decode()
     assert "[0.2, 1)" in md and "[0.8, 1)" in md and "Random" in md
-    assert (out / "index.html").exists()
+    assert storage.is_file(f"{out}/index.html")
+    assert res["one_plus_delta5"]["out_dir"] == f"{out}/cutouts_one_plus_delta5"
+    assert len(storage.list_files(f"{out}/cutouts_one_plus_delta5", suffix=".parquet")) == 2
+    for split in ("val_0-0.2", "val_0.8-1", "random"):
+        assert load_card(f"{out}/runs/{split}/seed0").task == "regression", split
 
 
 def test_figure10_windows_plot(tmp_path):

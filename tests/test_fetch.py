@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from fakeserver import FakeCutoutServer
 
+from hicatalog import storage
 from hicatalog.config import FetchConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.fetch import STATUS_FILE, existing_object_ids, fetch_cutouts
@@ -44,8 +45,9 @@ def write_targets(path, n, ra0=10.0, **extra):
 
 
 def read_shards(out):
+    """Every row of the cutout shards in ``out`` (a local directory or a URL)."""
     files = list_shards(str(out))
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    return pa.concat_tables([storage.read_parquet(f) for f in files])
 
 
 def fast_cfg(cat, out, srv, **kw):
@@ -454,13 +456,22 @@ def test_cli_fetch_runs_and_reports_bad_input_in_one_line(ray_local, tmp_path, c
 
 
 @pytest.mark.slow
-def test_killed_fetch_resumes_and_completes(ray_local, tmp_path):
-    """SIGKILL a ``hicatalog fetch`` process (and its local Ray) mid-run, then resume."""
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_killed_fetch_resumes_and_completes(where, ray_local, tmp_path, request):
+    """SIGKILL a ``hicatalog fetch`` process (and its local Ray) mid-run, then resume: every
+    target ends in the shards exactly once. ``s3``: the shards and the status on the S3 server
+    (tests/conftest.py; the child inherits its endpoint and credentials)."""
     n = 60
     cols = write_targets(tmp_path / "cat.parquet", n)
-    out = tmp_path / "out"
+    root = str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket")
+    out = storage.join(root, "out")
+
+    def stored_shards():
+        return [f for f in storage.list_files(out, suffix=".parquet")
+                if storage.basename(f).startswith("part-")]
+
     with FakeCutoutServer(latency_s=0.15) as srv:
-        args = ["fetch", "--targets", str(tmp_path / "cat.parquet"), "--out", str(out),
+        args = ["fetch", "--targets", str(tmp_path / "cat.parquet"), "--out", out,
                 "--base-url", srv.base + SDSS_PATH, "--concurrency", "2", "--tasks", "1",
                 "--rows-per-shard", "5"]
         code = ("import ray, sys; ray.init(num_cpus=1, include_dashboard=False); "
@@ -470,7 +481,7 @@ def test_killed_fetch_resumes_and_completes(ray_local, tmp_path):
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.time() + 180
-            while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2:
+            while time.time() < deadline and len(stored_shards()) < 2:
                 assert proc.poll() is None, (
                     "fetch ended before it could be killed:\n"
                     + (tmp_path / "child.log").read_text()[-3000:])
@@ -482,9 +493,9 @@ def test_killed_fetch_resumes_and_completes(ray_local, tmp_path):
             log.close()
         # The killed run's Ray workers have their own process groups and may still finish a
         # shard; the resumed run must neither lose nor duplicate those rows.
-        assert 10 <= len(existing_object_ids(str(out))) < n
-        assert not (out / STATUS_FILE).exists()  # the killed run never finished
-        counts = fetch_cutouts(FetchConfig(targets=str(tmp_path / "cat.parquet"), out=str(out),
+        assert 10 <= len(existing_object_ids(out)) < n
+        assert not storage.is_file(storage.join(out, STATUS_FILE))  # the killed run never finished
+        counts = fetch_cutouts(FetchConfig(targets=str(tmp_path / "cat.parquet"), out=out,
                                            base_url=srv.base + SDSS_PATH, concurrency=16))
     assert counts["already_present"] >= 10 and sum(counts.values()) == n
     assert counts["ok"] + counts["already_present"] == n

@@ -258,3 +258,45 @@ def test_config_file_on_s3(s3_server, s3_bucket, empty_cwd, capsys):
     storage.write_atomic(f"{s3_bucket}/conf/bad.toml", b"out = [\n")
     assert cli(["environment", "--config", f"{s3_bucket}/conf/bad.toml"]) == 2
     assert "is not valid TOML" in capsys.readouterr().err
+
+
+def test_robustness_and_baselines_read_and_write_on_s3(s3_server, s3_bucket, empty_cwd,
+                                                       tmp_path_factory):
+    """evaluate robustness and baselines with --data, --model and --out on the bucket: the
+    same results as from a copy on a disk; the JSON, Markdown, PNGs and index.html are
+    single PUTs."""
+    from imagefixtures import make_blue_excess_shards
+    from test_evaluation_analyses import save_tiny_model
+
+    from hicatalog.cli import main as cli
+
+    local = tmp_path_factory.mktemp("analyses_local")
+    for root in (str(local), s3_bucket):
+        make_blue_excess_shards(storage.join(root, "cutouts"), n=60, seed=4)
+        save_tiny_model(storage.join(root, "model"))
+    analyses = {
+        "robustness": (["--trials", "3", "--n-galaxies", "2"], "robustness.json"),
+        "baselines": (["--seed", "3"], "baselines.json"),
+    }
+    for analysis, (flags, result_file) in analyses.items():
+        runs = {}
+        for root in (str(local), s3_bucket):
+            out = storage.join(root, analysis)
+            mark = s3_server.log_offset()
+            assert cli(["evaluate", analysis, "--data", storage.join(root, "cutouts"),
+                        "--model", storage.join(root, "model"), "--out", out, *flags]) == 0
+            runs[root] = json.loads(storage.read_bytes(storage.join(out, result_file)))
+        writes = _writes(s3_server.requests(mark))
+        assert {m for m, _ in writes} == {"PUT"}, writes
+        names = sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes)
+        assert names == sorted(storage.basename(f) for f in storage.list_files(out)), names
+        assert names == sorted(os.listdir(local / analysis)), analysis
+        on_s3, on_disk = runs[s3_bucket], runs[str(local)]
+        assert on_s3["inputs"]["model"] == f"{s3_bucket}/model"
+        assert {k: v for k, v in on_s3.items() if k != "inputs"} == {
+            k: v for k, v in on_disk.items() if k != "inputs"}, analysis
+    assert len([n for n in names if n.endswith(".png")]) == 1  # baselines.png
+    robustness = storage.list_files(f"{s3_bucket}/robustness", suffix=".png")
+    assert len(robustness) == 2  # one figure per galaxy
+    html = storage.read_bytes(f"{s3_bucket}/robustness/index.html").decode()
+    assert all(f"<img src='{storage.basename(f)}'" in html for f in robustness)

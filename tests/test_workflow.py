@@ -5,16 +5,18 @@ every step; then a rerun that skips what is done and one that adds targets."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import socket
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from fakeserver import FakeCutoutServer
 from surveyfiles import Universe, offset, write_nsa, write_universe
 
+from hicatalog import storage
 from hicatalog.cli import main
 from hicatalog.workflow import REPORT_JSON
 
@@ -72,6 +74,10 @@ def expected_samples(U: Universe, n_a40: int) -> dict[str, int]:
             "xgass": len(U.xgass), "nondetections": n_a40}
 
 
+def _text(path: str) -> str:
+    return storage.read_bytes(path).decode()
+
+
 @pytest.mark.slow
 def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         ray_local, tmp_path, monkeypatch, capsys):
@@ -81,14 +87,14 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
     U = small_universe()
     write_universe(U, tmp_path / "data", pad_headers=True)
     [argv] = readme_workflow_commands()
+    out = str(tmp_path / "runs" / "real")
     with FakeCutoutServer() as srv:
         tiny = ["--base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
                 "--max-rps", "1000", "--cutout-size", "48", "--image-size", "32",
                 "--width", "0.125", "--epochs", "1", "--batch-size", "16",
                 "--build-batch-size", "32"]
         assert main(argv + tiny) == 0, capsys.readouterr().err
-        out = tmp_path / "runs" / "real"
-        report = json.loads((out / REPORT_JSON).read_text())
+        report = json.loads(_text(storage.join(out, REPORT_JSON)))
         steps = report["steps"]
         assert all(s["status"] == "ran" for s in steps.values()), steps
 
@@ -96,7 +102,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         want = expected_samples(U, 30)
         assert steps["labels"]["rows_per_sample"] == want
         assert steps["labels"]["upper_limits"] == 4
-        labels = pq.read_table(out / "labels" / "labels.parquet").to_pandas()
+        labels = storage.read_parquet(storage.join(out, "labels", "labels.parquet")).to_pandas()
 
         # no test galaxy in any training set, no upper limit as a negative: the cards'
         # counts are exactly the a.40A rows (and as many non-detections) that were written
@@ -110,7 +116,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         for card in (reg, pr):
             assert not TEST_SAMPLES & set(card["sample_counts"])
         assert pr["negatives"] == ["nondetections"]
-        cards = [json.loads((out / "models" / t / "model_card.json").read_text())
+        cards = [json.loads(_text(storage.join(out, "models", t, "model_card.json")))
                  for t in ("regression", "pr")]
         assert all(c["upper_limits_as_negatives"] is False for c in cards)
 
@@ -128,7 +134,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         assert n_requests == len(labels) + n_targets
 
         # the evaluation: one row per test sample, the upper limits as limits
-        table2 = (out / "evaluation" / "table2.md").read_text()
+        table2 = _text(storage.join(out, "evaluation", "table2.md"))
         for name in ("a.100", "NIBLES", "xGASS detections", "xGASS upper limits",
                      "a.40A [trained on: regression, pr]"):
             assert name in table2, name
@@ -139,7 +145,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
 
         # a rerun: nothing new, every step skipped, nothing requested
         assert main(argv + tiny) == 0
-        steps = json.loads((out / REPORT_JSON).read_text())["steps"]
+        steps = json.loads(_text(storage.join(out, REPORT_JSON)))["steps"]
         assert {k: s["status"] for k, s in steps.items()} == {
             "labels": "skipped", "fetch-labelled": "nothing new", "fetch-targets": "nothing new",
             "train-regression": "skipped", "train-pr": "skipped", "catalog-labelled": "skipped",
@@ -150,7 +156,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         U.nsa += [dict(nsaid=100 + i, ra=220.0 + 0.3 * i, dec=22.0, z=0.02) for i in range(5)]
         write_nsa(U, tmp_path / "data")
         assert main(argv + tiny) == 0
-        report = json.loads((out / REPORT_JSON).read_text())
+        report = json.loads(_text(storage.join(out, REPORT_JSON)))
         steps = report["steps"]
         assert steps["labels"]["status"] == "ran"
         assert steps["fetch-targets"]["status_counts"] == {"already_present": n_targets, "ok": 5}
@@ -161,12 +167,16 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         assert cat["status"] == "ran" and cat["version"] == 2
         assert cat["rows_this_version"] == 5 and cat["rows_total"] == n_targets + 5
         assert report["accounting"]["targets"]["catalog_rows"] == n_targets + 5
-        rows = pq.read_table(out / "catalogs" / "targets" / "version=2").column("object_id")
+        rows = storage.read_parquet(storage.join(out, "catalogs", "targets", "version=2")).column(
+            "object_id")
         assert sorted(rows.to_pylist()) == sorted(f"NSA{100 + i}" for i in range(5))
-    assert np.isfinite(pq.read_table(out / "catalogs" / "targets").column("m_pred")).all()
+    assert np.isfinite(storage.read_parquet(storage.join(out, "catalogs", "targets")).column(
+        "m_pred")).all()
 
 
-def test_a_failing_step_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_failing_step_is_one_line_naming_it(where, tmp_path, monkeypatch, capsys, request):
+    """The report of a failed run is written too: in the run directory, or on the bucket."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     (tmp_path / "data").mkdir()
@@ -174,9 +184,54 @@ def test_a_failing_step_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
     write_universe(U, tmp_path / "data")
     (tmp_path / "data" / "a40.datafile3.csv").write_text("AGCNr\n1\n")
     [argv] = readme_workflow_commands()
+    out = str(tmp_path / "runs" / "real")
+    if where == "s3":
+        out = storage.join(request.getfixturevalue("s3_bucket"), "real")
+        argv = [*argv, "--out", out]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hicatalog workflow: error: step 'labels' failed:")
     assert "PhotoObjID" in err[0]
-    report = json.loads((tmp_path / "runs" / "real" / REPORT_JSON).read_text())
+    report = json.loads(_text(storage.join(out, REPORT_JSON)))
     assert report["ok"] is False and report["steps"]["labels"]["status"] == "failed"
+
+
+def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
+        s3_bucket, ray_local, tmp_path, monkeypatch, capsys):
+    """The README's command with ``--out`` on the S3 server (tests/conftest.py) and a cutout
+    service that refuses every connection: the labels, the target list, the step record, the
+    fetch status and the report are written to the bucket, the run stops at the fetch with one
+    line; a rerun skips the labels step (its record, read from the bucket, matches) and stops
+    at the same place. Nothing of the run is written to the local disk."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    U = small_universe(n_a40=3, n_nd=3, n_a100=1, n_nibles=1, n_xgass=1, n_nsa=3)
+    write_universe(U, tmp_path / "data")
+    with socket.socket() as sock:  # a port nothing listens on: every request is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = storage.join(s3_bucket, "real")
+    [argv] = readme_workflow_commands()
+    argv += ["--out", out, "--base-url", f"http://127.0.0.1:{port}/getjpeg", "--retries", "0",
+             "--timeout-s", "2"]
+    for attempt, labels_status in ((1, "ran"), (2, "skipped")):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()  # Ray Data logs its progress too
+        assert [line for line in err if line.startswith("hicatalog")] == err[-1:], (attempt, err)
+        assert err[-1].startswith("hicatalog workflow: error: step 'fetch-labelled' failed:")
+        report = json.loads(_text(storage.join(out, REPORT_JSON)))
+        assert report["ok"] is False and report["out"] == out
+        assert {k: s["status"] for k, s in report["steps"].items()} == {
+            "labels": labels_status, "fetch-labelled": "failed"}, attempt
+        assert report["steps"]["labels"]["outputs"]["labels"] == f"{out}/labels/labels.parquet"
+    labels = report["steps"]["labels"]
+    assert labels["rows_per_sample"] == expected_samples(U, 3)
+    n_labels = sum(labels["rows_per_sample"].values())
+    assert storage.read_parquet(f"{out}/labels/labels.parquet").num_rows == n_labels
+    assert storage.read_parquet(f"{out}/labels/targets.parquet").num_rows == 3
+    assert storage.is_file(f"{out}/_workflow/labels.json")
+    status = storage.read_parquet(f"{out}/cutouts/labelled/_fetch_status.parquet")
+    assert status.num_rows == n_labels and set(status.column("status").to_pylist()) != {"ok"}
+    assert "**Failed**: step 'fetch-labelled' failed" in _text(storage.join(out, "workflow_report.md"))
+    assert sorted(os.listdir(tmp_path)) == ["configs", "data"]

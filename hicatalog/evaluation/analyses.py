@@ -10,13 +10,15 @@ One entry point, :func:`main`, dispatching on ``cfg.analysis``:
 - ``robustness``: :func:`hicatalog.evaluation.robustness.run_robustness` (Appendix B, Figure 13).
 
 Each writes ``OUT/metrics.json`` (or the analysis' JSON), its tables and PNGs, and
-``OUT/index.html``.
+``OUT/index.html``; ``OUT`` and every input may be a local path or a URL (``s3://...``),
+every file going through :mod:`hicatalog.storage`.
 """
 
 from __future__ import annotations
 
 import logging
 
+from hicatalog import storage
 from hicatalog.config import ConfigError, EvaluateConfig
 from hicatalog.evaluation.catalog import evaluate_catalog
 from hicatalog.evaluation.tables import fmt
@@ -71,6 +73,6 @@ def main(cfg: EvaluateConfig) -> int:
         from hicatalog.evaluation.robustness import run_robustness
 
         res = run_robustness(cfg)
-    print(f"report: {cfg.out}/index.html")
+    print(f"report: {storage.join(cfg.out, 'index.html')}")
     log.debug("result keys: %s", sorted(res))
     return 0

@@ -21,7 +21,6 @@ here; it is imported inside the functions that use it.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table, markdown_table
 from hicatalog.metrics import regression_metrics
-from hicatalog.storage import write_atomic
+from hicatalog.storage import join, write_atomic
 
 __all__ = [
     "require_sklearn",
@@ -216,7 +215,7 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     sel = select_rows(files, "regression", seed=cfg.seed)
     ids = np.asarray(sel.table.column("object_id").to_pylist(), dtype=object)
     is_val = sel.table.column("is_val").to_numpy(zero_copy_only=False)
-    model_dir = cfg.model or _train_cnn(cfg, data, os.path.join(cfg.out, "cnn"))
+    model_dir = cfg.model or _train_cnn(cfg, data, join(cfg.out, "cnn"))
     model, card = load_model(model_dir)
 
     import pyarrow as pa
@@ -246,7 +245,6 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     row = {o: i for i, o in enumerate(cnn_cut.columns["object_id"].tolist())}
     preds["cnn"] = predict_cutouts(model, card, cnn_cut.images[[row[o] for o in oid[v]]])
     metrics = {name: regression_metrics(m[v], p) for name, p in preds.items()}
-    os.makedirs(cfg.out, exist_ok=True)
     labels = {
         "linear_blocks": "linear, 7x7 blocks", "pca_linear": "PCA(16) + linear",
         "pca_forest": "PCA(16) + random forest", "zhang2009": "Zhang+09 form (g-r, mu_i)",
@@ -254,11 +252,11 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     }
     fig = figures.plot_pred_vs_true(
         [(labels[k], m[v], preds[k]) for k in ("linear_blocks", "pca_linear", "pca_forest", "zhang2009", "cnn")],
-        os.path.join(cfg.out, "baselines.png"),
+        join(cfg.out, "baselines.png"),
     )
     headers = ("Model", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
     rows = [[labels[k], str(x["n"]), x["rmse"], x["slope"], x["sigma"], x["offset"]] for k, x in metrics.items()]
-    write_atomic(os.path.join(cfg.out, "baselines.md"), (
+    write_atomic(join(cfg.out, "baselines.md"), (
         "# Baselines on the CNN's validation split (paper Appendix A)\n\n"
         + markdown_table(headers, rows)).encode())
     best_baseline = min(metrics[k]["rmse"] for k in BASELINES)
@@ -269,7 +267,7 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
         "zhang2009_coefficients": {"a_g_r": zhang_coef[0], "b_mu_i": zhang_coef[1], "c": zhang_coef[2]},
         "cnn_beats_every_baseline": bool(metrics["cnn"]["rmse"] < best_baseline),
     }
-    write_json(result, os.path.join(cfg.out, "baselines.json"))
+    write_json(result, join(cfg.out, "baselines.json"))
     sec = Section("Baselines against the CNN (Appendix A, Figure 12)", figures=[fig])
     sec.html_parts.append(html_table(headers, rows))
     sec.add_text(f"same validation rows for every model: {sel.summary.get('split')}; "

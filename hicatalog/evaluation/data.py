@@ -24,7 +24,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hicatalog import storage
 from hicatalog.cutouts.decode import decode_batch
@@ -61,16 +60,6 @@ def _parquet_files(root: str) -> list[str]:
 def _hive_values(path: str, root: str) -> dict[str, str]:
     parts = storage.relative(storage.parent(path), root).split("/")
     return dict(p.split("=", 1) for p in parts if "=" in p)
-
-
-def _read_schema(path: str) -> pa.Schema:
-    fs, p = storage.filesystem_and_path(path)
-    return pq.read_schema(p, filesystem=fs)
-
-
-def _read_table(path: str, columns: list[str]) -> pa.Table:
-    fs, p = storage.filesystem_and_path(path)
-    return pq.read_table(p, columns=columns, filesystem=fs)
 
 
 def load_manifests(catalog_dir: str) -> dict[str, Any]:
@@ -114,7 +103,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
         return (int(v) if v.isdigit() else 0, path)
 
     for f in sorted(files, key=version_then_path, reverse=True):
-        schema = _read_schema(f)
+        schema = storage.read_parquet_schema(f)
         hive = _hive_values(f, root)
         cols = [c for c in _CATALOG_COLUMNS if c in schema.names]
         missing = [c for c in ("object_id", "m_pred", "p_cnn", "status") if c not in cols and c not in hive]
@@ -123,7 +112,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
                 f"{f}: not a 'hi_catalog' table: missing column(s) {missing} "
                 f"(expected object_id, m_pred, p_cnn, status)"
             )
-        table = _read_table(f, cols)
+        table = storage.read_parquet(f, cols)
         for key, value in hive.items():
             if key in _CATALOG_COLUMNS and key not in table.column_names:
                 table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
@@ -159,7 +148,7 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     files = _parquet_files(truth_path)
     frames = []
     for f in files:
-        names = _read_schema(f).names
+        names = storage.read_parquet_schema(f).names
         missing = [c for c in ("object_id", "m_true") if c not in names]
         if missing:
             raise SchemaError(
@@ -167,7 +156,7 @@ def load_truth(truth_path: str) -> pl.DataFrame:
                 "(expected object_id, m_true and dataset or population)"
             )
         cols = [c for c in (*_TRUTH_COLUMNS, "dataset", "population") if c in names]
-        frames.append(pl.from_arrow(_read_table(f, cols)))
+        frames.append(pl.from_arrow(storage.read_parquet(f, cols)))
     t = pl.concat(frames, how="diagonal_relaxed")
     if "dataset" in t.columns and "population" in t.columns:
         t = t.with_columns(pl.coalesce("dataset", "population").alias("dataset")).drop("population")
@@ -299,11 +288,11 @@ def load_cutouts(
     want = list(dict.fromkeys(("object_id", *columns, "image")))
     tables = []
     for f in files:
-        names = _read_schema(f).names
+        names = storage.read_parquet_schema(f).names
         missing = [c for c in want if c not in names]
         if missing:
             raise SchemaError(f"{f}: cutout shard lacks column(s) {missing} needed here")
-        tables.append(_read_table(f, want))
+        tables.append(storage.read_parquet(f, want))
     table = pa.concat_tables(tables, promote_options="permissive")
     if filter_expr is not None:
         table = table.filter(filter_expr)

@@ -22,20 +22,18 @@ Hyperparameters: with ``preset='paper'`` the Section 7 values (10 epochs, max lr
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
 from hicatalog.metrics import normalized_rmse, regression_metrics
-from hicatalog.storage import write_atomic
+from hicatalog.storage import join, read_parquet, write_atomic
 
 __all__ = [
     "SECTION7_HYPERPARAMETERS",
@@ -92,7 +90,7 @@ def prepare_environment_shards(
     Returns ``{"out_dir", "source", "n_rows", "n_with_one_plus_delta5", "env_status"}``.
     """
     files = list_shards(data, contract="cutouts")
-    tables = [pq.read_table(f) for f in files]
+    tables = [read_parquet(f) for f in files]
     ids = [i for t in tables for i in t.column("object_id").to_pylist()]
     env_status: dict[str, int] = {}
     if tracers is not None:
@@ -174,8 +172,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     from hicatalog.training.trainer import train
 
     out = cfg.out
-    os.makedirs(out, exist_ok=True)
-    prep = prepare_environment_shards(list(cfg.data), os.path.join(out, "cutouts_one_plus_delta5"),
+    prep = prepare_environment_shards(list(cfg.data), join(out, "cutouts_one_plus_delta5"),
                                       tracers=cfg.tracers, truth=cfg.truth)
     env_data = [prep["out_dir"]]
     files = list_shards(env_data, contract="cutouts")
@@ -188,7 +185,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             seed = cfg.seed + rep
             split_kw = {"split_by": "one_plus_delta5", "val_quantiles": q} if q is not None else {}
             sel = select_rows(files, "regression", seed=seed, **split_kw)
-            run_dir = os.path.join(out, "runs", _label(q), f"seed{seed}")
+            run_dir = join(out, "runs", _label(q), f"seed{seed}")
             res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
                                     workers=cfg.workers, gpu=cfg.gpu, seed=seed, **split_kw, **hp))
             model, card = load_model(run_dir)
@@ -237,7 +234,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
         "table4": table4,
         "dense_validation_worse": bool(high["nrmse_mean"] > low["nrmse_mean"]),
     }
-    write_atomic(os.path.join(out, "table4.md"), (
+    write_atomic(join(out, "table4.md"), (
         "# Results split by environment (paper Table 4 layout; delta5 quantiles)\n\n"
         + table4_markdown(table4)).encode())
     sec = Section("Table 4: training and validation split by delta5")
@@ -250,11 +247,11 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
         fig = figures.plot_environment_windows(
             [(s["val_quantiles"][0] + s["val_quantiles"][1]) / 2 for s in windows],
             [s["nrmse_mean"] for s in windows], [s["nrmse_std"] for s in windows],
-            os.path.join(out, "environment_windows.png"),
+            join(out, "environment_windows.png"),
             random=(rnd["nrmse_mean"], rnd["nrmse_std"]),
             log10_one_plus_delta5_at_center=[s["log10_one_plus_delta5_center"] for s in windows],
         )
         sec.figures.append(fig)
-    write_json(result, os.path.join(out, "environment.json"))
+    write_json(result, join(out, "environment.json"))
     write_report(out, "hicatalog evaluation: environment (Section 7)", [sec], inputs=result["inputs"])
     return result

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -33,6 +31,7 @@ from hicatalog.cutouts.shards import list_shards, probe_cutouts, write_shard
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table
+from hicatalog.storage import join, read_parquet, write_atomic
 
 __all__ = ["grad_cam", "single_band", "write_single_band_shards", "run_gradcam",
            "GAS_POOR_MAX", "GAS_RICH_MIN"]
@@ -109,7 +108,7 @@ def write_single_band_shards(data: str | list[str], out_dir: str, quality: int =
     JPEG of :func:`single_band`; undecodable images are kept as they were, so every row
     survives). Returns ``out_dir``."""
     for i, f in enumerate(list_shards(data, contract="cutouts")):
-        table = pq.read_table(f)
+        table = read_parquet(f)
         images = table.column("image").to_pylist()
         size = probe_cutouts([f]).side_px
         batch = decode_batch(images, expected_size=None, out_size=size)
@@ -172,9 +171,8 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
     from hicatalog.training.data import select_rows
 
     out = cfg.out
-    os.makedirs(out, exist_ok=True)
     data = list(cfg.data)
-    mono_dir = write_single_band_shards(data, os.path.join(out, "mono_cutouts"))
+    mono_dir = write_single_band_shards(data, join(out, "mono_cutouts"))
     results: dict[str, Any] = {"inputs": {"data": data}, "versions": {}}
     # the cutouts shown are validation rows of the classifier (same selection and seed as the
     # training below), half gas-poor and half gas-rich
@@ -199,7 +197,7 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
     for version, version_data, imgs in (
         ("color", data, images), ("mono", [mono_dir], single_band(images)),
     ):
-        model_dir = os.path.join(out, "models", version)
+        model_dir = join(out, "models", version)
         train_result = _train_classifier(cfg, version_data, model_dir)
         prob, cams, classes = _cams_for(model_dir, imgs)
         truth = np.where(m[pick] > GAS_RICH_MIN, "gas_rich", "gas_poor")
@@ -210,9 +208,11 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
             for i, j in enumerate(pick)
         ]
         fig = figures.plot_gradcam_panels(
-            imgs, cams, titles, [f"{c} map" for c in classes], os.path.join(out, f"gradcam_{version}.png")
+            imgs, cams, titles, [f"{c} map" for c in classes], join(out, f"gradcam_{version}.png")
         )
-        np.save(os.path.join(out, f"gradcam_{version}.npy"), cams.astype(np.float32))
+        npy = io.BytesIO()
+        np.save(npy, cams.astype(np.float32))
+        write_atomic(join(out, f"gradcam_{version}.npy"), npy.getvalue())
         results["versions"][version] = {
             "model_dir": model_dir,
             "train_metrics": train_result.get("metrics", train_result) if isinstance(train_result, dict) else None,
@@ -228,6 +228,6 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
              for i, j in enumerate(pick)],
         ))
         sections.append(sec)
-    write_json(results, os.path.join(out, "gradcam.json"))
+    write_json(results, join(out, "gradcam.json"))
     write_report(out, "hicatalog evaluation: Grad-CAM (Figure 11)", sections, inputs=results["inputs"])
     return results

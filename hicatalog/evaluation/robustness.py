@@ -9,17 +9,16 @@ scatter of the predictions. The paper finds a scatter < 0.05 dex.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table
+from hicatalog.storage import join, read_parquet, read_parquet_schema
 
 __all__ = ["COLOURS", "inject_point_sources", "pick_galaxies", "run_robustness"]
 
@@ -99,7 +98,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"{cfg.model}: robustness needs a regression model, got task {card.task!r}")
     data = list(cfg.data)
     labels = pa.concat_tables([
-        pq.read_table(f, columns=[c for c in ("object_id", "m_true") if c in pq.read_schema(f).names])
+        read_parquet(f, columns=[c for c in ("object_id", "m_true") if c in read_parquet_schema(f).names])
         for f in list_shards(data, contract="cutouts")
     ], promote_options="permissive")
     ids = np.asarray(labels.column("object_id").to_pylist(), dtype=object)
@@ -116,7 +115,6 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     if not pick:
         raise ValueError(f"{data}: none of the chosen cutouts {ids[chosen].tolist()} could be decoded")
     rng = np.random.default_rng(cfg.seed)
-    os.makedirs(cfg.out, exist_ok=True)
     galaxies, rows, figs = [], [], []
     for i in pick:
         img = sample.images[i]
@@ -139,7 +137,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in oid)
         figs.append(figures.plot_robustness(
             np.stack(examples), preds_by_colour, m0, float(m[i]),
-            os.path.join(cfg.out, f"robustness_{safe}.png"), title=oid,
+            join(cfg.out, f"robustness_{safe}.png"), title=oid,
         ))
         galaxies.append({"object_id": oid, "m_true": float(m[i]), "m_pred": m0, "colours": per_colour})
     result = {
@@ -148,7 +146,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         "galaxies": galaxies,
         "scatter_dex": max(c["std"] for g in galaxies for c in g["colours"].values()),
     }
-    write_json(result, os.path.join(cfg.out, "robustness.json"))
+    write_json(result, join(cfg.out, "robustness.json"))
     sec = Section("Robustness to injected point sources (Appendix B, Figure 13)", figures=figs)
     sec.html_parts.append(html_table(
         ("object_id", "colour", "M_true", "M_pred original", "mean perturbed", "std (dex)", "max |change|"),
