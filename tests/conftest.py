@@ -80,17 +80,10 @@ def s3_bucket(s3_server):
 
 
 @pytest.fixture
-def empty_cwd(tmp_path, monkeypatch):
-    """An empty working directory, checked to be still empty after the test (a run whose
-    paths are all URLs writes nothing there; ``Path("s3://b/x")`` would write ``s3:/b/x``)."""
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    assert sorted(os.listdir(tmp_path)) == [], "a run on the bucket wrote to the local disk"
-
-
-@pytest.fixture
 def empty_cwd(tmp_path_factory, monkeypatch):
-    """An empty working directory, checked to be still empty after the test."""
+    """An empty working directory (not ``tmp_path``, which the test may use), checked to be
+    still empty after the test: a run whose paths are all URLs writes nothing there
+    (``Path("s3://b/x")`` would write ``s3:/b/x``)."""
     cwd = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(cwd)
     yield cwd

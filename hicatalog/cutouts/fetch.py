@@ -76,7 +76,7 @@ from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subse
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError
 from hicatalog.sky import valid_coordinates, wrap_ra
-from hicatalog.storage import absolute, filesystem_and_path, write_parquet_atomic
+from hicatalog.storage import absolute, filesystem_and_path, join, write_parquet_atomic
 
 __all__ = [
     "FETCH_STATUSES",
@@ -440,7 +440,7 @@ def run_failure(counts: dict[str, int], cfg: FetchConfig) -> str | None:
     if not n_failed:
         return None
     failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
-    where = os.path.join(cfg.out, STATUS_FILE)
+    where = join(cfg.out, STATUS_FILE)
     if n_failed == tried or n_failed > cfg.max_failed_fraction * tried:
         return (f"{n_failed} of the {tried} rows tried failed ({failed}), more than "
                 f"--max-failed-fraction {cfg.max_failed_fraction:g} allows; see {where}")

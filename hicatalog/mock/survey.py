@@ -32,7 +32,7 @@ from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cut
 from hicatalog.mock.samples import Population, generate_population
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table, table_spec
-from hicatalog.storage import filesystem_and_path, write_atomic, write_parquet_atomic
+from hicatalog.storage import filesystem_and_path, join, write_atomic, write_parquet_atomic
 
 log = logging.getLogger("hicatalog.mock")
 
@@ -52,10 +52,6 @@ LOCAL_MAX_ROWS = 4096
 _LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_true", "detected", "log_mstar",
                   "one_plus_delta5_true", "population")
 _SHARD_NAME = "part"
-
-
-def _join(base: str, name: str) -> str:
-    return base.rstrip("/") + "/" + name
 
 
 def tracers_table(pop: Population) -> pa.Table:
@@ -190,9 +186,9 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
     pop = generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population)
     out = cfg.out.rstrip("/") or "."
     paths = {
-        "cutouts": _join(out, "cutouts"),
-        "tracers": _join(out, "tracers.parquet"),
-        "truth": _join(out, "truth.parquet"),
+        "cutouts": join(out, "cutouts"),
+        "tracers": join(out, "tracers.parquet"),
+        "truth": join(out, "truth.parquet"),
     }
     write_parquet_atomic(tracers_table(pop), paths["tracers"])
     write_parquet_atomic(truth_table(pop), paths["truth"])
@@ -225,7 +221,7 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "populations": counts,
         "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
     }
-    write_atomic(_join(out, "_mock.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
+    write_atomic(join(out, "_mock.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info(
         "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
         "(%.0f cutouts/s, %s)", table.num_rows, counts, len(bounds), manifest["n_tracers"],
