@@ -120,7 +120,7 @@ def main(cfg: DemoConfig) -> int:
     print(f"hicatalog demo finished in {summary['total_s']:.0f} s. Everything is under {out}/:")
     print(f"  mock surveys   {out}/mock/train, {out}/mock/survey")
     print(f"  models         {out}/models/regression, {out}/models/pr (model_card.json)")
-    print(f"  catalog        {out}/catalog (Parquet, _manifest.json)")
+    print(f"  catalog        {out}/catalog (_manifest.json: the current HATS version)")
     print(f"  report         {out}/report (index.html, metrics.json)")
     print()
     print("Try a query (polars, installed with hicatalog; DuckDB examples in the README):")

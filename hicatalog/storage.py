@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "relative",
     "is_file",
-    "is_dir", "read_bytes", "list_files", "list_dirs", "delete_file", "write_atomic", "write_parquet_atomic",
+    "is_dir", "read_bytes", "list_files", "list_dirs", "delete_file", "delete_dir", "write_atomic", "write_parquet_atomic",
     "write_figure_atomic",
 ]
 
@@ -156,6 +156,16 @@ def delete_file(path: str | os.PathLike) -> None:
     fs, p = filesystem_and_path(path)
     try:
         fs.delete_file(p)
+    except FileNotFoundError:
+        pass
+
+
+def delete_dir(path: str | os.PathLike) -> None:
+    """Delete the directory ``path`` and everything under it (on an object store: every
+    object under the prefix), if it exists."""
+    fs, p = filesystem_and_path(path)
+    try:
+        fs.delete_dir(p)
     except FileNotFoundError:
         pass
 
