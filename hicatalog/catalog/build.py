@@ -525,10 +525,8 @@ def _publish(plan: CatalogPlan, out: str, sdir: str, t0: float) -> dict[str, Any
         rows += d["rows"]
         status.update(d["status"])
         env_status.update(d["env_status"])
-    previous = plan.old_manifest
-    builds = current_builds(previous) + [sdir]
-    if previous is None and storage.is_file(storage.join(out, MANIFEST_FILE)):
-        previous = read_manifest(out)  # a rerun: publishes again only if something changed
+    # without --since-manifest: the manifest in `out`, if any (a rerun: nothing to publish)
+    builds = current_builds(plan.old_manifest) + [sdir]
 
     def model_info(card: ModelCard, path: str) -> dict[str, Any]:
         return {"model_id": card.model_id, "weights_sha256": card.weights_sha256,
@@ -558,7 +556,7 @@ def _publish(plan: CatalogPlan, out: str, sdir: str, t0: float) -> dict[str, Any
         # the build until its publish; the publish's own time is its version's publish_s
         "wall_time_s": round(time.perf_counter() - t0, 3),
     }
-    manifest = publish_version(out, builds, previous=previous, build_info=build_info,
+    manifest = publish_version(out, builds, previous=plan.old_manifest, build_info=build_info,
                                partition_rows=cfg.partition_rows,
                                row_group_rows=cfg.row_group_rows,
                                keep_versions=cfg.keep_versions)

@@ -57,7 +57,7 @@ from hicatalog.config import BuildCatalogConfig
 from hicatalog.schemas import load_schema
 from hicatalog.sky import valid_coordinates, wrap_ra
 
-__all__ = ["healpix_29", "publish_version", "publish_tables", "current_builds", "HISTOGRAM_ORDER", "PARTITION_ROWS",
+__all__ = ["healpix_29", "publish_version", "publish_tables", "current_builds", "hats_path", "HISTOGRAM_ORDER", "PARTITION_ROWS",
            "ROW_GROUP_ROWS"]
 
 log = logging.getLogger("hicatalog.catalog.publish")
@@ -286,10 +286,22 @@ def _write_version(vdir: str, scratch_dir: str, parts: list[tuple[str, int]],
             "files": len(pixels) + 1, "bytes": sum(r["bytes"] for r in results)}
 
 
+def hats_path(path: str) -> Any:
+    """``path`` as the ``hats`` functions should get it: an S3 URL as a ``UPath`` with
+    ``anon=False`` (hats turns a plain ``s3://`` string into an anonymous client, which a
+    private bucket refuses), anything else unchanged."""
+    if not str(path).startswith("s3://"):
+        return path
+    from upath import UPath
+
+    return UPath(path, anon=False)
+
+
 def _write_hats_metadata(vdir: str, written: dict[str, Any], partition_rows: int,
                          version: int, build_ids: list[str]) -> None:
     from hats.io.parquet_metadata import write_parquet_metadata
 
+    vdir = hats_path(vdir)
     info, props = _properties(vdir, written["pixel_rows"], written["pixels"], partition_rows,
                               version, build_ids)
     if written["pixels"]:
@@ -307,8 +319,8 @@ def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | N
 
     ``builds``: staging directories (``DIR/_staging/build=B``, absolute or URLs), oldest first;
     the version holds every row they staged. ``previous``: the manifest whose versions the new
-    one continues (read with :func:`hicatalog.catalog.manifest.read_manifest`; ``None`` for a
-    first version). ``build_info``: the build's fields of the manifest (``build_id``,
+    one continues (read with :func:`hicatalog.catalog.manifest.read_manifest`; ``None``: the
+    one in ``out``, if any). ``build_info``: the build's fields of the manifest (``build_id``,
     ``fingerprint``, models, config, input, row counts, ...). ``partition_rows``: most rows per
     HEALPix partition file; ``row_group_rows``: rows per Parquet row group;
     ``keep_versions``: keep only this many newest versions (``None``: keep all).
@@ -332,6 +344,9 @@ def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | N
         """Paths inside ``out`` are recorded relative to it (the catalog can be moved)."""
         return path[len(here):] if path.startswith(here) else path
 
+    own = storage.join(out, MANIFEST_FILE)
+    if previous is None and storage.is_file(own):
+        previous = read_manifest(own)  # the new version continues this directory's list
     old_versions = []
     if previous is not None:
         for v in previous["versions"]:
@@ -349,7 +364,6 @@ def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | N
             prev.pop("_path", None)
             return prev
     listed = {v["version"] for v in old_versions}
-    own = storage.join(out, MANIFEST_FILE)
     if storage.is_file(own):  # versions of this directory that `previous` may not list
         listed |= {v["version"] for v in read_manifest(own)["versions"]}
     existing = version_dirs(out)
@@ -357,7 +371,7 @@ def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | N
         if v not in listed:  # a publish that died before its switch: no reader can see it
             log.info("removing %s, an unfinished publish", d)
             storage.delete_dir(d)
-    version = max([0, *listed, *existing]) + 1
+    version = max([0, *listed]) + 1
     vdir = storage.join(out, f"version={version}")
     scratch_dir = storage.join(out, STAGING_DIR, f"publish={version}")
     storage.delete_dir(scratch_dir)
@@ -413,8 +427,8 @@ def publish_tables(out: str, tables: Any, *, build_id: str,
                    previous: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     """Stage ``hi_catalog`` tables that were predicted elsewhere as a new build of the catalog
     in ``out`` (one staged part per table of the iterable ``tables``; each must carry the
-    contract's columns, ``_healpix_29`` included: :func:`healpix_29`) and publish a version of
-    them, plus, with ``previous`` (a manifest), the builds of its current version. ``options``
+    contract's columns; ``_healpix_29`` is computed from ra/dec where absent) and publish a
+    version of them, plus, with ``previous`` (a manifest), the builds of its current version. ``options``
     go to :func:`publish_version`. Used by the tests and the benchmark; returns the manifest.
     """
     from hicatalog.catalog.manifest import BUILD_FILE, build_dirs, fingerprint, write_staged_part
@@ -428,6 +442,10 @@ def publish_tables(out: str, tables: Any, *, build_id: str,
                                                        "build": b})
     rows = 0
     for s, t in enumerate(tables):
+        if HEALPIX_COLUMN not in t.column_names:
+            t = t.append_column(HEALPIX_COLUMN, healpix_29(
+                t.column("ra").to_numpy(zero_copy_only=False),
+                t.column("dec").to_numpy(zero_copy_only=False)))
         t = conform_table(t, "hi_catalog", f"table {s}")
         write_staged_part(bdir, s, t, build_fingerprint=fp, shard=f"table {s}", counts={})
         rows += t.num_rows
