@@ -169,3 +169,16 @@ def test_a_publish_that_died_leaves_nothing_readers_see(tmp_path, ray_local):
                        **SMALL)
     assert m["version"] == 2 and read_catalog(out).num_rows == 350
     assert "x000000" not in set(read_catalog(out).column("object_id").to_pylist())
+
+
+def test_a_catalog_of_the_old_layout_is_one_clear_error(tmp_path):
+    """A catalog written before HATS versions (dec-zone files, versions without builds) is
+    refused by the reader in one line, not read as a second layout."""
+    import json
+
+    old = tmp_path / "old"
+    (old / "version=1" / "dec_zone=2").mkdir(parents=True)
+    (old / "_manifest.json").write_text(json.dumps(
+        {"version": 1, "versions": [{"version": 1, "path": "version=1", "rows": 3}]}))
+    with pytest.raises(ValueError, match="declination-zone layout .* new --out"):
+        open_catalog(str(old))

@@ -90,7 +90,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises
     ------
-    ValueError: missing or malformed, naming the path.
+    ValueError: missing or malformed, or a catalog of the layout before HATS versions (its
+        versions list no ``builds``), naming the path.
     """
     p = storage.absolute(path)
     if storage.is_dir(p):
@@ -104,6 +105,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{p}: catalog manifest is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("versions"), list):
         raise ValueError(f"{p}: not a catalog manifest (no 'versions' list)")
+    if any("builds" not in v for v in doc["versions"]):
+        raise ValueError(f"{p}: a catalog in the declination-zone layout of hicatalog before "
+                         "HATS versions; build it again into a new --out")
     doc["_path"] = p
     return doc
 
