@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_environment", "bench_mock", "bench_fetch", "bench_training", "bench_catalog"]
+BENCHMARKS = ["bench_environment", "bench_mock", "bench_fetch", "bench_training", "bench_catalog",
+              "bench_publish"]
 
 
 def main() -> int:
