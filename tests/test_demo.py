@@ -20,7 +20,11 @@ def test_demo_small(ray_local, tmp_path):
     for sub in ("mock/train/cutouts", "mock/survey/truth.parquet", "models/regression/model_card.json",
                 "models/pr/model_card.json", "catalog/_manifest.json", "report/metrics.json"):
         assert (out / sub).exists(), sub
-    cat = pl.read_parquet(str(out / "catalog" / "**" / "*.parquet"), hive_partitioning=True)
+    from hicatalog.catalog.reader import open_catalog
+
+    current = open_catalog(str(out / "catalog"))  # the demo published version 1, as HATS
+    assert current.version == 1 and current.rows == 300
+    cat = pl.read_parquet(current.files)
     assert cat.height == 300 and cat["object_id"].n_unique() == 300
     assert cat.filter(pl.col("status") == "ok").height == 300
     # the summary on disk tells what happened: every row predicted and scored, every step timed
