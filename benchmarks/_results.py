@@ -1,5 +1,6 @@
 """How every benchmark reports: numbers on stdout, the same numbers as ``OUT/<name>.json``;
-and :class:`PeakSampler`, the peak of a reading (memory) over a timed block."""
+:class:`PeakSampler`, the peak of a reading (memory) over a timed block; and the RSS of this
+process tree (:func:`process_rss`, :func:`tree_rss`)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,34 @@ class PeakSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._t.join()
+
+
+def process_rss() -> dict[int, int]:
+    """``{pid: RSS bytes}`` of this process and its descendants (the Ray processes it
+    started), from /proc (Linux)."""
+    parent, rss = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            parent[int(d)] = int(fields[1])
+            rss[int(d)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    keep, frontier = {os.getpid()}, [os.getpid()]
+    children: dict[int, list[int]] = {}
+    for pid, pp in parent.items():
+        children.setdefault(pp, []).append(pid)
+    while frontier:
+        for c in children.get(frontier.pop(), []):
+            if c not in keep:
+                keep.add(c)
+                frontier.append(c)
+    return {p: rss.get(p, 0) for p in keep}
+
+
+def tree_rss() -> int:
+    """RSS sum (bytes) of this process and its descendants (:func:`process_rss`)."""
+    return sum(process_rss().values())

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import torch
-from _results import PeakSampler, write_result  # benchmarks/_results.py
+from _results import PeakSampler, tree_rss, write_result  # benchmarks/_results.py
 from PIL import Image
 
 from hicatalog.catalog.build import build_catalog
@@ -88,32 +88,6 @@ def bare_forward(reg_dir: str, pr_dir: str, pool: list[bytes], size: int, decode
     for _ in range(n_batches):
         predict_images(imgs, reg, reg_card, pr, pr_card)
     return batch * n_batches / (time.perf_counter() - t0)
-
-
-def tree_rss() -> int:
-    """RSS sum (bytes) of this process and its descendants (the Ray processes it started),
-    from /proc (Linux)."""
-    parent, rss = {}, {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            parent[int(d)] = int(fields[1])
-            rss[int(d)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    keep, frontier = {os.getpid()}, [os.getpid()]
-    children: dict[int, list[int]] = {}
-    for pid, pp in parent.items():
-        children.setdefault(pp, []).append(pid)
-    while frontier:
-        for c in children.get(frontier.pop(), []):
-            if c not in keep:
-                keep.add(c)
-                frontier.append(c)
-    return sum(rss.get(p, 0) for p in keep)
 
 
 def add_build_args(ap: argparse.ArgumentParser) -> None:

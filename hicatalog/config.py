@@ -215,8 +215,17 @@ class BuildCatalogConfig(JobConfig):
         None, ge=1, le=256, description="CPUs each inference actor reserves, and so its torch threads "
         "(default: one CPU per node left to reading and decoding, the rest shared by the actors)"
     )
-    dec_zone_deg: int = Field(
-        2, ge=1, le=90, description="height of the declination zones (hive partitions), deg"
+    partition_rows: int = Field(
+        500_000, ge=1_000, description="most rows in one published HEALPix partition file "
+        "(HATS: pixels are merged up to this many rows)"
+    )
+    row_group_rows: int = Field(
+        10_000, ge=100, description="rows per Parquet row group of the published files (their "
+        "ra/dec statistics let queries skip the others)"
+    )
+    keep_versions: int | None = Field(
+        None, ge=1, description="keep only this many newest published versions (older ones are "
+        "removed after the new one is current; default: keep all)"
     )
 
 

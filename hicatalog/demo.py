@@ -138,7 +138,7 @@ def closing_hints(summary: dict) -> list[str]:
         f"hicatalog demo finished in {summary['total_s']:.0f} s. Everything is under {out}/:",
         f"  mock surveys   {join(out, *_LAYOUT['train_mock'])}, {join(out, *_LAYOUT['survey_mock'])}",
         f"  models         {models['regression']}, {models['pr']} (model_card.json)",
-        f"  catalog        {summary['catalog']} (Parquet, _manifest.json)",
+        f"  catalog        {summary['catalog']} (_manifest.json: the current HATS version)",
         f"  report         {summary['report']} (index.html, metrics.json)",
         "",
     ]

@@ -33,7 +33,7 @@ __all__ = [
     "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "relative",
     "is_file",
     "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "list_files", "list_dirs",
-    "delete_file", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
+    "delete_file", "delete_dir", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
 ]
 
 
@@ -169,6 +169,16 @@ def delete_file(path: str | os.PathLike) -> None:
     fs, p = filesystem_and_path(path)
     try:
         fs.delete_file(p)
+    except FileNotFoundError:
+        pass
+
+
+def delete_dir(path: str | os.PathLike) -> None:
+    """Delete the directory ``path`` and everything under it (on an object store: every
+    object under the prefix), if it exists."""
+    fs, p = filesystem_and_path(path)
+    try:
+        fs.delete_dir(p)
     except FileNotFoundError:
         pass
 

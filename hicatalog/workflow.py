@@ -278,8 +278,9 @@ def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict
         "outputs": {"catalog": out, "manifest": manifest_path},
         "version": manifest["version"],
         "versions": [{"version": v["version"], "rows": v["rows"]} for v in manifest["versions"]],
-        "rows_total": sum(v["rows"] for v in manifest["versions"]),
-        "rows_this_version": this["rows"],
+        # every version holds the whole catalog; this build staged rows["total"] of them
+        "rows_total": this["rows"],
+        "rows_this_version": manifest["rows"]["total"],
         "status_counts_this_version": manifest["rows"]["status"],
         "input_rows": manifest["input"]["rows"],
     }

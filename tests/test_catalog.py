@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,8 +20,11 @@ import torch
 from imagefixtures import dihedral_views_reference, noise_jpeg
 
 from hicatalog import storage
-from hicatalog.catalog.build import build_catalog, dec_zone
+from hicatalog.catalog.build import build_catalog
 from hicatalog.catalog.environment import compute_environment
+from hicatalog.catalog.publish import healpix_29
+from hicatalog.catalog.reader import open_catalog
+from hicatalog.catalog.reader import read_catalog as _read_catalog
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.shards import write_shard
@@ -101,17 +103,15 @@ def models(tmp_path_factory):
     return tiny_model(d / "regression", "regression"), tiny_model(d / "pr", "pr")
 
 
-def read_catalog(out):
-    """Every row of the catalog in ``out`` (a local directory or a URL): the Parquet files of
-    its ``version=*/dec_zone=*`` partitions, read as files (no partition columns added)."""
-    files = [f for f in storage.list_files(out, recursive=True, suffix=".parquet")
-             if re.fullmatch(r"version=[^/]+/dec_zone=[^/]+/[^/]+", storage.relative(f, out))]
-    return pa.concat_tables([storage.read_parquet(f) for f in files])
+def read_catalog(out, version=None):
+    """Every row of the current (or the given) version, through the library's one reader."""
+    return _read_catalog(str(out), version=version)
 
 
-def done_markers(out, version=1):
-    """The ``_done`` markers (one per finished input shard) of catalog ``version`` in ``out``."""
-    return storage.list_files(storage.join(out, f"version={version}", "_done"), suffix=".json")
+def done_markers(out, build=1):
+    """The ``_done`` markers (one per finished input shard) of staging build ``build`` in
+    ``out`` (a local directory or a URL)."""
+    return storage.list_files(storage.join(out, "_staging", f"build={build}", "_done"), suffix=".json")
 
 
 @pytest.fixture(scope="module")
@@ -190,27 +190,40 @@ def test_environment_joined_from_the_cutouts_as_tracers(built):
 
 
 def test_layout_manifest_and_idempotent_rerun(built):
+    import hats
+
     cfg, cols, _, manifest = built
     out = Path(cfg.out)
-    files = sorted(out.glob("version=1/dec_zone=*/part-*.parquet"))
-    zones = {f.parent.name for f in files}
-    assert "dec_zone=__HIVE_DEFAULT_PARTITION__" in zones  # the row without coordinates
-    assert len(zones) >= 3  # and the 8-degree field spans several 2-degree zones
+    vdir = out / "version=1"
+    files = sorted(vdir.glob("dataset/Norder=*/Dir=*/Npix=*.parquet"))
+    assert files and not list(out.glob("version=*/dec_zone=*"))  # the old layout is gone
+    n_pixel_rows = 0
     for f in files:
-        if "DEFAULT" in f.parent.name:
-            continue
-        z = int(f.parent.name.split("=")[1])
+        k = int(f.parent.parent.name.split("=")[1])
+        p = int(f.stem.split("=")[1])
         t = pq.read_table(f, partitioning=None)
-        dec = t.column("dec").to_numpy()
-        assert ((dec >= z) & (dec < z + cfg.dec_zone_deg)).all()
-        ra = t.column("ra").to_numpy()
-        assert (np.diff(ra[np.isfinite(ra)]) >= 0).all()
-        stats = pq.ParquetFile(f).metadata.row_group(0).column(1).statistics
+        hp = t.column("_healpix_29").to_numpy()
+        assert (hp >> (2 * (29 - k)) == p).all()  # every row inside its file's pixel
+        assert (np.diff(hp) >= 0).all()  # sorted by the spatial index
+        stats = pq.ParquetFile(f).metadata.row_group(0).column(1).statistics  # ra
         assert stats is not None and stats.has_min_max
+        n_pixel_rows += t.num_rows
+    # the row without coordinates keeps its row, in the documented file
+    invalid = pq.read_table(vdir / "invalid_coordinates.parquet")
+    assert invalid.column("object_id").to_pylist() == [cols["object_id"][6]]
+    assert invalid.column("_healpix_29").null_count == 1
+    assert n_pixel_rows + invalid.num_rows == 90
+    # the same directory read by the hats library
+    h = hats.read_hats(str(vdir))
+    assert h.catalog_info.total_rows == n_pixel_rows and h.catalog_info.ra_column == "ra"
+    assert sorted((px.order, px.pixel) for px in h.get_healpix_pixels()) == sorted(
+        (int(f.parent.parent.name.split("=")[1]), int(f.stem.split("=")[1])) for f in files)
     on_disk = json.loads((out / "_manifest.json").read_text())
     for key in ("build_id", "models", "config", "input", "rows", "wall_time_s", "code_version",
-                "versions"):
+                "versions", "version"):
         assert key in on_disk
+    assert on_disk["version"] == 1 and on_disk["versions"][0]["rows"] == 90
+    assert on_disk["versions"][0]["builds"] == ["_staging/build=1"]
     for task, model_dir in (("regression", cfg.regression), ("pr", cfg.pr)):
         weights = (Path(model_dir) / "weights.pt").read_bytes()
         assert on_disk["models"][task]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
@@ -218,16 +231,27 @@ def test_layout_manifest_and_idempotent_rerun(built):
     assert on_disk["input"]["cutouts"] == cfg.cutouts and on_disk["build_id"] == manifest["build_id"]
     # on CPU, precision "auto" is fp32 and the JPEGs are decoded by Pillow in the read tasks
     assert on_disk["inference"] == {"precision": "fp32", "decode": "cpu"}
-    before = {f: f.stat().st_mtime_ns for f in files}
+
+    def written():  # every file but _build.json, which a rerun rewrites with the same content
+        return {f: f.stat().st_mtime_ns for f in out.rglob("*")
+                if f.is_file() and f.name != "_build.json"}
+
+    before = written()
     again = build_catalog(cfg)
     assert again["build_id"] == manifest["build_id"] and again["rows"] == manifest["rows"]
-    assert {f: f.stat().st_mtime_ns for f in files} == before
+    assert again["version"] == 1  # nothing new to publish
+    assert written() == before
     assert read_catalog(cfg.out).num_rows == 90
 
 
-def test_dec_zone_edges():
-    got = dec_zone(np.array([-90.0, -0.5, 0.0, 1.99, 2.0, 89.9, 90.0, np.nan, 95.0]), 2)
-    assert got.tolist() == [-90, -2, 0, 0, 2, 88, 88, -999, -999]
+def test_healpix_29_against_the_base_pixels():
+    # HEALPix base pixels (Gorski et al. 2005, nested): 0-3 north, 4-7 equator, 8-11 south;
+    # pixel 4 is centred on (0, 0), pixel 0 on (45, +41.81), pixel 8 on (45, -41.81)
+    ra = np.array([0.0, 45.0, 45.0, -315.0, 100.0, np.nan, 10.0])
+    dec = np.array([0.0, 41.81, -41.81, 41.81, 95.0, 5.0, np.nan])
+    hp = healpix_29(ra, dec)
+    assert hp.null_count == 3 and hp.is_null().to_pylist() == [False] * 4 + [True] * 3
+    assert (hp.to_numpy(zero_copy_only=False)[:4].astype(np.int64) >> 58).tolist() == [4, 0, 8, 0]
 
 
 def test_bad_inputs_fail_before_any_work(tmp_path, models, ray_local):
@@ -277,18 +301,24 @@ def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
     cat = tmp_path / "cat"
     m1 = build_catalog(BuildCatalogConfig(cutouts=write_cutouts(tmp_path / "a", old, 20),
                                           regression=models[0], pr=models[1], out=str(cat)))
-    v1 = {f: f.read_bytes() for f in cat.glob("version=1/**/*.parquet")}
+    v1 = {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()}
     m2 = build_catalog(BuildCatalogConfig(
         cutouts=write_cutouts(tmp_path / "b", both, 20), regression=models[0], pr=models[1],
         out=str(cat), since_manifest=str(cat / "_manifest.json")))
     assert m2["version"] == 2 and [v["version"] for v in m2["versions"]] == [1, 2]
-    assert m2["rows"]["total"] == 25 and m1["rows"]["total"] == 40
-    assert {f: f.read_bytes() for f in cat.glob("version=1/**/*.parquet")} == v1
-    v2 = pa.concat_tables([pq.read_table(f, partitioning=None)
-                           for f in cat.glob("version=2/**/*.parquet")])
-    assert sorted(v2.column("object_id").to_pylist()) == sorted(new["object_id"])
+    assert m2["rows"]["total"] == 25 and m1["rows"]["total"] == 40  # staged by each build
+    assert [v["rows"] for v in m2["versions"]] == [40, 65]  # each version: the whole catalog
+    assert m2["versions"][1]["builds"] == ["_staging/build=1", "_staging/build=2"]
+    # version 1 is untouched and still readable (time travel); version 2 is current
+    assert {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()} == v1
+    assert sorted(read_catalog(cat, version=1).column("object_id").to_pylist()) == sorted(
+        old["object_id"])
+    assert open_catalog(str(cat)).version == 2
     ids = read_catalog(cat).column("object_id").to_pylist()
     assert sorted(ids) == sorted(both["object_id"])
+    v2 = read_catalog(cat)
+    new_rows = v2.filter(pa.compute.equal(v2["build_id"], m2["build_id"]))
+    assert sorted(new_rows.column("object_id").to_pylist()) == sorted(new["object_id"])
     # A different full build into the same directory is refused, not mixed in.
     with pytest.raises(ValueError, match="already holds a catalog"):
         build_catalog(BuildCatalogConfig(cutouts=str(tmp_path / "b"), regression=models[0],
@@ -334,35 +364,51 @@ def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, r
 
 
 # ----------------------------------------------------------------------------- README queries
-# These strings are the README's examples verbatim ({catalog}, {other}: paths).
+# These strings are the README's examples verbatim ({files}: the current version's files,
+# {other}: a path).
 
-DUCKDB_BOX = """
+DUCKDB_CONE = """
 SELECT object_id, ra, dec, m_pred, p_cnn, one_plus_delta5
-FROM read_parquet('{catalog}/**/*.parquet', hive_partitioning = true)
+FROM read_parquet({files})
+WHERE dec BETWEEN 3 - 1 AND 3 + 1 AND ra BETWEEN 183 - 1.01 AND 183 + 1.01
+  AND degrees(acos(least(1, sin(radians(dec)) * sin(radians(3))
+      + cos(radians(dec)) * cos(radians(3)) * cos(radians(ra - 183))))) < 1
+"""
+DUCKDB_BOX = """
+SELECT object_id, ra, dec, m_pred, p_cnn
+FROM read_parquet({files})
 WHERE ra BETWEEN 182 AND 184 AND dec BETWEEN 2.5 AND 3.5
-  AND dec_zone BETWEEN floor(2.5 / 2) * 2 AND floor(3.5 / 2) * 2
 """
 DUCKDB_PCNN = """
 SELECT object_id, m_pred, m_pred_std, p_cnn
-FROM read_parquet('{catalog}/**/*.parquet', hive_partitioning = true)
+FROM read_parquet({files})
 WHERE status = 'ok' AND p_cnn > 0.9
 """
 DUCKDB_JOIN = """
 SELECT c.object_id, c.m_pred, o.m_true, c.m_pred - o.m_true AS residual
-FROM read_parquet('{catalog}/**/*.parquet', hive_partitioning = true) AS c
+FROM read_parquet({files}) AS c
 JOIN read_parquet('{other}') AS o USING (object_id)
 WHERE c.status = 'ok'
 """
 
 
+def duckdb_examples(catalog, other):
+    """The README's DuckDB lines: the files of the current version, then the queries."""
+
+    from hicatalog.catalog.reader import open_catalog
+
+    files = open_catalog(catalog).files  # the current version, from _manifest.json
+    return [duckdb.sql(q.format(files=files, other=other)).to_arrow_table()
+            for q in (DUCKDB_CONE, DUCKDB_BOX, DUCKDB_PCNN, DUCKDB_JOIN)]
+
+
 def polars_examples(catalog, other):
     import polars as pl
 
-    cat = pl.scan_parquet(f"{catalog}/**/*.parquet", hive_partitioning=True)
-    box = cat.filter(
-        pl.col("ra").is_between(182, 184) & pl.col("dec").is_between(2.5, 3.5)
-        & pl.col("dec_zone").is_between(2, 2)  # zones of dec_zone_deg (2) degrees
-    ).collect()
+    from hicatalog.catalog.reader import open_catalog
+
+    cat = pl.scan_parquet(open_catalog(catalog).files)
+    box = cat.filter(pl.col("ra").is_between(182, 184) & pl.col("dec").is_between(2.5, 3.5)).collect()
     gas_rich = cat.filter((pl.col("status") == "ok") & (pl.col("p_cnn") > 0.9)).collect()
     joined = (
         cat.filter(pl.col("status") == "ok")
@@ -377,37 +423,37 @@ def test_readme_queries_duckdb_and_polars(built, tmp_path):
     cfg, cols, _, _ = built
     cat = read_catalog(cfg.out)
     ra, dec = cat.column("ra").to_numpy(), cat.column("dec").to_numpy()
+    # independent references: the box by comparison, the cone by the haversine distance
     with np.errstate(invalid="ignore"):
         in_box = (ra >= 182) & (ra <= 184) & (dec >= 2.5) & (dec <= 3.5)
+        r, d, r0, d0 = np.radians(ra), np.radians(dec), np.radians(183.0), np.radians(3.0)
+        hav = np.sin((d - d0) / 2) ** 2 + np.cos(d) * np.cos(d0) * np.sin((r - r0) / 2) ** 2
+        in_cone = np.degrees(2 * np.arcsin(np.sqrt(hav))) < 1
+    ids = np.array(cat.column("object_id").to_pylist())
     rng = np.random.default_rng(0)
     other = tmp_path / "truth.parquet"
     truth_ids = cols["object_id"][::3]
     pq.write_table(pa.table({"object_id": truth_ids,
                              "m_true": rng.normal(0, 0.5, len(truth_ids))}), other)
-    con = duckdb.connect()
-    box = con.sql(DUCKDB_BOX.format(catalog=cfg.out)).to_arrow_table()
-    assert box.num_rows == int(in_box.sum()) > 0
-    # The box touches one 2-degree zone: DuckDB opens only that zone's files.
-    plan = con.sql("EXPLAIN ANALYZE " + DUCKDB_BOX.format(catalog=cfg.out)).fetchall()[0][1]
-    n_zone = len(list(Path(cfg.out).glob("version=*/dec_zone=2/*.parquet")))
-    n_all = len(list(Path(cfg.out).glob("version=*/dec_zone=*/*.parquet")))
-    assert f"Total Files Read: {n_zone}" in plan and n_zone < n_all
+    cone, box, rich, joined = duckdb_examples(cfg.out, other)
+    assert sorted(cone.column("object_id").to_pylist()) == sorted(ids[in_cone]) and in_cone.sum() > 0
+    assert sorted(box.column("object_id").to_pylist()) == sorted(ids[in_box]) and in_box.sum() > 0
     status = np.array(cat.column("status").to_pylist())
     p = cat.column("p_cnn").to_numpy(zero_copy_only=False)
-    for cut in (0.9, float(np.nanmedian(p))):
-        q = DUCKDB_PCNN.replace("0.9", repr(cut)).format(catalog=cfg.out)
-        with np.errstate(invalid="ignore"):
-            assert con.sql(q).to_arrow_table().num_rows == int(((status == "ok") & (p > cut)).sum())
-    joined = con.sql(DUCKDB_JOIN.format(catalog=cfg.out, other=other)).to_arrow_table()
-    ok_ids = set(cat.filter(pa.compute.equal(cat["status"], "ok"))["object_id"].to_pylist())
+    with np.errstate(invalid="ignore"):
+        assert rich.num_rows == int(((status == "ok") & (p > 0.9)).sum())
+    ok_ids = set(ids[status == "ok"])
     assert joined.num_rows == len(ok_ids & set(truth_ids)) > 0
     pbox, prich, pjoin = polars_examples(cfg.out, str(other))
     assert sorted(pbox["object_id"].to_list()) == sorted(box.column("object_id").to_pylist())
-    with np.errstate(invalid="ignore"):
-        assert prich.height == int(((status == "ok") & (p > 0.9)).sum())
+    assert prich.height == rich.num_rows
     assert pjoin.height == joined.num_rows
     assert np.allclose(np.sort(pjoin["residual"].to_numpy()),
                        np.sort(joined.column("residual").to_numpy()))
+    # the glob of the version reads the same rows as its file list
+
+    n_glob = duckdb.sql(f"SELECT count(*) FROM read_parquet('{open_catalog(cfg.out).glob}')")
+    assert n_glob.fetchall() == [(90,)]
 
 
 def test_predictor_no_tta_is_the_identity_view(models):

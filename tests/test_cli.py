@@ -36,22 +36,27 @@ def test_config_file_unknown_key(tmp_path, capsys):
     assert "key 'bogus'" in capsys.readouterr().err
 
 
-def test_printed_query_hints_run_as_printed_after_make_setup(tmp_path):
+def test_printed_query_hints_run_as_printed_after_make_setup(tmp_path, ray_local):
     """build-catalog and demo end by printing a query to try. `make setup` installs no DuckDB
     command-line tool, so the hint is a `python -c` line with polars (a dependency), run by
     the same interpreter; here it is run through a shell exactly as printed."""
     import pathlib
 
+    import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from hicatalog.catalog.build import query_command
+    from hicatalog.catalog.publish import healpix_29, publish_tables
 
-    zone = tmp_path / "cat dir" / "version=1" / "dec_zone=2"  # a blank in the path too
-    zone.mkdir(parents=True)
-    pq.write_table(pa.table({"object_id": ["a", "b", "c"], "ra": [151.0, 152.0, 170.0],
-                             "p_cnn": pa.array([0.95, 0.99, 0.5], pa.float32())}),
-                   zone / "part-00000.parquet")
+    ra, dec = np.array([151.0, 152.0, 170.0]), np.array([1.0, 2.0, 3.0])
+    f32 = pa.array([0.95, 0.99, 0.5], pa.float32())
+    # a published catalog, with a blank in its path too
+    publish_tables(str(tmp_path / "cat dir"), [pa.table({
+        "object_id": ["a", "b", "c"], "ra": ra, "dec": dec, "z": [0.01] * 3, "m_pred": f32,
+        "m_pred_std": f32, "p_cnn": f32, "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32,
+        "env_status": ["ok"] * 3, "status": ["ok"] * 3, "error": pa.nulls(3, pa.string()),
+        "build_id": ["b"] * 3, "model_id": ["m"] * 3, "_healpix_29": healpix_29(ra, dec)})],
+        build_id="b")
     cmd = query_command(str(tmp_path / "cat dir"),
                         'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())')
     assert cmd.startswith(sys.executable) and "duckdb" not in cmd

@@ -25,27 +25,35 @@ def _cat(path, ids, status, m):
 
 
 def test_catalog_reader_never_keeps_a_duplicate_id_row(tmp_path):
-    # The galaxy's prediction is in one dec zone, its duplicate row (no prediction) in another
-    # file written later: the reader must keep the prediction.
+    # A plain hi_catalog directory (no manifest): the galaxy's prediction is in one file, its
+    # duplicate row (no prediction) in another file written later: the reader must keep the
+    # prediction.
     root = tmp_path / "cat"
-    _cat(str(root / "version=1/dec_zone=10/part-00000.parquet"), ["g1", "g2"], ["ok", "ok"],
-         [0.1, 0.2])
+    _cat(str(root / "part-00001.parquet"), ["g1"], ["duplicate_id"], [None])
     time.sleep(0.01)
-    _cat(str(root / "version=1/dec_zone=0/part-00001.parquet"), ["g1"], ["duplicate_id"],
-         [None])
+    _cat(str(root / "part-00000.parquet"), ["g1", "g2"], ["ok", "ok"], [0.1, 0.2])
     cat = load_catalog(str(root))
     assert sorted(cat.get_column("object_id").to_list()) == ["g1", "g2"]
     row = cat.filter(cat["object_id"] == "g1")
     assert row["status"].to_list() == ["ok"] and abs(row["m_pred"][0] - 0.1) < 1e-6
 
 
-def test_catalog_reader_keeps_the_newest_version_numerically_not_by_file_time(tmp_path):
-    root = tmp_path / "cat"
-    _cat(str(root / "version=10/dec_zone=0/part-00000.parquet"), ["g1"], ["ok"], [10.0])
-    time.sleep(0.01)
-    _cat(str(root / "version=9/dec_zone=0/part-00000.parquet"), ["g1"], ["ok"], [9.0])
-    cat = load_catalog(str(root))
-    assert cat.height == 1 and cat["m_pred"][0] == 10.0
+def test_catalog_reader_reads_the_current_version_through_the_manifest(tmp_path, ray_local):
+    from test_publish import SMALL, rows
+
+    from hicatalog.catalog.manifest import read_manifest
+    from hicatalog.catalog.publish import publish_tables
+
+    out = str(tmp_path / "cat")
+    publish_tables(out, [rows(40, 1, "a")], build_id="a", **SMALL)
+    publish_tables(out, [rows(20, 2, "b")], build_id="b", previous=read_manifest(out), **SMALL)
+    # version 1's files made newer than version 2's: file times must not matter
+    for f in (tmp_path / "cat" / "version=1").rglob("*.parquet"):
+        os.utime(f, (time.time() + 100, time.time() + 100))
+    cat = load_catalog(out)
+    ids = set(cat.get_column("object_id").to_list())
+    assert cat.height == 60 - 2 - 2 and {"a000010", "b000010"} <= ids  # duplicate_id rows left out
+    assert cat["_file"].str.contains("version=2").all()
 
 
 def test_truth_keeps_first_row(tmp_path):

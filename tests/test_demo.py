@@ -30,7 +30,11 @@ def test_demo_small(ray_local, tmp_path):
     for sub in ("mock/train/cutouts", "mock/survey/truth.parquet", "models/regression/model_card.json",
                 "models/pr/model_card.json", "catalog/_manifest.json", "report/metrics.json"):
         assert (out / sub).exists(), sub
-    cat = pl.read_parquet(str(out / "catalog" / "**" / "*.parquet"), hive_partitioning=True)
+    from hicatalog.catalog.reader import open_catalog
+
+    current = open_catalog(str(out / "catalog"))  # the demo published version 1, as HATS
+    assert current.version == 1 and current.rows == 300
+    cat = pl.read_parquet(current.files)
     assert cat.height == 300 and cat["object_id"].n_unique() == 300
     assert cat.filter(pl.col("status") == "ok").height == 300
     # the summary on disk tells what happened: every row predicted and scored, every step timed
@@ -71,6 +75,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     import polars as pl
 
     from hicatalog import storage
+    from hicatalog.catalog.reader import read_catalog
     from hicatalog.models.artifact import load_card
 
     work, home, tmp = (tmp_path / d for d in ("work", "home", "tmp"))
@@ -98,10 +103,10 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
                  "report/metrics.json", "report/table2.md"):
         assert name in files, name
     assert [f for f in files if f.startswith("mock/survey/cutouts/part-")]
-    assert [f for f in files if re.fullmatch(r"catalog/version=1/dec_zone=[^/]+/[^/]+\.parquet", f)]
+    assert [f for f in files if re.fullmatch(r"catalog/version=1/dataset/Norder=\d+/Dir=\d+/Npix=\d+\.parquet", f)]
     truth = storage.read_parquet(f"{out}/mock/survey/truth.parquet")
     assert truth.num_rows == n_survey
-    cat = pl.scan_parquet(f"{out}/catalog/**/*.parquet", hive_partitioning=True).collect()
+    cat = pl.from_arrow(read_catalog(f"{out}/catalog"))
     assert sorted(cat["object_id"].to_list()) == sorted(truth.column("object_id").to_pylist())
     assert cat.filter(pl.col("status") == "ok").height == n_survey
     shas = []

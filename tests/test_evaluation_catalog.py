@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from hicatalog.catalog.publish import publish_tables
 from hicatalog.cli import main as cli_main
-from hicatalog.cutouts.shards import write_shard
 from hicatalog.evaluation.analyses import evaluate_catalog
 from hicatalog.evaluation.tables import TABLE2_HEADERS
 
@@ -82,20 +82,20 @@ def _synthetic(tmp_path, n=300, seed=0):
         })
 
     cat_dir = tmp_path / "catalog"
-    # old build: every row, with garbage predictions for the first 30 rows
+    # version 1: every row, with garbage predictions for the first 30 rows; version 2, current:
+    # a rebuild with the right ones. Version 1's files are made the newest on disk: evaluate
+    # must read the version the manifest names, not the newest files.
     bad = m_pred.copy()
     bad[:30] += 5.0
-    write_shard(cat_table(np.arange(n), bad, "b1"), str(cat_dir / "build_id=b1"), "part", 0, "hi_catalog")
-    time.sleep(0.02)
-    # newer incremental build: rewrites the first 30 rows correctly
-    write_shard(cat_table(np.arange(30), m_pred, "b2"), str(cat_dir / "build_id=b2"), "part", 0, "hi_catalog")
-    manifest = {"build_id": "b2", "rows": n}
-    (cat_dir / "_manifest.json").write_text(json.dumps(manifest))
+    publish_tables(str(cat_dir), [cat_table(np.arange(n), bad, "b1")], build_id="b1")
+    publish_tables(str(cat_dir), [cat_table(np.arange(n), m_pred, "b2")], build_id="b2")
+    for f in (cat_dir / "version=1").rglob("*.parquet"):
+        os.utime(f, (time.time() + 100, time.time() + 100))
     return cat_dir, truth_path, dict(ids=ids, pop=pop, m_true=m_true, m_pred=m_pred, p_cnn=p_cnn,
                                      detected=detected, status=status)
 
 
-def test_evaluate_catalog_table2_layout_and_values(tmp_path):
+def test_evaluate_catalog_table2_layout_and_values(tmp_path, ray_local):
     cat_dir, truth_path, s = _synthetic(tmp_path)
     out = tmp_path / "report"
     returned = evaluate_catalog(str(cat_dir), str(truth_path), str(out))
@@ -105,7 +105,7 @@ def test_evaluate_catalog_table2_layout_and_values(tmp_path):
     assert res["cuts"] == ["none", "p_cnn>0.5", "p_cnn>0.8", "p_cnn>0.9"]
     assert res["counts"]["n_catalog"] == 300 and res["counts"]["n_ok"] == 294
     assert res["counts"]["status_counts"] == {"corrupt_image": 6, "ok": 294}
-    assert res["manifest"] == {"build_id": "b2", "rows": 300}
+    assert res["manifest"]["build_id"] == "b2" and res["manifest"]["version"] == 2
 
     # expected from the true predictions (the newest build's rows win over the garbage ones)
     ok = s["status"] == "ok"
@@ -150,7 +150,7 @@ def test_evaluate_catalog_table2_layout_and_values(tmp_path):
     assert "pcnn_hist.png" in html and "&quot;build_id&quot;: &quot;b2&quot;" in html
 
 
-def test_evaluate_cli_catalog_and_errors(tmp_path, capsys):
+def test_evaluate_cli_catalog_and_errors(tmp_path, capsys, ray_local):
     cat_dir, truth_path, _ = _synthetic(tmp_path, n=60)
     out = tmp_path / "r"
     rc = cli_main(["evaluate", "catalog", "--catalog", str(cat_dir), "--truth", str(truth_path),

@@ -112,8 +112,10 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
 
     import duckdb
 
+    from hicatalog.catalog.reader import open_catalog
+
     n = duckdb.connect().execute(
-        f"SELECT count(*) FROM read_parquet('{out}/catalog/**/*.parquet', hive_partitioning=true)"
+        f"SELECT count(*) FROM read_parquet({open_catalog(out / 'catalog').files!r})"
     ).fetchone()[0]
     assert n == 300
     summary = json.loads((out / "demo_summary.json").read_text())

@@ -18,6 +18,7 @@ from test_catalog import bad_rows, galaxies, tiny_model, write_cutouts
 
 from hicatalog import storage
 from hicatalog.catalog.build import build_catalog
+from hicatalog.catalog.reader import open_catalog
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.models import load_model, save_model
 from hicatalog.models.artifact import MODEL_CACHE_ENV, load_card
@@ -29,10 +30,11 @@ def _writes(requests):
     return [(m, p) for m, p in requests if m in ("PUT", "POST", "DELETE")]
 
 
-def _read_catalog_polars(url):
+def _read_catalog_polars(url, version=None):
+    """The current (or the given) version, read by polars from the bucket."""
     import polars as pl
 
-    return pl.scan_parquet(f"{url}/**/*.parquet", hive_partitioning=True).collect()
+    return pl.scan_parquet(open_catalog(url, version).files).collect()
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,11 @@ def s3_models(s3_server, tmp_path_factory):
 
 def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, s3_models,
                                                           ray_local):
-    """--cutouts, --tracers, --regression, --pr and --out all s3://: the catalog is complete, written as
-    single PUTs (no temporary object, no multipart upload, no copy, no delete), readable with
-    polars and pyarrow from the bucket; a rerun writes no catalog file; --since-manifest on s3
-    adds only the new galaxies as version 2 and leaves version 1 as it was."""
+    """--cutouts, --tracers, --regression, --pr and --out all s3://: the catalog is complete;
+    the staged shards are single PUTs (no temporary object, no multipart upload); the manifest
+    is one PUT after every object of the version it names; readable with polars, pyarrow and
+    hats from the bucket; a rerun writes no catalog file; --since-manifest on s3 predicts only
+    the new galaxies and publishes version 2, leaving version 1 as it was."""
     cols = galaxies(64, seed=31)
     expect = bad_rows(cols)
     cutouts = write_cutouts(f"{s3_bucket}/cutouts", cols, 32)
@@ -61,8 +64,14 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     mark = s3_server.log_offset()
     manifest = build_catalog(cfg)
     writes = _writes(s3_server.requests(mark))
-    assert writes and {m for m, _ in writes} == {"PUT"}, writes
-    assert not [p for _, p in writes if ".tmp" in p or "?" in p], writes
+    staged = [(m, p) for m, p in writes if "/_staging/build=1/" in p]
+    assert staged and {m for m, _ in staged} == {"PUT"}, staged
+    assert not [p for _, p in writes if ".tmp" in p], writes
+    # the switch: _manifest.json is written once, after every object of version 1
+    puts = [p.split("?")[0] for m, p in writes if m == "PUT"]
+    switch = [i for i, p in enumerate(puts) if p.endswith("/catalog/_manifest.json")]
+    in_version = [i for i, p in enumerate(puts) if "/catalog/version=1/" in p]
+    assert len(switch) == 1 and in_version and max(in_version) < switch[0], puts
     assert manifest["rows"]["total"] == 64 and manifest["version"] == 1
     assert manifest["rows"]["status"]["duplicate_id"] == 2
     # read back from the bucket: polars (hive partitions) and pyarrow datasets
@@ -70,9 +79,17 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     assert sorted(cat["object_id"].to_list()) == sorted(cols["object_id"])
     status = dict(zip(cat["object_id"].to_list(), cat["status"].to_list(), strict=False))
     assert all(status[k] == v for k, v in expect.items())
-    assert set(cat["version"].to_list()) == {1}
-    table = pads.dataset(out, format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == 64 and "dec_zone" in table.column_names
+    assert open_catalog(out).version == 1
+    fs, _ = storage.filesystem_and_path(out)
+    table = pads.dataset([storage.filesystem_and_path(f)[1] for f in open_catalog(out).files],
+                         format="parquet", filesystem=fs).to_table()
+    assert table.num_rows == 64 and "_healpix_29" in table.column_names
+    import hats
+
+    from hicatalog.catalog.publish import hats_path
+
+    h = hats.read_hats(hats_path(open_catalog(out).path))
+    assert h.catalog_info.total_rows == 64 - 1  # the row without a position is not a pixel's
     ok = cat.filter(cat["status"] == "ok")
     assert ok["m_pred"].is_finite().all() and ok["p_cnn"].is_between(0, 1).all()
     # the models were downloaded once into the local cache, keyed by their hashes
@@ -91,8 +108,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     assert len(_read_catalog_polars(out)) == 64
 
     # incremental: old + new cutouts, --since-manifest on the bucket
-    v1 = {f: storage.read_bytes(f)
-          for f in storage.list_files(f"{out}/version=1", recursive=True, suffix=".parquet")}
+    v1 = {f: storage.read_bytes(f) for f in storage.list_files(f"{out}/version=1", recursive=True)}
     new = galaxies(20, seed=32, prefix="n")
     both = {k: list(cols[k]) + list(new[k]) for k in cols}
     more = write_cutouts(f"{s3_bucket}/cutouts2", both, 32)
@@ -101,13 +117,15 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
                                           since_manifest=f"{out}/_manifest.json"))
     assert m2["version"] == 2 and [v["path"] for v in m2["versions"]] == ["version=1",
                                                                           "version=2"]
-    assert m2["rows"]["total"] == 20
+    assert m2["rows"]["total"] == 20 and m2["versions"][1]["rows"] == 84
     assert {f: storage.read_bytes(f) for f in storage.list_files(
-        f"{out}/version=1", recursive=True, suffix=".parquet")} == v1
+        f"{out}/version=1", recursive=True)} == v1
     cat = _read_catalog_polars(out)
-    assert sorted(cat.filter(cat["version"] == 2)["object_id"].to_list()) == sorted(
+    assert sorted(cat.filter(cat["build_id"] == m2["build_id"])["object_id"].to_list()) == sorted(
         new["object_id"])
     assert sorted(cat["object_id"].to_list()) == sorted(both["object_id"])
+    assert sorted(_read_catalog_polars(out, version=1)["object_id"].to_list()) == sorted(
+        cols["object_id"])
     # the manifest itself, read from the bucket
     latest = json.loads(storage.read_bytes(f"{out}/_manifest.json"))
     assert latest["version"] == 2 and latest["rows"]["total"] == 20

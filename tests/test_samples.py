@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from imagefixtures import make_blob_shards
 
+from hicatalog.catalog.publish import healpix_29
 from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import write_shard
@@ -272,10 +273,10 @@ def _hand_catalog(tmp_path):
         "p_cnn": pa.array(p, pa.float32()), "one_plus_delta5": pa.array(np.ones(n), pa.float32()),
         "sigma5": pa.array(np.ones(n), pa.float32()), "d5_mpc": pa.array(np.ones(n), pa.float32()),
         "env_status": ["ok"] * n, "status": ["ok"] * n, "error": pa.array([None] * n, pa.string()),
-        "build_id": ["b"] * n, "model_id": ["m"] * n,
+        "build_id": ["b"] * n, "model_id": ["m"] * n, "_healpix_29": healpix_29(np.zeros(n), np.zeros(n)),
     })
-    cat_dir = tmp_path / "catalog"
-    write_shard(cat, str(cat_dir / "version=1"), "part", 0, "hi_catalog")
+    cat_dir = tmp_path / "catalog"  # a plain hi_catalog directory (its manifest lists no versions)
+    write_shard(cat, str(cat_dir), "part", 0, "hi_catalog")
     sha = "ab" * 32
     models = {}
     for task, kw in (("regression", dict(task="regression", n_outputs=1, train_samples=["a40A", "a40B"])),

@@ -12,11 +12,13 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 from fakeserver import FakeCutoutServer
 from surveyfiles import Universe, offset, write_nsa, write_universe
 
 from hicatalog import storage
+from hicatalog.catalog.reader import read_catalog
 from hicatalog.cli import main
 from hicatalog.workflow import REPORT_JSON
 
@@ -167,11 +169,14 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         assert cat["status"] == "ran" and cat["version"] == 2
         assert cat["rows_this_version"] == 5 and cat["rows_total"] == n_targets + 5
         assert report["accounting"]["targets"]["catalog_rows"] == n_targets + 5
-        rows = storage.read_parquet(storage.join(out, "catalogs", "targets", "version=2")).column(
-            "object_id")
-        assert sorted(rows.to_pylist()) == sorted(f"NSA{100 + i}" for i in range(5))
-    assert np.isfinite(storage.read_parquet(storage.join(out, "catalogs", "targets")).column(
-        "m_pred")).all()
+        # version 2 holds the whole catalog; the rows of its new build are the 5 new targets
+        v2 = read_catalog(str(out / "catalogs" / "targets"))
+        new = v2.filter(pc.equal(v2["build_id"], json.loads(
+            (out / "catalogs" / "targets" / "_manifest.json").read_text())["build_id"]))
+        assert sorted(new.column("object_id").to_pylist()) == sorted(
+            f"NSA{100 + i}" for i in range(5))
+        assert v2.num_rows == n_targets + 5
+    assert np.isfinite(read_catalog(str(out / "catalogs" / "targets")).column("m_pred")).all()
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])

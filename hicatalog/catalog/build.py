@@ -18,15 +18,19 @@ One streaming Ray Data pipeline, memory bounded whatever the input size:
    :func:`hicatalog.cutouts.decode.decode_batch`; with ``--gpu`` and torchvision the JPEG bytes
    go to the actors, which decode on the GPU) -> ``map_batches(CatalogPredictor)``: ONE actor
    pool holding both models (:mod:`hicatalog.catalog.inference`).
-4. **Writer** (driver, streaming): rows are collected per input shard; when a shard is
-   complete its rows get the environment columns, are split by declination zone, sorted by
-   ra and written atomically as ``version=V/dec_zone=D/part-SSSSS.parquet``; then the
-   shard's ``_done`` marker is written. The layout is described in
-   :mod:`hicatalog.catalog.manifest`.
+4. **Staging writer** (driver, streaming): rows are collected per input shard; when a shard
+   is complete its rows get the environment columns and the HATS index ``_healpix_29`` and are
+   written atomically as ``_staging/build=B/part-SSSSS.parquet``; then the shard's ``_done``
+   marker is written.
+5. **Publish** (:mod:`hicatalog.catalog.publish`, Ray tasks): the staged rows of this build
+   (and, with ``--since-manifest``, of the builds the old catalog's current version holds)
+   become a new complete HATS version ``version=V``, and ``_manifest.json`` is switched to it.
+   The layout is described in :mod:`hicatalog.catalog.manifest`.
 
-Exactly once: output names are deterministic per input shard, a shard counts as done only
+Exactly once: staged names are deterministic per input shard, a shard counts as done only
 after its marker exists, and a rerun with the same arguments (same build fingerprint: inputs,
-models, tracers, options, code version) reuses the version directory and skips done shards.
+models, tracers, options, code version) reuses the staging directory and skips done shards;
+the publish reads exactly the rows the markers count, and checks it wrote as many.
 """
 
 from __future__ import annotations
@@ -55,43 +59,30 @@ from hicatalog.catalog.manifest import (
     BUILD_FILE,
     DONE_DIR,
     MANIFEST_FILE,
-    NULL_PARTITION,
-    catalog_object_ids,
+    STAGING_DIR,
+    build_dirs,
     fingerprint,
     read_json,
     read_manifest,
-    version_dirs,
-    version_path,
     write_json_atomic,
+    write_staged_part,
 )
+from hicatalog.catalog.publish import current_builds, healpix_29, publish_version
+from hicatalog.catalog.reader import read_catalog
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
-from hicatalog.storage import filesystem_and_path, write_parquet_atomic
+from hicatalog.storage import filesystem_and_path
 
-__all__ = ["build_catalog", "dec_zone", "CatalogPlan", "query_command", "main"]
+__all__ = ["build_catalog", "CatalogPlan", "query_command", "main"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
 _ID_COLUMNS = ["object_id", "ra", "dec", "z"]
 _READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
-#: Rows per Parquet row group in the catalog files (min/max statistics per group on ra/dec).
-ROW_GROUP_SIZE = 4096
-
-
-def dec_zone(dec: np.ndarray, zone_deg: int) -> np.ndarray:
-    """Lower edge (whole degrees) of the declination zone of each ``dec`` (deg); -999 where
-    dec is NaN or outside [-90, 90] (written as the null partition)."""
-    dec = np.asarray(dec, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        good = np.isfinite(dec) & (np.abs(dec) <= 90)
-        # dec = +90 exactly belongs to the top zone.
-        top = np.nextafter(90.0, 0.0)
-        zone = np.floor(np.clip(np.where(good, dec, 0.0), -90.0, top) / zone_deg) * zone_deg
-    return np.where(good, zone, -999).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -150,7 +141,6 @@ class CatalogPlan:
             "tta": cfg.tta,
             "gpu_decode": self.gpu_decode,
             "bf16": self.bf16,
-            "dec_zone_deg": cfg.dec_zone_deg,
             "since": (self.old_manifest or {}).get("fingerprint"),
             "code_version": __version__,
         })
@@ -212,9 +202,8 @@ class CatalogPlan:
             )
         skip = np.zeros(n, dtype=bool)
         if self.old_manifest is not None:
-            old = catalog_object_ids(self.old_manifest)
-            skip = pc.is_in(ids, value_set=pa.array(sorted(old), pa.string())).to_numpy(
-                zero_copy_only=False)
+            old = read_catalog(self.old_manifest["_path"], ["object_id"]).column(0)
+            skip = pc.is_in(ids, value_set=pc.unique(old)).to_numpy(zero_copy_only=False)
             log.info("incremental build: %d of %d rows are already in %s", int(skip.sum()), n,
                      self.old_manifest["_path"])
         return dup, skip, messages
@@ -281,8 +270,8 @@ def _read_decode_shard(batch: dict[str, np.ndarray], *, rows_per_batch: int,
 class _ShardWriter:
     """Collects predicted rows per input shard and writes each shard once it is complete."""
 
-    def __init__(self, plan: CatalogPlan, vdir: str, env: pa.Table):
-        self.plan, self.vdir = plan, vdir
+    def __init__(self, plan: CatalogPlan, sdir: str, env: pa.Table):
+        self.plan, self.sdir = plan, sdir
         self.env_ids = env.column("object_id")
         self.env = env
         self.pending: dict[int, list[pa.Table]] = collections.defaultdict(list)
@@ -318,6 +307,8 @@ class _ShardWriter:
             return pa.array(a, mask=~np.isfinite(a))
 
         z = rows.column("z").to_numpy(zero_copy_only=False)
+        ra = rows.column("ra").to_numpy(zero_copy_only=False)
+        dec = rows.column("dec").to_numpy(zero_copy_only=False)
         status = rows.column("status")
         err = pc.if_else(pc.equal(status, "ok"), pa.scalar(None, pa.string()),
                          pc.cast(rows.column("error"), pa.string()))
@@ -338,29 +329,16 @@ class _ShardWriter:
             "error": err,
             "build_id": pa.array([self.plan.build_id] * n, pa.string()),
             "model_id": pa.array([self.plan.model_id] * n, pa.string()),
+            "_healpix_29": healpix_29(ra, dec),
         })
         return conform_table(table, "hi_catalog", "catalog rows")
 
     def write(self, s: int, rows: pa.Table) -> None:
         table = self.catalog_rows(rows)
-        zones = dec_zone(table.column("dec").to_numpy(zero_copy_only=False),
-                         self.plan.cfg.dec_zone_deg)
-        files = []
-        name = f"part-{s:05d}"
-        for zv in np.unique(zones).tolist():
-            part = table.filter(pa.array(zones == zv)).sort_by("ra")
-            rel = f"dec_zone={NULL_PARTITION if zv == -999 else zv}/{name}.parquet"
-            write_parquet_atomic(part, storage.join(self.vdir, rel),
-                                 row_group_size=ROW_GROUP_SIZE, write_statistics=True)
-            files.append(rel)
-        write_json_atomic(storage.join(self.vdir, DONE_DIR, f"{name}.json"), {
-            "fingerprint": self.plan.fingerprint,
-            "shard": self.plan.shards[s],
-            "rows": table.num_rows,
-            "status": _value_counts(table.column("status")),
-            "env_status": _value_counts(table.column("env_status")),
-            "files": files,
-        })
+        write_staged_part(self.sdir, s, table, build_fingerprint=self.plan.fingerprint,
+                          shard=self.plan.shards[s], counts={
+                              "status": _value_counts(table.column("status")),
+                              "env_status": _value_counts(table.column("env_status"))})
 
 
 def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
@@ -377,24 +355,23 @@ def _read_json_if_file(path: str) -> dict[str, Any] | None:
         return None
 
 
-def _choose_version(plan: CatalogPlan, out: str) -> tuple[int, str, bool]:
-    """The version directory this build writes: ``(V, path, resumed)``."""
-    existing = version_dirs(out)
-    builds = {v: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
-              for v, d in existing.items()}
-    for v, d in existing.items():
-        if builds[v].get("fingerprint") == plan.fingerprint:
-            return v, d, True
+def _choose_build(plan: CatalogPlan, out: str) -> tuple[int, str, bool]:
+    """The staging directory this build writes: ``(B, path, resumed)``."""
+    existing = build_dirs(out)
+    builds = {b: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
+              for b, d in existing.items()}
+    for b, d in existing.items():
+        if builds[b].get("fingerprint") == plan.fingerprint:
+            return b, d, True
     if existing and plan.old_manifest is None:
-        owners = {v: b.get("build_id") for v, b in builds.items()}
+        owners = {b: x.get("build_id") for b, x in builds.items()}
         raise ValueError(
             f"{out} already holds a catalog from another build ({owners}); use a new --out, "
             f"rerun with the same arguments to resume it, or pass --since-manifest "
             f"{storage.join(out, MANIFEST_FILE)} to add only the galaxies it lacks"
         )
-    old_versions = [v["version"] for v in (plan.old_manifest or {}).get("versions", [])]
-    v = max([0, *existing, *old_versions]) + 1
-    return v, storage.join(out, f"version={v}"), False
+    b = max([0, *existing]) + 1
+    return b, storage.join(out, STAGING_DIR, f"build={b}"), False
 
 
 def _environment(plan: CatalogPlan) -> pa.Table:
@@ -418,21 +395,21 @@ def build_catalog(cfg: BuildCatalogConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     plan = CatalogPlan(cfg)
     out = storage.absolute(cfg.out)
-    version, vdir, resumed = _choose_version(plan, out)
+    build, sdir, resumed = _choose_build(plan, out)
     dup, skip, messages = plan.row_plan()
     starts = np.concatenate([[0], np.cumsum(plan.rows_per_shard)])
-    log.info("%s %s version %d (%s) from %d shards, %d rows", "resuming" if resumed else
-             "building", out, version, plan.build_id, len(plan.shards), int(starts[-1]))
-    env = _environment(plan)  # reads --tracers: fails before the version directory exists
-    write_json_atomic(storage.join(vdir, BUILD_FILE), {
-        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "version": version,
+    log.info("%s %s build %d (%s) from %d shards, %d rows", "resuming" if resumed else
+             "building", out, build, plan.build_id, len(plan.shards), int(starts[-1]))
+    env = _environment(plan)  # reads --tracers: fails before the staging directory exists
+    write_json_atomic(storage.join(sdir, BUILD_FILE), {
+        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "build": build,
         "config": cfg.to_json_dict(),
     })
 
     items, expected = [], {}
-    done = set(storage.list_files(storage.join(vdir, DONE_DIR), suffix=".json"))
+    done = set(storage.list_files(storage.join(sdir, DONE_DIR), suffix=".json"))
     for s, shard in enumerate(plan.shards):
-        done_file = storage.join(vdir, DONE_DIR, f"part-{s:05d}.json")
+        done_file = storage.join(sdir, DONE_DIR, f"part-{s:05d}.json")
         if done_file in done and read_json(done_file).get("fingerprint") == plan.fingerprint:
             continue
         lo, hi = starts[s], starts[s + 1]
@@ -452,11 +429,10 @@ def build_catalog(cfg: BuildCatalogConfig) -> dict[str, Any]:
         items.append(item)
     log.info("%d shards to predict, %d already done", len(items), len(plan.shards) - len(items))
 
-    writer = _ShardWriter(plan, vdir, env)
+    writer = _ShardWriter(plan, sdir, env)
     if items:
         _run_pipeline(plan, items, expected, writer)
-    manifest = _write_manifest(plan, out, vdir, version, time.perf_counter() - t0)
-    return manifest
+    return _publish(plan, out, sdir, t0)
 
 
 def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int],
@@ -536,77 +512,67 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         )
 
 
-def _write_manifest(plan: CatalogPlan, out: str, vdir: str, version: int,
-                    wall_s: float) -> dict[str, Any]:
+def _publish(plan: CatalogPlan, out: str, sdir: str, t0: float) -> dict[str, Any]:
+    """Publish this build's staged rows (with, for ``--since-manifest``, the builds of the old
+    catalog's current version) as a new version; returns the manifest."""
     status: collections.Counter[str] = collections.Counter()
     env_status: collections.Counter[str] = collections.Counter()
     rows = 0
-    for f in storage.list_files(storage.join(vdir, DONE_DIR), suffix=".json"):
-        if not storage.basename(f).startswith("part-"):
-            continue
+    for f in storage.list_files(storage.join(sdir, DONE_DIR), suffix=".json"):
         d = read_json(f)
         if d.get("fingerprint") != plan.fingerprint:
             continue
         rows += d["rows"]
         status.update(d["status"])
         env_status.update(d["env_status"])
-    old_versions = list((plan.old_manifest or {}).get("versions", []))
-    if plan.old_manifest is not None:
-        # versions of a manifest in this directory stay relative; others become absolute
-        same_dir = storage.parent(plan.old_manifest["_path"]) == out.rstrip("/")
-        for v in old_versions:
-            p = version_path(plan.old_manifest, v)
-            v["path"] = (p[len(out.rstrip("/")) + 1:] if same_dir and p.startswith(out.rstrip("/") + "/")
-                         else p)
-    this = {
-        "version": version, "path": storage.basename(vdir), "build_id": plan.build_id, "rows": rows,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "since_manifest": plan.cfg.since_manifest,
-    }
-    versions = [v for v in old_versions if v["version"] != version] + [this]
+    # without --since-manifest: the manifest in `out`, if any (a rerun: nothing to publish)
+    builds = current_builds(plan.old_manifest) + [sdir]
 
     def model_info(card: ModelCard, path: str) -> dict[str, Any]:
         return {"model_id": card.model_id, "weights_sha256": card.weights_sha256,
                 "task": card.task, "arch": card.arch, "image_size": card.image_size,
                 "cutout_size": card.cutout_size, "survey": card.survey, "path": path}
 
-    manifest = {
-        "catalog": "hi_catalog",
+    cfg = plan.cfg
+    build_info = {
         "build_id": plan.build_id,
         "fingerprint": plan.fingerprint,
-        "version": version,
-        "versions": versions,
-        "layout": "version=V/dec_zone=D/part-SSSSS.parquet (hive); D = lower dec edge (deg)",
-        "dec_zone_deg": plan.cfg.dec_zone_deg,
-        "models": {"regression": model_info(plan.reg_card, plan.cfg.regression),
-                   "pr": model_info(plan.pr_card, plan.cfg.pr)},
+        "staging": storage.relative(sdir, out),
+        "since_manifest": cfg.since_manifest,
+        "models": {"regression": model_info(plan.reg_card, cfg.regression),
+                   "pr": model_info(plan.pr_card, cfg.pr)},
         "model_id": plan.model_id,
-        "config": plan.cfg.to_json_dict(),
+        "config": cfg.to_json_dict(),
         "inference": {"precision": "bf16" if plan.bf16 else "fp32",
                       "decode": "gpu" if plan.gpu_decode else "cpu"},
-        "input": {"cutouts": plan.cfg.cutouts, "shards": len(plan.shards),
+        "input": {"cutouts": cfg.cutouts, "shards": len(plan.shards),
                   "rows": int(sum(plan.rows_per_shard)), "fingerprint": plan.input_fp,
                   "survey": plan.geometry.survey},
-        "tracers": {"path": plan.cfg.tracers or plan.cfg.cutouts,
-                    "fingerprint": plan.tracers_fp},
+        "tracers": {"path": cfg.tracers or cfg.cutouts, "fingerprint": plan.tracers_fp},
         "rows": {"total": rows, "status": dict(sorted(status.items())),
                  "env_status": dict(sorted(env_status.items()))},
-        "wall_time_s": round(wall_s, 3),
         "code_version": __version__,
-        "created": this["created"],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # the build until its publish; the publish's own time is its version's publish_s
+        "wall_time_s": round(time.perf_counter() - t0, 3),
     }
-    write_json_atomic(storage.join(vdir, MANIFEST_FILE), manifest)
-    write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)
+    manifest = publish_version(out, builds, previous=plan.old_manifest, build_info=build_info,
+                               partition_rows=cfg.partition_rows,
+                               row_group_rows=cfg.row_group_rows,
+                               keep_versions=cfg.keep_versions)
     return manifest
 
 
 def main(cfg: BuildCatalogConfig) -> int:
-    """CLI entry (``hicatalog build-catalog``): build into ``cfg.out``, print where the catalog
-    is, its row counts by status and a query to try; returns 0."""
+    """CLI entry (``hicatalog build-catalog``): build into ``cfg.out``, print the version
+    published, its row counts by status and a query to try; returns 0."""
     manifest = build_catalog(cfg)
     rows = manifest["rows"]
+    this = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
     print(f"catalog {cfg.out} version {manifest['version']} ({manifest['build_id']}): "
-          f"{rows['total']} rows in {manifest['wall_time_s']:.1f} s")
+          f"{this['rows']} rows in {this['partitions']} HEALPix partitions "
+          f"({rows['total']} staged by this build in {manifest['wall_time_s']:.1f} s, "
+          f"published in {this['publish_s']:.1f} s)")
     print(f"  status: {json.dumps(rows['status'])}")
     print(f"  env_status: {json.dumps(rows['env_status'])}")
     print("  query: " + query_command(cfg.out, 'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'))
@@ -614,16 +580,19 @@ def main(cfg: BuildCatalogConfig) -> int:
 
 
 def query_command(catalog_dir: str, polars_query: str) -> str:
-    """A shell command line that prints the result of one polars query on the catalog.
+    """A shell command line that prints the result of one polars query on the catalog's
+    current version.
 
     It runs the interpreter that runs hicatalog (``.venv/bin/python`` after ``make setup``),
     whose polars is a dependency of the package, so the line works as printed: no DuckDB
-    command-line tool is needed (``make setup`` installs none). ``polars_query`` is a polars
-    expression on ``cat``, the catalog's ``pl.scan_parquet(...)`` (hive partitions included),
-    e.g. ``'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'``; the command collects and
-    prints it.
+    command-line tool is needed (``make setup`` installs none). The command resolves the
+    current version when it runs (:func:`hicatalog.catalog.reader.open_catalog`), so it stays
+    right after later builds. ``polars_query`` is a polars expression on ``cat``, the
+    version's ``pl.scan_parquet(files)``, e.g.
+    ``'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'``; the command collects and prints
+    it.
     """
-    pattern = json.dumps(f"{str(catalog_dir).rstrip('/')}/**/*.parquet")
-    code = (f"import polars as pl; cat = pl.scan_parquet({pattern}, hive_partitioning=True); "
+    code = ("import polars as pl; from hicatalog.catalog.reader import open_catalog; "
+            f"cat = pl.scan_parquet(open_catalog({json.dumps(str(catalog_dir))}).files); "
             f"print({polars_query}.collect())")
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"

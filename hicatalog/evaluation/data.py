@@ -1,9 +1,8 @@
 """Reading what the evaluation needs: a catalog directory, a truth table, cutout images.
 
-- :func:`load_catalog` reads every Parquet file under a ``hi_catalog`` directory (hive
-  partitions and several build/version subdirectories included). When an ``object_id``
-  appears in several files (an incremental rebuild wrote a newer row), the row from the
-  most recently written file wins.
+- :func:`load_catalog` reads the current version of a catalog directory, resolved through its
+  ``_manifest.json`` (:func:`hicatalog.catalog.reader.open_catalog`), or any Parquet file or
+  directory of ``hi_catalog`` rows.
 - :func:`load_truth` reads the mock's ``truth`` table, a real ``labels`` table or labelled
   cutout shards, and names the sample column ``dataset`` in every case.
 - :func:`trained_on` reads what the models were trained on from the cards the build's
@@ -26,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import storage
+from hicatalog.catalog.manifest import MANIFEST_FILE
+from hicatalog.catalog.reader import open_catalog
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.schemas import SchemaError, first_occurrences
@@ -63,12 +64,13 @@ def _hive_values(path: str, root: str) -> dict[str, str]:
 
 
 def load_manifests(catalog_dir: str) -> dict[str, Any]:
-    """Every ``_manifest.json`` under ``catalog_dir``, keyed by its path relative to it.
+    """The ``_manifest.json`` in ``catalog_dir`` (a catalog's: every version listed in it), as
+    ``{"_manifest.json": document}``; ``{}`` when there is none.
 
     Unreadable manifests are reported as ``{"error": ...}`` rather than raising.
     """
     out: dict[str, Any] = {}
-    for p in storage.list_files(catalog_dir, recursive=True, suffix="_manifest.json"):
+    for p in storage.list_files(catalog_dir, suffix="_manifest.json"):
         if storage.basename(p) != "_manifest.json":
             continue
         rel = storage.relative(p, catalog_dir)
@@ -79,30 +81,38 @@ def load_manifests(catalog_dir: str) -> dict[str, Any]:
     return out
 
 
+def _catalog_files(catalog_dir: str) -> tuple[list[str], str]:
+    """``(files, root)``: a catalog directory's current version (through its manifest:
+    :func:`hicatalog.catalog.reader.open_catalog`), else the Parquet file or directory itself."""
+    if storage.is_dir(catalog_dir):
+        manifest = storage.join(catalog_dir, MANIFEST_FILE)
+        if storage.is_file(manifest) and "versions" in json.loads(storage.read_bytes(manifest)):
+            cat = open_catalog(catalog_dir)
+            return cat.files, cat.path
+        return _parquet_files(catalog_dir), catalog_dir
+    return _parquet_files(catalog_dir), storage.parent(catalog_dir)
+
+
 def load_catalog(catalog_dir: str) -> pl.DataFrame:
-    """Read a ``hi_catalog`` Parquet dataset (directory, recursively, or one file).
+    """Read a ``hi_catalog``: the current version of a catalog directory, resolved through its
+    ``_manifest.json`` (never by file times or a listing); or a Parquet file or directory of
+    ``hi_catalog`` rows without a manifest (read recursively, in path order).
 
     Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
     ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
     Hive partition keys in the path (``key=value``) are added as string columns when the file
     lacks them. Rows with ``status = 'duplicate_id'`` are left out (the build predicted the
     galaxy's first occurrence, which is in the catalog too). An ``object_id`` that still repeats
-    (several builds under one directory) keeps the row of the newest build: files are read in
-    descending (``version``, path) order and the first row of each id is kept
-    (:func:`hicatalog.schemas.first_occurrences`), never by file time, which a copy resets.
+    keeps its first row (:func:`hicatalog.schemas.first_occurrences`), with a warning.
 
     Raises
     ------
     SchemaError: no Parquet files, or a file without ``object_id``/``m_pred``/``p_cnn``/``status``.
+    ValueError: the catalog's manifest names a version that cannot be read.
     """
-    root = catalog_dir if storage.is_dir(catalog_dir) else storage.parent(catalog_dir)
-    files = _parquet_files(catalog_dir)
+    files, root = _catalog_files(catalog_dir)
     frames = []
-    def version_then_path(path: str) -> tuple[int, str]:
-        v = _hive_values(path, root).get("version", "")
-        return (int(v) if v.isdigit() else 0, path)
-
-    for f in sorted(files, key=version_then_path, reverse=True):
+    for f in files:
         schema = storage.read_parquet_schema(f)
         hive = _hive_values(f, root)
         cols = [c for c in _CATALOG_COLUMNS if c in schema.names]
@@ -124,10 +134,8 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     cat = pl.concat(frames, how="diagonal_relaxed").filter(pl.col("status") != "duplicate_id")
     first = first_occurrences(cat.get_column("object_id").to_arrow())
     if len(first) < cat.height:
-        log.warning(
-            "%s: %d rows repeat an object_id; kept the row of the newest version of each",
-            catalog_dir, cat.height - len(first),
-        )
+        log.warning("%s: %d rows repeat an object_id; kept the first row of each",
+                    catalog_dir, cat.height - len(first))
         cat = cat[first]
     return cat
 

@@ -1,0 +1,184 @@
+"""The published catalog: HATS versions on Ray, switched atomically through the manifest.
+
+Synthetic staged rows (no images, no models) published with small partitions, so every
+version has many files; on a local disk and on the real S3-compatible server
+(tests/conftest.py). No filesystem API is mocked.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hicatalog import storage
+from hicatalog.catalog.manifest import read_manifest
+from hicatalog.catalog.publish import hats_path, healpix_29, publish_tables
+from hicatalog.catalog.reader import open_catalog, read_catalog
+
+#: Small partitions and row groups: a few thousand rows make a version of many files.
+SMALL = {"partition_rows": 150, "row_group_rows": 40}
+
+
+def rows(n, seed, prefix, n_invalid=3, n_dup=2):
+    """``n`` hi_catalog rows in a 20x20 deg field: ``n_invalid`` without a valid position
+    (NaN, |dec| > 90), ``n_dup`` repeating an earlier id with ``status='duplicate_id'``."""
+    rng = np.random.default_rng(seed)
+    ra, dec = rng.uniform(170, 190, n), rng.uniform(-10, 10, n)
+    ra[:n_invalid] = np.nan
+    dec[n_invalid - 1] = 95.0
+    ids = [f"{prefix}{i:06d}" for i in range(n)]
+    status = ["ok"] * n
+    for k in range(n_dup):
+        ids[n - 1 - k], status[n - 1 - k] = ids[k + n_invalid], "duplicate_id"
+    f32 = pa.array(rng.normal(0, 1, n).astype(np.float32))
+    return pa.table({
+        "object_id": ids, "ra": ra, "dec": dec, "z": rng.uniform(0.01, 0.05, n),
+        "m_pred": f32, "m_pred_std": f32, "p_cnn": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
+        "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32, "env_status": ["ok"] * n,
+        "status": status, "error": pa.nulls(n, pa.string()), "build_id": [prefix] * n,
+        "model_id": ["m"] * n, "_healpix_29": healpix_29(ra, dec),
+    })
+
+
+def shards(table, k):
+    step = -(-table.num_rows // k)
+    return [table.slice(i, step) for i in range(0, table.num_rows, step)]
+
+
+def ids_of(files):
+    """The multiset of ``object_id`` over ``files`` (each read whole, as a user would)."""
+    out = collections.Counter()
+    for f in files:
+        fs, p = storage.filesystem_and_path(f)
+        with fs.open_input_file(p) as fh:
+            out.update(pq.read_table(fh, columns=["object_id"]).column(0).to_pylist())
+    return out
+
+
+@pytest.fixture(params=["local", "s3"])
+def catalog_dir(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "catalog")
+    return f"{request.getfixturevalue('s3_bucket')}/catalog"
+
+
+def test_no_row_lost_or_doubled_and_pixels_hold_their_rows(catalog_dir, ray_local):
+    import hats
+    from hats.io.validation import is_valid_catalog
+
+    staged = rows(1500, 1, "a")
+    m = publish_tables(catalog_dir, shards(staged, 7), build_id="a", **SMALL)
+    cat = open_catalog(catalog_dir)
+    assert cat.version == m["version"] == 1 and cat.rows == 1500
+    # by count and by id: the published multiset of ids is the staged one
+    assert ids_of(cat.files) == collections.Counter(staged.column("object_id").to_pylist())
+    assert len(cat.files) > 5 and m["versions"][0]["partitions"] == len(cat.files) - 1
+    for f in cat.files[:-1]:  # every partition: rows inside its pixel, sorted, <= 150 rows
+        k = int(f.split("Norder=")[1].split("/")[0])
+        p = int(f.split("Npix=")[1].split(".")[0])
+        fs, path = storage.filesystem_and_path(f)
+        with fs.open_input_file(path) as fh:
+            t = pq.read_table(fh)
+            md = pq.ParquetFile(fh).metadata
+        hp = t.column("_healpix_29").to_numpy()
+        assert (hp >> (2 * (29 - k)) == p).all() and (np.diff(hp) >= 0).all()
+        assert t.num_rows <= 150 and md.num_row_groups == -(-t.num_rows // 40)
+    invalid = read_catalog(catalog_dir).filter(pa.compute.is_null(
+        read_catalog(catalog_dir).column("_healpix_29")))
+    assert sorted(invalid.column("object_id").to_pylist()) == ["a000000", "a000001", "a000002"]
+    # the HATS view: properties and partitions agree with the files, strict validation passes
+    h = hats.read_hats(hats_path(cat.path))  # on S3: not anonymous
+    assert h.catalog_info.total_rows == 1500 - 3
+    assert h.catalog_info.healpix_column == "_healpix_29" and h.catalog_info.ra_column == "ra"
+    assert len(h.get_healpix_pixels()) == len(cat.files) - 1
+    if not catalog_dir.startswith("s3://"):
+        assert is_valid_catalog(cat.path, strict=True)
+
+
+def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_local):
+    """A reader loop running while a new version is published: every read is exactly one
+    version's rows (count and id set), first version 1's, then version 2's, never a mix."""
+    first = rows(1200, 2, "a")
+    m1 = publish_tables(catalog_dir, shards(first, 6), build_id="a", **SMALL)
+    second = rows(900, 3, "b")
+    expected = {1: collections.Counter(first.column("object_id").to_pylist())}
+    expected[2] = expected[1] + collections.Counter(second.column("object_id").to_pylist())
+    seen, errors, stop, started = [], [], threading.Event(), threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                cat = open_catalog(catalog_dir)
+                got = ids_of(cat.files)
+                seen.append(cat.version)
+                if got != expected[cat.version] or sum(got.values()) != cat.rows:
+                    errors.append(f"version {cat.version}: {sum(got.values())} rows")
+            except Exception as exc:  # noqa: BLE001 - any failure of a read is the finding
+                errors.append(repr(exc))
+            started.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    assert started.wait(60)
+    m2 = publish_tables(catalog_dir, shards(second, 5), build_id="b", previous=read_manifest(
+        catalog_dir), **SMALL)
+    n_after = len(seen)
+    while len(seen) < n_after + 2 and t.is_alive():
+        time.sleep(0.01)
+    stop.set()
+    t.join(60)
+    assert not errors, errors[:3]
+    assert m1["version"] == 1 and m2["version"] == 2
+    assert seen[0] == 1 and seen[-1] == 2 and sorted(seen) == seen  # never back to 1
+    # version 1 is still readable by number (time travel)
+    assert ids_of(open_catalog(catalog_dir, version=1).files) == expected[1]
+
+
+def test_retention_removes_old_versions_after_the_switch(tmp_path, ray_local):
+    out = str(tmp_path / "catalog")
+    m = publish_tables(out, [rows(300, 4, "a")], build_id="a", **SMALL)
+    m = publish_tables(out, [rows(200, 5, "b")], build_id="b", previous=read_manifest(out),
+                       **SMALL)
+    m = publish_tables(out, [rows(100, 6, "c")], build_id="c", previous=read_manifest(out),
+                       keep_versions=2, **SMALL)
+    assert [v["version"] for v in m["versions"]] == [2, 3] and m["version"] == 3
+    assert sorted(p.name for p in (tmp_path / "catalog").glob("version=*")) == [
+        "version=2", "version=3"]
+    with pytest.raises(ValueError, match=r"version 1 is not in .*versions: 2, 3"):
+        open_catalog(out, version=1)
+    assert open_catalog(out, version=2).rows == 500 and open_catalog(out).rows == 600
+    # the staging of every build stays: version 3 was published from it
+    assert len(list((tmp_path / "catalog" / "_staging").glob("build=*"))) == 3
+
+
+def test_a_publish_that_died_leaves_nothing_readers_see(tmp_path, ray_local):
+    out = str(tmp_path / "catalog")
+    publish_tables(out, [rows(300, 7, "a")], build_id="a", **SMALL)
+    # a second publish killed before its switch: a partial version=2 directory
+    partial = tmp_path / "catalog" / "version=2" / "dataset" / "Norder=0" / "Dir=0"
+    partial.mkdir(parents=True)
+    pq.write_table(rows(10, 8, "x"), partial / "Npix=4.parquet")
+    assert open_catalog(out).version == 1 and open_catalog(out).rows == 300
+    m = publish_tables(out, [rows(50, 9, "b")], build_id="b", previous=read_manifest(out),
+                       **SMALL)
+    assert m["version"] == 2 and read_catalog(out).num_rows == 350
+    assert "x000000" not in set(read_catalog(out).column("object_id").to_pylist())
+
+
+def test_a_catalog_of_the_old_layout_is_one_clear_error(tmp_path):
+    """A catalog written before HATS versions (dec-zone files, versions without builds) is
+    refused by the reader in one line, not read as a second layout."""
+    import json
+
+    old = tmp_path / "old"
+    (old / "version=1" / "dec_zone=2").mkdir(parents=True)
+    (old / "_manifest.json").write_text(json.dumps(
+        {"version": 1, "versions": [{"version": 1, "path": "version=1", "rows": 3}]}))
+    with pytest.raises(ValueError, match="declination-zone layout .* new --out"):
+        open_catalog(str(old))
