@@ -170,13 +170,13 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         assert cat["rows_this_version"] == 5 and cat["rows_total"] == n_targets + 5
         assert report["accounting"]["targets"]["catalog_rows"] == n_targets + 5
         # version 2 holds the whole catalog; the rows of its new build are the 5 new targets
-        v2 = read_catalog(str(out / "catalogs" / "targets"))
+        v2 = read_catalog(storage.join(out, "catalogs", "targets"))
         new = v2.filter(pc.equal(v2["build_id"], json.loads(
-            (out / "catalogs" / "targets" / "_manifest.json").read_text())["build_id"]))
+            _text(storage.join(out, "catalogs", "targets", "_manifest.json")))["build_id"]))
         assert sorted(new.column("object_id").to_pylist()) == sorted(
             f"NSA{100 + i}" for i in range(5))
         assert v2.num_rows == n_targets + 5
-    assert np.isfinite(read_catalog(str(out / "catalogs" / "targets")).column("m_pred")).all()
+    assert np.isfinite(read_catalog(storage.join(out, "catalogs", "targets")).column("m_pred")).all()
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
