@@ -83,6 +83,9 @@ log = logging.getLogger("hicatalog.catalog.build")
 
 _ID_COLUMNS = ["object_id", "ra", "dec", "z"]
 _READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
+#: The CPUs one read+decode task is counted for when the stage's concurrency is sized (it
+#: decodes with Pillow on one thread while its next read waits on I/O).
+DECODE_TASK_CPUS = 0.5
 
 
 # ----------------------------------------------------------------------------- checks
@@ -458,14 +461,15 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         actor_cpus = cfg.threads or max(1, math.floor(cpus_per_worker(actors, keep_free=1.0)))
         device = "cpu"
     # An actor runs as many torch threads as the CPUs it reserves (set_torch_threads), so
-    # --threads is a reservation; the read+decode tasks need at least 0.5 CPU besides, or the
-    # pipeline waits forever. (GPU clusters may still be scaling up: not checked.)
-    if not cfg.gpu and actors * actor_cpus + 0.5 > cpus:
+    # --threads is a reservation; the read+decode tasks need at least half a CPU besides, or
+    # the build would crawl. (GPU clusters may still be scaling up: not checked.)
+    if not cfg.gpu and actors * actor_cpus + DECODE_TASK_CPUS > cpus:
         raise ValueError(
             f"{actors} inference actor(s) x {actor_cpus} CPU(s) (--actors, --threads) leave no "
             f"CPU for reading and decoding on this {cpus}-CPU Ray cluster"
         )
     actor_res["num_cpus"] = actor_cpus
+    decode_tasks = max(1, min(len(items), math.floor((cpus - actors * actor_cpus) / DECODE_TASK_CPUS)))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         _read_decode_shard,
@@ -476,9 +480,16 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
             "decode_size": plan.decode_size,
             "decode": not plan.gpu_decode,
         },
-        # Not 1 CPU like the actors: different resources keep Ray Data from fusing this stage
-        # into the actor, so decoding overlaps with inference instead of alternating with it.
-        num_cpus=0.5,
+        # The read+decode tasks reserve no CPU from Ray: they run on the CPUs the actors
+        # leave free, and their number is capped to what those CPUs hold (DECODE_TASK_CPUS
+        # each). A reservation would let a lost node stall the build forever: Ray restarts
+        # the node's inference actors (Ray Data's max_restarts=-1) on any node where a whole
+        # actor fits, which can be the last free CPUs of the surviving nodes, and reserving
+        # tasks would then never be scheduled while the actors wait for their input
+        # (tests/test_cluster.py). Different resources than the actors also keep Ray Data from
+        # fusing this stage into the actor, so decoding overlaps with inference.
+        num_cpus=0,
+        compute=ray.data.TaskPoolStrategy(size=decode_tasks),
     )
     ds = ds.map_batches(
         CatalogPredictor,
