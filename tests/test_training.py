@@ -23,7 +23,7 @@ from hicatalog.cutouts.shards import list_shards
 from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import cpus_per_worker, set_torch_threads, torch_threads
 from hicatalog.training.data import decode_rows, select_rows
-from hicatalog.training.loop import fit, load_state, save_state
+from hicatalog.training.loop import fit, load_state, newest_checkpoint, save_state
 from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
 from hicatalog.training.presets import resolve_hyperparameters
 
@@ -205,12 +205,31 @@ def test_resumed_run_ends_with_identical_weights(tmp_path):
     with pytest.raises(_Stop):
         fit(lc, tb, vb, on_epoch_end=stop_after_first)
     torch.manual_seed(12345)  # the resumed process has other RNG state: the checkpoint restores it
-    resumed, hist_res = fit(lc, tb, vb, start_state=load_state(str(ckpt)))
+    resumes = []
+    resumed, hist_res = fit(lc, tb, vb, start_state=load_state(str(ckpt)),
+                            on_epoch_end=lambda st, _: resumes.append(st["resumed_after_epochs"]))
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     assert [h["epoch"] for h in hist_res] == [1, 2, 3]
     assert hist_res[-1]["rmse"] == hist_full[-1]["rmse"]
     assert hist_full[-1]["train_loss"] < hist_full[0]["train_loss"]
+    # the states of epochs 2 and 3 record the resume; the first run's did not
+    assert resumes == [[1], [1]] and load_state(str(ckpt))["resumed_after_epochs"] == []
+
+
+def test_newest_checkpoint_in_the_run_directory(tmp_path):
+    """The newest readable checkpoint_epoch_NNNN/train_state.pt after the given epoch: a
+    checkpoint that was uploaded but never registered with Ray Train (its worker died first)."""
+    run = tmp_path / "run"
+    for epoch in (1, 2, 3):
+        (run / f"checkpoint_epoch_{epoch:04d}").mkdir(parents=True)
+        save_state(str(run / f"checkpoint_epoch_{epoch:04d}" / "train_state.pt"), {"epoch": epoch})
+    (run / "checkpoint_epoch_0003" / "train_state.pt").write_bytes(b"cut short")
+    (run / "checkpoint_epoch_0004").mkdir()  # an upload that never started
+    assert newest_checkpoint(str(run), after_epoch=0) == str(run / "checkpoint_epoch_0002" / "train_state.pt")
+    assert newest_checkpoint(f"file://{run}", after_epoch=1) == f"file://{run}/checkpoint_epoch_0002/train_state.pt"
+    assert newest_checkpoint(str(run), after_epoch=2) is None
+    assert newest_checkpoint(str(tmp_path / "nothing"), after_epoch=0) is None
 
 
 def test_classifier_loop_reports_accuracy_and_auc():
@@ -336,7 +355,7 @@ def test_two_worker_ray_train_run(ray_local, blobs, tmp_path):
     assert {"accuracy", "auc", "train_loss"} <= set(lines[-1])
     # the two workers share ray_local's 2 CPUs: one CPU, so one torch thread, each
     assert [r["torch_threads"] for r in lines] == [1, 1]
-    assert res["metrics"]["epoch"] == 2
+    assert res["metrics"]["epoch"] == 2 and res["resumed_after_epochs"] == []
     n_corrupt_selected = len({f"g3-{i:06d}" for i in range(4)} & set(
         select_rows(list_shards(cfg.data), "pr", seed=0).table["object_id"].to_pylist()))
     assert res["dropped_rows"] == n_corrupt_selected
@@ -360,6 +379,8 @@ def test_worker_crash_is_replaced_and_training_resumes(ray_local, blobs, tmp_pat
     res = train_with_overrides(cfg, {"fail_after_epoch": 1, "fail_marker": str(marker)})
     assert marker.exists()  # the crash did happen
     assert [h["epoch"] for h in res["history"]] == [1, 2]
+    # the replaced group resumed after epoch 1, and the model's card says so
+    assert res["resumed_after_epochs"] == [1] == res["card"]["metrics"]["resumed_after_epochs"]
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
 
@@ -382,7 +403,7 @@ def test_rerun_after_the_job_died_resumes(ray_local, blobs, tmp_path):
     with pytest.raises(RuntimeError, match="failed"):
         train_with_overrides(cfg, overrides)
     res = train_with_overrides(cfg, overrides)
-    assert [h["epoch"] for h in res["history"]] == [1, 2]
+    assert [h["epoch"] for h in res["history"]] == [1, 2] and res["resumed_after_epochs"] == [1]
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert first == res["history"][0]
     # once more, after it finished: nothing is retrained, the same model comes back

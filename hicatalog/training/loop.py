@@ -3,7 +3,8 @@
 :func:`fit` runs epochs of: random dihedral augmentation per sample, forward (bf16 autocast
 and channels_last on GPU, or anywhere with ``precision="bf16"``), RMSE or label-smoothed
 cross-entropy, RAdam+Lookahead step, one one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
-hands a complete training state (model, optimizer, scheduler, epoch, RNG, metric history) to a
+hands a complete training state (model, optimizer, scheduler, epoch, RNG, metric history, the
+epochs after which the run was resumed) to a
 callback that checkpoints it. :func:`train_loop_per_worker` wires it to Ray Train (dataset
 shards, DDP, ``ray.train.report`` with checkpoints, resuming from ``get_checkpoint``).
 
@@ -21,8 +22,10 @@ use on the saved model.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -34,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hicatalog import storage
 from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import random_dihedral, tta_predict
 from hicatalog.models.optim import build_optimizer, one_cycle
@@ -76,11 +80,39 @@ def save_state(path: str, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str) -> dict[str, Any]:
-    """Read a training state written by :func:`save_state` (``weights_only=True``)."""
+    """Read a training state written by :func:`save_state` (``weights_only=True``) from a
+    local path or a URL; FileNotFoundError when there is none."""
+    data = storage.read_bytes(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt checkpoint is a clear error
         raise ValueError(f"{path}: cannot read training checkpoint: {exc}") from None
+
+
+def newest_checkpoint(run_dir: str, after_epoch: int) -> str | None:
+    """The newest training state in Ray Train's run directory ``run_dir`` (the storage path
+    joined with the run's name) saved after epoch ``after_epoch``: the path of its
+    ``checkpoint_epoch_NNNN/`` :data:`STATE_FILE`, or None.
+
+    Ray Train resumes from the last checkpoint its controller registered, and the controller
+    registers a report when it next polls the workers (every 2 s). A worker that dies within
+    that window (its node lost just after an epoch) has uploaded the epoch's checkpoint, but
+    the report is lost with it, and Ray Train alone would train that epoch again (or, after
+    the first epoch, the whole run). The upload is complete before the report (each file one
+    object on a bucket), so the loop resumes from it; a state that cannot be read is skipped.
+    """
+    epochs = sorted((int(m.group(1)), d) for d in storage.list_dirs(run_dir)
+                    if (m := re.fullmatch(r"checkpoint_epoch_(\d+)", d)))
+    for epoch, d in reversed(epochs):
+        if epoch <= after_epoch:
+            break
+        path = storage.join(run_dir, d, STATE_FILE)
+        try:
+            if int(load_state(path)["epoch"]) == epoch:
+                return path
+        except (FileNotFoundError, ValueError, KeyError):
+            log.warning("checkpoint %s cannot be read: skipped", path)
+    return None
 
 
 def fit(
@@ -130,12 +162,16 @@ def fit(
     total_steps = sched.total_steps
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    # The epochs after which this run was resumed from a checkpoint (a worker or node lost,
+    # or the job re-run), kept in every later checkpoint: the trained model's card says so.
+    resumed_after: list[int] = []
     if start_state is not None:
         model.load_state_dict(start_state["model"])
         opt.load_state_dict(start_state["optimizer"])
         sched.load_state_dict(start_state["scheduler"])
         start_epoch = int(start_state["epoch"])
         history = list(start_state.get("history", []))
+        resumed_after = [*start_state.get("resumed_after_epochs", []), start_epoch]
         torch.set_rng_state(start_state["torch_rng"])
         if use_gpu and start_state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(start_state["cuda_rng"], device)
@@ -232,6 +268,7 @@ def fit(
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if use_gpu else None,
             "history": history,
+            "resumed_after_epochs": resumed_after,
         }
         if on_epoch_end is not None:
             on_epoch_end(state, metrics)
@@ -257,8 +294,9 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     Sets torch's threads to the CPUs Ray assigned to this worker
     (:func:`hicatalog.runtime.set_torch_threads`), reads the ``train`` and ``val`` dataset
     shards, wraps the model in DDP (gloo on CPU, nccl on GPU, set up by TorchTrainer), resumes
-    from ``ray.train.get_checkpoint()`` when there is one, and after every epoch reports the
-    metrics with a checkpoint (rank 0 writes it).
+    from ``ray.train.get_checkpoint()`` when there is one (or from a newer checkpoint in
+    ``lc["run_dir"]``, :func:`newest_checkpoint`), and after every epoch reports the metrics
+    with a checkpoint (rank 0 writes it).
     """
     import ray.train
     import ray.train.torch
@@ -305,6 +343,19 @@ def train_loop_per_worker(lc: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             start_state = load_state(os.path.join(d, STATE_FILE))
+    # A checkpoint newer than the registered one (newest_checkpoint says why): rank 0 looks
+    # in the run directory and every rank resumes from what it found.
+    newer = None
+    if rank == 0 and lc.get("run_dir"):
+        newer = newest_checkpoint(lc["run_dir"], int(start_state["epoch"]) if start_state else 0)
+    if distributed:
+        found = [newer]
+        dist.broadcast_object_list(found, src=0, device=device)
+        newer = found[0]
+    if newer is not None:
+        start_state = load_state(newer)
+        log.info("rank %d: %s is newer than the checkpoint Ray Train registered", rank, newer)
+    if start_state is not None:
         log.info("rank %d resumes after epoch %d", rank, int(start_state["epoch"]))
 
     def on_epoch_end(state: dict[str, Any], metrics: dict[str, Any]) -> None:

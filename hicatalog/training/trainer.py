@@ -128,7 +128,9 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     injection: ``fail_after_epoch`` and ``fail_marker``).
 
     Returns ``{"model_dir", "metrics" (final epoch), "history" (every epoch), "card" (dict),
-    "n_train", "n_val", "dropped_rows", "run_path"}``.
+    "n_train", "n_val", "dropped_rows", "resumed_after_epochs" (the epochs after which the run
+    resumed from a checkpoint: a worker or node lost, or the command re-run; also in the
+    card's metrics), "run_path"}``.
 
     Raises
     ------
@@ -248,10 +250,12 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         "gpu": bool(cfg.gpu), "precision": hp["precision"],
         "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
     }
-    lc.update(loop_overrides or {})
-
     out = storage.absolute(cfg.out)  # a local path or a URL (s3://...)
     storage_path = storage.absolute(cfg.storage_path or storage.join(out, "ray"))
+    # Ray Train's run directory, where the workers look for a checkpoint newer than the one
+    # the controller registered (loop.newest_checkpoint)
+    lc["run_dir"] = storage.join(storage_path, name)
+    lc.update(loop_overrides or {})
     metrics_path = storage.join(out, METRICS_FILE)
     storage.delete_file(metrics_path)
     trainer = TorchTrainer(
@@ -285,12 +289,16 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     with result.checkpoint.as_directory() as d:
         state = load_state(os.path.join(d, STATE_FILE))
     history = list(state["history"])
+    resumed_after = [int(e) for e in state.get("resumed_after_epochs", [])]
     _write_jsonl(metrics_path, history)
     final = history[-1] if history else {}
+    if resumed_after:
+        log.info("run %s was resumed from its checkpoints after epoch(s) %s: the epochs before "
+                 "each were not trained again", name, resumed_after)
 
     card = dataclasses.replace(card, metrics={
         **final, "n_train": n_train, "n_val": n_val, "dropped_rows": dropped,
-        "selection": selection.summary,
+        "selection": selection.summary, "resumed_after_epochs": resumed_after,
     })
     model = build_model(card)
     model.load_state_dict(state["model"])
@@ -304,6 +312,7 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         "n_train": n_train,
         "n_val": n_val,
         "dropped_rows": dropped,
+        "resumed_after_epochs": resumed_after,
         "run_path": str(result.path),
     }
 
@@ -322,6 +331,9 @@ def main(cfg: TrainConfig) -> int:
     summary = ", ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float))
     card = result["card"]
     counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
+    resumed = result["resumed_after_epochs"]
+    resumes = f"; resumed from its checkpoint after epoch {', '.join(map(str, resumed))}" if resumed else ""
     print(f"trained {cfg.task} model in {result['model_dir']} "
-          f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}): {summary}")
+          f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}{resumes}): "
+          f"{summary}")
     return 0
