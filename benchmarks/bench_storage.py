@@ -77,11 +77,7 @@ def main() -> None:
     server = None
     try:
         if args.endpoint is None:
-            server, endpoint = s3server.start(Path(work) / "moto.log")
-            os.environ.update(s3server.client_env(endpoint))
-            for k in s3server.CLEARED_ENV:
-                os.environ.pop(k, None)
-            s3server.wait_ready()
+            server, endpoint = s3server.start_for_this_process(Path(work) / "moto.log")
             bucket = s3server.create_bucket(f"bench-{uuid.uuid4().hex[:8]}")
         else:
             if not args.bucket:

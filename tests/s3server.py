@@ -11,6 +11,7 @@ Used by ``tests/conftest.py`` (the ``s3_server`` fixture) and ``benchmarks/bench
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -68,6 +69,22 @@ def wait_ready(timeout: float = 30.0) -> None:
             if time.time() > deadline:
                 raise S3ServerError(f"moto server did not answer within {timeout:.0f} s: {exc}") from exc
             time.sleep(0.1)
+
+
+def start_for_this_process(log: Path) -> tuple[subprocess.Popen, str]:
+    """:func:`start` a server for a script (a benchmark): point this process's environment at
+    it (:func:`client_env`, :data:`CLEARED_ENV` removed; what Ray workers started afterwards
+    inherit) and wait until it answers. Returns the process and its endpoint."""
+    proc, endpoint = start(log)
+    os.environ.update(client_env(endpoint))
+    for k in CLEARED_ENV:
+        os.environ.pop(k, None)
+    try:
+        wait_ready()
+    except S3ServerError:
+        stop(proc)
+        raise
+    return proc, endpoint
 
 
 def create_bucket(name: str) -> str:
