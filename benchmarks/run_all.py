@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["bench_environment", "bench_mock", "bench_fetch", "bench_training", "bench_catalog",
-              "bench_storage", "bench_publish"]
+              "bench_storage", "bench_publish", "bench_node_loss"]
 
 
 def main() -> int:
