@@ -81,13 +81,14 @@ def catalog_inputs(s3_server):
 
 @pytest.fixture(scope="module")
 def reference_build(ray_cluster, catalog_inputs):
-    """The catalog built on the two nodes without interruption: ``(Ray job id, rows)``."""
+    """The catalog built on the two nodes without interruption: ``(Ray job id, rows, the
+    worker node)``."""
     cutouts, reg, pr, _, bucket = catalog_inputs
-    workers(ray_cluster, 1)
+    (worker,) = workers(ray_cluster, 1)
     job = submit_build(ray_cluster, cutouts, reg, pr, f"{bucket}/catalog")
     status, logs = ray_cluster.wait_job(job, JOB_TIMEOUT_S)
     assert status == "SUCCEEDED", f"the build job {status}:\n{logs[-4000:]}"
-    return ray_cluster.job_ray_id(job), catalog_rows(f"{bucket}/catalog")
+    return ray_cluster.job_ray_id(job), catalog_rows(f"{bucket}/catalog"), worker
 
 
 def test_build_on_s3_spreads_over_both_nodes(ray_cluster, catalog_inputs, reference_build):
@@ -95,7 +96,7 @@ def test_build_on_s3_spreads_over_both_nodes(ray_cluster, catalog_inputs, refere
     state API), each node downloaded the models once into its own cache, and the catalog in
     the bucket has every input row once."""
     cutouts, reg, pr, ids, _ = catalog_inputs
-    rid, rows = reference_build
+    rid, rows, worker = reference_build
     tasks = ray_cluster.list_state("tasks", f"job_id={rid}")
     assert len(tasks) < 10000, "the task list was cut at its limit"
 
@@ -103,7 +104,7 @@ def test_build_on_s3_spreads_over_both_nodes(ray_cluster, catalog_inputs, refere
         return {ray_cluster.node_name(t["node_id"]) for t in tasks
                 if t["name"] == name and t["state"] == "FINISHED"}
 
-    head, (worker,) = ray_cluster.head, workers(ray_cluster, 1)
+    head = ray_cluster.head
     assert nodes_of("MapBatches(_read_decode_shard)") == {head.name, worker.name}
     actors = [a for a in ray_cluster.list_state("actors", f"job_id={rid}")
               if a["class_name"] == PREDICTOR_ACTOR]
