@@ -23,9 +23,10 @@ private token in ``RAY_AUTH_TOKEN``, never ``~/.ray/auth_token``). The GCS marks
 after ``health_check_failure_threshold`` x ``health_check_period_ms``: 3 x 1 s here, 5 x 3 s by
 default.
 
-Nothing is done in the calling process's Ray: jobs are submitted with ``ray job submit``
-and Ray's state API is queried with ``ray list``, each a subprocess with the cluster's
-environment, so a local Ray of the calling process (the tests' ``ray_local``) is untouched.
+Nothing is done in the calling process's Ray: jobs are submitted with ``ray job submit`` (a
+subprocess with the cluster's environment), and the job server and Ray's state API are asked
+over HTTP, at the endpoints ``ray job`` and ``ray list`` use, so a local Ray of the calling
+process (the tests' ``ray_local``) is untouched.
 ``ray stop`` is never run (it would stop every Ray on this machine). ``shutdown`` kills the
 process groups it started and puts back the ``ray_current_cluster`` file of the calling
 process's environment if a node wrote it.
@@ -46,6 +47,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -134,16 +136,16 @@ class LocalRayCluster:
                     f"--ray-client-server-port={free_port()}"]
 
         head = self._start_node("head", num_cpus, object_store_mb, head_flags)
-        # The job server answers before its agent takes jobs: wait for `ray job list`.
+        # The job server answers before its agent takes jobs (submit retries for that).
         deadline = time.time() + 120
         while True:
-            r = subprocess.run([RAY, "job", "list", "--address", self.dashboard], env=self.env,
-                               capture_output=True, text=True, timeout=60)
-            if r.returncode == 0:
+            try:
+                self._http("GET", "/api/jobs/")
                 return head
-            if time.time() > deadline:
-                raise ClusterError(f"the head's job server did not answer in 120 s: "
-                                   f"{r.stderr[-800:]} | {head.log_tail()}")
+            except ClusterError as exc:
+                if time.time() > deadline:
+                    raise ClusterError(f"the head's job server did not answer in 120 s: {exc} | "
+                                       f"{head.log_tail()}") from None
             time.sleep(1)
 
     def add_node(self, num_cpus: int, object_store_mb: int = 200) -> Node:
@@ -252,40 +254,36 @@ class LocalRayCluster:
 
     # ------------------------------------------------------------------ state
 
-    def list_state(self, kind: str, *filters: str, limit: int = 10000) -> list[dict]:
-        """``ray list KIND --detail`` on this cluster (Ray's state API), as dicts; ``filters``
-        are ``ray list --filter`` expressions (``"job_id=02000000"``)."""
-        cmd = [RAY, "list", kind, "--address", self.dashboard, "--detail", "--format", "json",
-               "--limit", str(limit), "--timeout", "60"]
-        for f in filters:
-            cmd += ["--filter", f]
-        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            raise ClusterError(f"ray list {kind} failed: {r.stderr.strip()[-800:]}")
-        out = r.stdout
-        return json.loads(out[out.index("["):]) if "[" in out else []
+    def _http(self, method: str, path: str, params: dict | None = None) -> Any:
+        """One request to the head's dashboard (the job server and Ray's state API, the
+        endpoints the ``ray job`` and ``ray list`` commands call), with the cluster's token;
+        the JSON answer. Polling through the commands would start a Python process per call,
+        seconds of CPU each on the machine that runs the cluster."""
+        import requests
 
-    def alive(self) -> list[dict]:
-        return [n for n in self.list_state("nodes") if n["state"] == "ALIVE"]
+        try:
+            r = requests.request(method, self.dashboard + path, params=params, timeout=60,
+                                 headers={"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"})
+        except requests.RequestException as exc:
+            raise ClusterError(f"{method} {path}: {exc}") from None
+        if r.status_code != 200:
+            raise ClusterError(f"{method} {path}: HTTP {r.status_code} {r.text[:500]}")
+        return r.json()
+
+    def list_state(self, kind: str, *filters: str, limit: int = 10000) -> list[dict]:
+        """Ray's state API (what ``ray list KIND --detail`` shows) on this cluster, as dicts;
+        ``filters`` are ``KEY=VALUE`` (``"job_id=02000000"``)."""
+        pairs = [f.split("=", 1) for f in filters]
+        answer = self._http("GET", f"/api/v0/{kind}", {
+            "limit": limit, "timeout": 60, "detail": "1",
+            "filter_keys": [k for k, _ in pairs], "filter_predicates": ["="] * len(pairs),
+            "filter_values": [v for _, v in pairs]})
+        if answer.get("result") is False:
+            raise ClusterError(f"state API {kind}: {answer.get('msg')}")
+        return answer["data"]["result"]["result"]
 
     def node_name(self, node_id: str) -> str | None:
         return next((n.name for n in self.nodes if n.node_id == node_id), None)
-
-    def wait_for_nodes(self, n_alive: int, timeout: float) -> None:
-        """Wait until the GCS counts exactly ``n_alive`` alive nodes (a killed node is counted
-        dead after the health checks fail)."""
-        deadline = time.time() + timeout
-        while True:
-            if _port_open(self.dashboard):
-                try:
-                    if len(self.alive()) == n_alive:
-                        return
-                except ClusterError:
-                    pass
-            if time.time() > deadline:
-                raise ClusterError(f"the cluster did not reach {n_alive} alive node(s) in "
-                                   f"{timeout:.0f} s")
-            time.sleep(0.5)
 
     # ------------------------------------------------------------------ jobs
 
@@ -309,14 +307,14 @@ class LocalRayCluster:
         return found.group(0)
 
     def job_status(self, job_id: str) -> str:
-        r = subprocess.run([RAY, "job", "status", "--address", self.dashboard, job_id],
-                           env=self.env, capture_output=True, text=True, timeout=120)
-        found = re.search(rf"Job '{job_id}' (\w+)", r.stdout + r.stderr)
-        return found.group(1).upper() if found else "UNKNOWN"
+        """``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``STOPPED`` (or ``UNKNOWN``)."""
+        try:
+            return self._http("GET", f"/api/jobs/{job_id}")["status"]
+        except ClusterError:
+            return "UNKNOWN"
 
     def job_logs(self, job_id: str) -> str:
-        return subprocess.run([RAY, "job", "logs", "--address", self.dashboard, job_id],
-                              env=self.env, capture_output=True, text=True, timeout=120).stdout
+        return self._http("GET", f"/api/jobs/{job_id}/logs")["logs"]
 
     def wait_job(self, job_id: str, timeout: float) -> tuple[str, str]:
         """Wait for the job to end: ``(status, logs)``; a job still running after
@@ -327,17 +325,16 @@ class LocalRayCluster:
             if status in ("SUCCEEDED", "FAILED", "STOPPED"):
                 return status, self.job_logs(job_id)
             if time.time() > deadline:
-                subprocess.run([RAY, "job", "stop", "--address", self.dashboard, "--no-wait",
-                                job_id], env=self.env, capture_output=True, timeout=120)
+                self._http("POST", f"/api/jobs/{job_id}/stop")
                 return "TIMEOUT", self.job_logs(job_id)
             time.sleep(1)
 
     def job_ray_id(self, submission_id: str) -> str:
         """Ray's job id (hex, the ``job_id`` of its tasks and actors) of a submitted job."""
-        for j in self.list_state("jobs"):
-            if j.get("submission_id") == submission_id and j.get("job_id"):
-                return j["job_id"]
-        raise ClusterError(f"job {submission_id} has no Ray job id (its driver never started)")
+        job_id = self._http("GET", f"/api/jobs/{submission_id}").get("job_id")
+        if not job_id:
+            raise ClusterError(f"job {submission_id} has no Ray job id (its driver never started)")
+        return job_id
 
 
 def _read(path: str) -> str | None:
@@ -345,15 +342,6 @@ def _read(path: str) -> str | None:
         return Path(path).read_text()
     except OSError:
         return None
-
-
-def _port_open(url: str) -> bool:
-    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _session_pids(sid: int) -> list[int]:

@@ -147,7 +147,7 @@ def test_build_survives_losing_a_node(ray_cluster, catalog_inputs, reference_bui
     # the lost node's actor (alive there when the node died) was restarted by Ray
     actors = [a for a in ray_cluster.list_state("actors", f"job_id={rid}")
               if a["class_name"] == PREDICTOR_ACTOR]
-    assert [a.get("num_restarts") for a in actors].count(1) == 1, actors
+    assert [int(a["num_restarts"]) for a in actors].count(1) == 1, actors
     # what a user sees in the job's log: the node's death, the retried work, the catalog
     assert "node it was running on is dead" in logs or "has been marked dead" in logs, logs[-3000:]
     assert f"wrote shard {n_shards}/{n_shards}" in logs
