@@ -54,6 +54,7 @@ from raycluster import (  # noqa: E402  (tests/raycluster.py)
     LocalRayCluster,
     catalog_rows,
     compare_catalogs,
+    done_dir,
     submit_build,
     wait_for_actor_on,
 )
@@ -67,10 +68,10 @@ def run_build(cluster: LocalRayCluster, inputs: tuple[str, str, str], out: str, 
     cutouts, reg, pr = inputs
     worker = next(n for n in reversed(cluster.nodes) if n.name.startswith("w") and not n.killed)
     n_shards = len(storage.list_files(cutouts, suffix=".parquet"))
-    done_dir = f"{out}/version=1/_done"
+    done = done_dir(out)
 
     def n_done() -> int:
-        return len(storage.list_files(done_dir, suffix=".json"))
+        return len(storage.list_files(done, suffix=".json"))
 
     t0 = time.perf_counter()
     job = submit_build(cluster, cutouts, reg, pr, out, "--batch-size", str(args.batch_size))

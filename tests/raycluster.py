@@ -410,12 +410,23 @@ def wait_for_actor_on(cluster: LocalRayCluster, node: Node, submission_id: str,
 
 
 def catalog_rows(url: str):
-    """Every row of the catalog under ``url`` (all versions), read from the bucket with
-    polars: ``object_id``, ``status``, ``m_pred``, ``m_pred_std``, ``p_cnn``."""
+    """Every row of the current version of the catalog at ``url`` (through
+    :func:`hicatalog.catalog.reader.open_catalog`), read from the bucket with polars:
+    ``object_id``, ``status``, ``m_pred``, ``m_pred_std``, ``p_cnn``."""
     import polars as pl
 
-    return (pl.scan_parquet(f"{url}/**/*.parquet", hive_partitioning=True)
+    from hicatalog.catalog.reader import open_catalog
+
+    return (pl.scan_parquet(open_catalog(url).files)
             .select("object_id", "status", "m_pred", "m_pred_std", "p_cnn").collect())
+
+
+def done_dir(catalog: str, build: int = 1) -> str:
+    """Where a build of ``catalog`` writes the ``_done`` marker of each input shard it staged."""
+    from hicatalog import storage
+    from hicatalog.catalog.manifest import DONE_DIR, STAGING_DIR
+
+    return storage.join(catalog, STAGING_DIR, f"build={build}", DONE_DIR)
 
 
 def compare_catalogs(reference, got, input_ids: list[str]) -> dict:

@@ -23,6 +23,7 @@ from raycluster import (
     LocalRayCluster,
     catalog_rows,
     compare_catalogs,
+    done_dir,
     submit_build,
     wait_for_actor_on,
 )
@@ -129,10 +130,10 @@ def test_build_survives_losing_a_node(ray_cluster, catalog_inputs, reference_bui
     cutouts, reg, pr, ids, bucket = catalog_inputs
     out = f"{bucket}/catalog-node-lost"
     (worker,) = workers(ray_cluster, 1)
-    done_dir = f"{out}/version=1/_done"
+    done = done_dir(out)
 
     def n_done():
-        return len(storage.list_files(done_dir, suffix=".json"))
+        return len(storage.list_files(done, suffix=".json"))
 
     job = submit_build(ray_cluster, cutouts, reg, pr, out)
     # The kill lands once the worker node's inference actor has loaded the models (the pool
