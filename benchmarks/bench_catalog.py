@@ -39,8 +39,7 @@ from hicatalog.catalog.inference import predict_images
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.models import ModelCard, load_model, save_model
-from hicatalog.models.xresnet import xresnet18
+from hicatalog.models import ModelCard, build_model, load_model, save_model
 
 
 def make_cutouts(out: str, n: int, size: int, rows_per_shard: int = 2048) -> list[bytes]:
@@ -63,15 +62,20 @@ def make_cutouts(out: str, n: int, size: int, rows_per_shard: int = 2048) -> lis
     return pool
 
 
-def make_models(out: str, size: int, image_size: int, width: float) -> tuple[str, str]:
+def make_models(out: str, size: int, image_size: int, width: float, ensemble: int = 1) -> tuple[str, str]:
+    """Untrained xresnet18 regression and PR models; with ``ensemble`` K > 1, deep ensembles
+    of K members (the regression networks with the Gaussian head), as ``train --ensemble K``
+    writes them."""
     dirs = []
-    for task, n_out in (("regression", 1), ("pr", 2)):
+    for task, n_out in (("regression", 2 if ensemble > 1 else 1), ("pr", 2)):
         torch.manual_seed(0)
         card = ModelCard(model_id=f"bench-{task}", task=task, arch="xresnet18", width=width,
                          n_outputs=n_out, image_size=image_size, cutout_size=size, survey="sdss",
-                         normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+                         normalization={"mean": [0.5] * 3, "std": [0.25] * 3},
+                         head="gaussian" if task == "regression" and ensemble > 1 else "point",
+                         ensemble_size=ensemble)
         d = os.path.join(out, task)
-        save_model(d, xresnet18(n_out, width=width), card)
+        save_model(d, build_model(card), card)
         dirs.append(d)
     return dirs[0], dirs[1]
 
@@ -107,6 +111,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--n", type=int, default=2000, help="smaller N (the larger is 4x)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="explicit list of N")
+    ap.add_argument("--ensemble", type=int, default=1,
+                    help="members of each model (deep ensembles, one actor): the cost per member")
     add_build_args(ap)
     args = ap.parse_args()
     import ray
@@ -116,7 +122,7 @@ def main() -> None:
     results = []
     try:
         reg_dir, pr_dir = make_models(os.path.join(work, "models"), args.size, args.image_size,
-                                      args.width)
+                                      args.width, args.ensemble)
         for n in sizes:
             cut = os.path.join(work, f"cutouts_{n}")
             pool = make_cutouts(cut, n, args.size)
@@ -144,14 +150,15 @@ def main() -> None:
                    "load_average": os.getloadavg(),
                    "peak_rss_mb": round((mem.peak or 0) / 2**20, 1), "batch_size": args.batch_size,
                    "threads": args.threads, "cutout_px": args.size,
-                   "image_px": args.image_size, "width": args.width, "tta": True}
+                   "image_px": args.image_size, "width": args.width, "tta": True,
+                   "ensemble": args.ensemble}
             results.append(row)
             print(f"N={n:>8,d}  end-to-end {e2e:8.1f}/s  bare forward {bare:8.1f}/s  "
                   f"ratio {e2e / bare:.2f}  wall {wall:7.1f} s  peak RSS {row['peak_rss_mb']:.0f} MB",
                   flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_result(args.out, "bench_catalog",
+    write_result(args.out, "bench_catalog" if args.ensemble == 1 else f"bench_catalog_ensemble{args.ensemble}",
                  {"benchmark": "catalog", "cpus": os.cpu_count(), "results": results})
 
 

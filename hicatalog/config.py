@@ -116,7 +116,14 @@ class TrainConfig(JobConfig):
     val_quantiles: tuple[float, float] | None = Field(
         None, description="validation quantile range [lo, hi) of --split-by"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seed of the validation split and of the first "
+                      "member; member k of an ensemble trains with seed + k")
+    head: Literal["point", "gaussian"] = Field(
+        "point", description="regression: 'point' (M, trained on the RMSE: the paper's network) "
+        "or 'gaussian' (M and its variance, trained on the Gaussian negative log-likelihood)")
+    ensemble: int = Field(
+        1, ge=1, le=64, description="train a deep ensemble of this many networks (seeds seed, "
+        "seed+1, ...), concurrently as the cluster's resources allow; one model directory")
     storage_path: str | None = Field(
         None, description="Ray Train storage (local or s3://); default MODEL_DIR/ray"
     )
@@ -145,6 +152,14 @@ class TrainConfig(JobConfig):
     @classmethod
     def _split_sample_lists(cls, value: Any) -> Any:
         return _sample_list(value)
+
+    @model_validator(mode="after")
+    def _check_head(self) -> TrainConfig:
+        if self.head != "point" and self.task != "regression":
+            raise ValueError(f"head {self.head!r} is for the regression task; {self.task!r} "
+                             "networks are classifiers (their probabilities are calibrated "
+                             "with a temperature instead)")
+        return self
 
     @model_validator(mode="after")
     def _check_split(self) -> TrainConfig:
@@ -351,6 +366,9 @@ class DemoConfig(JobConfig):
     seed: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
     epochs: int | None = Field(None, ge=1, description="override the quick preset's epochs")
+    ensemble: int = Field(
+        2, ge=1, le=64, description="members of each deep ensemble (train --ensemble); the "
+        "regression networks have the gaussian head")
 
 
 def _same_as(model: type[JobConfig], name: str) -> Any:
@@ -403,6 +421,10 @@ class WorkflowConfig(LabelsConfig):
     upper_limits_as_negatives: bool = _same_as(TrainConfig, "upper_limits_as_negatives")
     min_rows: int = _same_as(TrainConfig, "min_rows")
     min_class_rows: int = _same_as(TrainConfig, "min_class_rows")
+    ensemble: int = _same_as(TrainConfig, "ensemble")
+    head: Literal["point", "gaussian"] = Field(
+        "point", description="the regression network's head (train --head; the PR network is "
+        "a classifier)")
     # build-catalog (both catalogs)
     actors: int | None = _same_as(BuildCatalogConfig, "actors")
     build_batch_size: int = Field(64, ge=1, le=8192, description="build-catalog --batch-size")

@@ -217,7 +217,8 @@ def _train_config(run: _Run, task: str) -> TrainConfig:
         train_samples=cfg.train_samples,
         negatives=cfg.negatives if task == "pr" else None,
         upper_limits_as_negatives=cfg.upper_limits_as_negatives if task == "pr" else False,
-        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows, ensemble=cfg.ensemble,
+        head=cfg.head if task == "regression" else "point",
     )
 
 

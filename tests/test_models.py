@@ -164,7 +164,7 @@ def test_bf16_prediction_is_close_to_fp32():
     imgs = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     fp32 = predict_views(model, card, imgs)
     bf16 = predict_views(model.to(memory_format=torch.channels_last), card, imgs, bf16=True)
-    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape == (4, 8, 1)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape == (4, 1, 8, 1)
     assert not torch.equal(bf16, fp32)  # it did run in bf16
     torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)
 
@@ -338,8 +338,8 @@ def test_positive_class_comes_from_the_task():
 
 
 def test_positive_probability_by_hand():
-    # (N=2, V=2, 2 classes); p(class 1) of one view = 1 / (1 + exp(l0 - l1))
-    logits = torch.tensor([[[0.0, 1.0], [2.0, 0.0]], [[3.0, 3.0], [-1.0, 1.0]]])
+    # (N=2, K=1, V=2, 2 classes); p(class 1) of one view = 1 / (1 + exp(l0 - l1))
+    logits = torch.tensor([[[0.0, 1.0], [2.0, 0.0]], [[3.0, 3.0], [-1.0, 1.0]]])[:, None]
 
     def p1(l0, l1):
         return 1.0 / (1.0 + math.exp(l0 - l1))
@@ -354,7 +354,7 @@ def test_positive_probability_by_hand():
     with pytest.raises(ValueError, match="not a classifier"):
         positive_probability(logits, _card())
     # regression: the mean over the views of the one output (dex)
-    views = torch.tensor([[[1.0], [2.0], [4.0]], [[-1.0], [-1.0], [0.5]]])
+    views = torch.tensor([[[1.0], [2.0], [4.0]], [[-1.0], [-1.0], [0.5]]])[:, None]
     torch.testing.assert_close(average_views(views, _card()), torch.tensor([7 / 3, -0.5]))
 
 
@@ -370,9 +370,9 @@ def test_predict_views_normalises_as_the_card_says():
         ref = model(x)
         ref_flip = model(torch.flip(x, dims=(-1,)))  # D4 element 4: a left-right flip
     one = predict_views(model, card, imgs, tta=False)
-    assert one.shape == (3, 1, 2) and one.dtype == torch.float32
-    torch.testing.assert_close(one[:, 0], ref, rtol=1e-4, atol=1e-5)
+    assert one.shape == (3, 1, 1, 2) and one.dtype == torch.float32
+    torch.testing.assert_close(one[:, 0, 0], ref, rtol=1e-4, atol=1e-5)
     eight = predict_views(model, card, imgs.numpy(), tta=True)
-    assert eight.shape == (3, 8, 2)
-    torch.testing.assert_close(eight[:, 0], ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(eight[:, 4], ref_flip, rtol=1e-4, atol=1e-5)
+    assert eight.shape == (3, 1, 8, 2)
+    torch.testing.assert_close(eight[:, 0, 0], ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(eight[:, 0, 4], ref_flip, rtol=1e-4, atol=1e-5)

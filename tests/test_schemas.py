@@ -35,7 +35,7 @@ def test_all_contracts_load_with_design_columns():
     assert {"cutouts", "tracers", "hi_catalog", "labels", "truth", "environment"} <= set(table_names())
     hi = load_schema("hi_catalog")
     assert hi.names == [
-        "object_id", "ra", "dec", "z", "m_pred", "m_pred_std", "p_cnn", "one_plus_delta5", "sigma5",
+        "object_id", "ra", "dec", "z", "m_pred", "m_pred_err", "m_pred_std", "p_cnn", "one_plus_delta5", "sigma5",
         "d5_mpc", "env_status", "status", "error", "build_id", "model_id", "_healpix_29",
     ]
     assert hi.field("_healpix_29").type == pa.int64() and hi.field("_healpix_29").nullable

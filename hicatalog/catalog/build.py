@@ -322,6 +322,7 @@ class _ShardWriter:
             "dec": rows.column("dec"),
             "z": pa.array(z, mask=~np.isfinite(z)),
             "m_pred": f32("m_pred"),
+            "m_pred_err": f32("m_pred_err"),
             "m_pred_std": f32("m_pred_std"),
             "p_cnn": f32("p_cnn"),
             "one_plus_delta5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("one_plus_delta5")),

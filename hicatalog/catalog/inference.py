@@ -5,11 +5,17 @@ pool: each actor loads the regression and the pattern-recognition (PR) models on
 predicts every batch with both. :func:`predict_images` is the same computation as a plain
 function (the benchmark times it on already-decoded tensors).
 
-Outputs per good row (``ok``): ``m_pred`` (dex) = mean of the regression output over the 8
-dihedral views, ``m_pred_std`` (dex) = their standard deviation (population, ddof=0),
-``p_cnn`` = the PR model's probability of its positive class (``detection``), softmax per view
-averaged over the views (:func:`hicatalog.models.positive_probability`). With ``tta=False``
-only the identity view is used and ``m_pred_std`` is null. Rows that are not ``ok`` get nulls.
+Outputs per good row (``ok``), from :mod:`hicatalog.models.predict` (each model a single
+network or a deep ensemble, members run on the same batch): ``m_pred`` (dex), the mean over
+members and the 8 dihedral views of the regression output; ``m_pred_err`` (dex), the total
+predictive standard deviation (members' mean variance plus the variance of their means,
+scaled by the card's calibration; NaN for a single ``point`` network, which has none);
+``m_pred_std`` (dex), the standard deviation over the views of the members' mean (sensitivity
+to flips and rotations, not an error bar); ``p_cnn``, the PR model's probability of its
+positive class (``detection``): softmax of the logits over the card's calibrated temperature,
+averaged over members and views (:func:`hicatalog.models.positive_probability`). With
+``tta=False`` only the identity view is used and ``m_pred_std`` is NaN. Rows that are not
+``ok`` get NaN (null in the catalog).
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ import torch
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg, ends_with_eoi, read_jpeg_header
 from hicatalog.models.artifact import load_model
 from hicatalog.models.card import ModelCard
-from hicatalog.models.predict import positive_probability, predict_views
+from hicatalog.models.predict import positive_probability, predict_views, regression_moments
 from hicatalog.runtime import set_torch_threads, use_bf16
 
-__all__ = ["CatalogPredictor", "predict_images", "gpu_decode"]
+__all__ = ["CatalogPredictor", "predict_images", "gpu_decode", "PREDICTION_COLUMNS"]
+
+#: The columns the models add to every row (float32; NaN where ``status != 'ok'``).
+PREDICTION_COLUMNS = ("m_pred", "m_pred_err", "m_pred_std", "p_cnn")
 
 log = logging.getLogger("hicatalog.catalog.inference")
 
@@ -53,17 +62,16 @@ def predict_images(
 
     Returns
     -------
-    ``m_pred`` (dex), ``m_pred_std`` (dex, NaN without TTA), ``p_cnn`` (0-1): float32 arrays
+    :data:`PREDICTION_COLUMNS`: ``m_pred`` (dex), ``m_pred_err`` (dex, NaN for a single
+    ``point`` network), ``m_pred_std`` (dex, NaN without TTA), ``p_cnn`` (0-1): float32 arrays
     ``(N,)``.
     """
     x = torch.as_tensor(images_uint8).to(device, non_blocking=True)
-    m_views = predict_views(regression, reg_card, x, tta, bf16=bf16)[..., 0]  # (N, V)
+    moments = regression_moments(predict_views(regression, reg_card, x, tta, bf16=bf16), reg_card)
     p_cnn = positive_probability(predict_views(pr, pr_card, x, tta, bf16=bf16), pr_card)
-    m_pred = m_views.mean(dim=1)
-    m_std = m_views.std(dim=1, correction=0) if tta else torch.full_like(m_pred, float("nan"))
-    # one copy back to the host, not three
-    out = torch.stack([m_pred, m_std, p_cnn]).cpu().numpy().astype(np.float32)
-    return {"m_pred": out[0], "m_pred_std": out[1], "p_cnn": out[2]}
+    # one copy back to the host, not four
+    out = torch.stack([moments["mean"], moments["std"], moments["view_std"], p_cnn]).cpu().numpy()
+    return dict(zip(PREDICTION_COLUMNS, out.astype(np.float32), strict=True))
 
 
 def gpu_decode(
@@ -134,7 +142,7 @@ class CatalogPredictor:
     Input batch (numpy format): ``image`` either decoded ``uint8 (B, 3, S, S)`` with ``status``
     and ``error`` from :func:`hicatalog.cutouts.decode.decode_batch`, or (``gpu_decode``) the
     JPEG bytes, decoded here on the GPU. Output: the input columns without ``image``, plus
-    ``m_pred``, ``m_pred_std``, ``p_cnn`` (float32, NaN where ``status != 'ok'``).
+    :data:`PREDICTION_COLUMNS` (float32, NaN where ``status != 'ok'``).
     """
 
     def __init__(
@@ -184,7 +192,7 @@ class CatalogPredictor:
             images = np.asarray(batch["image"])[todo]
         out = {k: v for k, v in batch.items() if k != "image"}
         out["status"], out["error"] = status, error
-        for col in ("m_pred", "m_pred_std", "p_cnn"):
+        for col in PREDICTION_COLUMNS:
             out[col] = np.full(n, np.nan, dtype=np.float32)
         if todo.any():
             pred = predict_images(images, self.regression, self.reg_card, self.pr, self.pr_card,

@@ -9,7 +9,9 @@ One module per concern (as timm separates registry, builder and hub):
 - :mod:`~hicatalog.models.artifact`: ``save_model``, ``load_model``, ``load_card``;
 - :mod:`~hicatalog.models.preprocessing`: ``preprocess`` (uint8 -> network input) and
   ``compute_normalization``, for training and inference alike;
-- :mod:`~hicatalog.models.predict`: ``predict_views`` and the positive-class probability;
+- :mod:`~hicatalog.models.ensemble`: a deep ensemble as one module;
+- :mod:`~hicatalog.models.predict`: ``predict_views``, the positive-class probability and the
+  regression's mean and uncertainty;
 - :mod:`~hicatalog.models.dihedral`, :mod:`~hicatalog.models.optim`: TTA and the optimizer.
 
 Public API::
@@ -21,12 +23,14 @@ Public API::
 from hicatalog.models.artifact import load_card, load_model, save_model
 from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import N_DIHEDRAL, dihedral, random_dihedral, tta_predict
+from hicatalog.models.ensemble import Ensemble
 from hicatalog.models.optim import Lookahead, build_optimizer, one_cycle, param_groups
 from hicatalog.models.predict import (
     average_views,
     class_probabilities,
     positive_probability,
     predict_views,
+    regression_moments,
 )
 from hicatalog.models.preprocessing import compute_normalization, preprocess
 from hicatalog.models.registry import ARCHITECTURES, POSITIVE_CLASS, TASK_CLASSES, build_model
@@ -49,6 +53,8 @@ __all__ = [
     "class_probabilities",
     "positive_probability",
     "average_views",
+    "regression_moments",
+    "Ensemble",
     "dihedral",
     "random_dihedral",
     "tta_predict",

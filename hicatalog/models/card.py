@@ -6,12 +6,22 @@ geometry, the survey, the pixel normalisation, the training data fingerprint, th
 hyperparameters, the final metrics and the code version. Reading and writing the files is
 :mod:`hicatalog.models.artifact`.
 
-Output conventions: regression networks output ``(N, 1)`` M = log10(M_HI/M*) in dex;
-classifiers (``pr``, ``gasclass``) output ``(N, 2)`` logits in the order of ``card.classes``
+Output conventions: regression networks output ``(N, 1)`` M = log10(M_HI/M*) in dex with the
+``point`` head (trained on the RMSE, the paper's network), ``(N, 2)`` with the ``gaussian``
+head (the mean in dex and an unconstrained value that
+:func:`hicatalog.models.predict.gaussian_variance` maps to the variance in dex^2; trained on
+the Gaussian negative log-likelihood); classifiers (``pr``, ``gasclass``) output ``(N, 2)`` logits in the order of ``card.classes``
 (``pr``: ``["nondetection", "detection"]``; ``gasclass``: ``["gas_poor", "gas_rich"]``). The
 class a classifier reports is ``card.positive_class`` (``detection``, ``gas_rich``), at output
 ``card.positive_index``; :func:`hicatalog.models.predict.positive_probability` is the one place
 that turns logits into its probability.
+
+A deep ensemble is one card with ``ensemble_size`` K > 1: K networks of the card's
+architecture, trained with the seeds ``member_seeds``, whose weights are one ``weights.pt``
+(the state of :class:`hicatalog.models.ensemble.Ensemble`). ``calibration`` holds what was
+fitted on the validation split after training (``temperature`` of a classifier,
+``variance_scale`` of a regression model with an uncertainty):
+:mod:`hicatalog.models.predict` applies it.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hicatalog.models.registry import ARCHITECTURES, POSITIVE_CLASS, TASK_CLASSES
+from hicatalog.models.registry import ARCHITECTURES, POSITIVE_CLASS, REGRESSION_HEADS, TASK_CLASSES
 
 __all__ = ["ModelCard"]
 
@@ -45,6 +55,12 @@ class ModelCard:
     {"nondetection": 3000}}`` (regression: ``{"a40A": {"rows": 5000}}``). ``train_samples`` is
     ``None`` when the shards had no ``dataset`` column, and in cards written before these
     fields existed (they load with these defaults).
+
+    Uncertainty: ``head`` (regression: ``point`` or ``gaussian``, :data:`REGRESSION_HEADS`;
+    classifiers: ``point``); ``ensemble_size`` K and ``member_seeds`` (K seeds; ``None`` for
+    a single network); ``calibration``: ``{}`` or ``{"method": "temperature", "temperature":
+    T, ...}`` (classifiers) / ``{"method": "variance_scale", "variance_scale": s2, ...}``
+    (regression), fitted on the validation split (:mod:`hicatalog.training.calibration`).
 
     Raises ValueError on construction when a field is out of range or the outputs do not fit
     the task (regression: 1 output, no classes; classifiers: one output per class, the task's
@@ -73,6 +89,10 @@ class ModelCard:
     negatives: list[str] | None = None
     upper_limits_as_negatives: bool = False
     sample_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    head: str = "point"
+    ensemble_size: int = 1
+    member_seeds: list[int] | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_CLASSES:
@@ -95,18 +115,36 @@ class ModelCard:
         if self.classes is None:
             self.classes = TASK_CLASSES[self.task]
         if self.task == "regression":
-            if self.n_outputs != 1 or self.classes is not None:
+            if self.head not in REGRESSION_HEADS:
+                raise ValueError(f"a regression model card's head must be one of "
+                                 f"{sorted(REGRESSION_HEADS)}, got {self.head!r}")
+            if self.n_outputs != REGRESSION_HEADS[self.head] or self.classes is not None:
                 raise ValueError(
-                    "a regression model card has 1 output and no classes, got "
+                    f"a regression model card with the {self.head!r} head has "
+                    f"{REGRESSION_HEADS[self.head]} output(s) and no classes, got "
                     f"n_outputs={self.n_outputs}, classes={self.classes}"
                 )
         else:
+            if self.head != "point":
+                raise ValueError(f"a {self.task!r} model card has the 'point' head, got {self.head!r}")
             positive = POSITIVE_CLASS[self.task]
             if len(self.classes) != self.n_outputs or positive not in self.classes:
                 raise ValueError(
                     f"a {self.task!r} model card needs one class per output including "
                     f"{positive!r}, got n_outputs={self.n_outputs}, classes={self.classes}"
                 )
+
+        if not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
+            raise ValueError(f"model card ensemble_size must be an integer >= 1, got {self.ensemble_size!r}")
+        if self.member_seeds is not None and len(self.member_seeds) != self.ensemble_size:
+            raise ValueError(f"model card member_seeds must have ensemble_size={self.ensemble_size} "
+                             f"seeds, got {self.member_seeds!r}")
+        method = self.calibration.get("method") if isinstance(self.calibration, dict) else None
+        expected = "variance_scale" if self.task == "regression" else "temperature"
+        if not isinstance(self.calibration, dict) or (self.calibration and (
+                method != expected or not float(self.calibration.get(expected, 0)) > 0)):
+            raise ValueError(f"model card calibration must be {{}} or {{'method': {expected!r}, "
+                             f"{expected!r}: > 0, ...}} for a {self.task!r} card, got {self.calibration!r}")
 
     @property
     def positive_class(self) -> str:

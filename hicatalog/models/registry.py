@@ -19,7 +19,7 @@ from hicatalog.models.xresnet import xresnet18, xresnet34, xresnet50
 if TYPE_CHECKING:
     from hicatalog.models.card import ModelCard
 
-__all__ = ["ARCHITECTURES", "TASK_CLASSES", "POSITIVE_CLASS", "build_model"]
+__all__ = ["ARCHITECTURES", "TASK_CLASSES", "POSITIVE_CLASS", "REGRESSION_HEADS", "build_model"]
 
 #: Architecture name -> factory ``(n_out, *, width, in_channels, sa) -> nn.Module``.
 ARCHITECTURES = {
@@ -47,12 +47,24 @@ POSITIVE_CLASS: dict[str, str] = {
 }
 
 
+#: Regression heads and their outputs per image: ``point`` (M in dex, the paper's network,
+#: trained on the RMSE) and ``gaussian`` (mean and variance parameter, trained on the Gaussian
+#: negative log-likelihood; :func:`hicatalog.models.predict.gaussian_variance`).
+REGRESSION_HEADS: dict[str, int] = {"point": 1, "gaussian": 2}
+
+
 def build_model(card: ModelCard) -> nn.Module:
     """The untrained network ``card`` describes (``card.arch`` with ``card.n_outputs``
-    outputs, ``card.width``, ``card.in_channels``, ``card.self_attention``).
+    outputs, ``card.width``, ``card.in_channels``, ``card.self_attention``); for
+    ``card.ensemble_size`` K > 1, an :class:`~hicatalog.models.ensemble.Ensemble` of K of them.
 
     Weights are initialised from torch's global RNG: seed it first for a reproducible start.
     """
-    return ARCHITECTURES[card.arch](
-        card.n_outputs, width=card.width, in_channels=card.in_channels, sa=card.self_attention
-    )
+    from hicatalog.models.ensemble import Ensemble
+
+    def one() -> nn.Module:
+        return ARCHITECTURES[card.arch](
+            card.n_outputs, width=card.width, in_channels=card.in_channels, sa=card.self_attention
+        )
+
+    return Ensemble([one() for _ in range(card.ensemble_size)]) if card.ensemble_size > 1 else one()

@@ -2,7 +2,8 @@
 
 :func:`fit` runs epochs of: random dihedral augmentation per sample, forward (bf16 autocast
 and channels_last on GPU, or anywhere with ``precision="bf16"``), RMSE or label-smoothed
-cross-entropy, RAdam+Lookahead step, one one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
+cross-entropy (or, for a regression card with the ``gaussian`` head, the
+Gaussian negative log-likelihood of its mean and variance), RAdam+Lookahead step, one one-cycle scheduler step per batch; then 8-view TTA validation and the epoch's metrics, and
 hands a complete training state (model, optimizer, scheduler, epoch, RNG, metric history, the
 epochs after which the run was resumed) to a
 callback that checkpoints it. :func:`train_loop_per_worker` wires it to Ray Train (dataset
@@ -41,7 +42,7 @@ from hicatalog import storage
 from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import random_dihedral, tta_predict
 from hicatalog.models.optim import build_optimizer, one_cycle
-from hicatalog.models.predict import average_views
+from hicatalog.models.predict import average_views, gaussian_variance
 from hicatalog.models.preprocessing import preprocess
 from hicatalog.models.registry import build_model
 from hicatalog.runtime import use_bf16
@@ -177,7 +178,11 @@ def fit(
             torch.cuda.set_rng_state(start_state["cuda_rng"], device)
     net = wrap_model(model) if wrap_model is not None else model
     loss_fn: Callable[[Tensor, Tensor], Tensor]
-    if task == "regression":
+    if task == "regression" and card.head == "gaussian":
+        def loss_fn(out: Tensor, y: Tensor) -> Tensor:
+            out = out.float()
+            return F.gaussian_nll_loss(out[:, 0], y.float(), gaussian_variance(out[:, 1]), full=True)
+    elif task == "regression":
         def loss_fn(out: Tensor, y: Tensor) -> Tensor:
             return torch.sqrt(F.mse_loss(out.float().squeeze(1), y.float()))
     else:
@@ -235,8 +240,8 @@ def fit(
             if mixed:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast():
-                views = tta_predict(unwrap(net), x).float()
-            preds.append(average_views(views, card).cpu().numpy())
+                views = tta_predict(unwrap(net), x).float()  # (N, V, n_out)
+            preds.append(average_views(views[:, None], card).cpu().numpy())
             targets.append(y.cpu().numpy())
         local = (
             np.concatenate(preds) if preds else np.zeros(0),

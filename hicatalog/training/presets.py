@@ -59,7 +59,10 @@ def resolve_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
         lookahead_alpha=LOOKAHEAD_ALPHA,
         optimizer="RAdam+Lookahead",
         schedule="one-cycle (pct_start 0.25, div 25, final div 1e5, cos)",
-        loss="rmse" if cfg.task == "regression" else "cross_entropy",
+        loss=("gaussian_nll" if cfg.head == "gaussian" else "rmse") if cfg.task == "regression"
+        else "cross_entropy",
+        head=cfg.head,
+        ensemble=cfg.ensemble,
         seed=cfg.seed,
         workers=cfg.workers,
         gpu=cfg.gpu,

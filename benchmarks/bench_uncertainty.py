@@ -1,0 +1,111 @@
+"""The uncertainty goals of issue 13, measured on a finished demo (held-out survey mock).
+
+Reads what ``hicatalog demo --out DEMO`` wrote (``demo_summary.json``, the models, the survey
+mock and the evaluation's ``report/metrics.json``) and reports:
+
+- the calibration of ``m_pred_err`` on the ALFALFA-like detections (68% / 95% coverage, std of
+  the z-scores, CRPS) and the ECE of ``p_cnn``, from the evaluation;
+- out of distribution: the median ``m_pred_err`` of the xGASS-like non-detections against the
+  detections';
+- the ensemble's RMSE against each member's on the same galaxies (one pass of the ensemble
+  over the survey cutouts gives every member's prediction: member k's is the mean over views
+  of its slice of :func:`hicatalog.models.predict_views`), and the same for the PR accuracy
+  and AUC;
+- the demo's wall time per step.
+
+    .venv/bin/python benchmarks/bench_uncertainty.py --demo runs/demo
+
+Prints a table of goals and writes ``OUT/bench_uncertainty.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import polars as pl
+import torch
+from _results import write_result  # benchmarks/_results.py
+
+from hicatalog import storage
+from hicatalog.cutouts.decode import decode_batch
+from hicatalog.cutouts.shards import list_shards
+from hicatalog.evaluation.data import load_truth
+from hicatalog.metrics import classification_metrics, regression_metrics
+from hicatalog.models import load_model, positive_probability, predict_views, regression_moments
+from hicatalog.models.predict import class_probabilities
+
+
+def member_predictions(model_dir: str, cutouts: str, ids: set[str], batch: int = 256):
+    """``(object_ids, per-member prediction (N, K), ensemble prediction (N,))`` of the model
+    at ``model_dir`` on the cutouts whose id is in ``ids`` (M for regression; for the PR
+    network the probability of detection, uncalibrated per member, calibrated for the
+    ensemble)."""
+    model, card = load_model(model_dir)
+    torch.set_num_threads(os.cpu_count() or 1)
+    got_ids, members, ensemble = [], [], []
+    for f in list_shards([cutouts]):
+        t = pl.from_arrow(storage.read_parquet(f, ["object_id", "image"]))
+        t = t.filter(pl.col("object_id").is_in(list(ids)))
+        for lo in range(0, t.height, batch):
+            part = t.slice(lo, batch)
+            dec = decode_batch(part["image"].to_list(), card.cutout_size, card.image_size)
+            if not dec.ok.any():
+                continue
+            out = predict_views(model, card, dec.images[dec.ok])  # (n, K, V, n_out)
+            if card.task == "regression":
+                members.append(out[..., 0].mean(dim=2).numpy())
+                ensemble.append(regression_moments(out, card)["mean"].numpy())
+            else:
+                members.append(np.stack([class_probabilities(out[:, k:k + 1])[:, card.positive_index].numpy()
+                                         for k in range(out.shape[1])], axis=1))
+                ensemble.append(positive_probability(out, card).numpy())
+            got_ids += [i for i, ok in zip(part["object_id"].to_list(), dec.ok, strict=True) if ok]
+    return got_ids, np.concatenate(members), np.concatenate(ensemble), card
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", default="runs/demo", help="the --out of a finished hicatalog demo")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    summary = json.loads(storage.read_bytes(storage.join(args.demo, "demo_summary.json")))
+    metrics = json.loads(storage.read_bytes(storage.join(summary["report"], "metrics.json")))
+    survey = summary["survey_mock"]
+    truth = load_truth(survey["truth"])
+    result: dict = {"demo": args.demo, "timings_s": summary["timings_s"], "total_s": summary["total_s"]}
+
+    # the ensemble against its members, on the same galaxies
+    det = truth.filter((pl.col("dataset") == "alfalfa") & ~pl.col("upper_limit"))
+    ids, members, ens, card = member_predictions(summary["models"]["regression"], survey["cutouts"],
+                                                 set(det["object_id"].to_list()))
+    m_true = det.join(pl.DataFrame({"object_id": ids}), on="object_id", how="right")["m_true"].to_numpy()
+    result["regression"] = {
+        "ensemble_size": card.ensemble_size, "head": card.head, "calibration": card.calibration,
+        "n": len(ids),
+        "member_rmse": [regression_metrics(m_true, members[:, k])["rmse"] for k in range(members.shape[1])],
+        "ensemble_rmse": regression_metrics(m_true, ens)["rmse"],
+    }
+    lab = truth.filter(pl.col("dataset").is_in(["alfalfa", "nondetections"]) & pl.col("detected").is_not_null()
+                       & ~pl.col("upper_limit"))
+    ids, members, ens, card = member_predictions(summary["models"]["pr"], survey["cutouts"],
+                                                 set(lab["object_id"].to_list()))
+    y = lab.join(pl.DataFrame({"object_id": ids}), on="object_id", how="right")["detected"].cast(pl.Float64).to_numpy()
+    result["pr"] = {
+        "ensemble_size": card.ensemble_size, "calibration": card.calibration, "n": len(ids),
+        "member": [{k: classification_metrics(y, members[:, j])[k] for k in ("accuracy", "roc_auc")}
+                   for j in range(members.shape[1])],
+        "ensemble": {k: classification_metrics(y, ens)[k] for k in ("accuracy", "roc_auc")},
+    }
+    result["evaluation"] = {k: metrics.get(k) for k in ("uncertainty", "ood", "pr")}
+    for name, value in (("regression", result["regression"]), ("pr", result["pr"])):
+        print(f"{name}: {json.dumps(value, default=str)}")
+    write_result(args.out, "bench_uncertainty", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
