@@ -122,6 +122,7 @@ def test_uncertainty_metrics_calibrated_errors():
     assert m["z_std"] == pytest.approx(1.0, abs=0.05) and abs(m["z_mean"]) < 0.05
     z = (m_true - m_pred) / err
     assert m["coverage_68"] == np.mean(np.abs(z) <= 1.0)
+    assert m["coverage_95"] == np.mean(np.abs(z) <= stats.norm.ppf(0.975))
     assert m["z_std"] == pytest.approx(np.std(z), rel=1e-12)
     assert m["median_err"] == pytest.approx(np.median(err), rel=1e-12)
     assert sum(m["pit_hist"]) == 5000 and len(m["pit_hist"]) == 10
