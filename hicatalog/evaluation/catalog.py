@@ -411,7 +411,8 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     -------
     The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts",
     "datasets", "groups", "labels", "cuts", "regression", "limits", "roles", "trained_on",
-    "pr", "files", "manifest"}`` (see :func:`catalog_metrics`); ``regression[group][cut]`` has
+    "pr", "uncertainty", "files", "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty``
+    is ``None`` when the catalog has no usable ``m_pred_err``); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
     :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
 
