@@ -19,6 +19,17 @@ Classification (pattern recognition, ``p_cnn`` against ``detected``): ``accuracy
 threshold and the area under the ROC curve computed from ranks (the Mann-Whitney U
 statistic, ties counted one half), which needs no scikit-learn.
 
+Uncertainties (``m_pred_err``, the predictive standard deviation of ``M_pred`` in dex), read
+as a Gaussian ``N(M_pred, m_pred_err^2)`` for ``M_true``: ``z = (M_true - M_pred) / m_pred_err``,
+the PIT value ``Phi(z)`` (uniform on [0, 1] when the error bars are right), the coverage of the
+68.27% and 95% intervals, the CRPS and the negative log-likelihood
+(:func:`uncertainty_metrics`), and whether larger error bars go with larger errors
+(:func:`error_vs_uncertainty`). Rows whose ``m_pred_err`` is not finite or not positive are left
+out and counted (``n_no_err``).
+
+Probability calibration of ``p_cnn``: the reliability curve in equal-width bins, the expected
+calibration error and the Brier score (:func:`calibration_metrics`).
+
 Every function takes array-likes, drops pairs where either value is NaN (and says how many
 were used in ``n``), and returns plain Python floats so results serialise to JSON as is.
 """
@@ -28,7 +39,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.special import ndtr
+from scipy.stats import kstest, rankdata, spearmanr
 
 __all__ = [
     "PR_CUTS",
@@ -39,12 +51,27 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "classification_metrics",
+    "Z_68",
+    "Z_95",
+    "z_scores",
+    "pit_values",
+    "gaussian_crps",
+    "uncertainty_metrics",
+    "error_vs_uncertainty",
+    "reliability_curve",
+    "expected_calibration_error",
+    "brier_score",
+    "calibration_metrics",
 ]
 
 #: The PR cuts of the paper's Table 2: ``None`` means no cut, otherwise keep ``p_cnn > cut``.
 PR_CUTS: tuple[float | None, ...] = (None, 0.5, 0.8, 0.9)
 
 _NAN = float("nan")
+
+#: Half widths, in units of sigma, of the central 68.27% and 95% Gaussian intervals.
+Z_68 = 1.0
+Z_95 = 1.959963984540054
 
 
 def _pairs(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -169,3 +196,172 @@ def classification_metrics(y_true: Any, score: Any, threshold: float = 0.5) -> d
         "accuracy": accuracy(y, s, threshold),
         "roc_auc": roc_auc(y, s),
     }
+
+
+def _triples(m_true: Any, m_pred: Any, m_pred_err: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(m_true, m_pred, m_pred_err, n_no_err)``: the rows with finite ``m_true`` and
+    ``m_pred`` and a finite, positive ``m_pred_err``; ``n_no_err`` counts the rows left out for
+    their error alone."""
+    t = np.asarray(m_true, dtype=np.float64).ravel()
+    p = np.asarray(m_pred, dtype=np.float64).ravel()
+    e = np.asarray(m_pred_err, dtype=np.float64).ravel()
+    if not t.shape == p.shape == e.shape:
+        raise ValueError(
+            f"m_true, m_pred and m_pred_err must have the same length, got {t.size}, {p.size} and {e.size}"
+        )
+    pair = np.isfinite(t) & np.isfinite(p)
+    with np.errstate(invalid="ignore"):
+        good = pair & np.isfinite(e) & (e > 0)
+    return t[good], p[good], e[good], int(pair.sum() - good.sum())
+
+
+def z_scores(m_true: Any, m_pred: Any, m_pred_err: Any) -> np.ndarray:
+    """``(m_true - m_pred) / m_pred_err`` of the usable rows (see :func:`uncertainty_metrics`),
+    shape (n,)."""
+    t, p, e, _ = _triples(m_true, m_pred, m_pred_err)
+    return (t - p) / e
+
+
+def pit_values(m_true: Any, m_pred: Any, m_pred_err: Any) -> np.ndarray:
+    """Gaussian probability integral transform ``Phi((m_true - m_pred) / m_pred_err)`` of the
+    usable rows, shape (n,): uniform on [0, 1] when ``m_true ~ N(m_pred, m_pred_err^2)``."""
+    return ndtr(z_scores(m_true, m_pred, m_pred_err))
+
+
+def gaussian_crps(m_true: Any, m_pred: Any, m_pred_err: Any) -> np.ndarray:
+    """Continuous ranked probability score (dex) of ``N(m_pred, m_pred_err^2)`` at ``m_true``
+    per usable row, closed form: ``sigma * [z (2 Phi(z) - 1) + 2 phi(z) - 1/sqrt(pi)]``. It is
+    the mean absolute error for a point prediction (sigma -> 0); lower is better."""
+    t, p, e, _ = _triples(m_true, m_pred, m_pred_err)
+    z = (t - p) / e
+    phi = np.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
+    return e * (z * (2.0 * ndtr(z) - 1.0) + 2.0 * phi - 1.0 / np.sqrt(np.pi))
+
+
+def uncertainty_metrics(
+    m_true: Any, m_pred: Any, m_pred_err: Any, n_pit_bins: int = 10
+) -> dict[str, Any]:
+    """Whether ``m_pred_err`` (dex) is the right size, reading each prediction as the Gaussian
+    ``N(m_pred, m_pred_err^2)``.
+
+    Returns ``{"n", "n_no_err", "coverage_68", "coverage_95", "z_mean", "z_std", "crps",
+    "mean_nll", "median_err", "pit_hist", "pit_ks", "pit_ks_pvalue"}``: ``coverage_68`` /
+    ``coverage_95`` = fraction of rows with ``|z| <= 1`` / ``|z| <= 1.96`` (0.6827 / 0.95 when
+    calibrated); ``z_mean``, ``z_std`` (ddof 0) of ``z`` (0 and 1 when calibrated; ``z_std > 1``:
+    error bars too small); ``crps`` = mean :func:`gaussian_crps` (dex); ``mean_nll`` = mean
+    negative log-likelihood ``0.5 log(2 pi sigma^2) + z^2 / 2``; ``median_err`` = median
+    ``m_pred_err``; ``pit_hist`` = counts of the PIT values in ``n_pit_bins`` equal bins of
+    [0, 1] (flat when calibrated, U-shaped when the error bars are too small); ``pit_ks`` = the
+    Kolmogorov-Smirnov distance of the PIT values from uniform, ``pit_ks_pvalue`` its p-value.
+    ``n_no_err``: rows with finite ``m_true``, ``m_pred`` but no usable (finite, > 0) error.
+    """
+    t, p, e, n_no_err = _triples(m_true, m_pred, m_pred_err)
+    n = int(t.size)
+    out: dict[str, Any] = {
+        "n": n, "n_no_err": n_no_err, "coverage_68": _NAN, "coverage_95": _NAN, "z_mean": _NAN,
+        "z_std": _NAN, "crps": _NAN, "mean_nll": _NAN, "median_err": _NAN,
+        "pit_hist": [0] * n_pit_bins, "pit_ks": _NAN, "pit_ks_pvalue": _NAN,
+    }
+    if n == 0:
+        return out
+    z = (t - p) / e
+    pit = ndtr(z)
+    ks = kstest(pit, "uniform")
+    out.update(
+        coverage_68=float(np.mean(np.abs(z) <= Z_68)),
+        coverage_95=float(np.mean(np.abs(z) <= Z_95)),
+        z_mean=float(np.mean(z)),
+        z_std=float(np.std(z)),
+        crps=float(np.mean(gaussian_crps(t, p, e))),
+        mean_nll=float(np.mean(0.5 * np.log(2.0 * np.pi * e**2) + 0.5 * z**2)),
+        median_err=float(np.median(e)),
+        pit_hist=[int(c) for c in np.histogram(pit, bins=n_pit_bins, range=(0.0, 1.0))[0]],
+        pit_ks=float(ks.statistic),
+        pit_ks_pvalue=float(ks.pvalue),
+    )
+    return out
+
+
+def error_vs_uncertainty(
+    m_true: Any, m_pred: Any, m_pred_err: Any, n_bins: int = 5
+) -> dict[str, Any]:
+    """Does a larger error bar mean a larger error? ``{"n", "spearman", "bins"}``:
+    ``spearman`` = Spearman rank correlation of ``m_pred_err`` with ``|m_pred - m_true|`` (NaN
+    with fewer than 3 rows or no spread); ``bins`` = one dict per quantile bin of
+    ``m_pred_err`` (``n_bins`` of equal count; fewer where quantiles coincide): ``{"n",
+    "err_lo", "err_hi", "median_err", "rms_error"}`` with ``rms_error`` =
+    sqrt(mean((m_pred - m_true)^2)) of the bin's rows, which equals the bin's typical
+    ``m_pred_err`` when the error bars are right."""
+    t, p, e, _ = _triples(m_true, m_pred, m_pred_err)
+    n = int(t.size)
+    out: dict[str, Any] = {"n": n, "spearman": _NAN, "bins": []}
+    if n == 0:
+        return out
+    resid = p - t
+    if n >= 3 and np.ptp(e) > 0 and np.ptp(np.abs(resid)) > 0:
+        out["spearman"] = float(spearmanr(e, np.abs(resid)).statistic)
+    edges = np.unique(np.quantile(e, np.linspace(0.0, 1.0, n_bins + 1)))
+    idx = np.searchsorted(edges[1:-1], e, side="right")
+    for b in range(max(edges.size - 1, 1)):
+        sel = idx == b
+        if sel.any():
+            out["bins"].append({
+                "n": int(sel.sum()), "err_lo": float(e[sel].min()), "err_hi": float(e[sel].max()),
+                "median_err": float(np.median(e[sel])),
+                "rms_error": float(np.sqrt(np.mean(resid[sel] ** 2))),
+            })
+    return out
+
+
+def _probabilities(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    y, p = _labels_scores(y_true, prob)
+    if p.size and (p.min() < 0.0 or p.max() > 1.0):
+        raise ValueError(f"probabilities must lie in [0, 1], found [{p.min():g}, {p.max():g}]")
+    return y, p
+
+
+def reliability_curve(y_true: Any, prob: Any, n_bins: int = 10) -> dict[str, Any]:
+    """The reliability diagram of a probability ``prob`` (0-1) against bool labels, in
+    ``n_bins`` equal-width bins of [0, 1] (1.0 in the last bin): ``{"n", "edges", "count",
+    "mean_prob", "observed"}``, per bin the number of rows, their mean probability and the
+    fraction of them that are positive (NaN for an empty bin). Calibrated: observed ==
+    mean_prob."""
+    y, p = _probabilities(y_true, prob)
+    idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prob = np.bincount(idx, weights=p, minlength=n_bins) / count
+        observed = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins) / count
+    return {
+        "n": int(y.size),
+        "edges": [float(v) for v in np.linspace(0.0, 1.0, n_bins + 1)],
+        "count": [int(c) for c in count],
+        "mean_prob": [float(v) for v in mean_prob],
+        "observed": [float(v) for v in observed],
+    }
+
+
+def expected_calibration_error(y_true: Any, prob: Any, n_bins: int = 10) -> float:
+    """Count-weighted mean over the :func:`reliability_curve` bins of ``|observed -
+    mean_prob|`` (0 = calibrated; NaN without rows)."""
+    curve = reliability_curve(y_true, prob, n_bins)
+    if curve["n"] == 0:
+        return _NAN
+    count = np.asarray(curve["count"], dtype=np.float64)
+    gap = np.abs(np.asarray(curve["observed"]) - np.asarray(curve["mean_prob"]))
+    used = count > 0
+    return float(np.sum(count[used] * gap[used]) / curve["n"])
+
+
+def brier_score(y_true: Any, prob: Any) -> float:
+    """Mean squared difference between ``prob`` and the 0/1 label (NaN without rows)."""
+    y, p = _probabilities(y_true, prob)
+    return float(np.mean((p - y) ** 2)) if y.size else _NAN
+
+
+def calibration_metrics(y_true: Any, prob: Any, n_bins: int = 10) -> dict[str, Any]:
+    """``{"ece", "brier", "reliability"}`` of a probability against bool labels
+    (:func:`expected_calibration_error`, :func:`brier_score`, :func:`reliability_curve`)."""
+    return {"ece": expected_calibration_error(y_true, prob, n_bins),
+            "brier": brier_score(y_true, prob),
+            "reliability": reliability_curve(y_true, prob, n_bins)}

@@ -12,7 +12,10 @@ manifest names) are marked as training samples. It writes into ``out_dir``:
 - ``metrics.json``: the returned dict (strict JSON, NaN as null);
 - ``table2.md``: the Table 2 layout, the upper-limit table and the PR table;
 - ``pred_vs_true.png`` (Figures 2/4, no cut), ``pred_vs_true_p0.9.png`` (p_cnn > 0.9),
-  ``pcnn_hist.png`` (Figure 5), ``residuals.png`` (Figure 3), ``roc.png``;
+  ``pcnn_hist.png`` (Figure 5), ``residuals.png`` (Figure 3), ``roc.png``,
+  ``reliability.png`` (p_cnn calibration);
+- when the catalog has error bars (``m_pred_err``): ``pit.png`` and ``uncertainty.png``, and
+  the uncertainty table in ``table2.md`` (:func:`uncertainty_block`);
 - ``index.html``: all of it, with the build's ``_manifest.json``.
 """
 
@@ -37,18 +40,23 @@ from hicatalog.evaluation.report import Section, json_safe, write_json, write_re
 from hicatalog.evaluation.tables import (
     LIMITS_HEADERS,
     TABLE2_HEADERS,
+    UNCERTAINTY_HEADERS,
     cut_key,
     html_table,
     limits_rows,
     markdown_table,
     table2_rows,
+    uncertainty_rows,
 )
 from hicatalog.metrics import (
     PR_CUTS,
+    calibration_metrics,
     classification_metrics,
+    error_vs_uncertainty,
     regression_metrics,
     roc_auc,
     roc_curve,
+    uncertainty_metrics,
     upper_limit_metrics,
 )
 from hicatalog.samples import (
@@ -60,11 +68,14 @@ from hicatalog.samples import (
 )
 from hicatalog.storage import write_atomic
 
-__all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels"]
+__all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels", "uncertainty_block"]
 
 log = logging.getLogger("hicatalog.evaluation")
 
 ALL = "all"
+
+#: The catalog column of the per-galaxy error bar (predictive standard deviation of m_pred, dex).
+ERR = "m_pred_err"
 
 
 def _np(df: pl.DataFrame, col: str) -> np.ndarray:
@@ -118,20 +129,127 @@ def group_labels(result: dict[str, Any], limits: bool = False) -> dict[str, str]
     return labels
 
 
-def _per_cut(df: pl.DataFrame, cuts: tuple[float | None, ...], metric: Any) -> dict[str, Any]:
-    """``{cut_key: metric(m_true, m_pred) + completeness}`` over the rows of ``df`` with
-    finite ``m_pred`` and ``m_true`` that pass each PR cut (``p_cnn > cut``; a null ``p_cnn``
-    passes none); ``completeness``: the fraction of those rows that pass."""
+def _per_cut(
+    df: pl.DataFrame, cuts: tuple[float | None, ...], metric: Any, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``{cut_key: metric(m_true, m_pred, *extra columns) + completeness}`` over the rows of
+    ``df`` with finite ``m_pred`` and ``m_true`` that pass each PR cut (``p_cnn > cut``; a null
+    ``p_cnn`` passes none); ``completeness``: the fraction of those rows that pass."""
     m_pred, m_true, p = _np(df, "m_pred"), _np(df, "m_true"), _np(df, "p_cnn")
+    more = [_np(df, c) for c in extra]
     base = np.isfinite(m_pred) & np.isfinite(m_true)
     n_base = int(base.sum())
     out = {}
     for cut in cuts:
         sel = base if cut is None else base & (np.nan_to_num(p, nan=-1.0) > cut)
-        m = metric(m_true[sel], m_pred[sel])
-        m["completeness"] = m["n"] / n_base if n_base else float("nan")
+        m = metric(m_true[sel], m_pred[sel], *(x[sel] for x in more))
+        m["completeness"] = int(sel.sum()) / n_base if n_base else float("nan")
         out[cut_key(cut)] = m
     return out
+
+
+def _pr_metrics(df: pl.DataFrame) -> dict[str, Any]:
+    """Classification and calibration metrics of ``p_cnn`` against ``detected`` in ``df``."""
+    y, p = df.get_column("detected").cast(pl.Float64).to_numpy(), _np(df, "p_cnn")
+    return {**classification_metrics(y, p), **calibration_metrics(y, p)}
+
+
+def has_errors(df: pl.DataFrame) -> bool:
+    """Whether ``df`` has a usable error bar (finite, > 0 ``m_pred_err``) on some row."""
+    e = _np(df, ERR)
+    return bool(np.any(np.isfinite(e) & (np.nan_to_num(e) > 0)))
+
+
+def _log10_one_plus_delta5(df: pl.DataFrame) -> np.ndarray:
+    """log10(1+delta5) of each row: the catalog's ``one_plus_delta5``, else (when the catalog
+    has none) the truth's ``one_plus_delta5_true``; NaN where unknown or not positive."""
+    v = _np(df, "one_plus_delta5")
+    if not np.isfinite(v).any():
+        v = _np(df, "one_plus_delta5_true")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(v > 0, np.log10(v), np.nan)
+
+
+def _subsets(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """A group's rows split as ``detected``, ``not detected`` (or ``values`` without a
+    ``detected`` column) and ``upper limits``; empty ones left out."""
+    values = df.filter(~pl.col("upper_limit"))
+    if "detected" in df.columns:
+        parts = [("detected", values.filter(pl.col("detected").fill_null(False))),
+                 ("not detected", values.filter(~pl.col("detected").fill_null(True)))]
+    else:
+        parts = [("values", values)]
+    parts.append(("upper limits", df.filter(pl.col("upper_limit"))))
+    return [(name, sub) for name, sub in parts if sub.height]
+
+
+def _median_err(df: pl.DataFrame) -> tuple[int, float]:
+    e = _np(df, ERR)
+    e = e[np.isfinite(e) & (np.nan_to_num(e) > 0)]
+    return int(e.size), float(np.median(e)) if e.size else float("nan")
+
+
+def uncertainty_block(
+    joined: pl.DataFrame, cuts: tuple[float | None, ...] = PR_CUTS, n_env_bins: int = 5
+) -> dict[str, Any]:
+    """Whether the error bars ``m_pred_err`` are right, in a joined table with ``group`` and
+    ``upper_limit`` (:func:`_with_groups`). Upper limits are left out of everything but ``ood``.
+
+    Returns ``{"by_group", "error_vs_uncertainty", "uncertainty_vs_environment", "ood"}``:
+
+    - ``by_group[group][cut_key]`` = :func:`~hicatalog.metrics.uncertainty_metrics` +
+      ``completeness``, for the groups and cuts of ``regression`` (``all`` too);
+    - ``error_vs_uncertainty[group]`` = :func:`~hicatalog.metrics.error_vs_uncertainty` (no cut);
+    - ``uncertainty_vs_environment`` = ``{"edges", "by_group": {group: [{"lo", "hi", "x",
+      "n", "median_err"}]}}``: the median ``m_pred_err`` of each group's rows in equal-count
+      bins of log10(1+delta5) (``edges``, pooled over all rows; ``x`` the bin's median), or
+      ``None`` without delta5;
+    - ``ood`` = ``{"reference": {"group", "subset", "n", "median_err"}, "by_group": [{"group",
+      "subset", "n", "median_err", "ratio"}]}``: the median ``m_pred_err`` of every group's
+      ``detected`` / ``not detected`` (or ``values``) / ``upper limits`` rows, and its ratio to
+      the first group's detections (the training-like sample): out-of-distribution galaxies
+      should get larger error bars.
+    """
+    datasets = order_groups(set(joined.get_column("group").to_list()))
+    values = joined.filter(~pl.col("upper_limit"))
+    groups = [(d, values.filter(pl.col("group") == d)) for d in datasets]
+    if len(datasets) > 1:
+        groups.append((ALL, values))
+    by_group = {name: _per_cut(df, cuts, uncertainty_metrics, extra=(ERR,)) for name, df in groups}
+    evu = {name: error_vs_uncertainty(_np(df, "m_true"), _np(df, "m_pred"), _np(df, ERR))
+           for name, df in groups}
+
+    env = None
+    x_all, e_all = _log10_one_plus_delta5(joined), _np(joined, ERR)
+    usable = np.isfinite(x_all) & np.isfinite(e_all) & (np.nan_to_num(e_all) > 0)
+    if usable.any():
+        edges = np.unique(np.quantile(x_all[usable], np.linspace(0.0, 1.0, n_env_bins + 1)))
+        env = {"edges": [float(v) for v in edges], "by_group": {}}
+        group_col = joined.get_column("group").to_numpy()
+        for d in datasets:
+            sel = usable & (group_col == d)
+            idx = np.searchsorted(edges[1:-1], x_all[sel], side="right")
+            x, e = x_all[sel], e_all[sel]
+            env["by_group"][d] = [
+                {"lo": float(edges[b]), "hi": float(edges[min(b + 1, edges.size - 1)]),
+                 "x": float(np.median(x[idx == b])), "n": int((idx == b).sum()),
+                 "median_err": float(np.median(e[idx == b]))}
+                for b in range(max(edges.size - 1, 1)) if (idx == b).any()
+            ]
+
+    ref_rows = _subsets(joined.filter(pl.col("group") == datasets[0]))[0]
+    n_ref, ref = _median_err(ref_rows[1])
+    ood: dict[str, Any] = {
+        "reference": {"group": datasets[0], "subset": ref_rows[0], "n": n_ref, "median_err": ref},
+        "by_group": [],
+    }
+    for d in datasets:
+        for subset, df in _subsets(joined.filter(pl.col("group") == d)):
+            n, med = _median_err(df)
+            ood["by_group"].append({"group": d, "subset": subset, "n": n, "median_err": med,
+                                    "ratio": med / ref if ref > 0 else float("nan")})
+    return {"by_group": by_group, "error_vs_uncertainty": evu, "uncertainty_vs_environment": env,
+            "ood": ood}
 
 
 def catalog_metrics(
@@ -144,7 +262,7 @@ def catalog_metrics(
     ``trained``: what the models were trained on (:func:`hicatalog.evaluation.data.trained_on`).
 
     Returns ``{"datasets", "groups", "cuts", "regression", "limits", "roles", "trained_on",
-    "pr"}``: ``datasets`` are the report groups in display order (``groups`` maps each to its
+    "pr", "uncertainty"}``: ``datasets`` are the report groups in display order (``groups`` maps each to its
     samples: ``{"a.40A": ["a40A", "a40B"]}``);
     ``regression[group][cut_key] = {"n", "rmse", "slope", "sigma", "offset", "completeness"}``
     over the group's rows that are not upper limits (``completeness``: fraction of them that
@@ -152,11 +270,13 @@ def catalog_metrics(
     ``limits[group][cut_key] = {"n", "n_consistent", "frac_consistent", "median_excess",
     "completeness"}`` for the groups with upper-limit rows (:func:`~hicatalog.metrics.upper_limit_metrics`);
     ``roles`` from :func:`sample_roles`; ``pr = {"all": {...}, "by_dataset": {...},
-    "training_classes": {...}}`` from :func:`~hicatalog.metrics.classification_metrics` of
+    "training_classes": {...}}`` from :func:`~hicatalog.metrics.classification_metrics` and
+    :func:`~hicatalog.metrics.calibration_metrics` (``ece``, ``brier``, ``reliability``) of
     ``p_cnn`` against ``detected`` (``None`` when the truth has no ``detected``);
     ``training_classes``: the PR network's own classes (its card's detection samples against its
     negatives, else the paper's: ``alfalfa`` or ``a40A``+``a40B`` against ``nondetections``),
-    when both are present.
+    when both are present; ``uncertainty``: :func:`uncertainty_block` when some row has a
+    usable ``m_pred_err``, else ``None``.
     """
     joined = _with_groups(joined)
     datasets = order_groups(set(joined.get_column("group").to_list()))
@@ -175,20 +295,18 @@ def catalog_metrics(
     pr: dict[str, Any] | None = None
     if "detected" in joined.columns:
         lab = joined.filter(pl.col("detected").is_not_null())
-        y = lab.get_column("detected").cast(pl.Float64).to_numpy()
-        pr = {"all": classification_metrics(y, _np(lab, "p_cnn")), "by_dataset": {}}
+        pr = {"all": _pr_metrics(lab), "by_dataset": {}}
         pair = _training_classes(lab, (trained or {}).get("pr") or {})
         if pair is not None:
             pr["training_classes"] = pair
         for d in datasets:
             sub = lab.filter(pl.col("group") == d)
             if sub.height:
-                pr["by_dataset"][d] = classification_metrics(
-                    sub.get_column("detected").cast(pl.Float64).to_numpy(), _np(sub, "p_cnn")
-                )
+                pr["by_dataset"][d] = _pr_metrics(sub)
     return {"datasets": datasets, "groups": members, "cuts": [cut_key(c) for c in cuts],
             "regression": regression, "limits": limits, "roles": sample_roles(members, trained),
-            "trained_on": trained, "pr": pr}
+            "trained_on": trained, "pr": pr,
+            "uncertainty": uncertainty_block(joined, cuts) if has_errors(joined) else None}
 
 
 def _training_classes(lab: pl.DataFrame, pr_card: dict[str, Any]) -> dict[str, Any] | None:
@@ -210,9 +328,7 @@ def _training_classes(lab: pl.DataFrame, pr_card: dict[str, Any]) -> dict[str, A
     rows = pl.col("dataset").is_in(det) & pl.col("detected") | pl.col("dataset").is_in(neg) & ~pl.col("detected")
     if not with_limits:
         rows = rows & ~pl.col("upper_limit")
-    pair = lab.filter(rows)
-    return {"samples": [*det, *neg], "detections": det, "negatives": neg,
-            **classification_metrics(pair.get_column("detected").cast(pl.Float64).to_numpy(), _np(pair, "p_cnn"))}
+    return {"samples": [*det, *neg], "detections": det, "negatives": neg, **_pr_metrics(lab.filter(rows))}
 
 
 def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list[str]:
@@ -233,15 +349,10 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
     paths.append(figures.plot_pcnn_histograms(hists, storage.join(out_dir, "pcnn_hist.png")))
     # Residuals (Figure 3) of the first sample (the training-like one), as in the paper.
     g = values.filter(pl.col("group") == datasets[0])
-    one_plus_delta5 = _np(g, "one_plus_delta5")
-    if not np.isfinite(one_plus_delta5).any():
-        one_plus_delta5 = _np(g, "one_plus_delta5_true")
     z = _np(g, "z")
     if not np.isfinite(z).any():
         z = _np(g, "z_true")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log10_one_plus_delta5 = np.where(one_plus_delta5 > 0, np.log10(one_plus_delta5), np.nan)
-    props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": log10_one_plus_delta5}
+    props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": _log10_one_plus_delta5(g)}
     props = {k: v for k, v in props.items() if np.isfinite(v).any()}
     paths.append(figures.plot_residuals(
         _np(g, "m_true"), _np(g, "m_pred"), props, storage.join(out_dir, "residuals.png"),
@@ -256,6 +367,23 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
                 {"all samples": (fpr, tpr, roc_auc(y, _np(lab, "p_cnn")))},
                 storage.join(out_dir, "roc.png"),
             ))
+    pr = result["pr"]
+    if pr is not None and pr["all"]["n"]:
+        curves = {"all samples": {**pr["all"]["reliability"], "ece": pr["all"]["ece"]}}
+        if "training_classes" in pr:
+            tc = pr["training_classes"]
+            curves[f"{'+'.join(tc['detections'])} vs {'+'.join(tc['negatives'])}"] = {
+                **tc["reliability"], "ece": tc["ece"]}
+        paths.append(figures.plot_reliability(curves, storage.join(out_dir, "reliability.png")))
+    unc = result["uncertainty"]
+    if unc is not None:
+        names = {**labels, ALL: "all"}
+        hists = {names[d]: m["none"]["pit_hist"] for d, m in unc["by_group"].items() if m["none"]["n"]}
+        paths.append(figures.plot_pit_histograms(hists, storage.join(out_dir, "pit.png")))
+        binned = {names[d]: m["bins"] for d, m in unc["error_vs_uncertainty"].items() if d != ALL}
+        env = unc["uncertainty_vs_environment"]
+        env_panels = {report_label(d): b for d, b in env["by_group"].items()} if env else None
+        paths.append(figures.plot_uncertainty(binned, env_panels, storage.join(out_dir, "uncertainty.png")))
     return paths
 
 
@@ -283,7 +411,8 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     -------
     The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts",
     "datasets", "groups", "labels", "cuts", "regression", "limits", "roles", "trained_on",
-    "pr", "files", "manifest"}`` (see :func:`catalog_metrics`); ``regression[group][cut]`` has
+    "pr", "uncertainty", "files", "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty``
+    is ``None`` when the catalog has no usable ``m_pred_err``); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
     :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
 
@@ -320,6 +449,14 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     if pr_rows:
         text += ("\n# Pattern recognition: p_CNN against detection\n\n"
                  + markdown_table(PR_HEADERS, pr_rows))
+    unc = result["uncertainty"]
+    if unc is not None:
+        unc_rows = uncertainty_rows(unc["by_group"], labels)
+        ood_rows = _ood_rows(unc)
+        text += ("\n# Uncertainties: m_pred_err as a Gaussian error bar\n\n"
+                 + markdown_table(UNCERTAINTY_HEADERS, unc_rows)
+                 + "\n" + markdown_table(OOD_HEADERS, ood_rows))
+    text += f"\n{_uncertainty_note(catalog, unc)}\n"
     text += f"\nModels: {_trained_text(trained)}.\n"
     write_atomic(storage.join(out_dir, "table2.md"), text.encode())
     out = {
@@ -350,10 +487,19 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     if result["pr"] is not None:
         sec_pr = Section("Pattern recognition: p_CNN against detection")
         sec_pr.html_parts.append(html_table(PR_HEADERS, pr_rows))
-        sec_pr.figures += [p for p in fig_paths if p.endswith(("pcnn_hist.png", "roc.png"))]
+        sec_pr.add_text("ECE = count-weighted mean |observed fraction detected - mean p_CNN| over "
+                        "10 equal-width p_CNN bins (0: calibrated); Brier = mean (p_CNN - detected)^2.")
+        sec_pr.figures += [p for p in fig_paths if p.endswith(("pcnn_hist.png", "roc.png", "reliability.png"))]
         sections.append(sec_pr)
     else:
         sections.append(Section("Pattern recognition", figures=[p for p in fig_paths if p.endswith("pcnn_hist.png")]))
+    sec_unc = Section("Uncertainties: m_pred_err")
+    if unc is not None:
+        sec_unc.html_parts.append(html_table(UNCERTAINTY_HEADERS, unc_rows))
+        sec_unc.html_parts.append(html_table(OOD_HEADERS, ood_rows))
+        sec_unc.figures += [p for p in fig_paths if p.endswith(("pit.png", "uncertainty.png"))]
+    sec_unc.add_text(_uncertainty_note(catalog, unc))
+    sections.append(sec_unc)
     sections.append(Section("M_pred against M_true (Figures 2, 4)",
                             figures=[p for p in fig_paths if "pred_vs_true" in p]))
     sections.append(Section("Residuals (Figure 3)", figures=[p for p in fig_paths if p.endswith("residuals.png")]))
@@ -372,11 +518,41 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     return out
 
 
-PR_HEADERS = ("Sample", "N", "detected", "accuracy (p_CNN > 0.5)", "ROC AUC")
+PR_HEADERS = ("Sample", "N", "detected", "accuracy (p_CNN > 0.5)", "ROC AUC", "ECE", "Brier")
 
 
 def _pr_cells(m: dict[str, Any]) -> list[Any]:
-    return [str(m["n"]), str(m["n_pos"]), m["accuracy"], m["roc_auc"]]
+    return [str(m["n"]), str(m["n_pos"]), m["accuracy"], m["roc_auc"], m["ece"], m["brier"]]
+
+
+OOD_HEADERS = ("Data set", "Rows", "N", "Median m_pred_err (dex)", "Ratio to reference",
+               "Spearman ρ (m_pred_err, abs. error)")
+
+
+def _ood_rows(unc: dict[str, Any]) -> list[list[Any]]:
+    """The error bars by sample (``unc["ood"]``) with each group's rank correlation of error
+    bar and error (values rows only)."""
+    rows = []
+    for r in unc["ood"]["by_group"]:
+        evu = unc["error_vs_uncertainty"].get(r["group"]) if r["subset"] != "upper limits" else None
+        rows.append([report_label(r["group"]), r["subset"], str(r["n"]), r["median_err"], r["ratio"],
+                     evu["spearman"] if evu else None])
+    return rows
+
+
+def _uncertainty_note(catalog: pl.DataFrame, unc: dict[str, Any] | None) -> str:
+    """One line: what the uncertainty table is, or why there is none."""
+    if unc is not None:
+        ref = unc["ood"]["reference"]
+        return (f"Uncertainties: each M_pred read as a Gaussian N(M_pred, m_pred_err^2); z = (M_true - "
+                f"M_pred) / m_pred_err; coverage = fraction with |z| <= 1 (68.27% interval) and |z| "
+                f"<= 1.96 (95%); z std > 1: error bars too small; CRPS in dex (lower is better); PIT "
+                f"KS = Kolmogorov-Smirnov distance of Phi(z) from uniform. Upper limits are left out "
+                f"but for the median error bar, whose ratio is to {report_label(ref['group'])} "
+                f"{ref['subset']}.")
+    if ERR not in catalog.columns:
+        return "Uncertainties: not evaluated: the catalog has no m_pred_err column (built without error bars)."
+    return "Uncertainties: not evaluated: m_pred_err is null (or not positive) on every evaluated row."
 
 
 def _pr_rows(pr: dict[str, Any]) -> list[list[Any]]:

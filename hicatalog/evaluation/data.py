@@ -44,7 +44,8 @@ __all__ = [
 
 log = logging.getLogger("hicatalog.evaluation")
 
-_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "one_plus_delta5", "m_pred_std", "build_id")
+_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "one_plus_delta5", "m_pred_std",
+                    "m_pred_err", "build_id")
 _TRUTH_COLUMNS = ("object_id", "m_true", "detected", "upper_limit", "log_mstar", "z",
                   "one_plus_delta5_true", "one_plus_delta5")
 
@@ -99,7 +100,8 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
     ``hi_catalog`` rows without a manifest (read recursively, in path order).
 
     Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
-    ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std``, ``build_id``; plus ``_file`` (source file).
+    ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std`` (TTA spread), ``m_pred_err`` (predictive
+    standard deviation), ``build_id``; plus ``_file`` (source file).
     Hive partition keys in the path (``key=value``) are added as string columns when the file
     lacks them. Rows with ``status = 'duplicate_id'`` are left out (the build predicted the
     galaxy's first occurrence, which is in the catalog too). An ``object_id`` that still repeats
@@ -127,7 +129,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
             if key in _CATALOG_COLUMNS and key not in table.column_names:
                 table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
         df = pl.from_arrow(table)
-        for c in ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std"):
+        for c in ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std", "m_pred_err"):
             if c in df.columns:
                 df = df.with_columns(pl.col(c).cast(pl.Float64))
         frames.append(df.with_columns(pl.lit(f).alias("_file")))

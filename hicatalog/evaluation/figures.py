@@ -8,6 +8,10 @@ Each function takes arrays, writes one PNG and returns its path:
 - :func:`plot_residuals`: Delta M = M_pred - M_true against M_true, z, log M*, log(1+delta5)
   (Figure 3).
 - :func:`plot_roc`: the PR classifier's ROC curve.
+- :func:`plot_pit_histograms`: PIT histograms of the uncertainties per sample.
+- :func:`plot_reliability`: reliability diagram of p_CNN, with the counts per bin.
+- :func:`plot_uncertainty`: actual error against the error bar, and the error bar against
+  log(1+delta5).
 - :func:`plot_environment_windows`: normalized RMSE per sliding 20% delta5 validation window
   (Figure 10).
 - :func:`plot_gradcam_panels`: cutout, gas-poor and gas-rich heat maps (Figure 11).
@@ -29,6 +33,9 @@ __all__ = [
     "plot_pcnn_histograms",
     "plot_residuals",
     "plot_roc",
+    "plot_pit_histograms",
+    "plot_reliability",
+    "plot_uncertainty",
     "plot_environment_windows",
     "plot_gradcam_panels",
     "plot_robustness",
@@ -146,6 +153,94 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_pit_histograms(hists: dict[str, Sequence[int]], path: str) -> str:
+    """One panel per sample (label -> PIT counts in equal bins of [0, 1]) as a density, with
+    the flat line a calibrated Gaussian error bar gives (U-shaped: error bars too small;
+    hump-shaped: too large)."""
+    rows, cols = _grid(len(hists), max_cols=3)
+    fig = Figure(figsize=(3.4 * cols, 2.7 * rows), layout="constrained")
+    for i, (label, counts) in enumerate(hists.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        c = np.asarray(counts, float)
+        n, k = c.sum(), c.size
+        edges = np.linspace(0.0, 1.0, k + 1)
+        dens = c * k / n if n else c
+        ax.bar(edges[:-1], dens, width=1.0 / k, align="edge", color=f"C{i % 10}", alpha=0.8,
+               edgecolor="white")
+        ax.axhline(1.0, color="k", lw=1, ls="--", label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_title(f"{label} (N = {int(n)})", fontsize=9)
+        ax.set_xlabel(r"PIT = $\Phi((M_{\rm true} - M_{\rm pred}) / \sigma_{\rm pred})$")
+        ax.set_ylabel("density")
+    return _save(fig, path)
+
+
+def plot_reliability(curves: dict[str, dict], path: str) -> str:
+    """Reliability diagram: per label, the observed fraction of positives against the mean
+    probability in each bin (``curves[label]`` from :func:`hicatalog.metrics.reliability_curve`,
+    plus ``ece``), with the diagonal; below, the number of rows per bin (log scale)."""
+    fig = Figure(figsize=(4.6, 5.4), layout="constrained")
+    gs = fig.add_gridspec(2, 1, height_ratios=[3, 1])
+    ax, axn = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", label="calibrated")
+    for i, (label, c) in enumerate(curves.items()):
+        edges = np.asarray(c["edges"], float)
+        mp = np.asarray(c["mean_prob"], float)
+        ob = np.asarray(c["observed"], float)
+        good = np.isfinite(mp) & np.isfinite(ob)
+        ece = c.get("ece")
+        tag = f" (ECE = {ece:.3f})" if ece is not None and np.isfinite(ece) else ""
+        ax.plot(mp[good], ob[good], "o-", color=f"C{i}", ms=4, label=label + tag)
+        axn.stairs(np.asarray(c["count"], float), edges, color=f"C{i}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(r"mean $p_{\rm CNN}$ in bin")
+    ax.set_ylabel("observed fraction detected")
+    ax.legend(fontsize=7, loc="upper left")
+    axn.set_xlim(0, 1)
+    axn.set_yscale("log")
+    axn.set_xlabel(r"$p_{\rm CNN}$")
+    axn.set_ylabel("N per bin")
+    return _save(fig, path)
+
+
+def plot_uncertainty(
+    binned: dict[str, Sequence[dict]], environment: dict[str, Sequence[dict]] | None, path: str,
+) -> str:
+    """Left: the rms actual error against the median error bar in quantile bins of
+    ``m_pred_err`` (``binned[label]`` = the ``bins`` of
+    :func:`hicatalog.metrics.error_vs_uncertainty`), with y = x (calibrated). Right (when
+    ``environment`` is given): the median error bar against log(1+delta5)
+    (``environment[label]`` = list of ``{"x", "median_err"}``)."""
+    ncols = 2 if environment else 1
+    fig = Figure(figsize=(4.2 * ncols, 3.8), layout="constrained")
+    ax = fig.add_subplot(1, ncols, 1)
+    top = 0.0
+    for i, (label, bins) in enumerate(binned.items()):
+        x = np.array([b["median_err"] for b in bins], float)
+        y = np.array([b["rms_error"] for b in bins], float)
+        if x.size:
+            ax.plot(x, y, "o-", color=f"C{i}", ms=4, label=label)
+            top = max(top, np.nanmax(np.r_[x, y]))
+    top = 1.1 * top if top > 0 else 1.0
+    ax.plot([0, top], [0, top], color="k", lw=1, ls="--", label="y = x")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(r"median $\sigma_{\rm pred}$ in bin (dex)")
+    ax.set_ylabel(r"rms $(M_{\rm pred} - M_{\rm true})$ (dex)")
+    ax.legend(fontsize=7)
+    if environment:
+        ax2 = fig.add_subplot(1, ncols, 2)
+        for i, (label, bins) in enumerate(environment.items()):
+            x = np.array([b["x"] for b in bins], float)
+            y = np.array([b["median_err"] for b in bins], float)
+            ax2.plot(x, y, "o-", color=f"C{i}", ms=4, label=label)
+        ax2.set_xlabel(r"log$(1+\delta_5)$")
+        ax2.set_ylabel(r"median $\sigma_{\rm pred}$ (dex)")
+        ax2.legend(fontsize=7)
     return _save(fig, path)
 
 

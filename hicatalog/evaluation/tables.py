@@ -4,6 +4,8 @@
   RMSE, slope, sigma, offset) from the ``regression`` part of ``metrics.json``.
 - :func:`limits_rows`: the same layout for upper limits (N, predictions at or below the
   limit, their fraction, the median excess over the limit), never folded into the RMSE.
+- :func:`uncertainty_rows`: the same layout for the error bars ``m_pred_err`` (N, coverage of
+  the 68% and 95% intervals, std of z, CRPS, PIT KS distance).
 - :func:`table4_markdown`: the paper's Table 4 (training and validation delta5 quantile
   ranges, validation sigma, RMSE and normalized RMSE with their spread).
 - :func:`markdown_table` / :func:`html_table`: the two renderers every table goes through.
@@ -27,6 +29,8 @@ __all__ = [
     "TABLE2_HEADERS",
     "limits_rows",
     "LIMITS_HEADERS",
+    "uncertainty_rows",
+    "UNCERTAINTY_HEADERS",
     "table4_rows",
     "table4_markdown",
     "TABLE4_HEADERS",
@@ -35,6 +39,10 @@ __all__ = [
 TABLE2_HEADERS = ("PR cut", "Data set", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
 LIMITS_HEADERS = (
     "PR cut", "Data set", "N", "M_pred ≤ limit", "Fraction consistent", "Median M_pred − limit (dex)",
+)
+UNCERTAINTY_HEADERS = (
+    "PR cut", "Data set", "N", "Coverage 68% (0.683)", "Coverage 95% (0.95)", "z std (1)",
+    "CRPS (dex)", "PIT KS",
 )
 TABLE4_HEADERS = (
     "Training", "Validation", "N train", "N valid", "Validation σ (dex)",
@@ -139,6 +147,17 @@ def limits_rows(
     "median_excess"}``; ``labels``: the printed name of each group (default: the key)."""
     return _rows_by_cut(limits, labels, lambda m: [
         str(m["n"]), str(m["n_consistent"]), fmt(m["frac_consistent"]), fmt(m["median_excess"])])
+
+
+def uncertainty_rows(
+    uncertainty: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
+) -> list[list[str]]:
+    """Rows of the uncertainty table (:data:`UNCERTAINTY_HEADERS`), grouped by cut then data
+    set, from ``uncertainty[group][cut_key]`` =
+    :func:`hicatalog.metrics.uncertainty_metrics`; ``labels`` name the groups."""
+    return _rows_by_cut(uncertainty, labels, lambda m: [
+        str(m["n"]), fmt(m["coverage_68"], 3), fmt(m["coverage_95"], 3), fmt(m["z_std"], 3),
+        fmt(m["crps"]), fmt(m["pit_ks"], 3)])
 
 
 def _range(q: Any) -> str:
