@@ -28,7 +28,7 @@ from hicatalog.catalog.reader import read_catalog as _read_catalog
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.models import ModelCard, load_model, save_model
+from hicatalog.models import Ensemble, ModelCard, load_model, save_model
 from hicatalog.models.xresnet import xresnet18
 from hicatalog.schemas import SchemaError, validate_table
 
@@ -144,9 +144,10 @@ def test_every_row_once_with_statuses(built):
     assert all("first occurrence" in r["error"] for r in dups if r["status"] == "duplicate_id")
     ok = by_status["ok"]
     assert len(ok) == 90 - 5 - 2
-    # every good row has a prediction, a probability and a spread over the 8 views
+    # every good row has a prediction, a probability and a spread over the 8 views; a single
+    # point network has no error bar
     assert all(r["m_pred"] is not None and 0 < r["p_cnn"] < 1 and r["m_pred_std"] > 0
-               for r in ok)
+               and r["m_pred_err"] is None for r in ok)
     nan_ra = [r for r in rows if r["object_id"] == cols["object_id"][6]][0]
     assert nan_ra["status"] == "ok" and nan_ra["env_status"] == "bad_coordinates"
     no_z = [r for r in rows if r["object_id"] == cols["object_id"][7]][0]
@@ -173,6 +174,56 @@ def test_predictions_are_the_tta_mean_of_both_models(built, models):
     np.testing.assert_allclose(got["m_pred"], m_views.mean(axis=1), atol=1e-5)
     np.testing.assert_allclose(got["m_pred_std"], m_views.std(axis=1), atol=1e-5)
     np.testing.assert_allclose(got["p_cnn"], p_views.mean(axis=1), atol=1e-5)
+
+
+def tiny_ensemble(model_dir, task, k=2):
+    """A K-member ensemble as `train --ensemble K` writes it, with a calibration: the
+    regression members have the Gaussian head and a variance scale 2.25, the PR members a
+    temperature 1.7."""
+    torch.manual_seed(1)
+    n_out = 2
+    calibration = ({"method": "variance_scale", "variance_scale": 2.25} if task == "regression"
+                   else {"method": "temperature", "temperature": 1.7})
+    card = ModelCard(
+        model_id=f"{task}-ens", task=task, arch="xresnet18", width=0.25, n_outputs=n_out,
+        image_size=32, cutout_size=SIZE, survey="sdss",
+        normalization={"mean": [NORM_MEAN] * 3, "std": [NORM_STD] * 3},
+        head="gaussian" if task == "regression" else "point", ensemble_size=k,
+        member_seeds=list(range(k)), calibration=calibration,
+    )
+    save_model(model_dir, Ensemble([xresnet18(n_out, width=0.25) for _ in range(k)]), card)
+    return str(model_dir)
+
+
+def test_ensembles_give_the_mixture_mean_calibrated_error_and_temperature_p_cnn(ray_local, tmp_path):
+    """An ensemble builds like a single model; m_pred, m_pred_err and p_cnn are computed here
+    by hand from each member's outputs on the 8 symmetries of the square."""
+    reg = tiny_ensemble(tmp_path / "reg", "regression")
+    pr = tiny_ensemble(tmp_path / "pr", "pr")
+    cols = galaxies(48)
+    bad = bad_rows(cols)
+    cfg = BuildCatalogConfig(cutouts=write_cutouts(tmp_path / "cutouts", cols, 24), regression=reg,
+                             pr=pr, out=str(tmp_path / "catalog"), batch_size=16)
+    build_catalog(cfg)
+    ok = {r["object_id"]: r for r in read_catalog(cfg.out).to_pylist() if r["status"] == "ok"}
+    first = {}
+    for i, oid in enumerate(cols["object_id"]):
+        first.setdefault(oid, i)
+    assert set(ok) == set(first) - set(bad)
+    imgs = np.stack([decode_jpeg(cols["image"][first[o]], SIZE, 32).transpose(2, 0, 1) for o in ok])
+    x = (torch.from_numpy(imgs).float() / 255 - NORM_MEAN) / NORM_STD
+    reg_members = load_model(reg)[0].members
+    out = np.stack([dihedral_views_reference(m, x).numpy() for m in reg_members], axis=1)  # (N, K, 8, 2)
+    mu_k = out[..., 0].mean(axis=2)
+    var_k = np.log1p(np.exp(out[..., 1])).mean(axis=2) + 1e-6
+    err = np.sqrt(2.25 * (var_k.mean(axis=1) + mu_k.var(axis=1)))
+    logits = np.stack([dihedral_views_reference(m, x).numpy() for m in load_model(pr)[0].members], axis=1)
+    p = np.exp(logits[..., 1] / 1.7) / np.exp(logits / 1.7).sum(axis=-1)
+    got = {k: np.array([r[k] for r in ok.values()]) for k in ("m_pred", "m_pred_err", "m_pred_std", "p_cnn")}
+    np.testing.assert_allclose(got["m_pred"], mu_k.mean(axis=1), atol=1e-5)
+    np.testing.assert_allclose(got["m_pred_err"], err, rtol=1e-4)
+    np.testing.assert_allclose(got["m_pred_std"], out[..., 0].mean(axis=1).std(axis=1), atol=1e-5)
+    np.testing.assert_allclose(got["p_cnn"], p.mean(axis=(1, 2)), atol=1e-5)
 
 
 def test_environment_joined_from_the_cutouts_as_tracers(built):
