@@ -37,10 +37,17 @@ def test_demo_small(ray_local, tmp_path):
     cat = pl.read_parquet(current.files)
     assert cat.height == 300 and cat["object_id"].n_unique() == 300
     assert cat.filter(pl.col("status") == "ok").height == 300
+    # the default demo trains ensembles of 2 with calibrations, and the catalog has error bars
+    cards = {t: json.loads((out / "models" / t / "model_card.json").read_text()) for t in ("regression", "pr")}
+    assert [cards[t]["ensemble_size"] for t in cards] == [2, 2] and cards["regression"]["head"] == "gaussian"
+    assert cards["regression"]["calibration"]["method"] == "variance_scale"
+    assert cards["pr"]["calibration"]["method"] == "temperature"
+    assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
     # the summary on disk tells what happened: every row predicted and scored, every step timed
     written = json.loads((out / "demo_summary.json").read_text())
     assert written["rows_by_status"] == {"ok": 300}
     assert written["metrics"]["counts"]["n_matched"] == 300
+    assert written["metrics"]["uncertainty"]["by_group"]  # the report checked the error bars
     assert list(written["timings_s"]) == ["mock (training sample)", "mock (survey)", "train regression",
                                           "train pr", "build catalog", "evaluate"]
     assert sum(written["timings_s"].values()) <= written["total_s"] + 0.4  # each rounded to 0.1 s
@@ -90,7 +97,8 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     try:
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
-             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1"],
+             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1",
+             "--ensemble", "1"],  # ensembles are the disk demo's; this one is about the bucket
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)

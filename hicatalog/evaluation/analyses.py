@@ -57,6 +57,16 @@ def main(cfg: EvaluateConfig) -> int:
             none = lim[d]["none"]
             print(f"{d + ' upper limits':>20s}: N={none['n']:6d} M_pred <= limit for "
                   f"{fmt(none['frac_consistent'], 3)}")
+        unc = res.get("uncertainty")
+        for d in res["datasets"] if unc else ():
+            u = unc["by_group"][d]["none"]
+            print(f"{labels[d]:>20s}: m_pred_err coverage 68%={fmt(u['coverage_68'], 3)} "
+                  f"95%={fmt(u['coverage_95'], 3)} z std={fmt(u['z_std'], 2)} "
+                  f"median err={fmt(u['median_err'], 3)} dex")
+        if res["pr"] is not None:
+            pr = res["pr"].get("training_classes") or res["pr"]["all"]
+            print(f"{'p_cnn':>20s}: accuracy={fmt(pr['accuracy'], 3)} AUC={fmt(pr['roc_auc'], 3)} "
+                  f"ECE={fmt(pr['ece'], 3)}")
     elif cfg.analysis == "environment":
         from hicatalog.evaluation.environment_split import run_environment_experiment
 
