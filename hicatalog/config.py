@@ -362,13 +362,16 @@ class DemoConfig(JobConfig):
 
     out: str = Field("runs/demo", description="everything goes under this directory or URL (s3://bucket/demo)")
     n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
-    n_survey: int = Field(6000, ge=100, description="galaxies in the survey mock")
+    n_survey: int = Field(4000, ge=100, description="galaxies in the survey mock")
     seed: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
     epochs: int | None = Field(None, ge=1, description="override the quick preset's epochs")
     ensemble: int = Field(
-        2, ge=1, le=64, description="members of each deep ensemble (train --ensemble); the "
-        "regression networks have the gaussian head")
+        2, ge=1, le=64, description="members of the regression ensemble (train --ensemble; "
+        "gaussian head)")
+    pr_ensemble: int = Field(
+        1, ge=1, le=64, description="members of the PR ensemble (train --ensemble); its p_cnn is "
+        "temperature-calibrated either way")
 
 
 def _same_as(model: type[JobConfig], name: str) -> Any:

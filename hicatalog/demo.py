@@ -2,10 +2,10 @@
 
 1. a training mock (``OUT/mock/train``) and a separate, larger survey mock with another seed
    (``OUT/mock/survey``: cutouts/, tracers.parquet, truth.parquet);
-2. the regression and PR CNNs trained with the quick preset on the training mock, each a deep
-   ensemble of ``--ensemble`` members (2; the regression networks with the Gaussian head), with
-   their calibration fitted on the validation split (``OUT/models/regression``,
-   ``OUT/models/pr``);
+2. the regression and PR CNNs trained with the quick preset on the training mock: the
+   regression a deep ensemble of ``--ensemble`` (2) networks with the Gaussian head, the PR
+   network ``--pr-ensemble`` (1) networks, each with its calibration fitted on the validation
+   split (``OUT/models/regression``, ``OUT/models/pr``);
 3. the H I catalog of the survey mock (``OUT/catalog``), its environment computed against the
    survey's own tracers;
 4. the evaluation against the survey's truth (``OUT/report``), so every number reported is
@@ -95,7 +95,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                     workers=cfg.workers,
                     epochs=cfg.epochs,
                     seed=cfg.seed,
-                    ensemble=cfg.ensemble,
+                    ensemble=cfg.ensemble if task == "regression" else cfg.pr_ensemble,
                     head="gaussian" if task == "regression" else "point",
                 )
             )

@@ -37,9 +37,10 @@ def test_demo_small(ray_local, tmp_path):
     cat = pl.read_parquet(current.files)
     assert cat.height == 300 and cat["object_id"].n_unique() == 300
     assert cat.filter(pl.col("status") == "ok").height == 300
-    # the default demo trains ensembles of 2 with calibrations, and the catalog has error bars
+    # the default demo trains a regression ensemble of 2 and one PR network, both calibrated,
+    # and the catalog has error bars
     cards = {t: json.loads((out / "models" / t / "model_card.json").read_text()) for t in ("regression", "pr")}
-    assert [cards[t]["ensemble_size"] for t in cards] == [2, 2] and cards["regression"]["head"] == "gaussian"
+    assert [cards[t]["ensemble_size"] for t in cards] == [2, 1] and cards["regression"]["head"] == "gaussian"
     assert cards["regression"]["calibration"]["method"] == "variance_scale"
     assert cards["pr"]["calibration"]["method"] == "temperature"
     assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
@@ -98,7 +99,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
              "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1",
-             "--ensemble", "1"],  # ensembles are the disk demo's; this one is about the bucket
+             "--ensemble", "1"],  # the ensemble is the disk demo's; this one is about the bucket
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
