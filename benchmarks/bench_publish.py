@@ -61,7 +61,7 @@ def synthetic_shard(rng: np.random.Generator, lo: int, n: int) -> pa.Table:
     return conform_table(pa.table({
         "object_id": [f"g{i:09d}" for i in range(lo, lo + n)], "ra": ra, "dec": dec,
         "z": rng.uniform(0.002, 0.06, n), "m_pred": f32(rng.normal(-0.5, 0.5, n)),
-        "m_pred_std": f32(rng.uniform(0, 0.2, n)), "p_cnn": f32(rng.uniform(0, 1, n)),
+        "m_pred_err": f32(rng.uniform(0.1, 0.4, n)), "m_pred_std": f32(rng.uniform(0, 0.2, n)), "p_cnn": f32(rng.uniform(0, 1, n)),
         "one_plus_delta5": f32(rng.lognormal(0, 0.5, n)), "sigma5": f32(rng.uniform(0, 5, n)),
         "d5_mpc": f32(rng.uniform(0.1, 10, n)), "env_status": ["ok"] * n, "status": status,
         "error": pa.nulls(n, pa.string()), "build_id": ["bench"] * n, "model_id": ["m"] * n,

@@ -53,7 +53,7 @@ def test_printed_query_hints_run_as_printed_after_make_setup(tmp_path, ray_local
     # a published catalog, with a blank in its path too
     publish_tables(str(tmp_path / "cat dir"), [pa.table({
         "object_id": ["a", "b", "c"], "ra": ra, "dec": dec, "z": [0.01] * 3, "m_pred": f32,
-        "m_pred_std": f32, "p_cnn": f32, "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32,
+        "m_pred_err": f32, "m_pred_std": f32, "p_cnn": f32, "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32,
         "env_status": ["ok"] * 3, "status": ["ok"] * 3, "error": pa.nulls(3, pa.string()),
         "build_id": ["b"] * 3, "model_id": ["m"] * 3, "_healpix_29": healpix_29(ra, dec)})],
         build_id="b")

@@ -39,7 +39,7 @@ def rows(n, seed, prefix, n_invalid=3, n_dup=2):
     f32 = pa.array(rng.normal(0, 1, n).astype(np.float32))
     return pa.table({
         "object_id": ids, "ra": ra, "dec": dec, "z": rng.uniform(0.01, 0.05, n),
-        "m_pred": f32, "m_pred_std": f32, "p_cnn": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
+        "m_pred": f32, "m_pred_err": f32, "m_pred_std": f32, "p_cnn": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
         "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32, "env_status": ["ok"] * n,
         "status": status, "error": pa.nulls(n, pa.string()), "build_id": [prefix] * n,
         "model_id": ["m"] * n, "_healpix_29": healpix_29(ra, dec),

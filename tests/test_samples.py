@@ -269,7 +269,8 @@ def _hand_catalog(tmp_path):
     pq.write_table(truth, tmp_path / "labels.parquet")
     cat = pa.table({
         "object_id": ids, "ra": np.zeros(n), "dec": np.zeros(n), "z": np.full(n, 0.03),
-        "m_pred": pa.array(m_pred, pa.float32()), "m_pred_std": pa.array(np.zeros(n), pa.float32()),
+        "m_pred": pa.array(m_pred, pa.float32()), "m_pred_err": pa.nulls(n, pa.float32()),
+        "m_pred_std": pa.array(np.zeros(n), pa.float32()),
         "p_cnn": pa.array(p, pa.float32()), "one_plus_delta5": pa.array(np.ones(n), pa.float32()),
         "sigma5": pa.array(np.ones(n), pa.float32()), "d5_mpc": pa.array(np.ones(n), pa.float32()),
         "env_status": ["ok"] * n, "status": ["ok"] * n, "error": pa.array([None] * n, pa.string()),
