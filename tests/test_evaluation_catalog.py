@@ -73,7 +73,7 @@ def _synthetic(tmp_path, n=300, seed=0):
             "object_id": [ids[i] for i in idx], "ra": np.zeros(k), "dec": np.zeros(k),
             "z": truth.column("z").to_numpy()[idx],
             "m_pred": pa.array([None if status[i] != "ok" else float(m[i]) for i in idx], pa.float32()),
-            "m_pred_std": np.zeros(k, np.float32),
+            "m_pred_err": pa.nulls(k, pa.float32()), "m_pred_std": np.zeros(k, np.float32),
             "p_cnn": pa.array([None if status[i] != "ok" else float(p_cnn[i]) for i in idx], pa.float32()),
             "one_plus_delta5": truth.column("one_plus_delta5_true").to_numpy()[idx],
             "sigma5": np.ones(k, np.float32), "d5_mpc": np.ones(k, np.float32),
