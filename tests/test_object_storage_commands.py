@@ -204,7 +204,7 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
         s3_server, s3_bucket, empty_cwd, tmp_path_factory, ray_local):
     """evaluate catalog --catalog/--truth/--out s3://: the same metrics as from a disk (the
     current version's rows, resolved through the manifest in the bucket); table2.md, metrics.json,
-    five PNGs and index.html are single PUTs, the HTML linking the figures by their names."""
+    six PNGs and index.html are single PUTs, the HTML linking the figures by their names."""
     from test_evaluation_catalog import _synthetic
 
     from hicatalog.cli import main as cli
@@ -221,8 +221,8 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     assert cli(["evaluate", "catalog", "--catalog", f"{s3_bucket}/catalog",
                 "--truth", f"{s3_bucket}/truth.parquet", "--out", out]) == 0
     writes = _writes(s3_server.requests(mark))
-    figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "residuals.png",
-               "roc.png"]
+    figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "reliability.png",
+               "residuals.png", "roc.png"]
     assert {m for m, _ in writes} == {"PUT"}
     assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes) == sorted(
         ["index.html", "metrics.json", "table2.md", *figures])
