@@ -81,7 +81,8 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
     address, env = ray_head
     out = tmp_path / "demo"
     cfg = tmp_path / "demo.toml"
-    cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\n')
+    # single networks: this is about job submission (the in-process demo test trains ensembles)
+    cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\nensemble = 1\n')
     # The job server answers `job list` before its agent accepts jobs ("No available agent
     # to submit job, please try again later"): retry that answer for a while.
     for _ in range(30):
