@@ -15,6 +15,9 @@ mock and the evaluation's ``report/metrics.json``) and reports:
 
     .venv/bin/python benchmarks/bench_uncertainty.py --demo runs/demo
 
+Run it from the directory the demo ran in: ``demo_summary.json`` holds the paths as the demo
+was given them (``runs/demo/...`` for ``make demo``).
+
 Prints a table of goals and writes ``OUT/bench_uncertainty.json``.
 """
 
