@@ -54,7 +54,7 @@ from raycluster import (  # noqa: E402  (tests/raycluster.py)
     LocalRayCluster,
     catalog_rows,
     compare_catalogs,
-    done_dir,
+    shards_done,
     submit_build,
     wait_for_actor_on,
 )
@@ -68,20 +68,15 @@ def run_build(cluster: LocalRayCluster, inputs: tuple[str, str, str], out: str, 
     cutouts, reg, pr = inputs
     worker = next(n for n in reversed(cluster.nodes) if n.name.startswith("w") and not n.killed)
     n_shards = len(storage.list_files(cutouts, suffix=".parquet"))
-    done = done_dir(out)
-
-    def n_done() -> int:
-        return len(storage.list_files(done, suffix=".json"))
-
     t0 = time.perf_counter()
     job = submit_build(cluster, cutouts, reg, pr, out, "--batch-size", str(args.batch_size))
     row: dict = {"killed": kill_at is not None}
     if kill_at is not None:
         wait_for_actor_on(cluster, worker, job, PREDICTOR_ACTOR, timeout=args.timeout,
-                          ready=lambda: n_done() >= max(1, round(kill_at * n_shards)))
+                          ready=lambda: shards_done(out) >= max(1, round(kill_at * n_shards)))
         cluster.kill(worker)
         row["kill_after_s"] = round(time.perf_counter() - t0, 1)
-        row["shards_done_at_kill"] = n_done()
+        row["shards_done_at_kill"] = shards_done(out)
         if args.replace:
             cluster.add_node(num_cpus=2)
     status, logs = cluster.wait_job(job, args.timeout)

@@ -421,12 +421,13 @@ def catalog_rows(url: str):
             .select("object_id", "status", "m_pred", "m_pred_std", "p_cnn").collect())
 
 
-def done_dir(catalog: str, build: int = 1) -> str:
-    """Where a build of ``catalog`` writes the ``_done`` marker of each input shard it staged."""
+def shards_done(catalog: str, build: int = 1) -> int:
+    """How many input shards build ``build`` of ``catalog`` has staged: its ``_done`` markers."""
     from hicatalog import storage
     from hicatalog.catalog.manifest import DONE_DIR, STAGING_DIR
 
-    return storage.join(catalog, STAGING_DIR, f"build={build}", DONE_DIR)
+    return len(storage.list_files(storage.join(catalog, STAGING_DIR, f"build={build}", DONE_DIR),
+                                  suffix=".json"))
 
 
 def compare_catalogs(reference, got, input_ids: list[str]) -> dict:

@@ -23,7 +23,7 @@ from raycluster import (
     LocalRayCluster,
     catalog_rows,
     compare_catalogs,
-    done_dir,
+    shards_done,
     submit_build,
     wait_for_actor_on,
 )
@@ -130,17 +130,12 @@ def test_build_survives_losing_a_node(ray_cluster, catalog_inputs, reference_bui
     cutouts, reg, pr, ids, bucket = catalog_inputs
     out = f"{bucket}/catalog-node-lost"
     (worker,) = workers(ray_cluster, 1)
-    done = done_dir(out)
-
-    def n_done():
-        return len(storage.list_files(done, suffix=".json"))
-
     job = submit_build(ray_cluster, cutouts, reg, pr, out)
     # The kill lands once the worker node's inference actor has loaded the models (the pool
     # sends it batches from then on), while the shards are being written.
     rid = wait_for_actor_on(ray_cluster, worker, job, PREDICTOR_ACTOR, timeout=JOB_TIMEOUT_S)
     ray_cluster.kill(worker)
-    done_at_kill = n_done()
+    done_at_kill = shards_done(out)
     n_shards = N_ROWS // ROWS_PER_SHARD
     assert done_at_kill < n_shards, "the build ended before the kill: make it longer"
     status, logs = ray_cluster.wait_job(job, JOB_TIMEOUT_S)

@@ -349,8 +349,9 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
     history = [{**row, "member": k} if k_members > 1 else row
                for k, m in enumerate(members) for row in m["history"]]
     _write_jsonl(metrics_path, history)
-    for k in range(k_members if k_members > 1 else 0):
-        storage.delete_file(member_metrics_path(k))
+    if k_members > 1:  # the live per-member files, now in metrics.jsonl
+        for k in range(k_members):
+            storage.delete_file(member_metrics_path(k))
     finals = [m["history"][-1] if m["history"] else {} for m in members]
     resumed = [m["resumed_after_epochs"] for m in members]
 
