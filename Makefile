@@ -18,7 +18,7 @@ setup:
 # Everything, as CI runs it: the slow tests guard job submission, killed builds and fetches,
 # worker failure and the demo, so they run here too.
 test:
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=40
 
 # The quick loop while editing: everything not marked slow.
 test-fast:

@@ -7,6 +7,11 @@ mock and the evaluation's ``report/metrics.json``) and reports:
   the z-scores, CRPS) and the ECE of ``p_cnn``, from the evaluation;
 - out of distribution: the median ``m_pred_err`` of the xGASS-like non-detections against the
   detections';
+- the two parts of the error bar (``m_pred_err^2 = in-distribution^2 + (1 - p_cnn) *
+  tau2``, :func:`hicatalog.models.predict.catalog_error`): coverage and z std of the whole
+  error bar and of its in-distribution part alone, on the detections and, for every galaxy
+  of the survey mock, in bins of ``p_cnn`` (what a user who does not know which galaxies are
+  detections gets);
 - the ensemble's RMSE against each member's on the same galaxies (one pass of the ensemble
   over the survey cutouts gives every member's prediction: member k's is the mean over views
   of its slice of :func:`hicatalog.models.predict_views`), and the same for the PR accuracy
@@ -70,6 +75,43 @@ def member_predictions(model_dir: str, cutouts: str, ids: set[str], batch: int =
     return got_ids, np.concatenate(members), np.concatenate(ensemble), card
 
 
+#: p_cnn bins of the error-bar table (the last one includes 1).
+P_BINS = ((0.0, 0.2), (0.2, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0))
+
+
+def _coverage(r: np.ndarray, err: np.ndarray) -> dict:
+    z = r / err
+    return {"n": int(len(r)), "coverage_68": float(np.mean(np.abs(z) <= 1)),
+            "coverage_95": float(np.mean(np.abs(z) <= 1.96)), "z_std": float(np.std(z)),
+            "median_err": float(np.median(err)) if len(err) else float("nan")}
+
+
+def error_bar_parts(catalog_dir: str, truth: pl.DataFrame, tau2: float) -> dict:
+    """Coverage of ``m_pred_err`` and of its in-distribution part ``sqrt(m_pred_err^2 - (1 -
+    p_cnn) * tau2)``: ALFALFA-like detections (no cut, ``p_cnn > 0.9``), xGASS-like
+    non-detections, and every galaxy with a true M in bins of ``p_cnn``."""
+    from hicatalog.catalog.reader import read_catalog
+
+    cat = pl.from_arrow(read_catalog(catalog_dir)).filter(pl.col("m_pred_err").is_not_null())
+    j = cat.join(truth.select("object_id", "dataset", "detected", "upper_limit", "m_true"), on="object_id")
+    j = j.filter(pl.col("m_true").is_not_null()).with_columns(
+        err_in=(pl.col("m_pred_err") ** 2 - (1 - pl.col("p_cnn")) * tau2).clip(lower_bound=0).sqrt())
+    det = (pl.col("dataset") == "alfalfa") & pl.col("detected")
+    subsets = {"alfalfa detections": det, "alfalfa detections, p_cnn > 0.9": det & (pl.col("p_cnn") > 0.9),
+               "xgass non-detections": (pl.col("dataset") == "xgass") & ~pl.col("detected"),
+               **{f"all, p_cnn in [{lo}, {hi}{']' if hi == 1.0 else ')'}": (pl.col("p_cnn") >= lo) & (
+                   (pl.col("p_cnn") <= hi) if hi == 1.0 else (pl.col("p_cnn") < hi)) for lo, hi in P_BINS},
+               "all, p_cnn > 0.5": pl.col("p_cnn") > 0.5}
+    out = {}
+    for name, cond in subsets.items():
+        s = j.filter(cond)
+        r = (s["m_true"] - s["m_pred"]).to_numpy().astype(np.float64)
+        out[name] = {"m_pred_err": _coverage(r, s["m_pred_err"].to_numpy().astype(np.float64)),
+                     "in_distribution_part": _coverage(r, s["err_in"].to_numpy().astype(np.float64)),
+                     "rmse": float(np.sqrt(np.mean(r**2))) if len(r) else float("nan")}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", default="runs/demo", help="the --out of a finished hicatalog demo")
@@ -103,6 +145,15 @@ def main() -> int:
                    for j in range(members.shape[1])],
         "ensemble": {k: classification_metrics(y, ens)[k] for k in ("accuracy", "roc_auc")},
     }
+    tau2 = float(result["regression"]["calibration"].get("ood_variance", 0.0))
+    result["error_bar_parts"] = error_bar_parts(summary["catalog"], truth, tau2)
+    print(f"error bar (tau2 = {tau2:.3f} dex^2): coverage 68 / 95, z std -- whole m_pred_err | "
+          "its in-distribution part")
+    for name, v in result["error_bar_parts"].items():
+        a, b = v["m_pred_err"], v["in_distribution_part"]
+        print(f"  {name:36s} N={a['n']:5d} rms={v['rmse']:.3f}  {a['coverage_68']:.3f} / "
+              f"{a['coverage_95']:.3f}, {a['z_std']:.2f} (median {a['median_err']:.3f})  |  "
+              f"{b['coverage_68']:.3f} / {b['coverage_95']:.3f}, {b['z_std']:.2f} (median {b['median_err']:.3f})")
     result["evaluation"] = {k: metrics.get(k) for k in ("uncertainty", "ood", "pr")}
     for name, value in (("regression", result["regression"]), ("pr", result["pr"])):
         print(f"{name}: {json.dumps(value, default=str)}")

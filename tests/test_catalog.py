@@ -177,13 +177,13 @@ def test_predictions_are_the_tta_mean_of_both_models(built, models):
 
 
 def tiny_ensemble(model_dir, task, k=2):
-    """A K-member ensemble as `train --ensemble K` writes it, with a calibration: the
-    regression members have the Gaussian head and a variance scale 2.25, the PR members a
-    temperature 1.7."""
+    """A K-member ensemble as `train --ensemble K --pr-model` writes it, with a calibration:
+    the regression members have the Gaussian head, a variance scale 2.25 and an
+    out-of-distribution variance 0.36 dex^2, the PR members a temperature 1.7."""
     torch.manual_seed(1)
     n_out = 2
-    calibration = ({"method": "variance_scale", "variance_scale": 2.25} if task == "regression"
-                   else {"method": "temperature", "temperature": 1.7})
+    calibration = ({"method": "variance_scale", "variance_scale": 2.25, "ood_variance": 0.36}
+                   if task == "regression" else {"method": "temperature", "temperature": 1.7})
     card = ModelCard(
         model_id=f"{task}-ens", task=task, arch="xresnet18", width=0.25, n_outputs=n_out,
         image_size=32, cutout_size=SIZE, survey="sdss",
@@ -197,7 +197,8 @@ def tiny_ensemble(model_dir, task, k=2):
 
 def test_ensembles_give_the_mixture_mean_calibrated_error_and_temperature_p_cnn(ray_local, tmp_path):
     """An ensemble builds like a single model; m_pred, m_pred_err and p_cnn are computed here
-    by hand from each member's outputs on the 8 symmetries of the square."""
+    by hand from each member's outputs on the 8 symmetries of the square; the error bar grows
+    with 1 - p_cnn as the regression card's out-of-distribution variance says."""
     reg = tiny_ensemble(tmp_path / "reg", "regression")
     pr = tiny_ensemble(tmp_path / "pr", "pr")
     cols = galaxies(48)
@@ -216,14 +217,16 @@ def test_ensembles_give_the_mixture_mean_calibrated_error_and_temperature_p_cnn(
     out = np.stack([dihedral_views_reference(m, x).numpy() for m in reg_members], axis=1)  # (N, K, 8, 2)
     mu_k = out[..., 0].mean(axis=2)
     var_k = np.log1p(np.exp(out[..., 1])).mean(axis=2) + 1e-6
-    err = np.sqrt(2.25 * (var_k.mean(axis=1) + mu_k.var(axis=1)))
     logits = np.stack([dihedral_views_reference(m, x).numpy() for m in load_model(pr)[0].members], axis=1)
     p = np.exp(logits[..., 1] / 1.7) / np.exp(logits / 1.7).sum(axis=-1)
+    p_cnn = p.mean(axis=(1, 2))
+    err = np.sqrt(2.25 * (var_k.mean(axis=1) + mu_k.var(axis=1)) + (1 - p_cnn) * 0.36)
+    assert (1 - p_cnn).max() > 0.1  # the term matters for these galaxies
     got = {k: np.array([r[k] for r in ok.values()]) for k in ("m_pred", "m_pred_err", "m_pred_std", "p_cnn")}
     np.testing.assert_allclose(got["m_pred"], mu_k.mean(axis=1), atol=1e-5)
     np.testing.assert_allclose(got["m_pred_err"], err, rtol=1e-4)
     np.testing.assert_allclose(got["m_pred_std"], out[..., 0].mean(axis=1).std(axis=1), atol=1e-5)
-    np.testing.assert_allclose(got["p_cnn"], p.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(got["p_cnn"], p_cnn, atol=1e-5)
 
 
 def test_environment_joined_from_the_cutouts_as_tracers(built):

@@ -44,6 +44,9 @@ def test_demo_small(ray_local, tmp_path):
     assert cards["regression"]["calibration"]["method"] == "variance_scale"
     assert cards["pr"]["calibration"]["method"] == "temperature"
     assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
+    # every error bar carries at least the out-of-distribution term (1 - p_cnn) * tau2
+    tau2 = cards["regression"]["calibration"]["ood_variance"]
+    assert 0 < tau2 < 2 and (cat["m_pred_err"] ** 2 >= (1 - cat["p_cnn"]) * tau2 * (1 - 1e-5)).all()
     # the summary on disk tells what happened: every row predicted and scored, every step timed
     written = json.loads((out / "demo_summary.json").read_text())
     assert written["rows_by_status"] == {"ok": 300}

@@ -22,11 +22,12 @@ from hicatalog.models import ModelCard, build_model, load_model, predict_views, 
 from hicatalog.models.ensemble import Ensemble
 from hicatalog.models.predict import (
     MIN_VARIANCE,
+    catalog_error,
     gaussian_variance,
     positive_probability,
     regression_moments,
 )
-from hicatalog.training.calibration import fit_temperature, fit_variance_scale
+from hicatalog.training.calibration import fit_calibration, fit_temperature, fit_variance_scale
 from hicatalog.training.loop import fit
 
 
@@ -97,6 +98,25 @@ def test_card_refuses_inconsistent_uncertainty_fields():
         _card(task="pr", n_outputs=2, calibration={"method": "temperature", "temperature": 0})
 
 
+def test_catalog_error_adds_the_out_of_distribution_variance_by_hand():
+    card = _card(head="gaussian", n_outputs=2,
+                 calibration={"method": "variance_scale", "variance_scale": 1.0, "ood_variance": 0.36})
+    std, p = np.array([0.2, 0.2, np.nan]), np.array([1.0, 0.75, 0.5])
+    got = catalog_error(std, p, card)  # sqrt(0.04 + 0.25 * 0.36) = sqrt(0.13)
+    np.testing.assert_allclose(got[:2], [0.2, math.sqrt(0.13)], rtol=1e-12)
+    assert math.isnan(got[2])  # no error bar stays none
+    t = catalog_error(torch.tensor([0.2]), torch.tensor([0.0]), card)  # sqrt(0.04 + 0.36)
+    assert isinstance(t, torch.Tensor) and t.item() == pytest.approx(math.sqrt(0.40), rel=1e-6)
+    plain = dataclasses.replace(card, calibration={"method": "variance_scale", "variance_scale": 1.0})
+    assert catalog_error(std, p, plain)[1] == pytest.approx(0.2)  # calibrated without a PR model
+    with pytest.raises(ValueError, match="ood_variance"):
+        _card(task="pr", n_outputs=2, calibration={"method": "temperature", "temperature": 1.0,
+                                                    "ood_variance": 0.1})
+    with pytest.raises(ValueError, match="ood_variance"):
+        dataclasses.replace(card, calibration={"method": "variance_scale", "variance_scale": 1.0,
+                                               "ood_variance": 0.0})
+
+
 # --- ensembles as one model ---------------------------------------------------------------------
 
 def test_ensemble_members_see_the_same_batch_and_round_trip_through_one_weights_file(tmp_path):
@@ -131,6 +151,19 @@ def test_variance_scale_recovers_a_known_miscalibration():
     assert cal["variance_scale"] == pytest.approx(4.0, rel=0.05)
     assert cal["nll_after"] < cal["nll_before"] and cal["n_val"] == n
     assert fit_variance_scale(m_true, m_pred, np.full(n, np.nan)) == {}  # nothing to calibrate
+
+
+def test_regression_calibration_records_the_training_sample_variance():
+    """ood_variance = var(M) of the training rows (ddof 0): 1.25 for M = -1, 0, 1, 2; the
+    variance scale is fitted on the validation rows alone, with or without it."""
+    card = _card(ensemble_size=2)
+    outputs = np.array([[[[0.0]] * 8, [[1.0]] * 8]] * 4, dtype=np.float32)  # mean 0.5, std 0.5
+    targets = np.array([0.5, 1.0, 0.0, 0.5])  # z = 0, 1, -1, 0: s2 = 0.5
+    cal, pred = fit_calibration(card, outputs, targets, np.array([-1.0, 0.0, 1.0, 2.0]))
+    assert cal["ood_variance"] == pytest.approx(1.25) and cal["variance_scale"] == pytest.approx(0.5)
+    np.testing.assert_allclose(pred, 0.5)
+    assert "ood_variance" not in fit_calibration(card, outputs, targets)[0]
+    ModelCard.from_dict({**card.to_dict(), "calibration": cal}, source="test")  # a valid card
 
 
 def test_temperature_recovers_a_known_overconfidence():
@@ -224,3 +257,11 @@ def test_ensemble_trains_members_with_their_own_seeds_and_a_member_resumes(ray_l
     m0 = dict(model.members[0].state_dict())
     s0 = load_model(one["model_dir"])[0].state_dict()
     assert all(torch.equal(m0[k], s0[k]) for k in s0)
+    # the out-of-distribution term: the variance of M over the training rows (the split as
+    # the data module draws it)
+    from hicatalog.cutouts.shards import list_shards
+    from hicatalog.training.data import select_rows
+    sel = select_rows(list_shards([blobs]), "regression", seed=0).table.to_pandas()
+    want = sel.loc[~sel["is_val"], "target"].var(ddof=0)
+    assert card["calibration"]["ood_variance"] == pytest.approx(want, rel=1e-5)
+    assert one["card"]["calibration"]["ood_variance"] == pytest.approx(want, rel=1e-5)

@@ -7,9 +7,11 @@ function (the benchmark times it on already-decoded tensors).
 
 Outputs per good row (``ok``), from :mod:`hicatalog.models.predict` (each model a single
 network or a deep ensemble, members run on the same batch): ``m_pred`` (dex), the mean over
-members and the 8 dihedral views of the regression output; ``m_pred_err`` (dex), the total
-predictive standard deviation (members' mean variance plus the variance of their means,
-scaled by the card's calibration; NaN for a single ``point`` network, which has none);
+members and the 8 dihedral views of the regression output; ``m_pred_err`` (dex), the error bar
+(:func:`hicatalog.models.predict.catalog_error`): the total predictive standard deviation
+(members' mean variance plus the variance of their means, scaled by the card's calibration)
+and ``(1 - p_cnn)`` times the variance of M over the regression's training rows (the chance
+that the galaxy is unlike them); NaN for a single ``point`` network, which has no uncertainty;
 ``m_pred_std`` (dex), the standard deviation over the views of the members' mean (sensitivity
 to flips and rotations, not an error bar); ``p_cnn``, the PR model's probability of its
 positive class (``detection``): softmax of the logits over the card's calibrated temperature,
@@ -29,7 +31,12 @@ import torch
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg, ends_with_eoi, read_jpeg_header
 from hicatalog.models.artifact import load_model
 from hicatalog.models.card import ModelCard
-from hicatalog.models.predict import positive_probability, predict_views, regression_moments
+from hicatalog.models.predict import (
+    catalog_error,
+    positive_probability,
+    predict_views,
+    regression_moments,
+)
 from hicatalog.runtime import set_torch_threads, use_bf16
 
 __all__ = ["CatalogPredictor", "predict_images", "gpu_decode", "PREDICTION_COLUMNS"]
@@ -70,7 +77,8 @@ def predict_images(
     moments = regression_moments(predict_views(regression, reg_card, x, tta, bf16=bf16), reg_card)
     p_cnn = positive_probability(predict_views(pr, pr_card, x, tta, bf16=bf16), pr_card)
     # one copy back to the host, not four
-    out = torch.stack([moments["mean"], moments["std"], moments["view_std"], p_cnn]).cpu().numpy()
+    err = catalog_error(moments["std"], p_cnn, reg_card)
+    out = torch.stack([moments["mean"], err, moments["view_std"], p_cnn]).cpu().numpy()
     return dict(zip(PREDICTION_COLUMNS, out.astype(np.float32), strict=True))
 
 

@@ -60,7 +60,9 @@ class ModelCard:
     classifiers: ``point``); ``ensemble_size`` K and ``member_seeds`` (K seeds; ``None`` for
     a single network); ``calibration``: ``{}`` or ``{"method": "temperature", "temperature":
     T, ...}`` (classifiers) / ``{"method": "variance_scale", "variance_scale": s2, ...}``
-    (regression), fitted on the validation split (:mod:`hicatalog.training.calibration`).
+    (regression), fitted on the validation split (:mod:`hicatalog.training.calibration`);
+    a regression calibration also has ``ood_variance`` (dex^2, the variance of M over the
+    training rows; :func:`hicatalog.models.predict.catalog_error`).
 
     Raises ValueError on construction when a field is out of range or the outputs do not fit
     the task (regression: 1 output, no classes; classifiers: one output per class, the task's
@@ -145,6 +147,10 @@ class ModelCard:
                 method != expected or not float(self.calibration.get(expected, 0)) > 0)):
             raise ValueError(f"model card calibration must be {{}} or {{'method': {expected!r}, "
                              f"{expected!r}: > 0, ...}} for a {self.task!r} card, got {self.calibration!r}")
+        if "ood_variance" in self.calibration and not (
+                self.task == "regression" and float(self.calibration["ood_variance"]) > 0):
+            raise ValueError(f"model card calibration 'ood_variance' must be a variance > 0 (dex^2) "
+                             f"of a regression card, got {self.calibration!r} for a {self.task!r} card")
 
     @property
     def positive_class(self) -> str:

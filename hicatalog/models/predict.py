@@ -12,6 +12,8 @@ per member and dihedral view, ``(N, K, V, n_out)``. The reductions are defined h
 - :func:`regression_moments`: M (dex), its total predictive standard deviation and the spread
   over views, from the members' means and variances (:func:`gaussian_variance` is the one
   parametrisation of a ``gaussian`` head's variance);
+- :func:`catalog_error`: the catalog's error bar ``m_pred_err``, that standard deviation and
+  the chance ``1 - p_cnn`` that the galaxy is unlike the regression's training sample;
 - :func:`average_views`: the prediction of any card (M for regression, the probability for
   classifiers).
 """
@@ -30,7 +32,7 @@ from hicatalog.models.preprocessing import preprocess
 
 __all__ = [
     "MIN_VARIANCE", "predict_views", "class_probabilities", "positive_probability",
-    "gaussian_variance", "regression_moments", "average_views",
+    "gaussian_variance", "regression_moments", "catalog_error", "average_views",
 ]
 
 #: Smallest variance a ``gaussian`` head can predict (dex^2): (0.001 dex)^2, far below any
@@ -134,6 +136,26 @@ def regression_moments(outputs: Tensor, card: ModelCard) -> dict[str, Tensor]:
     view_std = (views.std(dim=1, correction=0) if views.shape[1] > 1
                 else torch.full_like(std, float("nan")))
     return {"mean": mu_k.mean(dim=1), "std": std, "view_std": view_std}
+
+
+def catalog_error(std, p_in, card: ModelCard):
+    """The catalog's error bar ``m_pred_err`` (dex) from the regression's calibrated ``std``
+    (dex, :func:`regression_moments`) and ``p_in``, the probability that the galaxy is like
+    the regression's training sample (the PR model's ``p_cnn``, paper Section 5: a.40A
+    detections are in-distribution): the law of total variance over the two cases,
+
+    ``sqrt(std^2 + (1 - p_in) * tau2)``,
+
+    with ``tau2`` the card's ``calibration["ood_variance"]`` (dex^2, the variance of M over
+    the regression's training rows): out of distribution the image tells no more about M than
+    the training sample's spread, around the same ``m_pred``. ``std`` itself is calibrated on
+    validation galaxies that are in distribution (a.40A detections), so the term is added, not
+    fitted. Without ``ood_variance`` (cards written before it) it is ``std``. ``std`` and
+    ``p_in``: ``(N,)`` numpy arrays or tensors (the result is of the same kind); NaN ``std``
+    (one ``point`` network) stays NaN.
+    """
+    tau2 = float(card.calibration.get("ood_variance", 0.0))
+    return (std**2 + (1.0 - p_in) * tau2) ** 0.5
 
 
 def average_views(view_outputs: Tensor, card: ModelCard) -> Tensor:

@@ -11,7 +11,11 @@ number per model and the card records it; :mod:`hicatalog.models.predict` applie
 - regression with an uncertainty (a ``gaussian`` head or an ensemble): a variance scale
   ``s2`` (Levi et al. 2019; Kuleshov et al. 2018 for the general recalibration):
   ``m_pred_err = sqrt(s2) * std``, ``s2 = mean(((M_true - M_pred) / std)^2)``, the maximum
-  likelihood value for Gaussian errors, so that the validation z-scores have unit RMS.
+  likelihood value for Gaussian errors, so that the validation z-scores have unit RMS. The
+  card also records ``ood_variance``, the variance of M over the training rows: the catalog
+  adds ``(1 - p_cnn)`` times it to the error bar
+  (:func:`hicatalog.models.predict.catalog_error`). The validation rows are a.40A
+  detections, in distribution by definition, so ``s2`` is fitted without that term.
 
 :func:`validation_outputs` predicts the validation split with the trained model (a Ray task,
 on a GPU when training used one); :func:`fit_calibration` fits.
@@ -91,9 +95,12 @@ def fit_temperature(logits: np.ndarray, label_index: np.ndarray) -> dict[str, An
             "nll_before": _nll_at(z, lab, 1.0), "nll_after": _nll_at(z, lab, t)}
 
 
-def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray,
+                    train_targets: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Fit ``card``'s calibration from its uncalibrated validation ``outputs`` ``(N, K, V,
     n_out)`` and ``targets`` ``(N,)`` (M in dex; 0/1 labels, 1 = ``card.positive_class``).
+    ``train_targets`` (regression): M (dex) of the training rows; their variance (``ddof=0``)
+    is recorded as ``ood_variance`` (dex^2) when there is a variance scale.
 
     Returns ``(calibration, prediction)``: the card's ``calibration`` (``{}`` when there is
     nothing to calibrate) and the calibrated validation prediction ``(N,)`` (M for
@@ -104,6 +111,8 @@ def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray) -
     if card.task == "regression":
         mom = regression_moments(out, raw)
         cal = fit_variance_scale(targets, mom["mean"].numpy(), mom["std"].numpy())
+        if cal and train_targets is not None and np.var(train_targets) > 0:
+            cal["ood_variance"] = float(np.var(np.asarray(train_targets, dtype=np.float64)))
         return cal, mom["mean"].numpy()
     label = np.asarray(targets).astype(np.int64)
     index = np.where(label == 1, card.positive_index, 1 - card.positive_index)

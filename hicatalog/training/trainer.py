@@ -26,7 +26,9 @@ run's checkpoints). The model directory holds one ``weights.pt`` with every memb
 After training, the model predicts the validation split once
 (:func:`~hicatalog.training.calibration.validation_outputs`) and the card records the
 calibration fitted on it (:mod:`hicatalog.training.calibration`: a classifier's temperature, a
-regression model's variance scale) and, for an ensemble, the ensemble's validation metrics.
+regression model's variance scale and the variance of M over the training rows, the
+out-of-distribution term of the catalog's error bar) and, for an ensemble, the ensemble's
+validation metrics.
 
 CPUs: each CPU worker reserves its share of the cluster's CPUs
 (:func:`hicatalog.runtime.cpus_per_worker`; one CPU per node is left to Ray Data when the
@@ -44,6 +46,8 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
 from hicatalog.config import TrainConfig
@@ -370,7 +374,9 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         outputs, targets = validation_outputs(
             card, state_dict, val_ds, gpu=bool(cfg.gpu), batch_size=int(hp["batch_size"]) * 2,
             num_cpus=1.0 if cfg.gpu else cpus_per_worker(1, keep_free=0.0 if cached else 1.0))
-        calibration, val_pred = fit_calibration(card, outputs, targets)
+        train_rows = selection.table.filter(pc.invert(selection.table["is_val"]))
+        calibration, val_pred = fit_calibration(card, outputs, targets,
+                                                train_rows["target"].to_numpy())
         log.info("calibration on the validation split: %s",
                  {k: round(v, 4) if isinstance(v, float) else v for k, v in calibration.items()})
     final = finals[0]
@@ -426,6 +432,8 @@ def main(cfg: TrainConfig) -> int:
     cal = card["calibration"]
     calibrated = (f"; calibrated on {cal['n_val']} validation rows: {cal['method']} "
                   f"{cal[cal['method']]:.3g}" if cal else "")
+    if "ood_variance" in cal:
+        calibrated += f", out-of-distribution variance {cal['ood_variance']:.3g} dex^2"
     print(f"trained {what} in {result['model_dir']} "
           f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}{resumes}"
           f"{calibrated}): {summary}")
