@@ -224,7 +224,7 @@ class LocalRayCluster:
         except ProcessLookupError:
             pass
         node.proc.wait(timeout=30)
-        _kill_session(node.proc.pid)
+        kill_session(node.proc.pid)
         node.killed = True
 
     def shutdown(self) -> list[int]:
@@ -241,7 +241,7 @@ class LocalRayCluster:
             while time.time() < deadline and any(_session_pids(n.proc.pid) for n in self.nodes):
                 time.sleep(0.5)
             for n in self.nodes:
-                leftovers += _kill_session(n.proc.pid)
+                leftovers += kill_session(n.proc.pid)
         finally:
             if self._address_file and _read(self._address_file) == self.gcs_address:
                 if self._address_before is None:
@@ -353,7 +353,7 @@ def _session_pids(sid: int) -> list[int]:
             if not stat.startswith("Z")]  # a zombie is dead already
 
 
-def _kill_session(sid: int) -> list[int]:
+def kill_session(sid: int) -> list[int]:
     """SIGKILL the processes of :func:`_session_pids`; returns those it killed."""
     killed = []
     for pid in _session_pids(sid):

@@ -1,5 +1,6 @@
-"""`hicatalog demo` on a small mock: in-process on a disk (every artefact exists and is
-readable), and as the installed command with ``--out`` on the S3 server (tests/conftest.py)."""
+"""`hicatalog demo` on a small mock as the installed command with ``--out`` on the S3 server
+(tests/conftest.py). The default demo on a disk, every artefact checked, is the job that
+tests/test_jobs.py submits to a Ray head."""
 
 from __future__ import annotations
 
@@ -15,47 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hicatalog.config import DemoConfig
 from hicatalog.models.artifact import MODEL_CACHE_ENV
-
-
-@pytest.mark.slow
-def test_demo_small(ray_local, tmp_path):
-    import polars as pl
-
-    from hicatalog.demo import run_demo
-
-    out = tmp_path / "demo"
-    summary = run_demo(DemoConfig(out=str(out), n_train=400, n_survey=300, epochs=1))
-    for sub in ("mock/train/cutouts", "mock/survey/truth.parquet", "models/regression/model_card.json",
-                "models/pr/model_card.json", "catalog/_manifest.json", "report/metrics.json"):
-        assert (out / sub).exists(), sub
-    from hicatalog.catalog.reader import open_catalog
-
-    current = open_catalog(str(out / "catalog"))  # the demo published version 1, as HATS
-    assert current.version == 1 and current.rows == 300
-    cat = pl.read_parquet(current.files)
-    assert cat.height == 300 and cat["object_id"].n_unique() == 300
-    assert cat.filter(pl.col("status") == "ok").height == 300
-    # the default demo trains a regression ensemble of 2 and one PR network, both calibrated,
-    # and the catalog has error bars
-    cards = {t: json.loads((out / "models" / t / "model_card.json").read_text()) for t in ("regression", "pr")}
-    assert [cards[t]["ensemble_size"] for t in cards] == [2, 1] and cards["regression"]["head"] == "gaussian"
-    assert cards["regression"]["calibration"]["method"] == "variance_scale"
-    assert cards["pr"]["calibration"]["method"] == "temperature"
-    assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
-    # every error bar carries at least the out-of-distribution term (1 - p_cnn) * tau2
-    tau2 = cards["regression"]["calibration"]["ood_variance"]
-    assert 0 < tau2 < 2 and (cat["m_pred_err"] ** 2 >= (1 - cat["p_cnn"]) * tau2 * (1 - 1e-5)).all()
-    # the summary on disk tells what happened: every row predicted and scored, every step timed
-    written = json.loads((out / "demo_summary.json").read_text())
-    assert written["rows_by_status"] == {"ok": 300}
-    assert written["metrics"]["counts"]["n_matched"] == 300
-    assert written["metrics"]["uncertainty"]["by_group"]  # the report checked the error bars
-    assert list(written["timings_s"]) == ["mock (training sample)", "mock (survey)", "train regression",
-                                          "train pr", "build catalog", "evaluate"]
-    assert sum(written["timings_s"].values()) <= written["total_s"] + 0.4  # each rounded to 0.1 s
-    assert written["catalog"] == str(out / "catalog") == summary["catalog"]
 
 
 def _regular_files(root: Path) -> list[str]:

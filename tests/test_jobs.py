@@ -1,4 +1,5 @@
-"""`ray job submit` end to end: a real Ray head, the demo job, a catalog read back with DuckDB."""
+"""`ray job submit` end to end: a real Ray head, the demo job (the default demo's every
+artefact checked), a catalog read back with DuckDB."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from raycluster import kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -68,21 +70,29 @@ def ray_head():
     try:
         yield address, env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # SIGKILL, as tests/raycluster.py does: Ray's graceful stop took ~30 s here and a
+        # throwaway head (its address file is in its own temp dir) gains nothing from it
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        kill_session(proc.pid)  # the head's processes that left its process group
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
+    """The demo as a job (`ray job submit ... jobs/demo.py`) with the demo's defaults but the
+    sizes: every artefact exists and is readable, the catalog is read back with DuckDB."""
+    import polars as pl
+
+    from hicatalog.catalog.reader import open_catalog
+
     address, env = ray_head
     out = tmp_path / "demo"
     cfg = tmp_path / "demo.toml"
-    # single networks: this is about job submission (the in-process demo test trains ensembles)
-    cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\nensemble = 1\n')
+    cfg.write_text(f'out = "{out}"\nn_train = 400\nn_survey = 300\nepochs = 1\n')
     # The job server answers `job list` before its agent accepts jobs ("No available agent
     # to submit job, please try again later"): retry that answer for a while.
     for _ in range(30):
@@ -113,14 +123,34 @@ def test_demo_job_submitted_to_ray_head(ray_head, tmp_path):
 
     import duckdb
 
-    from hicatalog.catalog.reader import open_catalog
-
-    n = duckdb.connect().execute(
-        f"SELECT count(*) FROM read_parquet({open_catalog(out / 'catalog').files!r})"
-    ).fetchone()[0]
+    for sub_path in ("mock/train/cutouts", "mock/survey/truth.parquet", "models/regression/model_card.json",
+                     "models/pr/model_card.json", "catalog/_manifest.json", "report/metrics.json"):
+        assert (out / sub_path).exists(), sub_path
+    current = open_catalog(str(out / "catalog"))  # the demo published version 1, as HATS
+    assert current.version == 1 and current.rows == 300
+    n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({current.files!r})").fetchone()[0]
     assert n == 300
-    summary = json.loads((out / "demo_summary.json").read_text())
-    assert summary["rows_by_status"]["ok"] == 300
+    cat = pl.read_parquet(current.files)
+    assert cat["object_id"].n_unique() == 300 and cat.filter(pl.col("status") == "ok").height == 300
+    # the default demo trains a regression ensemble of 2 and one PR network, both calibrated,
+    # and the catalog has error bars
+    cards = {t: json.loads((out / "models" / t / "model_card.json").read_text()) for t in ("regression", "pr")}
+    assert [cards[t]["ensemble_size"] for t in cards] == [2, 1] and cards["regression"]["head"] == "gaussian"
+    assert cards["regression"]["calibration"]["method"] == "variance_scale"
+    assert cards["pr"]["calibration"]["method"] == "temperature"
+    assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
+    # every error bar carries at least the out-of-distribution term (1 - p_cnn) * tau2
+    tau2 = cards["regression"]["calibration"]["ood_variance"]
+    assert 0 < tau2 < 2 and (cat["m_pred_err"] ** 2 >= (1 - cat["p_cnn"]) * tau2 * (1 - 1e-5)).all()
+    # the summary on disk tells what happened: every row predicted and scored, every step timed
+    written = json.loads((out / "demo_summary.json").read_text())
+    assert written["rows_by_status"] == {"ok": 300}
+    assert written["metrics"]["counts"]["n_matched"] == 300
+    assert written["metrics"]["uncertainty"]["by_group"]  # the report checked the error bars
+    assert list(written["timings_s"]) == ["mock (training sample)", "mock (survey)", "train regression",
+                                          "train pr", "build catalog", "evaluate"]
+    assert sum(written["timings_s"].values()) <= written["total_s"] + 0.4  # each rounded to 0.1 s
+    assert written["catalog"] == str(out / "catalog")
 
 
 @pytest.mark.parametrize("job,flag", [("demo", "--out"), ("train", "--train-samples"),

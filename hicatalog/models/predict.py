@@ -138,7 +138,7 @@ def regression_moments(outputs: Tensor, card: ModelCard) -> dict[str, Tensor]:
     return {"mean": mu_k.mean(dim=1), "std": std, "view_std": view_std}
 
 
-def catalog_error(std, p_in, card: ModelCard):
+def catalog_error(std: np.ndarray | Tensor, p_in: np.ndarray | Tensor, card: ModelCard) -> np.ndarray | Tensor:
     """The catalog's error bar ``m_pred_err`` (dex) from the regression's calibrated ``std``
     (dex, :func:`regression_moments`) and ``p_in``, the probability that the galaxy is like
     the regression's training sample (the PR model's ``p_cnn``, paper Section 5: a.40A
