@@ -108,7 +108,7 @@ def test_catalog_error_adds_the_out_of_distribution_variance_by_hand():
     t = catalog_error(torch.tensor([0.2]), torch.tensor([0.0]), card)  # sqrt(0.04 + 0.36)
     assert isinstance(t, torch.Tensor) and t.item() == pytest.approx(math.sqrt(0.40), rel=1e-6)
     plain = dataclasses.replace(card, calibration={"method": "variance_scale", "variance_scale": 1.0})
-    assert catalog_error(std, p, plain)[1] == pytest.approx(0.2)  # calibrated without a PR model
+    assert catalog_error(std, p, plain)[1] == pytest.approx(0.2)  # a card written before ood_variance
     with pytest.raises(ValueError, match="ood_variance"):
         _card(task="pr", n_outputs=2, calibration={"method": "temperature", "temperature": 1.0,
                                                     "ood_variance": 0.1})
