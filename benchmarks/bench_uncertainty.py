@@ -42,7 +42,7 @@ from hicatalog import storage
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.evaluation.data import load_truth
-from hicatalog.metrics import classification_metrics, regression_metrics
+from hicatalog.metrics import classification_metrics, regression_metrics, uncertainty_metrics
 from hicatalog.models import load_model, positive_probability, predict_views, regression_moments
 from hicatalog.models.predict import class_probabilities
 
@@ -79,13 +79,6 @@ def member_predictions(model_dir: str, cutouts: str, ids: set[str], batch: int =
 P_BINS = ((0.0, 0.2), (0.2, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0))
 
 
-def _coverage(r: np.ndarray, err: np.ndarray) -> dict:
-    z = r / err
-    return {"n": int(len(r)), "coverage_68": float(np.mean(np.abs(z) <= 1)),
-            "coverage_95": float(np.mean(np.abs(z) <= 1.96)), "z_std": float(np.std(z)),
-            "median_err": float(np.median(err)) if len(err) else float("nan")}
-
-
 def error_bar_parts(catalog_dir: str, truth: pl.DataFrame, tau2: float) -> dict:
     """Coverage of ``m_pred_err`` and of its in-distribution part ``sqrt(m_pred_err^2 - (1 -
     p_cnn) * tau2)``: ALFALFA-like detections (no cut, ``p_cnn > 0.9``), xGASS-like
@@ -99,16 +92,15 @@ def error_bar_parts(catalog_dir: str, truth: pl.DataFrame, tau2: float) -> dict:
     det = (pl.col("dataset") == "alfalfa") & pl.col("detected")
     subsets = {"alfalfa detections": det, "alfalfa detections, p_cnn > 0.9": det & (pl.col("p_cnn") > 0.9),
                "xgass non-detections": (pl.col("dataset") == "xgass") & ~pl.col("detected"),
-               **{f"all, p_cnn in [{lo}, {hi}{']' if hi == 1.0 else ')'}": (pl.col("p_cnn") >= lo) & (
-                   (pl.col("p_cnn") <= hi) if hi == 1.0 else (pl.col("p_cnn") < hi)) for lo, hi in P_BINS},
+               **{f"all, p_cnn in [{lo}, {hi}{']' if hi == 1.0 else ')'}": pl.col("p_cnn").is_between(
+                   lo, hi, closed="both" if hi == 1.0 else "left") for lo, hi in P_BINS},
                "all, p_cnn > 0.5": pl.col("p_cnn") > 0.5}
     out = {}
     for name, cond in subsets.items():
         s = j.filter(cond)
-        r = (s["m_true"] - s["m_pred"]).to_numpy().astype(np.float64)
-        out[name] = {"m_pred_err": _coverage(r, s["m_pred_err"].to_numpy().astype(np.float64)),
-                     "in_distribution_part": _coverage(r, s["err_in"].to_numpy().astype(np.float64)),
-                     "rmse": float(np.sqrt(np.mean(r**2))) if len(r) else float("nan")}
+        out[name] = {"m_pred_err": uncertainty_metrics(s["m_true"], s["m_pred"], s["m_pred_err"]),
+                     "in_distribution_part": uncertainty_metrics(s["m_true"], s["m_pred"], s["err_in"]),
+                     "rmse": regression_metrics(s["m_true"], s["m_pred"])["rmse"]}
     return out
 
 

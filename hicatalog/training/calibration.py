@@ -111,8 +111,9 @@ def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray,
     if card.task == "regression":
         mom = regression_moments(out, raw)
         cal = fit_variance_scale(targets, mom["mean"].numpy(), mom["std"].numpy())
-        if cal and train_targets is not None and np.var(train_targets) > 0:
-            cal["ood_variance"] = float(np.var(np.asarray(train_targets, dtype=np.float64)))
+        tau2 = float(np.var(np.asarray(train_targets, dtype=np.float64))) if train_targets is not None else 0.0
+        if cal and tau2 > 0:
+            cal["ood_variance"] = tau2
         return cal, mom["mean"].numpy()
     label = np.asarray(targets).astype(np.int64)
     index = np.where(label == 1, card.positive_index, 1 - card.positive_index)
