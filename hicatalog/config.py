@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hicatalog.errors import ConfigError
 from hicatalog.imaging import SURVEYS
 
 if sys.version_info >= (3, 11):
@@ -48,10 +49,6 @@ __all__ = [
 
 #: A survey name (the values of :data:`hicatalog.imaging.SURVEYS`).
 Survey = Literal[SURVEYS]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
 class JobConfig(BaseModel):

@@ -25,6 +25,8 @@ import re
 import numpy as np
 import pyarrow as pa
 
+from hicatalog.errors import IdError
+
 __all__ = ["IdError", "FLOAT_EXACT_LIMIT", "int_ids", "text_ids"]
 
 #: Whole numbers below this are exact in float64 (53-bit significand).
@@ -34,10 +36,6 @@ _INT_TEXT = re.compile(r"[+-]?\d+")
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)",
                          re.IGNORECASE)
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-class IdError(ValueError):
-    """An id column cannot be read exactly (floating point, not an id, or missing values)."""
 
 
 def _as_numpy(values) -> np.ndarray:

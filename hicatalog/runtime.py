@@ -19,6 +19,8 @@ import math
 import os
 import sys
 
+from hicatalog.errors import RayClusterUnreachable
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -28,11 +30,6 @@ __all__ = [
 
 #: ``--precision`` values of training and the catalog build.
 PRECISIONS = ("auto", "bf16", "fp32")
-
-
-class RayClusterUnreachable(RuntimeError):
-    """The cluster Ray would join does not answer (one line: the address, where it came
-    from, and the way out)."""
 
 
 #: Seconds a command waits for the cluster it is told to join before giving up.

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from hicatalog.errors import ImageDecodeError
+
 __all__ = [
     "ImageDecodeError", "DecodedBatch", "read_jpeg_header", "decode_jpeg", "decode_batch",
     "ends_with_eoi", "IMAGE_STATUSES",
@@ -33,14 +35,6 @@ IMAGE_STATUSES = (
 )
 _JPEG_MAGIC = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
-
-
-class ImageDecodeError(ValueError):
-    """A cutout could not be decoded; ``status`` is one of :data:`IMAGE_STATUSES`."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def _status_for(exc: Exception) -> str:

@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hicatalog.errors import SchemaError
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -49,10 +51,6 @@ _EQUIVALENT = {
     pa.string(): (pa.string(), pa.large_string(), pa.string_view()),
     pa.binary(): (pa.binary(), pa.large_binary(), pa.binary_view()),
 }
-
-
-class SchemaError(ValueError):
-    """A table does not match its contract (missing column, wrong type, empty, duplicates)."""
 
 
 @dataclass(frozen=True)

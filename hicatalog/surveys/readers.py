@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from astropy.io import fits
 
+from hicatalog.errors import CatalogFormatError
 from hicatalog.ids import IdError, int_ids, text_ids
 from hicatalog.sky import valid_coordinates
 from hicatalog.surveys.quality import null_missing
@@ -52,10 +53,6 @@ __all__ = [
     "sdss_objid",
     "photo_key_from_objid",
 ]
-
-
-class CatalogFormatError(ValueError):
-    """A catalog file lacks a published column or cannot be parsed."""
 
 
 def _open_bytes(path: str) -> bytes:
