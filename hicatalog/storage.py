@@ -15,14 +15,23 @@ and are moved into place once complete. On an object store, where a "rename" is 
 delete, the complete bytes are built in memory first and uploaded as one object (on S3 a
 single PutObject up to 10 MB, a multipart upload above): an object appears whole or not at
 all, so no temporary object is ever written.
+
+One way per operation: Parquet is read with :func:`read_parquet` (whole tables),
+:func:`read_parquet_schema` (the schema) or :func:`open_parquet` (footer, row groups, batches);
+JSON with :func:`read_json` and written with :func:`write_json_atomic`; the UTC time records
+carry is :func:`utc_timestamp`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import io
+import json
+import math
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -32,8 +41,10 @@ import pyarrow.parquet as pq
 __all__ = [
     "absolute", "filesystem_and_path", "is_url", "join", "basename", "parent", "relative",
     "is_file",
-    "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "list_files", "list_dirs",
-    "delete_file", "delete_dir", "write_atomic", "write_parquet_atomic", "write_figure_atomic",
+    "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "open_parquet", "read_json",
+    "list_files", "list_dirs", "delete_file", "delete_dir", "write_atomic",
+    "write_parquet_atomic", "write_figure_atomic", "write_json_atomic", "json_safe",
+    "utc_timestamp",
 ]
 
 
@@ -134,6 +145,22 @@ def read_parquet_schema(path: str | os.PathLike) -> pa.Schema:
     """The schema of the Parquet file at ``path`` (its footer only is read)."""
     fs, p = filesystem_and_path(path)
     return pq.read_schema(p, filesystem=fs)
+
+
+@contextlib.contextmanager
+def open_parquet(path: str | os.PathLike) -> Iterator[pq.ParquetFile]:
+    """The Parquet file at ``path`` opened for its footer (``.metadata``), row groups
+    (``.read_row_group(i)``) or batches (``.iter_batches(...)``); closed when the ``with``
+    block ends. Whole tables: :func:`read_parquet`."""
+    fs, p = filesystem_and_path(path)
+    with fs.open_input_file(p) as fh:
+        yield pq.ParquetFile(fh)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path`` (a local path or a URL); FileNotFoundError if there is
+    none, ``json.JSONDecodeError`` if it is not JSON."""
+    return json.loads(read_bytes(path))
 
 
 def list_files(path: str | os.PathLike, recursive: bool = False,
@@ -238,6 +265,41 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike, **write_table
     ``write_table_kwargs`` go to :func:`pyarrow.parquet.write_table`. Returns ``path``."""
     write_table_kwargs.setdefault("compression", "zstd")
     return write_atomic(path, lambda sink: pq.write_table(table, sink, **write_table_kwargs))
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by ``None``, numpy scalars and arrays made plain
+    Python values and dict keys made strings (what strict JSON can hold)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> str:
+    """Write ``obj`` as indented strict JSON at ``path`` atomically (:func:`write_atomic`);
+    returns ``path``. NaN and inf become ``null`` and numpy values plain ones
+    (:func:`json_safe`); any other value JSON cannot hold is written as its ``str``.
+    ``sort_keys``: keys in sorted order (records meant to be diffed, such as manifests)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=sort_keys, allow_nan=False,
+                      default=str)
+    return write_atomic(path, (text + "\n").encode())
+
+
+def utc_timestamp(compact: bool = False) -> str:
+    """The current UTC time: ISO 8601 to the second (``2025-01-01T12:00:00+00:00``), or with
+    ``compact`` to the microsecond without separators (``20250101T120000123456``: sorts in
+    time order and fits in a file name)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%f") if compact else now.isoformat(timespec="seconds")
 
 
 def write_figure_atomic(fig: Any, path: str | os.PathLike, dpi: int = 110) -> str:
