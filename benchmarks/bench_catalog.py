@@ -138,7 +138,7 @@ def main() -> None:
                 manifest = build_catalog(cfg)
                 wall = time.perf_counter() - t0
             ray.shutdown()
-            assert manifest["rows"]["total"] == n
+            assert manifest.rows.total == n
             # Timed again after the build: on a shared machine the load changes; use the mean.
             bare_after = bare_forward(reg_dir, pr_dir, pool, args.size, args.image_size,
                                       args.batch_size, args.threads, n_batches=8)

@@ -36,10 +36,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _results import PeakSampler, process_rss, tree_rss, write_result
 
-from hicatalog.catalog.manifest import BUILD_FILE, write_json_atomic, write_staged_part
+from hicatalog.catalog.manifest import BUILD_FILE, BuildRecord, RowCounts, write_staged_part
 from hicatalog.catalog.publish import healpix_29, publish_version
 from hicatalog.catalog.reader import open_catalog
 from hicatalog.schemas import conform_table
+from hicatalog.storage import write_json_atomic
 
 CONE = """SELECT count(*), avg(m_pred) FROM read_parquet({src})
 WHERE dec BETWEEN 29 AND 31 AND ra BETWEEN 180 - 1.16 AND 180 + 1.16
@@ -158,7 +159,9 @@ def main() -> None:
                     PeakSampler(tree_rss, interval=0.1) as tree:
                 t0 = time.perf_counter()
                 manifest = publish_version(out, [bdir], previous=None,
-                                           build_info={"build_id": "bench"}, **options)
+                                           build=BuildRecord(build_id="bench", fingerprint="bench",
+                                                             rows=RowCounts(total=n)),
+                                           **options)
                 publish_s = time.perf_counter() - t0
             ray.shutdown()
 
@@ -172,12 +175,12 @@ def main() -> None:
             old_q = timed_queries(repr(os.path.join(old, "**", "*.parquet")))
             for q in hats_q:
                 assert hats_q[q]["rows"] == old_q[q]["rows"], (q, hats_q[q], old_q[q])
-            this = manifest["versions"][-1]
+            this = manifest.current()
             row = {
                 "n": n, "rows_per_shard": args.rows_per_shard, "cpus": args.cpus, **options,
                 "stage_s": round(stage_s, 1), "publish_s": round(publish_s, 2),
                 "rows_read_back": check[0], "distinct_ids_read_back": check[1],
-                "partitions": this["partitions"],
+                "partitions": this.partitions,
                 "driver_rss_before_mb": round(driver_before / 2**20, 1),
                 "driver_peak_rss_mb": round((drv.peak or 0) / 2**20, 1),
                 "largest_worker_peak_rss_mb": round((wrk.peak or 0) / 2**20, 1),
@@ -194,7 +197,7 @@ def main() -> None:
                 "load_average": os.getloadavg(),
             }
             results.append(row)
-            print(f"N={n:,}: publish {publish_s:.1f} s ({this['partitions']} partitions, "
+            print(f"N={n:,}: publish {publish_s:.1f} s ({this.partitions} partitions, "
                   f"{n_files} files, {row['hats']['mb']} MB); driver peak "
                   f"{row['driver_peak_rss_mb']} MB (before {row['driver_rss_before_mb']}), "
                   f"largest worker {row['largest_worker_peak_rss_mb']} MB; old layout "

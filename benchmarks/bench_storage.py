@@ -57,8 +57,8 @@ def timed_build(cutouts: str, reg: str, pr: str, out: str, args) -> float:
         wall = time.perf_counter() - t0
     finally:
         ray.shutdown()
-    if manifest["rows"]["total"] != args.n:
-        raise SystemExit(f"build of {cutouts} wrote {manifest['rows']['total']} rows, expected {args.n}")
+    if manifest.rows.total != args.n:
+        raise SystemExit(f"build of {cutouts} wrote {manifest.rows.total} rows, expected {args.n}")
     return wall
 
 

@@ -434,13 +434,13 @@ def section_build(s: Sizes, device: torch.device, work: str, pool_table: pa.Tabl
             t0 = time.perf_counter()
             manifest = build_catalog(cfg)
             wall = time.perf_counter() - t0
-        rows = manifest["rows"]["total"]
-        ok = manifest["rows"]["status"].get("ok", 0)
+        rows = manifest.rows.total
+        ok = manifest.rows.status.get("ok", 0)
         per_s = rows / wall
         run = {"decode": mode, "n": n, "rows": rows, "ok_rows": ok, "wall_s": round(wall, 1),
                "end_to_end_per_s": round(per_s, 1),
                "ratio_to_bare_forward": round(per_s / ref, 3) if ref else None,
-               "inference": manifest.get("inference"), **mem.result()}
+               "inference": manifest.to_dict().get("inference"), **mem.result()}
         res["runs"].append(run)
         print(f"  build decode={mode}: {rows} rows in {wall:.1f} s = {per_s:.0f}/s", flush=True)
         shutil.rmtree(out, ignore_errors=True)

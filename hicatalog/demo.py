@@ -121,7 +121,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "models": {task: paths[task] for task in ("regression", "pr")},
         "catalog": paths["catalog"],
         "report": paths["report"],
-        "rows_by_status": manifest["rows"]["status"],
+        "rows_by_status": manifest.rows.status,
         "timings_s": timings,
         "total_s": round(time.perf_counter() - t_start, 1),
         "metrics": metrics,

@@ -245,8 +245,9 @@ def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
 
 def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict[str, Any]]:
     from hicatalog.catalog.build import build_catalog
-    from hicatalog.catalog.manifest import MANIFEST_FILE, read_json
+    from hicatalog.catalog.manifest import Manifest
     from hicatalog.cutouts.shards import fingerprint_shards, list_shards
+    from hicatalog.errors import OutputError
     from hicatalog.models.artifact import load_card
 
     cfg = run.cfg
@@ -256,43 +257,41 @@ def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict
         pr=run.models["pr"], out=out, tracers=tracers, gpu=cfg.gpu,
         actors=cfg.actors, batch_size=cfg.build_batch_size,
     )
-    manifest_path = join(out, MANIFEST_FILE)
     status = "ran"
-    if storage.is_file(manifest_path):
-        old = read_json(manifest_path)
+    old = Manifest.find(out)
+    if old is not None:
         shas = [load_card(run.models[t]).weights_sha256 for t in TASKS]
-        if [old["models"][t]["weights_sha256"] for t in TASKS] != shas:
-            raise ValueError(
-                f"{out} holds a catalog predicted by models {old['model_id']}, but the models "
-                f"in {join(run.out, 'models')} have changed since; move that catalog away (or use "
-                "another --out) to build one with the new models"
-            )
+        if [old.models[t].weights_sha256 for t in TASKS] != shas:
+            raise OutputError(
+                f"{out} holds a catalog predicted by models {old.model_id}, but the models "
+                f"in {join(run.out, 'models')} have changed since; move that catalog away (or "
+                "use another out directory) to build one with the new models", params=("out",))
         input_fp = fingerprint_shards(list_shards(bc.cutouts, contract="cutouts"))
-        if old["input"]["fingerprint"] == input_fp:
+        if old.input.fingerprint == input_fp:
             manifest, status = old, "skipped"
         else:  # shards were added: predict only the galaxies the catalog lacks
-            bc.since_manifest = manifest_path
+            bc.since_manifest = old.path
     if status == "ran":
         manifest = build_catalog(bc)
-    this = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
     return status, {
-        "outputs": {"catalog": out, "manifest": manifest_path},
-        "version": manifest["version"],
-        "versions": [{"version": v["version"], "rows": v["rows"]} for v in manifest["versions"]],
-        # every version holds the whole catalog; this build staged rows["total"] of them
-        "rows_total": this["rows"],
-        "rows_this_version": manifest["rows"]["total"],
-        "status_counts_this_version": manifest["rows"]["status"],
-        "input_rows": manifest["input"]["rows"],
+        "outputs": {"catalog": out, "manifest": manifest.path},
+        "version": manifest.version,
+        "versions": [{"version": v.version, "rows": v.rows} for v in manifest.versions],
+        # every version holds the whole catalog; this build staged rows.total of them
+        "rows_total": manifest.current().rows,
+        "rows_this_version": manifest.rows.total,
+        "status_counts_this_version": manifest.rows.status,
+        "input_rows": manifest.input.rows,
     }
 
 
 def _evaluate_step(run: _Run) -> tuple[str, dict[str, Any]]:
-    from hicatalog.catalog.manifest import MANIFEST_FILE, read_json
+    from hicatalog.catalog.manifest import Manifest
     from hicatalog.evaluation.catalog import evaluate_catalog, group_labels
+    from hicatalog.storage import read_json
 
-    manifest = read_json(join(run.catalogs["labelled"], MANIFEST_FILE))
-    inputs = {"catalog": manifest["fingerprint"], "labels": _file_state(run.labels)}
+    manifest = Manifest.read(run.catalogs["labelled"])
+    inputs = {"catalog": manifest.fingerprint, "labels": _file_state(run.labels)}
     metrics_path = join(run.evaluation, "metrics.json")
     table2 = join(run.evaluation, "table2.md")
     status = "skipped"

@@ -28,6 +28,7 @@ from hicatalog.catalog.reader import read_catalog as _read_catalog
 from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_jpeg
 from hicatalog.cutouts.shards import write_shard
+from hicatalog.errors import ConfigError, ModelError, OutputError
 from hicatalog.models import Ensemble, ModelCard, load_model, save_model
 from hicatalog.models.xresnet import xresnet18
 from hicatalog.schemas import SchemaError, validate_table
@@ -130,7 +131,7 @@ def test_every_row_once_with_statuses(built):
     cfg, cols, expect, manifest = built
     cat = read_catalog(cfg.out)
     validate_table(cat, "hi_catalog", check_unique=False)
-    assert cat.num_rows == len(cols["object_id"]) == manifest["rows"]["total"]
+    assert cat.num_rows == len(cols["object_id"]) == manifest.rows.total
     rows = cat.to_pylist()
     by_status = {}
     for r in rows:
@@ -152,8 +153,8 @@ def test_every_row_once_with_statuses(built):
     assert nan_ra["status"] == "ok" and nan_ra["env_status"] == "bad_coordinates"
     no_z = [r for r in rows if r["object_id"] == cols["object_id"][7]][0]
     assert no_z["status"] == "ok" and no_z["env_status"] == "no_redshift" and no_z["z"] is None
-    assert manifest["rows"]["status"]["duplicate_id"] == 2
-    assert set(r["build_id"] for r in rows) == {manifest["build_id"]}
+    assert manifest.rows.status["duplicate_id"] == 2
+    assert set(r["build_id"] for r in rows) == {manifest.build_id}
 
 
 def test_predictions_are_the_tta_mean_of_both_models(built, models):
@@ -282,7 +283,7 @@ def test_layout_manifest_and_idempotent_rerun(built):
         weights = (Path(model_dir) / "weights.pt").read_bytes()
         assert on_disk["models"][task]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
     assert on_disk["input"]["rows"] == 90 and on_disk["input"]["shards"] == 3  # 32 rows a shard
-    assert on_disk["input"]["cutouts"] == cfg.cutouts and on_disk["build_id"] == manifest["build_id"]
+    assert on_disk["input"]["cutouts"] == cfg.cutouts and on_disk["build_id"] == manifest.build_id
     # on CPU, precision "auto" is fp32 and the JPEGs are decoded by Pillow in the read tasks
     assert on_disk["inference"] == {"precision": "fp32", "decode": "cpu"}
 
@@ -292,8 +293,8 @@ def test_layout_manifest_and_idempotent_rerun(built):
 
     before = written()
     again = build_catalog(cfg)
-    assert again["build_id"] == manifest["build_id"] and again["rows"] == manifest["rows"]
-    assert again["version"] == 1  # nothing new to publish
+    assert again.build_id == manifest.build_id and again.rows == manifest.rows
+    assert again.version == 1  # nothing new to publish
     assert written() == before
     assert read_catalog(cfg.out).num_rows == 90
 
@@ -333,18 +334,20 @@ def test_bad_inputs_fail_before_any_work(tmp_path, models, ray_local):
     with pytest.raises(ValueError, match="model card not found"):
         build(pr=str(tmp_path / "nowhere"))
     # Regression and PR swapped.
-    with pytest.raises(ValueError, match="regression model"):
+    with pytest.raises(ModelError, match="regression model") as err:
         build(regression=models[1])
+    assert err.value.params == ("regression",)
     # Survey mismatch.
-    with pytest.raises(ValueError, match="survey 'legacy'"):
+    with pytest.raises(ModelError, match="survey 'legacy'"):
         build(regression=tiny_model(tmp_path / "legacy", "regression", survey="legacy"))
     # Cutout size mismatch.
-    with pytest.raises(ValueError, match="128x128"):
+    with pytest.raises(ModelError, match="128x128"):
         build(regression=tiny_model(tmp_path / "r128", "regression", cutout_size=128),
               pr=tiny_model(tmp_path / "p128", "pr", cutout_size=128))
-    # GPU decoding asked for on a CPU build.
-    with pytest.raises(ValueError, match="--decode gpu needs --gpu"):
+    # GPU decoding asked for on a CPU build: named by its parameters, not by flags.
+    with pytest.raises(ConfigError, match="decode='gpu' needs gpu=True") as err:
         build(decode="gpu")
+    assert err.value.params == ("decode", "gpu")
     assert not out.exists()
 
 
@@ -359,10 +362,10 @@ def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
     m2 = build_catalog(BuildCatalogConfig(
         cutouts=write_cutouts(tmp_path / "b", both, 20), regression=models[0], pr=models[1],
         out=str(cat), since_manifest=str(cat / "_manifest.json")))
-    assert m2["version"] == 2 and [v["version"] for v in m2["versions"]] == [1, 2]
-    assert m2["rows"]["total"] == 25 and m1["rows"]["total"] == 40  # staged by each build
-    assert [v["rows"] for v in m2["versions"]] == [40, 65]  # each version: the whole catalog
-    assert m2["versions"][1]["builds"] == ["_staging/build=1", "_staging/build=2"]
+    assert m2.version == 2 and [v.version for v in m2.versions] == [1, 2]
+    assert m2.rows.total == 25 and m1.rows.total == 40  # staged by each build
+    assert [v.rows for v in m2.versions] == [40, 65]  # each version: the whole catalog
+    assert m2.versions[1].builds == ("_staging/build=1", "_staging/build=2")
     # version 1 is untouched and still readable (time travel); version 2 is current
     assert {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()} == v1
     assert sorted(read_catalog(cat, version=1).column("object_id").to_pylist()) == sorted(
@@ -371,10 +374,10 @@ def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
     ids = read_catalog(cat).column("object_id").to_pylist()
     assert sorted(ids) == sorted(both["object_id"])
     v2 = read_catalog(cat)
-    new_rows = v2.filter(pa.compute.equal(v2["build_id"], m2["build_id"]))
+    new_rows = v2.filter(pa.compute.equal(v2["build_id"], m2.build_id))
     assert sorted(new_rows.column("object_id").to_pylist()) == sorted(new["object_id"])
     # A different full build into the same directory is refused, not mixed in.
-    with pytest.raises(ValueError, match="already holds a catalog"):
+    with pytest.raises(OutputError, match="already holds a catalog"):
         build_catalog(BuildCatalogConfig(cutouts=str(tmp_path / "b"), regression=models[0],
                                          pr=models[1], out=str(cat), tta=False))
 
@@ -414,7 +417,7 @@ def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, r
                                                 pr=models[1], out=out, batch_size=8))
     ids = read_catalog(out).column("object_id").to_pylist()
     assert sorted(ids) == sorted(cols["object_id"])
-    assert manifest["rows"]["total"] == 160 and manifest["rows"]["status"] == {"ok": 160}
+    assert manifest.rows.total == 160 and manifest.rows.status == {"ok": 160}
 
 
 # ----------------------------------------------------------------------------- README queries

@@ -41,12 +41,12 @@ def test_catalog_reader_never_keeps_a_duplicate_id_row(tmp_path):
 def test_catalog_reader_reads_the_current_version_through_the_manifest(tmp_path, ray_local):
     from test_publish import SMALL, rows
 
-    from hicatalog.catalog.manifest import read_manifest
+    from hicatalog.catalog.manifest import Manifest
     from hicatalog.catalog.publish import publish_tables
 
     out = str(tmp_path / "cat")
     publish_tables(out, [rows(40, 1, "a")], build_id="a", **SMALL)
-    publish_tables(out, [rows(20, 2, "b")], build_id="b", previous=read_manifest(out), **SMALL)
+    publish_tables(out, [rows(20, 2, "b")], build_id="b", previous=Manifest.read(out), **SMALL)
     # version 1's files made newer than version 2's: file times must not matter
     for f in (tmp_path / "cat" / "version=1").rglob("*.parquet"):
         os.utime(f, (time.time() + 100, time.time() + 100))

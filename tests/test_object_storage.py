@@ -62,7 +62,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     cfg = BuildCatalogConfig(cutouts=cutouts, tracers=cutouts, regression=s3_models[0],
                              pr=s3_models[1], out=out, batch_size=16)
     mark = s3_server.log_offset()
-    manifest = build_catalog(cfg)
+    manifest = build_catalog(cfg).to_dict()
     writes = _writes(s3_server.requests(mark))
     staged = [(m, p) for m, p in writes if "/_staging/build=1/" in p]
     assert staged and {m for m, _ in staged} == {"PUT"}, staged
@@ -101,7 +101,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
 
     # exactly once: the same command again finds every shard done and writes no catalog file
     mark = s3_server.log_offset()
-    again = build_catalog(cfg)
+    again = build_catalog(cfg).to_dict()
     rewritten = [p for _, p in _writes(s3_server.requests(mark))]
     assert not [p for p in rewritten if p.endswith(".parquet") or "/_done/" in p], rewritten
     assert again["version"] == 1 and again["rows"] == manifest["rows"]
@@ -114,7 +114,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     more = write_cutouts(f"{s3_bucket}/cutouts2", both, 32)
     m2 = build_catalog(BuildCatalogConfig(cutouts=more, regression=s3_models[0],
                                           pr=s3_models[1], out=out, batch_size=16,
-                                          since_manifest=f"{out}/_manifest.json"))
+                                          since_manifest=f"{out}/_manifest.json")).to_dict()
     assert m2["version"] == 2 and [v["path"] for v in m2["versions"]] == ["version=1",
                                                                           "version=2"]
     assert m2["rows"]["total"] == 20 and m2["versions"][1]["rows"] == 84

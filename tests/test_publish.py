@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from hicatalog import storage
-from hicatalog.catalog.manifest import read_manifest
+from hicatalog.catalog.manifest import Manifest
 from hicatalog.catalog.publish import hats_path, healpix_29, publish_tables
 from hicatalog.catalog.reader import open_catalog, read_catalog
+from hicatalog.errors import InputError
 
 #: Small partitions and row groups: a few thousand rows make a version of many files.
 SMALL = {"partition_rows": 150, "row_group_rows": 40}
@@ -75,10 +76,10 @@ def test_no_row_lost_or_doubled_and_pixels_hold_their_rows(catalog_dir, ray_loca
     staged = rows(1500, 1, "a")
     m = publish_tables(catalog_dir, shards(staged, 7), build_id="a", **SMALL)
     cat = open_catalog(catalog_dir)
-    assert cat.version == m["version"] == 1 and cat.rows == 1500
+    assert cat.version == m.version == 1 and cat.rows == 1500
     # by count and by id: the published multiset of ids is the staged one
     assert ids_of(cat.files) == collections.Counter(staged.column("object_id").to_pylist())
-    assert len(cat.files) > 5 and m["versions"][0]["partitions"] == len(cat.files) - 1
+    assert len(cat.files) > 5 and m.versions[0].partitions == len(cat.files) - 1
     for f in cat.files[:-1]:  # every partition: rows inside its pixel, sorted, <= 150 rows
         k = int(f.split("Norder=")[1].split("/")[0])
         p = int(f.split("Npix=")[1].split(".")[0])
@@ -126,7 +127,7 @@ def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_lo
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     assert started.wait(60)
-    m2 = publish_tables(catalog_dir, shards(second, 5), build_id="b", previous=read_manifest(
+    m2 = publish_tables(catalog_dir, shards(second, 5), build_id="b", previous=Manifest.read(
         catalog_dir), **SMALL)
     n_after = len(seen)
     while len(seen) < n_after + 2 and t.is_alive():
@@ -134,7 +135,7 @@ def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_lo
     stop.set()
     t.join(60)
     assert not errors, errors[:3]
-    assert m1["version"] == 1 and m2["version"] == 2
+    assert m1.version == 1 and m2.version == 2
     assert seen[0] == 1 and seen[-1] == 2 and sorted(seen) == seen  # never back to 1
     # version 1 is still readable by number (time travel)
     assert ids_of(open_catalog(catalog_dir, version=1).files) == expected[1]
@@ -143,14 +144,14 @@ def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_lo
 def test_retention_removes_old_versions_after_the_switch(tmp_path, ray_local):
     out = str(tmp_path / "catalog")
     m = publish_tables(out, [rows(300, 4, "a")], build_id="a", **SMALL)
-    m = publish_tables(out, [rows(200, 5, "b")], build_id="b", previous=read_manifest(out),
+    m = publish_tables(out, [rows(200, 5, "b")], build_id="b", previous=Manifest.read(out),
                        **SMALL)
-    m = publish_tables(out, [rows(100, 6, "c")], build_id="c", previous=read_manifest(out),
+    m = publish_tables(out, [rows(100, 6, "c")], build_id="c", previous=Manifest.read(out),
                        keep_versions=2, **SMALL)
-    assert [v["version"] for v in m["versions"]] == [2, 3] and m["version"] == 3
+    assert [v.version for v in m.versions] == [2, 3] and m.version == 3
     assert sorted(p.name for p in (tmp_path / "catalog").glob("version=*")) == [
         "version=2", "version=3"]
-    with pytest.raises(ValueError, match=r"version 1 is not in .*versions: 2, 3"):
+    with pytest.raises(InputError, match=r"version 1 is not listed \(versions: 2, 3\)"):
         open_catalog(out, version=1)
     assert open_catalog(out, version=2).rows == 500 and open_catalog(out).rows == 600
     # the staging of every build stays: version 3 was published from it
@@ -165,9 +166,9 @@ def test_a_publish_that_died_leaves_nothing_readers_see(tmp_path, ray_local):
     partial.mkdir(parents=True)
     pq.write_table(rows(10, 8, "x"), partial / "Npix=4.parquet")
     assert open_catalog(out).version == 1 and open_catalog(out).rows == 300
-    m = publish_tables(out, [rows(50, 9, "b")], build_id="b", previous=read_manifest(out),
+    m = publish_tables(out, [rows(50, 9, "b")], build_id="b", previous=Manifest.read(out),
                        **SMALL)
-    assert m["version"] == 2 and read_catalog(out).num_rows == 350
+    assert m.version == 2 and read_catalog(out).num_rows == 350
     assert "x000000" not in set(read_catalog(out).column("object_id").to_pylist())
 
 
@@ -180,5 +181,5 @@ def test_a_catalog_of_the_old_layout_is_one_clear_error(tmp_path):
     (old / "version=1" / "dec_zone=2").mkdir(parents=True)
     (old / "_manifest.json").write_text(json.dumps(
         {"version": 1, "versions": [{"version": 1, "path": "version=1", "rows": 3}]}))
-    with pytest.raises(ValueError, match="declination-zone layout .* new --out"):
+    with pytest.raises(InputError, match="declination-zone layout .* new out directory"):
         open_catalog(str(old))

@@ -9,13 +9,13 @@ One streaming Ray Data pipeline, memory bounded whatever the input size:
    the rule training applies too).
 2. **Pre-pass over the ids** (only ``object_id``, ``ra``, ``dec``, ``z`` are read):
    the first occurrence of an ``object_id`` (shard order, then row order) is predicted, later
-   ones get ``status='duplicate_id'``; with ``--since-manifest`` the ids the old catalog
+   ones get ``status='duplicate_id'``; with ``since_manifest`` the ids the old catalog
    already holds are left out. The environment (:func:`compute_environment`) is computed once
-   here for every distinct galaxy, against ``--tracers`` or, without it, the cutouts
+   here for every distinct galaxy, against ``tracers`` or, without it, the cutouts
    themselves.
 3. **Pipeline**: ``from_items(shards)`` -> ``map_batches(read+decode)`` (tasks; each reads one
    shard with pyarrow in row batches, so row positions are known, and decodes with Pillow via
-   :func:`hicatalog.cutouts.decode.decode_batch`; with ``--gpu`` and torchvision the JPEG bytes
+   :func:`hicatalog.cutouts.decode.decode_batch`; with ``gpu`` and torchvision the JPEG bytes
    go to the actors, which decode on the GPU) -> ``map_batches(CatalogPredictor)``: ONE actor
    pool holding both models (:mod:`hicatalog.catalog.inference`).
 4. **Staging writer** (driver, streaming): rows are collected per input shard; when a shard
@@ -23,7 +23,7 @@ One streaming Ray Data pipeline, memory bounded whatever the input size:
    written atomically as ``_staging/build=B/part-SSSSS.parquet``; then the shard's ``_done``
    marker is written.
 5. **Publish** (:mod:`hicatalog.catalog.publish`, Ray tasks): the staged rows of this build
-   (and, with ``--since-manifest``, of the builds the old catalog's current version holds)
+   (and, with ``since_manifest``, of the builds the old catalog's current version holds)
    become a new complete HATS version ``version=V``, and ``_manifest.json`` is switched to it.
    The layout is described in :mod:`hicatalog.catalog.manifest`.
 
@@ -31,12 +31,19 @@ Exactly once: staged names are deterministic per input shard, a shard counts as 
 after its marker exists, and a rerun with the same arguments (same build fingerprint: inputs,
 models, tracers, options, code version) reuses the staging directory and skips done shards;
 the publish reads exactly the rows the markers count, and checks it wrote as many.
+
+The code reads as the steps above: :func:`make_catalog` (the library's entry, keyword
+parameters) calls :func:`plan_build` (checks, the id pre-pass, the fingerprint: a
+:class:`CatalogPlan`), chooses the staging directory (:class:`Staging`), plans the rows
+(:class:`RowPlan`), computes the environment, runs the pipeline on the shards still to do
+(:class:`Work`) and publishes (:func:`hicatalog.catalog.publish.publish_version`).
+:func:`build_catalog` is the command line's entry: it passes a ``BuildCatalogConfig``'s
+fields to :func:`make_catalog`.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import importlib.util
 import json
 import logging
@@ -45,12 +52,12 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hicatalog import __version__, storage
 from hicatalog.catalog.environment import compute_environment, read_positions
@@ -60,142 +67,161 @@ from hicatalog.catalog.manifest import (
     DONE_DIR,
     MANIFEST_FILE,
     STAGING_DIR,
+    BuildRecord,
+    InferenceRecord,
+    InputRecord,
+    Manifest,
+    ModelRecord,
+    RowCounts,
+    TracersRecord,
     build_dirs,
     fingerprint,
-    read_json,
-    read_manifest,
-    write_json_atomic,
     write_staged_part,
 )
-from hicatalog.catalog.publish import current_builds, healpix_29, publish_version
+from hicatalog.catalog.publish import (
+    PARTITION_ROWS,
+    ROW_GROUP_ROWS,
+    healpix_29,
+    publish_version,
+)
 from hicatalog.catalog.reader import read_catalog
-from hicatalog.config import BuildCatalogConfig
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
+from hicatalog.cutouts.shards import CutoutGeometry, fingerprint_shards, list_shards, probe_cutouts
+from hicatalog.errors import ClusterError, ConfigError, ModelError, OutputError
 from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
-from hicatalog.storage import filesystem_and_path
+from hicatalog.storage import read_json, write_json_atomic
 
-__all__ = ["build_catalog", "CatalogPlan", "query_command", "main"]
+__all__ = ["build_catalog", "make_catalog", "plan_build", "CatalogPlan", "InferenceOptions",
+           "query_command", "main"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
 _ID_COLUMNS = ["object_id", "ra", "dec", "z"]
 _READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
+#: The model outputs the catalog carries (float32, null where not finite), in the order
+#: :class:`~hicatalog.catalog.inference.CatalogPredictor` returns them.
+PREDICTED_COLUMNS = ("m_pred", "m_pred_err", "m_pred_std", "p_cnn")
+#: The environment columns joined from :func:`compute_environment` (float32, null where the
+#: galaxy has no environment row).
+ENVIRONMENT_COLUMNS = ("one_plus_delta5", "sigma5", "d5_mpc")
 #: The CPUs one read+decode task is counted for when the stage's concurrency is sized (it
 #: decodes with Pillow on one thread while its next read waits on I/O).
 DECODE_TASK_CPUS = 0.5
 
 
-# ----------------------------------------------------------------------------- checks
+# ----------------------------------------------------------------------------- the plan
 
 
-def _load_models(cfg: BuildCatalogConfig) -> tuple[ModelCard, ModelCard]:
-    _, reg = load_model(cfg.regression)
-    _, pr = load_model(cfg.pr)
-    # a 'regression' card's outputs fit its head (ModelCard checks it)
-    if reg.task != "regression":
-        raise ValueError(f"--regression {cfg.regression}: model {reg.model_id!r} has task "
-                         f"{reg.task!r}, expected a regression model")
-    # a 'pr' card has its 'detection' class (ModelCard checks it): p_cnn is well defined
-    if pr.task != "pr":
-        raise ValueError(f"--pr {cfg.pr}: model {pr.model_id!r} has task {pr.task!r}, expected a "
-                         "pattern-recognition model (task 'pr')")
-    for name, card in (("regression", reg), ("pr", pr)):
-        if card.in_channels != 3:
-            raise ValueError(f"--{name} model {card.model_id!r} takes {card.in_channels} "
-                             "channels, the cutouts have 3 (RGB)")
-    return reg, pr
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the models run: ``tta`` (average the 8 dihedral views), ``gpu`` (one GPU per
+    inference actor), ``precision`` (``auto``/``bf16``/``fp32``), ``decode`` (``auto``/
+    ``cpu``/``gpu``: where JPEGs are decoded), ``batch_size`` (rows per model call),
+    ``actors`` (inference actors; ``None``: one per GPU, or one), ``threads`` (CPUs each actor
+    reserves; ``None``: the CPUs left after one per node for reading and decoding)."""
+
+    tta: bool = True
+    gpu: bool = False
+    precision: str = "auto"
+    decode: str = "auto"
+    batch_size: int = 64
+    actors: int | None = None
+    threads: int | None = None
 
 
+@dataclass(frozen=True)
+class InputIds:
+    """The small columns of every input row (one pass over the shards): ``positions``
+    (``object_id``, ``ra``, ``dec``, ``z``), ``rows_per_shard`` and ``first_rows`` (the row of
+    each id's first occurrence)."""
+
+    positions: pa.Table
+    rows_per_shard: list[int]
+    first_rows: np.ndarray
+
+    @property
+    def starts(self) -> np.ndarray:
+        """``(n_shards + 1,)`` the first row of each shard, then the number of rows."""
+        return np.concatenate([[0], np.cumsum(self.rows_per_shard)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """What happens to each input row: ``dup`` (bool, a repeat of an earlier ``object_id``:
+    ``status='duplicate_id'`` with ``messages[row]``), ``skip`` (bool, already in the catalog
+    ``since_manifest`` continues: left out)."""
+
+    dup: np.ndarray
+    skip: np.ndarray
+    messages: dict[int, str]
+
+
+@dataclass(frozen=True)
 class CatalogPlan:
-    """Everything decided before the pipeline starts (inputs, models, fingerprint, version)."""
+    """Everything decided before the pipeline starts: the inputs (``cutouts``, their
+    ``shards``, ``geometry`` and ``ids``), the two models and their paths, the ``tracers``,
+    the catalog ``base`` an incremental build continues, how inference runs (``options``,
+    ``gpu_decode``, ``bf16``, ``cutout_size``, ``decode_size``) and the build's
+    ``fingerprint`` and ids. Made by :func:`plan_build`."""
 
-    def __init__(self, cfg: BuildCatalogConfig):
-        self.cfg = cfg
-        self.shards = list_shards(cfg.cutouts, contract="cutouts")
-        self.reg_card, self.pr_card = _load_models(cfg)
-        self.cutout_size = self.reg_card.cutout_size
-        self.decode_size = max(self.reg_card.image_size, self.pr_card.image_size)
-        self.geometry = probe_cutouts(self.shards)
-        self._scan_ids()
-        self._check_cards()
-        self.old_manifest = read_manifest(cfg.since_manifest) if cfg.since_manifest else None
-        self.tracers_fp = (
-            fingerprint_shards(list_shards(cfg.tracers, contract=None)) if cfg.tracers
-            else "cutouts"
-        )
-        self.input_fp = fingerprint_shards(self.shards)
-        has_tv = importlib.util.find_spec("torchvision") is not None
-        if cfg.decode == "gpu" and not (cfg.gpu and has_tv):
-            raise ValueError(
-                "--decode gpu needs --gpu and torchvision (pip install -e '.[gpu]'); "
-                f"got --gpu {cfg.gpu}, torchvision {'installed' if has_tv else 'not installed'}"
-            )
-        self.gpu_decode = cfg.decode == "gpu" or (cfg.decode == "auto" and cfg.gpu and has_tv)
-        if cfg.gpu and cfg.decode == "auto" and not has_tv:
-            log.warning("--gpu without torchvision: JPEGs are decoded with Pillow on the CPU")
-        self.bf16 = use_bf16(cfg.precision, "cuda" if cfg.gpu else "cpu")
-        self.fingerprint = fingerprint({
+    cutouts: str
+    shards: list[str]
+    geometry: CutoutGeometry
+    ids: InputIds
+    regression: str
+    pr: str
+    reg_card: ModelCard
+    pr_card: ModelCard
+    tracers: str | None
+    base: Manifest | None
+    options: InferenceOptions
+    cutout_size: int
+    decode_size: int
+    gpu_decode: bool
+    bf16: bool
+    input_fp: str
+    tracers_fp: str
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", fingerprint({
             "input": self.input_fp,
             "models": [self.reg_card.weights_sha256, self.pr_card.weights_sha256,
                        self.reg_card.model_id, self.pr_card.model_id],
             "tracers": self.tracers_fp,
-            "tta": cfg.tta,
+            "tta": self.options.tta,
             "gpu_decode": self.gpu_decode,
             "bf16": self.bf16,
-            "since": (self.old_manifest or {}).get("fingerprint"),
+            "since": self.base.fingerprint if self.base is not None else None,
             "code_version": __version__,
-        })
-        self.build_id = f"build-{self.fingerprint[:12]}"
-        self.model_id = f"{self.reg_card.model_id}+{self.pr_card.model_id}"
+        }))
 
-    def _scan_ids(self) -> None:
-        """Read the small columns of every shard: ids and positions (one pass)."""
-        tables = []
-        self.rows_per_shard = []
-        for f in self.shards:
-            fs, p = filesystem_and_path(f)
-            with fs.open_input_file(p) as fh:
-                t = pq.read_table(fh, columns=_ID_COLUMNS)
-            self.rows_per_shard.append(t.num_rows)
-            tables.append(t)
-        self.positions = pa.concat_tables(tables).combine_chunks()
-        self.first_rows = first_occurrences(self.positions.column("object_id"))
+    @property
+    def build_id(self) -> str:
+        return f"build-{self.fingerprint[:12]}"
 
-    def _check_cards(self) -> None:
-        for name, card in (("regression", self.reg_card), ("pr", self.pr_card)):
-            if self.geometry.survey != card.survey:
-                raise ValueError(
-                    f"--{name} model {card.model_id!r} was trained on survey {card.survey!r} "
-                    f"cutouts, but {self.cfg.cutouts} holds survey {self.geometry.survey!r}"
-                )
-            if card.cutout_size is not None and card.cutout_size != self.cutout_size:
-                raise ValueError(
-                    f"the models expect different cutout sizes: regression "
-                    f"{self.reg_card.cutout_size} px, pr {self.pr_card.cutout_size} px"
-                )
-        side = self.geometry.side_px
-        if self.cutout_size is not None and side != self.cutout_size:
-            raise ValueError(
-                f"the models were trained on {self.cutout_size}x{self.cutout_size} px cutouts, "
-                f"but {self.cfg.cutouts} holds {side}x{side} px images"
-            )
-        if self.cutout_size is None:
-            self.cutout_size = side
+    @property
+    def model_id(self) -> str:
+        return f"{self.reg_card.model_id}+{self.pr_card.model_id}"
 
-    def row_plan(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        """``(duplicate mask, skip mask, {row: first-occurrence message})`` over all rows."""
-        ids = self.positions.column("object_id")
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def row_plan(self) -> RowPlan:
+        """The duplicates (with their messages) and, for an incremental build, the rows whose
+        ``object_id`` the base catalog already holds."""
+        ids = self.ids.positions.column("object_id")
         n = len(ids)
-        first = self.first_rows
+        first = self.ids.first_rows
         dup = np.ones(n, dtype=bool)
         dup[first] = False
         # The first row of each id, looked up for every row by the id's position in `first`.
         first_of = first[pc.index_in(ids, value_set=ids.take(pa.array(first))).to_numpy(
             zero_copy_only=False)]
-        starts = np.concatenate([[0], np.cumsum(self.rows_per_shard)])
+        starts = self.ids.starts
         messages = {}
         for i in np.flatnonzero(dup):
             j = int(first_of[i])
@@ -205,15 +231,209 @@ class CatalogPlan:
                 f"{j - starts[s]} of {os.path.basename(self.shards[s])}"
             )
         skip = np.zeros(n, dtype=bool)
-        if self.old_manifest is not None:
-            old = read_catalog(self.old_manifest["_path"], ["object_id"]).column(0)
+        if self.base is not None:
+            old = read_catalog(self.base.catalog_dir, ["object_id"]).column(0)
             skip = pc.is_in(ids, value_set=pc.unique(old)).to_numpy(zero_copy_only=False)
             log.info("incremental build: %d of %d rows are already in %s", int(skip.sum()), n,
-                     self.old_manifest["_path"])
-        return dup, skip, messages
+                     self.base.catalog_dir)
+        return RowPlan(dup=dup, skip=skip, messages=messages)
 
 
-# ----------------------------------------------------------------------------- pipeline stages
+def _load_models(regression: str, pr: str) -> tuple[ModelCard, ModelCard]:
+    """The two model cards, each checked to be the model its parameter names.
+
+    Raises
+    ------
+    ModelError: a model of another task, or one that does not take RGB input.
+    """
+    _, reg = load_model(regression)
+    _, pr_card = load_model(pr)
+    # a 'regression' card's outputs fit its head (ModelCard checks it)
+    if reg.task != "regression":
+        raise ModelError(f"regression={regression}: model {reg.model_id!r} has task "
+                         f"{reg.task!r}, expected a regression model", params=("regression",))
+    # a 'pr' card has its 'detection' class (ModelCard checks it): p_cnn is well defined
+    if pr_card.task != "pr":
+        raise ModelError(f"pr={pr}: model {pr_card.model_id!r} has task {pr_card.task!r}, "
+                         "expected a pattern-recognition model (task 'pr')", params=("pr",))
+    for name, card in (("regression", reg), ("pr", pr_card)):
+        if card.in_channels != 3:
+            raise ModelError(f"{name} model {card.model_id!r} takes {card.in_channels} "
+                             "channels, the cutouts have 3 (RGB)", params=(name,))
+    return reg, pr_card
+
+
+def _cutout_size(reg: ModelCard, pr: ModelCard, geometry: CutoutGeometry, cutouts: str) -> int:
+    """The side (px) of the cutouts both models take: the cards' ``cutout_size``, which must
+    be the stored JPEGs' side (the stored side when the cards do not say).
+
+    Raises
+    ------
+    ModelError: a model trained on another survey or cutout size than the cutouts hold.
+    """
+    for name, card in (("regression", reg), ("pr", pr)):
+        if geometry.survey != card.survey:
+            raise ModelError(
+                f"{name} model {card.model_id!r} was trained on survey {card.survey!r} "
+                f"cutouts, but {cutouts} holds survey {geometry.survey!r}", params=(name,))
+    size = reg.cutout_size
+    if pr.cutout_size is not None and pr.cutout_size != size:
+        raise ModelError(f"the models expect different cutout sizes: regression "
+                         f"{reg.cutout_size} px, pr {pr.cutout_size} px",
+                         params=("regression", "pr"))
+    side = geometry.side_px
+    if size is not None and side != size:
+        raise ModelError(f"the models were trained on {size}x{size} px cutouts, but {cutouts} "
+                         f"holds {side}x{side} px images", params=("regression", "pr"))
+    return side
+
+
+def _scan_ids(shards: list[str]) -> InputIds:
+    """Read the small columns of every shard: ids and positions (one pass)."""
+    tables = [storage.read_parquet(f, _ID_COLUMNS) for f in shards]
+    positions = pa.concat_tables(tables).combine_chunks()
+    return InputIds(positions=positions, rows_per_shard=[t.num_rows for t in tables],
+                    first_rows=first_occurrences(positions.column("object_id")))
+
+
+def _gpu_decode(options: InferenceOptions) -> bool:
+    """Whether the actors decode the JPEGs on their GPU (``decode``, ``gpu`` and whether
+    torchvision is installed).
+
+    Raises
+    ------
+    ConfigError: ``decode='gpu'`` without ``gpu`` or without torchvision.
+    """
+    has_tv = importlib.util.find_spec("torchvision") is not None
+    if options.decode == "gpu" and not (options.gpu and has_tv):
+        raise ConfigError(
+            "decode='gpu' needs gpu=True and torchvision (pip install -e '.[gpu]'); got "
+            f"gpu={options.gpu}, torchvision {'installed' if has_tv else 'not installed'}",
+            params=("decode", "gpu"))
+    if options.gpu and options.decode == "auto" and not has_tv:
+        log.warning("gpu without torchvision: JPEGs are decoded with Pillow on the CPU")
+    return options.decode == "gpu" or (options.decode == "auto" and options.gpu and has_tv)
+
+
+def plan_build(cutouts: str, regression: str, pr: str, *, tracers: str | None = None,
+               since_manifest: str | None = None,
+               options: InferenceOptions = InferenceOptions()) -> CatalogPlan:
+    """Check the inputs and decide the build, before any prediction: the shards and their
+    ids, both models (checked against each other and the cutouts), the catalog
+    ``since_manifest`` continues, how inference runs, the fingerprint.
+
+    Raises
+    ------
+    SchemaError / InputError: bad or missing inputs. ModelError: a model that does not fit.
+    ConfigError: options that do not fit each other or this machine.
+    """
+    shards = list_shards(cutouts, contract="cutouts")
+    reg_card, pr_card = _load_models(regression, pr)
+    geometry = probe_cutouts(shards)
+    cutout_size = _cutout_size(reg_card, pr_card, geometry, cutouts)
+    ids = _scan_ids(shards)
+    base = Manifest.read(since_manifest) if since_manifest else None
+    tracers_fp = (fingerprint_shards(list_shards(tracers, contract=None)) if tracers
+                  else "cutouts")
+    return CatalogPlan(
+        cutouts=cutouts, shards=shards, geometry=geometry, ids=ids, regression=regression,
+        pr=pr, reg_card=reg_card, pr_card=pr_card, tracers=tracers, base=base, options=options,
+        cutout_size=cutout_size, decode_size=max(reg_card.image_size, pr_card.image_size),
+        gpu_decode=_gpu_decode(options),
+        bf16=use_bf16(options.precision, "cuda" if options.gpu else "cpu"),
+        input_fp=fingerprint_shards(shards), tracers_fp=tracers_fp)
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The staging directory ``dir`` of build number ``build`` in the catalog; ``resumed``:
+    it holds an earlier run of the same build."""
+
+    build: int
+    dir: str
+    resumed: bool
+
+
+def _choose_build(plan: CatalogPlan, out: str) -> Staging:
+    """The staging directory this build writes: the one of the same fingerprint (resume), or
+    the next number.
+
+    Raises
+    ------
+    OutputError: ``out`` holds another build's catalog and this build does not continue it.
+    """
+    existing = build_dirs(out)
+    builds = {b: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
+              for b, d in existing.items()}
+    for b, d in existing.items():
+        if builds[b].get("fingerprint") == plan.fingerprint:
+            return Staging(build=b, dir=d, resumed=True)
+    if existing and plan.base is None:
+        owners = {b: x.get("build_id") for b, x in builds.items()}
+        raise OutputError(
+            f"{out} already holds a catalog from another build ({owners}); use a new out "
+            "directory, rerun with the same arguments to resume it, or pass since_manifest="
+            f"{storage.join(out, MANIFEST_FILE)} to add only the galaxies it lacks",
+            params=("out", "since_manifest"))
+    b = max([0, *existing]) + 1
+    return Staging(build=b, dir=storage.join(out, STAGING_DIR, f"build={b}"), resumed=False)
+
+
+def _read_json_if_file(path: str) -> dict[str, Any] | None:
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+
+
+def _environment(plan: CatalogPlan) -> pa.Table:
+    """Environment of every distinct galaxy of the input (first occurrence of each id)."""
+    targets = plan.ids.positions.take(pa.array(plan.ids.first_rows)).select(_ID_COLUMNS)
+    tracers = read_positions(plan.tracers, "tracers") if plan.tracers else targets
+    return compute_environment(targets, tracers)
+
+
+@dataclass(frozen=True)
+class Work:
+    """The shards still to predict: ``items`` (one per shard: its path, index, duplicate rows
+    with their messages and rows to skip) and ``expected`` (rows each will yield)."""
+
+    items: list[dict[str, Any]]
+    expected: dict[int, int]
+
+
+def _pending_work(plan: CatalogPlan, rows: RowPlan, staging: Staging) -> Work:
+    """The shards of ``plan`` without a ``_done`` marker of this build; a shard with no row
+    left to predict gets its (empty) marker here."""
+    items, expected = [], {}
+    starts = plan.ids.starts
+    done = set(storage.list_files(storage.join(staging.dir, DONE_DIR), suffix=".json"))
+    for s, shard in enumerate(plan.shards):
+        done_file = storage.join(staging.dir, DONE_DIR, f"part-{s:05d}.json")
+        if done_file in done and read_json(done_file).get("fingerprint") == plan.fingerprint:
+            continue
+        lo, hi = starts[s], starts[s + 1]
+        skip = rows.skip[lo:hi]
+        n_keep = int((~skip).sum())
+        if n_keep == 0:
+            write_staged_part(staging.dir, s, load_schema("hi_catalog").empty_table(),
+                              build_fingerprint=plan.fingerprint, shard=shard,
+                              counts={"status": {}, "env_status": {}})
+            continue
+        dup_rows = np.flatnonzero(rows.dup[lo:hi] & ~skip).tolist()
+        items.append({
+            "shard": shard, "shard_index": s,
+            "dup_rows": dup_rows, "dup_messages": [rows.messages[lo + r] for r in dup_rows],
+            "skip_rows": np.flatnonzero(skip).tolist(),
+        })
+        expected[s] = n_keep
+    return Work(items=items, expected=expected)
+
+
+# ----------------------------------------------------------------------------- read + decode
 
 
 def _read_decode_shard(batch: dict[str, np.ndarray], *, rows_per_batch: int,
@@ -226,46 +446,50 @@ def _read_decode_shard(batch: dict[str, np.ndarray], *, rows_per_batch: int,
     Rows marked ``skip`` are left out; rows marked duplicate are not decoded.
     """
     for k in range(len(batch["shard"])):
-        path, sidx = str(batch["shard"][k]), int(batch["shard_index"][k])
+        sidx = int(batch["shard_index"][k])
         dup_rows = dict(zip(batch["dup_rows"][k], batch["dup_messages"][k], strict=True))
         skip_rows = set(np.asarray(batch["skip_rows"][k]).tolist())
-        fs, p = filesystem_and_path(path)
         start = 0
-        with fs.open_input_file(p) as fh:
-            for rb in pq.ParquetFile(fh).iter_batches(batch_size=rows_per_batch,
-                                                      columns=_READ_COLUMNS):
-                n = rb.num_rows
-                rows = np.arange(start, start + n, dtype=np.int64)
-                start += n
+        with storage.open_parquet(str(batch["shard"][k])) as pf:
+            for rb in pf.iter_batches(batch_size=rows_per_batch, columns=_READ_COLUMNS):
+                rows = np.arange(start, start + rb.num_rows, dtype=np.int64)
+                start += rb.num_rows
                 keep = np.array([r not in skip_rows for r in rows.tolist()], dtype=bool)
-                if not keep.any():
-                    continue
-                rb = rb.filter(pa.array(keep))
-                rows = rows[keep]
-                images = rb.column("image").to_pylist()
-                is_dup = np.array([r in dup_rows for r in rows.tolist()], dtype=bool)
-                to_decode = [None if d else im for d, im in zip(is_dup, images, strict=True)]
-                if decode:
-                    dec = decode_batch(to_decode, cutout_size, decode_size)
-                    image_col: Any = dec.images
-                    status, error = dec.status, dec.error
-                else:
-                    image_col = np.array(to_decode, dtype=object)
-                    status = ["ok" if im else "empty_image" for im in to_decode]
-                    error = [None if im else "image is empty (0 bytes)" for im in to_decode]
-                for i in np.flatnonzero(is_dup):
-                    status[i], error[i] = "duplicate_id", dup_rows[int(rows[i])]
-                yield {
-                    "shard_index": np.full(len(rows), sidx, dtype=np.int32),
-                    "row_index": rows,
-                    "object_id": np.asarray(rb.column("object_id").to_pylist(), dtype=object),
-                    "ra": pc.cast(rb.column("ra"), pa.float64()).to_numpy(zero_copy_only=False),
-                    "dec": pc.cast(rb.column("dec"), pa.float64()).to_numpy(zero_copy_only=False),
-                    "z": pc.cast(rb.column("z"), pa.float64()).to_numpy(zero_copy_only=False),
-                    "image": image_col,
-                    "status": np.asarray(status, dtype=object),
-                    "error": np.asarray(error, dtype=object),
-                }
+                if keep.any():
+                    yield _decoded(rb.filter(pa.array(keep)), rows[keep], sidx, dup_rows,
+                                   cutout_size, decode_size, decode)
+
+
+def _decoded(rb: pa.RecordBatch, rows: np.ndarray, sidx: int, dup_rows: dict[int, str],
+             cutout_size: int | None, decode_size: int, decode: bool) -> dict[str, np.ndarray]:
+    """One batch of :func:`_read_decode_shard`: the rows ``rows`` of shard ``sidx``, decoded
+    (or their JPEG bytes), duplicates marked and not decoded."""
+    images = rb.column("image").to_pylist()
+    is_dup = np.array([r in dup_rows for r in rows.tolist()], dtype=bool)
+    to_decode = [None if d else im for d, im in zip(is_dup, images, strict=True)]
+    if decode:
+        dec = decode_batch(to_decode, cutout_size, decode_size)
+        image_col: Any = dec.images
+        status, error = dec.status, dec.error
+    else:
+        image_col = np.array(to_decode, dtype=object)
+        status = ["ok" if im else "empty_image" for im in to_decode]
+        error = [None if im else "image is empty (0 bytes)" for im in to_decode]
+    for i in np.flatnonzero(is_dup):
+        status[i], error[i] = "duplicate_id", dup_rows[int(rows[i])]
+
+    def f64(name: str) -> np.ndarray:
+        return pc.cast(rb.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+
+    return {
+        "shard_index": np.full(len(rows), sidx, dtype=np.int32),
+        "row_index": rows,
+        "object_id": np.asarray(rb.column("object_id").to_pylist(), dtype=object),
+        "ra": f64("ra"), "dec": f64("dec"), "z": f64("z"),
+        "image": image_col,
+        "status": np.asarray(status, dtype=object),
+        "error": np.asarray(error, dtype=object),
+    }
 
 
 # ----------------------------------------------------------------------------- writer
@@ -280,7 +504,6 @@ class _ShardWriter:
         self.env = env
         self.pending: dict[int, list[pa.Table]] = collections.defaultdict(list)
         self.counts: collections.Counter[int] = collections.Counter()
-        self.schema = load_schema("hi_catalog")
 
     def add(self, batch: pa.Table, expected: dict[int, int]) -> list[int]:
         """Add a batch of predicted rows; returns the shards it completed (and wrote)."""
@@ -300,41 +523,39 @@ class _ShardWriter:
         return done
 
     def catalog_rows(self, rows: pa.Table) -> pa.Table:
-        """Predicted rows of one shard -> ``hi_catalog`` rows (environment joined)."""
+        """Predicted rows of one shard -> ``hi_catalog`` rows (environment joined): the
+        input's columns, :data:`PREDICTED_COLUMNS`, :data:`ENVIRONMENT_COLUMNS`, the
+        statuses, the build's ids and the HATS index ``_healpix_29``."""
         rows = rows.sort_by("row_index")
         idx = pc.index_in(rows.column("object_id"), value_set=self.env_ids)
         env = self.env.take(pc.fill_null(idx, 0))
         missing = pc.is_null(idx)
 
-        def f32(name: str) -> pa.Array:
+        def finite32(name: str) -> pa.Array:
             a = rows.column(name).to_numpy(zero_copy_only=False).astype(np.float32)
             return pa.array(a, mask=~np.isfinite(a))
 
+        def env32(name: str) -> pa.Array:
+            return pc.if_else(missing, pa.scalar(None, pa.float32()), env.column(name))
+
         z = rows.column("z").to_numpy(zero_copy_only=False)
-        ra = rows.column("ra").to_numpy(zero_copy_only=False)
-        dec = rows.column("dec").to_numpy(zero_copy_only=False)
         status = rows.column("status")
-        err = pc.if_else(pc.equal(status, "ok"), pa.scalar(None, pa.string()),
-                         pc.cast(rows.column("error"), pa.string()))
         n = rows.num_rows
         table = pa.table({
             "object_id": pc.cast(rows.column("object_id"), pa.string()),
             "ra": rows.column("ra"),
             "dec": rows.column("dec"),
             "z": pa.array(z, mask=~np.isfinite(z)),
-            "m_pred": f32("m_pred"),
-            "m_pred_err": f32("m_pred_err"),
-            "m_pred_std": f32("m_pred_std"),
-            "p_cnn": f32("p_cnn"),
-            "one_plus_delta5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("one_plus_delta5")),
-            "sigma5": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("sigma5")),
-            "d5_mpc": pc.if_else(missing, pa.scalar(None, pa.float32()), env.column("d5_mpc")),
+            **{c: finite32(c) for c in PREDICTED_COLUMNS},
+            **{c: env32(c) for c in ENVIRONMENT_COLUMNS},
             "env_status": pc.fill_null(env.column("env_status"), "no_redshift"),
             "status": pc.cast(status, pa.string()),
-            "error": err,
+            "error": pc.if_else(pc.equal(status, "ok"), pa.scalar(None, pa.string()),
+                                pc.cast(rows.column("error"), pa.string())),
             "build_id": pa.array([self.plan.build_id] * n, pa.string()),
             "model_id": pa.array([self.plan.model_id] * n, pa.string()),
-            "_healpix_29": healpix_29(ra, dec),
+            "_healpix_29": healpix_29(rows.column("ra").to_numpy(zero_copy_only=False),
+                                      rows.column("dec").to_numpy(zero_copy_only=False)),
         })
         return conform_table(table, "hi_catalog", "catalog rows")
 
@@ -350,134 +571,64 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
     return {d["values"]: d["counts"] for d in pc.value_counts(col).to_pylist()}
 
 
-# ----------------------------------------------------------------------------- driver
+# ----------------------------------------------------------------------------- pipeline
 
 
-def _read_json_if_file(path: str) -> dict[str, Any] | None:
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        return None
+@dataclass(frozen=True)
+class ActorPool:
+    """The inference actors: how many, the resources each reserves, its torch device, and
+    the read+decode tasks that run beside them."""
+
+    size: int
+    resources: dict[str, Any]
+    device: str
+    decode_tasks: int
 
 
-def _choose_build(plan: CatalogPlan, out: str) -> tuple[int, str, bool]:
-    """The staging directory this build writes: ``(B, path, resumed)``."""
-    existing = build_dirs(out)
-    builds = {b: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
-              for b, d in existing.items()}
-    for b, d in existing.items():
-        if builds[b].get("fingerprint") == plan.fingerprint:
-            return b, d, True
-    if existing and plan.old_manifest is None:
-        owners = {b: x.get("build_id") for b, x in builds.items()}
-        raise ValueError(
-            f"{out} already holds a catalog from another build ({owners}); use a new --out, "
-            f"rerun with the same arguments to resume it, or pass --since-manifest "
-            f"{storage.join(out, MANIFEST_FILE)} to add only the galaxies it lacks"
-        )
-    b = max([0, *existing]) + 1
-    return b, storage.join(out, STAGING_DIR, f"build={b}"), False
-
-
-def _environment(plan: CatalogPlan) -> pa.Table:
-    """Environment of every distinct galaxy of the input (first occurrence of each id)."""
-    targets = plan.positions.take(pa.array(plan.first_rows)).select(["object_id", "ra", "dec", "z"])
-    if plan.cfg.tracers:
-        tracers = read_positions(plan.cfg.tracers, "tracers")
-    else:
-        tracers = targets
-    return compute_environment(targets, tracers)
-
-
-def build_catalog(cfg: BuildCatalogConfig) -> dict[str, Any]:
-    """Build (or resume, or extend) the H I catalog in ``cfg.out``; returns the manifest.
+def _actor_pool(options: InferenceOptions, n_items: int) -> ActorPool:
+    """Size the actor pool and the read+decode tasks on the running Ray cluster.
 
     Raises
     ------
-    SchemaError / ValueError: bad inputs, unreadable or mismatched models, an output directory
-        owned by another build; all before any prediction.
+    ClusterError: ``gpu`` on a cluster without GPUs; actors that leave no CPU for reading.
     """
-    t0 = time.perf_counter()
-    plan = CatalogPlan(cfg)
-    out = storage.absolute(cfg.out)
-    build, sdir, resumed = _choose_build(plan, out)
-    dup, skip, messages = plan.row_plan()
-    starts = np.concatenate([[0], np.cumsum(plan.rows_per_shard)])
-    log.info("%s %s build %d (%s) from %d shards, %d rows", "resuming" if resumed else
-             "building", out, build, plan.build_id, len(plan.shards), int(starts[-1]))
-    env = _environment(plan)  # reads --tracers: fails before the staging directory exists
-    write_json_atomic(storage.join(sdir, BUILD_FILE), {
-        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "build": build,
-        "config": cfg.to_json_dict(),
-    })
-
-    items, expected = [], {}
-    done = set(storage.list_files(storage.join(sdir, DONE_DIR), suffix=".json"))
-    for s, shard in enumerate(plan.shards):
-        done_file = storage.join(sdir, DONE_DIR, f"part-{s:05d}.json")
-        if done_file in done and read_json(done_file).get("fingerprint") == plan.fingerprint:
-            continue
-        lo, hi = starts[s], starts[s + 1]
-        n_keep = int((~skip[lo:hi]).sum())
-        dup_rows = (np.flatnonzero(dup[lo:hi] & ~skip[lo:hi])).tolist()
-        item = {
-            "shard": shard, "shard_index": s,
-            "dup_rows": dup_rows, "dup_messages": [messages[lo + r] for r in dup_rows],
-            "skip_rows": np.flatnonzero(skip[lo:hi]).tolist(),
-        }
-        if n_keep == 0:
-            write_json_atomic(done_file, {"fingerprint": plan.fingerprint, "shard": shard,
-                                          "rows": 0, "status": {}, "env_status": {},
-                                          "files": []})
-            continue
-        expected[s] = n_keep
-        items.append(item)
-    log.info("%d shards to predict, %d already done", len(items), len(plan.shards) - len(items))
-
-    writer = _ShardWriter(plan, sdir, env)
-    if items:
-        _run_pipeline(plan, items, expected, writer)
-    return _publish(plan, out, sdir, t0)
-
-
-def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int],
-                  writer: _ShardWriter) -> None:
     import ray
-    import ray.data
 
-    init_ray()
-    cfg = plan.cfg
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    if cfg.gpu:
+    if options.gpu:
         n_gpus = int(ray.cluster_resources().get("GPU", 0))
         if n_gpus == 0:
-            raise ValueError("--gpu given, but the Ray cluster has no GPU")
-        actors = cfg.actors or n_gpus
-        actor_res: dict[str, Any] = {"num_gpus": 1}
-        actor_cpus = cfg.threads or 1
-        device = "cuda"
+            raise ClusterError("gpu=True given, but the Ray cluster has no GPU", params=("gpu",))
+        actors, actor_cpus = options.actors or n_gpus, options.threads or 1
+        resources: dict[str, Any] = {"num_gpus": 1}
     else:
-        actors = cfg.actors or 1
-        actor_res = {}
+        actors, resources = options.actors or 1, {}
         # one CPU per node is left to the read+decode tasks
-        actor_cpus = cfg.threads or max(1, math.floor(cpus_per_worker(actors, keep_free=1.0)))
-        device = "cpu"
+        actor_cpus = options.threads or max(1, math.floor(cpus_per_worker(actors, keep_free=1.0)))
     # An actor runs as many torch threads as the CPUs it reserves (set_torch_threads), so
-    # --threads is a reservation; the read+decode tasks need at least half a CPU besides, or
+    # `threads` is a reservation; the read+decode tasks need at least half a CPU besides, or
     # the build would crawl. (GPU clusters may still be scaling up: not checked.)
-    if not cfg.gpu and actors * actor_cpus + DECODE_TASK_CPUS > cpus:
-        raise ValueError(
-            f"{actors} inference actor(s) x {actor_cpus} CPU(s) (--actors, --threads) leave no "
-            f"CPU for reading and decoding on this {cpus}-CPU Ray cluster"
-        )
-    actor_res["num_cpus"] = actor_cpus
-    decode_tasks = max(1, min(len(items), math.floor((cpus - actors * actor_cpus) / DECODE_TASK_CPUS)))
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    if not options.gpu and actors * actor_cpus + DECODE_TASK_CPUS > cpus:
+        raise ClusterError(
+            f"{actors} inference actor(s) x {actor_cpus} CPU(s) (actors, threads) leave no "
+            f"CPU for reading and decoding on this {cpus}-CPU Ray cluster",
+            params=("actors", "threads"))
+    resources["num_cpus"] = actor_cpus
+    decode_tasks = max(1, min(n_items, math.floor((cpus - actors * actor_cpus) / DECODE_TASK_CPUS)))
+    return ActorPool(size=actors, resources=resources, device="cuda" if options.gpu else "cpu",
+                     decode_tasks=decode_tasks)
+
+
+def _dataset(plan: CatalogPlan, work: Work, pool: ActorPool) -> Any:
+    """The Ray Data pipeline: shards -> read+decode tasks -> the inference actor pool."""
+    import ray.data
+
+    ds = ray.data.from_items(work.items, override_num_blocks=len(work.items))
     ds = ds.map_batches(
         _read_decode_shard,
         batch_size=1,
         fn_kwargs={
-            "rows_per_batch": cfg.batch_size,
+            "rows_per_batch": plan.options.batch_size,
             "cutout_size": plan.cutout_size,
             "decode_size": plan.decode_size,
             "decode": not plan.gpu_decode,
@@ -491,33 +642,39 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         # (tests/test_cluster.py). Different resources than the actors also keep Ray Data from
         # fusing this stage into the actor, so decoding overlaps with inference.
         num_cpus=0,
-        compute=ray.data.TaskPoolStrategy(size=decode_tasks),
+        compute=ray.data.TaskPoolStrategy(size=pool.decode_tasks),
     )
-    ds = ds.map_batches(
+    return ds.map_batches(
         CatalogPredictor,
-        batch_size=cfg.batch_size,
+        batch_size=plan.options.batch_size,
         fn_constructor_kwargs={
-            "regression_dir": storage.absolute(cfg.regression),
-            "pr_dir": storage.absolute(cfg.pr),
-            "tta": cfg.tta,
-            "device": device,
+            "regression_dir": storage.absolute(plan.regression),
+            "pr_dir": storage.absolute(plan.pr),
+            "tta": plan.options.tta,
+            "device": pool.device,
             "gpu_decode": plan.gpu_decode,
             "cutout_size": plan.cutout_size,
             "decode_size": plan.decode_size,
-            "precision": "bf16" if plan.bf16 else "fp32",
+            "precision": plan.precision,
         },
         # On a GPU, two calls per actor: Ray Data assembles the next batch while the model
         # runs on this one (the model itself still runs one batch at a time).
         compute=ray.data.ActorPoolStrategy(
-            size=actors, max_concurrent_calls_per_actor=2 if cfg.gpu else None),
-        **actor_res,
+            size=pool.size, max_concurrent_calls_per_actor=2 if plan.options.gpu else None),
+        **pool.resources,
     )
+
+
+def _run_pipeline(plan: CatalogPlan, work: Work, writer: _ShardWriter) -> None:
+    """Predict the shards of ``work`` and stage each as it completes."""
+    init_ray()
+    ds = _dataset(plan, work, _actor_pool(plan.options, len(work.items)))
     n_done = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for s in writer.add(batch, expected):
+        for s in writer.add(batch, work.expected):
             n_done += 1
-            log.info("wrote shard %d/%d (%s, %d rows)", n_done, len(expected),
-                     os.path.basename(plan.shards[s]), expected[s])
+            log.info("wrote shard %d/%d (%s, %d rows)", n_done, len(work.expected),
+                     os.path.basename(plan.shards[s]), work.expected[s])
     if writer.pending:
         raise RuntimeError(
             f"the pipeline ended with incomplete shards {sorted(writer.pending)}; rerun the "
@@ -525,9 +682,11 @@ def _run_pipeline(plan: CatalogPlan, items: list[dict], expected: dict[int, int]
         )
 
 
-def _publish(plan: CatalogPlan, out: str, sdir: str, t0: float) -> dict[str, Any]:
-    """Publish this build's staged rows (with, for ``--since-manifest``, the builds of the old
-    catalog's current version) as a new version; returns the manifest."""
+# ----------------------------------------------------------------------------- publish
+
+
+def _staged_counts(plan: CatalogPlan, sdir: str) -> RowCounts:
+    """The rows this build staged (its ``_done`` markers), by ``status`` and ``env_status``."""
     status: collections.Counter[str] = collections.Counter()
     env_status: collections.Counter[str] = collections.Counter()
     rows = 0
@@ -538,56 +697,114 @@ def _publish(plan: CatalogPlan, out: str, sdir: str, t0: float) -> dict[str, Any
         rows += d["rows"]
         status.update(d["status"])
         env_status.update(d["env_status"])
-    # without --since-manifest: the manifest in `out`, if any (a rerun: nothing to publish)
-    builds = current_builds(plan.old_manifest) + [sdir]
+    return RowCounts(total=rows, status=dict(sorted(status.items())),
+                     env_status=dict(sorted(env_status.items())))
 
-    def model_info(card: ModelCard, path: str) -> dict[str, Any]:
-        return {"model_id": card.model_id, "weights_sha256": card.weights_sha256,
-                "task": card.task, "arch": card.arch, "image_size": card.image_size,
-                "cutout_size": card.cutout_size, "survey": card.survey, "path": path}
 
-    cfg = plan.cfg
-    build_info = {
-        "build_id": plan.build_id,
-        "fingerprint": plan.fingerprint,
-        "staging": storage.relative(sdir, out),
-        "since_manifest": cfg.since_manifest,
-        "models": {"regression": model_info(plan.reg_card, cfg.regression),
-                   "pr": model_info(plan.pr_card, cfg.pr)},
-        "model_id": plan.model_id,
-        "config": cfg.to_json_dict(),
-        "inference": {"precision": "bf16" if plan.bf16 else "fp32",
-                      "decode": "gpu" if plan.gpu_decode else "cpu"},
-        "input": {"cutouts": cfg.cutouts, "shards": len(plan.shards),
-                  "rows": int(sum(plan.rows_per_shard)), "fingerprint": plan.input_fp,
-                  "survey": plan.geometry.survey},
-        "tracers": {"path": cfg.tracers or cfg.cutouts, "fingerprint": plan.tracers_fp},
-        "rows": {"total": rows, "status": dict(sorted(status.items())),
-                 "env_status": dict(sorted(env_status.items()))},
-        "code_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+def _model_record(card: ModelCard, path: str) -> ModelRecord:
+    return ModelRecord(model_id=card.model_id, weights_sha256=card.weights_sha256,
+                       task=card.task, arch=card.arch, image_size=card.image_size,
+                       cutout_size=card.cutout_size, survey=card.survey, path=path)
+
+
+def _build_record(plan: CatalogPlan, out: str, staging: Staging, config: dict[str, Any],
+                  t0: float) -> BuildRecord:
+    """What the manifest records about this build (its top-level fields)."""
+    return BuildRecord(
+        build_id=plan.build_id,
+        fingerprint=plan.fingerprint,
+        staging=storage.relative(staging.dir, out),
+        since_manifest=config["since_manifest"],
+        models={"regression": _model_record(plan.reg_card, plan.regression),
+                "pr": _model_record(plan.pr_card, plan.pr)},
+        model_id=plan.model_id,
+        config=config,
+        inference=InferenceRecord(precision=plan.precision,
+                                  decode="gpu" if plan.gpu_decode else "cpu"),
+        input=InputRecord(cutouts=plan.cutouts, shards=len(plan.shards),
+                          rows=int(sum(plan.ids.rows_per_shard)), fingerprint=plan.input_fp,
+                          survey=plan.geometry.survey),
+        tracers=TracersRecord(path=plan.tracers or plan.cutouts, fingerprint=plan.tracers_fp),
+        rows=_staged_counts(plan, staging.dir),
+        code_version=__version__,
+        created=storage.utc_timestamp(),
         # the build until its publish; the publish's own time is its version's publish_s
-        "wall_time_s": round(time.perf_counter() - t0, 3),
-    }
-    manifest = publish_version(out, builds, previous=plan.old_manifest, build_info=build_info,
-                               partition_rows=cfg.partition_rows,
-                               row_group_rows=cfg.row_group_rows,
-                               keep_versions=cfg.keep_versions)
-    return manifest
+        wall_time_s=round(time.perf_counter() - t0, 3),
+    )
 
 
-def main(cfg: BuildCatalogConfig) -> int:
+# ----------------------------------------------------------------------------- entry points
+
+
+def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
+                 tracers: str | None = None, since_manifest: str | None = None,
+                 tta: bool = True, gpu: bool = False, precision: str = "auto",
+                 decode: str = "auto", batch_size: int = 64, actors: int | None = None,
+                 threads: int | None = None, partition_rows: int = PARTITION_ROWS,
+                 row_group_rows: int = ROW_GROUP_ROWS,
+                 keep_versions: int | None = None) -> Manifest:
+    """Build (or resume, or extend) the H I catalog in ``out``; returns its manifest.
+
+    ``cutouts``: cutout shards (directory, file or URL); ``regression``, ``pr``: the two model
+    directories; ``tracers``: positions the environment is computed against (default: the
+    cutouts); ``since_manifest``: the ``_manifest.json`` of a catalog to extend (only the
+    galaxies it lacks are predicted); the inference options are :class:`InferenceOptions`';
+    ``partition_rows``, ``row_group_rows``, ``keep_versions``: the publish's
+    (:func:`hicatalog.catalog.publish.publish_version`). Every parameter is recorded in the
+    manifest's ``config``.
+
+    Raises
+    ------
+    SchemaError / InputError / ModelError / ConfigError / OutputError / ClusterError: bad
+        inputs, unusable models, an output directory owned by another build, a cluster that
+        cannot run the actors; all before any prediction.
+    """
+    config = dict(locals())  # the parameters, recorded as the build's `config`
+    t0 = time.perf_counter()
+    options = InferenceOptions(tta=tta, gpu=gpu, precision=precision, decode=decode,
+                               batch_size=batch_size, actors=actors, threads=threads)
+    plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,
+                      options=options)
+    out = storage.absolute(out)
+    staging = _choose_build(plan, out)
+    rows = plan.row_plan()
+    log.info("%s %s build %d (%s) from %d shards, %d rows", "resuming" if staging.resumed else
+             "building", out, staging.build, plan.build_id, len(plan.shards),
+             int(plan.ids.starts[-1]))
+    env = _environment(plan)  # reads the tracers: fails before the staging directory exists
+    write_json_atomic(storage.join(staging.dir, BUILD_FILE), {
+        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "build": staging.build,
+        "config": config}, sort_keys=True)
+    work = _pending_work(plan, rows, staging)
+    log.info("%d shards to predict, %d already done", len(work.items),
+             len(plan.shards) - len(work.items))
+    if work.items:
+        _run_pipeline(plan, work, _ShardWriter(plan, staging.dir, env))
+    # without since_manifest: the manifest in `out`, if any (a rerun: nothing to publish)
+    builds = (plan.base.builds() if plan.base is not None else []) + [staging.dir]
+    return publish_version(out, builds, previous=plan.base,
+                           build=_build_record(plan, out, staging, config, t0),
+                           partition_rows=partition_rows, row_group_rows=row_group_rows,
+                           keep_versions=keep_versions)
+
+
+def build_catalog(cfg: Any) -> Manifest:
+    """The command line's entry: :func:`make_catalog` with the fields of ``cfg`` (a
+    :class:`hicatalog.config.BuildCatalogConfig`, whose fields are its parameters)."""
+    return make_catalog(**cfg.model_dump())
+
+
+def main(cfg: Any) -> int:
     """CLI entry (``hicatalog build-catalog``): build into ``cfg.out``, print the version
     published, its row counts by status and a query to try; returns 0."""
     manifest = build_catalog(cfg)
-    rows = manifest["rows"]
-    this = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
-    print(f"catalog {cfg.out} version {manifest['version']} ({manifest['build_id']}): "
-          f"{this['rows']} rows in {this['partitions']} HEALPix partitions "
-          f"({rows['total']} staged by this build in {manifest['wall_time_s']:.1f} s, "
-          f"published in {this['publish_s']:.1f} s)")
-    print(f"  status: {json.dumps(rows['status'])}")
-    print(f"  env_status: {json.dumps(rows['env_status'])}")
+    rows, this = manifest.rows, manifest.current()
+    print(f"catalog {cfg.out} version {manifest.version} ({manifest.build_id}): "
+          f"{this.rows} rows in {this.partitions} HEALPix partitions "
+          f"({rows.total} staged by this build in {manifest.wall_time_s:.1f} s, "
+          f"published in {this.publish_s:.1f} s)")
+    print(f"  status: {json.dumps(rows.status)}")
+    print(f"  env_status: {json.dumps(rows.env_status)}")
     print("  query: " + query_command(cfg.out, 'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'))
     return 0
 

@@ -24,7 +24,10 @@ builds into a new, complete, immutable ``version=V`` directory, and only then re
 ``_manifest.json`` (one atomic write: a rename on a disk, one PUT on an object store), so a
 reader that resolves the current version through the manifest
 (:func:`hicatalog.catalog.reader.open_catalog`) sees one complete version or the previous one,
-never a mix. Older versions stay listed and readable until ``--keep-versions`` removes them.
+never a mix. Older versions stay listed and readable until ``keep_versions`` removes them.
+``_manifest.json`` is read, questioned and written only through :class:`Manifest` (a
+validated, immutable record that keeps keys it does not know); the next manifest of a
+publish is :func:`next_manifest`.
 Every version holds the whole catalog: one row per input cutout row of every build it
 publishes, so an ``object_id`` that repeats in the input has its one prediction plus rows
 with ``status = 'duplicate_id'``.
@@ -35,24 +38,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from hicatalog import storage
-from hicatalog.storage import write_atomic, write_parquet_atomic
+from hicatalog.errors import InputError, InputNotFoundError
+from hicatalog.storage import read_json, write_json_atomic, write_parquet_atomic
 
 __all__ = [
     "MANIFEST_FILE",
     "STAGING_DIR",
     "INVALID_COORDINATES_FILE",
+    "Manifest",
+    "VersionEntry",
+    "VersionOptions",
+    "BuildRecord",
+    "ModelRecord",
+    "InputRecord",
+    "TracersRecord",
+    "InferenceRecord",
+    "RowCounts",
+    "next_manifest",
+    "recorded_path",
     "fingerprint",
-    "write_json_atomic",
-    "read_json",
-    "read_manifest",
     "build_dirs",
     "version_dirs",
-    "version_path",
+    "hats_path",
     "partition_file",
     "write_staged_part",
     "staged_parts",
@@ -66,6 +80,10 @@ STAGING_DIR = "_staging"
 INVALID_COORDINATES_FILE = "invalid_coordinates.parquet"
 #: Rows per Parquet row group in the staged files.
 STAGING_ROW_GROUP_ROWS = 65_536
+#: What ``layout`` in every manifest says.
+LAYOUT = ("version=V/ is a HATS catalog: dataset/Norder=k/Dir=d/Npix=p.parquet, _metadata, "
+          f"partition_info.csv, properties; {INVALID_COORDINATES_FILE}: rows without a valid "
+          "position")
 
 
 def fingerprint(parts: dict[str, Any]) -> str:
@@ -74,42 +92,285 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON; the file appears atomically."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+# ----------------------------------------------------------------------------- the manifest
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON document at ``path`` (a local path or a URL)."""
-    return json.loads(storage.read_bytes(path))
+class _Record(BaseModel):
+    """A part of ``_manifest.json``: validated when read, immutable, and keeping any key it
+    does not know (a manifest written by a newer hicatalog keeps its fields when an older one
+    rewrites it). Only the fields that were given are written back."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (the fields that were set, unknown keys included)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a catalog manifest (a ``_manifest.json`` file or the catalog directory; a local
-    path or a URL). ``_path`` is set to where it was read (absolute, or the URL).
+class VersionOptions(_Record):
+    """How a version's files were cut: most rows per partition file, rows per row group,
+    and the HEALPix order of the histogram the partitions were merged from."""
 
-    Raises
-    ------
-    ValueError: missing or malformed, or a catalog of the layout before HATS versions (its
-        versions list no ``builds``), naming the path.
+    partition_rows: int
+    row_group_rows: int
+    histogram_order: int
+
+
+class VersionEntry(_Record):
+    """One published version, as listed in ``versions``.
+
+    ``path`` and ``builds`` are recorded relative to the catalog directory when inside it
+    (the catalog can be moved), else absolute or URLs; :meth:`Manifest.resolve` makes them
+    full paths. ``rows``: every row of the version (partitions plus
+    ``invalid_coordinates.parquet``); ``bytes``: of its data files; ``publish_s``: seconds
+    its publish took.
     """
-    p = storage.absolute(path)
-    if storage.is_dir(p):
-        p = storage.join(p, MANIFEST_FILE)
-    try:
-        doc = read_json(p)
-    except FileNotFoundError:
-        raise ValueError(f"{p}: catalog manifest not found (expected DIR/_manifest.json "
-                         "written by `hicatalog build-catalog`)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: catalog manifest is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("versions"), list):
-        raise ValueError(f"{p}: not a catalog manifest (no 'versions' list)")
-    if any("builds" not in v for v in doc["versions"]):
-        raise ValueError(f"{p}: a catalog in the declination-zone layout of hicatalog before "
-                         "HATS versions; build it again into a new --out")
-    doc["_path"] = p
-    return doc
+
+    version: int
+    path: str
+    builds: tuple[str, ...]
+    build_ids: tuple[str, ...] = ()
+    rows: int
+    invalid_coordinate_rows: int = 0
+    partitions: int = 0
+    files: int = 0
+    bytes: int = 0
+    options: VersionOptions | None = None
+    created: str | None = None
+    publish_s: float | None = None
+
+
+class ModelRecord(_Record):
+    """A model the build used: its card's identity and where it was loaded from."""
+
+    model_id: str
+    weights_sha256: str
+    task: str | None = None
+    arch: str | None = None
+    image_size: int | None = None
+    cutout_size: int | None = None
+    survey: str | None = None
+    path: str | None = None
+
+
+class InputRecord(_Record):
+    """The cutout shards a build read: path, shard and row counts, fingerprint, survey."""
+
+    cutouts: str
+    shards: int
+    rows: int
+    fingerprint: str
+    survey: str | None = None
+
+
+class TracersRecord(_Record):
+    """The tracers the environment was computed against (the cutouts when none were given)."""
+
+    path: str
+    fingerprint: str
+
+
+class InferenceRecord(_Record):
+    """How the build ran the models: ``precision`` (``bf16``/``fp32``), ``decode``
+    (``cpu``/``gpu``)."""
+
+    precision: str
+    decode: str
+
+
+class RowCounts(_Record):
+    """The rows a build staged: ``total``, and per ``status`` / ``env_status`` value."""
+
+    total: int
+    status: dict[str, int] = {}
+    env_status: dict[str, int] = {}
+
+
+class BuildRecord(_Record):
+    """The build that published the current version: the top-level fields of the manifest
+    besides the version list. Only ``build_id``, ``fingerprint`` and ``rows`` are always
+    there (:func:`hicatalog.catalog.publish.publish_tables` records nothing else)."""
+
+    build_id: str
+    fingerprint: str
+    rows: RowCounts
+    staging: str | None = None
+    since_manifest: str | None = None
+    models: dict[str, ModelRecord] | None = None
+    model_id: str | None = None
+    config: dict[str, Any] | None = None
+    inference: InferenceRecord | None = None
+    input: InputRecord | None = None
+    tracers: TracersRecord | None = None
+    code_version: str | None = None
+    created: str | None = None
+    wall_time_s: float | None = None
+
+
+class Manifest(BuildRecord):
+    """``DIR/_manifest.json``: which version of the catalog is current, every listed version,
+    and the build that published the current one (the :class:`BuildRecord` fields).
+
+    The one place that reads and writes the manifest and answers "which version is current"
+    (:meth:`current`). A manifest is immutable: :meth:`with_version` returns the next one,
+    and :meth:`write` switches the catalog to it in one atomic write. ``path`` is where it
+    was read from (``None`` for one not read from a file).
+    """
+
+    catalog: str = "hi_catalog"
+    version: int
+    versions: tuple[VersionEntry, ...]
+    layout: str = LAYOUT
+    _path: str | None = PrivateAttr(None)
+
+    # -- reading and writing
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Manifest:
+        """The manifest at ``path``: a ``_manifest.json`` file or the catalog directory, a
+        local path or a URL.
+
+        Raises
+        ------
+        InputNotFoundError: there is no manifest there.
+        InputError: it is not JSON, not a catalog manifest, or of the layout before HATS
+            versions (its versions list no ``builds``); each naming the path.
+        """
+        p = storage.absolute(path)
+        if storage.is_dir(p):
+            p = storage.join(p, MANIFEST_FILE)
+        try:
+            doc = read_json(p)
+        except FileNotFoundError:
+            raise InputNotFoundError(f"{p}: catalog manifest not found (expected "
+                                     "DIR/_manifest.json written by a catalog build)") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p}: catalog manifest is not valid JSON: {exc}") from None
+        return cls.from_dict(doc, p)
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: str | None = None) -> Manifest:
+        """The manifest of the JSON document ``doc``, read from ``path`` (``None``: held in
+        memory only). Raises InputError as :meth:`read`."""
+        where = path or "manifest"
+        if not isinstance(doc, dict) or not isinstance(doc.get("versions"), list):
+            raise InputError(f"{where}: not a catalog manifest (no 'versions' list)")
+        if any(not isinstance(v, dict) or "builds" not in v for v in doc["versions"]):
+            raise InputError(f"{where}: a catalog in the declination-zone layout of hicatalog "
+                             "before HATS versions; build it again into a new out directory",
+                             params=("out",))
+        try:
+            manifest = cls.model_validate(doc)
+        except ValidationError as exc:
+            raise InputError(f"{where}: not a valid catalog manifest: {exc}") from None
+        manifest._path = path
+        return manifest
+
+    @classmethod
+    def find(cls, catalog_dir: str | os.PathLike) -> Manifest | None:
+        """The manifest of the catalog in ``catalog_dir``, or ``None`` when it has none."""
+        p = storage.join(storage.absolute(catalog_dir), MANIFEST_FILE)
+        return cls.read(p) if storage.is_file(p) else None
+
+    def write(self, catalog_dir: str | os.PathLike) -> Manifest:
+        """Write this manifest as ``catalog_dir/_manifest.json`` in one atomic write (the
+        switch to its current version); returns it, with ``path`` set."""
+        p = storage.join(storage.absolute(catalog_dir), MANIFEST_FILE)
+        write_json_atomic(p, self.to_dict(), sort_keys=True)
+        out = self.model_copy()
+        out._path = p
+        return out
+
+    @property
+    def path(self) -> str | None:
+        """The ``_manifest.json`` this manifest was read from or written to."""
+        return self._path
+
+    @property
+    def catalog_dir(self) -> str:
+        """The directory of the catalog (where :attr:`path` is)."""
+        if self._path is None:
+            raise ValueError("a manifest held in memory only has no catalog directory")
+        return storage.parent(self._path)
+
+    # -- questions
+
+    def current(self) -> VersionEntry:
+        """The entry of the current version."""
+        return self.entry(self.version)
+
+    def entry(self, version: int) -> VersionEntry:
+        """The entry of listed ``version``.
+
+        Raises
+        ------
+        InputError: ``version`` is not listed (removed by ``keep_versions``, or never
+            published), naming the versions there are.
+        """
+        for v in self.versions:
+            if v.version == version:
+                return v
+        listed = ", ".join(str(v.version) for v in self.versions) or "none"
+        raise InputError(f"{self._path or 'manifest'}: version {version} is not listed "
+                         f"(versions: {listed})")
+
+    def resolve(self, recorded: str) -> str:
+        """A path the manifest records (a version's ``path``, one of its ``builds``) as a
+        full path: relative to the catalog directory unless absolute or a URL."""
+        if storage.is_url(recorded) or os.path.isabs(recorded):
+            return recorded
+        return storage.join(self.catalog_dir, recorded)
+
+    def builds(self, version: int | None = None) -> list[str]:
+        """The staging directories (full paths) whose rows the current (or the given)
+        version holds, oldest first."""
+        entry = self.current() if version is None else self.entry(version)
+        return [self.resolve(b) for b in entry.builds]
+
+    @property
+    def build(self) -> BuildRecord:
+        """The build that published the current version."""
+        fields = set(BuildRecord.model_fields)
+        doc = self.to_dict()
+        return BuildRecord.model_validate({k: v for k, v in doc.items() if k in fields})
+
+    # -- the next manifest
+
+    def versions_recorded_in(self, catalog_dir: str) -> list[VersionEntry]:
+        """The versions with their paths recorded as a manifest in ``catalog_dir`` records
+        them: relative to it when inside it, else full paths (an incremental build into
+        another directory continues this catalog's list)."""
+        return [v.model_copy(update={"path": recorded_path(self.resolve(v.path), catalog_dir),
+                                     "builds": tuple(recorded_path(self.resolve(b), catalog_dir)
+                                                     for b in v.builds)})
+                for v in self.versions]
+
+
+def next_manifest(versions: Sequence[VersionEntry], entry: VersionEntry, build: BuildRecord,
+                  keep_versions: int | None = None) -> tuple[Manifest, list[VersionEntry]]:
+    """``(next manifest, versions it no longer lists)``: the catalog's ``versions`` (recorded
+    as the next manifest's directory records them: :meth:`Manifest.versions_recorded_in`)
+    plus ``entry``, made current, with ``build`` as the build that published it; only the
+    ``keep_versions`` newest versions stay listed (``None``: all). Writes nothing: the
+    switch is :meth:`Manifest.write`."""
+    listed = sorted([*versions, entry], key=lambda v: v.version)
+    dropped: list[VersionEntry] = []
+    if keep_versions is not None and len(listed) > keep_versions:
+        dropped, listed = listed[:-keep_versions], listed[-keep_versions:]
+    manifest = Manifest.model_validate({
+        **build.to_dict(), "catalog": "hi_catalog", "version": entry.version,
+        "versions": [v.to_dict() for v in listed], "layout": LAYOUT})
+    return manifest, dropped
+
+
+def recorded_path(path: str, catalog_dir: str) -> str:
+    """``path`` as a manifest in ``catalog_dir`` records it: relative to the directory when
+    inside it (the catalog can be moved), else unchanged."""
+    here = catalog_dir.rstrip("/") + "/"
+    return path[len(here):] if path.startswith(here) else path
+
+
+# ----------------------------------------------------------------------------- directories
 
 
 def _numbered_dirs(parent: str, key: str) -> dict[int, str]:
@@ -134,13 +395,15 @@ def version_dirs(catalog_dir: str | os.PathLike) -> dict[int, str]:
     return _numbered_dirs(os.fspath(catalog_dir), "version")
 
 
-def version_path(manifest: dict[str, Any], path: str) -> str:
-    """A path the manifest records (a version's ``path``, one of its ``builds``) as a full
-    path: taken relative to the manifest's directory (read by :func:`read_manifest`) unless
-    it is absolute or a URL."""
-    if storage.is_url(path) or os.path.isabs(path):
+def hats_path(path: str) -> Any:
+    """``path`` as the ``hats`` functions should get it: an S3 URL as a ``UPath`` with
+    ``anon=False`` (hats turns a plain ``s3://`` string into an anonymous client, which a
+    private bucket refuses), anything else unchanged."""
+    if not str(path).startswith("s3://"):
         return path
-    return storage.join(storage.parent(manifest["_path"]), path)
+    from upath import UPath
+
+    return UPath(path, anon=False)
 
 
 def partition_file(version_dir: str, order: int, pixel: int) -> str:
@@ -181,12 +444,12 @@ def staged_parts(build_dir: str) -> list[tuple[str, int]]:
 
     Raises
     ------
-    ValueError: ``build_dir`` has no ``_build.json``.
+    InputError: ``build_dir`` has no ``_build.json``.
     """
     try:
         owner = read_json(storage.join(build_dir, BUILD_FILE))["fingerprint"]
     except FileNotFoundError:
-        raise ValueError(f"{build_dir}: not a staged build (no {BUILD_FILE})") from None
+        raise InputError(f"{build_dir}: not a staged build (no {BUILD_FILE})") from None
     out = []
     for f in storage.list_files(storage.join(build_dir, DONE_DIR), suffix=".json"):
         marker = read_json(f)

@@ -25,15 +25,22 @@ The ``hats`` package does the format's pixel math and metadata; this module only
    (:class:`hats.catalog.PartitionInfo`), ``properties`` and ``hats.properties``
    (:class:`hats.catalog.TableProperties`).
 5. **Checks and switch**: the rows written must equal the rows staged (else nothing is
-   switched); then ``_manifest.json`` is rewritten in one atomic write, and versions beyond
-   ``keep_versions`` are removed (from the manifest first, then their files).
+   switched); then ``_manifest.json`` is rewritten in one atomic write
+   (:meth:`hicatalog.catalog.manifest.Manifest.write`), and versions beyond ``keep_versions``
+   are removed (from the manifest first, then their files).
+
+:func:`publish_version` is these steps in order, each a function of small typed values
+(:class:`PublishOptions`, :class:`PublishTarget`, :class:`StagedRows`,
+:class:`WrittenVersion`); its parameters and their defaults are the library's own
+(:data:`PARTITION_ROWS`, :data:`ROW_GROUP_ROWS`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,31 +50,39 @@ import pyarrow.parquet as pq
 
 from hicatalog import __version__, storage
 from hicatalog.catalog.manifest import (
+    BUILD_FILE,
     INVALID_COORDINATES_FILE,
-    MANIFEST_FILE,
     STAGING_DIR,
+    BuildRecord,
+    Manifest,
+    RowCounts,
+    VersionEntry,
+    VersionOptions,
+    build_dirs,
+    fingerprint,
+    hats_path,
+    next_manifest,
     partition_file,
-    read_manifest,
+    recorded_path,
     staged_parts,
     version_dirs,
-    version_path,
-    write_json_atomic,
+    write_staged_part,
 )
-from hicatalog.config import BuildCatalogConfig
-from hicatalog.schemas import load_schema
+from hicatalog.errors import ConfigError
+from hicatalog.schemas import conform_table, load_schema
 from hicatalog.sky import valid_coordinates, wrap_ra
 
-__all__ = ["healpix_29", "publish_version", "publish_tables", "current_builds", "hats_path", "HISTOGRAM_ORDER", "PARTITION_ROWS",
-           "ROW_GROUP_ROWS"]
+__all__ = ["healpix_29", "publish_version", "publish_tables", "hats_path", "PublishOptions",
+           "HISTOGRAM_ORDER", "PARTITION_ROWS", "ROW_GROUP_ROWS"]
 
 log = logging.getLogger("hicatalog.catalog.publish")
 
 #: HEALPix order of the histogram the partitions are merged from (pixels of ~0.05 deg^2).
 HISTOGRAM_ORDER = 8
-#: Default most rows in one published partition file (``--partition-rows``).
-PARTITION_ROWS: int = BuildCatalogConfig.model_fields["partition_rows"].default
-#: Default rows per Parquet row group in the published files (``--row-group-rows``).
-ROW_GROUP_ROWS: int = BuildCatalogConfig.model_fields["row_group_rows"].default
+#: Default most rows in one published partition file (``partition_rows``).
+PARTITION_ROWS = 500_000
+#: Default rows per Parquet row group in the published files (``row_group_rows``).
+ROW_GROUP_ROWS = 10_000
 #: Rows a histogram/map task reads (a group of whole staged files, at least one).
 MAP_ROWS = 500_000
 HEALPIX_COLUMN = "_healpix_29"
@@ -91,13 +106,64 @@ def healpix_29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> pa.Array:
     return pa.array(out, type=pa.int64(), mask=~ok)
 
 
+# ----------------------------------------------------------------------------- the values
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """How a version's files are cut: ``partition_rows``, most rows in one HEALPix partition
+    file; ``row_group_rows``, rows per Parquet row group."""
+
+    partition_rows: int = PARTITION_ROWS
+    row_group_rows: int = ROW_GROUP_ROWS
+
+    def record(self) -> VersionOptions:
+        """What the manifest records (with the histogram's order)."""
+        return VersionOptions(partition_rows=self.partition_rows,
+                              row_group_rows=self.row_group_rows,
+                              histogram_order=HISTOGRAM_ORDER)
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where a publish writes: catalog directory ``out``, the ``versions`` its manifest will
+    list besides the new one (recorded as ``out``'s manifest records them), the new
+    ``version`` number, its directory ``vdir`` and the shuffle's ``scratch`` directory."""
+
+    out: str
+    versions: list[VersionEntry]
+    version: int
+    vdir: str
+    scratch: str
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """The staged rows a publish reads: ``parts``, the non-empty staged files with their row
+    counts, in build then shard order; ``rows``, every staged row."""
+
+    parts: list[tuple[str, int]]
+    rows: int
+
+
+@dataclass(frozen=True)
+class WrittenVersion:
+    """What the shuffle wrote: ``pixels`` ``[(order, pixel, rows)]``, the rows in them
+    (``pixel_rows``) and in ``invalid_coordinates.parquet``, the data ``files`` and their
+    ``bytes``."""
+
+    pixels: list[tuple[int, int, int]]
+    pixel_rows: int
+    invalid_coordinate_rows: int
+    files: int
+    bytes: int
+
+    @property
+    def rows(self) -> int:
+        return self.pixel_rows + self.invalid_coordinate_rows
+
+
 # ----------------------------------------------------------------------------- Ray tasks
-
-
-def _read(path: str, columns: list[str] | None = None) -> pa.Table:
-    fs, p = storage.filesystem_and_path(path)
-    with fs.open_input_file(p) as fh:
-        return pq.read_table(fh, columns=columns)
 
 
 def _histogram_task(files: list[str], order: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -105,7 +171,7 @@ def _histogram_task(files: list[str], order: int) -> tuple[np.ndarray, np.ndarra
     pix = [np.zeros(0, np.int64)]
     n_null = 0
     for f in files:
-        col = _read(f, [HEALPIX_COLUMN]).column(0)
+        col = storage.read_parquet(f, [HEALPIX_COLUMN]).column(0)
         n_null += col.null_count
         pix.append(pc.drop_null(col).to_numpy() >> (2 * (29 - order)))
     pixels, counts = np.unique(np.concatenate(pix), return_counts=True)
@@ -117,7 +183,8 @@ def _map_task(files: list[str], scratch: str, starts: np.ndarray) -> dict[int, i
     group per partition (partition ``i`` holds the rows with ``starts[i] <= _healpix_29 <
     starts[i+1]``; partition ``len(starts)`` the rows without one). Returns ``{partition: row
     group}`` for the partitions present."""
-    table = pa.concat_tables([_read(f) for f in files], promote_options="permissive")
+    table = pa.concat_tables([storage.read_parquet(f) for f in files],
+                             promote_options="permissive")
     table = table.sort_by([(HEALPIX_COLUMN, "ascending")])  # nulls last
     hp = table.column(HEALPIX_COLUMN)
     n_valid = len(hp) - hp.null_count
@@ -143,9 +210,8 @@ def _reduce_task(pieces: list[tuple[str, int]], path: str, row_group_rows: int) 
     returns ``{"rows", "bytes"}``."""
     tables = []
     for f, rg in pieces:
-        fs, p = storage.filesystem_and_path(f)
-        with fs.open_input_file(p) as fh:
-            tables.append(pq.ParquetFile(fh).read_row_group(rg))
+        with storage.open_parquet(f) as pf:
+            tables.append(pf.read_row_group(rg))
     table = pa.concat_tables(tables, promote_options="permissive")
     if table.column(HEALPIX_COLUMN).null_count == 0:
         table = table.sort_by([(HEALPIX_COLUMN, "ascending")])  # stable: staging order on ties
@@ -157,16 +223,7 @@ def _reduce_task(pieces: list[tuple[str, int]], path: str, row_group_rows: int) 
     return {"rows": table.num_rows, "bytes": fs.get_file_info(p).size}
 
 
-# ----------------------------------------------------------------------------- driver
-
-
-def current_builds(manifest: dict[str, Any] | None) -> list[str]:
-    """The staging directories (full paths) whose rows the manifest's current version holds;
-    [] for ``None``. An incremental build publishes these plus its own."""
-    if manifest is None:
-        return []
-    current = next(v for v in manifest["versions"] if v["version"] == manifest["version"])
-    return [version_path(manifest, b) for b in current["builds"]]
+# ----------------------------------------------------------------------------- steps
 
 
 def _groups(parts: list[tuple[str, int]], rows: int) -> list[list[str]]:
@@ -185,15 +242,20 @@ def _groups(parts: list[tuple[str, int]], rows: int) -> list[list[str]]:
 
 def _partitions(histogram: np.ndarray, partition_rows: int) -> list[tuple[int, int, int]]:
     """``[(order, pixel, rows)]``, sorted by pixel start, from the order-``HISTOGRAM_ORDER``
-    histogram (hats' alignment: pixels merged up to ``partition_rows`` rows)."""
+    histogram (hats' alignment: pixels merged up to ``partition_rows`` rows).
+
+    Raises
+    ------
+    ConfigError: one pixel of the histogram holds more than ``partition_rows`` rows.
+    """
     from hats.pixel_math.partition_stats import generate_alignment
 
     top = int(histogram.max(initial=0))
     if top > partition_rows:
-        raise ValueError(
+        raise ConfigError(
             f"{top} rows fall in one order-{HISTOGRAM_ORDER} HEALPix pixel (about 0.05 deg^2), "
-            f"more than --partition-rows {partition_rows}; raise --partition-rows"
-        )
+            f"more than partition_rows={partition_rows}; raise partition_rows",
+            params=("partition_rows",))
     alignment = generate_alignment(histogram, highest_order=HISTOGRAM_ORDER,
                                    threshold=partition_rows, drop_empty_siblings=True)
     dest = {tuple(a[:2]) for a in alignment[histogram > 0]}
@@ -204,76 +266,61 @@ def _partitions(histogram: np.ndarray, partition_rows: int) -> list[tuple[int, i
                   key=lambda kp: kp[1] << (2 * (29 - kp[0])))
 
 
-def _properties(vdir: str, n_rows: int, pixels: list[tuple[int, int, int]],
-                partition_rows: int, version: int, build_ids: list[str]) -> Any:
-    from hats.catalog import PartitionInfo, TableProperties
-    from hats.pixel_math import HealpixPixel
-
-    info = PartitionInfo.from_healpix([HealpixPixel(k, p) for k, p, _ in pixels])
-    provenance = TableProperties.new_provenance_dict(vdir, builder=f"hicatalog v{__version__}")
-    return info, TableProperties(
-        catalog_name="hi_catalog",
-        catalog_type="object",
-        total_rows=n_rows,
-        ra_column="ra",
-        dec_column="dec",
-        healpix_column=HEALPIX_COLUMN,
-        healpix_order=29,
-        hats_max_rows=partition_rows,
-        moc_sky_fraction=round(info.calculate_fractional_coverage(), 6) if pixels else 0.0,
-        **provenance,
-        obs_title="H I mass fractions predicted from optical cutouts (hicatalog)",
-        hicatalog_version=str(version),
-        hicatalog_build_ids=" ".join(build_ids),
-        hicatalog_invalid_coordinates_file=INVALID_COORDINATES_FILE,
-    )
-
-
-def _write_version(vdir: str, scratch_dir: str, parts: list[tuple[str, int]],
-                   partition_rows: int, row_group_rows: int) -> dict[str, Any]:
-    """Write the complete HATS catalog of the staged ``parts`` into ``vdir`` (Ray tasks);
-    returns what the manifest records about it."""
+def _histogram(groups: list[list[str]]) -> tuple[np.ndarray, int]:
+    """``(rows per order-HISTOGRAM_ORDER pixel, rows without a position)`` of the staged
+    files, one Ray task per group; summed as the tasks finish, so the driver holds one
+    task's result and one fixed-size array (12 * 4**8 int64, 6 MiB) whatever the rows."""
     import ray
 
-    from hicatalog.runtime import init_ray
-
-    init_ray()
-    groups = _groups(parts, MAP_ROWS)
     hist_task = ray.remote(num_cpus=1)(_histogram_task)
     histogram = np.zeros(12 * 4**HISTOGRAM_ORDER, dtype=np.int64)
     n_null = 0
     pending = [hist_task.remote(g, HISTOGRAM_ORDER) for g in groups]
-    while pending:  # summed as they come: one task's result in the driver at a time
+    while pending:
         done, pending = ray.wait(pending, num_returns=1)
         pixels, counts, nulls = ray.get(done[0])
         histogram[pixels] += counts
         n_null += nulls
-    pixels = _partitions(histogram, partition_rows)
-    del histogram
-    starts = np.array([p << (2 * (29 - k)) for k, p, _ in pixels], dtype=np.int64)
+    return histogram, n_null
 
-    # map: scratch files whose row groups are the partitions; the last index: no position
+
+def _shuffle(target: PublishTarget, groups: list[list[str]],
+             pixels: list[tuple[int, int, int]], row_group_rows: int) -> list[dict]:
+    """Write the partitions of ``pixels`` and ``invalid_coordinates.parquet`` into
+    ``target.vdir`` (Ray: one map task per group writes a scratch file whose row groups are
+    the partitions, one reduce task per partition reads its row group of each); returns
+    ``{"rows", "bytes"}`` per partition, then of the rows without a position."""
+    import ray
+
+    starts = np.array([p << (2 * (29 - k)) for k, p, _ in pixels], dtype=np.int64)
     map_task = ray.remote(num_cpus=1)(_map_task)
-    scratch = [storage.join(scratch_dir, f"map-{i:05d}.parquet") for i in range(len(groups))]
+    scratch = [storage.join(target.scratch, f"map-{i:05d}.parquet") for i in range(len(groups))]
     starts_ref = ray.put(starts)
-    layouts = ray.get([map_task.remote(g, s, starts_ref) for g, s in zip(groups, scratch,
-                                                                          strict=True)])
-    # reduce: one task per output partition
+    layouts = ray.get([map_task.remote(g, s, starts_ref)
+                       for g, s in zip(groups, scratch, strict=True)])
     reduce_task = ray.remote(num_cpus=1)(_reduce_task)
-    targets = [(k, p, partition_file(vdir, k, p)) for k, p, _ in pixels]
-    targets.append((None, None, storage.join(vdir, INVALID_COORDINATES_FILE)))
+    paths = [partition_file(target.vdir, k, p) for k, p, _ in pixels]
+    paths.append(storage.join(target.vdir, INVALID_COORDINATES_FILE))
     refs = []
-    for i, (_, _, path) in enumerate(targets):
+    for i, path in enumerate(paths):
         pieces = [(s, lay[i]) for s, lay in zip(scratch, layouts, strict=True) if i in lay]
-        if pieces:
-            refs.append(reduce_task.remote(pieces, path, row_group_rows))
-        else:  # no row without a position: the file exists anyway, empty, with the schema
-            refs.append(None)
+        # no row without a position: that file is written below, empty, with the schema
+        refs.append(reduce_task.remote(pieces, path, row_group_rows) if pieces else None)
     results = [ray.get(r) if r is not None else None for r in refs]
     if results[-1] is None:
-        storage.write_parquet_atomic(load_schema("hi_catalog").empty_table(), targets[-1][2])
+        storage.write_parquet_atomic(load_schema("hi_catalog").empty_table(), paths[-1])
         results[-1] = {"rows": 0, "bytes": 0}
-    n_pixel_rows = sum(r["rows"] for r in results[:-1])
+    return results
+
+
+def _checked(pixels: list[tuple[int, int, int]], results: list[dict],
+             n_null: int) -> WrittenVersion:
+    """The version the shuffle wrote, once every file holds the rows the histogram counted.
+
+    Raises
+    ------
+    RuntimeError: a file holds other rows than counted (nothing is published).
+    """
     for (k, p, n), r in zip(pixels, results[:-1], strict=True):
         if r["rows"] != n:
             raise RuntimeError(f"partition Norder={k} Npix={p}: wrote {r['rows']} rows, the "
@@ -281,49 +328,132 @@ def _write_version(vdir: str, scratch_dir: str, parts: list[tuple[str, int]],
     if results[-1]["rows"] != n_null:
         raise RuntimeError(f"{INVALID_COORDINATES_FILE}: wrote {results[-1]['rows']} rows, "
                            f"expected {n_null}; nothing was published")
-    return {"pixels": pixels, "rows": n_pixel_rows + n_null, "pixel_rows": n_pixel_rows,
-            "invalid_coordinate_rows": n_null,
-            "files": len(pixels) + 1, "bytes": sum(r["bytes"] for r in results)}
+    return WrittenVersion(pixels=pixels, pixel_rows=sum(r["rows"] for r in results[:-1]),
+                          invalid_coordinate_rows=n_null, files=len(pixels) + 1,
+                          bytes=sum(r["bytes"] for r in results))
 
 
-def hats_path(path: str) -> Any:
-    """``path`` as the ``hats`` functions should get it: an S3 URL as a ``UPath`` with
-    ``anon=False`` (hats turns a plain ``s3://`` string into an anonymous client, which a
-    private bucket refuses), anything else unchanged."""
-    if not str(path).startswith("s3://"):
-        return path
-    from upath import UPath
+def _write_version(target: PublishTarget, staged: StagedRows,
+                   options: PublishOptions) -> WrittenVersion:
+    """Write the complete HATS data of the ``staged`` rows into ``target.vdir`` (Ray tasks):
+    histogram, partitions, shuffle, checks."""
+    from hicatalog.runtime import init_ray
 
-    return UPath(path, anon=False)
+    init_ray()
+    groups = _groups(staged.parts, MAP_ROWS)
+    histogram, n_null = _histogram(groups)
+    pixels = _partitions(histogram, options.partition_rows)
+    del histogram
+    results = _shuffle(target, groups, pixels, options.row_group_rows)
+    return _checked(pixels, results, n_null)
 
 
-def _write_hats_metadata(vdir: str, written: dict[str, Any], partition_rows: int,
-                         version: int, build_ids: list[str]) -> None:
+def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
+                         options: PublishOptions, build_ids: list[str]) -> None:
+    """``dataset/_metadata``, ``_common_metadata``, ``partition_info.csv``, ``properties``
+    and ``hats.properties`` of the version (written by hats)."""
+    from hats.catalog import PartitionInfo, TableProperties
     from hats.io.parquet_metadata import write_parquet_metadata
+    from hats.pixel_math import HealpixPixel
 
-    vdir = hats_path(vdir)
-    info, props = _properties(vdir, written["pixel_rows"], written["pixels"], partition_rows,
-                              version, build_ids)
-    if written["pixels"]:
+    vdir = hats_path(target.vdir)
+    info = PartitionInfo.from_healpix([HealpixPixel(k, p) for k, p, _ in written.pixels])
+    provenance = TableProperties.new_provenance_dict(vdir, builder=f"hicatalog v{__version__}")
+    props = TableProperties(
+        catalog_name="hi_catalog",
+        catalog_type="object",
+        total_rows=written.pixel_rows,
+        ra_column="ra",
+        dec_column="dec",
+        healpix_column=HEALPIX_COLUMN,
+        healpix_order=29,
+        hats_max_rows=options.partition_rows,
+        moc_sky_fraction=(round(info.calculate_fractional_coverage(), 6) if written.pixels
+                          else 0.0),
+        **provenance,
+        obs_title="H I mass fractions predicted from optical cutouts (hicatalog)",
+        hicatalog_version=str(target.version),
+        hicatalog_build_ids=" ".join(build_ids),
+        hicatalog_invalid_coordinates_file=INVALID_COORDINATES_FILE,
+    )
+    if written.pixels:
         write_parquet_metadata(vdir)
     info.write_to_file(catalog_path=vdir)
     props.to_properties_file(vdir)
 
 
-def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | None,
-                    build_info: dict[str, Any], partition_rows: int = PARTITION_ROWS,
+def _already_published(base: Manifest | None, out: str, builds: list[str],
+                       options: PublishOptions, build: BuildRecord) -> bool:
+    """Whether ``base`` is ``out``'s manifest and its current version publishes exactly
+    ``builds`` with these ``options`` for this build (a rerun: nothing to write)."""
+    if base is None or base.catalog_dir.rstrip("/") != out:
+        return False
+    current = base.current()
+    return (list(current.builds) == [recorded_path(b, out) for b in builds]
+            and current.options == options.record() and base.fingerprint == build.fingerprint)
+
+
+def _target(out: str, base: Manifest | None, own: Manifest | None) -> PublishTarget:
+    """The new version's number and directories: one above every version ``base`` (the
+    manifest continued) or ``out``'s own manifest lists. A version directory neither lists
+    is a publish that died before its switch (no reader can see it): it is removed here."""
+    versions = base.versions_recorded_in(out) if base is not None else []
+    listed = {v.version for v in versions} | {v.version for v in (own.versions if own else ())}
+    for v, d in version_dirs(out).items():
+        if v not in listed:
+            log.info("removing %s, an unfinished publish", d)
+            storage.delete_dir(d)
+    version = max([0, *listed]) + 1
+    scratch = storage.join(out, STAGING_DIR, f"publish={version}")
+    storage.delete_dir(scratch)
+    return PublishTarget(out=out, versions=versions, version=version,
+                         vdir=storage.join(out, f"version={version}"), scratch=scratch)
+
+
+def _staged(builds: list[str]) -> StagedRows:
+    """The rows the ``builds`` staged (their ``_done`` markers)."""
+    parts = [p for b in builds for p in staged_parts(b)]
+    return StagedRows(parts=[(f, n) for f, n in parts if n], rows=sum(n for _, n in parts))
+
+
+def _entry(target: PublishTarget, builds: list[str], build_ids: list[str], staged: StagedRows,
+           written: WrittenVersion, options: PublishOptions, t0: float) -> VersionEntry:
+    """The manifest's entry of the new version."""
+    return VersionEntry(
+        version=target.version, path=recorded_path(target.vdir, target.out),
+        builds=tuple(recorded_path(b, target.out) for b in builds), build_ids=tuple(build_ids),
+        rows=staged.rows, invalid_coordinate_rows=written.invalid_coordinate_rows,
+        partitions=len(written.pixels), files=written.files, bytes=written.bytes,
+        options=options.record(), created=storage.utc_timestamp(),
+        publish_s=round(time.perf_counter() - t0, 3))
+
+
+def _remove_versions(manifest: Manifest, dropped: list[VersionEntry],
+                     keep_versions: int | None) -> None:
+    """Delete the files of the versions the new manifest no longer lists (after the switch:
+    no new reader resolves them any more); versions outside the catalog directory (listed
+    by the catalog an incremental build continued) are left alone."""
+    here = manifest.catalog_dir.rstrip("/") + "/"
+    for v in dropped:
+        p = manifest.resolve(v.path)
+        if p.startswith(here):
+            storage.delete_dir(p)
+            log.info("keep_versions=%s: removed version %d (%s)", keep_versions, v.version, p)
+
+
+def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
+                    build: BuildRecord, partition_rows: int = PARTITION_ROWS,
                     row_group_rows: int = ROW_GROUP_ROWS,
-                    keep_versions: int | None = None) -> dict[str, Any]:
+                    keep_versions: int | None = None) -> Manifest:
     """Publish the staged rows of ``builds`` as a new version of the catalog in ``out`` and
     switch ``out/_manifest.json`` to it; returns the new manifest.
 
     ``builds``: staging directories (``DIR/_staging/build=B``, absolute or URLs), oldest first;
     the version holds every row they staged. ``previous``: the manifest whose versions the new
-    one continues (read with :func:`hicatalog.catalog.manifest.read_manifest`; ``None``: the
-    one in ``out``, if any). ``build_info``: the build's fields of the manifest (``build_id``,
-    ``fingerprint``, models, config, input, row counts, ...). ``partition_rows``: most rows per
-    HEALPix partition file; ``row_group_rows``: rows per Parquet row group;
-    ``keep_versions``: keep only this many newest versions (``None``: keep all).
+    one continues (``None``: the one in ``out``, if any). ``build``: the build that publishes
+    (recorded at the manifest's top level). ``partition_rows``: most rows per HEALPix
+    partition file; ``row_group_rows``: rows per Parquet row group; ``keep_versions``: keep
+    only this many newest versions (``None``: keep all).
 
     Publishing the same builds with the same options as the current version again writes
     nothing and returns the current manifest.
@@ -331,115 +461,54 @@ def publish_version(out: str, builds: list[str], *, previous: dict[str, Any] | N
     Raises
     ------
     RuntimeError: the rows written differ from the rows staged (the manifest is unchanged).
-    ValueError: a staging directory is not a staged build; a pixel too dense for
-        ``partition_rows``.
+    InputError: a staging directory is not a staged build. ConfigError: a pixel too dense
+        for ``partition_rows``.
     """
     t0 = time.perf_counter()
     out = storage.absolute(out).rstrip("/")
-    options = {"partition_rows": partition_rows, "row_group_rows": row_group_rows,
-               "histogram_order": HISTOGRAM_ORDER}
-    here = out + "/"
-
-    def recorded(path: str) -> str:
-        """Paths inside ``out`` are recorded relative to it (the catalog can be moved)."""
-        return path[len(here):] if path.startswith(here) else path
-
-    own = storage.join(out, MANIFEST_FILE)
-    if previous is None and storage.is_file(own):
-        previous = read_manifest(own)  # the new version continues this directory's list
-    old_versions = []
-    if previous is not None:
-        for v in previous["versions"]:
-            v = dict(v)
-            v["path"] = recorded(version_path(previous, v["path"]))
-            v["builds"] = [recorded(version_path(previous, b)) for b in v.get("builds", [])]
-            old_versions.append(v)
-        same_dir = storage.parent(previous["_path"]).rstrip("/") == out
-        current = next((v for v in old_versions if v["version"] == previous["version"]), None)
-        if (same_dir and current is not None and current["builds"] == [recorded(b) for b in builds]
-                and current.get("options") == options
-                and previous.get("fingerprint") == build_info.get("fingerprint")):
-            log.info("%s: version %d already publishes these builds", out, current["version"])
-            prev = dict(previous)
-            prev.pop("_path", None)
-            return prev
-    listed = {v["version"] for v in old_versions}
-    if storage.is_file(own):  # versions of this directory that `previous` may not list
-        listed |= {v["version"] for v in read_manifest(own)["versions"]}
-    existing = version_dirs(out)
-    for v, d in existing.items():
-        if v not in listed:  # a publish that died before its switch: no reader can see it
-            log.info("removing %s, an unfinished publish", d)
-            storage.delete_dir(d)
-    version = max([0, *listed]) + 1
-    vdir = storage.join(out, f"version={version}")
-    scratch_dir = storage.join(out, STAGING_DIR, f"publish={version}")
-    storage.delete_dir(scratch_dir)
-
-    parts = [p for b in builds for p in staged_parts(b)]
-    staged_rows = sum(n for _, n in parts)
-    parts = [(f, n) for f, n in parts if n]
-    log.info("publishing %d staged rows (%d files, %d builds) as %s", staged_rows, len(parts),
-             len(builds), vdir)
-    written = _write_version(vdir, scratch_dir, parts, partition_rows, row_group_rows)
-    if written["rows"] != staged_rows:
-        raise RuntimeError(f"{vdir}: wrote {written['rows']} rows, {staged_rows} were staged; "
-                           "nothing was published")
-    build_ids = sorted({build_info.get("build_id", "")} | {
-        bid for v in old_versions for bid in v.get("build_ids", [])} - {""})
-    _write_hats_metadata(vdir, written, partition_rows, version, build_ids)
-    storage.delete_dir(scratch_dir)
-
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    this = {
-        "version": version, "path": recorded(vdir), "builds": [recorded(b) for b in builds],
-        "build_ids": build_ids, "rows": staged_rows,
-        "invalid_coordinate_rows": written["invalid_coordinate_rows"],
-        "partitions": len(written["pixels"]), "files": written["files"],
-        "bytes": written["bytes"], "options": options, "created": created,
-        "publish_s": round(time.perf_counter() - t0, 3),
-    }
-    versions = sorted([*old_versions, this], key=lambda v: v["version"])
-    dropped = []
-    if keep_versions is not None and len(versions) > keep_versions:
-        dropped, versions = versions[:-keep_versions], versions[-keep_versions:]
-    manifest = {
-        **build_info,
-        "catalog": "hi_catalog",
-        "version": version,
-        "versions": versions,
-        "layout": "version=V/ is a HATS catalog: dataset/Norder=k/Dir=d/Npix=p.parquet, "
-                  f"_metadata, partition_info.csv, properties; {INVALID_COORDINATES_FILE}: "
-                  "rows without a valid position",
-    }
-    write_json_atomic(storage.join(vdir, "_version.json"), this)
-    write_json_atomic(storage.join(out, MANIFEST_FILE), manifest)  # the switch
-    for v in dropped:  # after the switch: no new reader resolves them any more
-        p = version_path({"_path": storage.join(out, MANIFEST_FILE)}, v["path"])
-        if p.startswith(here):
-            storage.delete_dir(p)
-            log.info("--keep-versions %d: removed version %d (%s)", keep_versions,
-                     v["version"], p)
+    options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows)
+    own = Manifest.find(out)
+    base = previous if previous is not None else own
+    if _already_published(base, out, builds, options, build):
+        log.info("%s: version %d already publishes these builds", out, base.version)
+        return base
+    target = _target(out, base, own)
+    staged = _staged(builds)
+    log.info("publishing %d staged rows (%d files, %d builds) as %s", staged.rows,
+             len(staged.parts), len(builds), target.vdir)
+    written = _write_version(target, staged, options)
+    if written.rows != staged.rows:
+        raise RuntimeError(f"{target.vdir}: wrote {written.rows} rows, {staged.rows} were "
+                           "staged; nothing was published")
+    build_ids = sorted({build.build_id, *(b for v in target.versions for b in v.build_ids)}
+                       - {""})
+    _write_hats_metadata(target, written, options, build_ids)
+    storage.delete_dir(target.scratch)
+    entry = _entry(target, builds, build_ids, staged, written, options, t0)
+    manifest, dropped = next_manifest(target.versions, entry, build, keep_versions)
+    storage.write_json_atomic(storage.join(target.vdir, "_version.json"), entry.to_dict(),
+                              sort_keys=True)
+    manifest = manifest.write(out)  # the switch
+    _remove_versions(manifest, dropped, keep_versions)
     return manifest
 
 
-def publish_tables(out: str, tables: Any, *, build_id: str,
-                   previous: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+def publish_tables(out: str, tables: Iterable[pa.Table], *, build_id: str,
+                   previous: Manifest | None = None, **options: Any) -> Manifest:
     """Stage ``hi_catalog`` tables that were predicted elsewhere as a new build of the catalog
     in ``out`` (one staged part per table of the iterable ``tables``; each must carry the
     contract's columns; ``_healpix_29`` is computed from ra/dec where absent) and publish a
-    version of them, plus, with ``previous`` (a manifest), the builds of its current version. ``options``
-    go to :func:`publish_version`. Used by the tests and the benchmark; returns the manifest.
+    version of them, plus, with ``previous`` (a manifest), the builds of its current
+    version. ``options`` go to :func:`publish_version`. Used by the tests and the benchmark;
+    returns the manifest.
     """
-    from hicatalog.catalog.manifest import BUILD_FILE, build_dirs, fingerprint, write_staged_part
-    from hicatalog.schemas import conform_table
-
     out = storage.absolute(out)
     b = max([0, *build_dirs(out)]) + 1
     bdir = storage.join(out, STAGING_DIR, f"build={b}")
     fp = fingerprint({"build_id": build_id, "build": b})
-    write_json_atomic(storage.join(bdir, BUILD_FILE), {"fingerprint": fp, "build_id": build_id,
-                                                       "build": b})
+    storage.write_json_atomic(storage.join(bdir, BUILD_FILE),
+                              {"fingerprint": fp, "build_id": build_id, "build": b},
+                              sort_keys=True)
     rows = 0
     for s, t in enumerate(tables):
         if HEALPIX_COLUMN not in t.column_names:
@@ -449,6 +518,6 @@ def publish_tables(out: str, tables: Any, *, build_id: str,
         t = conform_table(t, "hi_catalog", f"table {s}")
         write_staged_part(bdir, s, t, build_fingerprint=fp, shard=f"table {s}", counts={})
         rows += t.num_rows
-    builds = current_builds(previous) + [bdir]
-    return publish_version(out, builds, previous=previous, build_info={
-        "build_id": build_id, "fingerprint": fp, "rows": {"total": rows}}, **options)
+    builds = (previous.builds() if previous is not None else []) + [bdir]
+    return publish_version(out, builds, previous=previous, build=BuildRecord(
+        build_id=build_id, fingerprint=fp, rows=RowCounts(total=rows)), **options)

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hicatalog import storage
 from hicatalog.catalog.manifest import (
     INVALID_COORDINATES_FILE,
+    Manifest,
+    hats_path,
     partition_file,
-    read_manifest,
-    version_path,
 )
 
 __all__ = ["CatalogVersion", "open_catalog", "read_catalog"]
@@ -53,7 +51,7 @@ class CatalogVersion:
     path: str
     rows: int
     files: list[str]
-    manifest: dict[str, Any] = field(repr=False)
+    manifest: Manifest = field(repr=False)
 
     @property
     def glob(self) -> str:
@@ -71,34 +69,26 @@ def open_catalog(catalog_dir: str | os.PathLike, version: int | None = None) -> 
 
     Raises
     ------
-    ValueError: no catalog manifest there, or ``version`` is not listed (removed by
-        ``--keep-versions``, or never published), naming the versions there are.
+    InputNotFoundError: no catalog manifest there. InputError: ``version`` is not listed
+        (removed by ``keep_versions``, or never published), naming the versions there are.
     """
-    manifest = read_manifest(catalog_dir)
-    catalog = storage.parent(manifest["_path"])
-    wanted = manifest["version"] if version is None else int(version)
-    entry = next((v for v in manifest["versions"] if v["version"] == wanted), None)
-    if entry is None:
-        listed = ", ".join(str(v["version"]) for v in manifest["versions"]) or "none"
-        raise ValueError(f"{catalog}: version {wanted} is not in {manifest['_path']} "
-                         f"(versions: {listed})")
-    path = version_path(manifest, entry["path"])
+    manifest = Manifest.read(catalog_dir)
+    entry = manifest.current() if version is None else manifest.entry(int(version))
+    path = manifest.resolve(entry.path)
     files = [*_partition_files(path), storage.join(path, INVALID_COORDINATES_FILE)]
-    return CatalogVersion(catalog=catalog, version=wanted, path=path, rows=int(entry["rows"]),
-                          files=files, manifest=manifest)
+    return CatalogVersion(catalog=manifest.catalog_dir, version=entry.version, path=path,
+                          rows=entry.rows, files=files, manifest=manifest)
 
 
 def _partition_files(version_dir: str) -> list[str]:
-    """The partition files ``partition_info.csv`` lists, in HEALPix (breadth-first) order."""
+    """The partition files the version's ``partition_info.csv`` lists (read by hats), in
+    HEALPix order."""
+    from hats.catalog import PartitionInfo
     from hats.io import paths
 
-    text = storage.read_bytes(storage.join(version_dir, paths.PARTITION_INFO_FILENAME)).decode()
-    lines = [ln.split(",") for ln in text.strip().splitlines()]
-    if not lines:
-        return []
-    header = [h.strip() for h in lines[0]]
-    k, p = header.index(paths.PARTITION_ORDER), header.index(paths.PARTITION_PIXEL)
-    return [partition_file(version_dir, int(row[k]), int(row[p])) for row in lines[1:]]
+    info = PartitionInfo.read_from_csv(
+        hats_path(storage.join(version_dir, paths.PARTITION_INFO_FILENAME)))
+    return [partition_file(version_dir, p.order, p.pixel) for p in info.get_healpix_pixels()]
 
 
 def read_catalog(catalog_dir: str | os.PathLike, columns: list[str] | None = None,
@@ -107,9 +97,5 @@ def read_catalog(catalog_dir: str | os.PathLike, columns: list[str] | None = Non
     these). For large catalogs, query ``open_catalog(...).files`` with DuckDB or polars
     instead."""
     cat = open_catalog(catalog_dir, version)
-    tables = []
-    for f in cat.files:
-        fs, p = storage.filesystem_and_path(f)
-        with fs.open_input_file(p) as fh:
-            tables.append(pq.read_table(fh, columns=columns))
+    tables = [storage.read_parquet(f, columns) for f in cat.files]
     return pa.concat_tables(tables, promote_options="permissive")
