@@ -299,6 +299,21 @@ def test_layout_manifest_and_idempotent_rerun(built):
     assert read_catalog(cfg.out).num_rows == 90
 
 
+def test_every_build_catalog_option_is_a_parameter_of_the_library_with_its_default():
+    """The command's config is passed to make_catalog as keyword arguments: the two must
+    name the same parameters with the same defaults (the library's own), or an option would
+    be dropped or change meaning on the way."""
+    import inspect
+
+    from hicatalog.catalog.build import make_catalog
+
+    params = inspect.signature(make_catalog).parameters
+    assert set(params) == set(BuildCatalogConfig.model_fields)
+    for name, field in BuildCatalogConfig.model_fields.items():
+        if not field.is_required():
+            assert params[name].default == field.default, name
+
+
 def test_healpix_29_against_the_base_pixels():
     # HEALPix base pixels (Gorski et al. 2005, nested): 0-3 north, 4-7 equator, 8-11 south;
     # pixel 4 is centred on (0, 0), pixel 0 on (45, +41.81), pixel 8 on (45, -41.81)

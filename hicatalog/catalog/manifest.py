@@ -262,7 +262,9 @@ class Manifest(BuildRecord):
         try:
             manifest = cls.model_validate(doc)
         except ValidationError as exc:
-            raise InputError(f"{where}: not a valid catalog manifest: {exc}") from None
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in exc.errors())
+            raise InputError(f"{where}: not a valid catalog manifest: {problems}") from None
         manifest._path = path
         return manifest
 
