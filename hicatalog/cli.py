@@ -3,6 +3,11 @@
 Flags are generated from the job's config model (:mod:`hicatalog.config`), so a flag, a key in
 ``--config FILE`` and a field of the model are the same thing: ``--image-size 64`` on the
 command line is ``image_size = 64`` in the TOML file.
+
+Errors: a :class:`~hicatalog.errors.HicatalogError` (a problem the user can fix) is printed as
+one line, its parameters written as this command's flags (:func:`user_message`), and the
+command exits 2 for a :class:`~hicatalog.errors.ConfigError`, 1 for any other kind. Every other
+exception is a bug: it is not caught, so Python prints its traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import types
 import typing
@@ -20,7 +26,6 @@ from typing import Any
 from hicatalog import __version__
 from hicatalog.config import (
     BuildCatalogConfig,
-    ConfigError,
     DemoConfig,
     EnvironmentConfig,
     EvaluateConfig,
@@ -32,8 +37,7 @@ from hicatalog.config import (
     WorkflowConfig,
     load_config,
 )
-from hicatalog.runtime import RayClusterUnreachable
-from hicatalog.schemas import SchemaError
+from hicatalog.errors import ConfigError, HicatalogError
 
 log = logging.getLogger("hicatalog")
 
@@ -131,6 +135,29 @@ def _resolve(target: str) -> Callable[[JobConfig], int | None]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def flag(name: str) -> str:
+    """The command-line flag of config field ``name``: ``partition_rows`` -> ``--partition-rows``."""
+    return "--" + name.replace("_", "-")
+
+
+def user_message(exc: HicatalogError, cmd: Command) -> str:
+    """The message of ``exc`` with each parameter it names (``exc.params``) written as
+    ``cmd``'s flag: ``partition_rows=150`` -> ``--partition-rows 150``, ``gpu=True`` ->
+    ``--gpu``, ``gpu=False`` -> ``--no-gpu``, a bare ``partition_rows`` -> ``--partition-rows``
+    (whole words only, never inside a path or quotes). Parameters the command has no flag for are left
+    as they are."""
+    text = str(exc)
+    for name in exc.params:
+        if name not in cmd.config.model_fields or name in cmd.positional:
+            continue
+        word = rf"(?<![\w./'\"-]){re.escape(name)}"
+        text = re.sub(word + r"=True\b", flag(name), text)
+        text = re.sub(word + r"=False\b", "--no-" + flag(name)[2:], text)
+        text = re.sub(word + "=", flag(name) + " ", text)
+        text = re.sub(word + r"(?![\w/'\"-]|\.\w)", flag(name), text)
+    return text
+
+
 def setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity < 2 else logging.DEBUG)
     logging.basicConfig(
@@ -157,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = _resolve(cmd.target)
     try:
         rc = func(config)
-    except (ConfigError, SchemaError, FileNotFoundError, ValueError, RayClusterUnreachable) as exc:
-        # Input problems get one clear line, not a traceback; -vv shows the traceback.
+    except HicatalogError as exc:
+        # What the user can fix gets one clear line, not a traceback (-vv shows it); any other
+        # exception is a bug and keeps its traceback.
         log.debug("error detail", exc_info=True)
-        print(f"hicatalog {cmd.name}: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"hicatalog {cmd.name}: error: {user_message(exc, cmd)}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     return int(rc or 0)
 
 

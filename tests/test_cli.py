@@ -1,11 +1,17 @@
-"""The `hicatalog` command: help, config errors, exit codes."""
+"""The `hicatalog` command: help, config errors, exit codes, user errors against bugs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from hicatalog.cli import COMMANDS, main
+import pytest
+
+from hicatalog.cli import COMMANDS, Command, main, user_message
+from hicatalog.config import MockConfig
+from hicatalog.errors import ConfigError, InputError
 
 SUBCOMMANDS = [
     "mock", "train", "build-catalog", "environment", "evaluate", "labels", "fetch", "demo",
@@ -34,6 +40,75 @@ def test_config_file_unknown_key(tmp_path, capsys):
     cfg.write_text('out = "x"\nbogus = 1\n')
     assert main(["mock", "--config", str(cfg)]) == 2
     assert "key 'bogus'" in capsys.readouterr().err
+
+
+def test_a_user_error_is_one_line_naming_what_to_fix(tmp_path, capsys):
+    """An input the user gave that is not there: exit 1 and one line, no traceback."""
+    missing = str(tmp_path / "no-cutouts")
+    rc = main(["build-catalog", "--cutouts", missing, "--regression", str(tmp_path / "r"),
+               "--pr", str(tmp_path / "p"), "--out", str(tmp_path / "cat")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"hicatalog build-catalog: error: {missing}: no such file or directory "
+        "(expected cutouts shards)"]
+
+
+def test_a_parameter_error_of_the_library_exits_2_naming_flags(tmp_path, capsys):
+    rc = main(["evaluate", "robustness", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip() == ("hicatalog evaluate: error: the 'robustness' analysis needs "
+                           "--data, --model")
+
+
+def test_parameters_are_written_as_the_commands_flags():
+    cmd = next(c for c in COMMANDS if c.name == "build-catalog")
+    exc = ConfigError("decode='gpu' needs gpu=True; got gpu=False for /runs/gpu/out; "
+                      "partition_rows=150 is too small: raise partition_rows.",
+                      params=("decode", "gpu", "partition_rows", "batch"))
+    assert user_message(exc, cmd) == (
+        "--decode 'gpu' needs --gpu; got --no-gpu for /runs/gpu/out; "
+        "--partition-rows 150 is too small: raise --partition-rows.")
+    # a name the error does not list as a parameter stays as it is
+    assert user_message(InputError("out of range: out"), cmd) == "out of range: out"
+
+
+def _stage_with_a_bug(cfg):
+    """A stage whose code is wrong: a bare ValueError, as a bug in our code would raise."""
+    raise ValueError("a bug, not the user's input")
+
+
+def _stage_with_a_user_error(cfg):
+    raise InputError(f"{cfg.out}: holds no galaxies")
+
+
+def _with_stage(monkeypatch, target):
+    cmd = Command("mock", MockConfig, target, "a stand-in stage")
+    monkeypatch.setattr("hicatalog.cli.COMMANDS", (cmd,))
+
+
+def test_a_bug_keeps_its_traceback_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    """Only HicatalogError is the user's to fix: a bare ValueError from our code reaches
+    Python, which prints its traceback and exits 1 (here: the real interpreter, running the
+    command with a stand-in stage)."""
+    code = ("import sys, test_cli; from _pytest.monkeypatch import MonkeyPatch; "
+            "test_cli._with_stage(MonkeyPatch(), 'test_cli:_stage_with_a_bug'); "
+            "from hicatalog.cli import main; sys.exit(main(['mock', '--out', 'x']))")
+    tests = str(Path(__file__).parent)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": tests})
+    assert res.returncode == 1
+    assert "Traceback (most recent call last)" in res.stderr
+    assert res.stderr.strip().endswith("ValueError: a bug, not the user's input")
+    # in process: the bug propagates out of main; a user error in its place is one line
+    _with_stage(monkeypatch, "test_cli:_stage_with_a_bug")
+    with pytest.raises(ValueError, match="a bug"):
+        main(["mock", "--out", str(tmp_path / "m")])
+    _with_stage(monkeypatch, "test_cli:_stage_with_a_user_error")
+    assert main(["mock", "--out", str(tmp_path / "m")]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hicatalog mock: error: {tmp_path / 'm'}: holds no galaxies"]
 
 
 def test_printed_query_hints_run_as_printed_after_make_setup(tmp_path, ray_local):
