@@ -19,7 +19,7 @@ import math
 import os
 import sys
 
-from hicatalog.errors import RayClusterUnreachable
+from hicatalog.errors import ConfigError, RayClusterUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def use_bf16(precision: str, device: object) -> bool:
     ``torch.device`` or a string such as ``"cuda"``, ``"cuda:0"``, ``"cpu"``.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
+                          params=("precision",))
     if precision == "auto":
         return str(device).split(":")[0] == "cuda"
     return precision == "bf16"

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from hicatalog.errors import ConfigError
+
 __all__ = [
     "SAMPLE_COLUMN",
     "UPPER_LIMIT_COLUMN",
@@ -61,25 +63,24 @@ def default_train_samples(present: Collection[str]) -> tuple[str, ...]:
     """The paper's training samples for shards holding the samples ``present``: ``alfalfa``
     on the mock, ``a40A`` + ``a40B`` on real labels.
 
-    Raises ValueError when the names are of both vocabularies (e.g. ``alfalfa`` and ``a100``)
+    Raises ConfigError (a ValueError) when the names are of both vocabularies (e.g. ``alfalfa`` and ``a100``)
     or of neither (say which were found; pass the samples explicitly then).
     """
     mock = "alfalfa" in present
     real = any(s in present for s in _REAL_ONLY)
     if mock and real:
-        raise ValueError(
+        raise ConfigError(
             f"the shards mix mock ('alfalfa') and real ({sorted(s for s in present if s in _REAL_ONLY)}) "
-            "sample names; say which samples to train on (--train-samples)"
-        )
+            "sample names; say which samples to train on (train_samples)",
+            params=("train_samples",))
     if mock:
         return MOCK_TRAIN_SAMPLES
     if real:
         return REAL_TRAIN_SAMPLES
-    raise ValueError(
+    raise ConfigError(
         f"cannot tell the training samples from the samples present ({sorted(present)}): neither "
         f"the mock's {list(MOCK_TRAIN_SAMPLES)} nor the paper's {list(REAL_TRAIN_SAMPLES)}; "
-        "say which samples to train on (--train-samples)"
-    )
+        "say which samples to train on (train_samples)", params=("train_samples",))
 
 
 def report_group(sample: str) -> str:

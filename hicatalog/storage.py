@@ -142,9 +142,10 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
 
 
 def read_parquet_schema(path: str | os.PathLike) -> pa.Schema:
-    """The schema of the Parquet file at ``path`` (its footer only is read)."""
+    """The schema of the Parquet file (or directory of files) at ``path``, as
+    :func:`read_parquet` would read it (footers only are read)."""
     fs, p = filesystem_and_path(path)
-    return pq.read_schema(p, filesystem=fs)
+    return pq.ParquetDataset(p, filesystem=fs).schema
 
 
 @contextlib.contextmanager

@@ -156,9 +156,10 @@ def test_evaluate_cli_catalog_and_errors(tmp_path, capsys, ray_local):
     rc = cli_main(["evaluate", "catalog", "--catalog", str(cat_dir), "--truth", str(truth_path),
                    "--out", str(out)])
     assert rc == 0 and os.path.exists(out / "metrics.json")
-    # missing --catalog: a clear one-line error naming the flag
-    assert cli_main(["evaluate", "--truth", str(truth_path), "--out", str(out)]) == 1
-    assert "--catalog" in capsys.readouterr().err
+    # missing --catalog: a parameter error (exit 2) in one line naming the flag
+    assert cli_main(["evaluate", "--truth", str(truth_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hicatalog evaluate: error: the 'catalog' analysis needs --catalog")
     # a truth table without m_true names the missing column
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"object_id": ["a"]}), bad)

@@ -58,7 +58,7 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     truth = pa.table({"object_id": table_b.column("object_id"), "m_true": table_b.column("m_true"),
                       "population": ["alfalfa"] * 40, "one_plus_delta5_true": pa.array(one_plus_delta5, pa.float32())})
     pq.write_table(truth, tmp_path / "truth.parquet")
-    with pytest.raises(ValueError, match="--tracers"):
+    with pytest.raises(ValueError, match="give tracers"):
         prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"))
     info = prepare_environment_shards(str(tmp_path / "b"), str(tmp_path / "out_b"),
                                       truth=str(tmp_path / "truth.parquet"))

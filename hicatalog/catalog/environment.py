@@ -61,13 +61,14 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from astropy import units as u
 from astropy.coordinates import offset_by
 from astropy.cosmology import FLRW
 
+from hicatalog import storage
 from hicatalog.config import EnvironmentConfig
 from hicatalog.cosmology import PAPER_COSMOLOGY, paper_cosmology
+from hicatalog.errors import ConfigError
 from hicatalog.neighbours import (
     N_NEIGHBOUR,
     VELOCITY_WINDOW_KMS,
@@ -211,7 +212,8 @@ def compute_environment(
     ``env_status`` string (null values where the status says why).
     """
     if n_neighbor < 2:
-        raise ValueError(f"n_neighbor must be >= 2 (the target itself is the first), got {n_neighbor}")
+        raise ConfigError(f"n_neighbor must be >= 2 (the target itself is the first), got "
+                          f"{n_neighbor}", params=("n_neighbor",))
     cosmo = cosmology if cosmology is not None else PAPER_COSMOLOGY
     t_ids, t_ra, t_dec, t_z = _positions(targets, "targets")
     r_ids, r_ra, r_dec, r_z = _positions(tracers, "tracers")
@@ -288,14 +290,14 @@ def read_positions(path: str, what: str) -> pa.Table:
     """
     cols = ["object_id", "ra", "dec", "z"]
     try:
-        schema = pq.ParquetDataset(path).schema
+        schema = storage.read_parquet_schema(path)
     except FileNotFoundError:
         raise SchemaError(f"{path}: no such file or directory (expected {what} Parquet)") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path}: cannot be read as Parquet ({what}): {exc}") from None
     validate_schema(pa.schema([schema.field(c) for c in cols if c in schema.names]), "tracers",
                     f"{what} {path}")
-    table = pq.read_table(path, columns=cols)
+    table = storage.read_parquet(path, cols)
     if table.num_rows == 0:
         raise SchemaError(f"{path}: {what} table is empty (0 rows)")
     return table

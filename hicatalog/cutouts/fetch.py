@@ -54,7 +54,6 @@ import asyncio
 import logging
 import math
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -63,9 +62,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from hicatalog import __version__
+from hicatalog import __version__, storage
 from hicatalog.config import FetchConfig
 from hicatalog.cutouts.http_client import ClientSettings, FetchResult, RetryPolicy, fetch_images
 from hicatalog.cutouts.ownership import claim_output, new_run_id, owning_run
@@ -73,6 +71,7 @@ from hicatalog.cutouts.ratelimit import start_rate_limiter
 from hicatalog.cutouts.services import CutoutService, make_service
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subset, read_targets
+from hicatalog.errors import InputError
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import SchemaError
 from hicatalog.sky import valid_coordinates, wrap_ra
@@ -158,8 +157,7 @@ def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
     ids: set[str] = set()
     n_rows = 0
     for f in files:
-        ffs, fp = filesystem_and_path(f)
-        col = pq.read_table(fp, columns=["object_id"], filesystem=ffs).column("object_id")
+        col = storage.read_parquet(f, ["object_id"]).column("object_id")
         n_rows += len(col)
         ids.update(col.to_pylist())
     if check_unique and n_rows != len(ids):
@@ -417,8 +415,9 @@ def _run_ray_fetch(
 
 def main(cfg: FetchConfig) -> int:
     """CLI entry (``hicatalog fetch``): fetch, print the counts as ``status=n`` pairs on one
-    line, and return 0, or 1 (with one line on stderr) when the run tried rows and stored none
-    or more than ``cfg.max_failed_fraction`` of the rows it tried failed.
+    line, and return 0; raise InputError (the command prints one line and exits 1) when the
+    run tried rows and stored none or more than ``cfg.max_failed_fraction`` of the rows it
+    tried failed.
 
     Rows that failed are listed in ``OUT/_fetch_status.parquet``; running the same command
     again retries them and skips what is already stored.
@@ -427,8 +426,7 @@ def main(cfg: FetchConfig) -> int:
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     error = run_failure(counts, cfg)
     if error:
-        print(f"hicatalog fetch: error: {error}", file=sys.stderr)
-        return 1
+        raise InputError(error, params=("max_failed_fraction",))
     return 0
 
 
@@ -443,6 +441,6 @@ def run_failure(counts: dict[str, int], cfg: FetchConfig) -> str | None:
     where = join(cfg.out, STATUS_FILE)
     if n_failed == tried or n_failed > cfg.max_failed_fraction * tried:
         return (f"{n_failed} of the {tried} rows tried failed ({failed}), more than "
-                f"--max-failed-fraction {cfg.max_failed_fraction:g} allows; see {where}")
+                f"max_failed_fraction={cfg.max_failed_fraction:g} allows; see {where}")
     log.warning("%d of the %d rows tried failed (%s); see %s", n_failed, tried, failed, where)
     return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from hicatalog.errors import ConfigError
 from hicatalog.imaging import IMAGING
 
 __all__ = [
@@ -112,21 +113,23 @@ def make_service(
 
     Raises
     ------
-    ValueError: unknown survey, or a base URL that is not http(s), has no path (only a host)
+    ConfigError: unknown survey, or a base URL that is not http(s), has no path (only a host)
         or carries a query string or fragment.
     """
     if base_url is not None:
         parts = urlsplit(base_url)
         example = {"sdss": SDSS_DR14_URL, "legacy": LEGACY_VIEWER_URL}.get(survey, SDSS_DR14_URL)
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+            raise ConfigError(f"base_url must be an http:// or https:// URL, got {base_url!r}",
+                              params=("base_url",))
         if parts.path in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(
+            raise ConfigError(
                 f"base_url must be the service's whole endpoint, path included and without a "
                 f"query string (hicatalog adds ?ra=...), e.g. {example} for {survey}; got "
-                f"{base_url!r}")
+                f"{base_url!r}", params=("base_url",))
     if survey == "sdss":
         return sdss_service(base_url, size, pixscale)
     if survey == "legacy":
         return legacy_service(base_url, layer, size, pixscale)
-    raise ValueError(f"unknown survey {survey!r}; expected 'sdss' or 'legacy'")
+    raise ConfigError(f"unknown survey {survey!r}; expected 'sdss' or 'legacy'",
+                      params=("survey",))

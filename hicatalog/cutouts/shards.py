@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.cutouts.decode import ImageDecodeError, read_jpeg_header
 from hicatalog.imaging import SURVEYS
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
@@ -93,9 +94,7 @@ def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list
         raise SchemaError(f"{path}: contains no Parquet shards")
     if contract is not None:
         for f in found:
-            fs, fpath = filesystem_and_path(f)
-            with fs.open_input_file(fpath) as fh:
-                validate_schema(pq.read_schema(fh), contract, f)
+            validate_schema(storage.read_parquet_schema(f), contract, f)
     return found
 
 
@@ -103,6 +102,8 @@ def fingerprint_shards(files: list[str]) -> str:
     """A short, stable fingerprint of a set of shards (names, sizes, row counts).
 
     Cheap (reads footers only) and changes whenever a shard is added, removed or rewritten.
+    The file is opened by hand, not through :func:`hicatalog.storage.open_parquet`: its size
+    and its footer come through one handle (one request on an object store).
     """
     h = hashlib.sha256()
     for f in sorted(files):
@@ -140,9 +141,7 @@ def probe_cutouts(files: list[str], n_probe: int = 64) -> CutoutGeometry:
     sides: Counter[int] = Counter()
     n_read = 0
     for f in files:
-        fs, path = filesystem_and_path(f)
-        with fs.open_input_file(path) as fh:
-            pf = pq.ParquetFile(fh)
+        with storage.open_parquet(f) as pf:
             counts = pc.value_counts(pf.read(columns=["survey"]).column("survey"))
             for item in counts.to_pylist():
                 surveys[item["values"]] += item["counts"]

@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from hicatalog.ids import IdError, text_ids
+from hicatalog.errors import InputError, InputNotFoundError
+from hicatalog.ids import text_ids
 from hicatalog.schemas import table_spec
-from hicatalog.storage import filesystem_and_path
+from hicatalog.storage import filesystem_and_path, read_parquet
 
 __all__ = ["TARGET_COLUMNS", "STRATUM_COLUMN", "label_columns", "read_targets", "limit_order",
            "limit_subset"]
@@ -70,16 +70,16 @@ def read_targets(path: str) -> pa.Table:
 
     Raises
     ------
-    ValueError: the path does not exist or cannot be read, a column of
-        :data:`TARGET_COLUMNS` is missing or cannot be cast, ``object_id`` is a floating-point
-        column that cannot hold the ids exactly, ``z`` or a label column cannot be cast to its
-        contract type, an ``object_id`` is null, or object_ids repeat (the message gives up to
-        five of them).
+    InputNotFoundError: the path does not exist. IdError: ``object_id`` is a floating-point
+        column that cannot hold the ids exactly. InputError: the file cannot be read, a column
+        of :data:`TARGET_COLUMNS` is missing or cannot be cast, ``z`` or a label column cannot
+        be cast to its contract type, an ``object_id`` is null, or object_ids repeat (the
+        message gives up to five of them).
     """
     fs, p = filesystem_and_path(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
-        raise ValueError(f"target list {path!r} does not exist (expected Parquet or CSV)")
+        raise InputNotFoundError(f"target list {path!r} does not exist (expected Parquet or CSV)")
     try:
         if p.lower().endswith((".csv", ".csv.gz")):
             with fs.open_input_stream(p, compression="detect") as fh:
@@ -94,29 +94,26 @@ def read_targets(path: str) -> pa.Table:
             )
             table = table.rename_columns([c.strip() for c in table.column_names])
         else:
-            table = pq.read_table(p, filesystem=fs)
+            table = read_parquet(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(
+        raise InputError(
             f"target list {path!r} cannot be read as Parquet or CSV: {exc}"
         ) from None
     missing = [c for c in TARGET_COLUMNS if c not in table.column_names]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"target list {path!r} is missing column(s) {missing}; expected object_id, ra, dec "
             f"(found {table.column_names})"
         )
-    try:
-        ids = text_ids(table.column("object_id"), f"target list {path!r}: column 'object_id'",
-                       allow_missing=True)
-    except IdError as exc:
-        raise ValueError(str(exc)) from None
+    ids = text_ids(table.column("object_id"), f"target list {path!r}: column 'object_id'",
+                   allow_missing=True)
     table = table.set_column(table.column_names.index("object_id"), "object_id",
                              pa.array(ids.tolist(), pa.string()))
     try:
         for c in ("ra", "dec"):
             table = _cast_column(table, c, pa.float64())
     except pa.ArrowException as exc:
-        raise ValueError(f"target list {path!r}: cannot read object_id/ra/dec: {exc}") from None
+        raise InputError(f"target list {path!r}: cannot read object_id/ra/dec: {exc}") from None
     spec = table_spec("cutouts")
     for c in ("z", *label_columns()):
         if c in table.column_names:
@@ -124,18 +121,18 @@ def read_targets(path: str) -> pa.Table:
             try:
                 table = _cast_column(table, c, want)
             except pa.ArrowException:
-                raise ValueError(
+                raise InputError(
                     f"target list {path!r}: label column {c!r} has type "
                     f"{table.column(c).type}, expected {want} (it is copied into the cutout "
                     f"shards)"
                 ) from None
     n_null = table.column("object_id").null_count
     if n_null:
-        raise ValueError(f"target list {path!r}: {n_null} row(s) have no object_id")
+        raise InputError(f"target list {path!r}: {n_null} row(s) have no object_id")
     counts = pc.value_counts(table.column("object_id"))
     dup = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1]
     if dup:
-        raise ValueError(
+        raise InputError(
             f"target list {path!r}: object_id must be unique, {len(dup)} value(s) repeat "
             f"(e.g. {dup[:5]})"
         )

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 
 from hicatalog import storage
-from hicatalog.config import ConfigError, EvaluateConfig
+from hicatalog.config import EvaluateConfig
+from hicatalog.errors import ConfigError
 from hicatalog.evaluation.catalog import evaluate_catalog
 from hicatalog.evaluation.tables import fmt
 
@@ -39,12 +40,13 @@ _NEEDS = {
 def _require(cfg: EvaluateConfig) -> None:
     missing = [f for f in _NEEDS[cfg.analysis] if getattr(cfg, f) in (None, [])]
     if missing:
-        flags = ", ".join("--" + f.replace("_", "-") for f in missing)
-        raise ConfigError(f"'evaluate {cfg.analysis}' needs {flags}")
+        raise ConfigError(f"the {cfg.analysis!r} analysis needs {', '.join(missing)}",
+                          params=missing)
 
 
 def main(cfg: EvaluateConfig) -> int:
-    """Run the analysis named by ``cfg.analysis``; returns 0 (errors raise ``ValueError``)."""
+    """Run the analysis named by ``cfg.analysis``; returns 0 (what the user can fix raises a
+    :class:`~hicatalog.errors.HicatalogError`)."""
     _require(cfg)
     if cfg.analysis == "catalog":
         res = evaluate_catalog(cfg.catalog, cfg.truth, cfg.out)

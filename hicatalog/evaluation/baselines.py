@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from hicatalog.errors import DependencyError, InputError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table, markdown_table
@@ -50,7 +51,7 @@ def require_sklearn() -> Any:
     try:
         import sklearn  # noqa: F401
     except ImportError:  # pragma: no cover - scikit-learn is in the dev environment
-        raise ImportError(
+        raise DependencyError(
             "the baselines need scikit-learn, an optional dependency of hicatalog: "
             "pip install 'hicatalog[ml]' (or pip install scikit-learn)"
         ) from None
@@ -66,7 +67,7 @@ def block_reduce(images: np.ndarray, block: int = 7) -> np.ndarray:
     n, c, h, w = images.shape
     hb, wb = h // block, w // block
     if hb == 0 or wb == 0:
-        raise ValueError(f"images of {h}x{w} px are smaller than one {block}x{block} block")
+        raise InputError(f"images of {h}x{w} px are smaller than one {block}x{block} block")
     y0, x0 = (h - hb * block) // 2, (w - wb * block) // 2
     x = images[:, :, y0 : y0 + hb * block, x0 : x0 + wb * block].astype(np.float32)
     return x.reshape(n, c, hb, block, wb, block).mean(axis=(3, 5))
@@ -169,7 +170,7 @@ def fit_baselines(
     a_va = np.c_[ph_va["g_r"], ph_va["mu_i"]]
     ok = np.isfinite(a_tr).all(axis=1) & np.isfinite(train_m)
     if ok.sum() < 3:
-        raise ValueError(f"only {int(ok.sum())} training cutouts have measurable photometry")
+        raise InputError(f"only {int(ok.sum())} training cutouts have measurable photometry")
     zhang = LinearRegression().fit(a_tr[ok], train_m[ok])
     # cutouts without measurable photometry get the training mean (no information)
     fill = np.nanmean(a_tr[ok], axis=0)

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from hicatalog import storage
+from hicatalog.errors import InputError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.data import (
     join_catalog_truth,
@@ -418,14 +419,14 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
 
     Raises
     ------
-    SchemaError / FileNotFoundError: unreadable inputs; ValueError: no catalog row matches the
-    truth.
+    SchemaError / InputNotFoundError: unreadable or missing inputs; InputError: no catalog row
+    matches the truth.
     """
     catalog = load_catalog(catalog_dir)
     truth = load_truth(truth_path)
     jt = join_catalog_truth(catalog, truth)
     if jt.table.height == 0:
-        raise ValueError(
+        raise InputError(
             f"no catalog row with status 'ok' in {catalog_dir} matches an object_id of {truth_path} "
             f"(catalog rows: {jt.counts['n_catalog']}, ok: {jt.counts['n_ok']}, truth rows: "
             f"{jt.counts['n_truth']})"

@@ -29,6 +29,7 @@ from hicatalog.catalog.manifest import MANIFEST_FILE
 from hicatalog.catalog.reader import open_catalog
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
+from hicatalog.errors import InputNotFoundError
 from hicatalog.schemas import SchemaError, first_occurrences
 
 __all__ = [
@@ -52,7 +53,7 @@ _TRUTH_COLUMNS = ("object_id", "m_true", "detected", "upper_limit", "log_mstar",
 
 def _parquet_files(root: str) -> list[str]:
     if not (storage.is_file(root) or storage.is_dir(root)):
-        raise FileNotFoundError(f"{root}: no such file or directory (expected a Parquet dataset)")
+        raise InputNotFoundError(f"{root}: no such file or directory (expected a Parquet dataset)")
     try:
         return list_shards(root, contract=None)
     except SchemaError as exc:

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog.cutouts.shards import list_shards, write_shard
+from hicatalog.errors import InputError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
@@ -73,7 +74,8 @@ def _one_plus_delta5_from_truth(ids: list[str], truth: str) -> np.ndarray:
 
     t = load_truth(truth)
     if "one_plus_delta5_true" not in t.columns:
-        raise ValueError(f"{truth}: has no one_plus_delta5_true or delta5 column to take delta5 from")
+        raise InputError(f"{truth}: has no one_plus_delta5_true or delta5 column to take delta5 "
+                         "from", params=("truth",))
     lookup = dict(zip(t.get_column("object_id").to_list(), t.get_column("one_plus_delta5_true").to_list(), strict=True))
     return np.array([lookup.get(i) if lookup.get(i) is not None else np.nan for i in ids], np.float64)
 
@@ -115,9 +117,10 @@ def prepare_environment_shards(
         values = _one_plus_delta5_from_truth(ids, truth)
         source = f"one_plus_delta5_true of {truth}"
     else:
-        raise ValueError(
-            f"{data}: no delta5 for the environment analysis: give --tracers (compute it), "
-            "shards with a delta5 column, or --truth with one_plus_delta5_true"
+        raise InputError(
+            f"{data}: no delta5 for the environment analysis: give tracers (compute it), "
+            "shards with a delta5 column, or truth with one_plus_delta5_true",
+            params=("tracers", "truth")
         )
     start = 0
     for i, t in enumerate(tables):

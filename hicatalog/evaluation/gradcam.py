@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards, probe_cutouts, write_shard
+from hicatalog.errors import InputError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table
@@ -191,7 +192,7 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
     pick = np.array([order[o] for o in wanted if o in order], dtype=int)
     m = sample.columns["m_true"]
     if pick.size == 0:
-        raise ValueError(f"{data}: no decodable validation cutout of the gas classes to show")
+        raise InputError(f"{data}: no decodable validation cutout of the gas classes to show")
     images = sample.images[pick]
     sections = []
     for version, version_data, imgs in (

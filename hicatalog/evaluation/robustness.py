@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hicatalog.errors import InputError, ModelError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.report import Section, write_json, write_report
 from hicatalog.evaluation.tables import html_table
@@ -95,7 +96,8 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
 
     model, card = load_model(cfg.model)
     if card.task != "regression":
-        raise ValueError(f"{cfg.model}: robustness needs a regression model, got task {card.task!r}")
+        raise ModelError(f"{cfg.model}: robustness needs a regression model, got task "
+                         f"{card.task!r}", params=("model",))
     data = list(cfg.data)
     labels = pa.concat_tables([
         read_parquet(f, columns=[c for c in ("object_id", "m_true") if c in read_parquet_schema(f).names])
@@ -113,7 +115,8 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     pick = [order[o] for o in ids[chosen] if o in order]
     m = sample.columns["m_true"] if has_m else np.full(sample.images.shape[0], np.nan)
     if not pick:
-        raise ValueError(f"{data}: none of the chosen cutouts {ids[chosen].tolist()} could be decoded")
+        raise InputError(f"{data}: none of the chosen cutouts {ids[chosen].tolist()} could be "
+                         "decoded")
     rng = np.random.default_rng(cfg.seed)
     galaxies, rows, figs = [], [], []
     for i in pick:

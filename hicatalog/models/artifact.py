@@ -17,7 +17,6 @@ URL, never a pickled model.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import fcntl
 import hashlib
 import io
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from hicatalog import storage
+from hicatalog.errors import InputNotFoundError, ModelError
 from hicatalog.models.card import ModelCard
 from hicatalog.models.registry import build_model
 from hicatalog.storage import write_atomic
@@ -70,7 +70,7 @@ def save_model(model_dir: str | os.PathLike, model: nn.Module, card: ModelCard) 
     write_atomic(storage.join(out, WEIGHTS_FILE), data)
     card = dataclasses.replace(card, weights_sha256=hashlib.sha256(data).hexdigest())
     if not card.created:
-        card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        card.created = storage.utc_timestamp()
     write_atomic(storage.join(out, CARD_FILE), card.to_json().encode())
     return card
 
@@ -85,7 +85,7 @@ def _read_card(path: str) -> tuple[ModelCard, bytes]:
     try:
         data = storage.read_bytes(path)
     except FileNotFoundError:
-        raise ValueError(f"{path}: model card not found (expected a model directory from "
+        raise InputNotFoundError(f"{path}: model card not found (expected a model directory from "
                          "`hicatalog train`)") from None
     return ModelCard.from_json(data.decode(), source=path), data
 
@@ -125,7 +125,7 @@ def _cache_remote(model_dir: str) -> tuple[str, ModelCard]:
     card, card_bytes = _read_card(card_url)
     sha = card.weights_sha256
     if not sha:
-        raise ValueError(f"{card_url}: the model card has no weights_sha256; a model on object "
+        raise ModelError(f"{card_url}: the model card has no weights_sha256; a model on object "
                          "storage is loaded only when its card names its weights' SHA-256 "
                          "(cards written by `hicatalog train` do)")
     local = os.path.join(model_cache_dir(), sha)
@@ -138,10 +138,10 @@ def _cache_remote(model_dir: str) -> tuple[str, ModelCard]:
             try:
                 data = storage.read_bytes(weights_url)
             except FileNotFoundError:
-                raise ValueError(f"{weights_url}: weights file not found") from None
+                raise InputNotFoundError(f"{weights_url}: weights file not found") from None
             digest = hashlib.sha256(data).hexdigest()
             if digest != sha:
-                raise ValueError(
+                raise ModelError(
                     f"{weights_url}: SHA-256 {digest[:16]}... does not match the model card's "
                     f"{sha[:16]}... (file changed or corrupt); nothing was cached"
                 )
@@ -176,24 +176,24 @@ def load_model(model_dir: str | os.PathLike, map_location: str | torch.device = 
         card = load_card(model_dir)
         weights = Path(model_dir) / WEIGHTS_FILE
         if not weights.is_file():
-            raise ValueError(f"{weights}: weights file not found")
+            raise InputNotFoundError(f"{weights}: weights file not found")
         digest = file_sha256(weights)
     if card.weights_sha256 and digest != card.weights_sha256:
-        raise ValueError(
+        raise ModelError(
             f"{weights}: SHA-256 {digest[:16]}... does not match the model card's "
             f"{card.weights_sha256[:16]}... (file changed or corrupt)"
         )
     try:
         state = torch.load(weights, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise ValueError(f"{weights}: cannot read weights: {exc}") from None
+        raise ModelError(f"{weights}: cannot read weights: {exc}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{weights}: expected a state_dict, got {type(state).__name__}")
+        raise ModelError(f"{weights}: expected a state_dict, got {type(state).__name__}")
     model = build_model(card)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"{weights}: weights do not fit {card.arch} ({card.n_outputs} outputs): {exc}") from None
+        raise ModelError(f"{weights}: weights do not fit {card.arch} ({card.n_outputs} outputs): {exc}") from None
     model.to(map_location)
     model.eval()
     return model, card

@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hicatalog.errors import ModelError
 from hicatalog.models.registry import ARCHITECTURES, POSITIVE_CLASS, REGRESSION_HEADS, TASK_CLASSES
 
 __all__ = ["ModelCard"]
@@ -177,17 +178,17 @@ class ModelCard:
     def from_dict(cls, data: Any, source: str = "<dict>") -> ModelCard:
         """Build and validate a card from :meth:`to_dict` data; ValueError naming ``source``."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: model card must be a JSON object")
+            raise ModelError(f"{source}: model card must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"{source}: unknown model card keys {unknown}")
+            raise ModelError(f"{source}: unknown model card keys {unknown}")
         try:
             return cls(**data)
         except TypeError as exc:
-            raise ValueError(f"{source}: incomplete model card: {exc}") from None
+            raise ModelError(f"{source}: incomplete model card: {exc}") from None
         except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
+            raise ModelError(f"{source}: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str, source: str = "<string>") -> ModelCard:
@@ -195,5 +196,5 @@ class ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{source}: model card is not valid JSON: {exc}") from None
+            raise ModelError(f"{source}: model card is not valid JSON: {exc}") from None
         return cls.from_dict(data, source)

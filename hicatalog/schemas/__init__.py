@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -204,14 +204,14 @@ def read_table(
     columns: list[str] | None = None,
     allow_empty: bool = False,
     check_unique: bool = True,
-    filesystem: Any = None,
 ) -> pa.Table:
-    """Read a Parquet file or directory (local path or fsspec URL) and validate it.
+    """Read a Parquet file or directory (local path or URL, :func:`hicatalog.storage.read_parquet`)
+    and validate it.
 
     Returns the table conformed to the contract (canonical types, contract column order).
     """
     try:
-        table = pq.read_table(path, columns=columns, filesystem=filesystem)
+        table = storage.read_parquet(path, columns)
     except FileNotFoundError:
         raise SchemaError(f"{path}: no such file or directory (expected a '{name}' table)") from None
     except (pa.ArrowInvalid, OSError) as exc:
