@@ -78,9 +78,9 @@ def test_robustness_cli(tmp_path, tiny_model):
     stds = [c["std"] for gal in res["galaxies"] for c in gal["colours"].values()]
     assert res["scatter_dex"] == max(stds)
     assert len(list(out.glob("robustness_*.png"))) == 2 and (out / "index.html").exists()
-    # missing --model is a clear error
+    # missing --model is a clear parameter error (exit 2)
     assert cli_main(["evaluate", "robustness", "--data", str(tmp_path / "cutouts"),
-                     "--out", str(out)]) == 1
+                     "--out", str(out)]) == 2
 
 
 def test_baselines_cli_with_a_given_model(tmp_path, tiny_model):

@@ -134,10 +134,11 @@ def test_evaluate_catalog_table2_layout_and_values(tmp_path, ray_local):
 
     # the Markdown table: header, one row per (cut, dataset incl. 'all'), cut label on the first
     lines = (out / "table2.md").read_text().strip().splitlines()
-    header = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert header == list(TABLE2_HEADERS)
-    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[4:20]]
-    assert lines[20] == "" and lines[21].startswith("# Pattern recognition")
+    h = lines.index("| " + " | ".join(TABLE2_HEADERS) + " |")
+    assert lines[h - 2] == "## Table 2: M_pred by sample and p_CNN cut"
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[h + 2:h + 18]]
+    assert lines[h + 18] == "" and lines[h + 19].startswith("RMSE = sqrt(")
+    assert "## Pattern recognition: p_CNN against detection" in lines
     assert "| alfalfa vs nondetections | 196 | 98 |" in (out / "table2.md").read_text()
     assert [r[1] for r in body[:4]] == ["alfalfa", "xGASS", "nondetections", "all"]  # the paper's names
     assert [r[0] for r in body[::4]] == ["None", "p_CNN > 0.5", "p_CNN > 0.8", "p_CNN > 0.9"]
@@ -298,7 +299,7 @@ def test_evaluate_catalog_without_error_bars(tmp_path, column):
     assert res["pr"]["all"]["ece"] is not None
     why = "has no m_pred_err column" if column is None else "m_pred_err is null"
     text = (out / "table2.md").read_text()
-    assert "# Uncertainties" not in text and why in text
+    assert "| " + " | ".join(UNCERTAINTY_HEADERS) not in text and why in text
     assert why in (out / "index.html").read_text()
     # everything else is what a catalog with error bars gives
     cat_dir, truth_path, _ = _err_catalog(tmp_path, "calibrated", n=600)

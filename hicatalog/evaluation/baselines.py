@@ -27,10 +27,9 @@ import numpy as np
 
 from hicatalog.errors import DependencyError, InputError
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.report import Section, write_json, write_report
-from hicatalog.evaluation.tables import html_table, markdown_table
+from hicatalog.evaluation.report import Report, Section, write_report
 from hicatalog.metrics import regression_metrics
-from hicatalog.storage import join, write_atomic
+from hicatalog.storage import join, write_json_atomic
 
 __all__ = [
     "require_sklearn",
@@ -257,9 +256,6 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     )
     headers = ("Model", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
     rows = [[labels[k], str(x["n"]), x["rmse"], x["slope"], x["sigma"], x["offset"]] for k, x in metrics.items()]
-    write_atomic(join(cfg.out, "baselines.md"), (
-        "# Baselines on the CNN's validation split (paper Appendix A)\n\n"
-        + markdown_table(headers, rows)).encode())
     best_baseline = min(metrics[k]["rmse"] for k in BASELINES)
     result = {
         "inputs": {"data": data, "model": model_dir, "seed": cfg.seed},
@@ -268,10 +264,11 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
         "zhang2009_coefficients": {"a_g_r": zhang_coef[0], "b_mu_i": zhang_coef[1], "c": zhang_coef[2]},
         "cnn_beats_every_baseline": bool(metrics["cnn"]["rmse"] < best_baseline),
     }
-    write_json(result, join(cfg.out, "baselines.json"))
-    sec = Section("Baselines against the CNN (Appendix A, Figure 12)", figures=[fig])
-    sec.html_parts.append(html_table(headers, rows))
+    write_json_atomic(join(cfg.out, "baselines.json"), result)
+    sec = Section("Baselines against the CNN's validation split (Appendix A, Figure 12)",
+                  figures=[fig]).add_table(headers, rows)
     sec.add_text(f"same validation rows for every model: {sel.summary.get('split')}; "
                  f"{int(tr.sum())} training, {int(v.sum())} validation cutouts")
-    write_report(cfg.out, "hicatalog evaluation: baselines", [sec], inputs=result["inputs"])
+    write_report(Report("hicatalog evaluation: baselines", [sec], inputs=result["inputs"]),
+                 cfg.out, markdown="baselines.md")
     return result

@@ -37,15 +37,13 @@ from hicatalog.evaluation.data import (
     load_truth,
     trained_on,
 )
-from hicatalog.evaluation.report import Section, json_safe, write_json, write_report
+from hicatalog.evaluation.report import Report, Section, write_report
 from hicatalog.evaluation.tables import (
     LIMITS_HEADERS,
     TABLE2_HEADERS,
     UNCERTAINTY_HEADERS,
     cut_key,
-    html_table,
     limits_rows,
-    markdown_table,
     table2_rows,
     uncertainty_rows,
 )
@@ -67,7 +65,7 @@ from hicatalog.samples import (
     report_group,
     report_label,
 )
-from hicatalog.storage import write_atomic
+from hicatalog.storage import json_safe, write_json_atomic
 
 __all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels", "uncertainty_block"]
 
@@ -416,6 +414,7 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     is ``None`` when the catalog has no usable ``m_pred_err``); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
     :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
+    The report (``index.html``) and ``table2.md`` are one :class:`Report` rendered twice.
 
     Raises
     ------
@@ -439,84 +438,68 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     result = catalog_metrics(joined, trained=trained)
     labels = group_labels(result)
     fig_paths = _figures(joined, result, out_dir)
-    t2_rows = table2_rows(result["regression"], labels)
-    lim_rows = limits_rows(result["limits"], group_labels(result, limits=True))
-    pr_rows = _pr_rows(result["pr"]) if result["pr"] is not None else []
-    text = ("# Regression metrics per sample and PR cut (paper Table 2 layout)\n\n"
-            + markdown_table(TABLE2_HEADERS, t2_rows))
-    if lim_rows:
-        text += ("\n# Upper limits (not in the RMSE): predictions consistent with the limit\n\n"
-                 + markdown_table(LIMITS_HEADERS, lim_rows))
-    if pr_rows:
-        text += ("\n# Pattern recognition: p_CNN against detection\n\n"
-                 + markdown_table(PR_HEADERS, pr_rows))
-    unc = result["uncertainty"]
-    if unc is not None:
-        unc_rows = uncertainty_rows(unc["by_group"], labels)
-        ood_rows = _ood_rows(unc)
-        text += ("\n# Uncertainties: m_pred_err as a Gaussian error bar\n\n"
-                 + markdown_table(UNCERTAINTY_HEADERS, unc_rows)
-                 + "\n" + markdown_table(OOD_HEADERS, ood_rows))
-    text += f"\n{_uncertainty_note(catalog, unc)}\n"
-    text += f"\nModels: {_trained_text(trained)}.\n"
-    write_atomic(storage.join(out_dir, "table2.md"), text.encode())
-    out = {
+    out = json_safe({
         "inputs": {"catalog": storage.absolute(catalog_dir), "truth": storage.absolute(truth_path)},
         "counts": jt.counts,
         **result,
         "labels": labels,
         "files": sorted(storage.basename(p) for p in [*fig_paths, "table2.md", "index.html"]),
         "manifest": manifest or (manifests or None),
-    }
-    out = json_safe(out)
-    write_json(out, storage.join(out_dir, "metrics.json"))
-
-    sec_t2 = Section("Table 2: M_pred by sample and p_CNN cut")
-    sec_t2.html_parts.append(html_table(TABLE2_HEADERS, t2_rows))
-    sec_t2.add_text(
-        "RMSE = sqrt(mean((M_pred - M_true)^2)); slope of the least-squares fit of M_pred on "
-        "M_true; sigma = std(M_pred - M_true); offset = mean(M_pred - M_true); all in dex. "
-        "Upper limits are not in these rows. Models: " + _trained_text(trained) + "."
-    )
-    sections = [sec_t2]
-    if lim_rows:
-        sec_lim = Section("Upper limits: M_pred against the limit")
-        sec_lim.html_parts.append(html_table(LIMITS_HEADERS, lim_rows))
-        sec_lim.add_text("A prediction is consistent with an upper limit when M_pred <= M_limit; "
-                         "median excess = median(M_pred - M_limit), dex.")
-        sections.append(sec_lim)
-    if result["pr"] is not None:
-        sec_pr = Section("Pattern recognition: p_CNN against detection")
-        sec_pr.html_parts.append(html_table(PR_HEADERS, pr_rows))
-        sec_pr.add_text("ECE = count-weighted mean |observed fraction detected - mean p_CNN| over "
-                        "10 equal-width p_CNN bins (0: calibrated); Brier = mean (p_CNN - detected)^2.")
-        sec_pr.figures += [p for p in fig_paths if p.endswith(("pcnn_hist.png", "roc.png", "reliability.png"))]
-        sections.append(sec_pr)
-    else:
-        sections.append(Section("Pattern recognition", figures=[p for p in fig_paths if p.endswith("pcnn_hist.png")]))
-    sec_unc = Section("Uncertainties: m_pred_err")
-    if unc is not None:
-        sec_unc.html_parts.append(html_table(UNCERTAINTY_HEADERS, unc_rows))
-        sec_unc.html_parts.append(html_table(OOD_HEADERS, ood_rows))
-        sec_unc.figures += [p for p in fig_paths if p.endswith(("pit.png", "uncertainty.png"))]
-    sec_unc.add_text(_uncertainty_note(catalog, unc))
-    sections.append(sec_unc)
-    sections.append(Section("M_pred against M_true (Figures 2, 4)",
-                            figures=[p for p in fig_paths if "pred_vs_true" in p]))
-    sections.append(Section("Residuals (Figure 3)", figures=[p for p in fig_paths if p.endswith("residuals.png")]))
-    counts = jt.counts
-    sec_c = Section("Rows used")
-    sec_c.html_parts.append(html_table(
-        ("catalog rows", "status ok", "truth rows", "matched", "ok without truth", "truth without ok row"),
-        [[str(counts[k]) for k in ("n_catalog", "n_ok", "n_truth", "n_matched",
-                                   "n_ok_without_truth", "n_truth_without_ok_row")]],
-    ))
-    sec_c.html_parts.append(html_table(("status", "rows"), [[k, str(v)] for k, v in counts["status_counts"].items()]))
-    sections.append(sec_c)
-    write_report(out_dir, "hicatalog evaluation: catalog", sections, manifest=out["manifest"],
-                 inputs=out["inputs"])
+    })
+    write_json_atomic(storage.join(out_dir, "metrics.json"), out)
+    sections = _catalog_sections(result, labels, _trained_text(trained),
+                                 _uncertainty_note(catalog, result["uncertainty"]), jt.counts,
+                                 fig_paths)
+    write_report(Report("hicatalog evaluation: catalog", sections, inputs=out["inputs"],
+                        manifest=out["manifest"]), out_dir, markdown="table2.md")
     log.info("evaluation written to %s (%d matched rows)", out_dir, jt.table.height)
     return out
+
+
+def _catalog_sections(result: dict[str, Any], labels: dict[str, str], trained: str,
+                      uncertainty_note: str, counts: dict[str, Any],
+                      fig_paths: list[str]) -> list[Section]:
+    """The catalog report: Table 2, upper limits, PR, uncertainties, figures, rows used."""
+
+    def figs(*suffixes: str) -> list[str]:
+        return [p for p in fig_paths if p.endswith(suffixes)]
+
+    sections = [Section("Table 2: M_pred by sample and p_CNN cut").add_table(
+        TABLE2_HEADERS, table2_rows(result["regression"], labels)).add_text(
+        "RMSE = sqrt(mean((M_pred - M_true)^2)); slope of the least-squares fit of M_pred on "
+        "M_true; sigma = std(M_pred - M_true); offset = mean(M_pred - M_true); all in dex. "
+        f"Upper limits are not in these rows. Models: {trained}.")]
+    lim_rows = limits_rows(result["limits"], group_labels(result, limits=True))
+    if lim_rows:
+        sections.append(Section("Upper limits: M_pred against the limit").add_table(
+            LIMITS_HEADERS, lim_rows).add_text(
+            "A prediction is consistent with an upper limit when M_pred <= M_limit; median "
+            "excess = median(M_pred - M_limit), dex."))
+    if result["pr"] is not None:
+        sections.append(Section("Pattern recognition: p_CNN against detection", figures=figs(
+            "pcnn_hist.png", "roc.png", "reliability.png")).add_table(
+            PR_HEADERS, _pr_rows(result["pr"])).add_text(
+            "ECE = count-weighted mean |observed fraction detected - mean p_CNN| over 10 "
+            "equal-width p_CNN bins (0: calibrated); Brier = mean (p_CNN - detected)^2."))
+    else:
+        sections.append(Section("Pattern recognition", figures=figs("pcnn_hist.png")))
+    unc = result["uncertainty"]
+    sec_unc = Section("Uncertainties: m_pred_err")
+    if unc is not None:
+        sec_unc.add_table(UNCERTAINTY_HEADERS, uncertainty_rows(unc["by_group"], labels))
+        sec_unc.add_table(OOD_HEADERS, _ood_rows(unc))
+        sec_unc.figures += figs("pit.png", "uncertainty.png")
+    sections.append(sec_unc.add_text(uncertainty_note))
+    sections.append(Section("M_pred against M_true (Figures 2, 4)",
+                            figures=[p for p in fig_paths if "pred_vs_true" in p]))
+    sections.append(Section("Residuals (Figure 3)", figures=figs("residuals.png")))
+    sections.append(Section("Rows used").add_table(
+        ("catalog rows", "status ok", "truth rows", "matched", "ok without truth",
+         "truth without ok row"),
+        [[str(counts[k]) for k in ("n_catalog", "n_ok", "n_truth", "n_matched",
+                                   "n_ok_without_truth", "n_truth_without_ok_row")]],
+    ).add_table(("status", "rows"), [[k, str(v)] for k, v in counts["status_counts"].items()]))
+    return sections
 
 
 PR_HEADERS = ("Sample", "N", "detected", "accuracy (p_CNN > 0.5)", "ROC AUC", "ECE", "Brier")

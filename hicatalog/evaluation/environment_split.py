@@ -31,10 +31,10 @@ import pyarrow.compute as pc
 from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.errors import InputError
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.report import Section, write_json, write_report
-from hicatalog.evaluation.tables import TABLE4_HEADERS, html_table, table4_markdown, table4_rows
+from hicatalog.evaluation.report import Report, Section, write_report
+from hicatalog.evaluation.tables import TABLE4_HEADERS, table4_rows
 from hicatalog.metrics import normalized_rmse, regression_metrics
-from hicatalog.storage import join, read_parquet, write_atomic
+from hicatalog.storage import join, read_parquet, write_json_atomic
 
 __all__ = [
     "SECTION7_HYPERPARAMETERS",
@@ -237,11 +237,8 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
         "table4": table4,
         "dense_validation_worse": bool(high["nrmse_mean"] > low["nrmse_mean"]),
     }
-    write_atomic(join(out, "table4.md"), (
-        "# Results split by environment (paper Table 4 layout; delta5 quantiles)\n\n"
-        + table4_markdown(table4)).encode())
-    sec = Section("Table 4: training and validation split by delta5")
-    sec.html_parts.append(html_table(TABLE4_HEADERS, table4_rows(table4)))
+    sec = Section("Table 4: training and validation split by delta5 (quantiles)").add_table(
+        TABLE4_HEADERS, table4_rows(table4))
     sec.add_text("Normalized RMSE = validation RMSE / std of the validation M_true; mean ± std "
                  f"over {cfg.repeats} trainings (seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}).")
     windows = [s for s in splits_out if s["val_quantiles"] is not None]
@@ -255,6 +252,7 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
             log10_one_plus_delta5_at_center=[s["log10_one_plus_delta5_center"] for s in windows],
         )
         sec.figures.append(fig)
-    write_json(result, join(out, "environment.json"))
-    write_report(out, "hicatalog evaluation: environment (Section 7)", [sec], inputs=result["inputs"])
+    write_json_atomic(join(out, "environment.json"), result)
+    write_report(Report("hicatalog evaluation: environment (Section 7)", [sec],
+                        inputs=result["inputs"]), out, markdown="table4.md")
     return result

@@ -30,9 +30,8 @@ from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards, probe_cutouts, write_shard
 from hicatalog.errors import InputError
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.report import Section, write_json, write_report
-from hicatalog.evaluation.tables import html_table
-from hicatalog.storage import join, read_parquet, write_atomic
+from hicatalog.evaluation.report import Report, Section, write_report
+from hicatalog.storage import join, read_parquet, write_atomic, write_json_atomic
 
 __all__ = ["grad_cam", "single_band", "write_single_band_shards", "run_gradcam",
            "GAS_POOR_MAX", "GAS_RICH_MIN"]
@@ -223,12 +222,13 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
             "classes": classes,
         }
         sec = Section(f"Grad-CAM, {version} cutouts", figures=[fig])
-        sec.html_parts.append(html_table(
+        sec.add_table(
             ("object_id", "M_true", "true class", *[f"p({c})" for c in classes]),
             [[str(sample.columns["object_id"][j]), float(m[j]), truth[i], *prob[i].tolist()]
              for i, j in enumerate(pick)],
-        ))
+        )
         sections.append(sec)
-    write_json(results, join(out, "gradcam.json"))
-    write_report(out, "hicatalog evaluation: Grad-CAM (Figure 11)", sections, inputs=results["inputs"])
+    write_json_atomic(join(out, "gradcam.json"), results)
+    write_report(Report("hicatalog evaluation: Grad-CAM (Figure 11)", sections,
+                        inputs=results["inputs"]), out)
     return results

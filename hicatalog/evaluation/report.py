@@ -1,24 +1,34 @@
-"""One self-contained HTML report per evaluation run (``OUT/index.html``).
+"""The evaluation report: one model (:class:`Report`) rendered to HTML and to Markdown.
 
-The report is plain HTML (no scripts, no external assets): a title, sections of tables and
-text, the figures as ``<img>`` tags pointing at the PNGs beside it, and the build's manifest
-(``_manifest.json``) pretty-printed, so the numbers can always be traced to the build.
-Also :func:`write_json`, which writes JSON with NaN as ``null`` (strict JSON).
+An analysis builds a :class:`Report` (a title, :class:`Section` s of :class:`Table` s, notes
+and figures, what the run read, the build's manifest) and writes it with
+:func:`write_report`: ``OUT/index.html`` always, and a Markdown file beside it when asked
+(``table2.md``, ``table4.md``, ``baselines.md``). Both come from the same rows, so a number
+in one is the number in the other.
+
+- HTML (:func:`render_html`): plain, self-contained (no scripts, no external assets): the
+  tables, the notes, the figures as ``<img>`` tags pointing at the PNGs beside it, then what
+  the run read and the build's manifest (``_manifest.json``) pretty-printed, so the numbers
+  can always be traced to the build.
+- Markdown (:func:`render_markdown`): the same sections, tables (GitHub-flavoured), notes and
+  figures (as image links); the inputs and the manifest are left to the HTML and the JSON.
+
+Cells are strings or numbers (numbers print with :func:`hicatalog.evaluation.tables.fmt`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import json
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hicatalog import __version__, storage
-from hicatalog.storage import write_atomic
+from hicatalog.evaluation.tables import html_table, markdown_table
+from hicatalog.storage import json_safe, write_atomic
 
-__all__ = ["Section", "write_report", "write_json", "json_safe"]
+__all__ = ["Table", "Section", "Report", "render_html", "render_markdown", "write_report"]
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
@@ -31,70 +41,96 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats replaced by ``None`` and numpy scalars made plain."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, TypeError):
-            return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+@dataclass(frozen=True)
+class Table:
+    """A table: ``headers`` and ``rows`` of cells (strings, or numbers formatted with
+    :func:`~hicatalog.evaluation.tables.fmt`)."""
 
-
-def write_json(obj: Any, path: str) -> str:
-    """Write ``obj`` as indented strict JSON (NaN -> null) atomically; returns ``path``."""
-    return write_atomic(path, (json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n").encode())
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
 
 
 @dataclass
 class Section:
-    """A report section: a heading, HTML body parts (tables, paragraphs) and figure paths."""
+    """A report section: a heading, then its ``blocks`` in order (a :class:`Table`, or a
+    note as a ``str``), then its ``figures`` (paths of PNGs beside the report)."""
 
     title: str
-    html_parts: list[str] = field(default_factory=list)
+    blocks: list[Table | str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
 
+    def add_table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Section:
+        self.blocks.append(Table(headers, rows))
+        return self
+
     def add_text(self, text: str) -> Section:
-        self.html_parts.append(f"<p class='note'>{html.escape(text)}</p>")
+        self.blocks.append(text)
         return self
 
 
-def write_report(
-    out_dir: str, title: str, sections: list[Section], manifest: dict[str, Any] | None = None,
-    inputs: dict[str, Any] | None = None,
-) -> str:
-    """Write ``out_dir/index.html`` and return its path.
+@dataclass
+class Report:
+    """A whole report: ``title``, ``sections`` in order, ``inputs`` (what the run read) and
+    ``manifest`` (the build's ``_manifest.json`` contents, when there is one)."""
 
-    ``sections`` are rendered in order; figure paths are made relative to ``out_dir``;
-    ``manifest`` (e.g. the build's ``_manifest.json`` contents) and ``inputs`` (what the run
-    read) are shown verbatim at the end.
-    """
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    title: str
+    sections: list[Section]
+    inputs: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+
+
+def _figure_path(fig: str, out_dir: str) -> str:
+    return storage.relative(fig, out_dir)
+
+
+def _pre(obj: Any) -> str:
+    return "<pre>" + html.escape(json.dumps(json_safe(obj), indent=2)) + "</pre>"
+
+
+def render_html(report: Report, out_dir: str) -> str:
+    """The report as one HTML page for ``out_dir/index.html`` (figure paths made relative
+    to ``out_dir``)."""
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='note'>hicatalog {__version__}, written {now}</p>",
+        f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1>",
+        f"<p class='note'>hicatalog {__version__}, written {storage.utc_timestamp()}</p>",
     ]
-    if inputs:
-        parts.append("<h2>Inputs</h2><pre>" + html.escape(json.dumps(json_safe(inputs), indent=2)) + "</pre>")
-    for sec in sections:
+    if report.inputs:
+        parts.append("<h2>Inputs</h2>" + _pre(report.inputs))
+    for sec in report.sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
-        parts.extend(sec.html_parts)
+        for block in sec.blocks:
+            parts.append(html_table(block.headers, block.rows) if isinstance(block, Table)
+                         else f"<p class='note'>{html.escape(block)}</p>")
         for fig in sec.figures:
-            rel = storage.relative(fig, out_dir)
-            parts.append(f"<div><img src='{html.escape(rel)}' alt='{html.escape(rel)}'></div>")
+            rel = html.escape(_figure_path(fig, out_dir))
+            parts.append(f"<div><img src='{rel}' alt='{rel}'></div>")
     parts.append("<h2>Build manifest</h2>")
-    if manifest:
-        parts.append("<pre>" + html.escape(json.dumps(json_safe(manifest), indent=2)) + "</pre>")
-    else:
-        parts.append("<p class='note'>no _manifest.json was found next to the inputs</p>")
+    parts.append(_pre(report.manifest) if report.manifest else
+                 "<p class='note'>no _manifest.json was found next to the inputs</p>")
     parts.append("</body></html>\n")
-    path = storage.join(out_dir, "index.html")
-    return write_atomic(path, "\n".join(parts).encode())
+    return "\n".join(parts)
+
+
+def render_markdown(report: Report, out_dir: str) -> str:
+    """The report's sections as Markdown (tables, notes, figures as image links relative to
+    ``out_dir``)."""
+    parts = [f"# {report.title}\n"]
+    for sec in report.sections:
+        parts.append(f"## {sec.title}\n")
+        for block in sec.blocks:
+            parts.append(markdown_table(block.headers, block.rows) if isinstance(block, Table)
+                         else block + "\n")
+        parts.extend(f"![{_figure_path(f, out_dir)}]({_figure_path(f, out_dir)})\n"
+                     for f in sec.figures)
+    return "\n".join(parts)
+
+
+def write_report(report: Report, out_dir: str, markdown: str | None = None) -> str:
+    """Write ``out_dir/index.html`` (and ``out_dir/<markdown>`` when a file name is given),
+    each atomically; returns the HTML's path."""
+    if markdown is not None:
+        write_atomic(storage.join(out_dir, markdown), render_markdown(report, out_dir).encode())
+    return write_atomic(storage.join(out_dir, "index.html"),
+                        render_html(report, out_dir).encode())

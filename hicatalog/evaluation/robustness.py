@@ -17,9 +17,8 @@ import pyarrow.compute as pc
 
 from hicatalog.errors import InputError, ModelError
 from hicatalog.evaluation import figures
-from hicatalog.evaluation.report import Section, write_json, write_report
-from hicatalog.evaluation.tables import html_table
-from hicatalog.storage import join, read_parquet, read_parquet_schema
+from hicatalog.evaluation.report import Report, Section, write_report
+from hicatalog.storage import join, read_parquet, read_parquet_schema, write_json_atomic
 
 __all__ = ["COLOURS", "inject_point_sources", "pick_galaxies", "run_robustness"]
 
@@ -149,13 +148,14 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         "galaxies": galaxies,
         "scatter_dex": max(c["std"] for g in galaxies for c in g["colours"].values()),
     }
-    write_json(result, join(cfg.out, "robustness.json"))
+    write_json_atomic(join(cfg.out, "robustness.json"), result)
     sec = Section("Robustness to injected point sources (Appendix B, Figure 13)", figures=figs)
-    sec.html_parts.append(html_table(
+    sec.add_table(
         ("object_id", "colour", "M_true", "M_pred original", "mean perturbed", "std (dex)", "max |change|"),
         rows,
-    ))
+    )
     sec.add_text(f"largest scatter over galaxies and colours: {result['scatter_dex']:.4f} dex "
                  "(paper: < 0.05 dex)")
-    write_report(cfg.out, "hicatalog evaluation: robustness", [sec], inputs=result["inputs"])
+    write_report(Report("hicatalog evaluation: robustness", [sec], inputs=result["inputs"]),
+                 cfg.out)
     return result

@@ -1,14 +1,15 @@
 """Readable tables (Markdown and HTML) in the paper's layouts.
 
-- :func:`table2_rows` / :func:`table2_markdown`: the paper's Table 2 (PR cut, data set, N,
+- :func:`table2_rows`: the paper's Table 2 (PR cut, data set, N,
   RMSE, slope, sigma, offset) from the ``regression`` part of ``metrics.json``.
 - :func:`limits_rows`: the same layout for upper limits (N, predictions at or below the
   limit, their fraction, the median excess over the limit), never folded into the RMSE.
 - :func:`uncertainty_rows`: the same layout for the error bars ``m_pred_err`` (N, coverage of
   the 68% and 95% intervals, std of z, CRPS, PIT KS distance).
-- :func:`table4_markdown`: the paper's Table 4 (training and validation delta5 quantile
+- :func:`table4_rows`: the paper's Table 4 (training and validation delta5 quantile
   ranges, validation sigma, RMSE and normalized RMSE with their spread).
-- :func:`markdown_table` / :func:`html_table`: the two renderers every table goes through.
+- :func:`markdown_table` / :func:`html_table`: the two renderers every table goes through
+  (called by :mod:`hicatalog.evaluation.report`, which renders a whole report both ways).
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ __all__ = [
     "markdown_table",
     "html_table",
     "table2_rows",
-    "table2_markdown",
     "TABLE2_HEADERS",
     "limits_rows",
     "LIMITS_HEADERS",
     "uncertainty_rows",
     "UNCERTAINTY_HEADERS",
     "table4_rows",
-    "table4_markdown",
     "TABLE4_HEADERS",
 ]
 
@@ -132,13 +131,6 @@ def table2_rows(
         str(m["n"]), fmt(m["rmse"]), fmt(m["slope"]), fmt(m["sigma"]), fmt(m["offset"])])
 
 
-def table2_markdown(
-    regression: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
-) -> str:
-    """Table 2 as Markdown."""
-    return markdown_table(TABLE2_HEADERS, table2_rows(regression, labels))
-
-
 def limits_rows(
     limits: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str] | None = None
 ) -> list[list[str]]:
@@ -189,8 +181,3 @@ def table4_rows(splits: list[dict[str, Any]]) -> list[list[str]]:
             f"{fmt(s.get('nrmse_mean'))} ± {fmt(s.get('nrmse_std'))}",
         ])
     return rows
-
-
-def table4_markdown(splits: list[dict[str, Any]]) -> str:
-    """Table 4 as Markdown."""
-    return markdown_table(TABLE4_HEADERS, table4_rows(splits))
