@@ -362,7 +362,7 @@ def _log_limit_subset(targets: pa.Table, chosen: np.ndarray, is_present: np.ndar
         strata = ", ".join(f"{k}={v}" for k, v in sorted(per.items(), key=lambda kv: str(kv[0])))
     else:
         strata = f"no {STRATUM_COLUMN!r} column: seeded random"
-    log.info("--limit %d (seed %d): the subset holds %s; %d of them already stored",
+    log.info("limit=%d (seed %d): the subset holds %s; %d of them already stored",
              cfg.limit, cfg.seed, strata, int((chosen & is_present).sum()))
 
 

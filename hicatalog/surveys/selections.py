@@ -245,8 +245,8 @@ def select_a40(a40: pa.Table, a40_sdss: pa.Table, mpa: pa.Table, slog: Selection
 def _a40b_missing(m: dict[str, np.ndarray]) -> str:
     """Why no a.40A galaxy qualifies for a.40B, naming the inputs that are entirely missing."""
     missing = [what for col, what in (
-        ("log_sfr", "mpa_sfr (--mpa-sfr, MPA-JHU gal_totsfr_dr7_v5_2.fits)"),
-        ("oh", "mpa_oh (--mpa-oh, MPA-JHU gal_fiboh_dr7_v5_2.fits)"),
+        ("log_sfr", "mpa_sfr (MPA-JHU gal_totsfr_dr7_v5_2.fits)"),
+        ("oh", "mpa_oh (MPA-JHU gal_fiboh_dr7_v5_2.fits)"),
     ) if not np.isfinite(m[col]).any()]
     if missing:
         return "missing input " + " and ".join(missing)
