@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
 from hicatalog.catalog.environment import compute_environment, read_positions
-from hicatalog.catalog.inference import CatalogPredictor
+from hicatalog.catalog.inference import PREDICTION_COLUMNS, CatalogPredictor
 from hicatalog.catalog.manifest import (
     BUILD_FILE,
     DONE_DIR,
@@ -100,9 +100,6 @@ log = logging.getLogger("hicatalog.catalog.build")
 
 _ID_COLUMNS = ["object_id", "ra", "dec", "z"]
 _READ_COLUMNS = ["object_id", "ra", "dec", "z", "image"]
-#: The model outputs the catalog carries (float32, null where not finite), in the order
-#: :class:`~hicatalog.catalog.inference.CatalogPredictor` returns them.
-PREDICTED_COLUMNS = ("m_pred", "m_pred_err", "m_pred_std", "p_cnn")
 #: The environment columns joined from :func:`compute_environment` (float32, null where the
 #: galaxy has no environment row).
 ENVIRONMENT_COLUMNS = ("one_plus_delta5", "sigma5", "d5_mpc")
@@ -524,7 +521,8 @@ class _ShardWriter:
 
     def catalog_rows(self, rows: pa.Table) -> pa.Table:
         """Predicted rows of one shard -> ``hi_catalog`` rows (environment joined): the
-        input's columns, :data:`PREDICTED_COLUMNS`, :data:`ENVIRONMENT_COLUMNS`, the
+        input's columns, the models' (:data:`~hicatalog.catalog.inference.PREDICTION_COLUMNS`,
+        null where not finite), :data:`ENVIRONMENT_COLUMNS`, the
         statuses, the build's ids and the HATS index ``_healpix_29``."""
         rows = rows.sort_by("row_index")
         idx = pc.index_in(rows.column("object_id"), value_set=self.env_ids)
@@ -546,7 +544,7 @@ class _ShardWriter:
             "ra": rows.column("ra"),
             "dec": rows.column("dec"),
             "z": pa.array(z, mask=~np.isfinite(z)),
-            **{c: finite32(c) for c in PREDICTED_COLUMNS},
+            **{c: finite32(c) for c in PREDICTION_COLUMNS},
             **{c: env32(c) for c in ENVIRONMENT_COLUMNS},
             "env_status": pc.fill_null(env.column("env_status"), "no_redshift"),
             "status": pc.cast(status, pa.string()),

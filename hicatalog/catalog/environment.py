@@ -217,27 +217,8 @@ def compute_environment(
     cosmo = cosmology if cosmology is not None else PAPER_COSMOLOGY
     t_ids, t_ra, t_dec, t_z = _positions(targets, "targets")
     r_ids, r_ra, r_dec, r_z = _positions(tracers, "tracers")
-    n = len(t_z)
-
-    good_tr = valid_coordinates(r_ra, r_dec) & np.isfinite(r_z)
-    if (~good_tr).any():
-        log.info("ignoring %d tracers without valid coordinates or redshift", int((~good_tr).sum()))
-    r_keep = np.flatnonzero(good_tr)
-    r_order = r_keep[np.argsort(r_z[r_keep], kind="stable")]
-    tr_z = r_z[r_order]
-    tr_xyz = unit_vectors(r_ra[r_order], r_dec[r_order])
-
-    status = np.full(n, "ok", dtype=object)
-    good_pos = valid_coordinates(t_ra, t_dec)
-    status[~good_pos] = "bad_coordinates"
-    has_z = np.isfinite(t_z)
-    status[good_pos & ~has_z] = "no_redshift"
-    cand = good_pos & has_z
-    dist_c = np.full(n, np.nan)
-    dist_c[cand] = cosmo.comoving_distance(np.maximum(t_z[cand], 0.0)).to_value(u.Mpc)
-    near = cand & ~(dist_c >= min_distance_mpc)
-    status[near] = "too_near"
-    cand &= ~near
+    r_keep, r_order = _usable_tracers(r_ra, r_dec, r_z)
+    status, cand = _target_status(t_ra, t_dec, t_z, cosmo, min_distance_mpc)
 
     # Counterpart by object_id: index into the z-sorted tracers, -1 if absent.
     sorted_ids = r_ids.take(pa.array(r_order))
@@ -246,39 +227,67 @@ def compute_environment(
 
     ci = np.flatnonzero(cand)
     est = projected_overdensity(
-        unit_vectors(t_ra[ci], t_dec[ci]), t_z[ci], cp[ci], tr_xyz, tr_z,
+        unit_vectors(t_ra[ci], t_dec[ci]), t_z[ci], cp[ci],
+        unit_vectors(r_ra[r_order], r_dec[r_order]), r_z[r_order],
         lambda z: cosmo.angular_diameter_distance(z).to_value(u.Mpc),
         n_neighbor=n_neighbor, velocity_window_kms=velocity_window_kms, z_window=z_window,
         workers=workers, match_radius_arcsec=COUNTERPART_RADIUS_ARCSEC,
     )
-    angle = est.angle_rad
-    few = np.isnan(angle)
+    few = np.isnan(est.angle_rad)
     status[ci[few]] = "few_neighbours"
     ok = ci[~few]
-    d5, sigma, delta = (np.full(n, np.nan) for _ in range(3))
-    d5[ci], sigma[ci], delta[ci] = est.d_n_mpc, est.sigma_n, est.one_plus_delta
-
     if ok.size:
         side = footprint_cell_deg or footprint_cell_size(r_ra[r_keep], r_dec[r_keep])
         fmap = _OccupancyMap(side).fill(r_ra[r_keep], r_dec[r_keep])
-        edge = _crosses_edge(fmap, t_ra[ok], t_dec[ok], angle[~few])
+        edge = _crosses_edge(fmap, t_ra[ok], t_dec[ok], est.angle_rad[~few])
         status[ok[edge]] = "footprint_edge"
         log.info("footprint map: %.2f deg cells; %d of %d targets at the edge",
                  side, int(edge.sum()), ok.size)
+    d5, sigma, delta = (np.full(len(t_z), np.nan) for _ in range(3))
+    d5[ci], sigma[ci], delta[ci] = est.d_n_mpc, est.sigma_n, est.one_plus_delta
+    return _environment_table(t_ids, d5, sigma, delta, status)
+
+
+def _usable_tracers(ra: np.ndarray, dec: np.ndarray,
+                    z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, kept in z order)``: the indices of the tracers with valid coordinates and a
+    redshift (the others are ignored), as they come and sorted by z (stable)."""
+    good = valid_coordinates(ra, dec) & np.isfinite(z)
+    if (~good).any():
+        log.info("ignoring %d tracers without valid coordinates or redshift", int((~good).sum()))
+    keep = np.flatnonzero(good)
+    return keep, keep[np.argsort(z[keep], kind="stable")]
+
+
+def _target_status(ra: np.ndarray, dec: np.ndarray, z: np.ndarray, cosmo: FLRW,
+                   min_distance_mpc: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(env_status, candidate)`` per target: ``bad_coordinates``, ``no_redshift`` and
+    ``too_near`` (comoving distance below ``min_distance_mpc``) decided here; the others are
+    ``ok`` for now and candidates for the neighbour search."""
+    status = np.full(len(z), "ok", dtype=object)
+    good_pos = valid_coordinates(ra, dec)
+    status[~good_pos] = "bad_coordinates"
+    has_z = np.isfinite(z)
+    status[good_pos & ~has_z] = "no_redshift"
+    cand = good_pos & has_z
+    dist_c = np.full(len(z), np.nan)
+    dist_c[cand] = cosmo.comoving_distance(np.maximum(z[cand], 0.0)).to_value(u.Mpc)
+    near = cand & ~(dist_c >= min_distance_mpc)
+    status[near] = "too_near"
+    return status, cand & ~near
+
+
+def _environment_table(ids: pa.Array, d5: np.ndarray, sigma: np.ndarray, delta: np.ndarray,
+                       status: np.ndarray) -> pa.Table:
+    """The ``environment`` contract table (float32, null where not finite)."""
 
     def f32(a: np.ndarray) -> pa.Array:
         a = a.astype(np.float32)
         return pa.array(a, mask=~np.isfinite(a))
 
-    out = pa.table(
-        {
-            "object_id": t_ids,
-            "d5_mpc": f32(d5),
-            "sigma5": f32(sigma),
-            "one_plus_delta5": f32(delta),
-            "env_status": pa.array(status.tolist(), pa.string()),
-        }
-    )
+    out = pa.table({"object_id": ids, "d5_mpc": f32(d5), "sigma5": f32(sigma),
+                    "one_plus_delta5": f32(delta),
+                    "env_status": pa.array(status.tolist(), pa.string())})
     return conform_table(out, "environment", "compute_environment output")
 
 

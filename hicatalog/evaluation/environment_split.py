@@ -159,6 +159,65 @@ def _label(q: tuple[float, float] | None) -> str:
     return "random" if q is None else f"val_{q[0]:g}-{q[1]:g}"
 
 
+def _one_training(cfg: Any, files: list[str], env_data: list[str], q: Any, seed: int,
+                  hp: dict[str, Any], images_cache: dict[int, Any]) -> dict[str, Any]:
+    """Train on the rows outside validation range ``q`` (``None``: a random split) with
+    ``seed``, predict the validation rows; returns the run's metrics (RMSE, normalised RMSE,
+    validation sigma, ...). ``images_cache``: decoded cutouts by image size, shared by runs."""
+    from hicatalog.config import TrainConfig
+    from hicatalog.evaluation.data import load_cutouts
+    from hicatalog.evaluation.predict import predict_cutouts
+    from hicatalog.models import load_model
+    from hicatalog.training.data import select_rows
+    from hicatalog.training.trainer import train
+
+    split_kw = {"split_by": "one_plus_delta5", "val_quantiles": q} if q is not None else {}
+    sel = select_rows(files, "regression", seed=seed, **split_kw)
+    run_dir = join(cfg.out, "runs", _label(q), f"seed{seed}")
+    res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
+                            workers=cfg.workers, gpu=cfg.gpu, seed=seed, **split_kw, **hp))
+    model, card = load_model(run_dir)
+    if card.image_size not in images_cache:
+        images_cache[card.image_size] = load_cutouts(
+            env_data, columns=("object_id", "m_true", "one_plus_delta5"), image_size=card.image_size)
+    cut = images_cache[card.image_size]
+    val_ids = set(pc.filter(sel.table.column("object_id"), sel.table.column("is_val")).to_pylist())
+    used_ids = set(sel.table.column("object_id").to_pylist())
+    oid = cut.columns["object_id"]
+    v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
+    used = np.fromiter((o in used_ids for o in oid), bool, count=oid.size)
+    d5_used = cut.columns["one_plus_delta5"][used & np.isfinite(cut.columns["one_plus_delta5"])]
+    m_val = cut.columns["m_true"][v]
+    pred = predict_cutouts(model, card, cut.images[v])
+    reg = regression_metrics(m_val, pred)
+    run = {
+        "seed": seed, "n_train": sel.n_train, "n_val": int(v.sum()),
+        "rmse": reg["rmse"], "nrmse": normalized_rmse(m_val, pred),
+        "val_sigma": float(np.std(m_val)), "slope": reg["slope"], "offset": reg["offset"],
+        "train_reported": {k: res["metrics"].get(k) for k in ("rmse", "rmse_over_std")},
+        "split_values": sel.summary.get("split_values"),
+        "log10_one_plus_delta5_center": (float(np.log10(np.quantile(d5_used, (q[0] + q[1]) / 2)))
+                                         if q is not None and d5_used.size else None),
+    }
+    log.info("environment split %s seed %d: nRMSE %.4f (N val %d)", _label(q), seed,
+             run["nrmse"], run["n_val"])
+    return run
+
+
+def _split_summary(q: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One validation range's repeats: their mean and spread (Table 4's row)."""
+    rm, rs = summarize_repeats([r["rmse"] for r in runs])
+    nm, ns = summarize_repeats([r["nrmse"] for r in runs])
+    return {
+        "val_quantiles": list(q) if q is not None else None,
+        "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
+        "val_sigma": float(np.mean([r["val_sigma"] for r in runs])),
+        "rmse_mean": rm, "rmse_std": rs, "nrmse_mean": nm, "nrmse_std": ns,
+        "log10_one_plus_delta5_center": runs[0]["log10_one_plus_delta5_center"],
+        "runs": runs,
+    }
+
+
 def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     """Run Section 7 on ``cfg.data`` (an :class:`~hicatalog.config.EvaluateConfig`).
 
@@ -167,13 +226,6 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     ``OUT/environment_windows.png`` (Figure 10, with ``windows``) and ``OUT/index.html``. The
     trained models stay under ``OUT/runs/<split>/seed<k>``.
     """
-    from hicatalog.config import TrainConfig
-    from hicatalog.evaluation.data import load_cutouts
-    from hicatalog.evaluation.predict import predict_cutouts
-    from hicatalog.models import load_model
-    from hicatalog.training.data import select_rows
-    from hicatalog.training.trainer import train
-
     out = cfg.out
     prep = prepare_environment_shards(list(cfg.data), join(out, "cutouts_one_plus_delta5"),
                                       tracers=cfg.tracers, truth=cfg.truth)
@@ -181,51 +233,11 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     files = list_shards(env_data, contract="cutouts")
     hp = _hyperparameters(cfg)
     images_cache: dict[int, Any] = {}
-    splits_out = []
-    for q in environment_splits(cfg.windows):
-        runs = []
-        for rep in range(cfg.repeats):
-            seed = cfg.seed + rep
-            split_kw = {"split_by": "one_plus_delta5", "val_quantiles": q} if q is not None else {}
-            sel = select_rows(files, "regression", seed=seed, **split_kw)
-            run_dir = join(out, "runs", _label(q), f"seed{seed}")
-            res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
-                                    workers=cfg.workers, gpu=cfg.gpu, seed=seed, **split_kw, **hp))
-            model, card = load_model(run_dir)
-            if card.image_size not in images_cache:
-                images_cache[card.image_size] = load_cutouts(
-                    env_data, columns=("object_id", "m_true", "one_plus_delta5"), image_size=card.image_size)
-            cut = images_cache[card.image_size]
-            val_ids = set(pc.filter(sel.table.column("object_id"), sel.table.column("is_val")).to_pylist())
-            used_ids = set(sel.table.column("object_id").to_pylist())
-            oid = cut.columns["object_id"]
-            v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
-            used = np.fromiter((o in used_ids for o in oid), bool, count=oid.size)
-            d5_used = cut.columns["one_plus_delta5"][used & np.isfinite(cut.columns["one_plus_delta5"])]
-            m_val = cut.columns["m_true"][v]
-            pred = predict_cutouts(model, card, cut.images[v])
-            reg = regression_metrics(m_val, pred)
-            runs.append({
-                "seed": seed, "n_train": sel.n_train, "n_val": int(v.sum()),
-                "rmse": reg["rmse"], "nrmse": normalized_rmse(m_val, pred),
-                "val_sigma": float(np.std(m_val)), "slope": reg["slope"], "offset": reg["offset"],
-                "train_reported": {k: res["metrics"].get(k) for k in ("rmse", "rmse_over_std")},
-                "split_values": sel.summary.get("split_values"),
-                "log10_one_plus_delta5_center": (float(np.log10(np.quantile(d5_used, (q[0] + q[1]) / 2)))
-                                        if q is not None and d5_used.size else None),
-            })
-            log.info("environment split %s seed %d: nRMSE %.4f (N val %d)", _label(q), seed,
-                     runs[-1]["nrmse"], runs[-1]["n_val"])
-        rm, rs = summarize_repeats([r["rmse"] for r in runs])
-        nm, ns = summarize_repeats([r["nrmse"] for r in runs])
-        splits_out.append({
-            "val_quantiles": list(q) if q is not None else None,
-            "n_train": runs[0]["n_train"], "n_val": runs[0]["n_val"],
-            "val_sigma": float(np.mean([r["val_sigma"] for r in runs])),
-            "rmse_mean": rm, "rmse_std": rs, "nrmse_mean": nm, "nrmse_std": ns,
-            "log10_one_plus_delta5_center": runs[0]["log10_one_plus_delta5_center"],
-            "runs": runs,
-        })
+    splits_out = [
+        _split_summary(q, [_one_training(cfg, files, env_data, q, cfg.seed + rep, hp, images_cache)
+                           for rep in range(cfg.repeats)])
+        for q in environment_splits(cfg.windows)
+    ]
     by_q = {tuple(s["val_quantiles"]) if s["val_quantiles"] else None: s for s in splits_out}
     table4 = [by_q[q] for q in TABLE4_SPLITS]
     low, high = by_q[(0.0, 0.2)], by_q[(0.8, 1.0)]
