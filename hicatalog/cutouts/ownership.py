@@ -13,10 +13,9 @@ shard takes to write; ``existing_object_ids(DIR, check_unique=True)`` in
 
 from __future__ import annotations
 
-import datetime
 import uuid
 
-from hicatalog.storage import filesystem_and_path, write_atomic
+from hicatalog.storage import filesystem_and_path, utc_timestamp, write_atomic
 
 __all__ = ["RUN_FILE", "new_run_id", "claim_output", "owning_run"]
 
@@ -30,8 +29,7 @@ def new_run_id() -> str:
 
     Ids sort by start time (the per-run files of ``_fetch_history/`` list in run order).
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
+    return utc_timestamp(compact=True) + "-" + uuid.uuid4().hex[:6]
 
 
 def claim_output(out_dir: str, run_id: str) -> None:

@@ -77,7 +77,7 @@ def load_manifests(catalog_dir: str) -> dict[str, Any]:
             continue
         rel = storage.relative(p, catalog_dir)
         try:
-            out[rel] = json.loads(storage.read_bytes(p))
+            out[rel] = storage.read_json(p)
         except (OSError, json.JSONDecodeError) as exc:
             out[rel] = {"error": f"cannot read {p}: {exc}"}
     return out
@@ -88,7 +88,7 @@ def _catalog_files(catalog_dir: str) -> tuple[list[str], str]:
     :func:`hicatalog.catalog.reader.open_catalog`), else the Parquet file or directory itself."""
     if storage.is_dir(catalog_dir):
         manifest = storage.join(catalog_dir, MANIFEST_FILE)
-        if storage.is_file(manifest) and "versions" in json.loads(storage.read_bytes(manifest)):
+        if storage.is_file(manifest) and "versions" in storage.read_json(manifest):
             cat = open_catalog(catalog_dir)
             return cat.files, cat.path
         return _parquet_files(catalog_dir), catalog_dir
