@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from hicatalog import storage
-from hicatalog.errors import InputError
+from hicatalog.errors import ConfigError, InputError
 from hicatalog.evaluation import figures
 from hicatalog.evaluation.data import (
     join_catalog_truth,
@@ -318,7 +318,7 @@ def _training_classes(lab: pl.DataFrame, pr_card: dict[str, Any]) -> dict[str, A
     else:
         try:
             det = list(default_train_samples(present))
-        except ValueError:
+        except ConfigError:
             return None
         neg, with_limits = list(DEFAULT_NEGATIVES), False
     det, neg = [d for d in det if d in present], [d for d in neg if d in present]

@@ -29,7 +29,7 @@ from hicatalog.catalog.manifest import MANIFEST_FILE
 from hicatalog.catalog.reader import open_catalog
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import list_shards
-from hicatalog.errors import InputNotFoundError
+from hicatalog.errors import InputNotFoundError, ModelError
 from hicatalog.schemas import SchemaError, first_occurrences
 
 __all__ = [
@@ -217,7 +217,7 @@ def trained_on(manifest: dict[str, Any] | None) -> dict[str, Any]:
         path = storage.join(str(m["path"]), "model_card.json")
         try:
             card = ModelCard.from_json(storage.read_bytes(path).decode(), path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ModelError) as exc:
             out[task] = {"unknown": f"cannot read {path}: {exc}"}
             continue
         if m.get("weights_sha256") and card.weights_sha256 != m["weights_sha256"]:
