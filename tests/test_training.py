@@ -48,6 +48,7 @@ from hicatalog.training.trainer import (
     planned_model_id,
     run_name,
     run_spec,
+    summary_line,
     train,
 )
 
@@ -462,6 +463,25 @@ def test_an_ensemble_of_one_is_the_plain_network_as_before():
     assert torch.equal(ens.state_dict()[f"members.1.{w}"], two[1].state[w])
     assert merged_history(one) == [{"epoch": 1, "rmse": 0.0}]
     assert [r["member"] for r in merged_history(two)] == [0, 1]
+
+
+def test_summary_line_of_a_network_and_of_an_ensemble():
+    base = {"model_dir": "m", "n_train": 8, "n_val": 2, "metrics": {"rmse": 0.125, "auc": 0.5}}
+    one = {**base, "resumed_after_epochs": [1], "card": {
+        "task": "regression", "ensemble_size": 1, "sample_counts": {"a": {"rows": 10}},
+        "calibration": {}}}
+    assert summary_line(one) == (
+        "trained regression model in m (8 train / 2 val; rows per sample: a {'rows': 10}; "
+        "resumed from its checkpoint after epoch 1): rmse=0.1250")
+    two = {**base, "resumed_after_epochs": [[], [2, 3]], "card": {
+        "task": "regression", "ensemble_size": 2, "sample_counts": {"a": {"rows": 10}},
+        "calibration": {"n_val": 2, "method": "variance_scale", "variance_scale": 1.25,
+                        "ood_variance": 0.5}}}
+    assert summary_line(two) == (
+        "trained ensemble of 2 regression networks in m (8 train / 2 val; rows per sample: "
+        "a {'rows': 10}; member 1 resumed from its checkpoint after epoch 2, 3; calibrated on "
+        "2 validation rows: variance_scale 1.25, out-of-distribution variance 0.5 dex^2): "
+        "rmse=0.1250")
 
 
 # --- the full Ray Train path ------------------------------------------------------------------

@@ -662,33 +662,36 @@ def train(cfg: TrainConfig, *, worker_loop: WorkerLoop = train_loop_per_worker) 
     return run_training(plan_training(cfg), run_spec(cfg), worker_loop=worker_loop)
 
 
+def summary_line(result: dict[str, Any]) -> str:
+    """One line on what :func:`train` returned: the model, its rows, resumes, calibration and
+    final metrics (the ``hicatalog train`` output)."""
+    card, final = result["card"], result["metrics"]
+    task, k = card["task"], card["ensemble_size"]
+    keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if task == "regression" else ("accuracy", "auc")
+    metrics = ", ".join(f"{key}={final[key]:.4f}" for key in keys if isinstance(final.get(key), float))
+    counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
+    resumed = result["resumed_after_epochs"] if k > 1 else [result["resumed_after_epochs"]]
+    who = [f"member {i} " if k > 1 else "" for i in range(k)]
+    resumes = "".join(f"; {who[i]}resumed from its checkpoint after epoch {', '.join(map(str, r))}"
+                      for i, r in enumerate(resumed) if r)
+    what = f"ensemble of {k} {task} networks" if k > 1 else f"{task} model"
+    cal = card["calibration"]
+    calibrated = (f"; calibrated on {cal['n_val']} validation rows: {cal['method']} "
+                  f"{cal[cal['method']]:.3g}" if cal else "")
+    if "ood_variance" in cal:
+        calibrated += f", out-of-distribution variance {cal['ood_variance']:.3g} dex^2"
+    return (f"trained {what} in {result['model_dir']} ({result['n_train']} train / "
+            f"{result['n_val']} val; rows per sample: {counts}{resumes}{calibrated}): {metrics}")
+
+
 def main(cfg: TrainConfig) -> int:
-    """CLI entry point (``hicatalog train``): train, print the final metrics; exit 0, or 1 with
-    one line on stderr when the Ray Train run failed for good."""
+    """CLI entry point (``hicatalog train``): train, print :func:`summary_line`; exit 0, or 1
+    with one line on stderr when the Ray Train run failed for good."""
     try:
         result = train(cfg)
     except RuntimeError as exc:
         log.debug("training failed", exc_info=True)
         print(f"hicatalog train: error: {exc}", file=sys.stderr)
         return 1
-    final = result["metrics"]
-    keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if cfg.task == "regression" else ("accuracy", "auc")
-    summary = ", ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float))
-    card = result["card"]
-    counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
-    resumed = result["resumed_after_epochs"]
-    if cfg.ensemble > 1:
-        resumes = "".join(f"; member {k} resumed from its checkpoint after epoch {', '.join(map(str, r))}"
-                          for k, r in enumerate(resumed) if r)
-    else:
-        resumes = f"; resumed from its checkpoint after epoch {', '.join(map(str, resumed))}" if resumed else ""
-    what = f"ensemble of {cfg.ensemble} {cfg.task} networks" if cfg.ensemble > 1 else f"{cfg.task} model"
-    cal = card["calibration"]
-    calibrated = (f"; calibrated on {cal['n_val']} validation rows: {cal['method']} "
-                  f"{cal[cal['method']]:.3g}" if cal else "")
-    if "ood_variance" in cal:
-        calibrated += f", out-of-distribution variance {cal['ood_variance']:.3g} dex^2"
-    print(f"trained {what} in {result['model_dir']} "
-          f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}{resumes}"
-          f"{calibrated}): {summary}")
+    print(summary_line(result))
     return 0
