@@ -159,6 +159,32 @@ def test_presets_and_overrides():
     assert (gas["arch"], gas["epochs"]) == ("shallow", 10)
 
 
+def test_architecture_and_precision_choices_are_the_registries(monkeypatch):
+    """A config accepts the architectures the model registry has and the precisions the
+    runtime knows, nothing else; reading a config imports no torch."""
+    from hicatalog.config import ConfigError, EvaluateConfig, WorkflowConfig, load_config
+    from hicatalog.models import registry
+    from hicatalog.runtime import PRECISIONS
+
+    monkeypatch.setitem(registry.ARCHITECTURES, "tiny", registry.ARCHITECTURES["shallow"])
+    assert TrainConfig(data=["x"], out="y", arch="tiny").arch == "tiny"
+    catalogs = {k: "f" for k in ("a40", "a40_sdss", "mpa_info", "mpa_mass", "targets")}
+    assert EvaluateConfig(out="y", arch="tiny").arch == WorkflowConfig(out="y", arch="tiny",
+                                                                      **catalogs).arch
+    with pytest.raises(ConfigError, match=r"'arch'.*registered architectures: xresnet18, .*tiny"):
+        load_config(TrainConfig, overrides={"data": ["x"], "out": "y", "arch": "resnet9"})
+    for p in PRECISIONS:
+        assert TrainConfig(data=["x"], out="y", precision=p).precision == p
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(data=["x"], out="y", precision="fp16")
+    import subprocess
+    import sys
+
+    code = "import sys, hicatalog.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
 def test_metrics_definitions():
     true = np.array([0.0, 1.0, 2.0, 3.0])
     # truth first, as scikit-learn: swapped, the slope would be 2 and std_true sqrt(0.3125)
