@@ -35,9 +35,11 @@ CPUs: each CPU worker reserves its share of the cluster's CPUs
 decoded data is streamed rather than cached) and runs that many torch threads; a GPU worker
 reserves one CPU.
 
-The steps, each a function of small typed values (the entry points :func:`train`,
-:func:`planned_model_id` and :func:`main` are the only ones that read a
-:class:`~hicatalog.config.TrainConfig`):
+The steps, each a function of small typed values. A :class:`~hicatalog.config.TrainConfig`
+is read only by the entry points (:func:`train`, :func:`planned_model_id`, :func:`main`) and
+the adapters they call (:func:`plan_training`, :func:`member_seeds`, :func:`run_spec`,
+:func:`~hicatalog.training.presets.resolve_hyperparameters`); :func:`make_plan` and every step
+after it take plain values:
 
 1. :func:`plan_training` -> :class:`TrainPlan` (hyperparameters, shards and their fingerprint,
    the row selection, one :class:`Member` per network with its seed and Ray run name, the
