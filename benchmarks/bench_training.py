@@ -37,6 +37,7 @@ from hicatalog.cutouts.shards import list_shards, write_shard
 from hicatalog.models import ModelCard, build_model, compute_normalization
 from hicatalog.training.data import select_rows
 from hicatalog.training.loop import fit, steps_per_epoch
+from hicatalog.training.loop_config import LoopConfig
 from hicatalog.training.presets import resolve_hyperparameters
 
 
@@ -94,11 +95,9 @@ def plain_loop(cfg: TrainConfig, files: list[str], threads: int) -> dict:
     xt, yt, xv, yv = x[~v], y[~v], x[v], y[v]
     bs = int(hp["batch_size"])
     card = _card(cfg, compute_normalization(xt[:1024].numpy()))
-    lc = {
-        "card": card.to_dict(), "epochs": hp["epochs"], "batch_size": bs,
-        "max_lr": hp["max_lr"], "weight_decay": hp["weight_decay"], "label_smoothing": 0.0,
-        "seed": cfg.seed, "steps_per_epoch": steps_per_epoch(len(xt), 1, bs), "gpu": cfg.gpu,
-    }
+    lc = LoopConfig(card=card, epochs=int(hp["epochs"]), batch_size=bs, max_lr=hp["max_lr"],
+                    weight_decay=hp["weight_decay"], seed=cfg.seed,
+                    steps_per_epoch=steps_per_epoch(len(xt), 1, bs), gpu=cfg.gpu)
 
     def train_batches(epoch):
         perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(epoch))

@@ -65,6 +65,7 @@ from hicatalog.config import BuildCatalogConfig, MockConfig, TrainConfig  # noqa
 from hicatalog.cutouts.decode import decode_batch  # noqa: E402
 from hicatalog.cutouts.shards import write_shard  # noqa: E402
 from hicatalog.models import ModelCard, build_model, load_model, save_model  # noqa: E402
+from hicatalog.training.loop_config import LoopConfig  # noqa: E402
 from hicatalog.training.presets import PRESETS  # noqa: E402
 
 SECTIONS = ("matmul", "decode", "train", "inference", "build")
@@ -282,11 +283,11 @@ def _flops_per_image(card: ModelCard, device: torch.device) -> float:
     return fc.get_total_flops() / 2
 
 
-def _loop_config(card: ModelCard, batch: int, steps: int, epochs: int) -> dict[str, Any]:
+def _loop_config(card: ModelCard, batch: int, steps: int, epochs: int) -> LoopConfig:
+    """The paper preset's optimizer on ``card`` (the loop's defaults for the rest)."""
     hp = PRESETS["paper"]
-    return {"card": card.to_dict(), "epochs": epochs, "batch_size": batch,
-            "max_lr": hp["max_lr"], "weight_decay": hp["weight_decay"], "label_smoothing": 0.0,
-            "seed": 0, "steps_per_epoch": steps, "precision": "auto"}
+    return LoopConfig(card=card, epochs=epochs, batch_size=batch, max_lr=hp["max_lr"],
+                      weight_decay=hp["weight_decay"], steps_per_epoch=steps)
 
 
 def section_train(s: Sizes, device: torch.device, work: str, train_dir: str,

@@ -20,12 +20,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hicatalog.errors import ConfigError
 from hicatalog.imaging import SURVEYS
+from hicatalog.runtime import PRECISIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +58,22 @@ __all__ = [
 
 #: A survey name (the values of :data:`hicatalog.imaging.SURVEYS`).
 Survey = Literal[SURVEYS]
+#: A precision choice (the values of :data:`hicatalog.runtime.PRECISIONS`).
+Precision = Literal[PRECISIONS]
+
+
+def _registered_architecture(name: str) -> str:
+    """``name`` if :data:`hicatalog.models.registry.ARCHITECTURES` has it (imported here, when an
+    architecture is named, so that reading a config does not import torch)."""
+    from hicatalog.models.registry import ARCHITECTURES
+
+    if name not in ARCHITECTURES:
+        raise ValueError(f"one of the registered architectures: {', '.join(ARCHITECTURES)}")
+    return name
+
+
+#: A network architecture: a key of :data:`hicatalog.models.registry.ARCHITECTURES`.
+Architecture = Annotated[str, AfterValidator(_registered_architecture)]
 
 
 class JobConfig(BaseModel):
@@ -98,9 +123,10 @@ class TrainConfig(JobConfig):
     preset: Literal["quick", "paper"] = Field("quick")
     workers: int = Field(1, ge=1, le=1024, description="Ray Train workers")
     gpu: bool = Field(False, description="one GPU per worker, bf16 autocast, channels_last")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
+    precision: Precision = Field(
         "auto", description="bf16 = bf16 autocast + channels_last; auto: bf16 on GPU, fp32 on CPU")
-    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = None
+    arch: Architecture | None = Field(
+        None, description="network (hicatalog.models.registry.ARCHITECTURES; default: the preset's)")
     width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
     image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")
     epochs: int | None = Field(None, ge=1, le=1000)
@@ -259,8 +285,9 @@ class EvaluateConfig(JobConfig):
     tracers: str | None = Field(
         None, description="tracers Parquet: compute delta5 for the environment analysis"
     )
-    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = Field(
-        None, description="network for the trainings (default: the preset's)"
+    arch: Architecture | None = Field(
+        None, description="network for the trainings (hicatalog.models.registry.ARCHITECTURES; "
+        "default: the preset's)"
     )
     width: float | None = Field(None, gt=0.0, le=4.0, description="channel width multiplier")
     image_size: int | None = Field(None, ge=16, le=1024, description="network input side (px)")
@@ -411,7 +438,7 @@ class WorkflowConfig(LabelsConfig):
     preset: Literal["quick", "paper"] = Field("quick")
     workers: int = _same_as(TrainConfig, "workers")
     gpu: bool = Field(False, description="train and predict on GPUs (train/build-catalog --gpu)")
-    arch: Literal["xresnet18", "xresnet34", "xresnet50", "shallow"] | None = None
+    arch: Architecture | None = _same_as(TrainConfig, "arch")
     width: float | None = _same_as(TrainConfig, "width")
     image_size: int | None = _same_as(TrainConfig, "image_size")
     epochs: int | None = _same_as(TrainConfig, "epochs")

@@ -18,7 +18,7 @@ from hicatalog.cli import main as cli_main
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import write_shard
 from hicatalog.evaluation.catalog import evaluate_catalog
-from hicatalog.models import ModelCard, load_model
+from hicatalog.models import ModelCard
 from hicatalog.samples import default_train_samples, report_group
 from hicatalog.training.data import select_rows
 
@@ -209,30 +209,34 @@ def test_card_records_samples_and_round_trips_and_old_cards_load():
     assert loaded.train_samples is None and loaded.sample_counts == {} and not loaded.upper_limits_as_negatives
 
 
-def test_trained_regression_card_counts_what_was_written(ray_local, real, tmp_path):
-    """Ray Train with the defaults: the card lists a40A and a40B with exactly the rows written."""
-    from hicatalog.training.trainer import train
+def _network_card(cfg: TrainConfig) -> ModelCard:
+    """The card ``train(cfg)`` trains with, made by its steps without Ray (the data step's
+    result stands in: what these tests check comes from the plan)."""
+    from hicatalog.training.trainer import DecodedData, network_card, plan_training
 
+    plan = plan_training(cfg)
+    data = DecodedData(train=None, val=None, n_train=plan.selection.n_train,
+                       n_val=plan.selection.n_val, dropped=0, cached=True, cutout_size=32,
+                       survey="sdss", normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+    return network_card(plan, data, workers=1)
+
+
+def test_regression_card_counts_what_was_written(real, tmp_path):
+    """The defaults: the card lists a40A and a40B with exactly the rows written (a Ray Train
+    run writes this card: tests/test_training.py's crash-and-resume test checks the saved
+    card's samples)."""
     d, rows = real
-    out = tmp_path / "reg"
-    res = train(TrainConfig(data=[d], out=str(out), image_size=16, width=0.25, epochs=1, batch_size=16))
-    _, card = load_model(out)
+    card = _network_card(TrainConfig(data=[d], out=str(tmp_path / "reg")))
     written = {s: int((rows["dataset"] == s).sum()) for s in ("a40A", "a40B")}
     assert card.train_samples == ["a40A", "a40B"] and card.negatives is None
     assert card.sample_counts == {s: {"rows": n} for s, n in written.items()} == {
         "a40A": {"rows": 30}, "a40B": {"rows": 20}}
-    assert res["n_train"] + res["n_val"] == 50 and res["dropped_rows"] == 0
 
 
-@pytest.mark.slow
-def test_trained_pr_card_has_no_upper_limit_negatives(ray_local, real, tmp_path):
-    from hicatalog.training.trainer import train
-
+def test_pr_card_has_no_upper_limit_negatives(real, tmp_path):
     d, _ = real
-    out = tmp_path / "pr"
-    train(TrainConfig(task="pr", data=[d], out=str(out), negatives=["nondetections", "xgass"],
-                      image_size=16, width=0.25, epochs=1, batch_size=16))
-    _, card = load_model(out)
+    card = _network_card(TrainConfig(task="pr", data=[d], out=str(tmp_path / "pr"),
+                                     negatives=["nondetections", "xgass"]))
     assert card.negatives == ["nondetections", "xgass"] and not card.upper_limits_as_negatives
     # the 10 xGASS rows that are not detections are all upper limits: none is a negative
     assert "xgass" not in card.sample_counts

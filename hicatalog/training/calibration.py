@@ -117,7 +117,7 @@ def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray,
         return cal, mom["mean"].numpy()
     label = np.asarray(targets).astype(np.int64)
     index = np.where(label == 1, card.positive_index, 1 - card.positive_index)
-    cal = fit_temperature(outputs, index)
+    cal = fit_temperature(out.numpy(), index)
     return cal, positive_probability(out, dataclasses.replace(card, calibration=cal)).numpy()
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,214 @@ def _count_by(samples: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, in
     return out
 
 
+@dataclass(frozen=True)
+class _Labels:
+    """The label columns of every shard (one entry per row, all shards in order) and which
+    rows the samples make eligible: ``in_train`` (training samples: regression / gasclass
+    targets, PR detections), ``in_neg`` (PR negative samples), ``limit`` (upper limits),
+    ``detected`` (True for every row of shards without the column)."""
+
+    table: pa.Table
+    ids: np.ndarray
+    sample: np.ndarray
+    present: dict[str, int]
+    train: list[str] | None
+    neg: list[str] | None
+    in_train: np.ndarray
+    in_neg: np.ndarray
+    limit: np.ndarray
+    detected: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def train_label(self) -> str:
+        return "+".join(self.train) if self.train else "every row"
+
+    def col(self, name: str, fill: float | bool | str) -> np.ndarray:
+        return self.table[name].fill_null(fill).to_numpy(zero_copy_only=False)
+
+
+@dataclass(frozen=True)
+class _TaskRows:
+    """A task's rows before the split: ``keep`` (bool per row), ``target`` (per row: float32 M
+    or int64 class) and the upper-limit rows of the eligible samples it left out."""
+
+    keep: np.ndarray
+    target: np.ndarray
+    n_excluded_limits: int
+
+
+def _read_task_labels(files: list[str], task: str, split_by: str | None) -> tuple[pa.Table, bool, bool, bool]:
+    """The columns ``task`` needs (ValueError naming a shard without one), plus ``detected``,
+    ``dataset`` and ``upper_limit`` where every shard has them: ``(labels, has_detected,
+    has_samples, has_limits)``; ValueError when object ids repeat."""
+    cols_by_file = _shard_columns(files)
+    needed = list(TASK_LABEL_COLUMNS[task]) + ([split_by] if split_by else [])
+    for f, cols in cols_by_file.items():
+        for c in needed:
+            if c not in cols:
+                what = "split column (--split-by)" if c == split_by else f"label column for task {task!r}"
+                raise ValueError(f"{f}: has no column {c!r}, the {what}; columns: {sorted(cols)}")
+    has_detected = all("detected" in cols for cols in cols_by_file.values())
+    has_samples = _optional_column(cols_by_file, SAMPLE_COLUMN)
+    has_limits = _optional_column(cols_by_file, UPPER_LIMIT_COLUMN)
+    extra = (["detected"] if has_detected else []) + ([SAMPLE_COLUMN] if has_samples else []) + (
+        [UPPER_LIMIT_COLUMN] if has_limits else [])
+    labels = _read_labels(files, ["object_id", *dict.fromkeys([*needed, *extra])])
+    ids = labels["object_id"].to_numpy(zero_copy_only=False)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("object_id values repeat across the given shards (expected unique ids)")
+    return labels, has_detected, has_samples, has_limits
+
+
+def _eligible(labels: pa.Table, has_detected: bool, has_samples: bool, has_limits: bool, *,
+              task: str, train_samples: Sequence[str] | None,
+              negatives: Sequence[str] | None) -> _Labels:
+    """Which rows the samples make eligible (every row, with a warning, for shards without a
+    ``dataset`` column, where naming samples is a ValueError)."""
+    n_rows = labels.num_rows
+
+    def col(name: str, fill: float | bool | str) -> np.ndarray:
+        return labels[name].fill_null(fill).to_numpy(zero_copy_only=False)
+
+    if has_samples:
+        sample = col(SAMPLE_COLUMN, "").astype(str)
+        present = dict(sorted(Counter(s for s in sample.tolist() if s).items()))
+        train, neg = _resolve_samples(task, present, train_samples, negatives)
+        in_train, in_neg = np.isin(sample, train), np.isin(sample, neg)
+    else:
+        if train_samples is not None or negatives is not None:
+            raise ValueError(
+                "the shards have no 'dataset' column, so --train-samples / --negatives cannot "
+                "select samples; drop them to train on every row"
+            )
+        log.warning("the shards have no 'dataset' column: every row is eligible (no sample selection)")
+        sample = np.full(n_rows, NO_SAMPLE, dtype=object).astype(str)
+        present, train, neg = {NO_SAMPLE: n_rows}, None, None
+        in_train = in_neg = np.ones(n_rows, bool)
+    return _Labels(
+        table=labels, ids=labels["object_id"].to_numpy(zero_copy_only=False), sample=sample,
+        present=present, train=train, neg=neg, in_train=in_train, in_neg=in_neg,
+        limit=col(UPPER_LIMIT_COLUMN, False).astype(bool) if has_limits else np.zeros(n_rows, bool),
+        detected=col("detected", False).astype(bool) if has_detected else np.ones(n_rows, bool),
+    )
+
+
+def _measured(lab: _Labels) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(M, measured, upper limits left out)``: the rows of the training samples with a
+    measured M (detections with a finite ``m_true``, never upper limits)."""
+    m = lab.col("m_true", np.nan).astype(np.float64)
+    measured = lab.in_train & np.isfinite(m) & lab.detected & ~lab.limit
+    return m, measured, int((lab.in_train & lab.limit).sum())
+
+
+def _regression_rows(lab: _Labels, rng: np.random.Generator, *, min_rows: int, **_: Any) -> _TaskRows:
+    """Regression (paper Section 4): every measured row, target M (dex); ValueError for fewer
+    than ``min_rows`` or no spread."""
+    m, keep, n_excluded = _measured(lab)
+    if keep.sum() < min_rows:
+        raise ValueError(
+            f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
+            f"upper limits) in samples {lab.train_label}, fewer than min_rows={min_rows}; samples "
+            f"present: {describe_counts(lab.present)}"
+        )
+    if not float(np.std(m[keep])) > 0.0:
+        raise ValueError(
+            f"regression: m_true has zero variance over the {int(keep.sum())} selected rows "
+            f"(all {float(m[keep][0]):.4g} dex): there is nothing to learn"
+        )
+    return _TaskRows(keep, m.astype(np.float32), n_excluded)
+
+
+def _gasclass_rows(lab: _Labels, rng: np.random.Generator, *, min_class_rows: int, **_: Any) -> _TaskRows:
+    """Gas classes (paper Section 8.1): measured rows below :data:`GAS_POOR_MAX` (class 0) and
+    above :data:`GAS_RICH_MIN` (class 1); ValueError for a class under ``min_class_rows``."""
+    m, measured, n_excluded = _measured(lab)
+    poor, rich = measured & (m < GAS_POOR_MAX), measured & (m > GAS_RICH_MIN)
+    if min(int(poor.sum()), int(rich.sum())) < min_class_rows:
+        raise ValueError(
+            f"gasclass needs gas-poor (m_true < {GAS_POOR_MAX}) and gas-rich (m_true > "
+            f"{GAS_RICH_MIN}) detections, at least min_class_rows={min_class_rows} of each; "
+            f"found {int(poor.sum())} and {int(rich.sum())} in samples {lab.train_label}"
+        )
+    return _TaskRows(poor | rich, rich.astype(np.int64), n_excluded)
+
+
+def _pr_rows(lab: _Labels, rng: np.random.Generator, *, min_class_rows: int,
+             upper_limits_as_negatives: bool, **_: Any) -> _TaskRows:
+    """PR (paper Section 5.2): detections of the training samples (class 1) against as many
+    non-detections of the negative samples (class 0), the larger class downsampled with
+    ``rng``; upper limits are negatives only with ``upper_limits_as_negatives``."""
+    valid = lab.table["detected"].is_valid().to_numpy(zero_copy_only=False)
+    detected, limit = lab.detected, lab.limit
+    pos = np.flatnonzero(valid & detected & lab.in_train & ~limit)
+    neg_ok = ~limit if not upper_limits_as_negatives else np.ones(lab.n_rows, bool)
+    neg_rows = np.flatnonzero(valid & ~detected & lab.in_neg & neg_ok)
+    n_excluded = int((valid & ~detected & lab.in_neg & limit).sum()) if not upper_limits_as_negatives else 0
+    if min(len(pos), len(neg_rows)) < min_class_rows:
+        hint = (f"; {n_excluded} upper-limit rows of the negative samples are not used "
+                "(--upper-limits-as-negatives uses them)") if n_excluded else ""
+        which = "one class" if min(len(pos), len(neg_rows)) == 0 else "too few rows of a class"
+        raise ValueError(
+            f"pr has {which}: {len(pos)} detections in samples {lab.train_label} and "
+            f"{len(neg_rows)} non-detections in samples {'+'.join(lab.neg) if lab.neg else 'every row'}"
+            f"; need at least min_class_rows={min_class_rows} of each{hint}; samples present: "
+            f"{describe_counts(lab.present)}"
+        )
+    n_each = min(len(pos), len(neg_rows))
+    keep = np.zeros(lab.n_rows, bool)
+    keep[rng.choice(pos, n_each, replace=False)] = True
+    keep[rng.choice(neg_rows, n_each, replace=False)] = True
+    return _TaskRows(keep, detected.astype(np.int64), n_excluded)
+
+
+#: Each task's row selection (module doc); every one takes the eligible labels, the run's RNG
+#: and the keyword options of :func:`select_rows`.
+_TASK_ROWS: dict[str, Callable[..., _TaskRows]] = {
+    "regression": _regression_rows, "gasclass": _gasclass_rows, "pr": _pr_rows,
+}
+
+
+def _split(lab: _Labels, idx: np.ndarray, rng: np.random.Generator, *, seed: int,
+           val_fraction: float, split_by: str | None,
+           val_quantiles: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The validation flags of the selected rows ``idx``: ``(idx, is_val, summary)``; with
+    ``split_by``, rows without a value of that column are dropped from ``idx``."""
+    if split_by is None:
+        is_val = np.zeros(len(idx), bool)
+        is_val[rng.permutation(len(idx))[:int(round(val_fraction * len(idx)))]] = True
+        return idx, is_val, {"split": f"random {val_fraction:.2f} (seed {seed})"}
+    lo, hi = val_quantiles if val_quantiles is not None else (1.0 - val_fraction, 1.0)
+    split_type = lab.table[split_by].type
+    if not (pa.types.is_integer(split_type) or pa.types.is_floating(split_type)):
+        raise ValueError(
+            f"split column {split_by!r} must be numeric to take quantiles of, got {split_type}"
+        )
+    v = lab.col(split_by, np.nan).astype(np.float64)[idx]
+    finite = np.isfinite(v)
+    if not finite.all():
+        log.warning("%d selected rows have no %s value and are not used", int((~finite).sum()), split_by)
+        idx, v = idx[finite], v[finite]
+    if len(idx) == 0:
+        raise ValueError(f"no selected row has a value of split column {split_by!r}")
+    q_lo, q_hi = np.quantile(v, [lo, hi])
+    is_val = (v >= q_lo) & ((v < q_hi) if hi < 1.0 else (v <= q_hi))
+    return idx, is_val, {"split": f"{split_by} quantiles [{lo}, {hi}) = [{q_lo:.4g}, {q_hi:.4g}]",
+                         "split_values": [float(q_lo), float(q_hi)]}
+
+
+def _class_names(task: str, target: np.ndarray) -> np.ndarray:
+    """Each selected row's class name for ``sample_counts`` (``rows`` for regression)."""
+    if task == "regression":
+        return np.full(len(target), "rows", dtype=object)
+    positive = POSITIVE_CLASS[task]
+    negative = next(c for c in TASK_CLASSES[task] if c != positive)
+    return np.where(target == 1, positive, negative)
+
+
 def select_rows(
     files: list[str],
     task: str,
@@ -193,6 +401,9 @@ def select_rows(
     paper's design, :mod:`hicatalog.samples`); ``min_rows`` / ``min_class_rows``: the smallest
     selected set (training + validation) and, for classifiers, the smallest class accepted.
 
+    Steps: read the task's label columns, mark the rows the samples make eligible, the task's
+    rows and targets (one function per task), the split, the summary.
+
     Raises
     ------
     ValueError (one line): a needed label or split column is missing from a shard (naming the
@@ -203,157 +414,39 @@ def select_rows(
     """
     if task not in TASK_LABEL_COLUMNS:
         raise ValueError(f"task must be one of {sorted(TASK_LABEL_COLUMNS)}, got {task!r}")
-    cols_by_file = _shard_columns(files)
-    needed = list(TASK_LABEL_COLUMNS[task]) + ([split_by] if split_by else [])
-    for f, cols in cols_by_file.items():
-        for c in needed:
-            if c not in cols:
-                what = "split column (--split-by)" if c == split_by else f"label column for task {task!r}"
-                raise ValueError(f"{f}: has no column {c!r}, the {what}; columns: {sorted(cols)}")
-    has_detected = all("detected" in cols for cols in cols_by_file.values())
-    has_samples = _optional_column(cols_by_file, SAMPLE_COLUMN)
-    has_limits = _optional_column(cols_by_file, UPPER_LIMIT_COLUMN)
-    extra = (["detected"] if has_detected else []) + ([SAMPLE_COLUMN] if has_samples else []) + (
-        [UPPER_LIMIT_COLUMN] if has_limits else [])
-    columns = ["object_id", *dict.fromkeys([*needed, *extra])]
-    labels = _read_labels(files, columns)
-    n_rows = labels.num_rows
-    ids = labels["object_id"].to_numpy(zero_copy_only=False)
-    if len(np.unique(ids)) != len(ids):
-        raise ValueError("object_id values repeat across the given shards (expected unique ids)")
-
-    def col(name: str, fill: float | bool | str) -> np.ndarray:
-        return labels[name].fill_null(fill).to_numpy(zero_copy_only=False)
-
-    if has_samples:
-        sample = col(SAMPLE_COLUMN, "").astype(str)
-        present = dict(sorted(Counter(s for s in sample.tolist() if s).items()))
-        train, neg = _resolve_samples(task, present, train_samples, negatives)
-        in_train, in_neg = np.isin(sample, train), np.isin(sample, neg)
-    else:
-        if train_samples is not None or negatives is not None:
-            raise ValueError(
-                "the shards have no 'dataset' column, so --train-samples / --negatives cannot "
-                "select samples; drop them to train on every row"
-            )
-        log.warning("the shards have no 'dataset' column: every row is eligible (no sample selection)")
-        sample = np.full(n_rows, NO_SAMPLE, dtype=object).astype(str)
-        present, train, neg = {NO_SAMPLE: n_rows}, None, None
-        in_train = in_neg = np.ones(n_rows, bool)
-    limit = col(UPPER_LIMIT_COLUMN, False).astype(bool) if has_limits else np.zeros(n_rows, bool)
-    detected = col("detected", False).astype(bool) if has_detected else np.ones(n_rows, bool)
-    train_label = "+".join(train) if train else "every row"
+    lab = _eligible(*_read_task_labels(files, task, split_by), task=task,
+                    train_samples=train_samples, negatives=negatives)
     rng = np.random.default_rng(seed)
-    if task in ("regression", "gasclass"):
-        # the rows with a measured M: detections with a finite m_true, never upper limits
-        m = col("m_true", np.nan).astype(np.float64)
-        measured = in_train & np.isfinite(m) & detected & ~limit
-        n_excluded_limits = int((in_train & limit).sum())
-    if task == "regression":
-        keep = measured
-        target = m.astype(np.float32)
-        if keep.sum() < min_rows:
-            raise ValueError(
-                f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
-                f"upper limits) in samples {train_label}, fewer than min_rows={min_rows}; samples "
-                f"present: {describe_counts(present)}"
-            )
-        spread = float(np.std(m[keep]))
-        if not spread > 0.0:
-            raise ValueError(
-                f"regression: m_true has zero variance over the {int(keep.sum())} selected rows "
-                f"(all {float(m[keep][0]):.4g} dex): there is nothing to learn"
-            )
-    elif task == "gasclass":
-        poor, rich = measured & (m < GAS_POOR_MAX), measured & (m > GAS_RICH_MIN)
-        keep = poor | rich
-        target = rich.astype(np.int64)
-        if min(int(poor.sum()), int(rich.sum())) < min_class_rows:
-            raise ValueError(
-                f"gasclass needs gas-poor (m_true < {GAS_POOR_MAX}) and gas-rich (m_true > "
-                f"{GAS_RICH_MIN}) detections, at least min_class_rows={min_class_rows} of each; "
-                f"found {int(poor.sum())} and {int(rich.sum())} in samples {train_label}"
-            )
-    else:  # pr
-        valid = labels["detected"].is_valid().to_numpy(zero_copy_only=False)
-        pos = np.flatnonzero(valid & detected & in_train & ~limit)
-        neg_ok = ~limit if not upper_limits_as_negatives else np.ones(n_rows, bool)
-        neg_rows = np.flatnonzero(valid & ~detected & in_neg & neg_ok)
-        n_excluded_limits = int((valid & ~detected & in_neg & limit).sum()) if not upper_limits_as_negatives else 0
-        if min(len(pos), len(neg_rows)) < min_class_rows:
-            hint = (f"; {n_excluded_limits} upper-limit rows of the negative samples are not used "
-                    "(--upper-limits-as-negatives uses them)") if n_excluded_limits else ""
-            which = "one class" if min(len(pos), len(neg_rows)) == 0 else "too few rows of a class"
-            raise ValueError(
-                f"pr has {which}: {len(pos)} detections in samples {train_label} and "
-                f"{len(neg_rows)} non-detections in samples {'+'.join(neg) if neg else 'every row'}"
-                f"; need at least min_class_rows={min_class_rows} of each{hint}; samples present: "
-                f"{describe_counts(present)}"
-            )
-        n_each = min(len(pos), len(neg_rows))
-        pos = rng.choice(pos, n_each, replace=False)
-        neg_rows = rng.choice(neg_rows, n_each, replace=False)
-        keep = np.zeros(n_rows, bool)
-        keep[pos] = keep[neg_rows] = True
-        target = detected.astype(np.int64)
-    idx = np.flatnonzero(keep)
+    rows = _TASK_ROWS[task](lab, rng, min_rows=min_rows, min_class_rows=min_class_rows,
+                            upper_limits_as_negatives=upper_limits_as_negatives)
+    idx = np.flatnonzero(rows.keep)
     if len(idx) < min_rows:
         raise ValueError(
-            f"{task}: {len(idx)} rows selected (samples {train_label}), fewer than "
-            f"min_rows={min_rows}; samples present: {describe_counts(present)}"
+            f"{task}: {len(idx)} rows selected (samples {lab.train_label}), fewer than "
+            f"min_rows={min_rows}; samples present: {describe_counts(lab.present)}"
         )
-    is_val = np.zeros(len(idx), bool)
     summary: dict[str, Any] = {
-        "n_rows": int(n_rows), "n_selected": int(len(idx)),
-        "train_samples": train, "negatives": neg if task == "pr" else None,
+        "n_rows": int(lab.n_rows), "n_selected": int(len(idx)),
+        "train_samples": lab.train, "negatives": lab.neg if task == "pr" else None,
         "upper_limits_as_negatives": bool(upper_limits_as_negatives) if task == "pr" else False,
-        "samples_present": present,
-        "n_upper_limits_excluded": n_excluded_limits,
+        "samples_present": lab.present,
+        "n_upper_limits_excluded": rows.n_excluded_limits,
     }
-    if split_by is None:
-        n_val = int(round(val_fraction * len(idx)))
-        is_val[rng.permutation(len(idx))[:n_val]] = True
-        summary["split"] = f"random {val_fraction:.2f} (seed {seed})"
-    else:
-        lo, hi = val_quantiles if val_quantiles is not None else (1.0 - val_fraction, 1.0)
-        split_type = labels[split_by].type
-        if not (pa.types.is_integer(split_type) or pa.types.is_floating(split_type)):
-            raise ValueError(
-                f"split column {split_by!r} must be numeric to take quantiles of, got {split_type}"
-            )
-        v = col(split_by, np.nan).astype(np.float64)[idx]
-        finite = np.isfinite(v)
-        if not finite.all():
-            log.warning("%d selected rows have no %s value and are not used", int((~finite).sum()), split_by)
-            idx, v, is_val = idx[finite], v[finite], is_val[finite]
-        if len(idx) == 0:
-            raise ValueError(f"no selected row has a value of split column {split_by!r}")
-        q_lo, q_hi = np.quantile(v, [lo, hi])
-        is_val = (v >= q_lo) & ((v < q_hi) if hi < 1.0 else (v <= q_hi))
-        summary["split"] = f"{split_by} quantiles [{lo}, {hi}) = [{q_lo:.4g}, {q_hi:.4g}]"
-        summary["split_values"] = [float(q_lo), float(q_hi)]
-    table = pa.table(
-        {
-            "object_id": pa.array(ids[idx], pa.string()),
-            "target": pa.array(target[idx]),
-            "is_val": pa.array(is_val),
-        }
-    )
+    idx, is_val, split = _split(lab, idx, rng, seed=seed, val_fraction=val_fraction,
+                                split_by=split_by, val_quantiles=val_quantiles)
+    summary.update(split)
     n_val = int(is_val.sum())
     if n_val == 0 or n_val == len(idx):
         raise ValueError(
             f"split leaves {len(idx) - n_val} training and {n_val} validation rows; both must be > 0"
         )
-    summary.update(n_train=int(len(idx) - n_val), n_val=n_val)
-    if task == "regression":
-        class_names = np.full(len(idx), "rows", dtype=object)
-    else:
-        positive = POSITIVE_CLASS[task]
-        negative = next(c for c in TASK_CLASSES[task] if c != positive)
-        class_names = np.where(target[idx] == 1, positive, negative)
-    summary["sample_counts"] = _count_by(sample[idx], class_names)
+    target = rows.target[idx]
+    summary.update(n_train=int(len(idx) - n_val), n_val=n_val,
+                   sample_counts=_count_by(lab.sample[idx], _class_names(task, target)))
     if task != "regression":
-        summary["n_class1"] = int(target[idx].sum())
+        summary["n_class1"] = int(target.sum())
+    table = pa.table({"object_id": pa.array(lab.ids[idx], pa.string()),
+                      "target": pa.array(target), "is_val": pa.array(is_val)})
     return Selection(table, task, summary)
 
 

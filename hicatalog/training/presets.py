@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from hicatalog.config import TrainConfig
+from hicatalog.training.loop_config import LOOKAHEAD_ALPHA, LOOKAHEAD_K
 
 __all__ = ["PRESETS", "HYPERPARAMETER_KEYS", "resolve_hyperparameters"]
 
@@ -33,14 +34,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Optimizer constants of the paper (not tunable from the command line).
-LOOKAHEAD_K = 6
-LOOKAHEAD_ALPHA = 0.5
-
-
 def resolve_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
     """The effective hyperparameters of a run: the preset overlaid with the config's non-None
-    fields, plus the fixed method constants (label smoothing, Lookahead k and alpha, seed)."""
+    fields, plus the fixed method constants (label smoothing, Lookahead k and alpha, seed).
+
+    This dict is the run's record (the card's ``hyperparameters``) and its identity: the Ray
+    run's name hashes it (:func:`hicatalog.training.trainer.run_name`), so a key or value
+    changed here starts new runs instead of resuming old ones."""
     hp = dict(PRESETS[cfg.preset])
     if cfg.task == "gasclass":
         # Section 8.1: the gas-class network is the shallow Grad-CAM CNN, trained 10 epochs.

@@ -34,6 +34,23 @@ CPUs: each CPU worker reserves its share of the cluster's CPUs
 (:func:`hicatalog.runtime.cpus_per_worker`; one CPU per node is left to Ray Data when the
 decoded data is streamed rather than cached) and runs that many torch threads; a GPU worker
 reserves one CPU.
+
+The steps, each a function of small typed values. A :class:`~hicatalog.config.TrainConfig`
+is read only by the entry points (:func:`train`, :func:`planned_model_id`, :func:`main`) and
+the adapters they call (:func:`plan_training`, :func:`member_seeds`, :func:`run_spec`,
+:func:`~hicatalog.training.presets.resolve_hyperparameters`); :func:`make_plan` and every step
+after it take plain values:
+
+1. :func:`plan_training` -> :class:`TrainPlan` (hyperparameters, shards and their fingerprint,
+   the row selection, one :class:`Member` per network with its seed and Ray run name, the
+   model id); no Ray;
+2. :func:`decode_data` -> :class:`DecodedData` (the Ray datasets, counts, cutout geometry,
+   normalisation);
+3. :func:`network_card` and :func:`loop_config`: the card of one network and the validated
+   :class:`~hicatalog.training.loop_config.LoopConfig`, before any worker starts;
+4. :func:`fit_members` -> one :class:`MemberResult` per network (a single network is an
+   ensemble of one);
+5. :func:`assemble_model`, :func:`calibrate`, then the card and ``metrics.jsonl`` are written.
 """
 
 from __future__ import annotations
@@ -44,27 +61,38 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow.compute as pc
+from torch import nn
 
 from hicatalog import __version__, storage
 from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
 from hicatalog.models.artifact import save_model
 from hicatalog.models.card import ModelCard
+from hicatalog.models.ensemble import Ensemble
 from hicatalog.models.preprocessing import compute_normalization
 from hicatalog.models.registry import REGRESSION_HEADS, TASK_CLASSES, build_model
 from hicatalog.samples import SAMPLE_COLUMN
 from hicatalog.storage import write_atomic
 from hicatalog.training.calibration import fit_calibration, validation_outputs
-from hicatalog.training.data import decode_rows, select_rows
+from hicatalog.training.data import Selection, decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
+from hicatalog.training.loop_config import LoopConfig
 from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
 from hicatalog.training.presets import resolve_hyperparameters
 
-__all__ = ["train", "planned_model_id", "main", "METRICS_FILE"]
+__all__ = [
+    "train", "planned_model_id", "main", "METRICS_FILE", "member_seeds", "TrainPlan", "Member",
+    "RunSpec", "DecodedData", "MemberResult", "plan_training", "make_plan", "run_spec",
+    "decode_data", "network_card", "loop_config", "fit_members", "assemble_model", "calibrate",
+    "run_training",
+]
 
 log = logging.getLogger("hicatalog.training")
 
@@ -75,7 +103,315 @@ CACHE_FRACTION = 0.4
 DECODE_BATCH_ROWS = 256
 #: Images used to estimate the per-channel normalisation.
 NORMALIZATION_SAMPLE = 1024
+#: Keys of the selection summary that say which samples a run trains on (in the run's name
+#: and on the card).
+SAMPLE_KEYS = ("train_samples", "negatives", "upper_limits_as_negatives")
 
+T = TypeVar("T")
+#: The function each Ray Train worker runs, given :meth:`LoopConfig.to_dict`.
+WorkerLoop = Callable[[dict[str, Any]], None]
+
+
+# --- typed values between the steps ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Member:
+    """One network of a run: its index ``k``, its seed (``seed + k``: initial weights, data
+    order, augmentation) and the name of its Ray Train run (its checkpoints)."""
+
+    index: int
+    seed: int
+    run_name: str
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a training run is, decided on the driver before Ray starts.
+
+    ``hyperparameters``: the run's record (:func:`~hicatalog.training.presets.resolve_hyperparameters`,
+    the card's ``hyperparameters``); ``files``: the cutout shards; ``fingerprint``: theirs;
+    ``selection``: the rows, targets and split; ``members``: one per network (a single network
+    is an ensemble of one); ``model_id``: the id the card will carry.
+    """
+
+    task: str
+    head: str
+    hyperparameters: dict[str, Any]
+    files: list[str]
+    fingerprint: str
+    selection: Selection
+    members: tuple[Member, ...]
+    model_id: str
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        """Which samples the run trains on (:data:`SAMPLE_KEYS` of the selection summary)."""
+        return {k: self.selection.summary[k] for k in SAMPLE_KEYS}
+
+    @property
+    def image_size(self) -> int:
+        return int(self.hyperparameters["image_size"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.hyperparameters["batch_size"])
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Where and on what the members train: ``out`` (model directory, absolute path or URL),
+    ``storage_path`` (Ray Train's checkpoints), ``workers`` per network, ``gpu``,
+    ``max_failures`` (worker-group restarts Ray Train allows each run)."""
+
+    out: str
+    storage_path: str
+    workers: int
+    gpu: bool
+    max_failures: int
+
+    @property
+    def metrics_path(self) -> str:
+        return storage.join(self.out, METRICS_FILE)
+
+
+@dataclass(frozen=True)
+class DecodedData:
+    """The decoded training data: Ray datasets ``train`` and ``val`` (``image`` uint8 ``(3,
+    S, S)``, ``target``), their row counts, ``dropped`` (undecodable selected rows; None when
+    streamed, so not counted), ``cached`` (materialised in the object store), the cutouts'
+    ``cutout_size`` and ``survey``, and the pixel ``normalization`` estimated from ``train``."""
+
+    train: Any
+    val: Any
+    n_train: int
+    n_val: int
+    dropped: int | None
+    cached: bool
+    cutout_size: int | None
+    survey: str
+    normalization: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One trained network: its ``state`` (state_dict), epoch ``history``, the epochs after
+    which its run resumed from a checkpoint, and its Ray run's directory."""
+
+    member: Member
+    state: dict[str, Any]
+    history: list[dict[str, Any]]
+    resumed_after_epochs: list[int]
+    run_path: str
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's metrics ({} for a run without epochs)."""
+        return self.history[-1] if self.history else {}
+
+
+# --- 1. the plan (driver, no Ray) ------------------------------------------------------------
+
+def run_name(task: str, hyperparameters: dict[str, Any], fingerprint: str,
+             samples: dict[str, Any], label_smoothing: float) -> str:
+    """A Ray run's name: the same configuration, data and sample selection resume the same
+    run; any change starts another. ``hyperparameters`` are one network's (its own ``seed``;
+    the ensemble's size is not part of it, so member 0 of an ensemble is the single network)."""
+    key = json.dumps({"hp": {k: v for k, v in hyperparameters.items() if k != "ensemble"},
+                      "data": fingerprint, "label_smoothing": label_smoothing,
+                      "samples": samples}, sort_keys=True)
+    return f"train-{task}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def model_id_for(task: str, run_names: Sequence[str]) -> str:
+    """The model id of networks trained by the Ray runs ``run_names``: a single network's is
+    its run's hash (the ids of models written before stay valid); an ensemble's hashes its
+    members' run names and ends in ``-xK``."""
+    if len(run_names) == 1:
+        return f"{task}-{run_names[0].rsplit('-', 1)[-1][:10]}"
+    digest = hashlib.sha256(" ".join(run_names).encode()).hexdigest()
+    return f"{task}-{digest[:10]}-x{len(run_names)}"
+
+
+def make_plan(*, task: str, head: str, hyperparameters: dict[str, Any], files: list[str],
+              fingerprint: str, selection: Selection, seeds: Sequence[int],
+              label_smoothing: float) -> TrainPlan:
+    """The :class:`TrainPlan` of networks with ``seeds`` (one per member) on ``selection``."""
+    samples = {k: selection.summary[k] for k in SAMPLE_KEYS}
+    members = tuple(
+        Member(k, int(seed), run_name(task, {**hyperparameters, "seed": int(seed)}, fingerprint,
+                                      samples, label_smoothing))
+        for k, seed in enumerate(seeds))
+    return TrainPlan(task=task, head=head, hyperparameters=hyperparameters, files=files,
+                     fingerprint=fingerprint, selection=selection, members=members,
+                     model_id=model_id_for(task, [m.run_name for m in members]))
+
+
+def member_seeds(cfg: TrainConfig) -> list[int]:
+    """The seeds of the networks ``cfg`` trains: ``[seed]``, or ``seed + k`` for member k of
+    an ensemble (initial weights, data order and augmentation; the split keeps ``seed``)."""
+    return [int(cfg.seed) + k for k in range(int(cfg.ensemble))]
+
+
+def plan_training(cfg: TrainConfig) -> TrainPlan:
+    """What ``train(cfg)`` decides before Ray starts (reads only the shards' small columns).
+    Raises as :func:`train` does for bad shards or a set too small or degenerate."""
+    hp = resolve_hyperparameters(cfg)
+    files = list_shards(cfg.data)
+    fingerprint = fingerprint_shards(files)
+    selection = select_rows(
+        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
+        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
+        train_samples=cfg.train_samples, negatives=cfg.negatives,
+        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
+        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+    )
+    return make_plan(task=cfg.task, head=cfg.head, hyperparameters=hp, files=files,
+                     fingerprint=fingerprint, selection=selection, seeds=member_seeds(cfg),
+                     label_smoothing=cfg.label_smoothing)
+
+
+def planned_model_id(cfg: TrainConfig) -> str:
+    """The ``model_id`` that ``train(cfg)`` would write: it names the configuration, the data
+    (shard fingerprint) and the sample selection, like the Ray run's name. A model directory
+    whose card has this id already holds what this command trains (``hicatalog workflow``
+    skips the training then). Reads only the shards' small columns; raises as :func:`train`
+    for a bad or degenerate set."""
+    return plan_training(cfg).model_id
+
+
+def run_spec(cfg: TrainConfig) -> RunSpec:
+    """Where and on what ``cfg`` trains (``storage_path`` defaults to ``OUT/ray``)."""
+    out = storage.absolute(cfg.out)  # a local path or a URL (s3://...)
+    return RunSpec(out=out, storage_path=storage.absolute(cfg.storage_path or storage.join(out, "ray")),
+                   workers=int(cfg.workers), gpu=bool(cfg.gpu), max_failures=int(cfg.max_failures))
+
+
+# --- 2. the data (Ray Data) ----------------------------------------------------------------
+
+def _read_source(files: list[str], summary: dict[str, Any]) -> Any:
+    """The shards' ``object_id`` and ``image`` as a Ray dataset; rows of samples not selected
+    are filtered in the Parquet scan (pushed down by Ray Data), so their images never enter
+    the pipeline."""
+    import ray.data
+
+    if summary["train_samples"] is None:  # shards without samples
+        return ray.data.read_parquet(files, columns=["object_id", "image"])
+    from ray.data.expressions import col
+
+    return ray.data.read_parquet(files, columns=["object_id", "image", SAMPLE_COLUMN]).filter(
+        expr=col(SAMPLE_COLUMN).is_in(sorted(summary["sample_counts"])))
+
+
+def _decoded(source: Any, selection: Selection, want_val: bool | None, cutout_size: int | None,
+             image_size: int) -> Any:
+    """``source`` decoded by :func:`~hicatalog.training.data.decode_rows` (the split
+    ``want_val`` selects, or both with ``is_val``)."""
+    return source.map_batches(
+        decode_rows,
+        fn_kwargs={"selection": selection.table, "want_val": want_val,
+                   "cutout_size": cutout_size, "image_size": image_size},
+        batch_format="pyarrow",
+        batch_size=DECODE_BATCH_ROWS,
+    )
+
+
+def _materialise(everything: Any, n_expected: int) -> tuple[Any, Any, int, int, int]:
+    """Decode once (one pass over the shards) and keep the images in the object store:
+    ``(train, val, n_train, n_val, dropped)``; ValueError when too few rows decode."""
+    everything = everything.materialize()
+    keep = ["image", "target"]
+    train_ds = everything.filter(expr="is_val == False").select_columns(keep).materialize()
+    val_ds = everything.filter(expr="is_val == True").select_columns(keep).materialize()
+    n_train, n_val = train_ds.count(), val_ds.count()
+    dropped = n_expected - n_train - n_val
+    if dropped:
+        log.warning("dropped %d of %d selected cutouts that could not be decoded (see the decode "
+                    "log lines for their statuses)", dropped, n_expected)
+    if n_train < 2 or n_val < 1:
+        raise ValueError(
+            f"after dropping {dropped} undecodable cutouts, {n_train} training and {n_val} "
+            "validation rows are left; need at least 2 and 1")
+    return train_ds, val_ds, n_train, n_val, dropped
+
+
+def decode_data(plan: TrainPlan) -> DecodedData:
+    """Read and decode the selected rows with Ray Data; materialised when the decoded images
+    take at most :data:`CACHE_FRACTION` of the object store, streamed each epoch otherwise.
+    Needs Ray started. Raises SchemaError (bad shards) or ValueError (too few decodable)."""
+    import ray
+
+    selection, summary = plan.selection, plan.selection.summary
+    geometry = probe_cutouts(plan.files)
+    log.info(
+        "task %s: %d rows selected of %d (%d train, %d val; %s); per sample and class %s; "
+        "cutouts %d px -> %d px", plan.task, summary["n_selected"], summary["n_rows"],
+        selection.n_train, selection.n_val, summary["split"], summary["sample_counts"],
+        geometry.side_px, plan.image_size,
+    )
+    source = _read_source(plan.files, summary)
+    n_expected = selection.n_train + selection.n_val
+    decoded_bytes = n_expected * 3 * plan.image_size**2
+    store = float(ray.available_resources().get("object_store_memory", 0.0))
+    cached = decoded_bytes <= CACHE_FRACTION * store
+    if cached:
+        train_ds, val_ds, n_train, n_val, dropped = _materialise(
+            _decoded(source, selection, None, geometry.side_px, plan.image_size), n_expected)
+    else:
+        train_ds, val_ds = (_decoded(source, selection, want, geometry.side_px, plan.image_size)
+                            for want in (False, True))
+        n_train, n_val, dropped = selection.n_train, selection.n_val, None
+        log.info("decoded data (%.1f GB) is streamed each epoch, not cached", decoded_bytes / 1e9)
+    sample = train_ds.take_batch(min(NORMALIZATION_SAMPLE, n_train), batch_format="numpy")["image"]
+    return DecodedData(train=train_ds, val=val_ds, n_train=n_train, n_val=n_val, dropped=dropped,
+                       cached=cached, cutout_size=geometry.side_px, survey=geometry.survey,
+                       normalization=compute_normalization(sample))
+
+
+# --- 3. the card and the loop config (driver, before any worker) -----------------------------
+
+def network_card(plan: TrainPlan, data: DecodedData, workers: int) -> ModelCard:
+    """The card of one network of ``plan`` (the workers build it and normalise pixels from it;
+    the ensemble's card is made from it after training)."""
+    hp = plan.hyperparameters
+    n_steps = steps_per_epoch(data.n_train, workers, plan.batch_size)
+    return ModelCard(
+        model_id=plan.model_id,
+        task=plan.task,
+        arch=hp["arch"],
+        width=float(hp["width"]),
+        n_outputs=REGRESSION_HEADS[plan.head] if plan.task == "regression" else len(TASK_CLASSES[plan.task] or ()),
+        image_size=plan.image_size,
+        cutout_size=data.cutout_size,
+        survey=data.survey,
+        normalization=data.normalization,
+        data_fingerprint=plan.fingerprint,
+        hyperparameters={**hp, "steps_per_epoch": n_steps},
+        code_version=__version__,
+        in_channels=3,
+        self_attention=True,
+        classes=TASK_CLASSES[plan.task],
+        **plan.samples,
+        sample_counts=plan.selection.summary["sample_counts"],
+        head=plan.head,
+    )
+
+
+def loop_config(plan: TrainPlan, card: ModelCard, data: DecodedData, spec: RunSpec) -> LoopConfig:
+    """The validated :class:`LoopConfig` of member 0 (each member replaces ``seed`` and
+    ``run_dir``); ValueError naming the field for a bad value, here on the driver."""
+    hp = plan.hyperparameters
+    return LoopConfig(
+        card=card, epochs=int(hp["epochs"]), batch_size=plan.batch_size,
+        max_lr=float(hp["max_lr"]), weight_decay=float(hp["weight_decay"]),
+        steps_per_epoch=int(card.hyperparameters["steps_per_epoch"]),
+        seed=plan.members[0].seed, label_smoothing=float(hp["label_smoothing"]),
+        lookahead_k=hp["lookahead_k"], lookahead_alpha=hp["lookahead_alpha"],
+        precision=hp["precision"], gpu=spec.gpu,
+        shuffle_buffer=min(max(data.n_train // max(spec.workers, 1), 2), 4096),
+    )
+
+
+# --- 4. the members (Ray Train) -----------------------------------------------------------
 
 def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
@@ -85,10 +421,10 @@ def _metrics_callback(path: str):
     from ray.train import UserCallback
 
     class MetricsJsonl(UserCallback):
-        """Writes rank 0's metrics of every epoch so far to ``MODEL_DIR/metrics.jsonl`` as
-        they come, the whole file each time (no appending: the model directory may be on
-        object storage; runs in the Ray Train controller; the driver rewrites the file from
-        the checkpointed history at the end)."""
+        """Writes rank 0's metrics of every epoch so far to ``path`` as they come, the whole
+        file each time (no appending: the model directory may be on object storage; runs in
+        the Ray Train controller; the driver rewrites ``metrics.jsonl`` from the checkpointed
+        history at the end)."""
 
         def __init__(self):
             self.rows: list[dict[str, Any]] = []
@@ -101,57 +437,217 @@ def _metrics_callback(path: str):
     return MetricsJsonl()
 
 
-def _run_name(cfg: TrainConfig, hp: dict[str, Any], fingerprint: str, samples: dict[str, Any]) -> str:
-    """The Ray run's name: the same configuration, data and sample selection resume the same
-    run; any change starts another. ``hp`` is one network's (its own ``seed``; the ensemble's
-    size is not part of it, so member 0 of an ensemble is the single network)."""
-    key = json.dumps({"hp": {k: v for k, v in hp.items() if k != "ensemble"}, "data": fingerprint,
-                      "label_smoothing": cfg.label_smoothing, "samples": samples}, sort_keys=True)
-    return f"train-{cfg.task}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+def live_metrics_path(spec: RunSpec, member: Member, n_members: int) -> str:
+    """Where a member's epochs appear while it trains: ``metrics.jsonl`` for a single network,
+    ``metrics.member-K.jsonl`` for the members of an ensemble (merged into ``metrics.jsonl``
+    at the end)."""
+    return spec.metrics_path if n_members == 1 else storage.join(spec.out, f"metrics.member-{member.index}.jsonl")
 
 
-def member_seeds(cfg: TrainConfig) -> list[int]:
-    """The seeds of the networks ``cfg`` trains: ``[seed]``, or ``seed + k`` for member k of
-    an ensemble (initial weights, data order and augmentation; the split keeps ``seed``)."""
-    return [int(cfg.seed) + k for k in range(int(cfg.ensemble))]
-
-
-def _plan(cfg: TrainConfig):
-    """What ``train(cfg)`` decides before Ray starts: ``(hyperparameters, shard files, data
-    fingerprint, row selection, samples, Ray run names (one per member), model id)``. Raises
-    as :func:`train` does for a set too small or degenerate."""
-    hp = resolve_hyperparameters(cfg)
-    files = list_shards(cfg.data)
-    fingerprint = fingerprint_shards(files)
-    selection = select_rows(
-        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
-        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
-        train_samples=cfg.train_samples, negatives=cfg.negatives,
-        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
-        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+def _fit_member(member: Member, n_members: int, lc: LoopConfig, data: DecodedData, spec: RunSpec,
+                cpu_per_worker: float, worker_loop: WorkerLoop) -> MemberResult:
+    """Train one member (its own seed, Ray run and checkpoints); RuntimeError when its Ray
+    Train run failed for good (the checkpoints stay, and the same command resumes)."""
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
     )
-    summary = selection.summary
-    samples = {k: summary[k] for k in ("train_samples", "negatives", "upper_limits_as_negatives")}
-    names = [_run_name(cfg, {**hp, "seed": seed}, fingerprint, samples) for seed in member_seeds(cfg)]
-    key = names[0] if len(names) == 1 else hashlib.sha256(" ".join(names).encode()).hexdigest()
-    model_id = f"{cfg.task}-{key.rsplit('-', 1)[-1][:10]}" + (f"-x{len(names)}" if len(names) > 1 else "")
-    return hp, files, fingerprint, selection, samples, names, model_id
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    name = member.run_name
+    # Ray Train's run directory, where the workers look for a checkpoint newer than the one
+    # the controller registered (loop.newest_checkpoint)
+    run_dir = storage.join(spec.storage_path, name)
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config=dataclasses.replace(lc, seed=member.seed, run_dir=run_dir).to_dict(),
+        torch_config=TorchConfig(backend="nccl" if spec.gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpu,
+                                     resources_per_worker={"CPU": cpu_per_worker}),
+        run_config=RunConfig(
+            name=name, storage_path=spec.storage_path,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=[_metrics_callback(live_metrics_path(spec, member, n_members))],
+        ),
+        datasets={"train": data.train, "val": data.val},
+    )
+    log.info("network %d of %d (seed %d): Ray Train run %s (storage %s), %d worker(s)",
+             member.index + 1, n_members, member.seed, name, spec.storage_path, spec.workers)
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise RuntimeError(
+            f"training run {name} failed after {spec.max_failures} restart(s): "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
+            f"Checkpoints are kept in {run_dir}; re-run the same command to resume."
+        ) from exc
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {name} finished without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = load_state(os.path.join(d, STATE_FILE))
+    resumed_after = [int(e) for e in state.get("resumed_after_epochs", [])]
+    if resumed_after:
+        log.info("run %s was resumed from its checkpoints after epoch(s) %s: the epochs before "
+                 "each were not trained again", name, resumed_after)
+    return MemberResult(member=member, state=state["model"], history=list(state["history"]),
+                        resumed_after_epochs=resumed_after, run_path=str(result.path))
 
 
-def planned_model_id(cfg: TrainConfig) -> str:
-    """The ``model_id`` that ``train(cfg)`` would write: it names the configuration, the data
-    (shard fingerprint) and the sample selection, like the Ray run's name. A model directory
-    whose card has this id already holds what this command trains (``hicatalog workflow``
-    skips the training then). Reads only the shards' small columns; raises as :func:`train`
-    for a bad or degenerate set."""
-    return _plan(cfg)[-1]
+def _in_this_thread(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` run now, its outcome as a completed Future."""
+    done: Future[T] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - reported with the other members' outcomes
+        done.set_exception(exc)
+    return done
 
 
-def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit_members(plan: TrainPlan, lc: LoopConfig, data: DecodedData, spec: RunSpec,
+                worker_loop: WorkerLoop = train_loop_per_worker) -> list[MemberResult]:
+    """Train every member of ``plan``, concurrently as far as the cluster allows (each CPU
+    worker reserves ``1/K`` of its share; Ray queues the rest). Member 0 runs in this thread,
+    so Ray Train's Ctrl-C handler can abort it; members 1.. run in threads.
+
+    Raises the member's own error for a single network; RuntimeError naming each failed member
+    of an ensemble (the finished ones keep their runs, and re-running resumes the others)."""
+    from hicatalog.runtime import cpus_per_worker
+
+    members, k = plan.members, len(plan.members)
+    # Workers reserve the CPUs they run threads on (set_torch_threads in the loop); streamed
+    # data leaves one CPU per node to the Ray Data decode tasks that run during training.
+    cpu = 1.0 if spec.gpu else cpus_per_worker(spec.workers * k, keep_free=0.0 if data.cached else 1.0)
+    args = (k, lc, data, spec, cpu, worker_loop)
+    with ThreadPoolExecutor(max_workers=max(k - 1, 1), thread_name_prefix="member") as pool:
+        others = [pool.submit(_fit_member, m, *args) for m in members[1:]]
+        outcomes = [_in_this_thread(_fit_member, members[0], *args), *others]
+    failed = [(m, f.exception()) for m, f in zip(members, outcomes, strict=True) if f.exception()]
+    if failed and k == 1:
+        raise failed[0][1]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {k} ensemble members failed ({k - len(failed)} finished; re-running "
+            "the same command resumes each from its checkpoints): "
+            + "; ".join(f"member {m.index}: {exc}" for m, exc in failed)
+        ) from failed[0][1]
+    return [f.result() for f in outcomes]
+
+
+# --- 5. the model, its calibration and card -------------------------------------------------
+
+def _per_member(values: list[T]) -> T | list[T]:
+    """A single network's value, or an ensemble's list of one per member: the shape the card
+    and :func:`train`'s result have always had for ``resumed_after_epochs`` and ``run_path``."""
+    return values[0] if len(values) == 1 else values
+
+
+def merged_history(results: list[MemberResult]) -> list[dict[str, Any]]:
+    """Every member's epochs in member order; an ensemble's rows carry ``member``."""
+    tag = len(results) > 1
+    return [{**row, "member": r.member.index} if tag else row for r in results for row in r.history]
+
+
+def assemble_model(card: ModelCard, results: list[MemberResult]) -> tuple[ModelCard, nn.Module]:
+    """The ensemble's card (``ensemble_size`` K; ``member_seeds`` for K > 1) and its model,
+    built as :func:`~hicatalog.models.registry.build_model` builds it (an
+    :class:`~hicatalog.models.ensemble.Ensemble` for K > 1) with each member's weights."""
+    k = len(results)
+    card = dataclasses.replace(card, ensemble_size=k,
+                               member_seeds=[r.member.seed for r in results] if k > 1 else None)
+    model = build_model(card)
+    networks = list(model.members) if isinstance(model, Ensemble) else [model]
+    for net, r in zip(networks, results, strict=True):
+        net.load_state_dict(r.state)
+    return card, model
+
+
+def needs_calibration(card: ModelCard) -> bool:
+    """Whether ``card``'s model has probabilities or an uncertainty to calibrate: every
+    classifier, a ``gaussian`` regression head, an ensemble (a single ``point`` regression
+    network has none)."""
+    return card.task != "regression" or card.head != "point" or card.ensemble_size > 1
+
+
+def calibrate(plan: TrainPlan, card: ModelCard, model: nn.Module, data: DecodedData,
+              spec: RunSpec) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """One pass of the trained model over the validation split (a Ray task) and the
+    calibration fitted on it: ``(calibration, calibrated validation prediction, targets)``;
+    ``({}, None, None)`` when there is nothing to calibrate."""
+    from hicatalog.runtime import cpus_per_worker
+
+    if not needs_calibration(card):
+        return {}, None, None
+    outputs, targets = validation_outputs(
+        card, model.state_dict(), data.val, gpu=spec.gpu, batch_size=plan.batch_size * 2,
+        num_cpus=1.0 if spec.gpu else cpus_per_worker(1, keep_free=0.0 if data.cached else 1.0))
+    table = plan.selection.table
+    train_rows = table.filter(pc.invert(table["is_val"]))
+    calibration, val_pred = fit_calibration(card, outputs, targets, train_rows["target"].to_numpy())
+    log.info("calibration on the validation split: %s",
+             {k: round(v, 4) if isinstance(v, float) else v for k, v in calibration.items()})
+    return calibration, val_pred, targets
+
+
+def model_metrics(task: str, results: list[MemberResult], val_pred: np.ndarray | None,
+                  targets: np.ndarray | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, extra)`` of the trained model: a single network's are its last epoch's;
+    an ensemble's are computed from its calibrated validation prediction, and ``extra`` lists
+    each member's last epoch (``members``)."""
+    if len(results) == 1:
+        return results[0].final, {}
+    metrics = (epoch_regression_metrics(targets, val_pred) if task == "regression"
+               else epoch_classification_metrics(targets, val_pred))
+    return metrics, {"members": [{"seed": r.member.seed, **r.final,
+                                  "resumed_after_epochs": r.resumed_after_epochs} for r in results]}
+
+
+def run_training(plan: TrainPlan, spec: RunSpec, *,
+                 worker_loop: WorkerLoop = train_loop_per_worker) -> dict[str, Any]:
+    """Train ``plan`` as ``spec`` says and write the model to ``spec.out``; returns what
+    :func:`train` returns. Starts Ray when it is not running."""
+    from hicatalog.runtime import init_ray
+
+    init_ray()
+    data = decode_data(plan)
+    card = network_card(plan, data, spec.workers)
+    lc = loop_config(plan, card, data, spec)
+    storage.delete_file(spec.metrics_path)
+    results = fit_members(plan, lc, data, spec, worker_loop)
+    history = merged_history(results)
+    _write_jsonl(spec.metrics_path, history)
+    for r in results:  # the live per-member files of an ensemble, now in metrics.jsonl
+        if (path := live_metrics_path(spec, r.member, len(results))) != spec.metrics_path:
+            storage.delete_file(path)
+    card, model = assemble_model(card, results)
+    calibration, val_pred, targets = calibrate(plan, card, model, data, spec)
+    final, extra = model_metrics(plan.task, results, val_pred, targets)
+    resumed = _per_member([r.resumed_after_epochs for r in results])
+    card = dataclasses.replace(card, calibration=calibration, metrics={
+        **final, **extra, "n_train": data.n_train, "n_val": data.n_val,
+        "dropped_rows": data.dropped, "selection": plan.selection.summary,
+        "resumed_after_epochs": resumed,
+    })
+    card = save_model(spec.out, model, card)
+    log.info("model written to %s: %s", spec.out,
+             {k: final.get(k) for k in ("rmse", "accuracy", "auc") if k in final})
+    return {
+        "model_dir": spec.out, "metrics": final, "history": history,
+        "card": json.loads(card.to_json()), "n_train": data.n_train, "n_val": data.n_val,
+        "dropped_rows": data.dropped, "resumed_after_epochs": resumed,
+        "run_path": _per_member([r.run_path for r in results]),
+    }
+
+
+def train(cfg: TrainConfig, *, worker_loop: WorkerLoop = train_loop_per_worker) -> dict[str, Any]:
     """Train one model as ``cfg`` says and write it to ``cfg.out``.
 
-    ``loop_overrides``: extra keys for the per-worker loop config (tests use it for fault
-    injection: ``fail_after_epoch`` and ``fail_marker``).
+    ``worker_loop``: the function each Ray Train worker runs (default
+    :func:`~hicatalog.training.loop.train_loop_per_worker`); a wrapper around it can, e.g.,
+    kill its worker to test recovery.
 
     Returns ``{"model_dir", "metrics" (final epoch; an ensemble's: its validation metrics),
     "history" (every epoch; an ensemble's rows have ``member``), "card" (dict), "n_train",
@@ -165,276 +661,39 @@ def train(cfg: TrainConfig, *, loop_overrides: dict[str, Any] | None = None) -> 
         absent, a set too small or degenerate (:func:`~hicatalog.training.data.select_rows`),
         all before any training starts; RuntimeError: the Ray Train run failed for good.
     """
-    import ray
-    import ray.data
-    from ray.train import (
-        CheckpointConfig,
-        FailureConfig,
-        RunConfig,
-        ScalingConfig,
-        TrainingFailedError,
-    )
-    from ray.train.torch import TorchConfig, TorchTrainer
+    return run_training(plan_training(cfg), run_spec(cfg), worker_loop=worker_loop)
 
-    from hicatalog.runtime import cpus_per_worker, init_ray
 
-    hp, files, fingerprint, selection, samples, names, model_id = _plan(cfg)
-    summary = selection.summary
-    geometry = probe_cutouts(files)
-    cutout_size, survey = geometry.side_px, geometry.survey
-    image_size = int(hp["image_size"])
-    log.info(
-        "task %s: %d rows selected of %d (%d train, %d val; %s); per sample and class %s; "
-        "cutouts %d px -> %d px", cfg.task, summary["n_selected"], summary["n_rows"],
-        selection.n_train, selection.n_val, summary["split"], summary["sample_counts"],
-        cutout_size, image_size,
-    )
-
-    init_ray()
-    if summary["train_samples"] is None:  # shards without samples
-        source = ray.data.read_parquet(files, columns=["object_id", "image"])
-    else:
-        # Rows of samples not selected are filtered in the Parquet scan (pushed down by Ray
-        # Data): their images never enter the pipeline. decode_rows keeps the selected ids.
-        from ray.data.expressions import col
-
-        source = ray.data.read_parquet(files, columns=["object_id", "image", SAMPLE_COLUMN]).filter(
-            expr=col(SAMPLE_COLUMN).is_in(sorted(summary["sample_counts"]))
-        )
-
-    def decoded(want_val: bool | None):
-        return source.map_batches(
-            decode_rows,
-            fn_kwargs={
-                "selection": selection.table, "want_val": want_val,
-                "cutout_size": cutout_size, "image_size": image_size,
-            },
-            batch_format="pyarrow",
-            batch_size=DECODE_BATCH_ROWS,
-        )
-
-    n_expected = selection.n_train + selection.n_val
-    decoded_bytes = n_expected * 3 * image_size**2
-    store = float(ray.available_resources().get("object_store_memory", 0.0))
-    cached = decoded_bytes <= CACHE_FRACTION * store
-    if cached:
-        # Decode once (one pass over the shards), keep the images in the object store.
-        everything = decoded(None).materialize()
-        keep = ["image", "target"]
-        train_ds = everything.filter(expr="is_val == False").select_columns(keep).materialize()
-        val_ds = everything.filter(expr="is_val == True").select_columns(keep).materialize()
-        del everything
-        n_train, n_val = train_ds.count(), val_ds.count()
-        dropped = n_expected - n_train - n_val
-        if dropped:
-            log.warning(
-                "dropped %d of %d selected cutouts that could not be decoded (see the decode "
-                "log lines for their statuses)", dropped, n_expected,
-            )
-        if n_train < 2 or n_val < 1:
-            raise ValueError(
-                f"after dropping {dropped} undecodable cutouts, {n_train} training and {n_val} "
-                "validation rows are left; need at least 2 and 1"
-            )
-    else:
-        train_ds, val_ds = decoded(False), decoded(True)
-        n_train, n_val, dropped = selection.n_train, selection.n_val, None
-        log.info("decoded data (%.1f GB) is streamed each epoch, not cached", decoded_bytes / 1e9)
-    sample = train_ds.take_batch(min(NORMALIZATION_SAMPLE, n_train), batch_format="numpy")["image"]
-    normalization = compute_normalization(sample)
-
-    workers, k_members = int(cfg.workers), int(cfg.ensemble)
-    # Workers reserve the CPUs they run threads on (set_torch_threads in the loop); streamed
-    # data leaves one CPU per node to the Ray Data decode tasks that run during training. The
-    # members of an ensemble share the cluster: K runs of `workers` workers each.
-    cpu_per_worker = 1.0 if cfg.gpu else cpus_per_worker(workers * k_members, keep_free=0.0 if cached else 1.0)
-    n_steps = steps_per_epoch(n_train, workers, int(hp["batch_size"]))
-    # The card the weights will be saved with (one network's; the ensemble's is made from it
-    # after training); the workers build and normalise from it.
-    card = ModelCard(
-        model_id=model_id,
-        task=cfg.task,
-        arch=hp["arch"],
-        width=float(hp["width"]),
-        n_outputs=REGRESSION_HEADS[cfg.head] if cfg.task == "regression" else len(TASK_CLASSES[cfg.task] or ()),
-        image_size=image_size,
-        cutout_size=cutout_size,
-        survey=survey,
-        normalization=normalization,
-        data_fingerprint=fingerprint,
-        hyperparameters={**hp, "steps_per_epoch": n_steps},
-        code_version=__version__,
-        in_channels=3,
-        self_attention=True,
-        classes=TASK_CLASSES[cfg.task],
-        **samples,
-        sample_counts=summary["sample_counts"],
-        head=cfg.head,
-    )
-    lc: dict[str, Any] = {
-        "card": card.to_dict(), "epochs": int(hp["epochs"]),
-        "batch_size": int(hp["batch_size"]), "max_lr": float(hp["max_lr"]),
-        "weight_decay": float(hp["weight_decay"]), "label_smoothing": float(hp["label_smoothing"]),
-        "lookahead_k": hp["lookahead_k"], "lookahead_alpha": hp["lookahead_alpha"],
-        "seed": int(cfg.seed), "steps_per_epoch": n_steps,
-        "gpu": bool(cfg.gpu), "precision": hp["precision"],
-        "shuffle_buffer": min(max(n_train // max(workers, 1), 2), 4096),
-    }
-    out = storage.absolute(cfg.out)  # a local path or a URL (s3://...)
-    storage_path = storage.absolute(cfg.storage_path or storage.join(out, "ray"))
-    metrics_path = storage.join(out, METRICS_FILE)
-    storage.delete_file(metrics_path)
-    seeds = member_seeds(cfg)
-
-    def member_metrics_path(k: int) -> str:
-        return metrics_path if k_members == 1 else storage.join(out, f"metrics.member-{k}.jsonl")
-
-    def fit_member(k: int) -> dict[str, Any]:
-        """Train member k (its own seed, Ray run and checkpoints); its final training state."""
-        name = names[k]
-        lc_k = {**lc, "seed": seeds[k],
-                # Ray Train's run directory, where the workers look for a checkpoint newer
-                # than the one the controller registered (loop.newest_checkpoint)
-                "run_dir": storage.join(storage_path, name), **(loop_overrides or {})}
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config=lc_k,
-            torch_config=TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
-            scaling_config=ScalingConfig(
-                num_workers=workers, use_gpu=bool(cfg.gpu), resources_per_worker={"CPU": cpu_per_worker},
-            ),
-            run_config=RunConfig(
-                name=name,
-                storage_path=storage_path,
-                failure_config=FailureConfig(max_failures=int(cfg.max_failures)),
-                checkpoint_config=CheckpointConfig(num_to_keep=2),
-                callbacks=[_metrics_callback(member_metrics_path(k))],
-            ),
-            datasets={"train": train_ds, "val": val_ds},
-        )
-        member = f"member {k} (seed {seeds[k]}) " if k_members > 1 else ""
-        log.info("%sRay Train run %s (storage %s), %d worker(s)", member, name, storage_path, workers)
-        try:
-            result = trainer.fit()
-        except TrainingFailedError as exc:
-            raise RuntimeError(
-                f"training run {name} failed after {cfg.max_failures} restart(s): "
-                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
-                f"Checkpoints are kept in {storage.join(storage_path, name)}; re-run the same "
-                "command to resume."
-            ) from exc
-        if result.checkpoint is None:
-            raise RuntimeError(f"training run {name} finished without a checkpoint")
-        with result.checkpoint.as_directory() as d:
-            state = load_state(os.path.join(d, STATE_FILE))
-        resumed_after = [int(e) for e in state.get("resumed_after_epochs", [])]
-        if resumed_after:
-            log.info("run %s was resumed from its checkpoints after epoch(s) %s: the epochs before "
-                     "each were not trained again", name, resumed_after)
-        return {"model": state["model"], "history": list(state["history"]),
-                "resumed_after_epochs": resumed_after, "run_path": str(result.path)}
-
-    if k_members == 1:
-        members = [fit_member(0)]
-    else:
-        with ThreadPoolExecutor(max_workers=k_members, thread_name_prefix="member") as pool:
-            futures = [pool.submit(fit_member, k) for k in range(k_members)]
-            outcomes = [(k, f.exception()) for k, f in enumerate(futures)]
-        failed = [(k, exc) for k, exc in outcomes if exc is not None]
-        if failed:
-            done = k_members - len(failed)
-            raise RuntimeError(
-                f"{len(failed)} of {k_members} ensemble members failed ({done} finished; re-running "
-                "the same command resumes each from its checkpoints): "
-                + "; ".join(f"member {k}: {exc}" for k, exc in failed)
-            ) from failed[0][1]
-        members = [f.result() for f in futures]
-
-    history = [{**row, "member": k} if k_members > 1 else row
-               for k, m in enumerate(members) for row in m["history"]]
-    _write_jsonl(metrics_path, history)
-    if k_members > 1:  # the live per-member files, now in metrics.jsonl
-        for k in range(k_members):
-            storage.delete_file(member_metrics_path(k))
-    finals = [m["history"][-1] if m["history"] else {} for m in members]
-    resumed = [m["resumed_after_epochs"] for m in members]
-
-    if k_members == 1:
-        state_dict = members[0]["model"]
-    else:
-        state_dict = {f"members.{k}.{key}": v for k, m in enumerate(members) for key, v in m["model"].items()}
-    card = dataclasses.replace(card, ensemble_size=k_members,
-                               member_seeds=seeds if k_members > 1 else None)
-
-    # One pass over the validation split with the trained model: its calibration, and for an
-    # ensemble its own validation metrics (the members' are in their histories). A single
-    # point regression network has nothing to calibrate.
-    calibration: dict[str, Any] = {}
-    if k_members > 1 or cfg.task != "regression" or cfg.head != "point":
-        outputs, targets = validation_outputs(
-            card, state_dict, val_ds, gpu=bool(cfg.gpu), batch_size=int(hp["batch_size"]) * 2,
-            num_cpus=1.0 if cfg.gpu else cpus_per_worker(1, keep_free=0.0 if cached else 1.0))
-        train_rows = selection.table.filter(pc.invert(selection.table["is_val"]))
-        calibration, val_pred = fit_calibration(card, outputs, targets,
-                                                train_rows["target"].to_numpy())
-        log.info("calibration on the validation split: %s",
-                 {k: round(v, 4) if isinstance(v, float) else v for k, v in calibration.items()})
-    final = finals[0]
-    extra: dict[str, Any] = {}
-    if k_members > 1:
-        final = (epoch_regression_metrics(targets, val_pred) if cfg.task == "regression"
-                 else epoch_classification_metrics(targets, val_pred))
-        extra["members"] = [{"seed": s, **f, "resumed_after_epochs": r}
-                            for s, f, r in zip(seeds, finals, resumed, strict=True)]
-    card = dataclasses.replace(card, calibration=calibration, metrics={
-        **final, **extra, "n_train": n_train, "n_val": n_val, "dropped_rows": dropped,
-        "selection": selection.summary,
-        "resumed_after_epochs": resumed[0] if k_members == 1 else resumed,
-    })
-    model = build_model(card)
-    model.load_state_dict(state_dict)
-    card = save_model(out, model, card)
-    log.info("model written to %s: %s", out, {k: final.get(k) for k in ("rmse", "accuracy", "auc") if k in final})
-    return {
-        "model_dir": out,
-        "metrics": final,
-        "history": history,
-        "card": json.loads(card.to_json()),
-        "n_train": n_train,
-        "n_val": n_val,
-        "dropped_rows": dropped,
-        "resumed_after_epochs": resumed[0] if k_members == 1 else resumed,
-        "run_path": members[0]["run_path"] if k_members == 1 else [m["run_path"] for m in members],
-    }
+def summary_line(result: dict[str, Any]) -> str:
+    """One line on what :func:`train` returned: the model, its rows, resumes, calibration and
+    final metrics (the ``hicatalog train`` output)."""
+    card, final = result["card"], result["metrics"]
+    task, k = card["task"], card["ensemble_size"]
+    keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if task == "regression" else ("accuracy", "auc")
+    metrics = ", ".join(f"{key}={final[key]:.4f}" for key in keys if isinstance(final.get(key), float))
+    counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
+    resumed = result["resumed_after_epochs"] if k > 1 else [result["resumed_after_epochs"]]
+    who = [f"member {i} " if k > 1 else "" for i in range(k)]
+    resumes = "".join(f"; {who[i]}resumed from its checkpoint after epoch {', '.join(map(str, r))}"
+                      for i, r in enumerate(resumed) if r)
+    what = f"ensemble of {k} {task} networks" if k > 1 else f"{task} model"
+    cal = card["calibration"]
+    calibrated = (f"; calibrated on {cal['n_val']} validation rows: {cal['method']} "
+                  f"{cal[cal['method']]:.3g}" if cal else "")
+    if "ood_variance" in cal:
+        calibrated += f", out-of-distribution variance {cal['ood_variance']:.3g} dex^2"
+    return (f"trained {what} in {result['model_dir']} ({result['n_train']} train / "
+            f"{result['n_val']} val; rows per sample: {counts}{resumes}{calibrated}): {metrics}")
 
 
 def main(cfg: TrainConfig) -> int:
-    """CLI entry point (``hicatalog train``): train, print the final metrics; exit 0, or 1 with
-    one line on stderr when the Ray Train run failed for good."""
+    """CLI entry point (``hicatalog train``): train, print :func:`summary_line`; exit 0, or 1
+    with one line on stderr when the Ray Train run failed for good."""
     try:
         result = train(cfg)
     except RuntimeError as exc:
         log.debug("training failed", exc_info=True)
         print(f"hicatalog train: error: {exc}", file=sys.stderr)
         return 1
-    final = result["metrics"]
-    keys = ("rmse", "slope", "sigma", "offset", "rmse_over_std") if cfg.task == "regression" else ("accuracy", "auc")
-    summary = ", ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float))
-    card = result["card"]
-    counts = "; ".join(f"{s} {c}" for s, c in card["sample_counts"].items())
-    resumed = result["resumed_after_epochs"]
-    if cfg.ensemble > 1:
-        resumes = "".join(f"; member {k} resumed from its checkpoint after epoch {', '.join(map(str, r))}"
-                          for k, r in enumerate(resumed) if r)
-    else:
-        resumes = f"; resumed from its checkpoint after epoch {', '.join(map(str, resumed))}" if resumed else ""
-    what = f"ensemble of {cfg.ensemble} {cfg.task} networks" if cfg.ensemble > 1 else f"{cfg.task} model"
-    cal = card["calibration"]
-    calibrated = (f"; calibrated on {cal['n_val']} validation rows: {cal['method']} "
-                  f"{cal[cal['method']]:.3g}" if cal else "")
-    if "ood_variance" in cal:
-        calibrated += f", out-of-distribution variance {cal['ood_variance']:.3g} dex^2"
-    print(f"trained {what} in {result['model_dir']} "
-          f"({result['n_train']} train / {result['n_val']} val; rows per sample: {counts}{resumes}"
-          f"{calibrated}): {summary}")
+    print(summary_line(result))
     return 0
