@@ -1,10 +1,22 @@
-"""Typed, validated configuration: one pydantic model per job, defaults in code.
+"""Typed, validated configuration: one pydantic model per command, defaults in code.
 
 Every ``hicatalog`` subcommand (and every ``jobs/*.py`` entrypoint) builds exactly one of the
-models below, from an optional TOML file (``--config FILE``, keys at the top level) overlaid
-with command-line flags. Validation happens before any work starts; an unknown key, a wrong
-type or an out-of-range value raises :class:`ConfigError` whose message names the key, the
-value it got, where the value came from and what was expected.
+models below, from an optional TOML file (``--config FILE``) overlaid with command-line flags.
+Validation happens before any work starts; an unknown key, a wrong type or an out-of-range
+value raises :class:`ConfigError` whose message names the key (its whole path, e.g.
+``train.epochs``), the value it got, where the value came from and what was expected.
+
+Options and jobs. The options of a command that another command passes on are a model of
+their own: :class:`TrainOptions` (with :class:`RegressionOptions` and :class:`PROptions`, the
+options of one network), :class:`BuildOptions` and :class:`FetchOptions`. A job's config is
+its options plus its inputs and outputs (``TrainConfig(TrainOptions, ...)``: ``task``,
+``data``, ``out``). The commands that run others (:class:`WorkflowConfig`,
+:class:`DemoConfig`) hold those option models as tables (``[train]`` in TOML,
+``--train.epochs`` on the command line), so an option added to an options model reaches them
+with no other edit.
+
+The stage libraries never import this module: the command line passes a job's fields to the
+stage's library function as keyword arguments of the same names (:mod:`hicatalog.cli`).
 
 Example ``train.toml``::
 
@@ -13,6 +25,18 @@ Example ``train.toml``::
     out = "runs/models/regression"
     preset = "quick"
     workers = 2
+
+Example ``workflow.toml`` (tables for the options of the steps)::
+
+    out = "runs/real"
+    a40 = "data/a40.datafile1.csv"
+    ...
+    [fetch]
+    max_rps = 10
+    [train]
+    epochs = 3
+    [regression]
+    head = "gaussian"
 """
 
 from __future__ import annotations
@@ -35,6 +59,8 @@ from pydantic import (
 from hicatalog.errors import ConfigError
 from hicatalog.imaging import SURVEYS
 from hicatalog.runtime import PRECISIONS
+from hicatalog.tasks import HEADS, TASKS
+from hicatalog.training.options import check_split, check_task_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,21 +71,34 @@ __all__ = [
     "ConfigError",
     "JobConfig",
     "MockConfig",
+    "TrainOptions",
+    "NetworkOptions",
+    "RegressionOptions",
+    "PROptions",
     "TrainConfig",
     "EnvironmentConfig",
+    "BuildOptions",
     "BuildCatalogConfig",
     "EvaluateConfig",
+    "FetchOptions",
     "FetchConfig",
     "LabelsConfig",
     "DemoConfig",
     "WorkflowConfig",
     "load_config",
+    "option_tables",
 ]
 
 #: A survey name (the values of :data:`hicatalog.imaging.SURVEYS`).
 Survey = Literal[SURVEYS]
 #: A precision choice (the values of :data:`hicatalog.runtime.PRECISIONS`).
 Precision = Literal[PRECISIONS]
+#: A task (the keys of :data:`hicatalog.tasks.TASK_CLASSES`).
+Task = Literal[TASKS]
+#: A regression head (the keys of :data:`hicatalog.tasks.REGRESSION_HEADS`).
+Head = Literal[HEADS]
+#: A training preset (:data:`hicatalog.training.presets.PRESETS`, which imports torch).
+Preset = Literal["quick", "paper"]
 
 
 def _registered_architecture(name: str) -> str:
@@ -77,14 +116,42 @@ Architecture = Annotated[str, AfterValidator(_registered_architecture)]
 
 
 class JobConfig(BaseModel):
-    """Base of every job's configuration: unknown keys are errors, values are re-validated
-    on assignment, and the model is serialisable to JSON for manifests and model cards."""
+    """Base of every configuration: unknown keys are errors, values are re-validated on
+    assignment, and the model is serialisable to JSON for manifests and model cards.
+
+    A field whose type is another configuration (an options table such as ``train``) is
+    given as a table of some of its keys: they are laid over the field's default, so a
+    table names only what it changes."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field (for manifests and model cards)."""
         return self.model_dump(mode="json")
+
+    def fields(self) -> dict[str, Any]:
+        """Every field's value by name (an options table stays a model): the keyword
+        arguments the command line passes to the stage's library function."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables_over_defaults(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        merged = dict(values)
+        for name in option_tables(cls):
+            given = values.get(name)
+            if isinstance(given, dict):
+                default = cls.model_fields[name].get_default(call_default_factory=True)
+                merged[name] = {**default.model_dump(exclude_unset=True), **given}
+        return merged
+
+
+def option_tables(model: type[BaseModel]) -> dict[str, type[JobConfig]]:
+    """The fields of ``model`` that are options tables (a :class:`JobConfig` each), by name."""
+    return {name: f.annotation for name, f in model.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, JobConfig)}
 
 
 class MockConfig(JobConfig):
@@ -111,16 +178,14 @@ class MockConfig(JobConfig):
     )
 
 
-class TrainConfig(JobConfig):
-    """``hicatalog train``: data-parallel training of the regression / PR / gas-class CNNs.
+class TrainOptions(JobConfig):
+    """The options of a training that apply to any network (``hicatalog train``'s, and the
+    ``[train]`` table of the commands that train: ``workflow``, ``demo``).
 
     Fields left at ``None`` take their value from the preset (``quick`` or ``paper``).
     """
 
-    task: Literal["regression", "pr", "gasclass"] = Field("regression")
-    data: list[str] = Field(min_length=1, description="cutout shard directories (or files)")
-    out: str = Field(description="model directory (weights, card, metrics.jsonl)")
-    preset: Literal["quick", "paper"] = Field("quick")
+    preset: Preset = Field("quick")
     workers: int = Field(1, ge=1, le=1024, description="Ray Train workers")
     gpu: bool = Field(False, description="one GPU per worker, bf16 autocast, channels_last")
     precision: Precision = Field(
@@ -133,36 +198,19 @@ class TrainConfig(JobConfig):
     batch_size: int | None = Field(None, ge=1, le=8192)
     max_lr: float | None = Field(None, gt=0.0, le=10.0)
     weight_decay: float | None = Field(None, ge=0.0, le=1.0)
-    label_smoothing: float = Field(0.05, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.05, ge=0.0, lt=1.0, description="classifiers' label smoothing")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="random validation fraction")
     split_by: str | None = Field(None, description="column whose quantiles define validation")
     val_quantiles: tuple[float, float] | None = Field(
-        None, description="validation quantile range [lo, hi) of --split-by"
+        None, description="validation quantile range [lo, hi) of split_by"
     )
     seed: int = Field(0, ge=0, description="seed of the validation split and of the first "
                       "member; member k of an ensemble trains with seed + k")
-    head: Literal["point", "gaussian"] = Field(
-        "point", description="regression: 'point' (M, trained on the RMSE: the paper's network) "
-        "or 'gaussian' (M and its variance, trained on the Gaussian negative log-likelihood)")
-    ensemble: int = Field(
-        1, ge=1, le=64, description="train a deep ensemble of this many networks (seeds seed, "
-        "seed+1, ...), concurrently as the cluster's resources allow; one model directory")
-    storage_path: str | None = Field(
-        None, description="Ray Train storage (local or s3://); default MODEL_DIR/ray"
-    )
     max_failures: int = Field(3, ge=0, description="worker failures tolerated (FailureConfig)")
     train_samples: list[str] | None = Field(
         None, description="samples (the shards' dataset column, comma list) the regression and "
         "gasclass train on and the PR network takes detections from; None: the paper's a.40A "
         "(a40A,a40B) on real labels, alfalfa on the mock",
-    )
-    negatives: list[str] | None = Field(
-        None, description="pr: samples whose non-detections are the negative class, comma list; "
-        "None: nondetections",
-    )
-    upper_limits_as_negatives: bool = Field(
-        False, description="pr: also take the upper-limit rows (upper_limit true, e.g. xGASS "
-        "non-detections) of the --negatives samples as negatives; they are never regression targets",
     )
     min_rows: int = Field(
         20, ge=2, description="refuse to train on fewer selected rows (training + validation)"
@@ -171,34 +219,68 @@ class TrainConfig(JobConfig):
         10, ge=1, description="pr, gasclass: refuse to train with fewer rows of either class"
     )
 
-    @field_validator("train_samples", "negatives", mode="before")
+    @field_validator("train_samples", mode="before")
     @classmethod
     def _split_sample_lists(cls, value: Any) -> Any:
         return _sample_list(value)
 
     @model_validator(mode="after")
-    def _check_head(self) -> TrainConfig:
-        if self.head != "point" and self.task != "regression":
-            raise ValueError(f"head {self.head!r} is for the regression task; {self.task!r} "
-                             "networks are classifiers (their probabilities are calibrated "
-                             "with a temperature instead)")
+    def _check_split(self) -> TrainOptions:
+        check_split(self.split_by, self.val_quantiles)
         return self
 
+
+class NetworkOptions(JobConfig):
+    """The options of one network that differ between the networks a command trains."""
+
+    ensemble: int = Field(
+        1, ge=1, le=64, description="train a deep ensemble of this many networks (seeds seed, "
+        "seed+1, ...), concurrently as the cluster's resources allow; one model directory")
+
+
+class RegressionOptions(NetworkOptions):
+    """The options of the regression network (the ``[regression]`` table of ``workflow`` and
+    ``demo``)."""
+
+    head: Head = Field(
+        "point", description="regression: 'point' (M, trained on the RMSE: the paper's network) "
+        "or 'gaussian' (M and its variance, trained on the Gaussian negative log-likelihood)")
+
+
+class PROptions(NetworkOptions):
+    """The options of the pattern-recognition network (the ``[pr]`` table of ``workflow`` and
+    ``demo``)."""
+
+    negatives: list[str] | None = Field(
+        None, description="pr: samples whose non-detections are the negative class, comma list; "
+        "None: nondetections",
+    )
+    upper_limits_as_negatives: bool = Field(
+        False, description="pr: also take the upper-limit rows (upper_limit true, e.g. xGASS "
+        "non-detections) of the negatives samples as negatives; they are never regression targets",
+    )
+
+    @field_validator("negatives", mode="before")
+    @classmethod
+    def _split_sample_lists(cls, value: Any) -> Any:
+        return _sample_list(value)
+
+
+class TrainConfig(TrainOptions, RegressionOptions, PROptions):
+    """``hicatalog train``: data-parallel training of the regression / PR / gas-class CNNs:
+    the training options, the network's, and what it trains on and where it goes."""
+
+    task: Task = Field("regression")
+    data: list[str] = Field(min_length=1, description="cutout shard directories (or files)")
+    out: str = Field(description="model directory (weights, card, metrics.jsonl)")
+    storage_path: str | None = Field(
+        None, description="Ray Train storage (local or s3://); default MODEL_DIR/ray"
+    )
+
     @model_validator(mode="after")
-    def _check_split(self) -> TrainConfig:
-        if self.val_quantiles is not None:
-            lo, hi = self.val_quantiles
-            if not (0.0 <= lo < hi <= 1.0):
-                raise ValueError(
-                    f"val_quantiles must satisfy 0 <= lo < hi <= 1, got {list(self.val_quantiles)}"
-                )
-            if self.split_by is None:
-                raise ValueError("val_quantiles needs split_by (the column to take quantiles of)")
-        if self.task != "pr" and (self.negatives is not None or self.upper_limits_as_negatives):
-            raise ValueError(
-                f"negatives and upper_limits_as_negatives choose the PR network's negative "
-                f"class; task {self.task!r} has none"
-            )
+    def _check_task(self) -> TrainConfig:
+        check_task_options(self.task, head=self.head, negatives=self.negatives,
+                           upper_limits_as_negatives=self.upper_limits_as_negatives)
         return self
 
 
@@ -231,23 +313,18 @@ class EnvironmentConfig(JobConfig):
     om0: float = Field(0.3, ge=0.0, le=1.0, description="matter density (flat LCDM)")
 
 
-class BuildCatalogConfig(JobConfig):
-    """``hicatalog build-catalog``: streaming inference into the H I catalog."""
+class BuildOptions(JobConfig):
+    """The options of a catalog build (``hicatalog build-catalog``'s, and the ``[build]``
+    table of ``workflow`` and ``demo``)."""
 
-    cutouts: str = Field(description="cutout shards: directory, file or URL (s3://...)")
-    regression: str = Field(description="regression model directory")
-    pr: str = Field(description="pattern-recognition model directory")
-    out: str = Field(description="catalog output directory")
-    tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
     gpu: bool = Field(False, description="one GPU per inference actor")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
+    precision: Precision = Field(
         "auto", description="bf16 = bf16 autocast + channels_last; auto: bf16 on GPU, fp32 on CPU")
     decode: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="where JPEGs are decoded: cpu = Pillow in the read tasks, gpu = "
-        "torchvision on the actor's GPU; auto: gpu with --gpu when torchvision is installed")
+        "torchvision on the actor's GPU; auto: gpu with gpu=true when torchvision is installed")
     tta: bool = Field(True, description="average the 8 dihedral views")
     batch_size: int = Field(64, ge=1, le=8192)
-    since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
     actors: int | None = Field(None, ge=1, description="inference actor pool size")
     threads: int | None = Field(
         None, ge=1, le=256, description="CPUs each inference actor reserves, and so its torch threads "
@@ -267,6 +344,18 @@ class BuildCatalogConfig(JobConfig):
     )
 
 
+class BuildCatalogConfig(BuildOptions):
+    """``hicatalog build-catalog``: streaming inference into the H I catalog: the build
+    options, and what it reads and where it writes."""
+
+    cutouts: str = Field(description="cutout shards: directory, file or URL (s3://...)")
+    regression: str = Field(description="regression model directory")
+    pr: str = Field(description="pattern-recognition model directory")
+    out: str = Field(description="catalog output directory")
+    tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
+    since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
+
+
 class EvaluateConfig(JobConfig):
     """``hicatalog evaluate [ANALYSIS]``: the paper's tables and figures."""
 
@@ -277,7 +366,7 @@ class EvaluateConfig(JobConfig):
     out: str = Field(description="report directory")
     repeats: int = Field(5, ge=1, le=100, description="trainings per split (environment)")
     workers: int = Field(1, ge=1, description="Ray Train workers per training")
-    preset: Literal["quick", "paper"] = "quick"
+    preset: Preset = "quick"
     seed: int = Field(0, ge=0, description="split and training seed (repeats: seed, seed+1, ...)")
     model: str | None = Field(
         None, description="trained regression model directory (robustness; baselines: the CNN)"
@@ -305,15 +394,11 @@ class EvaluateConfig(JobConfig):
     gpu: bool = Field(False, description="train on one GPU per worker (as hicatalog train --gpu)")
 
 
-class FetchConfig(JobConfig):
-    """``hicatalog fetch``: download the cutouts of a target list from SDSS SkyServer or the
-    Legacy viewer."""
+class FetchOptions(JobConfig):
+    """The options of a cutout fetch (``hicatalog fetch``'s, and the ``[fetch]`` table of
+    ``workflow``)."""
 
-    targets: str = Field(
-        description="target list: Parquet or CSV with object_id, ra, dec (deg), e.g. labels.parquet"
-    )
     survey: Survey = "sdss"
-    out: str = Field(description="output directory of cutout shards")
     base_url: str | None = Field(
         None,
         description="the service's whole endpoint URL, path included, without the query "
@@ -345,16 +430,26 @@ class FetchConfig(JobConfig):
         None, ge=1,
         description="work on a fixed subset of N targets: the first N of an order that takes "
         "each sample (the 'dataset' column) in proportion to its size, seeded-random within "
-        "it (--seed, object_id). The same N and --seed give the same rows whatever is stored, "
+        "it (seed, object_id). The same N and seed give the same rows whatever is stored, "
         "so a rerun resumes the subset and a larger N extends it; other rows not yet stored "
         "are counted as deferred",
     )
-    seed: int = Field(0, ge=0, description="seed of the --limit subset")
+    seed: int = Field(0, ge=0, description="seed of the limit subset")
     max_failed_fraction: float = Field(
         0.1, ge=0.0, le=1.0,
         description="exit non-zero when more than this fraction of the rows the run tried failed "
         "(a run that tried rows and stored none always fails)",
     )
+
+
+class FetchConfig(FetchOptions):
+    """``hicatalog fetch``: download the cutouts of a target list from SDSS SkyServer or the
+    Legacy viewer: the fetch options, the target list and where the shards go."""
+
+    targets: str = Field(
+        description="target list: Parquet or CSV with object_id, ra, dec (deg), e.g. labels.parquet"
+    )
+    out: str = Field(description="output directory of cutout shards")
 
 
 class LabelsConfig(JobConfig):
@@ -375,33 +470,36 @@ class LabelsConfig(JobConfig):
     xgass: str | None = Field(None, description="xGASS representative sample")
     nibles: str | None = Field(None, description="NIBLES table")
     nsa: str | None = Field(None, description="NASA-Sloan Atlas v1.0.1 (non-detections, tracers)")
-    nibles_exclude_ids: list[str] = Field(
-        default_factory=list, description="NIBLES ids rejected by visual inspection"
+    nibles_exclude_ids: tuple[str, ...] = Field(
+        (), description="NIBLES ids rejected by visual inspection"
     )
     seed: int = Field(0, ge=0, description="seed of the non-detection draw")
 
 
 class DemoConfig(JobConfig):
-    """``hicatalog demo``: mock -> train -> build catalog -> evaluate, no other arguments."""
+    """``hicatalog demo``: mock -> train -> build catalog -> evaluate, no other arguments.
+
+    The demo holds the options of the commands it runs: ``train`` (both networks),
+    ``regression`` and ``pr`` (each network's), ``build`` (the catalog). The evaluation of the
+    catalog has no options. The mocks' options are the demo's own (``n_train``, ``n_survey``,
+    ``seed``) until the mock has an options model of its own.
+    """
 
     out: str = Field("runs/demo", description="everything goes under this directory or URL (s3://bucket/demo)")
     n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
     n_survey: int = Field(4000, ge=100, description="galaxies in the survey mock")
-    seed: int = Field(0, ge=0)
-    workers: int = Field(1, ge=1)
-    epochs: int | None = Field(None, ge=1, description="override the quick preset's epochs")
-    ensemble: int = Field(
-        2, ge=1, le=64, description="members of the regression ensemble (train --ensemble; "
-        "gaussian head)")
-    pr_ensemble: int = Field(
-        1, ge=1, le=64, description="members of the PR ensemble (train --ensemble); its p_cnn is "
-        "temperature-calibrated either way")
-
-
-def _same_as(model: type[JobConfig], name: str) -> Any:
-    """The field ``name`` of ``model`` (type, default, limits, help), for a config that
-    passes it on: one definition per option."""
-    return model.model_fields[name]
+    seed: int = Field(0, ge=0, description="seed of the mocks (the survey mock's is seed + 1)")
+    train: TrainOptions = Field(
+        default_factory=TrainOptions, description="options of both trainings (hicatalog train)")
+    regression: RegressionOptions = Field(
+        default_factory=lambda: RegressionOptions(ensemble=2, head="gaussian"),
+        description="options of the regression network: an ensemble of 2 with the gaussian head")
+    pr: PROptions = Field(default_factory=PROptions,
+                          description="options of the PR network (its p_cnn is "
+                          "temperature-calibrated either way)")
+    build: BuildOptions = Field(
+        default_factory=BuildOptions, description="options of the catalog build (hicatalog "
+        "build-catalog)")
 
 
 class WorkflowConfig(LabelsConfig):
@@ -410,8 +508,10 @@ class WorkflowConfig(LabelsConfig):
     regression and PR networks (a.40A by default) -> build and evaluate the catalog of the
     labelled galaxies (per test sample) -> build the survey-wide catalog -> report.
 
-    The catalog inputs and ``seed`` are those of :class:`LabelsConfig`; the fetch, training and
-    build options are passed on to ``fetch``, ``train`` and ``build-catalog``."""
+    The catalog inputs and ``seed`` (the non-detection draw) are those of
+    :class:`LabelsConfig`; the options of the other steps are tables: ``fetch`` (both target
+    lists), ``train`` (both networks), ``regression`` and ``pr`` (each network's) and ``build``
+    (both catalogs)."""
 
     out: str = Field(
         description="run directory or URL (s3://...): labels/, cutouts/, models/, catalogs/, "
@@ -421,80 +521,77 @@ class WorkflowConfig(LabelsConfig):
         "instead of the NSA galaxies with 0 < z < max_z")
     max_z: float = Field(
         0.06, gt=0.0, le=1.0,
-        description="survey-wide targets: the NSA galaxies (--nsa) with 0 < z < max_z")
-    # fetch (both target lists)
-    survey: Survey = "sdss"
-    base_url: str | None = _same_as(FetchConfig, "base_url")
-    max_rps: float | None = _same_as(FetchConfig, "max_rps")
-    concurrency: int = _same_as(FetchConfig, "concurrency")
-    tasks: int = _same_as(FetchConfig, "tasks")
-    retries: int = _same_as(FetchConfig, "retries")
-    timeout_s: float = _same_as(FetchConfig, "timeout_s")
-    max_failed_fraction: float = _same_as(FetchConfig, "max_failed_fraction")
-    cutout_size: int | None = Field(
-        None, ge=16, le=2048, description="fetched cutout side in px (fetch --image-size; "
-        "default 224 sdss, 448 legacy)")
-    # train (both networks)
-    preset: Literal["quick", "paper"] = Field("quick")
-    workers: int = _same_as(TrainConfig, "workers")
-    gpu: bool = Field(False, description="train and predict on GPUs (train/build-catalog --gpu)")
-    arch: Architecture | None = _same_as(TrainConfig, "arch")
-    width: float | None = _same_as(TrainConfig, "width")
-    image_size: int | None = _same_as(TrainConfig, "image_size")
-    epochs: int | None = _same_as(TrainConfig, "epochs")
-    batch_size: int | None = _same_as(TrainConfig, "batch_size")
-    train_samples: list[str] | None = _same_as(TrainConfig, "train_samples")
-    negatives: list[str] | None = _same_as(TrainConfig, "negatives")
-    upper_limits_as_negatives: bool = _same_as(TrainConfig, "upper_limits_as_negatives")
-    min_rows: int = _same_as(TrainConfig, "min_rows")
-    min_class_rows: int = _same_as(TrainConfig, "min_class_rows")
-    ensemble: int = _same_as(TrainConfig, "ensemble")
-    head: Literal["point", "gaussian"] = Field(
-        "point", description="the regression network's head (train --head; the PR network is "
-        "a classifier)")
-    # build-catalog (both catalogs)
-    actors: int | None = _same_as(BuildCatalogConfig, "actors")
-    build_batch_size: int = Field(64, ge=1, le=8192, description="build-catalog --batch-size")
-
-    @field_validator("train_samples", "negatives", mode="before")
-    @classmethod
-    def _split_sample_lists(cls, value: Any) -> Any:
-        return _sample_list(value)
+        description="survey-wide targets: the NSA galaxies (nsa) with 0 < z < max_z")
+    fetch: FetchOptions = Field(default_factory=FetchOptions,
+                                description="options of both fetches (hicatalog fetch)")
+    train: TrainOptions = Field(default_factory=TrainOptions,
+                                description="options of both trainings (hicatalog train)")
+    regression: RegressionOptions = Field(default_factory=RegressionOptions,
+                                          description="options of the regression network")
+    pr: PROptions = Field(default_factory=PROptions, description="options of the PR network")
+    build: BuildOptions = Field(default_factory=BuildOptions,
+                                description="options of both catalog builds (hicatalog "
+                                "build-catalog)")
 
     @model_validator(mode="after")
     def _check_targets(self) -> WorkflowConfig:
         if self.targets is None and self.nsa is None:
-            raise ValueError("the survey-wide targets need --nsa (NSA galaxies with z < max_z) "
-                             "or --targets (a target list)")
+            raise ValueError("the survey-wide targets need nsa (NSA galaxies with z < max_z) "
+                             "or targets (a target list)")
         return self
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) if loc else "<config>"
+def flag(key: str) -> str:
+    """The command-line flag of a config key: ``partition_rows`` -> ``--partition-rows``, a
+    key of a table ``train.max_lr`` -> ``--train.max-lr``."""
+    return "--" + key.replace("_", "-")
+
+
+def _table_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose keys are at ``path`` (``()``: ``model``; ``("train",)``: its ``train``
+    table), or None when ``path`` names no table."""
+    for name in path:
+        model = option_tables(model).get(str(name))
+        if model is None:
+            return None
+    return model
+
+
+def _unknown_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """What an unknown key at ``loc`` should have been: the keys known there, and the tables
+    that have a key of that name (an option of a step given at the top level)."""
+    where = _table_at(model, loc[:-1])
+    known = ", ".join(where.model_fields) if where is not None else ""
+    tables = [f"{'.'.join(map(str, loc[:-1] + (t,)))}.{loc[-1]}"
+              for t, sub in option_tables(where).items() if str(loc[-1]) in sub.model_fields] \
+        if where is not None else []
+    hint = f" (an option of a table: {' or '.join(tables)})" if tables else ""
+    return f"unknown key{hint}; expected one of: {known}"
 
 
 def format_validation_error(
     model: type[JobConfig], err: ValidationError, sources: dict[str, str]
 ) -> str:
-    """Turn a pydantic error into lines that name key, value, origin and expectation."""
+    """Turn a pydantic error into lines that name each key by its whole path
+    (``train.epochs``), its value, its origin (file, flag or default) and what was expected."""
     lines = [f"invalid {model.__name__} configuration:"]
-    known = ", ".join(model.model_fields)
     for e in err.errors():
-        key = _format_loc(e["loc"])
-        top = str(e["loc"][0]) if e["loc"] else ""
-        origin = sources.get(top, "default")
+        loc = e["loc"]
+        key = ".".join(str(p) for p in loc) if loc else "<config>"
+        origin = next((sources[k] for k in (key, *(".".join(map(str, loc[:i]))
+                                                    for i in range(len(loc) - 1, 0, -1)))
+                       if k in sources), "default")
         if e["type"] == "extra_forbidden":
-            lines.append(
-                f"  key '{key}' ({origin}): unknown key; expected one of: {known}"
-            )
+            lines.append(f"  key '{key}' ({origin}): {_unknown_key(model, loc)}")
         elif e["type"] == "missing":
-            lines.append(f"  key '{key}': required but not given (flag --{key.replace('_', '-')})")
+            lines.append(f"  key '{key}': required but not given (flag {flag(key)})")
         else:
-            got = e.get("input")
             msg = e["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]
-            lines.append(f"  key '{key}' ({origin}): got {got!r}; expected: {msg}")
+            got = e.get("input")
+            value = "" if isinstance(got, dict) else f"got {got!r}; "
+            lines.append(f"  key '{key}' ({origin}): {value}expected: {msg}")
     return "\n".join(lines)
 
 
@@ -516,6 +613,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p!r} is not valid TOML: {exc}") from exc
 
 
+def _flat_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key of ``values`` by its whole path, tables and their keys (``train``,
+    ``train.epochs``)."""
+    keys = []
+    for k, v in values.items():
+        keys.append(prefix + k)
+        if isinstance(v, dict):
+            keys += _flat_keys(v, prefix + k + ".")
+    return keys
+
+
 def load_config(
     model: type[JobConfig],
     config_file: str | Path | None = None,
@@ -526,8 +634,10 @@ def load_config(
     Parameters
     ----------
     model: the job's config class (e.g. :class:`TrainConfig`).
-    config_file: optional TOML file; its top-level keys are the model's fields.
-    overrides: values from command-line flags; they win over the file.
+    config_file: optional TOML file; its top-level keys are the model's fields, its tables
+        (``[train]``) the keys of its options tables.
+    overrides: values from command-line flags, by key; a key of a table by its path
+        (``"train.epochs"``). They win over the file.
 
     Raises
     ------
@@ -537,10 +647,14 @@ def load_config(
     sources: dict[str, str] = {}
     if config_file is not None:
         values.update(read_config_file(config_file))
-        sources.update({k: f"from {config_file}" for k in values})
-    for k, v in (overrides or {}).items():
-        values[k] = v
-        sources[k] = f"from flag --{k.replace('_', '-')}"
+        sources.update({k: f"from {config_file}" for k in _flat_keys(values)})
+    for key, v in (overrides or {}).items():
+        *tables, name = key.split(".")
+        where = values
+        for t in tables:
+            where = where.setdefault(t, {}) if isinstance(where.get(t, {}), dict) else {}
+        where[name] = v
+        sources[key] = f"from flag {flag(key)}"
     try:
         return model.model_validate(values)
     except ValidationError as err:

@@ -2,14 +2,18 @@
 
 1. a training mock (``OUT/mock/train``) and a separate, larger survey mock with another seed
    (``OUT/mock/survey``: cutouts/, tracers.parquet, truth.parquet);
-2. the regression and PR CNNs trained with the quick preset on the training mock: the
-   regression a deep ensemble of ``--ensemble`` (2) networks with the Gaussian head, the PR
-   network ``--pr-ensemble`` (1) networks, each with its calibration fitted on the validation
-   split (``OUT/models/regression``, ``OUT/models/pr``);
-3. the H I catalog of the survey mock (``OUT/catalog``), its environment computed against the
-   survey's own tracers;
+2. the regression and PR CNNs trained on the training mock with the ``train`` options (the
+   quick preset by default): the regression a deep ensemble of ``regression.ensemble`` (2)
+   networks with the Gaussian head, the PR network ``pr.ensemble`` (1) networks, each with its
+   calibration fitted on the validation split (``OUT/models/regression``, ``OUT/models/pr``);
+3. the H I catalog of the survey mock (``OUT/catalog``) with the ``build`` options, its
+   environment computed against the survey's own tracers;
 4. the evaluation against the survey's truth (``OUT/report``), so every number reported is
    about galaxies the models never saw.
+
+The demo holds the options of the commands it runs (:class:`~hicatalog.config.DemoConfig`)
+and passes each to its stage whole (:func:`stage_arguments`); the mocks' options are still the
+demo's own (``n_train``, ``n_survey``, ``seed``).
 
 ``OUT`` is a local directory or a URL (``s3://bucket/demo``): every file goes through
 :mod:`hicatalog.storage`, so on a bucket nothing is written to the local disk but caches (the
@@ -28,14 +32,15 @@ import logging
 import shlex
 import sys
 import time
+from typing import Any
 
-from hicatalog.config import BuildCatalogConfig, DemoConfig, MockConfig, TrainConfig
+from hicatalog.config import DemoConfig, MockConfig
 from hicatalog.runtime import init_ray
-from hicatalog.storage import basename, is_url, join, write_atomic
+from hicatalog.storage import basename, is_url, join, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_demo", "closing_hints", "main", "SUMMARY_FILE"]
+__all__ = ["run_demo", "stage_arguments", "closing_hints", "main", "SUMMARY_FILE"]
 
 SUMMARY_FILE = "demo_summary.json"
 #: Where each output goes, relative to ``OUT``.
@@ -64,11 +69,32 @@ def _step(name: str, timings: dict[str, float]):
     return _Timer()
 
 
+def stage_arguments(cfg: DemoConfig, paths: dict[str, str], survey: dict[str, str],
+                    train_mock: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The keyword arguments the demo passes to each stage, by step: ``train-regression``,
+    ``train-pr`` (:func:`~hicatalog.training.trainer.train`), ``catalog``
+    (:func:`~hicatalog.catalog.build.make_catalog`), ``evaluate``
+    (:func:`~hicatalog.evaluation.catalog.evaluate_catalog`). ``paths``: the outputs
+    (:data:`_LAYOUT`); ``survey``, ``train_mock``: the mocks' files (``cutouts``,
+    ``tracers``, ``truth``). Each options table of ``cfg`` is passed on whole."""
+    args = {
+        f"train-{task}": {"data": [train_mock["cutouts"]], "out": paths[task], "task": task,
+                          **cfg.train.fields(), **network.fields()}
+        for task, network in (("regression", cfg.regression), ("pr", cfg.pr))
+    }
+    args["catalog"] = {"cutouts": survey["cutouts"], "regression": paths["regression"],
+                       "pr": paths["pr"], "tracers": survey["tracers"], "out": paths["catalog"],
+                       **cfg.build.fields()}
+    args["evaluate"] = {"catalog_dir": paths["catalog"], "truth_path": survey["truth"],
+                        "out_dir": paths["report"]}
+    return args
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo under ``cfg.out`` (a local directory or a URL such as ``s3://bucket/demo``);
     returns a summary dict (paths as given, timings in s, headline metrics), also written to
     ``OUT/demo_summary.json``."""
-    from hicatalog.catalog.build import build_catalog
+    from hicatalog.catalog.build import make_catalog
     from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.survey import generate_mock
     from hicatalog.training.trainer import train
@@ -84,35 +110,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     with _step("mock (survey)", timings):
         survey = generate_mock(MockConfig(out=paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1))
 
+    args = stage_arguments(cfg, paths, survey, train_mock)
     for task in ("regression", "pr"):
         with _step(f"train {task}", timings):
-            train(
-                TrainConfig(
-                    task=task,
-                    data=[train_mock["cutouts"]],
-                    out=paths[task],
-                    preset="quick",
-                    workers=cfg.workers,
-                    epochs=cfg.epochs,
-                    seed=cfg.seed,
-                    ensemble=cfg.ensemble if task == "regression" else cfg.pr_ensemble,
-                    head="gaussian" if task == "regression" else "point",
-                )
-            )
-
+            train(**args[f"train-{task}"])
     with _step("build catalog", timings):
-        manifest = build_catalog(
-            BuildCatalogConfig(
-                cutouts=survey["cutouts"],
-                regression=paths["regression"],
-                pr=paths["pr"],
-                tracers=survey["tracers"],
-                out=paths["catalog"],
-            )
-        )
-
+        manifest = make_catalog(**args["catalog"])
     with _step("evaluate", timings):
-        metrics = evaluate_catalog(paths["catalog"], survey["truth"], paths["report"])
+        metrics = evaluate_catalog(**args["evaluate"])
 
     summary = {
         "out": out,
@@ -126,8 +131,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "total_s": round(time.perf_counter() - t_start, 1),
         "metrics": metrics,
     }
-    write_atomic(join(out, SUMMARY_FILE),
-                 (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    write_json_atomic(join(out, SUMMARY_FILE), summary)
     return summary
 
 

@@ -31,7 +31,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -134,11 +134,15 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return fh.read()
 
 
-def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    """The Parquet file (or directory of files) at ``path`` as one table; only ``columns``
-    when given."""
-    fs, p = filesystem_and_path(path)
-    return pq.read_table(p, columns=columns, filesystem=fs)
+def read_parquet(path: str | os.PathLike | Sequence[str | os.PathLike],
+                 columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file (or directory of files, or list of files on one file system) at
+    ``path`` as one table; only ``columns`` when given."""
+    if isinstance(path, (str, os.PathLike)):
+        fs, p = filesystem_and_path(path)
+        return pq.read_table(p, columns=columns, filesystem=fs)
+    located = [filesystem_and_path(f) for f in path]
+    return pq.read_table([p for _, p in located], columns=columns, filesystem=located[0][0])
 
 
 def read_parquet_schema(path: str | os.PathLike) -> pa.Schema:

@@ -28,8 +28,15 @@ shards were added, and a killed build resumes. The two steps without such a mech
 ``labels`` and ``evaluate``, record their inputs (``OUT/_workflow/<step>.json``: file sizes
 and modification times, the options) and are skipped when those did not change.
 
-A failing step ends the workflow with one line naming the step (exit status 1); rerunning
-continues from there.
+The workflow holds the options of the commands it runs (:class:`~hicatalog.config.WorkflowConfig`:
+the tables ``fetch``, ``train``, ``regression``, ``pr``, ``build``) and passes each to its stage
+as keyword arguments (:func:`step_arguments`, the one place that maps them), so an option added
+to one of those options models reaches its stage with no edit here.
+
+A step that fails for a reason the user can fix (a :class:`~hicatalog.errors.HicatalogError`)
+ends the workflow with one line naming the step (exit status 1); rerunning continues from
+there. Any other exception is a bug and keeps its traceback; the report says which step it
+stopped.
 
 ``OUT`` (and every input) is a local path or a URL (``s3://bucket/run``): every file is read
 and written through :mod:`hicatalog.storage`, the records and reports included.
@@ -37,10 +44,10 @@ and written through :mod:`hicatalog.storage`, the records and reports included.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -50,18 +57,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import storage
-from hicatalog.config import (
-    BuildCatalogConfig,
-    FetchConfig,
-    LabelsConfig,
-    TrainConfig,
-    WorkflowConfig,
-)
-from hicatalog.storage import absolute, join, write_atomic
+from hicatalog.config import LabelsConfig, WorkflowConfig
+from hicatalog.errors import HicatalogError, InputError
+from hicatalog.storage import absolute, join, write_atomic, write_json_atomic
 
 log = logging.getLogger("hicatalog.workflow")
 
-__all__ = ["WorkflowError", "run_workflow", "main", "REPORT_JSON", "REPORT_MD"]
+__all__ = ["WorkflowError", "step_arguments", "run_workflow", "main", "REPORT_JSON", "REPORT_MD"]
 
 REPORT_JSON = "workflow_report.json"
 REPORT_MD = "workflow_report.md"
@@ -69,8 +71,21 @@ STEP_DIR = "_workflow"
 TASKS = ("regression", "pr")
 
 
-class WorkflowError(RuntimeError):
-    """A step failed; the message names the step."""
+class WorkflowError(HicatalogError):
+    """A step failed for a reason the user can fix; the message names the step. ``params``
+    are the parameters the step's error named, ``tables`` the options tables of the
+    workflow's config they belong to (``("fetch",)``), so that the command line writes them
+    as the workflow's flags (``--fetch.max-failed-fraction``)."""
+
+    def __init__(self, message: str, *, params: tuple[str, ...] = (),
+                 tables: tuple[str, ...] = ()):
+        super().__init__(message, params=params)
+        self.tables = tables
+
+
+#: The options tables of each step's stage, in the order a parameter is looked up.
+_STEP_TABLES = {"fetch": ("fetch",), "train-regression": ("train", "regression"),
+                "train-pr": ("train", "pr"), "catalog": ("build",)}
 
 
 class _Run:
@@ -92,6 +107,11 @@ class _Run:
         self.evaluation = join(out, "evaluation")
         self.steps: dict[str, dict[str, Any]] = {}
 
+    @functools.cached_property
+    def args(self) -> dict[str, dict[str, Any]]:
+        """What each step passes to its stage (:func:`step_arguments`)."""
+        return _arguments(self)
+
     def step(self, name: str, fn, *args) -> Any:
         t0 = time.perf_counter()
         print(f"[workflow] {name} ...", flush=True)
@@ -100,8 +120,12 @@ class _Run:
         except Exception as exc:
             self.steps[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                 "seconds": round(time.perf_counter() - t0, 1)}
+            if not isinstance(exc, HicatalogError):
+                raise  # a bug: its traceback is what finds it
             log.debug("step %s failed", name, exc_info=True)
-            raise WorkflowError(f"step {name!r} failed: {exc}") from exc
+            tables = _STEP_TABLES.get(name, _STEP_TABLES.get(name.split("-")[0], ()))
+            raise WorkflowError(f"step {name!r} failed: {exc}", params=exc.params,
+                                tables=tables) from exc
         info = {"status": status, "seconds": round(time.perf_counter() - t0, 1), **info}
         self.steps[name] = info
         print(f"[workflow] {name}: {status} ({info['seconds']:.0f} s)", flush=True)
@@ -129,11 +153,47 @@ def _unchanged(run: _Run, step: str, inputs: dict[str, Any], outputs: list[str])
     rec = _record_path(run, step)
     if not storage.is_file(rec) or not all(storage.is_file(o) for o in outputs):
         return False
-    return json.loads(storage.read_bytes(rec)).get("inputs") == json.loads(json.dumps(inputs))
+    as_written = json.loads(json.dumps(storage.json_safe(inputs), default=str))
+    return storage.read_json(rec).get("inputs") == as_written
 
 
 def _record(run: _Run, step: str, inputs: dict[str, Any]) -> None:
-    write_atomic(_record_path(run, step), (json.dumps({"inputs": inputs}, indent=2) + "\n").encode())
+    write_json_atomic(_record_path(run, step), {"inputs": inputs})
+
+
+# ---------------------------------------------------------------------------------------------
+# what each step passes to its stage
+
+
+def step_arguments(cfg: WorkflowConfig) -> dict[str, dict[str, Any]]:
+    """The keyword arguments each step passes to its stage's library function, by step:
+    ``labels`` (:func:`~hicatalog.surveys.labels.make_labels`), ``fetch-labelled``,
+    ``fetch-targets`` (:func:`~hicatalog.cutouts.fetch.fetch_cutouts`), ``train-regression``,
+    ``train-pr`` (:func:`~hicatalog.training.trainer.train`), ``catalog-labelled``,
+    ``catalog-targets`` (:func:`~hicatalog.catalog.build.make_catalog`; the step adds
+    ``since_manifest`` when it extends a catalog). The one place that maps the workflow's
+    config to the stages: each options table is passed on whole."""
+    return _arguments(_Run(cfg))
+
+
+def _arguments(run: _Run) -> dict[str, dict[str, Any]]:
+    cfg = run.cfg
+    args: dict[str, dict[str, Any]] = {
+        "labels": {"out": run.labels_dir, **{k: getattr(cfg, k) for k in LabelsConfig.model_fields
+                                              if k != "out"}},
+    }
+    for which, targets in (("labelled", run.labels), ("targets", run.targets)):
+        args[f"fetch-{which}"] = {"targets": targets, "out": run.cutouts[which],
+                                  **cfg.fetch.fields()}
+    for task, network in (("regression", cfg.regression), ("pr", cfg.pr)):
+        args[f"train-{task}"] = {"data": [run.cutouts["labelled"]], "out": run.models[task],
+                                 "task": task, **cfg.train.fields(), **network.fields()}
+    for which, tracers in (("labelled", None), ("targets", run.tracers)):
+        args[f"catalog-{which}"] = {"cutouts": run.cutouts[which],
+                                    "regression": run.models["regression"],
+                                    "pr": run.models["pr"], "out": run.catalogs[which],
+                                    "tracers": tracers, **cfg.build.fields()}
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,17 +201,18 @@ def _record(run: _Run, step: str, inputs: dict[str, Any]) -> None:
 
 
 def _labels_step(run: _Run) -> tuple[str, dict[str, Any]]:
-    from hicatalog.surveys.labels import main as labels_main
+    from hicatalog.surveys.labels import make_labels
 
     cfg = run.cfg
-    values = {k: getattr(cfg, k) for k in LabelsConfig.model_fields if k != "out"}
+    params = run.args["labels"]
+    values = {k: v for k, v in params.items() if k != "out"}
     files = {k: v for k, v in values.items() if k in _INPUT_FILES and v is not None}
     inputs = {"options": values, "files": {k: _file_state(v) for k, v in files.items()},
               "max_z": cfg.max_z, "targets": cfg.targets}
     outputs = [run.labels] + ([run.targets] if cfg.targets is None else [])
     status = "skipped"
     if not _unchanged(run, "labels", inputs, outputs):
-        labels_main(LabelsConfig(out=run.labels_dir, **values))
+        make_labels(**params)
         if cfg.targets is None:
             _write_targets(run)
         _record(run, "labels", inputs)
@@ -186,54 +247,33 @@ def _write_targets(run: _Run) -> None:
     write_parquet_atomic(tracers.filter(pa.array(keep)), run.targets)
 
 
-def _fetch_step(run: _Run, which: str, targets: str) -> tuple[str, dict[str, Any]]:
-    from hicatalog.cutouts.fetch import existing_object_ids, fetch_cutouts, run_failure
+def _fetch_step(run: _Run, which: str) -> tuple[str, dict[str, Any]]:
+    from hicatalog.cutouts.fetch import existing_object_ids, fetch_cutouts
 
-    cfg = run.cfg
-    fc = FetchConfig(
-        targets=targets, out=run.cutouts[which], survey=cfg.survey, base_url=cfg.base_url,
-        max_rps=cfg.max_rps, concurrency=cfg.concurrency, tasks=cfg.tasks, retries=cfg.retries,
-        timeout_s=cfg.timeout_s, max_failed_fraction=cfg.max_failed_fraction,
-        image_size=cfg.cutout_size,
-    )
-    counts = fetch_cutouts(fc)
-    error = run_failure(counts, fc)
-    if error:
-        raise RuntimeError(error)
-    stored = len(existing_object_ids(fc.out))
+    params = run.args[f"fetch-{which}"]
+    counts = fetch_cutouts(**params)
+    if counts.failure:
+        raise InputError(counts.failure, params=("max_failed_fraction",))
+    stored = len(existing_object_ids(params["out"]))
     status = "ran" if counts.get("ok", 0) or sum(counts.values()) != counts.get(
         "already_present", 0) else "nothing new"
-    return status, {"outputs": {"cutouts": fc.out},
-                    "target_rows": sum(counts.values()), "status_counts": counts,
+    return status, {"outputs": {"cutouts": params["out"]},
+                    "target_rows": sum(counts.values()), "status_counts": dict(counts),
                     "stored": stored}
-
-
-def _train_config(run: _Run, task: str) -> TrainConfig:
-    cfg = run.cfg
-    return TrainConfig(
-        task=task, data=[run.cutouts["labelled"]], out=run.models[task],
-        preset=cfg.preset, workers=cfg.workers, gpu=cfg.gpu, arch=cfg.arch, width=cfg.width,
-        image_size=cfg.image_size, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-        train_samples=cfg.train_samples,
-        negatives=cfg.negatives if task == "pr" else None,
-        upper_limits_as_negatives=cfg.upper_limits_as_negatives if task == "pr" else False,
-        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows, ensemble=cfg.ensemble,
-        head=cfg.head if task == "regression" else "point",
-    )
 
 
 def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
     from hicatalog.models.artifact import load_card
     from hicatalog.training.trainer import planned_model_id, train
 
-    tc = _train_config(run, task)
-    want = planned_model_id(tc)  # also refuses a degenerate set before Ray starts
+    params = run.args[f"train-{task}"]
+    want = planned_model_id(**params)  # also refuses a degenerate set before Ray starts
     status = "skipped"
     card = None
     if all(storage.is_file(join(run.models[task], f)) for f in ("model_card.json", "weights.pt")):
         card = load_card(run.models[task])
     if card is None or card.model_id != want:
-        train(tc)
+        train(**params)
         card = load_card(run.models[task])
         status = "ran"
     metrics = {k: card.metrics.get(k) for k in ("rmse", "rmse_over_std", "accuracy", "auc",
@@ -243,20 +283,15 @@ def _train_step(run: _Run, task: str) -> tuple[str, dict[str, Any]]:
                     "sample_counts": card.sample_counts, "metrics": metrics}
 
 
-def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict[str, Any]]:
-    from hicatalog.catalog.build import build_catalog
+def _catalog_step(run: _Run, which: str) -> tuple[str, dict[str, Any]]:
+    from hicatalog.catalog.build import make_catalog
     from hicatalog.catalog.manifest import Manifest
     from hicatalog.cutouts.shards import fingerprint_shards, list_shards
     from hicatalog.errors import OutputError
     from hicatalog.models.artifact import load_card
 
-    cfg = run.cfg
-    out = run.catalogs[which]
-    bc = BuildCatalogConfig(
-        cutouts=run.cutouts[which], regression=run.models["regression"],
-        pr=run.models["pr"], out=out, tracers=tracers, gpu=cfg.gpu,
-        actors=cfg.actors, batch_size=cfg.build_batch_size,
-    )
+    params = dict(run.args[f"catalog-{which}"])
+    out = params["out"]
     status = "ran"
     old = Manifest.find(out)
     if old is not None:
@@ -266,13 +301,13 @@ def _catalog_step(run: _Run, which: str, tracers: str | None) -> tuple[str, dict
                 f"{out} holds a catalog predicted by models {old.model_id}, but the models "
                 f"in {join(run.out, 'models')} have changed since; move that catalog away (or "
                 "use another out directory) to build one with the new models", params=("out",))
-        input_fp = fingerprint_shards(list_shards(bc.cutouts, contract="cutouts"))
+        input_fp = fingerprint_shards(list_shards(params["cutouts"], contract="cutouts"))
         if old.input.fingerprint == input_fp:
             manifest, status = old, "skipped"
         else:  # shards were added: predict only the galaxies the catalog lacks
-            bc.since_manifest = old.path
+            params["since_manifest"] = old.path
     if status == "ran":
-        manifest = build_catalog(bc)
+        manifest = make_catalog(**params)
     return status, {
         "outputs": {"catalog": out, "manifest": manifest.path},
         "version": manifest.version,
@@ -340,7 +375,7 @@ def _write_report(run: _Run, t0: float, error: str | None) -> dict[str, Any]:
               "seconds": round(time.perf_counter() - t0, 1), "steps": run.steps}
     if error is None:
         report["accounting"] = _accounting(run)
-    write_atomic(join(run.out, REPORT_JSON), (json.dumps(report, indent=2, default=str) + "\n").encode())
+    write_json_atomic(join(run.out, REPORT_JSON), report)
     lines = [f"# hicatalog workflow: {run.out}", "",
              "| step | status | s | outputs | counts |", "|---|---|---|---|---|"]
     for name, info in run.steps.items():
@@ -369,33 +404,33 @@ def run_workflow(cfg: WorkflowConfig) -> dict[str, Any]:
 
     Raises
     ------
-    WorkflowError: a step failed (the report, written anyway, says which and why).
+    WorkflowError: a step failed for a reason the user can fix (the report, written anyway,
+        says which and why). Any other exception of a step (a bug) propagates as it is,
+        after the report is written.
     """
     run = _Run(cfg)
     t0 = time.perf_counter()
     try:
         run.step("labels", _labels_step, run)
-        run.step("fetch-labelled", _fetch_step, run, "labelled", run.labels)
-        run.step("fetch-targets", _fetch_step, run, "targets", run.targets)
+        for which in ("labelled", "targets"):
+            run.step(f"fetch-{which}", _fetch_step, run, which)
         for task in TASKS:
             run.step(f"train-{task}", _train_step, run, task)
-        run.step("catalog-labelled", _catalog_step, run, "labelled", None)
+        run.step("catalog-labelled", _catalog_step, run, "labelled")
         run.step("evaluate", _evaluate_step, run)
-        run.step("catalog-targets", _catalog_step, run, "targets", run.tracers)
-    except WorkflowError as exc:
-        _write_report(run, t0, str(exc))
+        run.step("catalog-targets", _catalog_step, run, "targets")
+    except Exception as exc:
+        _write_report(run, t0, str(exc) if isinstance(exc, WorkflowError)
+                      else f"{type(exc).__name__}: {exc}")
         raise
     return _write_report(run, t0, None)
 
 
 def main(cfg: WorkflowConfig) -> int:
-    """CLI entry (``hicatalog workflow``): run it; print each step and where the report is;
-    exit 1 with one line naming the failed step."""
-    try:
-        report = run_workflow(cfg)
-    except WorkflowError as exc:
-        print(f"hicatalog workflow: error: {exc}", file=sys.stderr)
-        return 1
+    """CLI entry (``hicatalog workflow``): run it; print each step, where the report is and
+    the row accounting. A failed step raises :class:`WorkflowError` (the command prints it as
+    one line naming the step and exits 1)."""
+    report = run_workflow(cfg)
     print(f"hicatalog workflow finished in {report['seconds']:.0f} s: "
           f"{join(cfg.out, REPORT_MD)}")
     for which, a in report["accounting"].items():

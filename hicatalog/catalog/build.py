@@ -37,8 +37,8 @@ parameters) calls :func:`plan_build` (checks, the id pre-pass, the fingerprint: 
 :class:`CatalogPlan`), chooses the staging directory (:class:`Staging`), plans the rows
 (:class:`RowPlan`), computes the environment, runs the pipeline on the shards still to do
 (:class:`Work`) and publishes (:func:`hicatalog.catalog.publish.publish_version`).
-:func:`build_catalog` is the command line's entry: it passes a ``BuildCatalogConfig``'s
-fields to :func:`make_catalog`.
+The command line passes its config's fields to :func:`make_catalog` and prints the result with
+:func:`show_result`; :func:`build_catalog` does the same for a caller that holds a config.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
 from hicatalog.storage import read_json, write_json_atomic
 
-__all__ = ["build_catalog", "make_catalog", "plan_build", "CatalogPlan", "InferenceOptions",
-           "query_command", "main"]
+__all__ = ["build_catalog", "make_catalog", "show_result", "plan_build", "CatalogPlan",
+           "InferenceOptions", "query_command"]
 
 log = logging.getLogger("hicatalog.catalog.build")
 
@@ -787,24 +787,23 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
 
 
 def build_catalog(cfg: Any) -> Manifest:
-    """The command line's entry: :func:`make_catalog` with the fields of ``cfg`` (a
-    :class:`hicatalog.config.BuildCatalogConfig`, whose fields are its parameters)."""
+    """:func:`make_catalog` with the fields of ``cfg`` (a configuration whose fields are its
+    parameters, e.g. ``hicatalog build-catalog``'s)."""
     return make_catalog(**cfg.model_dump())
 
 
-def main(cfg: Any) -> int:
-    """CLI entry (``hicatalog build-catalog``): build into ``cfg.out``, print the version
-    published, its row counts by status and a query to try; returns 0."""
-    manifest = build_catalog(cfg)
+def show_result(manifest: Manifest, params: dict[str, Any]) -> None:
+    """What ``hicatalog build-catalog`` prints after :func:`make_catalog` (``params``: its
+    arguments): the version published, its row counts by status and a query to try."""
+    out = params["out"]
     rows, this = manifest.rows, manifest.current()
-    print(f"catalog {cfg.out} version {manifest.version} ({manifest.build_id}): "
+    print(f"catalog {out} version {manifest.version} ({manifest.build_id}): "
           f"{this.rows} rows in {this.partitions} HEALPix partitions "
           f"({rows.total} staged by this build in {manifest.wall_time_s:.1f} s, "
           f"published in {this.publish_s:.1f} s)")
     print(f"  status: {json.dumps(rows.status)}")
     print(f"  env_status: {json.dumps(rows.env_status)}")
-    print("  query: " + query_command(cfg.out, 'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'))
-    return 0
+    print("  query: " + query_command(out, 'cat.filter(pl.col("p_cnn") > 0.9).select(pl.len())'))
 
 
 def query_command(catalog_dir: str, polars_query: str) -> str:

@@ -57,6 +57,7 @@ nearest of the slab) and O(N log N).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -66,7 +67,6 @@ from astropy.coordinates import offset_by
 from astropy.cosmology import FLRW
 
 from hicatalog import storage
-from hicatalog.config import EnvironmentConfig
 from hicatalog.cosmology import PAPER_COSMOLOGY, paper_cosmology
 from hicatalog.errors import ConfigError
 from hicatalog.neighbours import (
@@ -86,7 +86,8 @@ __all__ = [
     "compute_environment",
     "footprint_cell_size",
     "read_positions",
-    "main",
+    "make_environment",
+    "show_result",
 ]
 
 log = logging.getLogger("hicatalog.catalog.environment")
@@ -312,21 +313,27 @@ def read_positions(path: str, what: str) -> pa.Table:
     return table
 
 
-def main(cfg: EnvironmentConfig) -> int:
-    """``hicatalog environment``: read targets and tracers, write the environment table."""
-    targets = read_positions(cfg.targets, "targets")
-    tracers = read_positions(cfg.tracers, "tracers")
+def make_environment(targets: str, tracers: str, out: str, *, n_neighbor: int = N_NEIGHBOUR,
+                     velocity_window_kms: float = VELOCITY_WINDOW_KMS,
+                     min_distance_mpc: float = 10.0, z_window: float = Z_WINDOW,
+                     h0: float = 70.0, om0: float = 0.3) -> pa.Table:
+    """Read ``object_id, ra, dec, z`` of ``targets`` and ``tracers`` (Parquet files or
+    directories, local or URLs), compute the environment of every target
+    (:func:`compute_environment`, in a flat LCDM cosmology ``h0``, ``om0``) and write it to
+    the Parquet file ``out``; returns the table written."""
     env = compute_environment(
-        targets,
-        tracers,
-        n_neighbor=cfg.n_neighbor,
-        velocity_window_kms=cfg.velocity_window_kms,
-        min_distance_mpc=cfg.min_distance_mpc,
-        z_window=cfg.z_window,
-        cosmology=paper_cosmology(cfg.h0, cfg.om0),
+        read_positions(targets, "targets"), read_positions(tracers, "tracers"),
+        n_neighbor=n_neighbor, velocity_window_kms=velocity_window_kms,
+        min_distance_mpc=min_distance_mpc, z_window=z_window,
+        cosmology=paper_cosmology(h0, om0),
     )
-    write_parquet_atomic(env, cfg.out)
+    write_parquet_atomic(env, out)
+    return env
+
+
+def show_result(env: pa.Table, params: dict[str, Any]) -> None:
+    """What ``hicatalog environment`` prints after :func:`make_environment` (``params``: its
+    arguments): the rows written and their ``env_status`` counts."""
     counts = pc.value_counts(env.column("env_status")).to_pylist()
     summary = ", ".join(f"{c['values']}={c['counts']}" for c in counts)
-    print(f"wrote {env.num_rows} rows to {cfg.out} ({summary})")
-    return 0
+    print(f"wrote {env.num_rows} rows to {params['out']} ({summary})")

@@ -16,8 +16,9 @@ to the driver, which writes ``DIR/_fetch_status.parquet``: one row per target th
 handled (already present, fetched, or failed); deferred rows are not in it. Each run replaces
 the previous run's status table, and also writes the same rows with a ``run_id`` column to
 ``DIR/_fetch_history/<run_id>.parquet``, which is never rewritten: the outcome of every row in
-every run stays on record. ``main`` exits 1 when the run tried rows and stored none, or when
-more than ``max_failed_fraction`` of the rows it tried failed, so a scheduled fetch notices.
+every run stays on record. A run that tried rows and stored none, or where more than
+``max_failed_fraction`` of the rows it tried failed, has failed (:attr:`FetchCounts.failure`
+says why); ``hicatalog fetch`` then exits 1, so a scheduled fetch notices.
 
 Where the rules live
 --------------------
@@ -35,7 +36,7 @@ Where the rules live
   so Ray workers that outlive a killed driver do not write rows the newer run fetches again
   (that module says what window is left).
 
-On a multi-node cluster ``--out`` must be storage every node sees (``s3://``, ``gs://``, a
+On a multi-node cluster ``out`` must be storage every node sees (``s3://``, ``gs://``, a
 shared file system): the tasks write the shards where they run.
 
 Statuses (column ``status`` of ``_fetch_status.parquet``; ``error`` holds the detail):
@@ -51,6 +52,7 @@ and the image statuses of :mod:`hicatalog.cutouts.decode`: ``empty_image``, ``no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -64,7 +66,6 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from hicatalog import __version__, storage
-from hicatalog.config import FetchConfig
 from hicatalog.cutouts.http_client import ClientSettings, FetchResult, RetryPolicy, fetch_images
 from hicatalog.cutouts.ownership import claim_output, new_run_id, owning_run
 from hicatalog.cutouts.ratelimit import start_rate_limiter
@@ -85,9 +86,10 @@ __all__ = [
     "STATUS_SCHEMA",
     "BAD_COORDINATES_ERROR",
     "existing_object_ids",
+    "FetchCounts",
     "fetch_cutouts",
     "run_failure",
-    "main",
+    "show_result",
 ]
 
 log = logging.getLogger("hicatalog.cutouts.fetch")
@@ -297,46 +299,88 @@ def tried_and_failed(counts: dict[str, int]) -> tuple[int, int]:
     return tried, tried - counts.get("ok", 0)
 
 
-def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
-    """Fetch every target of ``cfg.targets`` not yet in ``cfg.out``; write shards and the
-    status table ``cfg.out/_fetch_status.parquet``.
+class FetchCounts(dict):
+    """The rows of one fetch run per status (a ``dict``, keys sorted), and ``failure``: why
+    the run failed (:func:`run_failure`), or None."""
+
+    failure: str | None = None
+
+
+def fetch_cutouts(
+    targets: str,
+    out: str,
+    *,
+    survey: str = "sdss",
+    base_url: str | None = None,
+    layer: str = "dr8",
+    max_rps: float | None = None,
+    concurrency: int = 32,
+    timeout_s: float = 30.0,
+    retries: int = 5,
+    rows_per_shard: int = 2048,
+    image_size: int | None = None,
+    pixscale: float | None = None,
+    backoff_s: float = 0.5,
+    backoff_max_s: float = 30.0,
+    tasks: int = 4,
+    user_agent: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_failed_fraction: float = 0.1,
+) -> FetchCounts:
+    """Fetch every target of the list ``targets`` not yet in ``out``; write shards and the
+    status table ``out/_fetch_status.parquet``.
+
+    The keyword parameters are the options of ``hicatalog fetch`` (its ``--help`` says what
+    each does). The service is ``survey``'s (``base_url``, ``layer``, ``image_size``,
+    ``pixscale``); ``concurrency`` requests are in flight over ``tasks`` Ray Data tasks,
+    at most ``max_rps`` per second, each with ``timeout_s``, ``retries`` and a backoff from
+    ``backoff_s`` to ``backoff_max_s``; shards hold ``rows_per_shard`` rows; ``limit`` and
+    ``seed`` choose a fixed subset.
 
     Returns
     -------
-    Counts per status, keys sorted: ``ok`` (fetched and stored now), ``already_present``
-    (skipped), ``deferred`` (not stored and outside the ``cfg.limit`` subset; only when there
-    are some), and one key per failure status. The counts sum to the target list's row count.
+    :class:`FetchCounts`: rows per status, keys sorted: ``ok`` (fetched and stored now),
+    ``already_present`` (skipped), ``deferred`` (not stored and outside the ``limit`` subset;
+    only when there are some), and one key per failure status; they sum to the target list's
+    row count. Its ``failure`` says why the run failed (more than ``max_failed_fraction`` of
+    the rows tried, or every one, failed), or is None.
 
     Raises
     ------
-    ValueError: a bad target list (see :func:`hicatalog.cutouts.targets.read_targets`) or bad
-        service settings.
+    InputError / SchemaError: a bad target list (see
+        :func:`hicatalog.cutouts.targets.read_targets`); ConfigError: bad service settings.
     RuntimeError: the status rows do not account for every target exactly once.
     """
-    # the Ray tasks write under cfg.out: the same place whatever their working directory
-    cfg = cfg.model_copy(update={"out": absolute(cfg.out)})
-    service = make_service(cfg.survey, cfg.base_url, cfg.layer, cfg.image_size, cfg.pixscale)
-    targets = read_targets(cfg.targets)
-    n_total = targets.num_rows
+    out = absolute(out)  # the Ray tasks write under out: the same place whatever their cwd
+    service = make_service(survey, base_url, layer, image_size, pixscale)
+    client = ClientSettings(  # in_flight: each task's share of concurrency (_run_ray_fetch)
+        image_size_px=service.size, in_flight=1, timeout_s=timeout_s,
+        policy=RetryPolicy(retries, backoff_s, backoff_max_s),
+        user_agent=user_agent or f"hicatalog/{__version__} (cutout fetch)",
+        rate_interval_s=1.0 / max_rps if max_rps else 0.0)
+    table = read_targets(targets)
+    n_total = table.num_rows
     run_id = new_run_id()
-    claim_output(cfg.out, run_id)  # before listing what is stored: see hicatalog.cutouts.ownership
-    present = existing_object_ids(cfg.out)
-    ids = targets.column("object_id").to_pylist()
+    claim_output(out, run_id)  # before listing what is stored: see hicatalog.cutouts.ownership
+    present = existing_object_ids(out)
+    ids = table.column("object_id").to_pylist()
     is_present = np.array([i in present for i in ids], dtype=bool)
-    chosen = limit_subset(targets, cfg.limit, cfg.seed)
-    todo = targets.filter(pa.array(chosen & ~is_present))
+    chosen = limit_subset(table, limit, seed)
+    todo = table.filter(pa.array(chosen & ~is_present))
     n_deferred = int((~chosen & ~is_present).sum())
-    if cfg.limit is not None and cfg.limit < n_total:
-        _log_limit_subset(targets, chosen, is_present, cfg)
+    if limit is not None and limit < n_total:
+        _log_limit_subset(table, chosen, is_present, limit, seed)
     present_ids = [i for i, p in zip(ids, is_present, strict=True) if p]
     parts = [_status_rows(present_ids, "already_present", None)]
     log.info(
         "fetch %s cutouts from %s: %d targets, %d already present, %d to fetch",
         service.survey, service.host, n_total, int(is_present.sum()), todo.num_rows,
     )
-
     if todo.num_rows:
-        parts.append(_run_ray_fetch(todo, service, cfg, run_id))
+        settings = _TaskSettings(service=service, out_dir=out, run_id=run_id, client=client)
+        parts.append(_run_ray_fetch(todo, settings, rows_per_shard=rows_per_shard, tasks=tasks,
+                                    concurrency=concurrency, max_rps=max_rps))
     status = pa.concat_tables(parts)
     if status.num_rows + n_deferred != n_total or (
         pc.count_distinct(status.column("object_id")).as_py() != status.num_rows
@@ -344,18 +388,19 @@ def fetch_cutouts(cfg: FetchConfig) -> dict[str, int]:
         raise RuntimeError(
             f"fetch accounting failed: {status.num_rows} status rows for {n_total} targets"
         )
-    _write_status(status, cfg.out, run_id)
-    n_stored = len(existing_object_ids(cfg.out, check_unique=True))
-    log.info("%s now holds %d cutouts", cfg.out, n_stored)
+    _write_status(status, out, run_id)
+    log.info("%s now holds %d cutouts", out, len(existing_object_ids(out, check_unique=True)))
     counts = Counter(status.column("status").to_pylist())
     if n_deferred:
         counts["deferred"] = n_deferred
-    return dict(sorted(counts.items()))
+    result = FetchCounts(sorted(counts.items()))
+    result.failure = run_failure(result, out, max_failed_fraction)
+    return result
 
 
 def _log_limit_subset(targets: pa.Table, chosen: np.ndarray, is_present: np.ndarray,
-                      cfg: FetchConfig) -> None:
-    """One line: the ``--limit`` subset's rows per stratum, and how many are stored already."""
+                      limit: int, seed: int) -> None:
+    """One line: the ``limit`` subset's rows per stratum, and how many are stored already."""
     if STRATUM_COLUMN in targets.column_names:
         per = Counter(v for v, c in zip(targets.column(STRATUM_COLUMN).to_pylist(), chosen,
                                         strict=True) if c)
@@ -363,35 +408,26 @@ def _log_limit_subset(targets: pa.Table, chosen: np.ndarray, is_present: np.ndar
     else:
         strata = f"no {STRATUM_COLUMN!r} column: seeded random"
     log.info("limit=%d (seed %d): the subset holds %s; %d of them already stored",
-             cfg.limit, cfg.seed, strata, int((chosen & is_present).sum()))
+             limit, seed, strata, int((chosen & is_present).sum()))
 
 
-def _run_ray_fetch(
-    todo: pa.Table, service: CutoutService, cfg: FetchConfig, run_id: str
-) -> pa.Table:
-    """Fetch ``todo`` (target rows) with Ray Data; return their :data:`STATUS_SCHEMA` rows."""
+def _run_ray_fetch(todo: pa.Table, settings: _TaskSettings, *, rows_per_shard: int, tasks: int,
+                   concurrency: int, max_rps: float | None) -> pa.Table:
+    """Fetch ``todo`` (target rows) with Ray Data in chunks of ``rows_per_shard`` rows, on at
+    most ``tasks`` tasks that share ``concurrency`` requests in flight (each task's share
+    replaces ``settings.client.in_flight``) and a limiter of ``max_rps`` per second; return
+    their :data:`STATUS_SCHEMA` rows."""
     import ray
 
     init_ray()
     chunks = []
-    for k, start in enumerate(range(0, todo.num_rows, cfg.rows_per_shard)):
-        part = todo.slice(start, cfg.rows_per_shard)
+    for k, start in enumerate(range(0, todo.num_rows, rows_per_shard)):
+        part = todo.slice(start, rows_per_shard)
         chunks.append(part.append_column(_CHUNK_COL, pa.array([k] * part.num_rows, pa.int64())))
-    n_tasks = min(cfg.tasks, len(chunks))
-    settings = _TaskSettings(
-        service=service,
-        out_dir=cfg.out,
-        run_id=run_id,
-        client=ClientSettings(
-            image_size_px=service.size,
-            in_flight=max(1, math.ceil(cfg.concurrency / n_tasks)),
-            timeout_s=cfg.timeout_s,
-            policy=RetryPolicy(cfg.retries, cfg.backoff_s, cfg.backoff_max_s),
-            user_agent=cfg.user_agent or f"hicatalog/{__version__} (cutout fetch)",
-            rate_interval_s=1.0 / cfg.max_rps if cfg.max_rps else 0.0,
-        ),
-    )
-    limiter = start_rate_limiter(cfg.max_rps) if cfg.max_rps is not None else None
+    n_tasks = min(tasks, len(chunks))
+    settings = dataclasses.replace(settings, client=dataclasses.replace(
+        settings.client, in_flight=max(1, math.ceil(concurrency / n_tasks))))
+    limiter = start_rate_limiter(max_rps) if max_rps is not None else None
     try:
         ds = ray.data.from_arrow(chunks).map_batches(
             _fetch_block,
@@ -413,34 +449,30 @@ def _run_ray_fetch(
     return pa.concat_tables(out).cast(STATUS_SCHEMA) if out else _status_rows([], "ok", None)
 
 
-def main(cfg: FetchConfig) -> int:
-    """CLI entry (``hicatalog fetch``): fetch, print the counts as ``status=n`` pairs on one
-    line, and return 0; raise InputError (the command prints one line and exits 1) when the
-    run tried rows and stored none or more than ``cfg.max_failed_fraction`` of the rows it
-    tried failed.
+def show_result(counts: FetchCounts, params: dict[str, Any]) -> None:
+    """What ``hicatalog fetch`` prints after :func:`fetch_cutouts`: the counts as
+    ``status=n`` pairs on one line; then an InputError (the command prints one line and exits
+    1) when the run failed (:attr:`FetchCounts.failure`).
 
     Rows that failed are listed in ``OUT/_fetch_status.parquet``; running the same command
     again retries them and skips what is already stored.
     """
-    counts = fetch_cutouts(cfg)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
-    error = run_failure(counts, cfg)
-    if error:
-        raise InputError(error, params=("max_failed_fraction",))
-    return 0
+    if counts.failure:
+        raise InputError(counts.failure, params=("max_failed_fraction",))
 
 
-def run_failure(counts: dict[str, int], cfg: FetchConfig) -> str | None:
-    """Why a run with these status counts failed, or None: it tried rows and stored none, or
-    more than ``cfg.max_failed_fraction`` of the rows it tried failed. Fewer failures are
-    logged as a warning."""
+def run_failure(counts: dict[str, int], out: str, max_failed_fraction: float) -> str | None:
+    """Why a run with these status counts, into ``out``, failed, or None: it tried rows and
+    stored none, or more than ``max_failed_fraction`` of the rows it tried failed. Fewer
+    failures are logged as a warning."""
     tried, n_failed = tried_and_failed(counts)
     if not n_failed:
         return None
     failed = {k: v for k, v in counts.items() if k not in ("ok", "already_present", "deferred")}
-    where = join(cfg.out, STATUS_FILE)
-    if n_failed == tried or n_failed > cfg.max_failed_fraction * tried:
+    where = join(out, STATUS_FILE)
+    if n_failed == tried or n_failed > max_failed_fraction * tried:
         return (f"{n_failed} of the {tried} rows tried failed ({failed}), more than "
-                f"max_failed_fraction={cfg.max_failed_fraction:g} allows; see {where}")
+                f"max_failed_fraction={max_failed_fraction:g} allows; see {where}")
     log.warning("%d of the %d rows tried failed (%s); see %s", n_failed, tried, failed, where)
     return None

@@ -21,6 +21,7 @@ here; it is imported inside the functions that use it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -181,25 +182,17 @@ def fit_baselines(
     return preds
 
 
-def _train_cnn(cfg: Any, data: list[str], out: str) -> str:
-    from hicatalog.config import TrainConfig
-    from hicatalog.training.trainer import train
+def run_baselines(data: Sequence[str], out: str, *, model: str | None = None, seed: int = 0,
+                  max_rows: int | None = None,
+                  training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Appendix A on the shards ``data``: baselines and the CNN on the same validation rows
+    (the split of ``seed``).
 
-    train(TrainConfig(
-        task="regression", data=data, out=out, preset=cfg.preset, workers=cfg.workers,
-        seed=cfg.seed, arch=cfg.arch, width=cfg.width, image_size=cfg.image_size,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, max_lr=cfg.max_lr,
-        weight_decay=cfg.weight_decay, gpu=cfg.gpu,
-    ))
-    return out
-
-
-def run_baselines(cfg: Any) -> dict[str, Any]:
-    """Appendix A on ``cfg.data``: baselines and the CNN on the same validation rows.
-
-    Uses ``cfg.model`` as the CNN when given (it should have been trained on the same data
-    with the same seed, so that its validation rows are these), otherwise trains one with
-    ``cfg.preset``/``cfg.epochs``/... into ``OUT/cnn``. Writes ``OUT/baselines.json``
+    Uses the model directory ``model`` as the CNN when given (it should have been trained on
+    the same data with the same seed, so that its validation rows are these), otherwise trains
+    one into ``OUT/cnn`` with ``training`` (keyword arguments of
+    :func:`hicatalog.training.trainer.train`: preset, epochs, ...). The baselines fit on at
+    most ``max_rows`` training cutouts. Writes ``OUT/baselines.json``
     (per model: n, rmse, slope, sigma, offset), ``OUT/baselines.md``, ``OUT/baselines.png``
     (Figure 12) and ``OUT/index.html``.
     """
@@ -209,13 +202,17 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
     from hicatalog.training.data import select_rows
+    from hicatalog.training.trainer import train
 
-    data = list(cfg.data)
+    data = list(data)
     files = list_shards(data, contract="cutouts")
-    sel = select_rows(files, "regression", seed=cfg.seed)
+    sel = select_rows(files, "regression", seed=seed)
     ids = np.asarray(sel.table.column("object_id").to_pylist(), dtype=object)
     is_val = sel.table.column("is_val").to_numpy(zero_copy_only=False)
-    model_dir = cfg.model or _train_cnn(cfg, data, join(cfg.out, "cnn"))
+    model_dir = model
+    if model_dir is None:
+        model_dir = join(out, "cnn")
+        train(data, model_dir, task="regression", seed=seed, **(training or {}))
     model, card = load_model(model_dir)
 
     import pyarrow as pa
@@ -227,13 +224,13 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     oid = cut.columns["object_id"]
     v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
     m = cut.columns["m_true"]
-    if cfg.max_rows is not None and (~v).sum() > cfg.max_rows:
-        tr_idx = np.random.default_rng(cfg.seed).choice(np.flatnonzero(~v), cfg.max_rows, replace=False)
+    if max_rows is not None and (~v).sum() > max_rows:
+        tr_idx = np.random.default_rng(seed).choice(np.flatnonzero(~v), max_rows, replace=False)
         tr = np.zeros_like(v)
         tr[tr_idx] = True
     else:
         tr = ~v
-    preds = fit_baselines(cut.images[tr], m[tr], cut.images[v], seed=cfg.seed)
+    preds = fit_baselines(cut.images[tr], m[tr], cut.images[v], seed=seed)
     zhang_coef = preds.pop("_zhang_coef")
     # The CNN sees its validation galaxies decoded exactly as in training and in the catalog
     # build (JPEG DCT scaling straight to the network's input size), not downsampled from the
@@ -252,23 +249,23 @@ def run_baselines(cfg: Any) -> dict[str, Any]:
     }
     fig = figures.plot_pred_vs_true(
         [(labels[k], m[v], preds[k]) for k in ("linear_blocks", "pca_linear", "pca_forest", "zhang2009", "cnn")],
-        join(cfg.out, "baselines.png"),
+        join(out, "baselines.png"),
     )
     headers = ("Model", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
     rows = [[labels[k], str(x["n"]), x["rmse"], x["slope"], x["sigma"], x["offset"]] for k, x in metrics.items()]
     best_baseline = min(metrics[k]["rmse"] for k in BASELINES)
     result = {
-        "inputs": {"data": data, "model": model_dir, "seed": cfg.seed},
+        "inputs": {"data": data, "model": model_dir, "seed": seed},
         "split": sel.summary, "n_train": int(tr.sum()), "n_val": int(v.sum()),
         "metrics": metrics,
         "zhang2009_coefficients": {"a_g_r": zhang_coef[0], "b_mu_i": zhang_coef[1], "c": zhang_coef[2]},
         "cnn_beats_every_baseline": bool(metrics["cnn"]["rmse"] < best_baseline),
     }
-    write_json_atomic(join(cfg.out, "baselines.json"), result)
+    write_json_atomic(join(out, "baselines.json"), result)
     sec = Section("Baselines against the CNN's validation split (Appendix A, Figure 12)",
                   figures=[fig]).add_table(headers, rows)
     sec.add_text(f"same validation rows for every model: {sel.summary.get('split')}; "
                  f"{int(tr.sum())} training, {int(v.sum())} validation cutouts")
     write_report(Report("hicatalog evaluation: baselines", [sec], inputs=result["inputs"]),
-                 cfg.out, markdown="baselines.md")
+                 out, markdown="baselines.md")
     return result

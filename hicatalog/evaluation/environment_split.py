@@ -22,6 +22,7 @@ Hyperparameters: with ``preset='paper'`` the Section 7 values (10 epochs, max lr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from hicatalog.evaluation.report import Report, Section, write_report
 from hicatalog.evaluation.tables import TABLE4_HEADERS, table4_rows
 from hicatalog.metrics import normalized_rmse, regression_metrics
 from hicatalog.storage import join, read_parquet, write_json_atomic
+from hicatalog.training.presets import HYPERPARAMETER_KEYS
 
 __all__ = [
     "SECTION7_HYPERPARAMETERS",
@@ -145,26 +147,28 @@ def summarize_repeats(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std())
 
 
-def _hyperparameters(cfg: Any) -> dict[str, Any]:
-    hp = {k: getattr(cfg, k) for k in ("arch", "width", "image_size", "epochs", "batch_size",
-                                        "max_lr", "weight_decay")}
-    if cfg.preset == "paper":
+def _training_options(training: Mapping[str, Any]) -> dict[str, Any]:
+    """``training`` (keyword arguments of :func:`hicatalog.training.trainer.train`) with the
+    Section 7 values of the options it leaves unset when its preset is ``paper``."""
+    options = dict(training)
+    if options.get("preset") == "paper":
         for k, v in SECTION7_HYPERPARAMETERS.items():
-            if hp[k] is None:
-                hp[k] = v
-    return hp
+            if options.get(k) is None:
+                options[k] = v
+    return options
 
 
 def _label(q: tuple[float, float] | None) -> str:
     return "random" if q is None else f"val_{q[0]:g}-{q[1]:g}"
 
 
-def _one_training(cfg: Any, files: list[str], env_data: list[str], q: Any, seed: int,
-                  hp: dict[str, Any], images_cache: dict[int, Any]) -> dict[str, Any]:
+def _one_training(out: str, files: list[str], env_data: list[str], q: Any, seed: int,
+                  options: dict[str, Any], images_cache: dict[int, Any]) -> dict[str, Any]:
     """Train on the rows outside validation range ``q`` (``None``: a random split) with
-    ``seed``, predict the validation rows; returns the run's metrics (RMSE, normalised RMSE,
-    validation sigma, ...). ``images_cache``: decoded cutouts by image size, shared by runs."""
-    from hicatalog.config import TrainConfig
+    ``seed`` and ``options`` (keyword arguments of :func:`~hicatalog.training.trainer.train`)
+    into ``OUT/runs``, predict the validation rows; returns the run's metrics (RMSE,
+    normalised RMSE, validation sigma, ...). ``images_cache``: decoded cutouts by image size,
+    shared by runs."""
     from hicatalog.evaluation.data import load_cutouts
     from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
@@ -173,9 +177,8 @@ def _one_training(cfg: Any, files: list[str], env_data: list[str], q: Any, seed:
 
     split_kw = {"split_by": "one_plus_delta5", "val_quantiles": q} if q is not None else {}
     sel = select_rows(files, "regression", seed=seed, **split_kw)
-    run_dir = join(cfg.out, "runs", _label(q), f"seed{seed}")
-    res = train(TrainConfig(task="regression", data=env_data, out=run_dir, preset=cfg.preset,
-                            workers=cfg.workers, gpu=cfg.gpu, seed=seed, **split_kw, **hp))
+    run_dir = join(out, "runs", _label(q), f"seed{seed}")
+    res = train(env_data, run_dir, task="regression", seed=seed, **split_kw, **options)
     model, card = load_model(run_dir)
     if card.image_size not in images_cache:
         images_cache[card.image_size] = load_cutouts(
@@ -218,32 +221,39 @@ def _split_summary(q: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_environment_experiment(cfg: Any) -> dict[str, Any]:
-    """Run Section 7 on ``cfg.data`` (an :class:`~hicatalog.config.EvaluateConfig`).
+def run_environment_experiment(data: Sequence[str], out: str, *, tracers: str | None = None,
+                               truth: str | None = None, repeats: int = 5, seed: int = 0,
+                               windows: bool = True,
+                               training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run Section 7 on the labelled shards ``data``: delta5 from ``tracers``, the shards or
+    ``truth`` (:func:`prepare_environment_shards`); ``repeats`` trainings per split with
+    seeds ``seed, seed+1, ...`` and ``training`` (keyword arguments of
+    :func:`hicatalog.training.trainer.train`; with preset ``paper``, the Section 7 values
+    of those it leaves unset); the sliding windows too with ``windows``.
 
     Writes ``OUT/environment.json`` (``splits``: per validation range the per-repeat and
     summarised ``rmse``, ``nrmse``, ``val_sigma``, ``n_train``, ``n_val``), ``OUT/table4.md``,
     ``OUT/environment_windows.png`` (Figure 10, with ``windows``) and ``OUT/index.html``. The
     trained models stay under ``OUT/runs/<split>/seed<k>``.
     """
-    out = cfg.out
-    prep = prepare_environment_shards(list(cfg.data), join(out, "cutouts_one_plus_delta5"),
-                                      tracers=cfg.tracers, truth=cfg.truth)
+    prep = prepare_environment_shards(list(data), join(out, "cutouts_one_plus_delta5"),
+                                      tracers=tracers, truth=truth)
     env_data = [prep["out_dir"]]
     files = list_shards(env_data, contract="cutouts")
-    hp = _hyperparameters(cfg)
+    options = _training_options(training or {})
     images_cache: dict[int, Any] = {}
     splits_out = [
-        _split_summary(q, [_one_training(cfg, files, env_data, q, cfg.seed + rep, hp, images_cache)
-                           for rep in range(cfg.repeats)])
-        for q in environment_splits(cfg.windows)
+        _split_summary(q, [_one_training(out, files, env_data, q, seed + rep, options, images_cache)
+                           for rep in range(repeats)])
+        for q in environment_splits(windows)
     ]
     by_q = {tuple(s["val_quantiles"]) if s["val_quantiles"] else None: s for s in splits_out}
     table4 = [by_q[q] for q in TABLE4_SPLITS]
     low, high = by_q[(0.0, 0.2)], by_q[(0.8, 1.0)]
     result = {
-        "inputs": {"data": list(cfg.data), "tracers": cfg.tracers, "truth": cfg.truth,
-                   "repeats": cfg.repeats, "preset": cfg.preset, "hyperparameters": hp},
+        "inputs": {"data": list(data), "tracers": tracers, "truth": truth,
+                   "repeats": repeats, "preset": options.get("preset", "quick"),
+                   "hyperparameters": {k: options.get(k) for k in HYPERPARAMETER_KEYS}},
         "one_plus_delta5": prep,
         "splits": splits_out,
         "table4": table4,
@@ -252,9 +262,9 @@ def run_environment_experiment(cfg: Any) -> dict[str, Any]:
     sec = Section("Table 4: training and validation split by delta5 (quantiles)").add_table(
         TABLE4_HEADERS, table4_rows(table4))
     sec.add_text("Normalized RMSE = validation RMSE / std of the validation M_true; mean ± std "
-                 f"over {cfg.repeats} trainings (seeds {cfg.seed}..{cfg.seed + cfg.repeats - 1}).")
+                 f"over {repeats} trainings (seeds {seed}..{seed + repeats - 1}).")
     windows = [s for s in splits_out if s["val_quantiles"] is not None]
-    if cfg.windows:
+    if windows:
         rnd = by_q[None]
         fig = figures.plot_environment_windows(
             [(s["val_quantiles"][0] + s["val_quantiles"][1]) / 2 for s in windows],

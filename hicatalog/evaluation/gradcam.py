@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,17 +128,15 @@ def write_single_band_shards(data: str | list[str], out_dir: str, quality: int =
     return out_dir
 
 
-def _train_classifier(cfg: Any, data: list[str], out: str) -> dict[str, Any]:
-    from hicatalog.config import TrainConfig
+def _train_classifier(data: list[str], out: str, seed: int,
+                      training: Mapping[str, Any]) -> dict[str, Any]:
+    """The shallow gas-class network of Section 8.1 on ``data`` into ``out``: ``training``'s
+    options (keyword arguments of :func:`hicatalog.training.trainer.train`), with 10 epochs
+    unless it gives them."""
     from hicatalog.training.trainer import train
 
-    tcfg = TrainConfig(
-        task="gasclass", arch="shallow", data=data, out=out, preset=cfg.preset,
-        workers=cfg.workers, seed=cfg.seed, epochs=cfg.epochs if cfg.epochs else 10,
-        image_size=cfg.image_size, width=cfg.width, batch_size=cfg.batch_size,
-        max_lr=cfg.max_lr, weight_decay=cfg.weight_decay, gpu=cfg.gpu,
-    )
-    return train(tcfg)
+    options = {**training, "arch": "shallow", "epochs": training.get("epochs") or 10}
+    return train(data, out, task="gasclass", seed=seed, **options)
 
 
 def _cams_for(model_dir: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -157,31 +156,31 @@ def _cams_for(model_dir: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return prob, cams, list(card.classes or [str(c) for c in range(prob.shape[1])])
 
 
-def run_gradcam(cfg: Any) -> dict[str, Any]:
-    """Train the colour and single-band shallow classifiers and draw Figure 11.
+def run_gradcam(data: Sequence[str], out: str, *, seed: int = 0, n_images: int = 8,
+                training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train the colour and single-band shallow classifiers on the shards ``data`` (split and
+    training seed ``seed``; ``training``: keyword arguments of
+    :func:`hicatalog.training.trainer.train`, epochs 10 unless given) and draw Figure 11.
 
     The maps are drawn for ``n_images`` validation cutouts of the classifier (half of each
-    class). ``cfg``: an :class:`~hicatalog.config.EvaluateConfig` (``data``, ``out``, ``n_images``,
-    ``epochs`` (default 10), ``preset``, ``seed``, ``workers``, ``image_size``, ``width``).
-    Writes ``OUT/gradcam.json``, ``OUT/gradcam_color.png``, ``OUT/gradcam_mono.png`` and
+    class). Writes ``OUT/gradcam.json``, ``OUT/gradcam_color.png``, ``OUT/gradcam_mono.png`` and
     ``OUT/index.html``; the models go to ``OUT/models/{color,mono}``.
     """
     from hicatalog.cutouts.shards import list_shards
     from hicatalog.evaluation.data import load_cutouts
     from hicatalog.training.data import select_rows
 
-    out = cfg.out
-    data = list(cfg.data)
+    data = list(data)
     mono_dir = write_single_band_shards(data, join(out, "mono_cutouts"))
     results: dict[str, Any] = {"inputs": {"data": data}, "versions": {}}
     # the cutouts shown are validation rows of the classifier (same selection and seed as the
     # training below), half gas-poor and half gas-rich
-    sel = select_rows(list_shards(data, contract="cutouts"), "gasclass", seed=cfg.seed)
+    sel = select_rows(list_shards(data, contract="cutouts"), "gasclass", seed=seed)
     val = sel.table.filter(sel.table.column("is_val"))
     target = val.column("target").to_numpy()
     val_ids = np.asarray(val.column("object_id").to_pylist(), dtype=object)
-    rng = np.random.default_rng(cfg.seed)
-    k = cfg.n_images
+    rng = np.random.default_rng(seed)
+    k = n_images
     poor_ids = rng.permutation(val_ids[target == 0])[: k // 2]
     rich_ids = rng.permutation(val_ids[target == 1])[: k - poor_ids.size]
     wanted = [str(i) for i in np.r_[poor_ids, rich_ids]]
@@ -198,7 +197,7 @@ def run_gradcam(cfg: Any) -> dict[str, Any]:
         ("color", data, images), ("mono", [mono_dir], single_band(images)),
     ):
         model_dir = join(out, "models", version)
-        train_result = _train_classifier(cfg, version_data, model_dir)
+        train_result = _train_classifier(version_data, model_dir, seed, training or {})
         prob, cams, classes = _cams_for(model_dir, imgs)
         truth = np.where(m[pick] > GAS_RICH_MIN, "gas_rich", "gas_poor")
         pred = np.array(classes)[prob.argmax(axis=1)]

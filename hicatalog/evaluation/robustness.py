@@ -9,6 +9,7 @@ scatter of the predictions. The paper finds a scatter < 0.05 dex.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,10 @@ def pick_galaxies(m_true: np.ndarray, k: int) -> list[int]:
     return pick
 
 
-def run_robustness(cfg: Any) -> dict[str, Any]:
-    """Perturb ``cfg.n_galaxies`` cutouts of ``cfg.data`` with ``cfg.trials`` injections per
-    colour and predict them with the regression model ``cfg.model``.
+def run_robustness(data: Sequence[str], model: str, out: str, *, seed: int = 0,
+                   trials: int = 100, n_galaxies: int = 3) -> dict[str, Any]:
+    """Perturb ``n_galaxies`` cutouts of the shards ``data`` with ``trials`` injections per
+    colour (seeded by ``seed``) and predict them with the regression model in ``model``.
 
     The galaxies are those nearest the 20/50/80th (evenly spaced) percentiles of ``m_true``
     (all rows when the shards have no ``m_true``). Writes ``OUT/robustness.json``
@@ -93,11 +95,12 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
 
-    model, card = load_model(cfg.model)
+    model_dir = model
+    model, card = load_model(model_dir)
     if card.task != "regression":
-        raise ModelError(f"{cfg.model}: robustness needs a regression model, got task "
+        raise ModelError(f"{model_dir}: robustness needs a regression model, got task "
                          f"{card.task!r}", params=("model",))
-    data = list(cfg.data)
+    data = list(data)
     labels = pa.concat_tables([
         read_parquet(f, columns=[c for c in ("object_id", "m_true") if c in read_parquet_schema(f).names])
         for f in list_shards(data, contract="cutouts")
@@ -105,7 +108,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     ids = np.asarray(labels.column("object_id").to_pylist(), dtype=object)
     m_all = (pc.cast(labels.column("m_true"), pa.float64()).to_numpy(zero_copy_only=False)
              if "m_true" in labels.column_names else np.full(ids.size, np.nan))
-    chosen = pick_galaxies(m_all, cfg.n_galaxies)
+    chosen = pick_galaxies(m_all, n_galaxies)
     has_m = "m_true" in labels.column_names
     sample = load_cutouts(data, columns=("object_id", "m_true") if has_m else ("object_id",),
                           image_size=card.cutout_size,
@@ -116,7 +119,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     if not pick:
         raise InputError(f"{data}: none of the chosen cutouts {ids[chosen].tolist()} could be "
                          "decoded")
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     galaxies, figs = [], []
     for i in pick:
         img = sample.images[i]
@@ -126,7 +129,7 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         preds_by_colour: dict[str, np.ndarray] = {}
         examples = []
         for colour in COLOURS:
-            batch = np.stack([inject_point_sources(img, rng, colour)[0] for _ in range(cfg.trials)])
+            batch = np.stack([inject_point_sources(img, rng, colour)[0] for _ in range(trials)])
             examples.append(batch[0])
             p = predict_cutouts(model, card, batch)
             preds_by_colour[colour] = p
@@ -137,16 +140,16 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in oid)
         figs.append(figures.plot_robustness(
             np.stack(examples), preds_by_colour, m0, float(m[i]),
-            join(cfg.out, f"robustness_{safe}.png"), title=oid,
+            join(out, f"robustness_{safe}.png"), title=oid,
         ))
         galaxies.append({"object_id": oid, "m_true": float(m[i]), "m_pred": m0, "colours": per_colour})
     result = {
-        "inputs": {"data": list(cfg.data), "model": cfg.model},
-        "trials_per_colour": cfg.trials, "n_sources": 6, "radius_px": 5.0,
+        "inputs": {"data": data, "model": model_dir},
+        "trials_per_colour": trials, "n_sources": 6, "radius_px": 5.0,
         "galaxies": galaxies,
         "scatter_dex": max(c["std"] for g in galaxies for c in g["colours"].values()),
     }
-    write_json_atomic(join(cfg.out, "robustness.json"), result)
+    write_json_atomic(join(out, "robustness.json"), result)
     sec = Section("Robustness to injected point sources (Appendix B, Figure 13)", figures=figs)
     sec.add_table(
         ("object_id", "colour", "M_true", "M_pred original", "mean perturbed", "std (dex)", "max |change|"),
@@ -156,5 +159,5 @@ def run_robustness(cfg: Any) -> dict[str, Any]:
     sec.add_text(f"largest scatter over galaxies and colours: {result['scatter_dex']:.4f} dex "
                  "(paper: < 0.05 dex)")
     write_report(Report("hicatalog evaluation: robustness", [sec], inputs=result["inputs"]),
-                 cfg.out)
+                 out)
     return result

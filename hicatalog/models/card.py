@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hicatalog.errors import ModelError
+from hicatalog.imaging import SURVEYS
 from hicatalog.models.registry import ARCHITECTURES, POSITIVE_CLASS, REGRESSION_HEADS, TASK_CLASSES
 
 __all__ = ["ModelCard"]
@@ -102,8 +103,9 @@ class ModelCard:
             raise ValueError(f"model card task must be one of {sorted(TASK_CLASSES)}, got {self.task!r}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model card arch must be one of {sorted(ARCHITECTURES)}, got {self.arch!r}")
-        if self.survey not in ("sdss", "legacy"):
-            raise ValueError(f"model card survey must be 'sdss' or 'legacy', got {self.survey!r}")
+        if self.survey not in SURVEYS:
+            raise ValueError(f"model card survey must be one of {', '.join(SURVEYS)}, got "
+                             f"{self.survey!r}")
         norm = self.normalization
         if (
             not isinstance(norm, dict)

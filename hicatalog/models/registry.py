@@ -2,7 +2,9 @@
 
 timm keeps its registry apart from the model files and from hub loading; so does this package:
 the architectures live in :mod:`~hicatalog.models.xresnet` and
-:mod:`~hicatalog.models.shallow`, the artifact I/O in :mod:`~hicatalog.models.artifact`.
+:mod:`~hicatalog.models.shallow`, the artifact I/O in :mod:`~hicatalog.models.artifact`. The
+tasks, their classes and the regression heads are defined in :mod:`hicatalog.tasks` (no
+torch, so the command line lists them cheaply) and re-exported here.
 Training and inference both build their network with :func:`build_model`, so a model is
 constructed by the same code whether it is about to be trained or loaded from disk.
 """
@@ -15,6 +17,7 @@ from torch import nn
 
 from hicatalog.models.shallow import shallow_cnn
 from hicatalog.models.xresnet import xresnet18, xresnet34, xresnet50
+from hicatalog.tasks import POSITIVE_CLASS, REGRESSION_HEADS, TASK_CLASSES
 
 if TYPE_CHECKING:
     from hicatalog.models.card import ModelCard
@@ -30,27 +33,6 @@ ARCHITECTURES = {
         n_out, width=width, in_channels=in_channels
     ),
 }
-
-#: Output classes of each task, in the order of the network's outputs (``None``: regression,
-#: one output, M in dex).
-TASK_CLASSES: dict[str, list[str] | None] = {
-    "regression": None,
-    "pr": ["nondetection", "detection"],
-    "gasclass": ["gas_poor", "gas_rich"],
-}
-
-#: The class whose probability a classifier reports (``p_cnn`` for ``pr``; p(gas-rich) for
-#: ``gasclass``) and that label 1 means in training. One entry per classifier task.
-POSITIVE_CLASS: dict[str, str] = {
-    "pr": "detection",
-    "gasclass": "gas_rich",
-}
-
-
-#: Regression heads and their outputs per image: ``point`` (M in dex, the paper's network,
-#: trained on the RMSE) and ``gaussian`` (mean and variance parameter, trained on the Gaussian
-#: negative log-likelihood; :func:`hicatalog.models.predict.gaussian_variance`).
-REGRESSION_HEADS: dict[str, int] = {"point": 1, "gaussian": 2}
 
 
 def build_model(card: ModelCard) -> nn.Module:

@@ -16,13 +16,14 @@ written whole through :mod:`hicatalog.storage`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from hicatalog.config import LabelsConfig
 from hicatalog.schemas import conform_table, validate_table
 from hicatalog.storage import join, write_atomic, write_parquet_atomic
 from hicatalog.surveys import readers, selections
@@ -30,7 +31,8 @@ from hicatalog.surveys.quality import QUALITY_BITS
 from hicatalog.surveys.selections import SelectionLog
 
 __all__ = [
-    "SurveyInputs", "TABLE1_SAMPLES", "table1_summary", "write_labels", "build_labels", "main",
+    "SurveyInputs", "TABLE1_SAMPLES", "table1_summary", "write_labels", "build_labels",
+    "make_labels", "show_result",
 ]
 
 #: Rows of the Table 1-like summary: name -> datasets it gathers.
@@ -128,15 +130,25 @@ def build_labels(inputs: SurveyInputs, out_dir: str, seed: int = 0
     return labels, steps, table1
 
 
-def main(cfg: LabelsConfig) -> int:
-    """CLI entry for a ``hicatalog labels`` command: ``cfg`` carries the :class:`SurveyInputs`
-    fields plus ``out`` (directory) and ``seed``; prints the Table 1-like summary."""
-    fields = SurveyInputs.__dataclass_fields__
-    values = {k: getattr(cfg, k) for k in fields if getattr(cfg, k, None) is not None}
-    values["nibles_exclude_ids"] = tuple(values.get("nibles_exclude_ids", ()))
-    inputs = SurveyInputs(**values)
-    labels, _, table1 = build_labels(inputs, cfg.out, seed=getattr(cfg, "seed", 0))
-    print(f"{labels.num_rows} labelled galaxies -> {join(cfg.out, 'labels.parquet')}")
+def make_labels(out: str, a40: str, a40_sdss: str, mpa_info: str, mpa_mass: str, *,
+                mpa_sfr: str | None = None, mpa_oh: str | None = None, a100: str | None = None,
+                xgass: str | None = None, nibles: str | None = None, nsa: str | None = None,
+                nibles_exclude_ids: Sequence[str] = (), seed: int = 0
+                ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """:func:`build_labels` into the directory ``out`` from the published files named by the
+    other parameters (:class:`SurveyInputs`'s fields; ``None`` skips a sample) with the
+    non-detection draw's ``seed``; returns ``(labels, steps, table1)``."""
+    inputs = SurveyInputs(a40=a40, a40_sdss=a40_sdss, mpa_info=mpa_info, mpa_mass=mpa_mass,
+                          mpa_sfr=mpa_sfr, mpa_oh=mpa_oh, a100=a100, xgass=xgass, nibles=nibles,
+                          nsa=nsa, nibles_exclude_ids=tuple(nibles_exclude_ids))
+    return build_labels(inputs, out, seed=seed)
+
+
+def show_result(result: tuple[pa.Table, pa.Table, pa.Table], params: dict[str, Any]) -> None:
+    """What ``hicatalog labels`` prints after :func:`make_labels` (``params``: its
+    arguments): where the labels went, the rows flagged, and the Table 1-like summary."""
+    labels, _, table1 = result
+    print(f"{labels.num_rows} labelled galaxies -> {join(params['out'], 'labels.parquet')}")
     n_flagged = int(np.count_nonzero(labels.column("quality").to_numpy()))
     if n_flagged:
         bits = ", ".join(f"{b} {c}" for c, b in QUALITY_BITS.items())
@@ -145,4 +157,3 @@ def main(cfg: LabelsConfig) -> int:
     for row in table1.to_pylist():
         print(f"  {row['sample']:14s} N={row['N']:7d}  M: {row['m_true_q16']:6.2f} "
               f"{row['m_true_q50']:6.2f} {row['m_true_q84']:6.2f}")
-    return 0

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from hicatalog.errors import InputError
 from hicatalog.models.card import ModelCard
 from hicatalog.models.predict import positive_probability, predict_views, regression_moments
 
@@ -129,7 +130,7 @@ def validation_outputs(card: ModelCard, state: dict[str, Any], val_ds: Any, *, g
     Runs as one Ray task (one GPU when ``gpu``; ``num_cpus`` CPUs, that many torch threads)
     that builds the model from ``card`` and ``state`` (its state_dict) and reads ``val_ds``
     (a Ray Dataset of ``image`` uint8 ``(C, S, S)`` and ``target``) with all 8 views, as the
-    catalog build will.
+    catalog build will. InputError when the split holds no row.
     """
     import ray
 
@@ -148,9 +149,10 @@ def validation_outputs(card: ModelCard, state: dict[str, Any], val_ds: Any, *, g
         for batch in ds.iter_torch_batches(batch_size=batch_size, device="cpu"):
             outs.append(predict_views(model, c, batch["image"]).cpu().numpy())
             ys.append(batch["target"].numpy().astype(np.float64))
-        if not outs:
-            raise ValueError("the validation split is empty")
-        return np.concatenate(outs), np.concatenate(ys)
+        return (np.concatenate(outs), np.concatenate(ys)) if outs else None
 
     task = predict.options(num_cpus=num_cpus, num_gpus=1 if gpu else 0)
-    return ray.get(task.remote(card.to_dict(), ray.put(state), val_ds))
+    predicted = ray.get(task.remote(card.to_dict(), ray.put(state), val_ds))
+    if predicted is None:
+        raise InputError("the validation split is empty: none of its cutouts could be decoded")
+    return predicted

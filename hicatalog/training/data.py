@@ -18,9 +18,11 @@ Then per task (paper Sections 4, 5.2, 8.1):
 - ``gasclass``: among detections, gas-poor ``m_true < -0.5`` (class 0) against gas-rich
   ``m_true > 0.5`` (class 1).
 
-A set that is too small or degenerate is refused with a :class:`ValueError` of one line
-(fewer than ``min_rows`` rows, a class with fewer than ``min_class_rows``, a target with no
-spread, a requested sample absent from the shards: the message lists the samples present).
+A set that is too small or degenerate is refused with an
+:class:`~hicatalog.errors.InputError` of one line (fewer than ``min_rows`` rows, a class with
+fewer than ``min_class_rows``, a target with no spread, a requested sample absent from the
+shards: the message lists the samples present); shards without a column the task needs, with
+repeated ids or a column only some of them have raise a :class:`~hicatalog.errors.SchemaError`.
 
 Split: a seeded random ``val_fraction``, or the rows whose ``split_by`` value lies in the
 quantile range ``[lo, hi)`` of that column (``hi = 1`` includes the maximum) form the
@@ -42,11 +44,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
+from hicatalog import storage
 from hicatalog.cutouts.decode import decode_batch
-from hicatalog.models.registry import POSITIVE_CLASS, TASK_CLASSES
+from hicatalog.errors import ConfigError, InputError, SchemaError
 from hicatalog.samples import (
     DEFAULT_NEGATIVES,
     SAMPLE_COLUMN,
@@ -54,7 +55,7 @@ from hicatalog.samples import (
     default_train_samples,
     describe_counts,
 )
-from hicatalog.storage import filesystem_and_path
+from hicatalog.tasks import POSITIVE_CLASS, TASK_CLASSES
 
 __all__ = [
     "TASK_LABEL_COLUMNS",
@@ -104,26 +105,15 @@ class Selection:
 
 
 def _shard_columns(files: list[str]) -> dict[str, set[str]]:
-    out = {}
-    for f in files:
-        fs, path = filesystem_and_path(f)
-        with fs.open_input_file(path) as fh:
-            out[f] = set(pq.read_schema(fh).names)
-    return out
-
-
-def _read_labels(files: list[str], columns: list[str]) -> pa.Table:
-    fs, _ = filesystem_and_path(files[0])
-    paths = [filesystem_and_path(f)[1] for f in files]
-    return pads.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
+    return {f: set(storage.read_parquet_schema(f).names) for f in files}
 
 
 def _optional_column(cols_by_file: dict[str, set[str]], name: str) -> bool:
-    """Whether every shard has column ``name``; ValueError when only some do."""
+    """Whether every shard has column ``name``; SchemaError when only some do."""
     have = [f for f, cols in cols_by_file.items() if name in cols]
     if have and len(have) < len(cols_by_file):
         lacking = sorted(set(cols_by_file) - set(have))
-        raise ValueError(
+        raise SchemaError(
             f"{len(lacking)} of {len(cols_by_file)} shards have no {name!r} column (e.g. "
             f"{lacking[0]}); every shard needs it or none"
         )
@@ -136,16 +126,16 @@ def _resolve_samples(
     train_samples: Sequence[str] | None,
     negatives: Sequence[str] | None,
 ) -> tuple[list[str], list[str]]:
-    """The training and negative samples; ValueError naming the samples present when one
+    """The training and negative samples; InputError naming the samples present when one
     asked for is absent (of the default training samples, one present is enough)."""
     if train_samples is None:
         default = default_train_samples(present)
         train = [s for s in default if present.get(s)]
         if not train:
-            raise ValueError(
+            raise InputError(
                 f"none of the default training samples {list(default)} is in the shards; samples "
-                f"present: {describe_counts(present)} (choose with --train-samples)"
-            )
+                f"present: {describe_counts(present)} (choose with train_samples)",
+                params=("train_samples",))
         if len(train) < len(default):
             log.info("training samples %s (%s absent from the shards)", train,
                      [s for s in default if s not in train])
@@ -157,10 +147,10 @@ def _resolve_samples(
         asked += [("negative", s) for s in neg]
     for role, s in asked:
         if not present.get(s):
-            raise ValueError(
+            raise InputError(
                 f"{role} sample {s!r} is not in the shards; samples present: "
-                f"{describe_counts(present)}"
-            )
+                f"{describe_counts(present)}",
+                params=("train_samples" if role == "training" else "negatives",))
     return train, neg
 
 
@@ -214,25 +204,26 @@ class _TaskRows:
 
 
 def _read_task_labels(files: list[str], task: str, split_by: str | None) -> tuple[pa.Table, bool, bool, bool]:
-    """The columns ``task`` needs (ValueError naming a shard without one), plus ``detected``,
+    """The columns ``task`` needs (SchemaError naming a shard without one), plus ``detected``,
     ``dataset`` and ``upper_limit`` where every shard has them: ``(labels, has_detected,
-    has_samples, has_limits)``; ValueError when object ids repeat."""
+    has_samples, has_limits)``; SchemaError when object ids repeat."""
     cols_by_file = _shard_columns(files)
     needed = list(TASK_LABEL_COLUMNS[task]) + ([split_by] if split_by else [])
     for f, cols in cols_by_file.items():
         for c in needed:
             if c not in cols:
-                what = "split column (--split-by)" if c == split_by else f"label column for task {task!r}"
-                raise ValueError(f"{f}: has no column {c!r}, the {what}; columns: {sorted(cols)}")
+                what = "split column (split_by)" if c == split_by else f"label column for task {task!r}"
+                raise SchemaError(f"{f}: has no column {c!r}, the {what}; columns: {sorted(cols)}",
+                                  params=("split_by",) if c == split_by else ())
     has_detected = all("detected" in cols for cols in cols_by_file.values())
     has_samples = _optional_column(cols_by_file, SAMPLE_COLUMN)
     has_limits = _optional_column(cols_by_file, UPPER_LIMIT_COLUMN)
     extra = (["detected"] if has_detected else []) + ([SAMPLE_COLUMN] if has_samples else []) + (
         [UPPER_LIMIT_COLUMN] if has_limits else [])
-    labels = _read_labels(files, ["object_id", *dict.fromkeys([*needed, *extra])])
+    labels = storage.read_parquet(files, ["object_id", *dict.fromkeys([*needed, *extra])])
     ids = labels["object_id"].to_numpy(zero_copy_only=False)
     if len(np.unique(ids)) != len(ids):
-        raise ValueError("object_id values repeat across the given shards (expected unique ids)")
+        raise SchemaError("object_id values repeat across the given shards (expected unique ids)")
     return labels, has_detected, has_samples, has_limits
 
 
@@ -240,7 +231,7 @@ def _eligible(labels: pa.Table, has_detected: bool, has_samples: bool, has_limit
               task: str, train_samples: Sequence[str] | None,
               negatives: Sequence[str] | None) -> _Labels:
     """Which rows the samples make eligible (every row, with a warning, for shards without a
-    ``dataset`` column, where naming samples is a ValueError)."""
+    ``dataset`` column, where naming samples is an InputError)."""
     n_rows = labels.num_rows
 
     def col(name: str, fill: float | bool | str) -> np.ndarray:
@@ -253,10 +244,10 @@ def _eligible(labels: pa.Table, has_detected: bool, has_samples: bool, has_limit
         in_train, in_neg = np.isin(sample, train), np.isin(sample, neg)
     else:
         if train_samples is not None or negatives is not None:
-            raise ValueError(
-                "the shards have no 'dataset' column, so --train-samples / --negatives cannot "
-                "select samples; drop them to train on every row"
-            )
+            raise InputError(
+                "the shards have no 'dataset' column, so train_samples / negatives cannot "
+                "select samples; drop them to train on every row",
+                params=("train_samples", "negatives"))
         log.warning("the shards have no 'dataset' column: every row is eligible (no sample selection)")
         sample = np.full(n_rows, NO_SAMPLE, dtype=object).astype(str)
         present, train, neg = {NO_SAMPLE: n_rows}, None, None
@@ -278,17 +269,17 @@ def _measured(lab: _Labels) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _regression_rows(lab: _Labels, rng: np.random.Generator, *, min_rows: int, **_: Any) -> _TaskRows:
-    """Regression (paper Section 4): every measured row, target M (dex); ValueError for fewer
+    """Regression (paper Section 4): every measured row, target M (dex); InputError for fewer
     than ``min_rows`` or no spread."""
     m, keep, n_excluded = _measured(lab)
     if keep.sum() < min_rows:
-        raise ValueError(
+        raise InputError(
             f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
             f"upper limits) in samples {lab.train_label}, fewer than min_rows={min_rows}; samples "
             f"present: {describe_counts(lab.present)}"
         )
     if not float(np.std(m[keep])) > 0.0:
-        raise ValueError(
+        raise InputError(
             f"regression: m_true has zero variance over the {int(keep.sum())} selected rows "
             f"(all {float(m[keep][0]):.4g} dex): there is nothing to learn"
         )
@@ -297,11 +288,11 @@ def _regression_rows(lab: _Labels, rng: np.random.Generator, *, min_rows: int, *
 
 def _gasclass_rows(lab: _Labels, rng: np.random.Generator, *, min_class_rows: int, **_: Any) -> _TaskRows:
     """Gas classes (paper Section 8.1): measured rows below :data:`GAS_POOR_MAX` (class 0) and
-    above :data:`GAS_RICH_MIN` (class 1); ValueError for a class under ``min_class_rows``."""
+    above :data:`GAS_RICH_MIN` (class 1); InputError for a class under ``min_class_rows``."""
     m, measured, n_excluded = _measured(lab)
     poor, rich = measured & (m < GAS_POOR_MAX), measured & (m > GAS_RICH_MIN)
     if min(int(poor.sum()), int(rich.sum())) < min_class_rows:
-        raise ValueError(
+        raise InputError(
             f"gasclass needs gas-poor (m_true < {GAS_POOR_MAX}) and gas-rich (m_true > "
             f"{GAS_RICH_MIN}) detections, at least min_class_rows={min_class_rows} of each; "
             f"found {int(poor.sum())} and {int(rich.sum())} in samples {lab.train_label}"
@@ -322,14 +313,13 @@ def _pr_rows(lab: _Labels, rng: np.random.Generator, *, min_class_rows: int,
     n_excluded = int((valid & ~detected & lab.in_neg & limit).sum()) if not upper_limits_as_negatives else 0
     if min(len(pos), len(neg_rows)) < min_class_rows:
         hint = (f"; {n_excluded} upper-limit rows of the negative samples are not used "
-                "(--upper-limits-as-negatives uses them)") if n_excluded else ""
+                "(upper_limits_as_negatives uses them)") if n_excluded else ""
         which = "one class" if min(len(pos), len(neg_rows)) == 0 else "too few rows of a class"
-        raise ValueError(
+        raise InputError(
             f"pr has {which}: {len(pos)} detections in samples {lab.train_label} and "
             f"{len(neg_rows)} non-detections in samples {'+'.join(lab.neg) if lab.neg else 'every row'}"
             f"; need at least min_class_rows={min_class_rows} of each{hint}; samples present: "
-            f"{describe_counts(lab.present)}"
-        )
+            f"{describe_counts(lab.present)}", params=("upper_limits_as_negatives",) if n_excluded else ())
     n_each = min(len(pos), len(neg_rows))
     keep = np.zeros(lab.n_rows, bool)
     keep[rng.choice(pos, n_each, replace=False)] = True
@@ -356,16 +346,17 @@ def _split(lab: _Labels, idx: np.ndarray, rng: np.random.Generator, *, seed: int
     lo, hi = val_quantiles if val_quantiles is not None else (1.0 - val_fraction, 1.0)
     split_type = lab.table[split_by].type
     if not (pa.types.is_integer(split_type) or pa.types.is_floating(split_type)):
-        raise ValueError(
-            f"split column {split_by!r} must be numeric to take quantiles of, got {split_type}"
-        )
+        raise InputError(
+            f"split column {split_by!r} must be numeric to take quantiles of, got {split_type}",
+            params=("split_by",))
     v = lab.col(split_by, np.nan).astype(np.float64)[idx]
     finite = np.isfinite(v)
     if not finite.all():
         log.warning("%d selected rows have no %s value and are not used", int((~finite).sum()), split_by)
         idx, v = idx[finite], v[finite]
     if len(idx) == 0:
-        raise ValueError(f"no selected row has a value of split column {split_by!r}")
+        raise InputError(f"no selected row has a value of split column {split_by!r}",
+                         params=("split_by",))
     q_lo, q_hi = np.quantile(v, [lo, hi])
     is_val = (v >= q_lo) & ((v < q_hi) if hi < 1.0 else (v <= q_hi))
     return idx, is_val, {"split": f"{split_by} quantiles [{lo}, {hi}) = [{q_lo:.4g}, {q_hi:.4g}]",
@@ -406,14 +397,17 @@ def select_rows(
 
     Raises
     ------
-    ValueError (one line): a needed label or split column is missing from a shard (naming the
-        shard); a requested sample is absent (naming the samples present, with counts); samples
-        named for shards without a ``dataset`` column; fewer than ``min_rows`` rows, a class
-        with fewer than ``min_class_rows``, a regression target with zero variance; an empty
-        train or validation set.
+    ConfigError: an unknown task.
+    SchemaError (one line): a needed label or split column is missing from a shard (naming the
+        shard), a column only some shards have, repeated ids.
+    InputError (one line): a requested sample is absent (naming the samples present, with
+        counts); samples named for shards without a ``dataset`` column; fewer than
+        ``min_rows`` rows, a class with fewer than ``min_class_rows``, a regression target with
+        zero variance; an empty train or validation set.
     """
     if task not in TASK_LABEL_COLUMNS:
-        raise ValueError(f"task must be one of {sorted(TASK_LABEL_COLUMNS)}, got {task!r}")
+        raise ConfigError(f"task must be one of {', '.join(TASK_LABEL_COLUMNS)}, got {task!r}",
+                          params=("task",))
     lab = _eligible(*_read_task_labels(files, task, split_by), task=task,
                     train_samples=train_samples, negatives=negatives)
     rng = np.random.default_rng(seed)
@@ -421,7 +415,7 @@ def select_rows(
                             upper_limits_as_negatives=upper_limits_as_negatives)
     idx = np.flatnonzero(rows.keep)
     if len(idx) < min_rows:
-        raise ValueError(
+        raise InputError(
             f"{task}: {len(idx)} rows selected (samples {lab.train_label}), fewer than "
             f"min_rows={min_rows}; samples present: {describe_counts(lab.present)}"
         )
@@ -437,9 +431,9 @@ def select_rows(
     summary.update(split)
     n_val = int(is_val.sum())
     if n_val == 0 or n_val == len(idx):
-        raise ValueError(
-            f"split leaves {len(idx) - n_val} training and {n_val} validation rows; both must be > 0"
-        )
+        raise InputError(
+            f"split leaves {len(idx) - n_val} training and {n_val} validation rows; both must be "
+            "> 0 (change val_fraction or val_quantiles)", params=("val_fraction", "val_quantiles"))
     target = rows.target[idx]
     summary.update(n_train=int(len(idx) - n_val), n_val=n_val,
                    sample_counts=_count_by(lab.sample[idx], _class_names(task, target)))

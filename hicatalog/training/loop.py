@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hicatalog import storage
+from hicatalog.errors import InputError
 from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import random_dihedral, tta_predict
 from hicatalog.models.optim import build_optimizer, one_cycle
@@ -90,12 +91,14 @@ def save_state(path: str, state: dict[str, Any]) -> None:
 
 def load_state(path: str) -> dict[str, Any]:
     """Read a training state written by :func:`save_state` (``weights_only=True``) from a
-    local path or a URL; FileNotFoundError when there is none."""
+    local path or a URL; FileNotFoundError when there is none, InputError when it cannot be
+    read."""
     data = storage.read_bytes(path)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt checkpoint is a clear error
-        raise ValueError(f"{path}: cannot read training checkpoint: {exc}") from None
+        raise InputError(f"{path}: cannot read training checkpoint: {exc}; move the run's "
+                         "directory away to train afresh") from None
 
 
 def newest_checkpoint(run_dir: str, after_epoch: int) -> str | None:

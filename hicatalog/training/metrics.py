@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hicatalog import metrics
+from hicatalog.errors import InputError
 
 __all__ = ["epoch_regression_metrics", "epoch_classification_metrics"]
 
@@ -22,10 +23,11 @@ def epoch_regression_metrics(m_true: np.ndarray, m_pred: np.ndarray) -> dict[str
     """Per-epoch record of predictions ``m_pred`` against ``m_true`` (both ``(N,)``, dex):
     ``n_val`` (pairs with both finite), ``rmse``, ``slope``, ``sigma``, ``offset`` (dex, as
     :func:`hicatalog.metrics.regression_metrics`), ``std_true`` (population std of all of
-    ``m_true``, dex) and ``rmse_over_std``. ValueError when no finite pair is left."""
+    ``m_true``, dex) and ``rmse_over_std``. InputError when no finite pair is left."""
     m = metrics.regression_metrics(m_pred=m_pred, m_true=m_true)
     if m["n"] == 0:
-        raise ValueError("epoch_regression_metrics: empty validation set")
+        raise InputError("empty validation set: no validation row has a finite target and "
+                         "prediction")
     std_true = float(np.std(np.asarray(m_true, dtype=np.float64)))
     return {
         "n_val": m["n"], "rmse": m["rmse"], "slope": m["slope"], "sigma": m["sigma"],
@@ -37,8 +39,9 @@ def epoch_regression_metrics(m_true: np.ndarray, m_pred: np.ndarray) -> dict[str
 def epoch_classification_metrics(y_true: np.ndarray, prob_pos: np.ndarray) -> dict[str, float]:
     """Per-epoch record of positive-class probabilities ``prob_pos`` ``(N,)`` against labels
     ``y_true`` ``(N,)`` in {0, 1} (1 = the card's positive class): ``n_val``, ``n_val_pos``,
-    ``accuracy`` (``prob_pos > 0.5``) and ``auc`` (ROC). ValueError when empty."""
+    ``accuracy`` (``prob_pos > 0.5``) and ``auc`` (ROC). InputError when empty."""
     m = metrics.classification_metrics(y_true=np.asarray(y_true).astype(np.float64), score=prob_pos)
     if m["n"] == 0:
-        raise ValueError("epoch_classification_metrics: empty validation set")
+        raise InputError("empty validation set: no validation row has a label and a "
+                         "probability")
     return {"n_val": m["n"], "n_val_pos": m["n_pos"], "accuracy": m["accuracy"], "auc": m["roc_auc"]}

@@ -1,4 +1,5 @@
-"""Training presets and the resolution of a :class:`~hicatalog.config.TrainConfig`.
+"""Training presets and the resolution of a training's arguments
+(:func:`hicatalog.training.trainer.train_arguments`).
 
 ``paper``: the paper's hyperparameters (Section 3): xresnet34, 224 px, batch 64, 40 epochs,
 one-cycle max lr 0.01, decoupled weight decay 0.01. The environment experiments of Section 7
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hicatalog.config import TrainConfig
 from hicatalog.training.loop_config import LOOKAHEAD_ALPHA, LOOKAHEAD_K
 
 __all__ = ["PRESETS", "HYPERPARAMETER_KEYS", "resolve_hyperparameters"]
 
-#: Keys a preset sets; a field of TrainConfig left ``None`` takes the preset's value.
+#: Keys a preset sets; a parameter of ``train`` left ``None`` takes the preset's value.
 HYPERPARAMETER_KEYS = ("arch", "width", "image_size", "epochs", "batch_size", "max_lr", "weight_decay")
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -34,41 +34,44 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-def resolve_hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
-    """The effective hyperparameters of a run: the preset overlaid with the config's non-None
-    fields, plus the fixed method constants (label smoothing, Lookahead k and alpha, seed).
+
+def resolve_hyperparameters(args: Any) -> dict[str, Any]:
+    """The effective hyperparameters of a run: the preset overlaid with the non-None arguments
+    of ``args`` (:func:`~hicatalog.training.trainer.train_arguments`: attributes named as
+    :func:`~hicatalog.training.trainer.train`'s parameters), plus the fixed method constants
+    (label smoothing, Lookahead k and alpha, seed).
 
     This dict is the run's record (the card's ``hyperparameters``) and its identity: the Ray
     run's name hashes it (:func:`hicatalog.training.trainer.run_name`), so a key or value
     changed here starts new runs instead of resuming old ones."""
-    hp = dict(PRESETS[cfg.preset])
-    if cfg.task == "gasclass":
+    hp = dict(PRESETS[args.preset])
+    if args.task == "gasclass":
         # Section 8.1: the gas-class network is the shallow Grad-CAM CNN, trained 10 epochs.
         hp["arch"] = "shallow"
-        if cfg.preset == "paper":
+        if args.preset == "paper":
             hp["epochs"] = 10
     for key in HYPERPARAMETER_KEYS:
-        value = getattr(cfg, key)
+        value = getattr(args, key)
         if value is not None:
             hp[key] = value
     hp.update(
-        preset=cfg.preset,
-        task=cfg.task,
-        label_smoothing=cfg.label_smoothing if cfg.task != "regression" else 0.0,
+        preset=args.preset,
+        task=args.task,
+        label_smoothing=args.label_smoothing if args.task != "regression" else 0.0,
         lookahead_k=LOOKAHEAD_K,
         lookahead_alpha=LOOKAHEAD_ALPHA,
         optimizer="RAdam+Lookahead",
         schedule="one-cycle (pct_start 0.25, div 25, final div 1e5, cos)",
-        loss=("gaussian_nll" if cfg.head == "gaussian" else "rmse") if cfg.task == "regression"
+        loss=("gaussian_nll" if args.head == "gaussian" else "rmse") if args.task == "regression"
         else "cross_entropy",
-        head=cfg.head,
-        ensemble=cfg.ensemble,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        gpu=cfg.gpu,
-        precision=cfg.precision,
-        val_fraction=cfg.val_fraction if cfg.split_by is None else None,
-        split_by=cfg.split_by,
-        val_quantiles=list(cfg.val_quantiles) if cfg.val_quantiles is not None else None,
+        head=args.head,
+        ensemble=args.ensemble,
+        seed=args.seed,
+        workers=args.workers,
+        gpu=args.gpu,
+        precision=args.precision,
+        val_fraction=args.val_fraction if args.split_by is None else None,
+        split_by=args.split_by,
+        val_quantiles=list(args.val_quantiles) if args.val_quantiles is not None else None,
     )
     return hp

@@ -35,11 +35,12 @@ CPUs: each CPU worker reserves its share of the cluster's CPUs
 decoded data is streamed rather than cached) and runs that many torch threads; a GPU worker
 reserves one CPU.
 
-The steps, each a function of small typed values. A :class:`~hicatalog.config.TrainConfig`
-is read only by the entry points (:func:`train`, :func:`planned_model_id`, :func:`main`) and
-the adapters they call (:func:`plan_training`, :func:`member_seeds`, :func:`run_spec`,
+The library's entry is :func:`train`, whose keyword parameters are the options of
+``hicatalog train`` (same names, same defaults; the command line passes its config's fields).
+:func:`train_arguments` turns them into one value (``args``, checked before any data is read),
+which only the adapters read (:func:`plan_training`, :func:`member_seeds`, :func:`run_spec`,
 :func:`~hicatalog.training.presets.resolve_hyperparameters`); :func:`make_plan` and every step
-after it take plain values:
+after them take plain values:
 
 1. :func:`plan_training` -> :class:`TrainPlan` (hyperparameters, shards and their fingerprint,
    the row selection, one :class:`Member` per network with its seed and Ray run name, the
@@ -57,13 +58,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -71,24 +73,26 @@ import pyarrow.compute as pc
 from torch import nn
 
 from hicatalog import __version__, storage
-from hicatalog.config import TrainConfig
 from hicatalog.cutouts.shards import fingerprint_shards, list_shards, probe_cutouts
+from hicatalog.errors import ClusterError, HicatalogError, InputError
 from hicatalog.models.artifact import save_model
 from hicatalog.models.card import ModelCard
 from hicatalog.models.ensemble import Ensemble
 from hicatalog.models.preprocessing import compute_normalization
-from hicatalog.models.registry import REGRESSION_HEADS, TASK_CLASSES, build_model
+from hicatalog.models.registry import build_model
 from hicatalog.samples import SAMPLE_COLUMN
 from hicatalog.storage import write_atomic
+from hicatalog.tasks import REGRESSION_HEADS, TASK_CLASSES
 from hicatalog.training.calibration import fit_calibration, validation_outputs
 from hicatalog.training.data import Selection, decode_rows, select_rows
 from hicatalog.training.loop import STATE_FILE, load_state, steps_per_epoch, train_loop_per_worker
 from hicatalog.training.loop_config import LoopConfig
 from hicatalog.training.metrics import epoch_classification_metrics, epoch_regression_metrics
+from hicatalog.training.options import check_split, check_task_options
 from hicatalog.training.presets import resolve_hyperparameters
 
 __all__ = [
-    "train", "planned_model_id", "main", "METRICS_FILE", "member_seeds", "TrainPlan", "Member",
+    "train", "train_arguments", "planned_model_id", "show_result", "METRICS_FILE", "member_seeds", "TrainPlan", "Member",
     "RunSpec", "DecodedData", "MemberResult", "plan_training", "make_plan", "run_spec",
     "decode_data", "network_card", "loop_config", "fit_members", "assemble_model", "calibrate",
     "run_training",
@@ -246,44 +250,47 @@ def make_plan(*, task: str, head: str, hyperparameters: dict[str, Any], files: l
                      model_id=model_id_for(task, [m.run_name for m in members]))
 
 
-def member_seeds(cfg: TrainConfig) -> list[int]:
-    """The seeds of the networks ``cfg`` trains: ``[seed]``, or ``seed + k`` for member k of
-    an ensemble (initial weights, data order and augmentation; the split keeps ``seed``)."""
-    return [int(cfg.seed) + k for k in range(int(cfg.ensemble))]
+def member_seeds(args: SimpleNamespace) -> list[int]:
+    """The seeds of the networks :func:`train_arguments` ``args`` train: ``[seed]``, or
+    ``seed + k`` for member k of an ensemble (initial weights, data order and augmentation;
+    the split keeps ``seed``)."""
+    return [int(args.seed) + k for k in range(int(args.ensemble))]
 
 
-def plan_training(cfg: TrainConfig) -> TrainPlan:
-    """What ``train(cfg)`` decides before Ray starts (reads only the shards' small columns).
-    Raises as :func:`train` does for bad shards or a set too small or degenerate."""
-    hp = resolve_hyperparameters(cfg)
-    files = list_shards(cfg.data)
+def plan_training(args: SimpleNamespace) -> TrainPlan:
+    """What :func:`train` with :func:`train_arguments` ``args`` decides before Ray starts
+    (reads only the shards' small columns). Raises as :func:`train` does for bad shards or a
+    set too small or degenerate."""
+    hp = resolve_hyperparameters(args)
+    files = list_shards(args.data)
     fingerprint = fingerprint_shards(files)
     selection = select_rows(
-        files, cfg.task, seed=cfg.seed, val_fraction=cfg.val_fraction,
-        split_by=cfg.split_by, val_quantiles=cfg.val_quantiles,
-        train_samples=cfg.train_samples, negatives=cfg.negatives,
-        upper_limits_as_negatives=cfg.upper_limits_as_negatives,
-        min_rows=cfg.min_rows, min_class_rows=cfg.min_class_rows,
+        files, args.task, seed=args.seed, val_fraction=args.val_fraction,
+        split_by=args.split_by, val_quantiles=args.val_quantiles,
+        train_samples=args.train_samples, negatives=args.negatives,
+        upper_limits_as_negatives=args.upper_limits_as_negatives,
+        min_rows=args.min_rows, min_class_rows=args.min_class_rows,
     )
-    return make_plan(task=cfg.task, head=cfg.head, hyperparameters=hp, files=files,
-                     fingerprint=fingerprint, selection=selection, seeds=member_seeds(cfg),
-                     label_smoothing=cfg.label_smoothing)
+    return make_plan(task=args.task, head=args.head, hyperparameters=hp, files=files,
+                     fingerprint=fingerprint, selection=selection, seeds=member_seeds(args),
+                     label_smoothing=args.label_smoothing)
 
 
-def planned_model_id(cfg: TrainConfig) -> str:
-    """The ``model_id`` that ``train(cfg)`` would write: it names the configuration, the data
-    (shard fingerprint) and the sample selection, like the Ray run's name. A model directory
-    whose card has this id already holds what this command trains (``hicatalog workflow``
-    skips the training then). Reads only the shards' small columns; raises as :func:`train`
-    for a bad or degenerate set."""
-    return plan_training(cfg).model_id
+def planned_model_id(**params: Any) -> str:
+    """The ``model_id`` that ``train(**params)`` would write (``params``: keyword parameters
+    of :func:`train`): it names the options, the data (shard fingerprint) and the sample
+    selection, like the Ray run's name. A model directory whose card has this id already
+    holds what this call trains (``hicatalog workflow`` skips the training then). Reads only
+    the shards' small columns; raises as :func:`train` for a bad or degenerate set."""
+    return plan_training(train_arguments(**params)).model_id
 
 
-def run_spec(cfg: TrainConfig) -> RunSpec:
-    """Where and on what ``cfg`` trains (``storage_path`` defaults to ``OUT/ray``)."""
-    out = storage.absolute(cfg.out)  # a local path or a URL (s3://...)
-    return RunSpec(out=out, storage_path=storage.absolute(cfg.storage_path or storage.join(out, "ray")),
-                   workers=int(cfg.workers), gpu=bool(cfg.gpu), max_failures=int(cfg.max_failures))
+def run_spec(args: SimpleNamespace) -> RunSpec:
+    """Where and on what :func:`train_arguments` ``args`` train (``storage_path`` defaults to
+    ``OUT/ray``)."""
+    out = storage.absolute(args.out)  # a local path or a URL (s3://...)
+    return RunSpec(out=out, storage_path=storage.absolute(args.storage_path or storage.join(out, "ray")),
+                   workers=int(args.workers), gpu=bool(args.gpu), max_failures=int(args.max_failures))
 
 
 # --- 2. the data (Ray Data) ----------------------------------------------------------------
@@ -317,7 +324,7 @@ def _decoded(source: Any, selection: Selection, want_val: bool | None, cutout_si
 
 def _materialise(everything: Any, n_expected: int) -> tuple[Any, Any, int, int, int]:
     """Decode once (one pass over the shards) and keep the images in the object store:
-    ``(train, val, n_train, n_val, dropped)``; ValueError when too few rows decode."""
+    ``(train, val, n_train, n_val, dropped)``; InputError when too few rows decode."""
     everything = everything.materialize()
     keep = ["image", "target"]
     train_ds = everything.filter(expr="is_val == False").select_columns(keep).materialize()
@@ -328,7 +335,7 @@ def _materialise(everything: Any, n_expected: int) -> tuple[Any, Any, int, int, 
         log.warning("dropped %d of %d selected cutouts that could not be decoded (see the decode "
                     "log lines for their statuses)", dropped, n_expected)
     if n_train < 2 or n_val < 1:
-        raise ValueError(
+        raise InputError(
             f"after dropping {dropped} undecodable cutouts, {n_train} training and {n_val} "
             "validation rows are left; need at least 2 and 1")
     return train_ds, val_ds, n_train, n_val, dropped
@@ -337,7 +344,7 @@ def _materialise(everything: Any, n_expected: int) -> tuple[Any, Any, int, int, 
 def decode_data(plan: TrainPlan) -> DecodedData:
     """Read and decode the selected rows with Ray Data; materialised when the decoded images
     take at most :data:`CACHE_FRACTION` of the object store, streamed each epoch otherwise.
-    Needs Ray started. Raises SchemaError (bad shards) or ValueError (too few decodable)."""
+    Needs Ray started. Raises SchemaError (bad shards) or InputError (too few decodable)."""
     import ray
 
     selection, summary = plan.selection, plan.selection.summary
@@ -446,7 +453,7 @@ def live_metrics_path(spec: RunSpec, member: Member, n_members: int) -> str:
 
 def _fit_member(member: Member, n_members: int, lc: LoopConfig, data: DecodedData, spec: RunSpec,
                 cpu_per_worker: float, worker_loop: WorkerLoop) -> MemberResult:
-    """Train one member (its own seed, Ray run and checkpoints); RuntimeError when its Ray
+    """Train one member (its own seed, Ray run and checkpoints); ClusterError when its Ray
     Train run failed for good (the checkpoints stay, and the same command resumes)."""
     from ray.train import (
         CheckpointConfig,
@@ -480,7 +487,7 @@ def _fit_member(member: Member, n_members: int, lc: LoopConfig, data: DecodedDat
     try:
         result = trainer.fit()
     except TrainingFailedError as exc:
-        raise RuntimeError(
+        raise ClusterError(
             f"training run {name} failed after {spec.max_failures} restart(s): "
             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}. "
             f"Checkpoints are kept in {run_dir}; re-run the same command to resume."
@@ -513,8 +520,9 @@ def fit_members(plan: TrainPlan, lc: LoopConfig, data: DecodedData, spec: RunSpe
     worker reserves ``1/K`` of its share; Ray queues the rest). Member 0 runs in this thread,
     so Ray Train's Ctrl-C handler can abort it; members 1.. run in threads.
 
-    Raises the member's own error for a single network; RuntimeError naming each failed member
-    of an ensemble (the finished ones keep their runs, and re-running resumes the others)."""
+    Raises the member's own error for a single network; for an ensemble, one error naming
+    each failed member (the finished ones keep their runs, and re-running resumes the others):
+    a ClusterError when every failure is one the user can fix, a RuntimeError otherwise."""
     from hicatalog.runtime import cpus_per_worker
 
     members, k = plan.members, len(plan.members)
@@ -529,7 +537,8 @@ def fit_members(plan: TrainPlan, lc: LoopConfig, data: DecodedData, spec: RunSpe
     if failed and k == 1:
         raise failed[0][1]
     if failed:
-        raise RuntimeError(
+        kind = ClusterError if all(isinstance(e, HicatalogError) for _, e in failed) else RuntimeError
+        raise kind(
             f"{len(failed)} of {k} ensemble members failed ({k - len(failed)} finished; re-running "
             "the same command resumes each from its checkpoints): "
             + "; ".join(f"member {m.index}: {exc}" for m, exc in failed)
@@ -642,12 +651,44 @@ def run_training(plan: TrainPlan, spec: RunSpec, *,
     }
 
 
-def train(cfg: TrainConfig, *, worker_loop: WorkerLoop = train_loop_per_worker) -> dict[str, Any]:
-    """Train one model as ``cfg`` says and write it to ``cfg.out``.
+def train(
+    data: Sequence[str],
+    out: str,
+    *,
+    task: str = "regression",
+    preset: str = "quick",
+    workers: int = 1,
+    gpu: bool = False,
+    precision: str = "auto",
+    arch: str | None = None,
+    width: float | None = None,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    max_lr: float | None = None,
+    weight_decay: float | None = None,
+    label_smoothing: float = 0.05,
+    val_fraction: float = 0.2,
+    split_by: str | None = None,
+    val_quantiles: tuple[float, float] | None = None,
+    seed: int = 0,
+    max_failures: int = 3,
+    train_samples: Sequence[str] | None = None,
+    min_rows: int = 20,
+    min_class_rows: int = 10,
+    ensemble: int = 1,
+    head: str = "point",
+    negatives: Sequence[str] | None = None,
+    upper_limits_as_negatives: bool = False,
+    storage_path: str | None = None,
+    worker_loop: WorkerLoop = train_loop_per_worker,
+) -> dict[str, Any]:
+    """Train one model on the cutout shards ``data`` and write it to ``out``.
 
-    ``worker_loop``: the function each Ray Train worker runs (default
-    :func:`~hicatalog.training.loop.train_loop_per_worker`); a wrapper around it can, e.g.,
-    kill its worker to test recovery.
+    The keyword parameters are the options of ``hicatalog train`` (its ``--help`` says what
+    each does); those left ``None`` take the ``preset``'s value. ``worker_loop``: the function
+    each Ray Train worker runs (default :func:`~hicatalog.training.loop.train_loop_per_worker`);
+    a wrapper around it can, e.g., kill its worker to test recovery.
 
     Returns ``{"model_dir", "metrics" (final epoch; an ensemble's: its validation metrics),
     "history" (every epoch; an ensemble's rows have ``member``), "card" (dict), "n_train",
@@ -657,11 +698,36 @@ def train(cfg: TrainConfig, *, worker_loop: WorkerLoop = train_loop_per_worker) 
 
     Raises
     ------
-    ValueError / SchemaError: bad shards, a missing label or split column, a requested sample
+    ConfigError: options that do not fit together (``head`` for a classifier, ``val_quantiles``
+        without ``split_by``), before any data is read.
+    SchemaError / InputError: bad shards, a missing label or split column, a requested sample
         absent, a set too small or degenerate (:func:`~hicatalog.training.data.select_rows`),
-        all before any training starts; RuntimeError: the Ray Train run failed for good.
+        all before any training starts.
+    ClusterError: the Ray Train run failed for good (re-running the same call resumes it).
     """
-    return run_training(plan_training(cfg), run_spec(cfg), worker_loop=worker_loop)
+    params = dict(locals())
+    worker_loop = params.pop("worker_loop")
+    args = train_arguments(**params)
+    return run_training(plan_training(args), run_spec(args), worker_loop=worker_loop)
+
+
+def train_arguments(**params: Any) -> SimpleNamespace:
+    """The keyword parameters ``params`` of :func:`train`, its defaults filled in, as one value
+    whose attributes the adapters read (:func:`plan_training`, :func:`run_spec`,
+    :func:`member_seeds`, :func:`~hicatalog.training.presets.resolve_hyperparameters`).
+
+    Raises
+    ------
+    TypeError: a name :func:`train` does not take, or ``data`` / ``out`` missing.
+    ConfigError: options that do not fit together (:mod:`hicatalog.training.options`).
+    """
+    bound = inspect.signature(train).bind(**params)
+    bound.apply_defaults()
+    args = SimpleNamespace(**{k: v for k, v in bound.arguments.items() if k != "worker_loop"})
+    check_split(args.split_by, args.val_quantiles)
+    check_task_options(args.task, head=args.head, negatives=args.negatives,
+                       upper_limits_as_negatives=args.upper_limits_as_negatives)
+    return args
 
 
 def summary_line(result: dict[str, Any]) -> str:
@@ -686,14 +752,6 @@ def summary_line(result: dict[str, Any]) -> str:
             f"{result['n_val']} val; rows per sample: {counts}{resumes}{calibrated}): {metrics}")
 
 
-def main(cfg: TrainConfig) -> int:
-    """CLI entry point (``hicatalog train``): train, print :func:`summary_line`; exit 0, or 1
-    with one line on stderr when the Ray Train run failed for good."""
-    try:
-        result = train(cfg)
-    except RuntimeError as exc:
-        log.debug("training failed", exc_info=True)
-        print(f"hicatalog train: error: {exc}", file=sys.stderr)
-        return 1
+def show_result(result: dict[str, Any], params: dict[str, Any]) -> None:
+    """What ``hicatalog train`` prints: :func:`summary_line` of :func:`train`'s result."""
     print(summary_line(result))
-    return 0
