@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 import s3server  # tests/s3server.py
+from builders import galaxies, tiny_model, write_cutouts
 from raycluster import (
     PREDICTOR_ACTOR,
     ClusterError,
@@ -27,7 +28,6 @@ from raycluster import (
     submit_build,
     wait_for_actor_on,
 )
-from test_catalog import galaxies, tiny_model, write_cutouts
 
 from hicatalog import storage
 from hicatalog.models import load_model

@@ -43,8 +43,8 @@ def test_cluster_examples_run_against_a_bucket(s3_server, ray_local, empty_cwd):
     import boto3
     import numpy as np
     import polars as pl
+    from builders import tiny_model
     from imagefixtures import make_blob_shards
-    from test_catalog import tiny_model
 
     from hicatalog import storage
     from hicatalog.catalog.reader import read_catalog

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fakeserver import FakeCutoutServer
+from fakeserver import SDSS_PATH, FakeCutoutServer, ra_key
 
 from hicatalog import storage
 from hicatalog.config import FetchConfig
@@ -25,12 +25,6 @@ from hicatalog.cutouts.ratelimit import start_rate_limiter
 from hicatalog.cutouts.services import LEGACY_VIEWER_URL, SDSS_DR14_URL, make_service
 from hicatalog.cutouts.shards import list_shards
 from hicatalog.cutouts.targets import limit_order, limit_subset, read_targets
-
-SDSS_PATH = "/dr14/SkyServerWS/ImgCutout/getjpeg"
-
-
-def ra_key(ra: float) -> str:
-    return f"{ra:.7f}"
 
 
 def write_targets(path, n, ra0=10.0, **extra):

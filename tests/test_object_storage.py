@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 import torch
-from test_catalog import bad_rows, galaxies, tiny_model, write_cutouts
+from builders import bad_rows, galaxies, tiny_model, write_cutouts
 
 from hicatalog import storage
 from hicatalog.catalog.build import build_catalog

@@ -15,8 +15,7 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fakeserver import FakeCutoutServer
-from test_fetch import SDSS_PATH, ra_key
+from fakeserver import SDSS_PATH, FakeCutoutServer, ra_key
 
 from hicatalog import storage
 from hicatalog.config import FetchConfig
@@ -160,8 +159,7 @@ def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket
                                                             tmp_path_factory, capsys):
     """labels with every catalog file and --out on the bucket: labels.parquet,
     selection_steps.csv, table1.csv and tracers.parquet are single PUTs there."""
-    from surveyfiles import write_universe
-    from test_surveys import build_universe
+    from surveyfiles import build_universe, write_universe
 
     from hicatalog.cli import main as cli
 
@@ -205,12 +203,12 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     """evaluate catalog --catalog/--truth/--out s3://: the same metrics as from a disk (the
     current version's rows, resolved through the manifest in the bucket); table2.md, metrics.json,
     six PNGs and index.html are single PUTs, the HTML linking the figures by their names."""
-    from test_evaluation_catalog import _synthetic
+    from builders import synthetic_catalog
 
     from hicatalog.cli import main as cli
 
     local = tmp_path_factory.mktemp("evaluate_local")
-    cat_dir, truth_path, _ = _synthetic(local, n=60)
+    cat_dir, truth_path, _ = synthetic_catalog(local, n=60)
     _upload_tree(cat_dir, f"{s3_bucket}/catalog")
     with open(truth_path, "rb") as fh:
         storage.write_atomic(f"{s3_bucket}/truth.parquet", fh.read())
@@ -265,8 +263,8 @@ def test_robustness_and_baselines_read_and_write_on_s3(s3_server, s3_bucket, emp
     """evaluate robustness and baselines with --data, --model and --out on the bucket: the
     same results as from a copy on a disk; the JSON, Markdown, PNGs and index.html are
     single PUTs."""
+    from builders import save_tiny_model
     from imagefixtures import make_blue_excess_shards
-    from test_evaluation_analyses import save_tiny_model
 
     from hicatalog.cli import main as cli
 
