@@ -25,11 +25,6 @@ from hicatalog.cutouts.ownership import RUN_FILE, owning_run
 from hicatalog.cutouts.services import make_service
 
 
-def _writes(requests):
-    """The requests that change the bucket: ``(method, path)``."""
-    return [(m, p) for m, p in requests if m in ("PUT", "POST", "DELETE")]
-
-
 def _read_parquet(url: str) -> pa.Table:
     return pq.read_table(io.BytesIO(storage.read_bytes(url)))
 
@@ -55,7 +50,7 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         mark = s3_server.log_offset()
         first = fetch_cutouts(cfg)
         assert first == {"http_503": 1, "ok": 9}
-        writes = _writes(s3_server.requests(mark))
+        writes = s3_server.writes(mark)
         assert {m for m, _ in writes} == {"PUT"}, writes
         assert not [p for _, p in writes if ".tmp" in p], writes
         # 3 chunks of 4, 4, 2 rows -> 3 shards (gal0002 missing from the first), the status
@@ -109,7 +104,7 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         mark = s3_server.log_offset()
         rows = _fetch_block(block, task(run1), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("superseded", None)]
-        assert _writes(s3_server.requests(mark)) == []
+        assert s3_server.writes(mark) == []
         # the same block in the run that owns the prefix is written
         rows = _fetch_block(block, task(run2), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("ok", f"part-{run2}-00007.parquet")]
@@ -127,7 +122,7 @@ def test_mock_and_environment_on_s3(s3_server, s3_bucket, empty_cwd, tmp_path_fa
             "--engine", "local"]
     mark = s3_server.log_offset()
     assert cli(["mock", "--out", out, *args, "--gallery", f"{out}/gallery.png"]) == 0
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     assert writes and {m for m, _ in writes} == {"PUT"}, writes
     assert [storage.basename(f) for f in storage.list_files(f"{out}/cutouts")] == [
         "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]  # 16 + 16 + 8 rows
@@ -178,7 +173,7 @@ def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket
     mark = s3_server.log_offset()
     assert cli(argv) == 0
     assert "15 labelled galaxies" in capsys.readouterr().out
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for m, p in writes if m == "PUT") == [
         "labels.parquet", "selection_steps.csv", "table1.csv", "tracers.parquet"]
     assert {m for m, _ in writes} == {"PUT"}
@@ -218,7 +213,7 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     mark = s3_server.log_offset()
     assert cli(["evaluate", "catalog", "--catalog", f"{s3_bucket}/catalog",
                 "--truth", f"{s3_bucket}/truth.parquet", "--out", out]) == 0
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "reliability.png",
                "residuals.png", "roc.png"]
     assert {m for m, _ in writes} == {"PUT"}
@@ -284,7 +279,7 @@ def test_robustness_and_baselines_read_and_write_on_s3(s3_server, s3_bucket, emp
             assert cli(["evaluate", analysis, "--data", storage.join(root, "cutouts"),
                         "--model", storage.join(root, "model"), "--out", out, *flags]) == 0
             runs[root] = json.loads(storage.read_bytes(storage.join(out, result_file)))
-        writes = _writes(s3_server.requests(mark))
+        writes = s3_server.writes(mark)
         assert {m for m, _ in writes} == {"PUT"}, writes
         names = sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes)
         assert names == sorted(storage.basename(f) for f in storage.list_files(out)), names
