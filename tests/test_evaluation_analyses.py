@@ -87,7 +87,6 @@ def test_baselines_cli_with_a_given_model(tmp_path, tiny_model):
     assert (out / "baselines.png").exists() and "Zhang" in (out / "baselines.md").read_text()
 
 
-@pytest.mark.slow
 def test_gradcam_cli_trains_both_versions(s3_bucket, ray_local, empty_cwd):
     """--data and --out on the S3 server (tests/conftest.py): the single-band shards, both
     classifiers, the maps (.npy), the figures and the report are written to the bucket, and
