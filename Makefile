@@ -16,11 +16,12 @@ setup:
 	$(BIN)/hicatalog --help >/dev/null
 
 # Everything, as CI runs it: the slow tests guard job submission, killed builds and fetches,
-# worker failure and the demo, so they run here too.
+# node loss, training on S3, the demo and the workflow (docs/development.md, "Tests").
 test:
 	$(BIN)/python -m pytest -q --durations=40
 
-# The quick loop while editing: everything not marked slow.
+# The quick loop while editing: everything not marked slow, i.e. no Ray and no training
+# (tests/conftest.py marks every test that uses a Ray fixture).
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -31,6 +31,14 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from imagefixtures import noise_jpeg  # tests/ is on sys.path under pytest and as a script
 
+#: The path of the SDSS SkyServer cutout service, as this server answers it.
+SDSS_PATH = "/dr14/SkyServerWS/ImgCutout/getjpeg"
+
+
+def ra_key(ra: float) -> str:
+    """The ``ra`` query value the services send for ``ra`` (deg): the key of :meth:`FakeCutoutServer.plan`."""
+    return f"{ra:.7f}"
+
 
 def make_jpeg(size: int, mode: str = "RGB") -> bytes:
     """The one ``size`` x ``size`` JPEG (RGB or grayscale ``L``) served at that size."""

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 import s3server  # tests/s3server.py
+from builders import galaxies, tiny_model, write_cutouts
 from raycluster import (
     PREDICTOR_ACTOR,
     ClusterError,
@@ -27,13 +28,10 @@ from raycluster import (
     submit_build,
     wait_for_actor_on,
 )
-from test_catalog import galaxies, tiny_model, write_cutouts
 
 from hicatalog import storage
 from hicatalog.models import load_model
 from hicatalog.models.artifact import load_card
-
-pytestmark = pytest.mark.slow
 
 #: Catalog inputs: 12 shards of 20 rows, predicted in batches of 8 by 2 actors.
 N_ROWS, ROWS_PER_SHARD = 240, 20
@@ -156,16 +154,18 @@ def test_build_survives_losing_a_node(ray_cluster, catalog_inputs, reference_bui
     assert manifest["rows"]["total"] == N_ROWS and manifest["rows"]["status"] == {"ok": N_ROWS}
 
 
-def test_training_survives_losing_a_node(ray_cluster, s3_bucket):
-    """``hicatalog train --workers 2`` with data, model and checkpoints in the bucket; the node
-    of one training worker is SIGKILLed after the epoch-1 checkpoint and a replacement node
-    joins (what the autoscaler of cluster.yaml does): Ray Train restarts the worker group,
-    which resumes from the last checkpoint in the bucket and ends with the model."""
+def test_training_survives_losing_a_node(ray_cluster, s3_server, s3_bucket):
+    """``hicatalog train --workers 2`` with data, model and checkpoints (``--storage-path``) in
+    the bucket; the node of one training worker is SIGKILLed after the epoch-1 checkpoint and
+    a replacement node joins (what the autoscaler of cluster.yaml does): Ray Train restarts
+    the worker group, which resumes from the last checkpoint in the bucket and ends with the
+    model, whose files are objects written whole (no temporary object)."""
     from imagefixtures import make_blob_shards
 
     make_blob_shards(f"{s3_bucket}/blobs", 240, seed=5, size=48, rows_per_shard=120)
     out, ckpt = f"{s3_bucket}/models/pr", f"{s3_bucket}/checkpoints"
     (worker,) = workers(ray_cluster, 1)
+    mark = s3_server.log_offset()
     job = ray_cluster.submit(
         "python", "jobs/train.py", "--task", "pr", "--data", f"{s3_bucket}/blobs", "--out", out,
         "--storage-path", ckpt, "--workers", "2", "--image-size", "24", "--epochs", "3",
@@ -200,5 +200,7 @@ def test_training_survives_losing_a_node(ray_cluster, s3_bucket):
     # every epoch once in the model's history; the epochs before the resume were not redone
     lines = [json.loads(s) for s in storage.read_bytes(f"{out}/metrics.jsonl").decode().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3] and card.metrics["epoch"] == 3
-    assert card.task == "pr" and card.hyperparameters["workers"] == 2
+    assert card.task == "pr" and card.hyperparameters["workers"] == 2 and card.image_size == 24
     assert "checkpoint_epoch_0003" in checkpoints()
+    ours = [p for _, p in s3_server.writes(mark) if p.startswith(f"/{s3_bucket[5:]}/models/")]
+    assert ours and not [p for p in ours if ".tmp" in p], ours

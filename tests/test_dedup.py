@@ -39,7 +39,7 @@ def test_catalog_reader_never_keeps_a_duplicate_id_row(tmp_path):
 
 
 def test_catalog_reader_reads_the_current_version_through_the_manifest(tmp_path, ray_local):
-    from test_publish import SMALL, rows
+    from builders import SMALL, rows
 
     from hicatalog.catalog.manifest import Manifest
     from hicatalog.catalog.publish import publish_tables

@@ -1,6 +1,10 @@
-"""`hicatalog demo` on a small mock as the installed command with ``--out`` on the S3 server
-(tests/conftest.py). The default demo on a disk, every artefact checked, is the job that
-tests/test_jobs.py submits to a Ray head."""
+"""`hicatalog demo` end to end, once: the installed command with the demo's defaults but the
+sizes, ``--out`` on the S3 server (tests/conftest.py), every artefact checked.
+
+Job submission (``ray job submit``) is guarded by tests/test_cluster.py, whose jobs run
+jobs/build_catalog.py and jobs/train.py on a cluster; tests/test_jobs.py checks that each
+jobs/*.py is its command. DuckDB reading a published catalog is guarded on a disk by
+tests/test_catalog.py's README queries."""
 
 from __future__ import annotations
 
@@ -38,8 +42,11 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     working directory, with its own HOME, TMPDIR and Ray temp dir (a new local Ray, not the
     tests'), the model cache left at its default (``~/.cache/hicatalog/models``).
 
-    The bucket gets every output: both mocks, both models with their cards, the catalog (one
-    row per survey galaxy), the report and the summary. The local disk gets no file outside
+    The bucket gets every output: both mocks, both models with their cards (the default
+    regression ensemble of 2 with the Gaussian head and variance-scale calibration, one
+    temperature-calibrated PR network), the catalog (HATS version 1, one row per survey galaxy,
+    every row with an error bar of at least its out-of-distribution term), the report and the
+    summary (every row predicted and scored, every step timed). The local disk gets no file outside
     the caches under ``~/.cache`` (the models keyed by their hashes; matplotlib's font list),
     Ray's temp dir and the token a new local Ray writes to ``~/.ray/auth_token``. The closing
     hints run as printed: the copy command brings the report here, the query reads the
@@ -47,7 +54,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     import polars as pl
 
     from hicatalog import storage
-    from hicatalog.catalog.reader import read_catalog
+    from hicatalog.catalog.reader import open_catalog, read_catalog
     from hicatalog.models.artifact import load_card
 
     work, home, tmp = (tmp_path / d for d in ("work", "home", "tmp"))
@@ -62,37 +69,60 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     try:
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
-             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1",
-             "--ensemble", "1"],  # the ensemble is the disk demo's; this one is about the bucket
+             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1"],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hicatalog demo finished" in proc.stdout
 
     # the bucket: every output
     files = {storage.relative(f, out) for f in storage.list_files(out, recursive=True)}
     for name in ("demo_summary.json", "mock/train/truth.parquet", "mock/survey/tracers.parquet",
+                 "mock/survey/truth.parquet", "models/regression/model_card.json",
+                 "models/pr/model_card.json",
                  "mock/survey/_mock.json", "catalog/_manifest.json", "report/index.html",
                  "report/metrics.json", "report/table2.md"):
         assert name in files, name
     assert [f for f in files if f.startswith("mock/survey/cutouts/part-")]
+    assert [f for f in files if f.startswith("mock/train/cutouts/part-")]
     assert [f for f in files if re.fullmatch(r"catalog/version=1/dataset/Norder=\d+/Dir=\d+/Npix=\d+\.parquet", f)]
     truth = storage.read_parquet(f"{out}/mock/survey/truth.parquet")
     assert truth.num_rows == n_survey
+    current = open_catalog(f"{out}/catalog")  # the demo published version 1, as HATS
+    assert current.version == 1 and current.rows == n_survey
     cat = pl.from_arrow(read_catalog(f"{out}/catalog"))
     assert sorted(cat["object_id"].to_list()) == sorted(truth.column("object_id").to_pylist())
+    assert cat["object_id"].n_unique() == n_survey
     assert cat.filter(pl.col("status") == "ok").height == n_survey
-    shas = []
+    shas, cards = [], {}
     for task in ("regression", "pr"):
-        card = load_card(f"{out}/models/{task}")
+        card = cards[task] = load_card(f"{out}/models/{task}")
         assert card.task == task and f"models/{task}/weights.pt" in files
         assert f"models/{task}/metrics.jsonl" in files
         assert any(f.startswith(f"models/{task}/ray/") for f in files)  # Ray Train checkpoints
         shas.append(card.weights_sha256)
+    # the default demo trains a regression ensemble of 2 and one PR network, both calibrated,
+    # and the catalog has error bars
+    reg, pr = cards["regression"], cards["pr"]
+    assert (reg.ensemble_size, pr.ensemble_size) == (2, 1) and reg.head == "gaussian"
+    assert reg.calibration["method"] == "variance_scale"
+    assert pr.calibration["method"] == "temperature"
+    assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
+    # every error bar carries at least the out-of-distribution term (1 - p_cnn) * tau2
+    tau2 = reg.calibration["ood_variance"]
+    assert 0 < tau2 < 2 and (cat["m_pred_err"] ** 2 >= (1 - cat["p_cnn"]) * tau2 * (1 - 1e-5)).all()
     metrics = json.loads(storage.read_bytes(f"{out}/report/metrics.json"))
     assert metrics["counts"]["n_matched"] == n_survey
+    # the summary tells what happened: every row predicted and scored, every step timed
     summary = json.loads(storage.read_bytes(f"{out}/demo_summary.json"))
     assert summary["catalog"] == f"{out}/catalog" and summary["rows_by_status"] == {"ok": n_survey}
+    assert summary["metrics"]["counts"]["n_matched"] == n_survey
+    assert summary["metrics"]["uncertainty"]["by_group"]  # the report checked the error bars
+    assert list(summary["timings_s"]) == ["mock (training sample)", "mock (survey)",
+                                          "train regression", "train pr", "build catalog",
+                                          "evaluate"]
+    assert sum(summary["timings_s"].values()) <= summary["total_s"] + 0.4  # each rounded to 0.1 s
 
     # the local disk: nothing but the caches and Ray's own files
     assert os.listdir(work) == []

@@ -12,25 +12,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from builders import save_tiny_model
 from imagefixtures import dihedral_views_reference, make_blue_excess_shards
 from PIL import Image
 
 from hicatalog.cli import main as cli_main
-
-
-def save_tiny_model(model_dir) -> str:
-    """An untrained shallow regression model for 32 px cutouts (weights drawn with seed 0),
-    saved to ``model_dir`` (a local path or a URL); returns ``model_dir`` as a string."""
-    from hicatalog.models import ModelCard, build_model, save_model
-
-    card = ModelCard(
-        model_id="tiny", task="regression", arch="shallow", width=0.25, n_outputs=1,
-        image_size=32, cutout_size=32, survey="sdss",
-        normalization={"mean": [0.2, 0.2, 0.2], "std": [0.2, 0.2, 0.2]},
-    )
-    torch.manual_seed(0)
-    save_model(str(model_dir), build_model(card), card)
-    return str(model_dir)
 
 
 @pytest.fixture
@@ -101,7 +87,6 @@ def test_baselines_cli_with_a_given_model(tmp_path, tiny_model):
     assert (out / "baselines.png").exists() and "Zhang" in (out / "baselines.md").read_text()
 
 
-@pytest.mark.slow
 def test_gradcam_cli_trains_both_versions(s3_bucket, ray_local, empty_cwd):
     """--data and --out on the S3 server (tests/conftest.py): the single-band shards, both
     classifiers, the maps (.npy), the figures and the report are written to the bucket, and

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import POPS
+from builders import synthetic_catalog as _synthetic
 from sklearn.metrics import roc_auc_score
 
-from hicatalog.catalog.publish import publish_tables
 from hicatalog.cli import main as cli_main
 from hicatalog.evaluation.analyses import evaluate_catalog
 from hicatalog.evaluation.tables import TABLE2_HEADERS, UNCERTAINTY_HEADERS
-
-POPS = ("alfalfa", "nondetections", "xgass")
 
 
 def _stored(a):
@@ -40,59 +38,6 @@ def _check_regression(got, pred, true, n_base):
         assert got["slope"] is None
     else:
         assert got["slope"] == pytest.approx(np.polyfit(true, pred, 1)[0], rel=1e-9)
-
-
-def _synthetic(tmp_path, n=300, seed=0):
-    """A catalog (two hive-partitioned builds, one superseding rows of the other) and a truth."""
-    rng = np.random.default_rng(seed)
-    ids = [f"g{i:05d}" for i in range(n)]
-    pop = np.array([POPS[i % 3] for i in range(n)])
-    m_true = np.where(pop == "xgass", rng.normal(-1.2, 0.5, n), rng.normal(0.0, 0.5, n))
-    detected = pop == "alfalfa"
-    p_cnn = np.where(detected, rng.beta(6, 1.5, n), rng.beta(1.5, 4, n))
-    p_cnn = np.where(pop == "xgass", rng.uniform(0, 1, n), p_cnn)
-    # xGASS-like galaxies are overpredicted unless they look ALFALFA-like (high p_cnn)
-    m_pred = m_true + rng.normal(0, 0.2, n) + np.where(pop == "xgass", 0.8 * (1 - p_cnn), 0.0)
-    truth = pa.table({
-        "object_id": ids, "ra": rng.uniform(0, 10, n), "dec": rng.uniform(0, 10, n),
-        "z": rng.uniform(0.01, 0.05, n), "population": pop.tolist(),
-        "log_mstar": rng.uniform(9, 11, n).astype(np.float32), "m_true": m_true.astype(np.float32),
-        "m_mass": np.zeros(n, np.float32), "m_visible": np.zeros(n, np.float32),
-        "m_env": np.zeros(n, np.float32), "m_scatter": np.zeros(n, np.float32),
-        "log_mhi": np.zeros(n, np.float32), "one_plus_delta5_true": rng.lognormal(0, 0.5, n).astype(np.float32),
-        "detected": detected,
-    })
-    truth_path = tmp_path / "truth.parquet"
-    pq.write_table(truth, truth_path)
-
-    status = np.array(["ok"] * n, dtype=object)
-    status[:6] = "corrupt_image"
-    def cat_table(idx, m, build):
-        k = len(idx)
-        return pa.table({
-            "object_id": [ids[i] for i in idx], "ra": np.zeros(k), "dec": np.zeros(k),
-            "z": truth.column("z").to_numpy()[idx],
-            "m_pred": pa.array([None if status[i] != "ok" else float(m[i]) for i in idx], pa.float32()),
-            "m_pred_err": pa.nulls(k, pa.float32()), "m_pred_std": np.zeros(k, np.float32),
-            "p_cnn": pa.array([None if status[i] != "ok" else float(p_cnn[i]) for i in idx], pa.float32()),
-            "one_plus_delta5": truth.column("one_plus_delta5_true").to_numpy()[idx],
-            "sigma5": np.ones(k, np.float32), "d5_mpc": np.ones(k, np.float32),
-            "env_status": ["ok"] * k, "status": status[idx].tolist(),
-            "error": pa.array([None] * k, pa.string()), "build_id": [build] * k, "model_id": ["m"] * k,
-        })
-
-    cat_dir = tmp_path / "catalog"
-    # version 1: every row, with garbage predictions for the first 30 rows; version 2, current:
-    # a rebuild with the right ones. Version 1's files are made the newest on disk: evaluate
-    # must read the version the manifest names, not the newest files.
-    bad = m_pred.copy()
-    bad[:30] += 5.0
-    publish_tables(str(cat_dir), [cat_table(np.arange(n), bad, "b1")], build_id="b1")
-    publish_tables(str(cat_dir), [cat_table(np.arange(n), m_pred, "b2")], build_id="b2")
-    for f in (cat_dir / "version=1").rglob("*.parquet"):
-        os.utime(f, (time.time() + 100, time.time() + 100))
-    return cat_dir, truth_path, dict(ids=ids, pop=pop, m_true=m_true, m_pred=m_pred, p_cnn=p_cnn,
-                                     detected=detected, status=status)
 
 
 def test_evaluate_catalog_table2_layout_and_values(tmp_path, ray_local):

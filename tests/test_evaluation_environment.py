@@ -87,7 +87,6 @@ def test_prepare_shards_from_column_truth_and_tracers(tmp_path):
     assert np.isfinite(d[0]) and d[0] == np.nanmax(d) and d[0] > 10 * np.nanmedian(d)
 
 
-@pytest.mark.slow
 def test_environment_experiment_end_to_end(s3_bucket, ray_local, empty_cwd):
     """--data and --out on the S3 server (tests/conftest.py): the shards with delta5, every
     split's model, table4.md, environment.json and the report are written to the bucket, and
@@ -102,7 +101,7 @@ def test_environment_experiment_end_to_end(s3_bucket, ray_local, empty_cwd):
     out = f"{s3_bucket}/env"
     rc = cli_main([
         "evaluate", "environment", "--data", data, "--out", out,
-        "--repeats", "1", "--no-windows", "--epochs", "1", "--arch", "xresnet18",
+        "--repeats", "1", "--no-windows", "--epochs", "1", "--arch", "shallow",
         "--width", "0.25", "--image-size", "32", "--batch-size", "16",
     ])
     assert rc == 0

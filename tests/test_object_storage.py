@@ -1,5 +1,7 @@
-"""Every path may be a URL: the catalog build, models and training on a real S3-compatible
-server (moto on 127.0.0.1, tests/conftest.py), read back with polars and pyarrow.
+"""Every path may be a URL: the catalog build and models on a real S3-compatible server (moto
+on 127.0.0.1, tests/conftest.py), read back with polars and pyarrow. Training on S3 is
+guarded by tests/test_configs_examples.py (in this process) and tests/test_cluster.py (on a
+cluster, through a node loss).
 
 No filesystem API is mocked: pyarrow, s3fs, polars and the Ray workers talk HTTP to the
 server; its request log shows what each step wrote.
@@ -14,7 +16,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import pytest
 import torch
-from test_catalog import bad_rows, galaxies, tiny_model, write_cutouts
+from builders import bad_rows, galaxies, tiny_model, write_cutouts
 
 from hicatalog import storage
 from hicatalog.catalog.build import build_catalog
@@ -23,11 +25,6 @@ from hicatalog.config import BuildCatalogConfig
 from hicatalog.models import load_model, save_model
 from hicatalog.models.artifact import MODEL_CACHE_ENV, load_card
 from hicatalog.models.xresnet import xresnet18
-
-
-def _writes(requests):
-    """The requests that change the bucket: ``(method, path without the query)``."""
-    return [(m, p) for m, p in requests if m in ("PUT", "POST", "DELETE")]
 
 
 def _read_catalog_polars(url, version=None):
@@ -63,7 +60,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
                              pr=s3_models[1], out=out, batch_size=16)
     mark = s3_server.log_offset()
     manifest = build_catalog(cfg).to_dict()
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     staged = [(m, p) for m, p in writes if "/_staging/build=1/" in p]
     assert staged and {m for m, _ in staged} == {"PUT"}, staged
     assert not [p for _, p in writes if ".tmp" in p], writes
@@ -102,7 +99,7 @@ def test_catalog_build_on_s3_exactly_once_and_incremental(s3_server, s3_bucket, 
     # exactly once: the same command again finds every shard done and writes no catalog file
     mark = s3_server.log_offset()
     again = build_catalog(cfg).to_dict()
-    rewritten = [p for _, p in _writes(s3_server.requests(mark))]
+    rewritten = [p for _, p in s3_server.writes(mark)]
     assert not [p for p in rewritten if p.endswith(".parquet") or "/_done/" in p], rewritten
     assert again["version"] == 1 and again["rows"] == manifest["rows"]
     assert len(_read_catalog_polars(out)) == 64
@@ -168,28 +165,3 @@ def test_models_on_s3_are_cached_by_hash_and_verified(s3_server, s3_bucket, tmp_
     _, again = load_model(url)
     assert again.weights_sha256 == card.weights_sha256
     assert np.isfinite(sum(float(v.float().sum()) for v in model.state_dict().values()))
-
-
-def test_train_with_out_and_storage_path_on_s3(s3_server, s3_bucket, ray_local, tmp_path):
-    """hicatalog train --data/--out/--storage-path s3://: the model, its card and metrics.jsonl
-    and the Ray Train checkpoints are objects in the bucket; the model loads from there."""
-    from imagefixtures import make_blob_shards
-
-    from hicatalog.cli import main as cli_main
-
-    make_blob_shards(f"{s3_bucket}/blobs", 240, seed=5, size=48, rows_per_shard=120)
-    out, ckpt = f"{s3_bucket}/models/pr", f"{s3_bucket}/checkpoints"
-    mark = s3_server.log_offset()
-    rc = cli_main(["train", "--task", "pr", "--data", f"{s3_bucket}/blobs", "--out", out,
-                   "--storage-path", ckpt, "--workers", "1", "--image-size", "24",
-                   "--epochs", "2", "--batch-size", "32"])
-    assert rc == 0
-    lines = [json.loads(s) for s in storage.read_bytes(f"{out}/metrics.jsonl").decode().splitlines()]
-    assert [r["epoch"] for r in lines] == [1, 2]
-    model, card = load_model(out)
-    assert card.task == "pr" and card.image_size == 24 and card.metrics["epoch"] == 2
-    assert [f for f in storage.list_files(ckpt, recursive=True) if "/checkpoint_epoch_0002/" in f]
-    # nothing was written to a local disk path named like the URL (Path("s3://...") would)
-    assert not os.path.exists("s3:") and not (tmp_path / "s3:").exists()
-    ours = [p for m, p in _writes(s3_server.requests(mark)) if p.startswith(f"/{s3_bucket[5:]}/models/")]
-    assert ours and not [p for p in ours if ".tmp" in p]

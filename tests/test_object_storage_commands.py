@@ -15,8 +15,7 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fakeserver import FakeCutoutServer
-from test_fetch import SDSS_PATH, ra_key
+from fakeserver import SDSS_PATH, FakeCutoutServer, ra_key
 
 from hicatalog import storage
 from hicatalog.config import FetchConfig
@@ -24,11 +23,6 @@ from hicatalog.cutouts.fetch import _fetch_block, _TaskSettings, fetch_cutouts
 from hicatalog.cutouts.http_client import ClientSettings, RetryPolicy
 from hicatalog.cutouts.ownership import RUN_FILE, owning_run
 from hicatalog.cutouts.services import make_service
-
-
-def _writes(requests):
-    """The requests that change the bucket: ``(method, path)``."""
-    return [(m, p) for m, p in requests if m in ("PUT", "POST", "DELETE")]
 
 
 def _read_parquet(url: str) -> pa.Table:
@@ -56,7 +50,7 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         mark = s3_server.log_offset()
         first = fetch_cutouts(cfg)
         assert first == {"http_503": 1, "ok": 9}
-        writes = _writes(s3_server.requests(mark))
+        writes = s3_server.writes(mark)
         assert {m for m, _ in writes} == {"PUT"}, writes
         assert not [p for _, p in writes if ".tmp" in p], writes
         # 3 chunks of 4, 4, 2 rows -> 3 shards (gal0002 missing from the first), the status
@@ -110,7 +104,7 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         mark = s3_server.log_offset()
         rows = _fetch_block(block, task(run1), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("superseded", None)]
-        assert _writes(s3_server.requests(mark)) == []
+        assert s3_server.writes(mark) == []
         # the same block in the run that owns the prefix is written
         rows = _fetch_block(block, task(run2), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("ok", f"part-{run2}-00007.parquet")]
@@ -128,7 +122,7 @@ def test_mock_and_environment_on_s3(s3_server, s3_bucket, empty_cwd, tmp_path_fa
             "--engine", "local"]
     mark = s3_server.log_offset()
     assert cli(["mock", "--out", out, *args, "--gallery", f"{out}/gallery.png"]) == 0
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     assert writes and {m for m, _ in writes} == {"PUT"}, writes
     assert [storage.basename(f) for f in storage.list_files(f"{out}/cutouts")] == [
         "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]  # 16 + 16 + 8 rows
@@ -160,8 +154,7 @@ def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket
                                                             tmp_path_factory, capsys):
     """labels with every catalog file and --out on the bucket: labels.parquet,
     selection_steps.csv, table1.csv and tracers.parquet are single PUTs there."""
-    from surveyfiles import write_universe
-    from test_surveys import build_universe
+    from surveyfiles import build_universe, write_universe
 
     from hicatalog.cli import main as cli
 
@@ -180,7 +173,7 @@ def test_labels_reads_the_catalogs_from_s3_and_writes_there(s3_server, s3_bucket
     mark = s3_server.log_offset()
     assert cli(argv) == 0
     assert "15 labelled galaxies" in capsys.readouterr().out
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for m, p in writes if m == "PUT") == [
         "labels.parquet", "selection_steps.csv", "table1.csv", "tracers.parquet"]
     assert {m for m, _ in writes} == {"PUT"}
@@ -205,12 +198,12 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     """evaluate catalog --catalog/--truth/--out s3://: the same metrics as from a disk (the
     current version's rows, resolved through the manifest in the bucket); table2.md, metrics.json,
     six PNGs and index.html are single PUTs, the HTML linking the figures by their names."""
-    from test_evaluation_catalog import _synthetic
+    from builders import synthetic_catalog
 
     from hicatalog.cli import main as cli
 
     local = tmp_path_factory.mktemp("evaluate_local")
-    cat_dir, truth_path, _ = _synthetic(local, n=60)
+    cat_dir, truth_path, _ = synthetic_catalog(local, n=60)
     _upload_tree(cat_dir, f"{s3_bucket}/catalog")
     with open(truth_path, "rb") as fh:
         storage.write_atomic(f"{s3_bucket}/truth.parquet", fh.read())
@@ -220,7 +213,7 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     mark = s3_server.log_offset()
     assert cli(["evaluate", "catalog", "--catalog", f"{s3_bucket}/catalog",
                 "--truth", f"{s3_bucket}/truth.parquet", "--out", out]) == 0
-    writes = _writes(s3_server.requests(mark))
+    writes = s3_server.writes(mark)
     figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "reliability.png",
                "residuals.png", "roc.png"]
     assert {m for m, _ in writes} == {"PUT"}
@@ -265,8 +258,8 @@ def test_robustness_and_baselines_read_and_write_on_s3(s3_server, s3_bucket, emp
     """evaluate robustness and baselines with --data, --model and --out on the bucket: the
     same results as from a copy on a disk; the JSON, Markdown, PNGs and index.html are
     single PUTs."""
+    from builders import save_tiny_model
     from imagefixtures import make_blue_excess_shards
-    from test_evaluation_analyses import save_tiny_model
 
     from hicatalog.cli import main as cli
 
@@ -286,7 +279,7 @@ def test_robustness_and_baselines_read_and_write_on_s3(s3_server, s3_bucket, emp
             assert cli(["evaluate", analysis, "--data", storage.join(root, "cutouts"),
                         "--model", storage.join(root, "model"), "--out", out, *flags]) == 0
             runs[root] = json.loads(storage.read_bytes(storage.join(out, result_file)))
-        writes = _writes(s3_server.requests(mark))
+        writes = s3_server.writes(mark)
         assert {m for m, _ in writes} == {"PUT"}, writes
         names = sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes)
         assert names == sorted(storage.basename(f) for f in storage.list_files(out)), names

@@ -15,36 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import SMALL, rows
 
 from hicatalog import storage
 from hicatalog.catalog.manifest import Manifest
-from hicatalog.catalog.publish import hats_path, healpix_29, publish_tables
+from hicatalog.catalog.publish import hats_path, publish_tables
 from hicatalog.catalog.reader import open_catalog, read_catalog
 from hicatalog.errors import InputError
-
-#: Small partitions and row groups: a few thousand rows make a version of many files.
-SMALL = {"partition_rows": 150, "row_group_rows": 40}
-
-
-def rows(n, seed, prefix, n_invalid=3, n_dup=2):
-    """``n`` hi_catalog rows in a 20x20 deg field: ``n_invalid`` without a valid position
-    (NaN, |dec| > 90), ``n_dup`` repeating an earlier id with ``status='duplicate_id'``."""
-    rng = np.random.default_rng(seed)
-    ra, dec = rng.uniform(170, 190, n), rng.uniform(-10, 10, n)
-    ra[:n_invalid] = np.nan
-    dec[n_invalid - 1] = 95.0
-    ids = [f"{prefix}{i:06d}" for i in range(n)]
-    status = ["ok"] * n
-    for k in range(n_dup):
-        ids[n - 1 - k], status[n - 1 - k] = ids[k + n_invalid], "duplicate_id"
-    f32 = pa.array(rng.normal(0, 1, n).astype(np.float32))
-    return pa.table({
-        "object_id": ids, "ra": ra, "dec": dec, "z": rng.uniform(0.01, 0.05, n),
-        "m_pred": f32, "m_pred_err": f32, "m_pred_std": f32, "p_cnn": pa.array(rng.uniform(0, 1, n).astype(np.float32)),
-        "one_plus_delta5": f32, "sigma5": f32, "d5_mpc": f32, "env_status": ["ok"] * n,
-        "status": status, "error": pa.nulls(n, pa.string()), "build_id": [prefix] * n,
-        "model_id": ["m"] * n, "_healpix_29": healpix_29(ra, dec),
-    })
 
 
 def shards(table, k):

@@ -80,7 +80,6 @@ def _text(path: str) -> str:
     return storage.read_bytes(path).decode()
 
 
-@pytest.mark.slow
 def test_workflow_from_published_files_to_catalog_resumes_and_extends(
         ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -93,7 +92,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
     with FakeCutoutServer() as srv:
         tiny = ["--base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
                 "--max-rps", "1000", "--cutout-size", "48", "--image-size", "32",
-                "--width", "0.125", "--epochs", "1", "--batch-size", "16",
+                "--arch", "shallow", "--width", "0.125", "--epochs", "1", "--batch-size", "16",
                 "--build-batch-size", "32"]
         assert main(argv + tiny) == 0, capsys.readouterr().err
         report = json.loads(_text(storage.join(out, REPORT_JSON)))
