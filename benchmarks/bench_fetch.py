@@ -101,7 +101,7 @@ def run_fetch(base: str, work: str, name: str, n: int, ra0: float, **kw) -> dict
     cfg = FetchConfig(targets=targets, out=os.path.join(work, name),
                       base_url=base + "/ImgCutout/getjpeg", **kw)
     t0 = time.perf_counter()
-    counts = fetch_cutouts(cfg)
+    counts = fetch_cutouts(**cfg.fields())
     wall = time.perf_counter() - t0
     times = sorted(server_times(base)[before:])
     span = times[-1] - times[0]

@@ -181,7 +181,7 @@ def main() -> None:
         plain = plain_loop(cfg, files, threads)
         t_plain = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ray_res = train(cfg)
+        ray_res = train(**cfg.fields())
         t_ray = time.perf_counter() - t0
     hp = resolve_hyperparameters(cfg)
     result = {

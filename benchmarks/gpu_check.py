@@ -345,7 +345,7 @@ def section_train(s: Sizes, device: torch.device, work: str, train_dir: str,
                       val_fraction=0.05, max_failures=0)
     with GPUMemory() as mem:
         t0 = time.perf_counter()
-        out = train(cfg)
+        out = train(**cfg.fields())
         wall = time.perf_counter() - t0
     hist = out["history"]
     per_s = hist[-1]["train_images_per_s"]

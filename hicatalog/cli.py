@@ -85,7 +85,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.build:make_catalog",
             "stream cutouts through both models into the Parquet H I catalog",
             show="hicatalog.catalog.build:show_result"),
-    Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:environment_file",
+    Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:make_environment",
             "compute D5, Sigma5 and delta5 for targets against tracers",
             show="hicatalog.catalog.environment:show_result"),
     Command("evaluate", EvaluateConfig, "hicatalog.evaluation.analyses:evaluate",

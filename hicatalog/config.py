@@ -262,7 +262,7 @@ class PROptions(NetworkOptions):
 
     @field_validator("negatives", mode="before")
     @classmethod
-    def _split_sample_lists(cls, value: Any) -> Any:
+    def _split_negatives(cls, value: Any) -> Any:
         return _sample_list(value)
 
 

@@ -169,8 +169,8 @@ def test_architecture_and_precision_choices_are_the_registries(monkeypatch):
     monkeypatch.setitem(registry.ARCHITECTURES, "tiny", registry.ARCHITECTURES["shallow"])
     assert TrainConfig(data=["x"], out="y", arch="tiny").arch == "tiny"
     catalogs = {k: "f" for k in ("a40", "a40_sdss", "mpa_info", "mpa_mass", "targets")}
-    assert EvaluateConfig(out="y", arch="tiny").arch == WorkflowConfig(out="y", arch="tiny",
-                                                                      **catalogs).arch
+    assert EvaluateConfig(out="y", arch="tiny").arch == WorkflowConfig(
+        out="y", train={"arch": "tiny"}, **catalogs).train.arch
     with pytest.raises(ConfigError, match=r"'arch'.*registered architectures: xresnet18, .*tiny"):
         load_config(TrainConfig, overrides={"data": ["x"], "out": "y", "arch": "resnet9"})
     for p in PRECISIONS:
@@ -440,7 +440,7 @@ def test_plan_gives_each_member_its_seed_and_run_and_member_0_is_the_single_netw
     assert [(m.index, m.seed) for m in ens.members] == [(0, 4), (1, 5), (2, 6)]
     assert ens.members[0].run_name == single.members[0].run_name
     assert len({m.run_name for m in ens.members}) == 3
-    assert ens.model_id.endswith("-x3") and planned_model_id(cfg) == single.model_id
+    assert ens.model_id.endswith("-x3") and planned_model_id(**cfg.fields()) == single.model_id
     assert plan_training(cfg.model_copy(update={"epochs": 3})).model_id != single.model_id
     # the same rows and split for every member (the split keeps the run's seed)
     assert ens.selection.table.equals(single.selection.table)

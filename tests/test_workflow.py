@@ -239,3 +239,46 @@ def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
     assert status.num_rows == n_labels and set(status.column("status").to_pylist()) != {"ok"}
     assert "**Failed**: step 'fetch-labelled' failed" in _text(storage.join(out, "workflow_report.md"))
     assert sorted(os.listdir(tmp_path)) == ["configs", "data"]
+
+
+#: Options of a step's command the workflow sets itself, with why.
+SET_BY_THE_WORKFLOW = {
+    "train": {"storage_path"},  # each model's Ray Train storage: MODEL_DIR/ray, so runs resume
+    "build-catalog": {"since_manifest"},  # the catalog step extends the catalog it wrote before
+}
+#: Options of one network that do not apply to the other (a PR network has no Gaussian head, a
+#: regression no negatives).
+NOT_THIS_NETWORK = {"train-regression": {"negatives", "upper_limits_as_negatives"},
+                    "train-pr": {"head"}}
+STEP_COMMANDS = {"labels": "labels", "fetch-labelled": "fetch", "fetch-targets": "fetch",
+                 "train-regression": "train", "train-pr": "train",
+                 "catalog-labelled": "build-catalog", "catalog-targets": "build-catalog"}
+
+
+def test_every_option_of_a_steps_command_is_reachable_from_the_workflow():
+    """Each step passes its stage every option of the stage's own command (from the workflow's
+    top level or one of its tables), so a new option of train, fetch, build-catalog or labels
+    reaches the workflow with no edit there; a value set in a table arrives at its steps."""
+    from hicatalog.cli import COMMANDS
+    from hicatalog.config import WorkflowConfig
+    from hicatalog.workflow import step_arguments
+
+    configs = {c.name: c.config for c in COMMANDS}
+    files = {k: k for k in ("a40", "a40_sdss", "mpa_info", "mpa_mass", "nsa")}
+    cfg = WorkflowConfig(out="o", **files, train={"epochs": 7, "precision": "fp32"},
+                         regression={"head": "gaussian", "ensemble": 3}, pr={"negatives": "xgass"},
+                         fetch={"max_rps": 2.5}, build={"batch_size": 8})
+    args = step_arguments(cfg)
+    assert set(args) == set(STEP_COMMANDS)
+    for step, command in STEP_COMMANDS.items():
+        expected = (set(configs[command].model_fields) - SET_BY_THE_WORKFLOW.get(command, set())
+                    - NOT_THIS_NETWORK.get(step, set()))
+        assert set(args[step]) == expected, step
+    for task in ("regression", "pr"):
+        assert args[f"train-{task}"]["epochs"] == 7 and args[f"train-{task}"]["precision"] == "fp32"
+        assert args[f"train-{task}"]["task"] == task
+    assert args["train-regression"]["head"] == "gaussian" and args["train-regression"]["ensemble"] == 3
+    assert args["train-pr"]["negatives"] == ["xgass"] and args["train-pr"]["ensemble"] == 1
+    assert args["fetch-targets"]["max_rps"] == 2.5 and args["fetch-labelled"]["max_rps"] == 2.5
+    assert args["catalog-targets"]["batch_size"] == 8 and args["catalog-targets"]["tracers"]
+    assert args["labels"]["a40"] == "a40" and args["labels"]["out"] != "o"
