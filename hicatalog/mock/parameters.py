@@ -200,7 +200,7 @@ XGASS_MIN_SNR = 5.0
 #: Ross et al. 2011); Legacy Survey DR8: median ~1.2-1.3" (Dey et al. 2019). One value per
 #: field (FIELD_DEG on a side, about an SDSS field), so neighbours share their seeing.
 SDSS_SEEING_MEDIAN, LEGACY_SEEING_MEDIAN, SEEING_SIGMA_LN = 1.35, 1.2, 0.20
-SEEING_RANGE = (0.7, 2.6)
+SEEING_RANGE = (0.8, 2.6)
 FIELD_DEG = 0.25
 #: The PSF FWHM in another band scales as wavelength^-0.2 (Kolmogorov turbulence; Fried
 #: 1966). Effective wavelengths (nm): SDSS (Fukugita et al. 1996), DECam (Dey et al. 2019).
