@@ -103,6 +103,8 @@ class MockConfig(JobConfig):
         "upper limits (default: per realism)")
     seeing: bool | None = Field(None, description="per-field PSF FWHM (default: per realism)")
     sky_noise: bool | None = Field(None, description="per-field sky noise (default: per realism)")
+    calibration: bool | None = Field(
+        None, description="per-field, per-band zero-point errors (default: per realism)")
     extinction: bool | None = Field(
         None, description="Galactic E(B-V) map reddening the images (default: per realism)")
     inclination: bool | None = Field(
@@ -121,8 +123,8 @@ class MockConfig(JobConfig):
 
     #: The effect fields, in the order of hicatalog.mock.effects.EFFECTS.
     EFFECT_FIELDS: ClassVar[tuple[str, ...]] = (
-        "label_noise", "label_outliers", "measured_labels", "seeing", "sky_noise", "extinction",
-        "inclination", "neighbours")
+        "label_noise", "label_outliers", "measured_labels", "seeing", "sky_noise", "calibration",
+        "extinction", "inclination", "neighbours")
 
     @model_validator(mode="after")
     def _shift_differs(self) -> MockConfig:

@@ -144,6 +144,29 @@ def test_extinction_reddens_and_dims_as_schlafly_finkbeiner():
     assert abs(d_r / (0.1 * SF11["r"]) - 1) < 0.10, d_r
 
 
+def test_zero_points_shift_colours_by_the_recorded_errors(plan):
+    """Per-field zero points scatter by ~1% (SDSS ubercalibration, Padmanabhan et al. 2008) and
+    shift the rendered g-r by the recorded zp_g - zp_r."""
+    obs = plan.obs
+    zp = np.concatenate([obs["zp_red_mag"], obs["zp_r_mag"], obs["zp_g_mag"]])
+    fields = np.unique(np.round(obs["zp_r_mag"], 9)).size
+    assert fields > 30 and 0.007 < np.std(np.unique(np.round(zp, 9))) < 0.013
+    k = int(np.argmax(np.abs(obs["zp_g_mag"] - obs["zp_r_mag"])))
+    cal = {c: obs[c][k] for c in ("zp_red_mag", "zp_r_mag", "zp_g_mag")}
+    off = _flux(DISC, Effects.none())
+    on = _flux({**DISC, **cal}, _only(calibration=True))
+    d_gr = _colour(on, G, R) - _colour(off, G, R)
+    assert abs(d_gr - (cal["zp_g_mag"] - cal["zp_r_mag"])) < 0.002, (d_gr, cal)
+
+
+def test_observing_columns_are_the_documented_ones(plan):
+    from hicatalog.mock.columns import OBSERVING_COLUMNS
+
+    assert list(plan.obs) == [c.name for c in OBSERVING_COLUMNS]
+    assert {k: str(a.dtype) for k, a in plan.obs.items()} == {c.name: c.dtype
+                                                              for c in OBSERVING_COLUMNS}
+
+
 @pytest.mark.parametrize("axis_ratio, share", [(0.2, 1.0), (0.5, math.log10(2) / math.log10(5))])
 def test_inclined_discs_redder_by_masters(axis_ratio, share):
     """A pure disc at the same s (same colour, size, flux) seen at axis ratio q is redder in g-r

@@ -132,6 +132,10 @@ OBSERVING_COLUMNS: tuple[Column, ...] = (
            "per-pixel sky noise over the imaging's nominal (field sky brightness)"),
     Column("sky_noise_r_nmgy", "float64", "nmgy", "per-pixel sky noise in r (or its red band)"),
     Column("depth_r_mag", "float64", "mag", "5-sigma r point-source depth of the cutout"),
+    Column("zp_red_mag", "float64", "mag",
+           "zero-point error of the red band (i or z) in the cutout's field (0 without calibration)"),
+    Column("zp_r_mag", "float64", "mag", "zero-point error of the r band"),
+    Column("zp_g_mag", "float64", "mag", "zero-point error of the g band"),
     Column("ebv", "float64", "mag", "Galactic E(B-V) at the galaxy (0 without extinction)"),
     Column("n_companions", "int64", "", "tracers inside the cutout besides the galaxy"),
     Column("companion_sep_arcsec", "float64", "arcsec", "separation of the nearest; NaN if none"),
@@ -145,6 +149,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in IMAGED_COLUMNS + OBSERVING_COLU
 TRUTH_EFFECT_COLUMNS: tuple[str, ...] = (
     "m_obs", "log_mhi_obs", "log_mstar_obs", "log_mhi_err", "snr_hi", "outlier_kind",
     "outlier_partner_id", "m_label", "label_is_limit", "axis_ratio", "a_r_incl",
-    "seeing_fwhm_arcsec", "sky_noise_r_nmgy", "depth_r_mag", "ebv", "n_companions",
+    "seeing_fwhm_arcsec", "sky_noise_r_nmgy", "depth_r_mag", "zp_red_mag", "zp_r_mag",
+    "zp_g_mag", "ebv", "n_companions",
     "companion_sep_arcsec", "blend", "tidal", "imaging",
 )

@@ -14,6 +14,7 @@ how it shows in the truth table: ``docs/mock.md``; the numbers: :mod:`hicatalog.
                           non-detections, xGASS upper limits below its gas-fraction limit
 ``seeing``                per-field PSF FWHM (and per band, Kolmogorov)
 ``sky_noise``             per-field sky noise (depth)
+``calibration``           per-field, per-band photometric zero-point errors (colour shifts)
 ``extinction``            Galactic E(B-V) from a smooth map reddening and dimming the image
 ``inclination``           disc reddening and dimming with inclination (also in the r-band
                           selection of the tracers)
@@ -37,6 +38,7 @@ class Effects:
     measured_labels: bool = True
     seeing: bool = True
     sky_noise: bool = True
+    calibration: bool = True
     extinction: bool = True
     inclination: bool = True
     neighbours: bool = True
@@ -54,7 +56,8 @@ class Effects:
     @property
     def image(self) -> bool:
         """True when an effect changes how images are rendered."""
-        return self.seeing or self.sky_noise or self.extinction or self.inclination or self.neighbours
+        return (self.seeing or self.sky_noise or self.calibration or self.extinction
+                or self.inclination or self.neighbours)
 
     def as_dict(self) -> dict[str, bool]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -24,7 +24,9 @@ from hicatalog.mock.parameters import (
     EXTINCTION_DECAM,
     EXTINCTION_SDSS,
     LEGACY_SEEING_MEDIAN,
+    LEGACY_ZP_SIGMA_MAG,
     SDSS_SEEING_MEDIAN,
+    SDSS_ZP_SIGMA_MAG,
 )
 
 __all__ = ["SHIFTS", "SURVEYS", "SurveySpec", "imaging_spec", "noise_from_depth"]
@@ -38,7 +40,8 @@ class SurveySpec:
 
     ``psf_fwhm`` is the one PSF of the clean mock; with the seeing effect each field draws its
     r-band FWHM around ``seeing_median`` (arcsec). ``depths``: 5-sigma point-source depths
-    (AB mag, reddest first); ``extinction``: A_band / E(B-V) per band; ``label``: what the
+    (AB mag, reddest first); ``extinction``: A_band / E(B-V) per band; ``zp_sigma``: the
+    per-field zero-point error of each band (mag); ``label``: what the
     truth calls this imaging (``sdss``, ``legacy``, ``legacy@sdss``, ``degraded@sdss``...).
     """
 
@@ -54,6 +57,7 @@ class SurveySpec:
     seeing_median: float = SDSS_SEEING_MEDIAN
     depths: tuple[float, float, float] = (0.0, 0.0, 0.0)
     extinction: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    zp_sigma: float = 0.0
     label: str = ""
 
     def wavelengths_nm(self) -> tuple[float, float, float]:
@@ -70,14 +74,15 @@ def noise_from_depth(depth_mag: float, fwhm: float, pixel_scale: float) -> float
 
 def _spec(name: str, geometry: str, psf_fwhm: float, depths: tuple[float, float, float],
           rgb_weights: tuple[float, float, float], stretch: float, q: float,
-          seeing_median: float, extinction: dict[str, float], label: str) -> SurveySpec:
+          seeing_median: float, extinction: dict[str, float], zp_sigma: float,
+          label: str) -> SurveySpec:
     """Survey ``name``'s bands and imaging at the pixel scale and cutout side of ``geometry``
     (:data:`hicatalog.imaging.IMAGING`)."""
     im, geo = IMAGING[name], IMAGING[geometry]
     noise = tuple(noise_from_depth(d, psf_fwhm, geo.pixel_scale) for d in depths)
     return SurveySpec(name, im.bands, geo.pixel_scale, psf_fwhm, noise, geo.cutout_px,
                       rgb_weights, stretch, q, seeing_median, depths,
-                      tuple(extinction[b] for b in im.bands), label)
+                      tuple(extinction[b] for b in im.bands), zp_sigma, label)
 
 
 #: SDSS DR14 gri: median PSF ~1.4", point-source depths i 21.3, r 22.2, g 22.2
@@ -85,10 +90,11 @@ def _spec(name: str, geometry: str, psf_fwhm: float, depths: tuple[float, float,
 #: Legacy Survey DR8 grz: PSF ~1.1", 5-sigma depths z 22.5, r 23.4, g 24.0
 #: (Dey et al. 2019). Band order (z, r, g) = (R, G, B).
 _SDSS = dict(psf_fwhm=1.4, depths=(21.3, 22.2, 22.2), rgb_weights=(0.80, 1.0, 1.45),
-             stretch=0.9, q=8.0, seeing_median=SDSS_SEEING_MEDIAN, extinction=EXTINCTION_SDSS)
+             stretch=0.9, q=8.0, seeing_median=SDSS_SEEING_MEDIAN, extinction=EXTINCTION_SDSS,
+             zp_sigma=SDSS_ZP_SIGMA_MAG)
 _LEGACY = dict(psf_fwhm=1.1, depths=(22.5, 23.4, 24.0), rgb_weights=(0.45, 1.0, 1.45),
                stretch=0.4, q=8.0, seeing_median=LEGACY_SEEING_MEDIAN,
-               extinction=EXTINCTION_DECAM)
+               extinction=EXTINCTION_DECAM, zp_sigma=LEGACY_ZP_SIGMA_MAG)
 _OWN = {"sdss": _SDSS, "legacy": _LEGACY}
 
 SURVEYS: dict[str, SurveySpec] = {

@@ -7,8 +7,9 @@ inside the cutout, with their offsets and render parameters) for the renderer. E
 is a function of the seed and the sky position, so a galaxy's conditions do not depend on the
 batch or worker that renders it, and neighbours share their field's seeing and sky:
 
-- seeing and sky: one value per field of FIELD_DEG x FIELD_DEG (a cell in Dec, and in RA cos
-  Dec), drawn from a counter-based hash of (seed, imaging, cell) (:func:`field_conditions`);
+- seeing, sky and zero points: one value per field of FIELD_DEG x FIELD_DEG (a cell in Dec,
+  and in RA cos Dec), drawn from a counter-based hash of (seed, imaging, cell)
+  (:func:`field_conditions`);
 - extinction: a smooth E(B-V) map over the sky, csc|b| times a lognormal cirrus field
   (:func:`ebv_map`);
 - companions: every tracer within the cutout's half-diagonal, their offsets in pixels (north
@@ -46,7 +47,10 @@ from hicatalog.mock.parameters import (
 )
 from hicatalog.neighbours import unit_vectors
 
-__all__ = ["COMPANION_FIELDS", "ebv_map", "field_conditions", "find_companions", "observe"]
+__all__ = [
+    "COMPANION_FIELDS", "ebv_map", "field_conditions", "field_zero_points", "find_companions",
+    "observe",
+]
 
 #: Fields of one companion (the ``companions`` list column the renderer reads): its tracer
 #: index (its render seed), its offset from the cutout's centre (px, +x west... east left,
@@ -83,6 +87,13 @@ def _imaging_key(spec: SurveySpec) -> int:
     return int.from_bytes(spec.label.encode()[:8].ljust(8, b"\0"), "little") & 0x7FFFFFFFFFFFFFFF
 
 
+def _field_cells(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The field (cell) indices of sky positions: FIELD_DEG in Dec, FIELD_DEG in RA cos Dec."""
+    i = np.floor(dec / FIELD_DEG).astype(np.int64)
+    cos_c = np.cos(np.radians((i + 0.5) * FIELD_DEG))
+    return i, np.floor(ra * cos_c / FIELD_DEG).astype(np.int64)
+
+
 def field_conditions(ra: np.ndarray, dec: np.ndarray, spec: SurveySpec, seed: int,
                      seeing: bool, sky_noise: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(seeing_fwhm_arcsec, sky_noise_factor)`` float64 (N,) of the fields at (``ra``,
@@ -90,9 +101,7 @@ def field_conditions(ra: np.ndarray, dec: np.ndarray, spec: SurveySpec, seed: in
     SEEING_SIGMA_LN, clipped to SEEING_RANGE; the sky brightness offset d_mu ~ N(0,
     SKY_SIGMA_MAG) (clipped at 3 sigma) scales the per-pixel noise by 10^(-0.2 d_mu). With
     ``seeing`` / ``sky_noise`` off: ``spec.psf_fwhm`` / 1."""
-    i = np.floor(dec / FIELD_DEG).astype(np.int64)
-    cos_c = np.cos(np.radians((i + 0.5) * FIELD_DEG))
-    j = np.floor(ra * cos_c / FIELD_DEG).astype(np.int64)
+    i, j = _field_cells(ra, dec)
     key = _imaging_key(spec)
     if seeing:
         g = ndtri(_hash_uniform(seed, key, 1, i, j))
@@ -105,6 +114,17 @@ def field_conditions(ra: np.ndarray, dec: np.ndarray, spec: SurveySpec, seed: in
     else:
         factor = np.ones(len(ra))
     return fwhm, factor
+
+
+def field_zero_points(ra: np.ndarray, dec: np.ndarray, spec: SurveySpec, seed: int
+                      ) -> np.ndarray:
+    """Zero-point errors (mag) of the three bands (R, G, B order), float64 (3, N): per field,
+    N(0, ``spec.zp_sigma``) for each band independently. A band's flux is multiplied by
+    10^(-0.4 zp)."""
+    i, j = _field_cells(ra, dec)
+    key = _imaging_key(spec)
+    return np.stack([spec.zp_sigma * ndtri(_hash_uniform(seed, key, 3 + b, i, j))
+                     for b in range(3)])
 
 
 def ebv_map(ra: np.ndarray, dec: np.ndarray, seed: int) -> np.ndarray:
@@ -194,9 +214,11 @@ def observe(im: Galaxies, t: Galaxies, spec: SurveySpec, size: int, seed: int,
     red_noise = spec.noise_nmgy[1] * factor  # the r band is the middle (G) channel
     sig_px = fwhm / 2.3548 / spec.pixel_scale
     depth = 22.5 - 2.5 * np.log10(5 * red_noise * np.sqrt(4 * np.pi * sig_px**2))
+    zp = (field_zero_points(im["ra"], im["dec"], spec, seed) if effects.calibration
+          else np.zeros((3, n)))
     out: Galaxies = {
         "seeing_fwhm_arcsec": fwhm, "sky_noise_factor": factor, "sky_noise_r_nmgy": red_noise,
-        "depth_r_mag": depth,
+        "depth_r_mag": depth, "zp_red_mag": zp[0], "zp_r_mag": zp[1], "zp_g_mag": zp[2],
         "ebv": ebv_map(im["ra"], im["dec"], seed) if effects.extinction else np.zeros(n),
     }
     if effects.neighbours:

@@ -211,6 +211,12 @@ BAND_WAVELENGTH_NM = {"g": 468.6, "r": 616.5, "i": 748.1, "z": 893.1}
 #: +-3 sigma (SDSS fields: ~0.3 mag rms in r; Abazajian et al. 2009).
 SKY_SIGMA_MAG = 0.25
 
+# ----------------------------------------------------------------------- photometric calibration
+#: Zero-point error per field and band (mag, Gaussian): SDSS ~1% in g, r, i after the
+#: ubercalibration (Padmanabhan et al. 2008); Legacy-like imaging 2% (assumed: Wu 2020,
+#: Section 9, reports inconsistent zero-points between the DR8 bands). It shifts colours.
+SDSS_ZP_SIGMA_MAG, LEGACY_ZP_SIGMA_MAG = 0.01, 0.02
+
 # ------------------------------------------------------------------------ Galactic extinction
 #: E(B-V) over the footprint: EBV_CSC_B csc|b| (a plane-parallel dust layer, the mean trend of
 #: Schlegel et al. 1998 at high latitude) times a lognormal cirrus field of EBV_CIRRUS_SIGMA_LN

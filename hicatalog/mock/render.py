@@ -11,9 +11,9 @@ With the image effects (:class:`hicatalog.mock.effects.Effects`, the row's
 :data:`~hicatalog.mock.columns.OBSERVING_COLUMNS` from :mod:`hicatalog.mock.observing`) the
 same image also gets: the disc light attenuated and reddened by its inclination
 (``inclination``), the companions where the tracers put them and tidal tails for a close pair
-(``neighbours``), the Galactic extinction of its sky position (``extinction``), its field's PSF,
-one kernel per band with FWHM ~ wavelength^-0.2 (``seeing``), and its field's sky noise
-(``sky_noise``). Without them the image is the clean mock's, byte for byte.
+(``neighbours``), the Galactic extinction of its sky position (``extinction``), its field's
+zero-point errors (``calibration``), its field's PSF, one kernel per band with FWHM ~
+wavelength^-0.2 (``seeing``), and its field's sky noise (``sky_noise``). Without them the image is the clean mock's, byte for byte.
 
 Fluxes are SDSS nanomaggies (``m = 22.5 - 2.5 log10 f``) per pixel. Every random draw of a
 galaxy's image comes from ``np.random.default_rng([seed, galaxy_index])`` (a companion's and a
@@ -89,7 +89,8 @@ RENDER_COLUMNS = (
 )
 #: Columns of :data:`hicatalog.mock.columns.OBSERVING_COLUMNS` the image effects read, plus the
 #: ``companions`` list (:data:`hicatalog.mock.observing.COMPANION_FIELDS`).
-OBSERVING_RENDER_COLUMNS = ("seeing_fwhm_arcsec", "sky_noise_factor", "ebv", "tidal")
+OBSERVING_RENDER_COLUMNS = ("seeing_fwhm_arcsec", "sky_noise_factor", "zp_red_mag", "zp_r_mag",
+                            "zp_g_mag", "ebv", "tidal")
 
 
 def default_image_size(survey: str) -> int:
@@ -348,6 +349,9 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
     if fx.extinction:
         ext = 10 ** (-0.4 * np.asarray(survey.extinction) * float(params["ebv"]))
         frame *= ext.astype(np.float32)[:, None, None]
+    if fx.calibration:
+        zp = np.array([params["zp_red_mag"], params["zp_r_mag"], params["zp_g_mag"]], float)
+        frame *= (10 ** (-0.4 * zp)).astype(np.float32)[:, None, None]
     if fx.seeing:
         for b, fwhm_px in enumerate(_psf_fwhm_px(float(params["seeing_fwhm_arcsec"]), survey)):
             kernel = _gaussian_kernel(fwhm_px)
