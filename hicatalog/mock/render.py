@@ -68,6 +68,10 @@ STAMP_RE = 6.0
 #: Central softening of the Sersic n=4 bulge in px (keeps the cusp finite on the pixel grid;
 #: each component is renormalised to its total flux on the stamp).
 BULGE_SOFTENING_PX = 0.35
+#: Variance (px^2 per axis) a point source gains from the pixel grid: split bilinearly over 4
+#: pixels (or a compact profile sampled at pixel centres) at a uniform sub-pixel offset f it
+#: is f(1 - f), 1/6 on average. The seeing effect's kernel leaves it room.
+SUBPIXEL_VARIANCE_PX2 = 1.0 / 6.0
 #: Sersic n=4 b_n constant (Ciotti & Bertin 1999).
 B_N4 = 7.669
 #: Foreground stars per arcmin^2 with 14 < r < 22 at high Galactic latitude (Bahcall &
@@ -310,11 +314,17 @@ def _disc_factors(axis_ratio: float, survey: SurveySpec) -> np.ndarray:
 
 
 def _psf_fwhm_px(seeing_r: float, survey: SurveySpec) -> list[float]:
-    """The PSF FWHM (px) in each band of ``survey`` for an r-band FWHM ``seeing_r`` (arcsec):
-    FWHM ~ wavelength^SEEING_WAVELENGTH_EXPONENT (Kolmogorov turbulence)."""
+    """The FWHM (px) of the PSF kernel in each band of ``survey`` for a recorded r-band seeing
+    ``seeing_r`` (arcsec): FWHM ~ wavelength^SEEING_WAVELENGTH_EXPONENT (Kolmogorov
+    turbulence), less the spread of placing a point on the pixel grid (SUBPIXEL_VARIANCE_PX2
+    per axis, in quadrature), so that point sources measure the recorded seeing on average."""
     lam = survey.wavelengths_nm()
-    return [seeing_r * (x / lam[1]) ** SEEING_WAVELENGTH_EXPONENT / survey.pixel_scale
-            for x in lam]
+    spread = 8 * math.log(2) * SUBPIXEL_VARIANCE_PX2  # FWHM^2 of that variance
+    out = []
+    for x in lam:
+        fwhm = seeing_r * (x / lam[1]) ** SEEING_WAVELENGTH_EXPONENT / survey.pixel_scale
+        out.append(math.sqrt(max(fwhm**2 - spread, 0.25 * fwhm**2)))
+    return out
 
 
 def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
