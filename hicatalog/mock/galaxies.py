@@ -5,8 +5,9 @@
 bulge fraction, arm and knot light, disc size and orientation that the renderer draws, then its
 r magnitude through a colour-dependent mass-to-light ratio (Bell et al. 2003).
 :func:`add_gas_and_detection` adds the H I mass fraction as the sum of its four recorded parts
-(:mod:`hicatalog.mock.parameters`), the line width, the 21 cm flux and whether an ALFALFA-like
-survey detects it (Haynes et al. 2011). Columns: :mod:`hicatalog.mock.columns`.
+(:mod:`hicatalog.mock.parameters`), the line width, the 21 cm flux, its ALFALFA S/N and
+measured value (:func:`hi_snr`, :func:`measured_flux`) and whether an ALFALFA-like survey
+detects it (Haynes et al. 2011). Columns: :mod:`hicatalog.mock.columns`.
 """
 
 from __future__ import annotations

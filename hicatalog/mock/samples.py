@@ -2,10 +2,11 @@
 
 :func:`generate_population` builds the volume (:mod:`hicatalog.mock.volume`), gives its
 galaxies stars, H I and a detection (:mod:`hicatalog.mock.galaxies`), keeps the ones brighter
-than the optical limit as *tracers* (the NSA-like neighbour catalog) and draws the *imaged*
-samples from them: ALFALFA-like detections, as many non-detections (the PR classes), and an
-xGASS-like sample (Catinella et al. 2018) for out-of-distribution tests. No images are made
-here (see :mod:`hicatalog.mock.render`).
+than the optical limit as *tracers* (the NSA-like neighbour catalog), gives them what a survey
+would catalogue (:mod:`hicatalog.mock.labels`) and draws the *imaged* samples from them:
+ALFALFA-like detections, as many non-detections (the PR classes), and an xGASS-like sample
+(Catinella et al. 2018) for out-of-distribution tests. No images are made here (see
+:mod:`hicatalog.mock.observing` and :mod:`hicatalog.mock.render`).
 """
 
 from __future__ import annotations
