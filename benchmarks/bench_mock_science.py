@@ -38,7 +38,12 @@ import numpy as np
 import polars as pl
 from _results import write_result  # benchmarks/_results.py
 
-from hicatalog.metrics import classification_metrics, regression_metrics, uncertainty_metrics
+from hicatalog.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    regression_metrics,
+    uncertainty_metrics,
+)
 
 HICATALOG = str(Path(sys.executable).parent / "hicatalog")
 #: The clean demo: `hicatalog demo` with the demo's mocks switched to the clean realism.
@@ -106,7 +111,14 @@ def _catalog_numbers(catalog: str, truth: str) -> dict:
         hi = d.filter(pl.col("p_cnn") > 0.9)
         res[f"detections_p_cnn_gt_0.9_vs_{name}"] = regression_metrics(hi[col], hi["m_pred"])
     res["coverage_by_m_pred_err_quintile"] = _quintiles(det, "m_pred_err", "m_true")
+    res["coverage_by_m_pred_err_quintile_vs_measured"] = _quintiles(
+        det.filter(pl.col(targets["measured"]).is_not_null()), "m_pred_err", targets["measured"])
     res["coverage_by_log_mstar_quintile"] = _quintiles(det, "log_mstar", "m_true")
+    xg = j.filter(pl.col("population") == "xgass")
+    res["xgass_vs_true"] = {cut: {"n": s.height, "rmse": regression_metrics(s["m_true"], s["m_pred"])["rmse"],
+                                  "offset": regression_metrics(s["m_true"], s["m_pred"])["offset"]}
+                            for cut, s in (("none", xg), ("p_cnn>0.9", xg.filter(pl.col("p_cnn") > 0.9)))
+                            if s.height >= 2}
     good = j.filter(pl.col("p_cnn") > 0.5)
     res["all_p_cnn_gt_0.5"] = {
         "n": good.height, "rmse": regression_metrics(good["m_true"], good["m_pred"])["rmse"],
@@ -116,6 +128,8 @@ def _catalog_numbers(catalog: str, truth: str) -> dict:
     pr = j.filter(pl.col("population").is_in(["alfalfa", "nondetections"]))
     res["pr_training_classes"] = {k: v for k, v in classification_metrics(
         pr["detected"].cast(pl.Float64), pr["p_cnn"]).items() if k in ("n", "accuracy", "roc_auc")}
+    res["pr_training_classes"]["ece"] = expected_calibration_error(pr["detected"].cast(pl.Float64),
+                                                                   pr["p_cnn"])
     if "seeing_fwhm_arcsec" in j.columns:  # what each effect did to the detections' RMSE
         def rmse(s: pl.DataFrame) -> dict:
             return {"n": s.height, "rmse_true": regression_metrics(s["m_true"], s["m_pred"])["rmse"]}
