@@ -8,9 +8,11 @@ docs/mock.md, the default), under ``WORK/<realism>/``:
 2. from its catalog of the held-out survey mock, against the truth: RMSE of the ALFALFA-like
    detections (against the true M, and against the *measured* labels a real validation would
    use), 68/95% coverage of ``m_pred_err`` overall and per quintile of ``m_pred_err`` and of log
-   M*, every galaxy with p_CNN > 0.5, PR accuracy and AUC, and on the realistic mock the RMSE
+   M*, the same with the paper's cut p_CNN > 0.9, every galaxy with p_CNN > 0.5, the
+   out-of-distribution error-bar ratio, PR accuracy, AUC and ECE, and on the realistic mock the RMSE
    split by what each effect did (seeing, inclination, companions, outliers, label noise);
-3. the Appendix B robustness test on the survey cutouts with the demo's regression model;
+3. the Appendix B robustness test on the survey cutouts with the demo's regression model, and
+   the Appendix A baselines on the training mock's validation rows against the same model;
 4. the Table 4 experiment on the training mock (``evaluate environment``, ``--repeats``
    trainings per split, no sliding windows): the dense-vs-sparse gap and its seed spread;
 5. the shifted-imaging surveys: the survey mock rendered again with ``legacy`` (Legacy-like
@@ -101,15 +103,15 @@ def _catalog_numbers(catalog: str, truth: str) -> dict:
     res: dict = {"n_detections": det.height}
     # the clean mock's labels are the true values
     targets = {"true": "m_true", "measured": "m_label" if "m_label" in j.columns else "m_true"}
+    def fit(s: pl.DataFrame, col: str) -> dict:
+        return {**regression_metrics(s[col], s["m_pred"]),
+                **{k: v for k, v in uncertainty_metrics(s[col], s["m_pred"], s["m_pred_err"]).items()
+                   if k in ("coverage_68", "coverage_95", "z_std", "median_err")}}
+
     for name, col in targets.items():
         d = det.filter(pl.col(col).is_not_null())
-        res[f"detections_vs_{name}"] = {
-            **regression_metrics(d[col], d["m_pred"]),
-            **{k: v for k, v in uncertainty_metrics(d[col], d["m_pred"], d["m_pred_err"]).items()
-               if k in ("coverage_68", "coverage_95", "z_std", "median_err")},
-        }
-        hi = d.filter(pl.col("p_cnn") > 0.9)
-        res[f"detections_p_cnn_gt_0.9_vs_{name}"] = regression_metrics(hi[col], hi["m_pred"])
+        res[f"detections_vs_{name}"] = fit(d, col)
+        res[f"detections_p_cnn_gt_0.9_vs_{name}"] = fit(d.filter(pl.col("p_cnn") > 0.9), col)
     res["coverage_by_m_pred_err_quintile"] = _quintiles(det, "m_pred_err", "m_true")
     res["coverage_by_m_pred_err_quintile_vs_measured"] = _quintiles(
         det.filter(pl.col(targets["measured"]).is_not_null()), "m_pred_err", targets["measured"])
@@ -119,6 +121,11 @@ def _catalog_numbers(catalog: str, truth: str) -> dict:
                                   "offset": regression_metrics(s["m_true"], s["m_pred"])["offset"]}
                             for cut, s in (("none", xg), ("p_cnn>0.9", xg.filter(pl.col("p_cnn") > 0.9)))
                             if s.height >= 2}
+    # issue 13's out-of-distribution check: the xGASS-like non-detections' error bars against
+    # the detections' (> 1 when the error bar flags galaxies unlike the training sample)
+    xg_nondet = xg.filter(~pl.col("detected"))
+    res["ood_median_err_ratio"] = (float(xg_nondet["m_pred_err"].median() / det["m_pred_err"].median())
+                                   if xg_nondet.height else None)
     good = j.filter(pl.col("p_cnn") > 0.5)
     res["all_p_cnn_gt_0.5"] = {
         "n": good.height, "rmse": regression_metrics(good["m_true"], good["m_pred"])["rmse"],
@@ -166,10 +173,33 @@ def _robustness(run: Path, survey: dict, regression: str) -> dict:
         run_robustness(EvaluateConfig(analysis="robustness", data=[survey["cutouts"]],
                                       model=regression, out=str(out)))
     r = json.loads((out / "robustness.json").read_text())
+    colours = r["galaxies"][0]["colours"]
     return {"scatter_dex": r["scatter_dex"],
+            # per colour, over the galaxies: the range of the mean shift of the prediction
+            # (mean perturbed minus the original's) and of the scatter (std), dex
+            "shift_range_by_colour": {c: [f(g["colours"][c]["mean"] - g["m_pred"] for g in r["galaxies"])
+                                          for f in (min, max)] for c in colours},
+            "std_range_by_colour": {c: [f(g["colours"][c]["std"] for g in r["galaxies"])
+                                        for f in (min, max)] for c in colours},
             "max_abs_change_dex": max(c["max_abs_change"] for g in r["galaxies"]
                                       for c in g["colours"].values()),
             "galaxies": r["galaxies"]}
+
+
+def _baselines(run: Path, train_mock: dict, regression: str) -> dict:
+    """Appendix A on the training mock's validation rows, with the demo's regression model as
+    the CNN (trained on the same rows with the same seed): RMSE and slope of each model against
+    the cutouts' label (on the realistic mock the measured label, what a real validation has)."""
+    from hicatalog.config import EvaluateConfig
+    from hicatalog.evaluation.baselines import run_baselines
+
+    out = run / "baselines"
+    if not (out / "baselines.json").exists():
+        run_baselines(EvaluateConfig(analysis="baselines", data=[train_mock["cutouts"]],
+                                     model=regression, out=str(out)))
+    b = json.loads((out / "baselines.json").read_text())
+    return {"n_val": b["n_val"], "cnn_beats_every_baseline": b["cnn_beats_every_baseline"],
+            "metrics": {k: {"rmse": v["rmse"], "slope": v["slope"]} for k, v in b["metrics"].items()}}
 
 
 def _environment(run: Path, train_mock: dict, repeats: int) -> dict:
@@ -219,7 +249,7 @@ def main() -> int:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--realism", nargs="+", default=["clean", "realistic"])
     ap.add_argument("--repeats", type=int, default=5, help="trainings per Table 4 split")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["environment", "robustness", "shifted"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["environment", "robustness", "baselines", "shifted"])
     ap.add_argument("--demo-args", default="", help="extra demo flags (a smoke test: "
                     "'--n-train 300 --n-survey 300 --epochs 1')")
     args = ap.parse_args()
@@ -248,6 +278,9 @@ def main() -> int:
         s, run, r = summaries[realism], work / realism, result["runs"][realism]
         if "robustness" not in args.skip:
             r["robustness"] = _robustness(run, s["survey_mock"], s["models"]["regression"])
+            save()
+        if "baselines" not in args.skip:
+            r["baselines"] = _baselines(run, s["training_mock"], s["models"]["regression"])
             save()
         if "shifted" not in args.skip:
             manifest = json.loads(Path(s["survey_mock"]["truth"]).with_name("_mock.json").read_text())
