@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -176,6 +176,57 @@ class MockConfig(JobConfig):
         description="render in this process or as a Ray Data job (auto: Ray from 4096 cutouts "
         "or when workers > 1); both give byte-identical shards",
     )
+    # The real difficulties (docs/mock.md): each effect follows `realism` unless set.
+    realism: Literal["realistic", "clean"] = Field(
+        "realistic", description="realistic: every effect below on unless switched off; clean: "
+        "every effect off unless switched on (clean alone is the paper-like mock of before, "
+        "byte for byte)")
+    label_noise: bool | None = Field(
+        None, description="H I mass errors growing as the H I S/N falls, 0.1 dex M* errors; "
+        "detection on the measured flux (default: per realism)")
+    label_outliers: bool | None = Field(
+        None, description="a share (--outlier-fraction) of detections with a flux confused "
+        "inside the Arecibo beam or a wrong optical counterpart (default: per realism)")
+    measured_labels: bool | None = Field(
+        None, description="cutouts carry only measured labels: no M for non-detections, xGASS "
+        "upper limits (default: per realism)")
+    seeing: bool | None = Field(None, description="per-field PSF FWHM (default: per realism)")
+    sky_noise: bool | None = Field(None, description="per-field sky noise (default: per realism)")
+    calibration: bool | None = Field(
+        None, description="per-field, per-band zero-point errors (default: per realism)")
+    extinction: bool | None = Field(
+        None, description="Galactic E(B-V) map reddening the images (default: per realism)")
+    inclination: bool | None = Field(
+        None, description="disc reddening and dimming with inclination (default: per realism)")
+    neighbours: bool | None = Field(
+        None, description="companions from the tracers, blends, tidal features (default: per "
+        "realism)")
+    outlier_fraction: float = Field(
+        0.02, ge=0.0, le=0.5, description="share of detections with an outlier label (with "
+        "label_outliers)")
+    shifted_imaging: Literal["none", "sdss", "legacy", "degraded"] = Field(
+        "none", description="render the same galaxies with other imaging at this --imaging's "
+        "pixel scale and size: another survey's bands, seeing, depth and stretch (legacy with "
+        "--imaging sdss: Legacy-like images resampled to SDSS), or degraded (1.5x seeing, 1 mag "
+        "shallower)")
+
+    #: The effect fields, in the order of hicatalog.mock.effects.EFFECTS.
+    EFFECT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "label_noise", "label_outliers", "measured_labels", "seeing", "sky_noise", "calibration",
+        "extinction", "inclination", "neighbours")
+
+    @model_validator(mode="after")
+    def _shift_differs(self) -> MockConfig:
+        if self.shifted_imaging == self.imaging:
+            raise ValueError(f"shifted_imaging {self.shifted_imaging!r} is the --imaging itself; "
+                             "use 'none' for no shift")
+        return self
+
+    def effects_on(self) -> dict[str, bool]:
+        """``{effect: on}`` for every effect: its field, or ``realism`` where the field is None."""
+        default = self.realism == "realistic"
+        return {k: default if getattr(self, k) is None else bool(getattr(self, k))
+                for k in self.EFFECT_FIELDS}
 
 
 class TrainOptions(JobConfig):

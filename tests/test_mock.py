@@ -68,12 +68,23 @@ def test_outputs_validate_against_contracts(mock_dir):
     assert manifest["n_imaged"] == N and manifest["engine"] == "local"
 
 
-def test_truth_components_and_labels_agree(mock_dir, cutouts):
+def _truth(mock_dir, cutouts):
     truth = pq.read_table(mock_dir["truth"]).to_pandas().set_index("object_id")
-    truth = truth.loc[cutouts["object_id"].to_pylist()]
+    return truth.loc[cutouts["object_id"].to_pylist()]
+
+
+def test_truth_components_and_labels_agree(mock_dir, cutouts):
+    """The truth's m_true is the sum of its parts; the cutouts carry the label as measured
+    (the truth's m_label: null for the non-detections, the measured M* as log_mstar)."""
+    truth = _truth(mock_dir, cutouts)
     parts = truth.m_mass + truth.m_visible + truth.m_env + truth.m_scatter
     np.testing.assert_allclose(truth.m_true, parts, atol=1e-5)
-    np.testing.assert_allclose(cutouts["m_true"].to_numpy(), truth.m_true.to_numpy())
+    label = cutouts["m_true"].to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(np.isnan(label), truth.m_label.isna().to_numpy())
+    np.testing.assert_allclose(label, truth.m_label.to_numpy(), equal_nan=True)
+    assert np.isnan(label[truth.population.to_numpy() == "nondetections"]).all()
+    np.testing.assert_allclose(cutouts["log_mstar"].to_numpy(), truth.log_mstar_obs.to_numpy())
+    np.testing.assert_array_equal(cutouts["upper_limit"].to_numpy(), truth.label_is_limit.to_numpy())
     np.testing.assert_array_equal(cutouts["detected"].to_numpy(), truth.detected.to_numpy())
     np.testing.assert_array_equal(cutouts["dataset"].to_pylist(), truth.population.tolist())
 
@@ -128,8 +139,8 @@ def _colour_features(images: np.ndarray) -> np.ndarray:
     return np.array(feats)
 
 
-def test_image_colour_correlates_with_m(images, cutouts):
-    m = cutouts["m_true"].to_numpy()
+def test_image_colour_correlates_with_m(images, cutouts, mock_dir):
+    m = _truth(mock_dir, cutouts).m_true.to_numpy()
     blueness = _colour_features(images)[:, 0]
     assert np.corrcoef(blueness, m)[0, 1] > 0.5
     ds = np.array(cutouts["dataset"].to_pylist())
@@ -145,9 +156,8 @@ def test_learnability_visible_part_yes_scatter_no(images, cutouts, mock_dir):
     from sklearn.preprocessing import StandardScaler
 
     x = _colour_features(images)
-    m = cutouts["m_true"].to_numpy().astype(float)
-    truth = pq.read_table(mock_dir["truth"]).to_pandas().set_index("object_id")
-    truth = truth.loc[cutouts["object_id"].to_pylist()]
+    truth = _truth(mock_dir, cutouts)
+    m = truth.m_true.to_numpy().astype(float)
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     pred = cross_val_predict(model, x, m, cv=5)
     rmse = float(np.sqrt(np.mean((pred - m) ** 2)))

@@ -20,8 +20,11 @@ __all__ = [
     "PROPERTY_COLUMNS",
     "OVERDENSITY_COLUMNS",
     "GAS_COLUMNS",
+    "MEASUREMENT_COLUMNS",
     "TRACER_COLUMNS",
     "IMAGED_COLUMNS",
+    "OBSERVING_COLUMNS",
+    "TRUTH_EFFECT_COLUMNS",
     "COLUMNS",
 ]
 
@@ -61,6 +64,9 @@ PROPERTY_COLUMNS: tuple[Column, ...] = (
     Column("re_disc_kpc", "float64", "kpc", "disc half-light radius (physical)"),
     Column("cos_incl", "float64", "", "cosine of the disc inclination (1: face-on)"),
     Column("axis_ratio", "float64", "", "projected axis ratio b/a of the disc"),
+    Column("a_r_incl", "float64", "mag",
+           "r-band attenuation of the disc light by its inclination (Masters et al. 2010); "
+           "in the images and the selection only with the inclination effect"),
     Column("pa_deg", "float64", "deg", "position angle of the major axis"),
     Column("pitch_deg", "float64", "deg", "pitch angle of the spiral arms"),
     Column("g_r", "float64", "mag", "light-weighted g-r colour of the whole galaxy"),
@@ -85,18 +91,65 @@ GAS_COLUMNS: tuple[Column, ...] = (
     Column("w50", "float64", "km/s", "H I line width (Tully-Fisher, inclination, turbulence)"),
     Column("log_s21", "float64", "log10 Jy km/s", "integrated H I line flux"),
     Column("log_s21_lim", "float64", "log10 Jy km/s", "ALFALFA Code-1 limit at this w50"),
+    Column("snr_hi", "float64", "", "ALFALFA S/N of the true flux (Haynes et al. 2011, Eq. 2)"),
+    Column("log_s21_obs", "float64", "log10 Jy km/s",
+           "measured flux (true + radiometer noise with label_noise; -inf if not positive); "
+           "the detection is decided on it"),
     Column("p_detect", "float64", "", "probability that the ALFALFA-like survey detects it"),
     Column("detected", "bool", "", "detected by the ALFALFA-like survey (a draw of p_detect)"),
 )
+#: What a survey catalogues (:func:`hicatalog.mock.labels.add_measurements`); with the label
+#: effects off these are the true values.
+MEASUREMENT_COLUMNS: tuple[Column, ...] = (
+    Column("log_mhi_err", "float64", "dex", "1-sigma error of the catalogued log M_HI (0: no noise)"),
+    Column("log_mhi_obs", "float64", "log10 Msun",
+           "catalogued H I mass: noise, and the outlier's confusion or wrong counterpart"),
+    Column("log_mstar_obs", "float64", "log10 Msun", "catalogued stellar mass (0.1 dex error)"),
+    Column("outlier_kind", "object", "", "'none', 'confused' or 'wrong_counterpart'"),
+    Column("outlier_partner", "int64", "",
+           "tracer index of the neighbour whose H I the outlier's label carries; -1 if none"),
+    Column("m_obs", "float64", "dex", "measured M = log_mhi_obs - log_mstar_obs"),
+)
 #: Every galaxy above the optical limit: :attr:`Population.tracers`, in this key order.
 TRACER_COLUMNS: tuple[Column, ...] = (
-    VOLUME_COLUMNS + PROPERTY_COLUMNS + OVERDENSITY_COLUMNS + GAS_COLUMNS
+    VOLUME_COLUMNS + PROPERTY_COLUMNS + OVERDENSITY_COLUMNS + GAS_COLUMNS + MEASUREMENT_COLUMNS
     + (Column("object_id", "object", "", "unique id, 'mock-<tag>-<7-digit tracer index>'"),)
 )
-#: The imaged galaxies: :attr:`Population.imaged`, the tracer columns and two more.
+#: The imaged galaxies: :attr:`Population.imaged`, the tracer columns and four more.
 IMAGED_COLUMNS: tuple[Column, ...] = TRACER_COLUMNS + (
     Column("population", "object", "", "imaged sample: 'alfalfa', 'nondetections' or 'xgass'"),
     Column("tracer_index", "int64", "", "row in the tracers; with the seed, the render seed"),
+    Column("m_label", "float64", "dex",
+           "the M the cutout carries (m_true column of the shards): m_obs, NaN where no survey "
+           "measures it, the xGASS limit for an upper limit (hicatalog.mock.labels)"),
+    Column("label_is_limit", "bool", "", "m_label is an xGASS upper limit"),
+)
+#: How each imaged galaxy is observed (:func:`hicatalog.mock.observing.observe`): one row per
+#: cutout, for the renderer and the truth; the values a clean image uses when an effect is off.
+OBSERVING_COLUMNS: tuple[Column, ...] = (
+    Column("seeing_fwhm_arcsec", "float64", "arcsec", "r-band PSF FWHM of the cutout's field"),
+    Column("sky_noise_factor", "float64", "",
+           "per-pixel sky noise over the imaging's nominal (field sky brightness)"),
+    Column("sky_noise_r_nmgy", "float64", "nmgy", "per-pixel sky noise in r (or its red band)"),
+    Column("depth_r_mag", "float64", "mag", "5-sigma r point-source depth of the cutout"),
+    Column("zp_red_mag", "float64", "mag",
+           "zero-point error of the red band (i or z) in the cutout's field (0 without calibration)"),
+    Column("zp_r_mag", "float64", "mag", "zero-point error of the r band"),
+    Column("zp_g_mag", "float64", "mag", "zero-point error of the g band"),
+    Column("ebv", "float64", "mag", "Galactic E(B-V) at the galaxy (0 without extinction)"),
+    Column("n_companions", "int64", "", "tracers inside the cutout besides the galaxy"),
+    Column("companion_sep_arcsec", "float64", "arcsec", "separation of the nearest; NaN if none"),
+    Column("blend", "bool", "", "a companion overlaps the galaxy's light (BLEND_RE_SUM)"),
+    Column("tidal", "bool", "", "a close pair (TIDAL_RP_KPC, TIDAL_DV_KMS): tidal tails drawn"),
 )
 #: Every column by name.
-COLUMNS: dict[str, Column] = {c.name: c for c in IMAGED_COLUMNS}
+COLUMNS: dict[str, Column] = {c.name: c for c in IMAGED_COLUMNS + OBSERVING_COLUMNS}
+#: The truth columns that record the effects (optional in ``schemas/truth.json``): written when
+#: at least one effect is on, so that the clean mock's truth is the pre-effects one.
+TRUTH_EFFECT_COLUMNS: tuple[str, ...] = (
+    "m_obs", "log_mhi_obs", "log_mstar_obs", "log_mhi_err", "snr_hi", "outlier_kind",
+    "outlier_partner_id", "m_label", "label_is_limit", "axis_ratio", "a_r_incl",
+    "seeing_fwhm_arcsec", "sky_noise_r_nmgy", "depth_r_mag", "zp_red_mag", "zp_r_mag",
+    "zp_g_mag", "ebv", "n_companions",
+    "companion_sep_arcsec", "blend", "tidal", "imaging",
+)

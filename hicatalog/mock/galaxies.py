@@ -5,8 +5,9 @@
 bulge fraction, arm and knot light, disc size and orientation that the renderer draws, then its
 r magnitude through a colour-dependent mass-to-light ratio (Bell et al. 2003).
 :func:`add_gas_and_detection` adds the H I mass fraction as the sum of its four recorded parts
-(:mod:`hicatalog.mock.parameters`), the line width, the 21 cm flux and whether an ALFALFA-like
-survey detects it (Haynes et al. 2011). Columns: :mod:`hicatalog.mock.columns`.
+(:mod:`hicatalog.mock.parameters`), the line width, the 21 cm flux, its ALFALFA S/N and
+measured value (:func:`hi_snr`, :func:`measured_flux`) and whether an ALFALFA-like survey
+detects it (Haynes et al. 2011). Columns: :mod:`hicatalog.mock.columns`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hicatalog.cosmology import PAPER_COSMOLOGY
 from hicatalog.mock.columns import Galaxies
 from hicatalog.mock.parameters import (
     A_VISIBLE,
+    ALFALFA_RMS_MJY,
     ARM_MAX,
     BT_0,
     BT_MASS,
@@ -43,6 +45,7 @@ from hicatalog.mock.parameters import (
     GROUP_N_MAX,
     GROUP_N_MIN,
     HI_MASS_CONSTANT,
+    INCL_EDGE_ON_MAG,
     KNOT_MAX,
     KNOTS_MEAN,
     KNOTS_S,
@@ -65,13 +68,37 @@ from hicatalog.mock.parameters import (
     SLIM_ABOVE,
     SLIM_BELOW,
     SLIM_LOG_W50_BREAK,
+    SNR_W50_MAX,
     TF_A,
     TF_B,
     TF_PIVOT,
     W50_TURB,
 )
 
-__all__ = ["add_gas_and_detection", "add_stellar_properties", "alfalfa_flux_limit"]
+__all__ = [
+    "add_gas_and_detection", "add_stellar_properties", "alfalfa_flux_limit", "disc_attenuation",
+    "hi_snr", "measured_flux", "noise_flux",
+]
+
+
+def noise_flux(w50: np.ndarray) -> np.ndarray:
+    """Integrated flux (Jy km/s) of a line at S/N = 1 (Haynes et al. 2011, Eq. 2)."""
+    w_smo = np.minimum(w50, SNR_W50_MAX) / 20.0
+    return w50 * ALFALFA_RMS_MJY / (1000.0 * np.sqrt(w_smo))
+
+
+def hi_snr(log_s21: np.ndarray, w50: np.ndarray) -> np.ndarray:
+    """ALFALFA S/N = (1000 S21 / W50) w_smo^1/2 / sigma_rms (Haynes et al. 2011, Eq. 2);
+    ``log_s21`` log10 Jy km/s, ``w50`` km/s; float64 of their shape."""
+    return 10.0**log_s21 / noise_flux(w50)
+
+
+def measured_flux(log_s21: np.ndarray, w50: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """log10 of the measured flux: the true flux plus ``z`` (standard normal draws) noise
+    units; ``-inf`` where the measured flux is not positive."""
+    s = 10.0**log_s21 + noise_flux(w50) * z
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 0, np.log10(np.maximum(s, 1e-300)), -np.inf)
 
 
 def alfalfa_flux_limit(w50: np.ndarray) -> np.ndarray:
@@ -117,6 +144,7 @@ def add_stellar_properties(v: Galaxies, rng: np.random.Generator) -> None:
     )
     v["cos_incl"] = rng.random(n)
     v["axis_ratio"] = np.sqrt(v["cos_incl"] ** 2 * (1 - DISC_Q0**2) + DISC_Q0**2)
+    v["a_r_incl"] = disc_attenuation(v["axis_ratio"], "r")
     v["pa_deg"] = rng.uniform(0.0, 180.0, n)
     v["pitch_deg"] = PITCH_MIN_DEG + (PITCH_MAX_DEG - PITCH_MIN_DEG) * np.clip(
         1.0 - v["bt"] / 0.5 + 0.2 * rng.standard_normal(n), 0, 1
@@ -139,13 +167,25 @@ def add_stellar_properties(v: Galaxies, rng: np.random.Generator) -> None:
     v["d_a_mpc"] = PAPER_COSMOLOGY.angular_diameter_distance(v["z_cos"]).value
 
 
-def add_gas_and_detection(v: Galaxies, rng: np.random.Generator, sigma_int: float) -> None:
+def disc_attenuation(axis_ratio: np.ndarray, band: str) -> np.ndarray:
+    """Attenuation (mag) of a disc's light in ``band`` at projected axis ratio ``axis_ratio``
+    (Masters et al. 2010): ``INCL_EDGE_ON_MAG[band] log10(1/q) / log10(1/DISC_Q0)``, 0 face-on,
+    the edge-on value at q = DISC_Q0; float64 of the shape of ``axis_ratio``."""
+    x = np.log10(1.0 / np.clip(axis_ratio, DISC_Q0, 1.0)) / math.log10(1.0 / DISC_Q0)
+    return INCL_EDGE_ON_MAG[band] * x
+
+
+def add_gas_and_detection(v: Galaxies, rng: np.random.Generator, sigma_int: float,
+                          flux_noise: np.ndarray | None = None) -> None:
     """Add :data:`~hicatalog.mock.columns.GAS_COLUMNS` to ``v`` in place: the four parts of M,
-    log M_HI, W50, the H I flux, its limit and the detection.
+    log M_HI, W50, the H I flux, its limit, its S/N and measured value, and the detection.
 
     ``v``: the volume, property and overdensity columns (length N); ``sigma_int``: the
     standard deviation (dex) of ``m_scatter``. ``rng``: one normal draw (scatter), one uniform
-    (detection).
+    (detection). ``flux_noise``: standard normal draws (N,) of the radiometer noise
+    (:func:`hicatalog.mock.labels.measured_flux`), from another stream; with it the detection
+    is decided on the measured flux (a real survey's, Eddington-biased), without it on the
+    true flux and ``log_s21_obs`` is ``log_s21``.
     """
     n = len(v["ra"])
     v["m_mass"] = M_AT_10 + M_SLOPE * (v["log_mstar"] - 10.0)
@@ -162,6 +202,9 @@ def add_gas_and_detection(v: Galaxies, rng: np.random.Generator, sigma_int: floa
     # ALFALFA uses Hubble-flow distances; at these redshifts d_L and cz/H0 agree to a few %.
     v["log_s21"] = v["log_mhi"] - math.log10(HI_MASS_CONSTANT) - 2 * np.log10(v["d_l_mpc"])
     v["log_s21_lim"] = alfalfa_flux_limit(v["w50"])
-    p_det = ndtr((v["log_s21"] - v["log_s21_lim"]) / DETECTION_WIDTH_DEX)
+    v["snr_hi"] = hi_snr(v["log_s21"], v["w50"])
+    v["log_s21_obs"] = (v["log_s21"].copy() if flux_noise is None
+                        else measured_flux(v["log_s21"], v["w50"], flux_noise))
+    p_det = ndtr((v["log_s21_obs"] - v["log_s21_lim"]) / DETECTION_WIDTH_DEX)
     v["p_detect"] = p_det
     v["detected"] = rng.random(n) < p_det

@@ -151,3 +151,97 @@ NONDET_Z_MAX = 0.06
 #: GASS, 10 < log M* < 11.5 at 0.025 < z < 0.05; flat in log M*, selected regardless of H I.
 XGASS_LOW_LOG_MSTAR, XGASS_LOW_Z = (9.0, 10.0), (0.01, 0.02)
 XGASS_HIGH_LOG_MSTAR, XGASS_HIGH_Z = (10.0, 11.5), (0.025, 0.05)
+
+# =============================================================================================
+# The real difficulties (issue 24): what real labels and real images do that the model above
+# does not. Each effect is switched by :class:`hicatalog.mock.effects.Effects`; every number
+# below is the published value it is drawn from (docs/mock.md lists them with the references).
+# =============================================================================================
+
+# ------------------------------------------------------------------------------ label noise
+#: ALFALFA signal-to-noise (Haynes et al. 2011, Eq. 2): S/N = (1000 S21 / W50) w_smo^1/2 /
+#: sigma_rms, w_smo = W50 / (2 x 10 km/s) for W50 < SNR_W50_MAX, SNR_W50_MAX / 20 above;
+#: sigma_rms the spectral rms (mJy at 10 km/s). With 2.2 mJy the Code-1 50% completeness limit
+#: above (alfalfa_flux_limit) sits at S/N ~6.3, next to the catalog's Code-1 cut, S/N > 6.5.
+ALFALFA_RMS_MJY, SNR_W50_MAX = 2.2, 400.0
+#: Code-1 signal-to-noise threshold of ALFALFA (Haynes et al. 2011, 2018).
+CODE1_SNR = 6.5
+#: Error of a catalogued log M_HI (dex): sqrt(HI_ERR_FLOOR^2 + (HI_ERR_K / S/N)^2): small at
+#: high S/N (flux-scale and distance floor), HI_ERR_AT_CODE1 = 0.20 dex at the Code-1 limit
+#: (the ALFALFA catalogued errors near the limit; issue 24). HI_ERR_K follows from the two.
+HI_ERR_FLOOR, HI_ERR_AT_CODE1 = 0.04, 0.20
+HI_ERR_K = CODE1_SNR * math.sqrt(HI_ERR_AT_CODE1**2 - HI_ERR_FLOOR**2)
+#: Stellar-mass error (dex) of the MPA-JHU SED fits (Kauffmann et al. 2003; Brinchmann et
+#: al. 2004): ~0.1 dex, Gaussian in log M*.
+MSTAR_ERR_DEX = 0.10
+
+# ----------------------------------------------------------------------------- label outliers
+#: Share of the ALFALFA-like detections whose label is wrong: a flux confused with a neighbour
+#: inside the Arecibo beam or the H I of a neighbour given to the wrong optical counterpart
+#: (1-3%: issue 24; Haynes et al. 2011: fewer than 2% of alpha.40 sources have no feasible
+#: optical counterpart; Jones et al. 2015 on confusion in ALFALFA). The default.
+OUTLIER_FRACTION = 0.02
+#: Arecibo beam at 21 cm: FWHM ~3.5' (Giovanelli et al. 2005); the beam response to a
+#: neighbour at separation r is exp(-4 ln2 (r / FWHM)^2). Neighbours within one FWHM count.
+ARECIBO_BEAM_FWHM_ARCMIN = 3.5
+
+# ----------------------------------------------------------------------- xGASS labels (limits)
+#: xGASS observes until detection or a gas-fraction limit (Catinella et al. 2018, Section 2):
+#: M_HI/M* >= 1.5% for log M* > 10.5 with a fixed log M_HI = 8.7 between 10 and 10.5
+#: (GASS), and 2% for 9 < log M* < 10 (GASS-low). Below it the label is an upper limit.
+XGASS_GF_LIMIT_HIGH, XGASS_LOG_MHI_LIMIT_MID, XGASS_GF_LIMIT_LOW = 0.015, 8.7, 0.02
+#: xGASS detections are integrated to S/N >~ 5 (Catinella et al. 2018): their error is the
+#: H I error model at this S/N or at their ALFALFA S/N if higher.
+XGASS_MIN_SNR = 5.0
+
+# -------------------------------------------------------------------------- seeing and depth
+#: Per-field r-band seeing (PSF FWHM, arcsec): lognormal around the median with SEEING_SIGMA_LN,
+#: clipped to SEEING_RANGE. SDSS: median ~1.3-1.4", about 0.8-2" (Abazajian et al. 2009;
+#: Ross et al. 2011); Legacy Survey DR8: median ~1.2-1.3" (Dey et al. 2019). One value per
+#: field (FIELD_DEG on a side, about an SDSS field), so neighbours share their seeing.
+SDSS_SEEING_MEDIAN, LEGACY_SEEING_MEDIAN, SEEING_SIGMA_LN = 1.35, 1.2, 0.20
+SEEING_RANGE = (0.8, 2.6)
+FIELD_DEG = 0.25
+#: The PSF FWHM in another band scales as wavelength^-0.2 (Kolmogorov turbulence; Fried
+#: 1966). Effective wavelengths (nm): SDSS (Fukugita et al. 1996), DECam (Dey et al. 2019).
+SEEING_WAVELENGTH_EXPONENT = -0.2
+BAND_WAVELENGTH_NM = {"g": 468.6, "r": 616.5, "i": 748.1, "z": 893.1}
+#: Sky brightness scatter from field to field (mag/arcsec^2, moon, airmass, zodiacal light):
+#: the per-pixel noise scales as 10^(-0.2 d_mu) with d_mu ~ N(0, SKY_SIGMA_MAG), clipped at
+#: +-3 sigma (SDSS fields: ~0.3 mag rms in r; Abazajian et al. 2009).
+SKY_SIGMA_MAG = 0.25
+
+# ----------------------------------------------------------------------- photometric calibration
+#: Zero-point error per field and band (mag, Gaussian): SDSS ~1% in g, r, i after the
+#: ubercalibration (Padmanabhan et al. 2008); Legacy-like imaging 2% (assumed: Wu 2020,
+#: Section 9, reports inconsistent zero-points between the DR8 bands). It shifts colours.
+SDSS_ZP_SIGMA_MAG, LEGACY_ZP_SIGMA_MAG = 0.01, 0.02
+
+# ------------------------------------------------------------------------ Galactic extinction
+#: E(B-V) over the footprint: EBV_CSC_B csc|b| (a plane-parallel dust layer, the mean trend of
+#: Schlegel et al. 1998 at high latitude) times a lognormal cirrus field of EBV_CIRRUS_SIGMA_LN
+#: (a sum of EBV_MODES random plane waves on the sphere, scales EBV_SCALE_DEG).
+EBV_CSC_B, EBV_CIRRUS_SIGMA_LN, EBV_MODES, EBV_SCALE_DEG = 0.018, 0.4, 24, (2.0, 15.0)
+#: A_band / E(B-V) for R_V = 3.1 (Schlafly & Finkbeiner 2011, Table 6): SDSS and DECam.
+EXTINCTION_SDSS = {"g": 3.303, "r": 2.285, "i": 1.698, "z": 1.263}
+EXTINCTION_DECAM = {"g": 3.237, "r": 2.176, "z": 1.217}
+
+# ---------------------------------------------------------------------------------- inclination
+#: Disc attenuation from face-on to edge-on (mag; Masters et al. 2010, Galaxy Zoo spirals:
+#: 0.7, 0.6, 0.5, 0.4 in u, g, r, i; 0.3 estimated in z), applied to the disc light as
+#: A_band = INCL_EDGE_ON_MAG[band] log10(a/b) / log10(1/DISC_Q0) (their A = gamma log(a/b)).
+INCL_EDGE_ON_MAG = {"g": 0.6, "r": 0.5, "i": 0.4, "z": 0.3}
+
+# --------------------------------------------------------------------- neighbours in the image
+#: Close pairs show tidal features: projected separation < TIDAL_RP_KPC (physical) and
+#: |dv| < TIDAL_DV_KMS (close-pair definitions of Patton et al. 2013, Ellison et al. 2008);
+#: the tails hold TIDAL_FLUX_FRACTION of the galaxy's r light (a few %: Ji et al. 2014).
+TIDAL_RP_KPC, TIDAL_DV_KMS, TIDAL_FLUX_FRACTION = 50.0, 500.0, 0.05
+#: A companion is a blend when it lies within BLEND_RE_SUM times the sum of the two disc
+#: half-light radii (their light overlaps inside the 25 mag/arcsec^2 isophote).
+BLEND_RE_SUM = 2.0
+
+# ------------------------------------------------------------------------- shifted imaging
+#: The "degraded" imaging: the survey's own bands and stretch with the seeing times
+#: DEGRADED_SEEING_FACTOR and the depth DEGRADED_DEPTH_MAG shallower.
+DEGRADED_SEEING_FACTOR, DEGRADED_DEPTH_MAG = 1.5, 1.0

@@ -7,8 +7,17 @@ half-light radii, clipped to the frame), added into the frame together with poin
 survey and image size) convolves the frame; Gaussian sky noise is added; astropy's
 ``make_lupton_rgb`` maps the three bands to 8-bit RGB and Pillow encodes the JPEG.
 
+With the image effects (:class:`hicatalog.mock.effects.Effects`, the row's
+:data:`~hicatalog.mock.columns.OBSERVING_COLUMNS` from :mod:`hicatalog.mock.observing`) the
+same image also gets: the disc light attenuated and reddened by its inclination
+(``inclination``), the companions where the tracers put them and tidal tails for a close pair
+(``neighbours``), the Galactic extinction of its sky position (``extinction``), its field's
+zero-point errors (``calibration``), its field's PSF, one kernel per band with FWHM ~
+wavelength^-0.2 (``seeing``), and its field's sky noise (``sky_noise``). Without them the image is the clean mock's, byte for byte.
+
 Fluxes are SDSS nanomaggies (``m = 22.5 - 2.5 log10 f``) per pixel. Every random draw of a
-galaxy's image comes from ``np.random.default_rng([seed, galaxy_index])``, so an image depends
+galaxy's image comes from ``np.random.default_rng([seed, galaxy_index])`` (a companion's and a
+tidal tail's from streams of their own keyed by the seed and the galaxy), so an image depends
 only on the seed and the galaxy, never on the worker or the batch that renders it.
 """
 
@@ -16,7 +25,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -24,7 +32,9 @@ from astropy.visualization import make_lupton_rgb
 from PIL import Image
 from scipy.ndimage import correlate1d
 
-from hicatalog.imaging import IMAGING
+from hicatalog.mock.effects import Effects
+from hicatalog.mock.galaxies import disc_attenuation
+from hicatalog.mock.instruments import SURVEYS, SurveySpec
 from hicatalog.mock.parameters import (
     BULGE_RE_FRACTION,
     GR_ARM,
@@ -34,6 +44,8 @@ from hicatalog.mock.parameters import (
     RI_B,
     RZ_A,
     RZ_B,
+    SEEING_WAVELENGTH_EXPONENT,
+    TIDAL_FLUX_FRACTION,
 )
 
 __all__ = [
@@ -45,6 +57,7 @@ __all__ = [
     "encode_jpeg",
     "render_cutout",
     "RENDER_COLUMNS",
+    "OBSERVING_RENDER_COLUMNS",
 ]
 
 #: JPEG quality of the encoded cutouts (SkyServer-like; Pillow's 4:2:0 chroma subsampling).
@@ -55,6 +68,10 @@ STAMP_RE = 6.0
 #: Central softening of the Sersic n=4 bulge in px (keeps the cusp finite on the pixel grid;
 #: each component is renormalised to its total flux on the stamp).
 BULGE_SOFTENING_PX = 0.35
+#: Variance (px^2 per axis) a point source gains from the pixel grid: split bilinearly over 4
+#: pixels (or a compact profile sampled at pixel centres) at a uniform sub-pixel offset f it
+#: is f(1 - f), 1/6 on average. The seeing effect's kernel leaves it room.
+SUBPIXEL_VARIANCE_PX2 = 1.0 / 6.0
 #: Sersic n=4 b_n constant (Ciotti & Bertin 1999).
 B_N4 = 7.669
 #: Foreground stars per arcmin^2 with 14 < r < 22 at high Galactic latitude (Bahcall &
@@ -66,55 +83,18 @@ BGAL_DENSITY_ARCMIN2, BGAL_COUNT_SLOPE, BGAL_MAG_RANGE = 2.0, 0.45, (18.0, 22.5)
 BGAL_RE_ARCSEC = (0.3, 1.2)
 
 
-@dataclass(frozen=True)
-class SurveySpec:
-    """Imaging survey: bands, pixel scale (arcsec/px), PSF FWHM (arcsec), sky noise per pixel
-    in nanomaggies for each band, the default cutout side (px), the Lupton stretch and the
-    weights that map the bands (reddest first) onto R, G, B."""
-
-    name: str
-    bands: tuple[str, str, str]
-    pixel_scale: float
-    psf_fwhm: float
-    noise_nmgy: tuple[float, float, float]
-    default_size: int
-    rgb_weights: tuple[float, float, float]
-    stretch: float
-    q: float
-
-
-def _noise_from_depth(depth_mag: float, fwhm: float, pixel_scale: float) -> float:
-    """Per-pixel noise (nmgy) of a 5-sigma point-source depth with a Gaussian PSF:
-    sigma_pix = f_5 / (5 sqrt(N_eff)), N_eff = 4 pi sigma_psf^2 / pixel^2."""
-    sig = fwhm / 2.3548 / pixel_scale
-    return 10 ** (-0.4 * (depth_mag - 22.5)) / (5 * math.sqrt(4 * math.pi * sig**2))
-
-
-def _survey_spec(name: str, psf_fwhm: float, depths: tuple[float, float, float],
-                 rgb_weights: tuple[float, float, float], stretch: float, q: float) -> SurveySpec:
-    """The mock's model of survey ``name``: bands, pixel scale and cutout side from
-    :data:`hicatalog.imaging.IMAGING`; ``depths`` the 5-sigma point-source depths (AB mag) of
-    the bands, reddest first."""
-    im = IMAGING[name]
-    noise = tuple(_noise_from_depth(d, psf_fwhm, im.pixel_scale) for d in depths)
-    return SurveySpec(name, im.bands, im.pixel_scale, psf_fwhm, noise, im.cutout_px,
-                      rgb_weights, stretch, q)
-
-
-#: SDSS DR14 gri: median PSF ~1.4", point-source depths i 21.3, r 22.2, g 22.2
-#: (York et al. 2000; Stoughton et al. 2002). Band order (i, r, g) = (R, G, B).
-#: Legacy Survey DR8 grz: PSF ~1.1", 5-sigma depths z 22.5, r 23.4, g 24.0
-#: (Dey et al. 2019). Band order (z, r, g) = (R, G, B).
-SURVEYS: dict[str, SurveySpec] = {
-    "sdss": _survey_spec("sdss", 1.4, (21.3, 22.2, 22.2), (0.80, 1.0, 1.45), 0.9, 8.0),
-    "legacy": _survey_spec("legacy", 1.1, (22.5, 23.4, 24.0), (0.45, 1.0, 1.45), 0.4, 8.0),
-}
+#: Streams of the companions' and tidal tails' draws: rng([seed, TAG, tracer index]).
+COMPANION_STREAM, TIDAL_STREAM = 0xC0B, 0x71DA1
 
 #: Columns of the imaged galaxies that the renderer reads (:mod:`hicatalog.mock.columns`).
 RENDER_COLUMNS = (
     "tracer_index", "r_mag", "d_a_mpc", "re_disc_kpc", "bt", "axis_ratio", "cos_incl",
     "pa_deg", "pitch_deg", "gr_disc", "arm_frac", "knot_frac", "knots_mean",
 )
+#: Columns of :data:`hicatalog.mock.columns.OBSERVING_COLUMNS` the image effects read, plus the
+#: ``companions`` list (:data:`hicatalog.mock.observing.COMPANION_FIELDS`).
+OBSERVING_RENDER_COLUMNS = ("seeing_fwhm_arcsec", "sky_noise_factor", "zp_red_mag", "zp_r_mag",
+                            "zp_g_mag", "ebv", "tidal")
 
 
 def default_image_size(survey: str) -> int:
@@ -124,7 +104,13 @@ def default_image_size(survey: str) -> int:
 
 @cache
 def _psf_kernel(fwhm_px: float) -> np.ndarray:
-    """Normalised 1-D Gaussian PSF kernel (separable), float32, +-4 sigma."""
+    """Normalised 1-D Gaussian PSF kernel (separable), float32, +-4 sigma; cached (the clean
+    mock's one PSF per survey)."""
+    return _gaussian_kernel(fwhm_px)
+
+
+def _gaussian_kernel(fwhm_px: float) -> np.ndarray:
+    """Normalised 1-D Gaussian kernel of FWHM ``fwhm_px``, float32, +-4 sigma."""
     sig = fwhm_px / 2.3548
     half = max(1, int(math.ceil(4 * sig)))
     x = np.arange(-half, half + 1, dtype=np.float64)
@@ -209,15 +195,19 @@ def _add_field(frame: np.ndarray, survey: SurveySpec, rng: np.random.Generator) 
                        rng.uniform(0.3, 1.0), rng.uniform(0, math.pi), flux)
 
 
-def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """The noiseless-then-noisy flux image of one galaxy and its field.
+def _add_galaxy(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, yc: float,
+                rng: np.random.Generator, att: np.ndarray | None = None,
+                clip_stamp: bool = True) -> None:
+    """Add one galaxy (disc, arms, bulge, knots) centred at (``xc``, ``yc``) px into ``frame``
+    (3, H, W) in place; ``rng``: the spiral phase, then the knots.
 
-    ``params``: one row of the render columns (:data:`RENDER_COLUMNS`, scalars).
-    Returns float32 ``(3, size, size)`` in nanomaggies per pixel, bands in R, G, B order of
-    ``survey.bands`` (PSF-convolved, sky noise added, sky-subtracted).
+    ``att``: per-band factors (3,) dimming the disc light (disc, arms, knots; not the bulge),
+    or None. ``clip_stamp``: the stamp is clipped to the frame before each component is
+    normalised to its flux (the central galaxy, as the clean mock always did); else the whole
+    stamp is normalised and the part inside the frame is added (a companion near the edge
+    keeps only its light that falls inside).
     """
-    frame = np.zeros((3, size, size), dtype=np.float32)
+    h_fr, w_fr = frame.shape[1:]
     kpc_per_px = params["d_a_mpc"] * 1e3 * math.radians(survey.pixel_scale / 3600.0)
     re_px = max(params["re_disc_kpc"] / kpc_per_px, 0.3)
     h_px = re_px / 1.678
@@ -226,12 +216,15 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
     qb = math.sqrt(params["cos_incl"] ** 2 * (1 - 0.65**2) + 0.65**2)
     pa = math.radians(params["pa_deg"])
     cpa, spa = math.cos(pa), math.sin(pa)
-    xc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
-    yc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
 
     half = int(math.ceil(STAMP_RE * re_px)) + 2
-    x0, x1 = max(0, int(xc) - half), min(size, int(xc) + half + 2)
-    y0, y1 = max(0, int(yc) - half), min(size, int(yc) + half + 2)
+    if clip_stamp:
+        x0, x1 = max(0, int(xc) - half), min(w_fr, int(xc) + half + 2)
+        y0, y1 = max(0, int(yc) - half), min(h_fr, int(yc) + half + 2)
+    else:  # the whole stamp, bounded to three frames around the frame
+        ix, iy = math.floor(xc), math.floor(yc)
+        x0, x1 = max(-w_fr, ix - half), min(2 * w_fr, ix + half + 2)
+        y0, y1 = max(-h_fr, iy - half), min(2 * h_fr, iy + half + 2)
     dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(xc)
     dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(yc)
     u = dx * cpa + dy * spa
@@ -259,8 +252,19 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
         _band_fluxes(f_arm, GR_ARM, survey),
         _band_fluxes(bt * f_r, GR_BULGE, survey),
     ], axis=1).astype(np.float32)  # (band, component)
-    frame[:, y0:y1, x0:x1] += (fluxes @ comps).reshape(3, y1 - y0, x1 - x0)
+    if att is not None:
+        fluxes[:, :2] *= att.astype(np.float32)[:, None]
+    stamp = (fluxes @ comps).reshape(3, y1 - y0, x1 - x0)
+    if clip_stamp:
+        frame[:, y0:y1, x0:x1] += stamp
+    else:
+        fx0, fx1, fy0, fy1 = max(x0, 0), min(x1, w_fr), max(y0, 0), min(y1, h_fr)
+        if fx0 < fx1 and fy0 < fy1:
+            frame[:, fy0:fy1, fx0:fx1] += stamp[:, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
 
+    knot_flux = _band_fluxes(f_knot, GR_KNOT, survey) if f_knot > 0 else None
+    if knot_flux is not None and att is not None:
+        knot_flux = knot_flux * att
     n_knots = min(int(rng.poisson(params["knots_mean"])), 80)
     if n_knots and f_knot > 0:
         rk = rng.gamma(2.0, h_px, n_knots)
@@ -271,19 +275,107 @@ def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
         ky = yc + ku * spa + kv * cpa
         kf = rng.lognormal(0.0, 0.6, n_knots)
         kf *= f_knot / kf.sum()
-        _splat_points(frame, kx, ky, _band_fluxes(kf, GR_KNOT, survey))
+        flux = _band_fluxes(kf, GR_KNOT, survey)
+        _splat_points(frame, kx, ky, flux if att is None else flux * att[:, None])
     elif f_knot > 0:  # no resolved knots: the star-forming light stays in the arms
-        frame[:, y0:y1, x0:x1] += (
-            _band_fluxes(f_knot, GR_KNOT, survey).astype(np.float32)[:, None]
-            * comps[1:2]
-        ).reshape(3, y1 - y0, x1 - x0)
+        spread = (knot_flux.astype(np.float32)[:, None] * comps[1:2]).reshape(3, y1 - y0, x1 - x0)
+        if clip_stamp:
+            frame[:, y0:y1, x0:x1] += spread
+        elif fx0 < fx1 and fy0 < fy1:
+            frame[:, fy0:fy1, fx0:fx1] += spread[:, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+
+
+def _add_tidal_tails(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, yc: float,
+                     rng: np.random.Generator) -> None:
+    """Two tidal tails, opposite each other and curving the same way, from 1.2 to 4.7 disc
+    half-light radii: TIDAL_FLUX_FRACTION of the galaxy's r light in 2 x 10 Gaussian knots
+    widening outwards, in the colour of its disc."""
+    kpc_per_px = params["d_a_mpc"] * 1e3 * math.radians(survey.pixel_scale / 3600.0)
+    re_px = max(params["re_disc_kpc"] / kpc_per_px, 0.3)
+    f_tail = TIDAL_FLUX_FRACTION * 10 ** (-0.4 * (params["r_mag"] - 22.5))
+    theta0 = rng.uniform(0, 2 * math.pi)
+    curl = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.4)
+    t = np.linspace(0.0, 1.0, 10)
+    weight = (1.0 - 0.6 * t) / (2 * (1.0 - 0.6 * t).sum())
+    for side in (0.0, math.pi):
+        radius = re_px * (1.2 + 3.5 * t)
+        angle = theta0 + side + curl * t
+        for k in range(t.size):
+            flux = _band_fluxes(f_tail * weight[k], params["gr_disc"], survey)
+            _gaussian_blob(frame, xc + radius[k] * math.cos(angle[k]),
+                           yc + radius[k] * math.sin(angle[k]), re_px * (0.25 + 0.35 * t[k]),
+                           1.0, 0.0, flux)
+
+
+def _disc_factors(axis_ratio: float, survey: SurveySpec) -> np.ndarray:
+    """Per-band flux factors (3,) of a disc's inclination attenuation (Masters et al. 2010)."""
+    a = np.array([float(disc_attenuation(np.asarray(axis_ratio), b)) for b in survey.bands])
+    return 10 ** (-0.4 * a)
+
+
+def _psf_fwhm_px(seeing_r: float, survey: SurveySpec) -> list[float]:
+    """The FWHM (px) of the PSF kernel in each band of ``survey`` for a recorded r-band seeing
+    ``seeing_r`` (arcsec): FWHM ~ wavelength^SEEING_WAVELENGTH_EXPONENT (Kolmogorov
+    turbulence), less the spread of placing a point on the pixel grid (SUBPIXEL_VARIANCE_PX2
+    per axis, in quadrature), so that point sources measure the recorded seeing on average."""
+    lam = survey.wavelengths_nm()
+    spread = 8 * math.log(2) * SUBPIXEL_VARIANCE_PX2  # FWHM^2 of that variance
+    out = []
+    for x in lam:
+        fwhm = seeing_r * (x / lam[1]) ** SEEING_WAVELENGTH_EXPONENT / survey.pixel_scale
+        out.append(math.sqrt(max(fwhm**2 - spread, 0.25 * fwhm**2)))
+    return out
+
+
+def render_galaxy_flux(params: dict, survey: SurveySpec, size: int,
+                       rng: np.random.Generator, effects: Effects | None = None,
+                       seed: int = 0) -> np.ndarray:
+    """The noiseless-then-noisy flux image of one galaxy and its field.
+
+    ``params``: one row of the render columns (:data:`RENDER_COLUMNS`, scalars); with image
+    ``effects`` also :data:`OBSERVING_RENDER_COLUMNS` and ``companions`` (a list of dicts of
+    :data:`hicatalog.mock.observing.COMPANION_FIELDS`); ``seed``: the mock's seed (the
+    companions' and tails' streams). Returns float32 ``(3, size, size)`` in nanomaggies per
+    pixel, bands in R, G, B order of ``survey.bands`` (PSF-convolved, sky noise added,
+    sky-subtracted).
+    """
+    fx = effects if effects is not None else Effects.none()
+    frame = np.zeros((3, size, size), dtype=np.float32)
+    xc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+    yc = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+    att = _disc_factors(params["axis_ratio"], survey) if fx.inclination else None
+    _add_galaxy(frame, params, survey, xc, yc, rng, att)
+    if fx.neighbours:
+        for c in params.get("companions") or ():
+            c_rng = np.random.default_rng([seed, COMPANION_STREAM, int(c["tracer_index"])])
+            _add_galaxy(frame, c, survey, xc + c["dx_px"], yc + c["dy_px"], c_rng,
+                        _disc_factors(c["axis_ratio"], survey) if fx.inclination else None,
+                        clip_stamp=False)
+        if params.get("tidal"):
+            t_rng = np.random.default_rng([seed, TIDAL_STREAM, int(params["tracer_index"])])
+            _add_tidal_tails(frame, params, survey, xc, yc, t_rng)
 
     _add_field(frame, survey, rng)
-    kernel = _psf_kernel(round(survey.psf_fwhm / survey.pixel_scale, 4))
-    frame = correlate1d(frame, kernel, axis=1, mode="constant")
-    frame = correlate1d(frame, kernel, axis=2, mode="constant")
+    if fx.extinction:
+        ext = 10 ** (-0.4 * np.asarray(survey.extinction) * float(params["ebv"]))
+        frame *= ext.astype(np.float32)[:, None, None]
+    if fx.calibration:
+        zp = np.array([params["zp_red_mag"], params["zp_r_mag"], params["zp_g_mag"]], float)
+        frame *= (10 ** (-0.4 * zp)).astype(np.float32)[:, None, None]
+    if fx.seeing:
+        for b, fwhm_px in enumerate(_psf_fwhm_px(float(params["seeing_fwhm_arcsec"]), survey)):
+            kernel = _gaussian_kernel(fwhm_px)
+            frame[b] = correlate1d(correlate1d(frame[b], kernel, axis=0, mode="constant"),
+                                   kernel, axis=1, mode="constant")
+    else:
+        kernel = _psf_kernel(round(survey.psf_fwhm / survey.pixel_scale, 4))
+        frame = correlate1d(frame, kernel, axis=1, mode="constant")
+        frame = correlate1d(frame, kernel, axis=2, mode="constant")
     noise = rng.standard_normal((3, size, size), dtype=np.float32)
-    frame += noise * np.asarray(survey.noise_nmgy, dtype=np.float32)[:, None, None]
+    sigma = np.asarray(survey.noise_nmgy, dtype=np.float32)
+    if fx.sky_noise:
+        sigma = sigma * np.float32(params["sky_noise_factor"])
+    frame += noise * sigma[:, None, None]
     return frame
 
 
@@ -303,12 +395,16 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
-def render_cutout(params: dict, survey: str | SurveySpec, size: int, seed: int) -> bytes:
+def render_cutout(params: dict, survey: str | SurveySpec, size: int, seed: int,
+                  effects: Effects | None = None) -> bytes:
     """JPEG bytes of one mock cutout; deterministic for (``seed``, ``params['tracer_index']``).
 
-    ``params``: a row of the population's render columns; ``size``: cutout side (px) at the
-    survey's pixel scale (a smaller size is a smaller field of view).
+    ``params``: a row of the population's render columns (and, with image ``effects``, its
+    observing columns and companions: :func:`render_galaxy_flux`); ``size``: cutout side (px)
+    at the survey's pixel scale (a smaller size is a smaller field of view); ``effects``:
+    None or :meth:`Effects.none` for the clean image.
     """
     spec = SURVEYS[survey] if isinstance(survey, str) else survey
     rng = np.random.default_rng([seed, int(params["tracer_index"])])
-    return encode_jpeg(to_rgb(render_galaxy_flux(params, spec, size, rng), spec))
+    flux = render_galaxy_flux(params, spec, size, rng, effects, seed)
+    return encode_jpeg(to_rgb(flux, spec))

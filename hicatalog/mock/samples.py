@@ -2,10 +2,11 @@
 
 :func:`generate_population` builds the volume (:mod:`hicatalog.mock.volume`), gives its
 galaxies stars, H I and a detection (:mod:`hicatalog.mock.galaxies`), keeps the ones brighter
-than the optical limit as *tracers* (the NSA-like neighbour catalog) and draws the *imaged*
-samples from them: ALFALFA-like detections, as many non-detections (the PR classes), and an
-xGASS-like sample (Catinella et al. 2018) for out-of-distribution tests. No images are made
-here (see :mod:`hicatalog.mock.render`).
+than the optical limit as *tracers* (the NSA-like neighbour catalog), gives them what a survey
+would catalogue (:mod:`hicatalog.mock.labels`) and draws the *imaged* samples from them:
+ALFALFA-like detections, as many non-detections (the PR classes), and an xGASS-like sample
+(Catinella et al. 2018) for out-of-distribution tests. No images are made here (see
+:mod:`hicatalog.mock.observing` and :mod:`hicatalog.mock.render`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hicatalog.mock.columns import Galaxies
+from hicatalog.mock.effects import Effects
 from hicatalog.mock.galaxies import add_gas_and_detection, add_stellar_properties
+from hicatalog.mock.labels import add_cutout_labels, add_measurements
 from hicatalog.mock.parameters import (
     NONDET_Z_MAX,
+    OUTLIER_FRACTION,
     R_MAG_LIMIT,
     XGASS_HIGH_LOG_MSTAR,
     XGASS_HIGH_Z,
@@ -30,7 +34,10 @@ from hicatalog.mock.volume import MAX_AREA_DEG2, VOLUME_CHUNK, generate_volume, 
 
 log = logging.getLogger("hicatalog.mock.samples")
 
-__all__ = ["POOL_FACTOR", "POPULATIONS", "Population", "generate_population", "population_counts"]
+__all__ = [
+    "POOL_FACTOR", "POPULATIONS", "Population", "generate_population", "population_counts",
+    "selection_r_mag",
+]
 
 #: The imaged populations: the values of the ``population`` column.
 POPULATIONS = ("alfalfa", "nondetections", "xgass")
@@ -90,9 +97,20 @@ def _imaged_pools(t: Galaxies) -> dict[str, np.ndarray]:
     }
 
 
+def selection_r_mag(v: Galaxies, effects: Effects) -> np.ndarray:
+    """The r magnitude the optical limit is applied to: ``r_mag``, dimmed by the disc's
+    inclination attenuation (``a_r_incl`` on the disc's share ``1 - bt`` of the light) when
+    ``effects.inclination`` (the SDSS main sample selects on observed, Galactic-extinction
+    corrected magnitudes, so edge-on discs drop out first)."""
+    if not effects.inclination:
+        return v["r_mag"]
+    return v["r_mag"] - 2.5 * np.log10(v["bt"] + (1 - v["bt"]) * 10 ** (-0.4 * v["a_r_incl"]))
+
+
 def generate_population(
     n: int, seed: int = 0, sigma_int: float = 0.20, population: str = "all",
-    survey_tag: str | None = None,
+    survey_tag: str | None = None, effects: Effects | None = None,
+    outlier_fraction: float = OUTLIER_FRACTION,
 ) -> Population:
     """Generate the mock survey: tracers (every galaxy above the optical limit) and the
     ``n`` imaged galaxies of ``population`` (``alfalfa``, ``nondetections``, ``xgass`` or
@@ -104,7 +122,13 @@ def generate_population(
     detection, and the imaged galaxies are drawn from the pools of each population without
     replacement (xGASS-like ones flat in log M*). ``sigma_int``: standard deviation of the
     irreducible part of M (dex); ``survey_tag``: the middle of the object ids (default
-    ``s<seed>``). Returns a :class:`Population` (columns: :mod:`hicatalog.mock.columns`).
+    ``s<seed>``); ``effects``: the real difficulties of the labels and of the selection
+    (:class:`~hicatalog.mock.effects.Effects`, default all on; :meth:`Effects.none` is the
+    clean mock): the measured flux decides the detection, the measurements and outliers
+    (:func:`hicatalog.mock.labels.add_measurements`, ``outlier_fraction`` of the detections)
+    and the cutout labels (:func:`~hicatalog.mock.labels.add_cutout_labels`) come from a
+    random stream of their own, so the clean draws are the same whatever is switched on.
+    Returns a :class:`Population` (columns: :mod:`hicatalog.mock.columns`).
 
     The footprint grows until the pools of every requested population are large enough (the
     imaged share of a pool is at most 1/POOL_FACTOR, so that tracers stay a real survey).
@@ -123,21 +147,26 @@ def generate_population(
     area = max(max(1.1 * POOL_FACTOR * want[p] / per_deg2[p] for p in POPULATIONS if want[p]),
                1.0)
     area = min(area, MAX_AREA_DEG2)
+    effects = Effects() if effects is None else effects
     for attempt in range(12):
         rng = np.random.default_rng([seed, 0xA11FA, attempt])
+        rng_real = np.random.default_rng([seed, 0x4EA15, attempt])
         vol = generate_volume(area, rng, r_limit=R_MAG_LIMIT)
         # Properties and the optical limit chunk by chunk: only tracers are ever held whole.
         parts = []
         for c0 in range(0, max(len(vol["ra"]), 1), VOLUME_CHUNK):
             chunk = {k: a[c0:c0 + VOLUME_CHUNK] for k, a in vol.items()}
             add_stellar_properties(chunk, rng)
-            keep = chunk["r_mag"] <= R_MAG_LIMIT
+            keep = selection_r_mag(chunk, effects) <= R_MAG_LIMIT
             parts.append({k: a[keep] for k, a in chunk.items()})
         del vol, chunk
         t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         del parts
         t["one_plus_delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
-        add_gas_and_detection(t, rng, sigma_int)
+        n_t = len(t["ra"])
+        flux_noise = rng_real.standard_normal(n_t)
+        add_gas_and_detection(t, rng, sigma_int, flux_noise if effects.label_noise else None)
+        add_measurements(t, rng_real, effects, outlier_fraction)
         pools = _imaged_pools(t)
         short = [p for p in POPULATIONS if want[p] and len(pools[p]) < POOL_FACTOR * want[p]]
         if not short:
@@ -180,6 +209,7 @@ def generate_population(
     imaged["population"] = labels
     # Per-galaxy render seed: the galaxy's index in the tracer catalog (stable for a seed).
     imaged["tracer_index"] = idx.astype(np.int64)
+    add_cutout_labels(imaged, effects)
     log.info(
         "mock volume: %.0f deg2, %d tracers, %d detected, imaged %s",
         area, n_t, int(t["detected"].sum()), {p: len(chosen[p]) for p in POPULATIONS},

@@ -2,17 +2,21 @@
 
 Output (``cfg.out`` = DIR)::
 
-    DIR/cutouts/part-NNNNN.parquet   cutouts contract + labels (m_true, detected, log_mstar,
-                                     one_plus_delta5 = true 1+delta5, dataset),
-                                     cfg.rows_per_shard rows
+    DIR/cutouts/part-NNNNN.parquet   cutouts contract + labels (m_true = the label as a survey
+                                     measures it, detected, log_mstar = the catalogued M*,
+                                     one_plus_delta5 = true 1+delta5, dataset; upper_limit
+                                     with the measured_labels effect), cfg.rows_per_shard rows
     DIR/tracers.parquet              every galaxy above the optical limit (tracers contract)
-    DIR/truth.parquet                every part of M per imaged galaxy (truth contract)
-    DIR/_mock.json                   the configuration and counts of the run
+    DIR/truth.parquet                every part of M per imaged galaxy, the true and measured
+                                     values and what each effect did (truth contract)
+    DIR/_mock.json                   the configuration, effects and counts of the run
 
-Shard ``k`` always holds imaged rows ``[k * rows_per_shard, (k + 1) * rows_per_shard)`` and
-every image depends only on (seed, galaxy), so the local path and the Ray Data path (one task
-per shard: ``ray.data.range(n_shards).map_batches(...)``, each task renders and writes its
-shard, streaming) write byte-identical shards whatever the number of workers.
+On the clean mock (every effect off) the label columns are the true values and the truth has
+no effect columns: the mock of before, byte for byte. Shard ``k`` always holds imaged rows
+``[k * rows_per_shard, (k + 1) * rows_per_shard)`` and every image depends only on (seed,
+galaxy), so the local path and the Ray Data path (one task per shard:
+``ray.data.range(n_shards).map_batches(...)``, each task renders and writes its shard,
+streaming) write byte-identical shards whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +33,16 @@ import pyarrow.fs as pafs
 
 from hicatalog.config import MockConfig
 from hicatalog.cutouts.shards import write_shard
-from hicatalog.mock.render import RENDER_COLUMNS, default_image_size, render_cutout
+from hicatalog.mock.columns import TRUTH_EFFECT_COLUMNS, Galaxies
+from hicatalog.mock.effects import Effects
+from hicatalog.mock.instruments import SurveySpec, imaging_spec
+from hicatalog.mock.observing import observe
+from hicatalog.mock.render import (
+    OBSERVING_RENDER_COLUMNS,
+    RENDER_COLUMNS,
+    default_image_size,
+    render_cutout,
+)
 from hicatalog.mock.samples import Population, generate_population
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table, table_spec
@@ -38,8 +52,10 @@ log = logging.getLogger("hicatalog.mock")
 
 __all__ = [
     "LOCAL_MAX_ROWS",
+    "MockPlan",
     "main",
     "generate_mock",
+    "plan_mock",
     "imaged_table",
     "render_shard",
     "tracers_table",
@@ -49,8 +65,8 @@ __all__ = [
 #: Below this many cutouts (and with one worker) ``engine="auto"`` renders in-process.
 LOCAL_MAX_ROWS = 4096
 #: Columns of the imaged table carried to the renderers (besides the render parameters).
-_LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_true", "detected", "log_mstar",
-                  "one_plus_delta5_true", "population")
+_LABEL_COLUMNS = ("object_id", "ra", "dec", "z", "m_label", "label_is_limit", "detected",
+                  "log_mstar_obs", "one_plus_delta5_true", "population")
 _SHARD_NAME = "part"
 
 
@@ -64,25 +80,48 @@ def tracers_table(pop: Population) -> pa.Table:
     return conform_table(table, "tracers", "mock tracers")
 
 
-def truth_table(pop: Population) -> pa.Table:
+def truth_table(pop: Population, obs: Galaxies | None = None, spec: SurveySpec | None = None,
+                effects: Effects | None = None) -> pa.Table:
     """The truth contract for the imaged galaxies (in cutout order): every contract column,
-    cast to the contract's type (NaN written as null)."""
+    cast to the contract's type (NaN written as null). ``obs``: the observing columns
+    (:func:`hicatalog.mock.observing.observe`), ``spec``: the imaging; the effect columns
+    (:data:`~hicatalog.mock.columns.TRUTH_EFFECT_COLUMNS`) are written when ``effects.any``,
+    so the clean mock's truth is the one from before the effects."""
     im = pop.imaged
-    cols = {
-        f.name: pa.array(im[f.name].tolist(), pa.string()) if im[f.name].dtype == object
-        else pa.array(im[f.name].astype(f.type.to_pandas_dtype()), from_pandas=True)
-        for f in table_spec("truth").schema
-    }
+    src = dict(im)
+    if obs is not None:
+        src.update(obs)
+    n = len(im["ra"])
+    with_effects = effects is not None and effects.any
+    if with_effects:
+        partner = im["outlier_partner"]
+        ids = pop.tracers["object_id"]
+        src["outlier_partner_id"] = np.array([ids[k] if k >= 0 else None for k in partner],
+                                             dtype=object)
+        src["imaging"] = np.full(n, spec.label if spec is not None else "", dtype=object)
+    cols = {}
+    for f in table_spec("truth").schema:
+        if f.name in TRUTH_EFFECT_COLUMNS and not with_effects:
+            continue
+        v = src[f.name]
+        cols[f.name] = (pa.array(v.tolist(), pa.string()) if v.dtype == object
+                        else pa.array(v.astype(f.type.to_pandas_dtype()), from_pandas=True))
     return conform_table(pa.table(cols), "truth", "mock truth")
 
 
-def imaged_table(pop: Population) -> pa.Table:
-    """The imaged galaxies' labels and render parameters, one row per cutout, in order."""
+def imaged_table(pop: Population, obs: Galaxies | None = None,
+                 companions: pa.Array | None = None) -> pa.Table:
+    """The imaged galaxies' labels and render parameters, one row per cutout, in order; with
+    ``obs`` also the observing columns the renderer reads and the ``companions`` list."""
     im = pop.imaged
     cols = {c: im[c] for c in RENDER_COLUMNS}
     for c in _LABEL_COLUMNS:
         v = im[c]
         cols[c] = pa.array(v.tolist(), pa.string()) if v.dtype == object else v
+    if obs is not None:
+        for c in OBSERVING_RENDER_COLUMNS:
+            cols[c] = obs[c]
+        cols["companions"] = companions
     return pa.table(cols)
 
 
@@ -90,37 +129,50 @@ def _shard_bounds(n_rows: int, rows_per_shard: int) -> list[tuple[int, int]]:
     return [(s, min(n_rows, s + rows_per_shard)) for s in range(0, n_rows, rows_per_shard)]
 
 
-def render_shard(rows: pa.Table, survey: str, size: int, seed: int) -> pa.Table:
+def render_shard(rows: pa.Table, survey: str, size: int, seed: int,
+                 spec: SurveySpec | None = None, effects: Effects | None = None) -> pa.Table:
     """Render the cutouts of ``rows`` (a slice of :func:`imaged_table`) into a cutouts table.
 
+    ``survey``: the ``survey`` column (the geometry); ``spec``: the imaging to render with
+    (default: that survey's own); ``effects``: the realism (default: the clean mock).
     Returns the cutouts contract with labels: object_id, ra, dec, z, survey, image (JPEG),
-    m_true (float32), detected (bool), log_mstar (float32), one_plus_delta5 (the true
-    1+delta5, float32), dataset ('alfalfa' | 'nondetections' | 'xgass').
+    m_true (the label as measured, float32, null where none), detected (bool), log_mstar
+    (catalogued, float32), one_plus_delta5 (the true 1+delta5, float32), dataset ('alfalfa' |
+    'nondetections' | 'xgass') and, with the measured_labels effect, upper_limit.
     """
-    params = {c: rows.column(c).to_numpy() for c in RENDER_COLUMNS}
-    images = [
-        render_cutout({c: params[c][i] for c in RENDER_COLUMNS}, survey, size, seed)
-        for i in range(rows.num_rows)
-    ]
+    effects = Effects.none() if effects is None else effects
+    spec = imaging_spec(survey) if spec is None else spec
+    names = RENDER_COLUMNS + (OBSERVING_RENDER_COLUMNS if effects.image else ())
+    params = {c: rows.column(c).to_numpy() for c in names}
+    comps = rows.column("companions").to_pylist() if effects.neighbours else None
+    images = []
+    for i in range(rows.num_rows):
+        p = {c: params[c][i] for c in names}
+        if comps is not None:
+            p["companions"] = comps[i]
+        images.append(render_cutout(p, spec, size, seed, effects))
     table = pa.table({
         "object_id": rows.column("object_id"),
         "ra": rows.column("ra"), "dec": rows.column("dec"), "z": rows.column("z"),
         "survey": pa.array([survey] * rows.num_rows, pa.string()),
         "image": pa.array(images, pa.binary()),
-        "m_true": rows.column("m_true").cast(pa.float32()),
+        "m_true": pa.array(rows.column("m_label").to_numpy().astype(np.float32), from_pandas=True),
         "detected": rows.column("detected"),
-        "log_mstar": rows.column("log_mstar").cast(pa.float32()),
+        "log_mstar": rows.column("log_mstar_obs").cast(pa.float32()),
         "one_plus_delta5": pa.array(rows.column("one_plus_delta5_true").to_numpy().astype(np.float32),
                            from_pandas=True),
         "dataset": rows.column("population"),
     })
+    if effects.measured_labels:
+        table = table.append_column("upper_limit", rows.column("label_is_limit"))
     return table
 
 
 def _render_and_write(table: pa.Table, shard: int, bounds: tuple[int, int], out_dir: str,
-                      survey: str, size: int, seed: int) -> tuple[int, str, int]:
+                      survey: str, size: int, seed: int, spec: SurveySpec | None = None,
+                      effects: Effects | None = None) -> tuple[int, str, int]:
     start, stop = bounds
-    cut = render_shard(table.slice(start, stop - start), survey, size, seed)
+    cut = render_shard(table.slice(start, stop - start), survey, size, seed, spec, effects)
     path = write_shard(cut, out_dir, _SHARD_NAME, shard, contract="cutouts")
     return shard, path, cut.num_rows
 
@@ -129,21 +181,22 @@ class _ShardWriter:
     """Ray Data UDF: for each shard index in the batch, render and write that shard."""
 
     def __call__(self, batch: dict[str, np.ndarray], table_ref, bounds, out_dir, survey,
-                 size, seed) -> dict[str, np.ndarray]:
+                 size, seed, spec, effects) -> dict[str, np.ndarray]:
         import ray
 
         table = ray.get(table_ref) if isinstance(table_ref, ray.ObjectRef) else table_ref
         shards, paths, rows = [], [], []
         for k in batch["id"].tolist():
             s, p, n = _render_and_write(table, int(k), bounds[int(k)], out_dir, survey, size,
-                                        seed)
+                                        seed, spec, effects)
             shards.append(s)
             paths.append(p)
             rows.append(n)
         return {"shard": np.array(shards), "path": np.array(paths), "rows": np.array(rows)}
 
 
-def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> list[str]:
+def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers, spec,
+             effects) -> list[str]:
     import ray
 
     init_ray()
@@ -154,7 +207,8 @@ def _run_ray(table: pa.Table, bounds, out_dir, survey, size, seed, workers) -> l
         compute=None if workers is None
         else ray.data.TaskPoolStrategy(size=max(1, min(workers, len(bounds)))),
         fn_kwargs={"table_ref": table_ref, "bounds": bounds, "out_dir": out_dir,
-                   "survey": survey, "size": size, "seed": seed},
+                   "survey": survey, "size": size, "seed": seed, "spec": spec,
+                   "effects": effects},
     )
     results = sorted(ds.take_all(), key=lambda r: int(r["shard"]))
     if [int(r["shard"]) for r in results] != list(range(len(bounds))):
@@ -175,6 +229,40 @@ def _remove_stale_shards(out_dir: str, n_shards: int) -> None:
             fs.delete_file(f.path)
 
 
+@dataclass
+class MockPlan:
+    """Everything a mock renders from, before any file is written: the population, how each
+    imaged galaxy is observed, the imaging and effects, and the table the renderers read
+    (:func:`imaged_table`) with its shard bounds. ``size``: cutout side (px)."""
+
+    cfg: MockConfig
+    size: int
+    effects: Effects
+    spec: SurveySpec
+    pop: Population
+    obs: Galaxies
+    table: pa.Table
+    bounds: list[tuple[int, int]]
+
+    def render_shard(self, k: int, out_dir: str) -> tuple[int, str, int]:
+        """Render and write shard ``k`` into ``out_dir``: ``(k, path, rows)``."""
+        return _render_and_write(self.table, k, self.bounds[k], out_dir, self.cfg.imaging,
+                                 self.size, self.cfg.seed, self.spec, self.effects)
+
+
+def plan_mock(cfg: MockConfig) -> MockPlan:
+    """The population, observing conditions and render table of the mock ``cfg`` describes."""
+    size = cfg.image_size or default_image_size(cfg.imaging)
+    effects = Effects(**cfg.effects_on())
+    spec = imaging_spec(cfg.imaging, cfg.shifted_imaging)
+    pop = generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population, effects=effects,
+                              outlier_fraction=cfg.outlier_fraction)
+    obs, companions = observe(pop.imaged, pop.tracers, spec, size, cfg.seed, effects)
+    table = imaged_table(pop, obs, companions)
+    return MockPlan(cfg, size, effects, spec, pop, obs, table,
+                    _shard_bounds(table.num_rows, cfg.rows_per_shard))
+
+
 def generate_mock(cfg: MockConfig) -> dict[str, str]:
     """Generate the mock survey described by ``cfg``.
 
@@ -182,8 +270,8 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
     "truth": DIR/truth.parquet}``. The same configuration gives byte-identical files.
     """
     t0 = time.perf_counter()
-    size = cfg.image_size or default_image_size(cfg.imaging)
-    pop = generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population)
+    plan = plan_mock(cfg)
+    pop, obs, spec, effects, size = plan.pop, plan.obs, plan.spec, plan.effects, plan.size
     out = cfg.out.rstrip("/") or "."
     paths = {
         "cutouts": join(out, "cutouts"),
@@ -191,20 +279,20 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "truth": join(out, "truth.parquet"),
     }
     write_parquet_atomic(tracers_table(pop), paths["tracers"])
-    write_parquet_atomic(truth_table(pop), paths["truth"])
+    write_parquet_atomic(truth_table(pop, obs, spec, effects), paths["truth"])
     t_pop = time.perf_counter() - t0
 
-    table = imaged_table(pop)
-    bounds = _shard_bounds(table.num_rows, cfg.rows_per_shard)
+    table, bounds = plan.table, plan.bounds
     use_ray = cfg.engine == "ray" or (
         cfg.engine == "auto" and (table.num_rows > LOCAL_MAX_ROWS or (cfg.workers or 1) > 1)
     )
     t1 = time.perf_counter()
     if use_ray:
-        _run_ray(table, bounds, paths["cutouts"], cfg.imaging, size, cfg.seed, cfg.workers)
+        _run_ray(table, bounds, paths["cutouts"], cfg.imaging, size, cfg.seed, cfg.workers,
+                 spec, effects)
     else:
-        for k, b in enumerate(bounds):
-            _render_and_write(table, k, b, paths["cutouts"], cfg.imaging, size, cfg.seed)
+        for k in range(len(bounds)):
+            plan.render_shard(k, paths["cutouts"])
     _remove_stale_shards(paths["cutouts"], len(bounds))
     t_render = time.perf_counter() - t1
 
@@ -220,7 +308,20 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
         "n_shards": len(bounds),
         "populations": counts,
         "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
+        "effects": effects.as_dict(),
+        "imaging_spec": spec.label,
     }
+    if effects.any:
+        im = pop.imaged
+        det = im["population"] == "alfalfa"
+        kinds, k_n = np.unique(im["outlier_kind"][det], return_counts=True)
+        manifest["effect_counts"] = {
+            "alfalfa_outliers": {str(k): int(c) for k, c in zip(kinds, k_n, strict=True)},
+            "labels_null": int(np.isnan(im["m_label"]).sum()),
+            "upper_limits": int(im["label_is_limit"].sum()),
+            "with_companions": int((obs["n_companions"] > 0).sum()),
+            "blends": int(obs["blend"].sum()), "tidal": int(obs["tidal"].sum()),
+        }
     write_atomic(join(out, "_mock.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info(
         "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
