@@ -33,14 +33,13 @@ def child(n: int, size: int, out: str, realism: str) -> dict:
     """Run one mock in this process; return timings and peak RSS."""
     import logging
 
-    from hicatalog.config import MockConfig
     from hicatalog.mock.survey import plan_mock
 
     logging.basicConfig(level=logging.WARNING)
-    cfg = MockConfig(out=out, n=n, seed=0, image_size=size, engine="local", realism=realism)
+    cfg = dict(out=out, n=n, seed=0, image_size=size, engine="local", realism=realism)
     # time planning and rendering separately (the same code path as generate_mock)
     t0, c0 = time.perf_counter(), time.process_time()
-    plan = plan_mock(cfg)
+    plan = plan_mock(**cfg)
     t_pop, c_pop = time.perf_counter() - t0, time.process_time() - c0
     rss_after_population = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t1, c1 = time.perf_counter(), time.process_time()
@@ -69,12 +68,11 @@ def profile(size: int, realism: str, n: int = 300) -> dict:
 
     import numpy as np
 
-    from hicatalog.config import MockConfig
     from hicatalog.mock.render import encode_jpeg, render_galaxy_flux, to_rgb
     from hicatalog.mock.survey import plan_mock
 
     with tempfile.TemporaryDirectory() as tmp:
-        plan = plan_mock(MockConfig(out=tmp, n=n, seed=1, image_size=size, realism=realism))
+        plan = plan_mock(out=tmp, n=n, seed=1, image_size=size, realism=realism)
     rows = plan.table.to_pylist()
     t = {"flux_image": 0.0, "lupton_rgb": 0.0, "jpeg": 0.0}
     for r in rows:

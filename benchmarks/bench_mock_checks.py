@@ -27,7 +27,6 @@ from dataclasses import replace
 import numpy as np
 from _results import write_result  # benchmarks/_results.py
 
-from hicatalog.config import MockConfig
 from hicatalog.mock.effects import Effects
 from hicatalog.mock.instruments import SURVEYS
 from hicatalog.mock.render import render_galaxy_flux
@@ -147,7 +146,7 @@ def labels(plan) -> dict:
         "hi_error_by_snr": bins,
         "mstar_error_std": float(np.std(t["log_mstar_obs"] - t["log_mstar"])),
         "outliers_among_detected_tracers": {str(k_): int(c) for k_, c in zip(kinds, counts, strict=True)},
-        "outlier_share_set": plan.cfg.outlier_fraction,
+        "outlier_share_set": plan.args.outlier_fraction,
         "outlier_share_measured": float(np.mean(t["outlier_kind"][det] != "none")),
         "eddington_bias_near_limit_dex": float(np.mean(t["log_s21_obs"][near] - t["log_s21"][near])),
         "alfalfa_snr": _pct(im["snr_hi"][a]),
@@ -165,14 +164,14 @@ def main() -> int:
     result: dict = {"benchmark": "mock_checks", "n": args.n, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         for realism in ("clean", "realistic"):
-            plan = plan_mock(MockConfig(out=tmp, n=args.n, seed=1, realism=realism))
+            plan = plan_mock(out=tmp, n=args.n, seed=1, realism=realism)
             result[realism] = {"distributions": distributions(plan)}
             if realism == "realistic":
                 result[realism]["pixels"] = pixels(plan)
                 result[realism]["labels"] = labels(plan)
             for shift in ("legacy", "degraded"):
                 if realism == "realistic":
-                    sp = plan_mock(MockConfig(out=tmp, n=args.n, seed=1, shifted_imaging=shift))
+                    sp = plan_mock(out=tmp, n=args.n, seed=1, shifted_imaging=shift)
                     result[realism][f"shifted_{shift}"] = {
                         "seeing_fwhm_arcsec": _pct(sp.obs["seeing_fwhm_arcsec"]),
                         "depth_r_mag": _pct(sp.obs["depth_r_mag"])}

@@ -165,13 +165,11 @@ def _catalog_numbers(catalog: str, truth: str) -> dict:
 
 
 def _robustness(run: Path, survey: dict, regression: str) -> dict:
-    from hicatalog.config import EvaluateConfig
-    from hicatalog.evaluation.robustness import run_robustness
+    from hicatalog.evaluation.analyses import evaluate
 
     out = run / "robustness"
     if not (out / "robustness.json").exists():
-        run_robustness(EvaluateConfig(analysis="robustness", data=[survey["cutouts"]],
-                                      model=regression, out=str(out)))
+        evaluate(str(out), analysis="robustness", data=[survey["cutouts"]], model=regression)
     r = json.loads((out / "robustness.json").read_text())
     colours = r["galaxies"][0]["colours"]
     return {"scatter_dex": r["scatter_dex"],
@@ -190,27 +188,23 @@ def _baselines(run: Path, train_mock: dict, regression: str) -> dict:
     """Appendix A on the training mock's validation rows, with the demo's regression model as
     the CNN (trained on the same rows with the same seed): RMSE and slope of each model against
     the cutouts' label (on the realistic mock the measured label, what a real validation has)."""
-    from hicatalog.config import EvaluateConfig
-    from hicatalog.evaluation.baselines import run_baselines
+    from hicatalog.evaluation.analyses import evaluate
 
     out = run / "baselines"
     if not (out / "baselines.json").exists():
-        run_baselines(EvaluateConfig(analysis="baselines", data=[train_mock["cutouts"]],
-                                     model=regression, out=str(out)))
+        evaluate(str(out), analysis="baselines", data=[train_mock["cutouts"]], model=regression)
     b = json.loads((out / "baselines.json").read_text())
     return {"n_val": b["n_val"], "cnn_beats_every_baseline": b["cnn_beats_every_baseline"],
             "metrics": {k: {"rmse": v["rmse"], "slope": v["slope"]} for k, v in b["metrics"].items()}}
 
 
 def _environment(run: Path, train_mock: dict, repeats: int) -> dict:
-    from hicatalog.config import EvaluateConfig
-    from hicatalog.evaluation.environment_split import run_environment_experiment
+    from hicatalog.evaluation.analyses import evaluate
 
     out = run / "environment"
     if not (out / "environment.json").exists():
-        run_environment_experiment(EvaluateConfig(
-            analysis="environment", data=[train_mock["cutouts"]], tracers=train_mock["tracers"],
-            out=str(out), repeats=repeats, windows=False))
+        evaluate(str(out), analysis="environment", data=[train_mock["cutouts"]],
+                 tracers=train_mock["tracers"], repeats=repeats, windows=False)
     e = json.loads((out / "environment.json").read_text())
     low, high, rnd = e["table4"]
     gap = high["nrmse_mean"] - low["nrmse_mean"]
@@ -223,8 +217,7 @@ def _environment(run: Path, train_mock: dict, repeats: int) -> dict:
 
 
 def _shifted(run: Path, realism: str, summary: dict, shift: str, n: int, seed: int) -> dict:
-    from hicatalog.catalog.build import build_catalog
-    from hicatalog.config import BuildCatalogConfig, MockConfig
+    from hicatalog.catalog.build import make_catalog
     from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.survey import generate_mock
 
@@ -232,13 +225,10 @@ def _shifted(run: Path, realism: str, summary: dict, shift: str, n: int, seed: i
     mock = {"cutouts": str(base / "mock" / "cutouts"), "truth": str(base / "mock" / "truth.parquet"),
             "tracers": str(base / "mock" / "tracers.parquet")}
     if not (base / "mock" / "_mock.json").exists():
-        generate_mock(MockConfig(out=str(base / "mock"), n=n, seed=seed, realism=realism,
-                                 shifted_imaging=shift))
+        generate_mock(str(base / "mock"), n=n, seed=seed, realism=realism, shifted_imaging=shift)
     if not (base / "report" / "metrics.json").exists():
-        build_catalog(BuildCatalogConfig(cutouts=mock["cutouts"],
-                                         regression=summary["models"]["regression"],
-                                         pr=summary["models"]["pr"], tracers=mock["tracers"],
-                                         out=str(base / "catalog")))
+        make_catalog(cutouts=mock["cutouts"], regression=summary["models"]["regression"],
+                     pr=summary["models"]["pr"], tracers=mock["tracers"], out=str(base / "catalog"))
         evaluate_catalog(str(base / "catalog"), mock["truth"], str(base / "report"))
     return _catalog_numbers(str(base / "catalog"), mock["truth"])
 

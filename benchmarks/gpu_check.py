@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import PeakSampler, write_result  # noqa: E402  (benchmarks/_results.py)
 
 from hicatalog.catalog.inference import gpu_decode, predict_images  # noqa: E402
-from hicatalog.config import BuildCatalogConfig, MockConfig, TrainConfig  # noqa: E402
+from hicatalog.config import BuildCatalogConfig, TrainConfig  # noqa: E402
 from hicatalog.cutouts.decode import decode_batch  # noqa: E402
 from hicatalog.cutouts.shards import write_shard  # noqa: E402
 from hicatalog.models import ModelCard, build_model, load_model, save_model  # noqa: E402
@@ -164,8 +164,8 @@ def render_pool(work: str, s: Sizes) -> pa.Table:
     """``s.pool`` mock galaxies rendered as the survey mock does (cutouts contract rows)."""
     from hicatalog.mock.survey import generate_mock
 
-    paths = generate_mock(MockConfig(out=os.path.join(work, "pool"), n=s.pool, seed=0,
-                                     image_size=s.cutout_px, engine="local"))
+    paths = generate_mock(os.path.join(work, "pool"), n=s.pool, seed=0, image_size=s.cutout_px,
+                          engine="local")
     return pa.concat_tables(pq.read_table(f) for f in sorted(glob.glob(
         os.path.join(paths["cutouts"], "*.parquet"))))
 

@@ -77,8 +77,9 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("mock", MockConfig, "hicatalog.mock.survey:main",
-            "render the embedded mock survey (cutouts, tracers, truth)", passes_config=True),
+    Command("mock", MockConfig, "hicatalog.mock.survey:generate_mock",
+            "render the embedded mock survey (cutouts, tracers, truth)",
+            show="hicatalog.mock.survey:show_result"),
     Command("train", TrainConfig, "hicatalog.training.trainer:train",
             "train the regression / PR / gas-class CNN with Ray Train",
             show="hicatalog.training.trainer:show_result"),

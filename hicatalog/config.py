@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -209,24 +209,6 @@ class MockConfig(JobConfig):
         "pixel scale and size: another survey's bands, seeing, depth and stretch (legacy with "
         "--imaging sdss: Legacy-like images resampled to SDSS), or degraded (1.5x seeing, 1 mag "
         "shallower)")
-
-    #: The effect fields, in the order of hicatalog.mock.effects.EFFECTS.
-    EFFECT_FIELDS: ClassVar[tuple[str, ...]] = (
-        "label_noise", "label_outliers", "measured_labels", "seeing", "sky_noise", "calibration",
-        "extinction", "inclination", "neighbours")
-
-    @model_validator(mode="after")
-    def _shift_differs(self) -> MockConfig:
-        if self.shifted_imaging == self.imaging:
-            raise ValueError(f"shifted_imaging {self.shifted_imaging!r} is the --imaging itself; "
-                             "use 'none' for no shift")
-        return self
-
-    def effects_on(self) -> dict[str, bool]:
-        """``{effect: on}`` for every effect: its field, or ``realism`` where the field is None."""
-        default = self.realism == "realistic"
-        return {k: default if getattr(self, k) is None else bool(getattr(self, k))
-                for k in self.EFFECT_FIELDS}
 
 
 class TrainOptions(JobConfig):

@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Any
 
-from hicatalog.config import DemoConfig, MockConfig
+from hicatalog.config import DemoConfig
 from hicatalog.runtime import init_ray
 from hicatalog.storage import basename, is_url, join, write_json_atomic
 
@@ -106,9 +106,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     t_start = time.perf_counter()
 
     with _step("mock (training sample)", timings):
-        train_mock = generate_mock(MockConfig(out=paths["train_mock"], n=cfg.n_train, seed=cfg.seed))
+        train_mock = generate_mock(paths["train_mock"], n=cfg.n_train, seed=cfg.seed)
     with _step("mock (survey)", timings):
-        survey = generate_mock(MockConfig(out=paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1))
+        survey = generate_mock(paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1)
 
     args = stage_arguments(cfg, paths, survey, train_mock)
     for task in ("regression", "pr"):

@@ -21,10 +21,11 @@ from hicatalog.schemas import read_table, validate_table
 N, SIZE, ROWS = 360, 80, 100
 
 
-def _cfg(out: Path, **kw) -> MockConfig:
+def _cfg(out: Path, **kw) -> dict:
+    """The keyword arguments of a small mock, checked as ``hicatalog mock`` checks them."""
     base = dict(out=str(out), n=N, seed=11, image_size=SIZE, rows_per_shard=ROWS)
     base.update(kw)
-    return MockConfig(**base)
+    return MockConfig(**base).fields()
 
 
 def _digest(cutouts_dir: str) -> dict[str, str]:
@@ -34,7 +35,7 @@ def _digest(cutouts_dir: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def mock_dir(tmp_path_factory) -> dict[str, str]:
-    return generate_mock(_cfg(tmp_path_factory.mktemp("mock") / "run", engine="local"))
+    return generate_mock(**_cfg(tmp_path_factory.mktemp("mock") / "run", engine="local"))
 
 
 @pytest.fixture(scope="module")
@@ -99,25 +100,25 @@ def test_every_jpeg_decodes_at_the_stated_size(images):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, mock_dir):
-    again = generate_mock(_cfg(tmp_path / "again", engine="local"))
+    again = generate_mock(**_cfg(tmp_path / "again", engine="local"))
     assert _digest(again["cutouts"]) == _digest(mock_dir["cutouts"])
     for key in ("tracers", "truth"):
         assert Path(again[key]).read_bytes() == Path(mock_dir[key]).read_bytes()
-    other = generate_mock(_cfg(tmp_path / "other", seed=12, n=40, engine="local"))
+    other = generate_mock(**_cfg(tmp_path / "other", seed=12, n=40, engine="local"))
     assert pq.read_table(other["cutouts"])["image"][0] != pq.read_table(
         mock_dir["cutouts"])["image"][0]
 
 
 def test_ray_data_path_writes_identical_shards(tmp_path, ray_local):
-    local = generate_mock(_cfg(tmp_path / "local", n=90, rows_per_shard=40, engine="local"))
-    out = generate_mock(_cfg(tmp_path / "ray", n=90, rows_per_shard=40, engine="ray", workers=2))
+    local = generate_mock(**_cfg(tmp_path / "local", n=90, rows_per_shard=40, engine="local"))
+    out = generate_mock(**_cfg(tmp_path / "ray", n=90, rows_per_shard=40, engine="ray", workers=2))
     digest = _digest(out["cutouts"])
     assert list(digest) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert digest == _digest(local["cutouts"])
     manifest = json.loads((tmp_path / "ray" / "_mock.json").read_text())
     assert manifest["engine"] == "ray"
     # a rerun into the same directory with fewer rows leaves no stale shard behind
-    generate_mock(_cfg(tmp_path / "ray", n=30, rows_per_shard=40, engine="ray", workers=2))
+    generate_mock(**_cfg(tmp_path / "ray", n=30, rows_per_shard=40, engine="ray", workers=2))
     assert [Path(f).name for f in list_shards(str(tmp_path / "ray" / "cutouts"))] == [
         "part-00000.parquet"]
 

@@ -62,10 +62,9 @@ def digest(out_dir: Path) -> dict:
 
 
 def _run(case: dict, out: Path, **extra) -> Path:
-    from hicatalog.config import MockConfig
     from hicatalog.mock.survey import generate_mock
 
-    generate_mock(MockConfig(out=str(out), engine="local", **case, **extra))
+    generate_mock(str(out), engine="local", **case, **extra)
     return out
 
 

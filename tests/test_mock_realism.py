@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from hicatalog.config import ConfigError, MockConfig, load_config
+from hicatalog.cli import main
+from hicatalog.config import MockConfig
+from hicatalog.errors import ConfigError
 from hicatalog.mock.effects import EFFECTS, Effects
 from hicatalog.mock.instruments import SURVEYS
 from hicatalog.mock.render import render_galaxy_flux
@@ -90,7 +92,7 @@ def _fwhm_px(band: np.ndarray, half: int = 12) -> float:
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     """A realistic mock of 600 SDSS cutouts, planned (population, observing, companions)."""
-    return plan_mock(MockConfig(out=str(tmp_path_factory.mktemp("real")), n=600, seed=3))
+    return plan_mock(out=str(tmp_path_factory.mktemp("real")), n=600, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -371,17 +373,21 @@ def test_inclination_dims_the_optical_selection():
 
 # ---------------------------------------------------------------- the switches, the shifted survey
 def test_each_effect_switches_on_its_own():
-    names = MockConfig.EFFECT_FIELDS
-    assert names == EFFECTS
-    assert all(MockConfig(out="x").effects_on().values())
-    assert not any(MockConfig(out="x", realism="clean").effects_on().values())
+    names = ("label_noise", "label_outliers", "measured_labels", "seeing", "sky_noise",
+             "calibration", "extinction", "inclination", "neighbours")
+    assert EFFECTS == names and all(n in MockConfig.model_fields for n in names)
+    assert all(Effects.chosen().as_dict().values())
+    assert not any(Effects.chosen("clean").as_dict().values())
     for name in names:
-        off = MockConfig(out="x", **{name: False}).effects_on()
+        off = Effects.chosen("realistic", **{name: False}).as_dict()
         assert [k for k, v in off.items() if not v] == [name]
-        on = MockConfig(out="x", realism="clean", **{name: True}).effects_on()
+        on = Effects.chosen("clean", **{name: True}).as_dict()
         assert [k for k, v in on.items() if v] == [name]
-    with pytest.raises(ConfigError, match="shifted_imaging"):
-        load_config(MockConfig, None, {"out": "x", "shifted_imaging": "sdss"})
+        assert Effects.chosen("clean", **{name: None}) == Effects.none()
+    with pytest.raises(ConfigError, match="unknown effects"):
+        Effects.chosen(seeng=False)
+    # a shift to the imaging itself: a parameter error, named by its flags on the command line
+    assert main(["mock", "--out", "x", "--shifted-imaging", "sdss"]) == 2
 
 
 def test_cli_switches(tmp_path, capsys):
@@ -413,9 +419,8 @@ def test_shifted_imaging_renders_the_same_galaxies_otherwise(tmp_path):
 
     runs = {}
     for shift in ("none", "legacy", "degraded"):
-        runs[shift] = generate_mock(MockConfig(out=str(tmp_path / shift), n=40, seed=4,
-                                               image_size=64, engine="local",
-                                               shifted_imaging=shift))
+        runs[shift] = generate_mock(str(tmp_path / shift), n=40, seed=4, image_size=64,
+                                     engine="local", shifted_imaging=shift)
     cut = {k: pq.read_table(v["cutouts"]) for k, v in runs.items()}
     truth = {k: pq.read_table(v["truth"]).to_pandas() for k, v in runs.items()}
     base = truth["none"]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from hicatalog.errors import ConfigError
+
 __all__ = ["EFFECTS", "Effects"]
 
 
@@ -42,6 +44,21 @@ class Effects:
     extinction: bool = True
     inclination: bool = True
     neighbours: bool = True
+
+    @classmethod
+    def chosen(cls, realism: str = "realistic", **switches: bool | None) -> Effects:
+        """The effects of a mock of ``realism`` (``realistic``: every effect on, ``clean``:
+        every effect off), with each effect named in ``switches`` set to its value unless it
+        is None (``Effects.chosen("clean", seeing=True)``: seeing alone)."""
+        if realism not in ("realistic", "clean"):
+            raise ConfigError(f"realism must be 'realistic' or 'clean', got {realism!r}",
+                              params=("realism",))
+        unknown = sorted(set(switches) - set(EFFECTS))
+        if unknown:
+            raise ConfigError(f"unknown effects {unknown}; expected some of {list(EFFECTS)}")
+        default = realism == "realistic"
+        return cls(**{k: default if switches.get(k) is None else bool(switches[k])
+                      for k in EFFECTS})
 
     @classmethod
     def none(cls) -> Effects:

@@ -14,11 +14,11 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hicatalog.cutouts.decode import ImageDecodeError, decode_jpeg
 from hicatalog.cutouts.shards import list_shards
-from hicatalog.storage import write_figure_atomic
+from hicatalog.errors import SchemaError
+from hicatalog.storage import read_parquet, read_parquet_schema, write_figure_atomic
 
 log = logging.getLogger("hicatalog.mock.gallery")
 
@@ -45,7 +45,7 @@ def draw_gallery(cutouts: str, out_png: str, n_cols: int = 5, max_rows: int = 20
 
     Raises
     ------
-    ValueError: the shards lack ``m_true``/``one_plus_delta5`` or hold no usable image.
+    SchemaError: the shards lack ``m_true``/``one_plus_delta5``.
     """
     import matplotlib
 
@@ -54,11 +54,11 @@ def draw_gallery(cutouts: str, out_png: str, n_cols: int = 5, max_rows: int = 20
 
     tables, n = [], 0
     for f in list_shards(cutouts):
-        cols = pq.read_schema(f).names
+        cols = read_parquet_schema(f).names
         if "m_true" not in cols or "one_plus_delta5" not in cols:
-            raise ValueError(f"{f}: the gallery needs label columns m_true and one_plus_delta5")
+            raise SchemaError(f"{f}: the gallery needs label columns m_true and one_plus_delta5")
         want = [c for c in ("image", "m_true", "one_plus_delta5", "dataset") if c in cols]
-        tables.append(pq.read_table(f, columns=want))
+        tables.append(read_parquet(f, want))
         n += tables[-1].num_rows
         if n >= max_rows:
             break

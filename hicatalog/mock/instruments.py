@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from hicatalog.errors import ConfigError
 from hicatalog.imaging import IMAGING
 from hicatalog.mock.parameters import (
     BAND_WAVELENGTH_NM,
@@ -110,10 +111,11 @@ def imaging_spec(imaging: str, shifted: str = "none") -> SurveySpec:
 
     Raises
     ------
-    ValueError: an unknown survey or shift, or a shift to the survey itself.
+    ConfigError: an unknown survey or shift, or a shift to the survey itself.
     """
     if imaging not in SURVEYS:
-        raise ValueError(f"imaging must be one of {sorted(SURVEYS)}, got {imaging!r}")
+        raise ConfigError(f"imaging must be one of {sorted(SURVEYS)}, got {imaging!r}",
+                          params=("imaging",))
     if shifted == "none":
         return SURVEYS[imaging]
     if shifted == "degraded":
@@ -123,7 +125,8 @@ def imaging_spec(imaging: str, shifted: str = "none") -> SurveySpec:
         kw["depths"] = tuple(d - DEGRADED_DEPTH_MAG for d in kw["depths"])
         return _spec(imaging, imaging, label=f"degraded@{imaging}", **kw)
     if shifted not in _OWN or shifted == imaging:
-        raise ValueError(f"shifted imaging must be one of {[s for s in SHIFTS if s != imaging]} "
-                         f"or 'none' for {imaging!r} cutouts, got {shifted!r}")
+        raise ConfigError(f"shifted_imaging must be one of {[s for s in SHIFTS if s != imaging]} "
+                          f"or 'none' for imaging={imaging!r} cutouts, got {shifted!r}",
+                          params=("shifted_imaging", "imaging"))
     spec = _spec(shifted, imaging, label=f"{shifted}@{imaging}", **_OWN[shifted])
     return replace(spec, name=imaging)

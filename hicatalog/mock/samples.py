@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hicatalog.errors import ConfigError
 from hicatalog.mock.columns import Galaxies
 from hicatalog.mock.effects import Effects
 from hicatalog.mock.galaxies import add_gas_and_detection, add_stellar_properties
@@ -135,12 +136,13 @@ def generate_population(
 
     Raises
     ------
-    ValueError: bad ``n``/``population``, or ``n`` larger than one mock sky holds (~200k).
+    ConfigError: bad ``n``/``population``, or ``n`` larger than one mock sky holds (~200k).
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1 imaged galaxies, got {n}")
+        raise ConfigError(f"n must be >= 1 imaged galaxies, got {n}", params=("n",))
     if population not in (*POPULATIONS, "all"):
-        raise ValueError(f"population must be one of {(*POPULATIONS, 'all')}, got {population!r}")
+        raise ConfigError(f"population must be one of {(*POPULATIONS, 'all')}, got {population!r}",
+                          params=("population",))
     want = population_counts(n, population)
     # Imaged galaxies per deg^2 of each pool (measured on this model; only a first guess).
     per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0}
@@ -172,17 +174,17 @@ def generate_population(
         if not short:
             break
         if area >= MAX_AREA_DEG2 * 0.999:
-            raise ValueError(
+            raise ConfigError(
                 f"n={n} imaged galaxies do not fit one mock sky (the largest footprint, "
                 f"{MAX_AREA_DEG2:.0f} deg2, holds {({p: len(pools[p]) for p in short})} "
                 f"candidates, {POOL_FACTOR}x the request is needed); use several runs with "
-                "different seeds"
+                "different seeds", params=("n",)
             )
         grow = max(POOL_FACTOR * want[p] / max(len(pools[p]), 1) for p in short)
         log.debug("mock footprint %.1f deg2 too small for %s; growing x%.2f", area, short, grow)
         area = min(area * min(max(grow * 1.15, 1.3), 20.0), MAX_AREA_DEG2)
     else:  # pragma: no cover - the growth converges in a few steps
-        raise ValueError(f"could not build a volume with {want} imaged galaxies")
+        raise RuntimeError(f"could not build a volume with {want} imaged galaxies")
     n_t = len(t["ra"])
     tag = f"s{seed}" if survey_tag is None else survey_tag
     t["object_id"] = np.array([f"mock-{tag}-{i:07d}" for i in range(n_t)], dtype=object)
@@ -193,7 +195,7 @@ def generate_population(
     for p in ("xgass", "alfalfa", "nondetections"):
         pool = pools[p][~taken[pools[p]]]
         if want[p] > len(pool):
-            raise ValueError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
+            raise RuntimeError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
         weights = None
         if p == "xgass":  # flat in log M*: weight by the inverse of the pool's mass density
             hist, edges = np.histogram(t["log_mstar"][pool], bins=15)

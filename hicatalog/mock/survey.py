@@ -1,11 +1,11 @@
 """``hicatalog mock``: generate the population, render the cutouts, write the tables.
 
-Output (``cfg.out`` = DIR)::
+Output (``out`` = DIR)::
 
     DIR/cutouts/part-NNNNN.parquet   cutouts contract + labels (m_true = the label as a survey
                                      measures it, detected, log_mstar = the catalogued M*,
                                      one_plus_delta5 = true 1+delta5, dataset; upper_limit
-                                     with the measured_labels effect), cfg.rows_per_shard rows
+                                     with the measured_labels effect), rows_per_shard rows
     DIR/tracers.parquet              every galaxy above the optical limit (tracers contract)
     DIR/truth.parquet                every part of M per imaged galaxy, the true and measured
                                      values and what each effect did (truth contract)
@@ -21,20 +21,22 @@ streaming) write byte-identical shards whatever the number of workers.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from hicatalog.config import MockConfig
 from hicatalog.cutouts.shards import write_shard
 from hicatalog.mock.columns import TRUTH_EFFECT_COLUMNS, Galaxies
-from hicatalog.mock.effects import Effects
+from hicatalog.mock.effects import EFFECTS, Effects
 from hicatalog.mock.instruments import SurveySpec, imaging_spec
 from hicatalog.mock.observing import observe
 from hicatalog.mock.render import (
@@ -46,15 +48,16 @@ from hicatalog.mock.render import (
 from hicatalog.mock.samples import Population, generate_population
 from hicatalog.runtime import init_ray
 from hicatalog.schemas import conform_table, table_spec
-from hicatalog.storage import filesystem_and_path, join, write_atomic, write_parquet_atomic
+from hicatalog.storage import filesystem_and_path, join, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger("hicatalog.mock")
 
 __all__ = [
     "LOCAL_MAX_ROWS",
     "MockPlan",
-    "main",
     "generate_mock",
+    "mock_arguments",
+    "show_result",
     "plan_mock",
     "imaged_table",
     "render_shard",
@@ -233,9 +236,10 @@ def _remove_stale_shards(out_dir: str, n_shards: int) -> None:
 class MockPlan:
     """Everything a mock renders from, before any file is written: the population, how each
     imaged galaxy is observed, the imaging and effects, and the table the renderers read
-    (:func:`imaged_table`) with its shard bounds. ``size``: cutout side (px)."""
+    (:func:`imaged_table`) with its shard bounds. ``args``: the keyword arguments of
+    :func:`generate_mock` (:func:`mock_arguments`); ``size``: cutout side (px)."""
 
-    cfg: MockConfig
+    args: SimpleNamespace
     size: int
     effects: Effects
     spec: SurveySpec
@@ -246,33 +250,82 @@ class MockPlan:
 
     def render_shard(self, k: int, out_dir: str) -> tuple[int, str, int]:
         """Render and write shard ``k`` into ``out_dir``: ``(k, path, rows)``."""
-        return _render_and_write(self.table, k, self.bounds[k], out_dir, self.cfg.imaging,
-                                 self.size, self.cfg.seed, self.spec, self.effects)
+        return _render_and_write(self.table, k, self.bounds[k], out_dir, self.args.imaging,
+                                 self.size, self.args.seed, self.spec, self.effects)
 
 
-def plan_mock(cfg: MockConfig) -> MockPlan:
-    """The population, observing conditions and render table of the mock ``cfg`` describes."""
-    size = cfg.image_size or default_image_size(cfg.imaging)
-    effects = Effects(**cfg.effects_on())
-    spec = imaging_spec(cfg.imaging, cfg.shifted_imaging)
-    pop = generate_population(cfg.n, cfg.seed, cfg.sigma_int, cfg.population, effects=effects,
-                              outlier_fraction=cfg.outlier_fraction)
-    obs, companions = observe(pop.imaged, pop.tracers, spec, size, cfg.seed, effects)
+def mock_arguments(**params: Any) -> SimpleNamespace:
+    """The keyword parameters ``params`` of :func:`generate_mock`, its defaults filled in, as
+    one value (a ``TypeError`` names a parameter it does not take)."""
+    bound = inspect.signature(generate_mock).bind(**params)
+    bound.apply_defaults()
+    return SimpleNamespace(**bound.arguments)
+
+
+def plan_mock(**params: Any) -> MockPlan:
+    """The population, observing conditions and render table of the mock that
+    :func:`generate_mock` with the keyword parameters ``params`` writes (nothing is written).
+
+    Raises
+    ------
+    ConfigError: an unknown imaging, shift or effect.
+    """
+    args = mock_arguments(**params)
+    size = args.image_size or default_image_size(args.imaging)
+    effects = Effects.chosen(args.realism, **{k: getattr(args, k) for k in EFFECTS})
+    spec = imaging_spec(args.imaging, args.shifted_imaging)
+    pop = generate_population(args.n, args.seed, args.sigma_int, args.population,
+                              effects=effects, outlier_fraction=args.outlier_fraction)
+    obs, companions = observe(pop.imaged, pop.tracers, spec, size, args.seed, effects)
     table = imaged_table(pop, obs, companions)
-    return MockPlan(cfg, size, effects, spec, pop, obs, table,
-                    _shard_bounds(table.num_rows, cfg.rows_per_shard))
+    return MockPlan(args, size, effects, spec, pop, obs, table,
+                    _shard_bounds(table.num_rows, args.rows_per_shard))
 
 
-def generate_mock(cfg: MockConfig) -> dict[str, str]:
-    """Generate the mock survey described by ``cfg``.
+def generate_mock(
+    out: str,
+    *,
+    n: int = 5000,
+    seed: int = 0,
+    imaging: str = "sdss",
+    image_size: int | None = None,
+    population: str = "all",
+    sigma_int: float = 0.20,
+    gallery: str | None = None,
+    rows_per_shard: int = 2048,
+    workers: int | None = None,
+    engine: str = "auto",
+    realism: str = "realistic",
+    label_noise: bool | None = None,
+    label_outliers: bool | None = None,
+    measured_labels: bool | None = None,
+    seeing: bool | None = None,
+    sky_noise: bool | None = None,
+    calibration: bool | None = None,
+    extinction: bool | None = None,
+    inclination: bool | None = None,
+    neighbours: bool | None = None,
+    outlier_fraction: float = 0.02,
+    shifted_imaging: str = "none",
+) -> dict[str, str]:
+    """Generate the mock survey into the directory (or URL) ``out``.
+
+    The keyword parameters are the options of ``hicatalog mock`` (its ``--help`` says what
+    each does): ``n`` imaged galaxies of ``population`` from ``seed``, rendered with
+    ``imaging`` (``shifted_imaging``: another survey's imaging at its pixel scale) into
+    ``image_size`` px cutouts, ``rows_per_shard`` per shard, here or as a Ray Data job
+    (``engine``, ``workers``). ``realism`` sets every effect (docs/mock.md), each of
+    ``label_noise`` ... ``neighbours`` overrides it when not None. ``gallery``: also draw a
+    Figure-9-like PNG there.
 
     Returns paths ``{"cutouts": DIR/cutouts, "tracers": DIR/tracers.parquet,
-    "truth": DIR/truth.parquet}``. The same configuration gives byte-identical files.
+    "truth": DIR/truth.parquet}``. The same arguments give byte-identical files.
     """
+    params = dict(locals())  # the first statement: exactly the keyword parameters
     t0 = time.perf_counter()
-    plan = plan_mock(cfg)
+    plan = plan_mock(**params)
     pop, obs, spec, effects, size = plan.pop, plan.obs, plan.spec, plan.effects, plan.size
-    out = cfg.out.rstrip("/") or "."
+    out = out.rstrip("/") or "."
     paths = {
         "cutouts": join(out, "cutouts"),
         "tracers": join(out, "tracers.parquet"),
@@ -283,35 +336,51 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
     t_pop = time.perf_counter() - t0
 
     table, bounds = plan.table, plan.bounds
-    use_ray = cfg.engine == "ray" or (
-        cfg.engine == "auto" and (table.num_rows > LOCAL_MAX_ROWS or (cfg.workers or 1) > 1)
+    use_ray = engine == "ray" or (
+        engine == "auto" and (table.num_rows > LOCAL_MAX_ROWS or (workers or 1) > 1)
     )
     t1 = time.perf_counter()
     if use_ray:
-        _run_ray(table, bounds, paths["cutouts"], cfg.imaging, size, cfg.seed, cfg.workers,
-                 spec, effects)
+        _run_ray(table, bounds, paths["cutouts"], imaging, size, seed, workers, spec, effects)
     else:
         for k in range(len(bounds)):
             plan.render_shard(k, paths["cutouts"])
     _remove_stale_shards(paths["cutouts"], len(bounds))
     t_render = time.perf_counter() - t1
+    manifest = _manifest(plan, params, use_ray)
+    write_json_atomic(join(out, "_mock.json"), manifest, sort_keys=True)
+    log.info(
+        "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
+        "(%.0f cutouts/s, %s)", table.num_rows, manifest["populations"], len(bounds),
+        manifest["n_tracers"], t_pop, t_render, table.num_rows / max(t_render, 1e-9),
+        manifest["engine"],
+    )
+    if gallery:
+        from hicatalog.mock.gallery import draw_gallery
 
+        draw_gallery(paths["cutouts"], gallery)
+        log.info("gallery written to %s", gallery)
+    return paths
+
+
+def _manifest(plan: MockPlan, params: dict[str, Any], use_ray: bool) -> dict[str, Any]:
+    """The ``_mock.json`` record of a mock: its arguments, effects and counts."""
+    pop, obs, table = plan.pop, plan.obs, plan.table
     names, n_per = np.unique(pop.imaged["population"], return_counts=True)
-    counts = {str(k): int(v) for k, v in zip(names, n_per, strict=True)}
     manifest = {
-        "config": cfg.to_json_dict(),
-        "image_size": size,
+        "config": params,
+        "image_size": plan.size,
         "engine": "ray" if use_ray else "local",
         "area_deg2": pop.area_deg2,
         "n_tracers": int(len(pop.tracers["ra"])),
         "n_imaged": int(table.num_rows),
-        "n_shards": len(bounds),
-        "populations": counts,
+        "n_shards": len(plan.bounds),
+        "populations": {str(k): int(v) for k, v in zip(names, n_per, strict=True)},
         "detected_fraction_tracers": float(np.mean(pop.tracers["detected"])),
-        "effects": effects.as_dict(),
-        "imaging_spec": spec.label,
+        "effects": plan.effects.as_dict(),
+        "imaging_spec": plan.spec.label,
     }
-    if effects.any:
+    if plan.effects.any:
         im = pop.imaged
         det = im["population"] == "alfalfa"
         kinds, k_n = np.unique(im["outlier_kind"][det], return_counts=True)
@@ -322,22 +391,9 @@ def generate_mock(cfg: MockConfig) -> dict[str, str]:
             "with_companions": int((obs["n_companions"] > 0).sum()),
             "blends": int(obs["blend"].sum()), "tidal": int(obs["tidal"].sum()),
         }
-    write_atomic(join(out, "_mock.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
-    log.info(
-        "mock: %d cutouts (%s) in %d shards, %d tracers; population %.1fs, render %.1fs "
-        "(%.0f cutouts/s, %s)", table.num_rows, counts, len(bounds), manifest["n_tracers"],
-        t_pop, t_render, table.num_rows / max(t_render, 1e-9), manifest["engine"],
-    )
-    return paths
+    return manifest
 
 
-def main(cfg: MockConfig) -> int | None:
-    """CLI entry point of ``hicatalog mock``: generate, then optionally draw the gallery."""
-    paths = generate_mock(cfg)
-    if cfg.gallery:
-        from hicatalog.mock.gallery import draw_gallery
-
-        draw_gallery(paths["cutouts"], cfg.gallery)
-        log.info("gallery written to %s", cfg.gallery)
+def show_result(paths: dict[str, str], params: dict[str, Any]) -> None:
+    """What ``hicatalog mock`` prints after :func:`generate_mock`: the paths it wrote, as JSON."""
     print(json.dumps(paths))
-    return 0
