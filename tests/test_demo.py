@@ -69,7 +69,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     try:
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
-             "--n-train", str(n_train), "--n-survey", str(n_survey), "--epochs", "1"],
+             "--n-train", str(n_train), "--n-survey", str(n_survey), "--train.epochs", "1"],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -50,7 +50,7 @@ def fast_cfg(cat, out, srv, **kw):
                 retries=2, backoff_s=0.02, backoff_max_s=0.1, concurrency=8, tasks=2,
                 rows_per_shard=8)
     base.update(kw)
-    return FetchConfig(**base)
+    return FetchConfig(**base).fields()
 
 
 # --- services and policy ------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_every_fault_ends_as_the_right_status_and_no_row_is_lost(ray_local, tmp_
     with FakeCutoutServer(latency_s=0.005, stall_s=5.0) as srv:
         for i, (plan, _, _) in FAULTS.items():
             srv.plan(ra_key(cols["ra"][i]), *plan)
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
         seen = dict(srv.counts)
         agents = set(srv.user_agents)
 
@@ -267,7 +267,7 @@ def test_legacy_survey_expects_its_own_size(ray_local, tmp_path):
     cols = write_targets(tmp_path / "cat.parquet", 4)
     with FakeCutoutServer() as srv:
         srv.plan(ra_key(cols["ra"][3]), "wrong_size")
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
                                         survey="legacy", base_url=srv.base + "/viewer/cutout.jpg",
                                         layer="dr8"))
     assert counts == {"ok": 3, "wrong_size": 1}
@@ -283,7 +283,7 @@ def test_positions_follow_the_sky_rule_ra_wraps_dec_must_lie_in_range(ray_local,
         "dec": [1.0, 2.0, -90.0, 90.0001, 3.0, float("nan")],
     }), tmp_path / "cat.parquet")
     with FakeCutoutServer() as srv:
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
         seen = dict(srv.counts)
     assert counts == {"bad_coordinates": 3, "ok": 3}
     # RA is requested wrapped into [0, 360); bad positions are never requested
@@ -316,7 +316,7 @@ def test_contract_label_columns_ride_into_the_shards(ray_local, tmp_path):
         notes=["x", "y", "z", "w"],  # not in the contract
     )
     with FakeCutoutServer() as srv:
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
     assert counts == {"ok": n}
     shards = read_shards(tmp_path / "out")
     assert set(shards.column_names) == {
@@ -344,7 +344,7 @@ def test_upper_limit_and_log_mhi_ride_into_the_shards(ray_local, tmp_path):
     write_targets(tmp_path / "cat.parquet", n, upper_limit=[True, False, False, None],
                   log_mhi=[8.75, 9.5, None, 10.25])
     with FakeCutoutServer() as srv:
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv))
     assert counts == {"ok": n}
     shards = read_shards(tmp_path / "out")
     assert "upper_limit" in shards.column_names and "log_mhi" in shards.column_names
@@ -373,7 +373,7 @@ def test_max_rps_holds_across_tasks(ray_local, tmp_path):
     _start_workers(ray_local, 2)
     write_targets(tmp_path / "cat.parquet", 60)
     with FakeCutoutServer(latency_s=0.01) as srv:
-        counts = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
+        counts = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", tmp_path / "out", srv,
                                         max_rps=25.0, tasks=2, rows_per_shard=30))
         times = np.sort(srv.stats()["times"])
     assert counts == {"ok": 60}
@@ -413,17 +413,17 @@ def test_resume_skips_what_is_stored_and_completes(ray_local, tmp_path):
     failing = int(np.flatnonzero(subset)[0])
     with FakeCutoutServer() as srv:
         srv.plan(ra_key(cols["ra"][failing]), "503", "ok")  # fails in run 1 (no retries)
-        first = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10, retries=0))
+        first = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10, retries=0))
         assert first == {"deferred": 15, "http_503": 1, "ok": 9}
         assert existing_object_ids(str(out)) == chosen - {cols["object_id"][failing]}
         # the same --limit again: the same subset, so only its failed row is fetched
-        again = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10))
+        again = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv, limit=10))
         assert again == {"already_present": 9, "deferred": 15, "ok": 1}
         assert existing_object_ids(str(out)) == chosen
-        second = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
+        second = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv))
         assert second == {"already_present": 10, "ok": 15}
         n_requests = sum(srv.counts.values())
-        third = fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv))
+        third = fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv))
         assert third == {"already_present": 25}
         assert sum(srv.counts.values()) == n_requests  # nothing requested again
     ids = read_shards(out).column("object_id").to_pylist()
@@ -487,8 +487,8 @@ def test_killed_fetch_resumes_and_completes(ray_local, tmp_path):
         # shard; the resumed run must neither lose nor duplicate those rows.
         assert 10 <= len(existing_object_ids(out)) < n
         assert not storage.is_file(storage.join(out, STATUS_FILE))  # the killed run never finished
-        counts = fetch_cutouts(FetchConfig(targets=str(tmp_path / "cat.parquet"), out=out,
-                                           base_url=srv.base + SDSS_PATH, concurrency=16))
+        counts = fetch_cutouts(**FetchConfig(targets=str(tmp_path / "cat.parquet"), out=out,
+                                             base_url=srv.base + SDSS_PATH, concurrency=16).fields())
     assert counts["already_present"] >= 10 and sum(counts.values()) == n
     assert counts["ok"] + counts["already_present"] == n
     ids = read_shards(out).column("object_id").to_pylist()
@@ -507,8 +507,8 @@ def test_every_run_keeps_its_own_status_history(ray_local, tmp_path):
     out = tmp_path / "out"
     with FakeCutoutServer() as srv:
         srv.plan(ra_key(cols["ra"][2]), "503", "ok")  # fails in run 1 (no retries), ok in run 2
-        fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
-        fetch_cutouts(fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
+        fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
+        fetch_cutouts(**fast_cfg(tmp_path / "cat.parquet", out, srv, retries=0))
     runs = sorted((out / "_fetch_history").glob("*.parquet"))
     assert len(runs) == 2
     first, second = (pq.read_table(r).to_pylist() for r in runs)

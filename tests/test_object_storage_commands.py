@@ -48,7 +48,7 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         cfg = FetchConfig(targets=targets, out=out, base_url=srv.base + SDSS_PATH, timeout_s=2.0,
                           retries=0, concurrency=4, tasks=2, rows_per_shard=4)
         mark = s3_server.log_offset()
-        first = fetch_cutouts(cfg)
+        first = fetch_cutouts(**cfg.fields())
         assert first == {"http_503": 1, "ok": 9}
         writes = s3_server.writes(mark)
         assert {m for m, _ in writes} == {"PUT"}, writes

@@ -519,7 +519,7 @@ def test_two_worker_ray_train_run(ray_local, blobs, tmp_path):
     out = tmp_path / "model"
     cfg = TrainConfig(task="pr", data=[str(Path(blobs[0]).parent)], out=str(out), workers=2,
                       arch="shallow", width=0.25, image_size=24, epochs=2, batch_size=32)
-    res = train(cfg)
+    res = train(**cfg.fields())
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert {"accuracy", "auc", "train_loss"} <= set(lines[-1])
@@ -595,9 +595,9 @@ def test_a_run_whose_worker_died_resumes_when_rerun(ray_local, sampled, tmp_path
                       storage_path=f"file://{tmp_path}/checkpoints")
     dies = _dies_after((1,), str(tmp_path))
     with pytest.raises(RuntimeError, match=r"failed after 0 restart\(s\).*re-run the same command"):
-        train(cfg, worker_loop=dies)
+        train(**cfg.fields(), worker_loop=dies)
     assert (tmp_path / "died-after-1").exists()
-    res = train(cfg, worker_loop=dies)
+    res = train(**cfg.fields(), worker_loop=dies)
     assert [h["epoch"] for h in res["history"]] == [1, 2]
     assert res["resumed_after_epochs"] == [1] == res["card"]["metrics"]["resumed_after_epochs"]
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]

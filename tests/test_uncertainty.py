@@ -236,7 +236,7 @@ def test_ensemble_trains_members_with_their_own_seeds_and_member_0_is_the_single
                       arch="shallow", width=0.25, image_size=16, epochs=2, batch_size=32,
                       storage_path=str(tmp_path / "ray"))
     assert member_seeds(cfg) == [0, 1]
-    res = train(cfg)
+    res = train(**cfg.fields())
     card = res["card"]
     assert card["ensemble_size"] == 2 and card["member_seeds"] == [0, 1] and card["head"] == "gaussian"
     assert card["model_id"] == planned_model_id(cfg) and card["model_id"].endswith("-x2")
@@ -254,7 +254,7 @@ def test_ensemble_trains_members_with_their_own_seeds_and_member_0_is_the_single
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the members differ
     # member 0 is the single network the same command trains without --ensemble: that command
     # finds member 0's finished run and trains nothing (the same history, to the epoch times)
-    one = train(cfg.model_copy(update={"ensemble": 1, "out": str(tmp_path / "one")}))
+    one = train(**{**cfg.fields(), "ensemble": 1, "out": str(tmp_path / "one")})
     assert one["history"] == [{k: v for k, v in r.items() if k != "member"}
                               for r in res["history"] if r["member"] == 0]
     assert one["card"]["member_seeds"] is None and one["resumed_after_epochs"] == []

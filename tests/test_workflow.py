@@ -90,10 +90,10 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
     [argv] = readme_workflow_commands()
     out = str(tmp_path / "runs" / "real")
     with FakeCutoutServer() as srv:
-        tiny = ["--base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
-                "--max-rps", "1000", "--cutout-size", "48", "--image-size", "32",
-                "--arch", "shallow", "--width", "0.125", "--epochs", "1", "--batch-size", "16",
-                "--build-batch-size", "32"]
+        tiny = ["--fetch.base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
+                "--fetch.max-rps", "1000", "--fetch.image-size", "48", "--train.image-size", "32",
+                "--train.arch", "shallow", "--train.width", "0.125", "--train.epochs", "1",
+                "--train.batch-size", "16", "--build.batch-size", "32"]
         assert main(argv + tiny) == 0, capsys.readouterr().err
         report = json.loads(_text(storage.join(out, REPORT_JSON)))
         steps = report["steps"]
@@ -217,8 +217,8 @@ def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
         port = sock.getsockname()[1]
     out = storage.join(s3_bucket, "real")
     [argv] = readme_workflow_commands()
-    argv += ["--out", out, "--base-url", f"http://127.0.0.1:{port}/getjpeg", "--retries", "0",
-             "--timeout-s", "2"]
+    argv += ["--out", out, "--fetch.base-url", f"http://127.0.0.1:{port}/getjpeg",
+             "--fetch.retries", "0", "--fetch.timeout-s", "2"]
     for attempt, labels_status in ((1, "ran"), (2, "skipped")):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()  # Ray Data logs its progress too
