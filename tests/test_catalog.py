@@ -343,7 +343,9 @@ def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, r
     rerun predicts the rest, and every input row is in the catalog exactly once. ``s3``: the
     cutouts and the catalog on the S3 server (tests/conftest.py)."""
     root = str(tmp_path) if where == "local" else request.getfixturevalue("s3_bucket")
-    cols = galaxies(160, seed=21)
+    # 16 shards: the kill lands between the first and the last even when the loaded machine
+    # lets the poller run late
+    cols = galaxies(320, seed=21)
     cutouts = write_cutouts(storage.join(root, "cutouts"), cols, 20)
     out = storage.join(root, "cat")
     args = ["build-catalog", "--cutouts", cutouts, "--regression", models[0], "--pr", models[1],
@@ -366,12 +368,12 @@ def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, r
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
     done = len(done_markers(out))
-    assert 1 <= done < 8, f"kill came too late or too early ({done} shards done)"
+    assert 1 <= done < 16, f"kill came too late or too early ({done} shards done)"
     manifest = build_catalog(BuildCatalogConfig(cutouts=cutouts, regression=models[0],
                                                 pr=models[1], out=out, batch_size=8))
     ids = read_catalog(out).column("object_id").to_pylist()
     assert sorted(ids) == sorted(cols["object_id"])
-    assert manifest.rows.total == 160 and manifest.rows.status == {"ok": 160}
+    assert manifest.rows.total == 320 and manifest.rows.status == {"ok": 320}
 
 
 # ----------------------------------------------------------------------------- README queries

@@ -239,7 +239,7 @@ def test_ensemble_trains_members_with_their_own_seeds_and_member_0_is_the_single
     res = train(**cfg.fields())
     card = res["card"]
     assert card["ensemble_size"] == 2 and card["member_seeds"] == [0, 1] and card["head"] == "gaussian"
-    assert card["model_id"] == planned_model_id(cfg) and card["model_id"].endswith("-x2")
+    assert card["model_id"] == planned_model_id(**cfg.fields()) and card["model_id"].endswith("-x2")
     assert res["resumed_after_epochs"] == [[], []] and len(res["run_path"]) == 2
     assert [m["seed"] for m in card["metrics"]["members"]] == [0, 1]
     assert [m["resumed_after_epochs"] for m in card["metrics"]["members"]] == [[], []]
