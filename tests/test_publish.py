@@ -8,8 +8,10 @@ version has many files; on a local disk and on the real S3-compatible server
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +24,8 @@ from hicatalog.catalog.manifest import Manifest
 from hicatalog.catalog.publish import hats_path, publish_tables
 from hicatalog.catalog.reader import open_catalog, read_catalog
 from hicatalog.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def shards(table, k):
@@ -160,3 +164,50 @@ def test_a_catalog_of_the_old_layout_is_one_clear_error(tmp_path):
         {"version": 1, "versions": [{"version": 1, "path": "version=1", "rows": 3}]}))
     with pytest.raises(InputError, match="declination-zone layout .* new out directory"):
         open_catalog(str(old))
+
+
+def test_a_version_describes_itself(tmp_path, ray_local, monkeypatch):
+    """Each version directory carries a README.md (rows, builds, every contract column with
+    its unit, the cut, queries that run as written there, the citation) and HATS properties
+    that describe it; hats still reads the version."""
+    import re
+
+    import duckdb
+    import hats
+    import polars as pl
+
+    out = str(tmp_path / "catalog")
+    staged = rows(300, 4, "r")  # 3 rows without a valid position, 2 duplicate ids
+    publish_tables(out, shards(staged, 2), build_id="r", **SMALL)
+    cat = open_catalog(out)
+    text = (Path(cat.path) / "README.md").read_text()
+    assert text.startswith("# H I catalog, version 1\n")
+    assert "- Rows: 300 (3 without a valid position" in text and "Builds: r;" in text
+    schema = json.loads((REPO / "schemas" / "hi_catalog.json").read_text())
+    for f in schema["fields"]:
+        assert f"| `{f['name']}` | " in text, f["name"]
+    assert "| `m_pred` | float | dex |" in text and "status = 'ok' AND p_cnn > 0.9" in text
+    assert "doi:10.3847/1538-4357/abacbb" in text and "arXiv:2001.00018" in text
+    # the README's queries run as written, in the version's directory
+    blocks = dict((lang, code) for lang, code in re.findall(r"```(\w+)\n(.*?)```", text, re.S))
+    monkeypatch.chdir(cat.path)
+    scope: dict = {}
+    exec(blocks["python"], scope)
+    good = scope["good"]
+    # the partitions hold the rows with a valid position (not the first 3); the cut keeps
+    # status 'ok' (not the 2 duplicates) with p_cnn > 0.9
+    expected = [i for k, (i, st, p) in enumerate(zip(
+        staged.column("object_id").to_pylist(), staged.column("status").to_pylist(),
+        staged.column("p_cnn").to_pylist(), strict=True)) if k >= 3 and st == "ok" and p > 0.9]
+    assert len(expected) > 10 and sorted(good["object_id"].to_list()) == sorted(expected)
+    sql = duckdb.sql(blocks["sql"]).pl()
+    assert sorted(sql["object_id"].to_list()) == sorted(good["object_id"].to_list())
+    # the HATS properties describe the version
+    props = hats.read_hats(cat.path).catalog_info
+    extra = props.extra_dict() if hasattr(props, "extra_dict") else props.model_extra
+    assert "300 rows" in extra["obs_description"] and "p_cnn > 0.9" in extra["obs_description"]
+    assert "ALFALFA" in extra["obs_ack"] and "NASA-Sloan Atlas" in extra["obs_ack"]
+    assert extra["bib_reference_url"] == "https://doi.org/10.3847/1538-4357/abacbb"
+    assert props.default_columns == ["object_id", "ra", "dec", "z", "m_pred", "m_pred_err",
+                                     "p_cnn", "one_plus_delta5", "status", "env_status"]
+    assert pl.read_parquet(cat.files[0]).height > 0

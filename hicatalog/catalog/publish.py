@@ -68,6 +68,7 @@ from hicatalog.catalog.manifest import (
     version_dirs,
     write_staged_part,
 )
+from hicatalog.catalog.release import README_NAME, describing_properties, version_readme
 from hicatalog.errors import ConfigError
 from hicatalog.schemas import conform_table, load_schema
 from hicatalog.sky import valid_coordinates, wrap_ra
@@ -349,9 +350,11 @@ def _write_version(target: PublishTarget, staged: StagedRows,
 
 
 def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
-                         options: PublishOptions, build_ids: list[str]) -> None:
+                         options: PublishOptions, build_ids: list[str],
+                         build: BuildRecord) -> None:
     """``dataset/_metadata``, ``_common_metadata``, ``partition_info.csv``, ``properties``
-    and ``hats.properties`` of the version (written by hats)."""
+    and ``hats.properties`` of the version (written by hats), the properties describing the
+    version (:func:`~hicatalog.catalog.release.describing_properties`)."""
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io.parquet_metadata import write_parquet_metadata
     from hats.pixel_math import HealpixPixel
@@ -372,6 +375,7 @@ def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
                           else 0.0),
         **provenance,
         obs_title="H I mass fractions predicted from optical cutouts (hicatalog)",
+        **describing_properties(build, target.version, written.rows),
         hicatalog_version=str(target.version),
         hicatalog_build_ids=" ".join(build_ids),
         hicatalog_invalid_coordinates_file=INVALID_COORDINATES_FILE,
@@ -482,12 +486,14 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
                            "staged; nothing was published")
     build_ids = sorted({build.build_id, *(b for v in target.versions for b in v.build_ids)}
                        - {""})
-    _write_hats_metadata(target, written, options, build_ids)
+    _write_hats_metadata(target, written, options, build_ids, build)
     storage.delete_dir(target.scratch)
     entry = _entry(target, builds, build_ids, staged, written, options, t0)
     manifest, dropped = next_manifest(target.versions, entry, build, keep_versions)
     storage.write_json_atomic(storage.join(target.vdir, "_version.json"), entry.to_dict(),
                               sort_keys=True)
+    storage.write_atomic(storage.join(target.vdir, README_NAME),
+                         version_readme(entry, build).encode())
     manifest = manifest.write(out)  # the switch
     _remove_versions(manifest, dropped, keep_versions)
     return manifest
