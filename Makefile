@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
 
-.PHONY: setup test test-fast demo lint bench gpu-check clean
+.PHONY: setup test test-fast demo lint bench gpu-check reference clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-fast:
 
 demo:
 	$(BIN)/hicatalog demo --out runs/demo
+
+# The reference pages of docs/reference, made from the code (tests/test_reference.py checks them).
+reference:
+	$(BIN)/python -m hicatalog.reference docs/reference
 
 lint:
 	$(BIN)/ruff check hicatalog jobs tests benchmarks

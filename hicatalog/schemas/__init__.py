@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,13 +56,15 @@ _EQUIVALENT = {
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table contract: the full Arrow schema plus which columns are required/unique."""
+    """A table contract: the full Arrow schema plus which columns are required/unique, and
+    ``values``: for a column whose values are codes (``status``), each code and its meaning."""
 
     name: str
     description: str
     schema: pa.Schema
     required: tuple[str, ...]
     unique: tuple[str, ...]
+    values: dict[str, dict[str, str]] = dataclass_field(default_factory=dict)
 
     def field(self, name: str) -> pa.Field:
         return self.schema.field(name)
@@ -104,7 +107,9 @@ def table_spec(name: str) -> TableSpec:
         if col.get("required", True):
             required.append(col["name"])
     schema = pa.schema(fields, metadata={"table": name, "description": doc["description"]})
-    return TableSpec(name, doc["description"], schema, tuple(required), tuple(doc["unique"]))
+    values = {col["name"]: dict(col["values"]) for col in doc["fields"] if "values" in col}
+    return TableSpec(name, doc["description"], schema, tuple(required), tuple(doc["unique"]),
+                     values)
 
 
 def load_schema(name: str, include_optional: bool = True) -> pa.Schema:
@@ -225,7 +230,8 @@ def read_table(
 
 
 def describe(name: str) -> list[dict[str, Any]]:
-    """Rows (name, type, unit, nullable, description) for documentation."""
+    """Rows (name, type, unit, nullable, required, description, values: the codes of a code
+    column with their meanings, else ``{}``) for documentation."""
     spec = table_spec(name)
     out = []
     for fld in spec.schema:
@@ -238,6 +244,7 @@ def describe(name: str) -> list[dict[str, Any]]:
                 "nullable": fld.nullable,
                 "required": fld.name in spec.required,
                 "description": meta.get("description", ""),
+                "values": spec.values.get(fld.name, {}),
             }
         )
     return out
