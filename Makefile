@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
 
-.PHONY: setup test test-fast demo lint bench gpu-check reference clean
+.PHONY: setup test test-fast demo lint bench gpu-check reference docs clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo:
 # The reference pages of docs/reference, made from the code (tests/test_reference.py checks them).
 reference:
 	$(BIN)/python -m hicatalog.reference docs/reference
+
+# The documentation site, every warning an error (into site/; tests/test_docs_site.py builds it too).
+docs:
+	$(BIN)/mkdocs build --strict
 
 lint:
 	$(BIN)/ruff check hicatalog jobs tests benchmarks
