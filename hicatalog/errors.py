@@ -49,6 +49,7 @@ __all__ = [
     "ModelError",
     "ImageDecodeError",
     "OutputError",
+    "WriteConflict",
     "ClusterError",
     "RayClusterUnreachable",
     "DependencyError",
@@ -112,6 +113,12 @@ class ImageDecodeError(InputError):
 class OutputError(HicatalogError, ValueError):
     """The output location holds something the operation must not overwrite (e.g. a
     catalog of another build); the message names the ways out."""
+
+
+class WriteConflict(OutputError):
+    """A conditional write lost: the object it would create exists, or the one it would
+    replace changed since it was read (another writer got there first). The caller re-reads
+    and decides (retry, rebase, give up); :mod:`hicatalog.storage` raises it."""
 
 
 class ClusterError(HicatalogError, RuntimeError):

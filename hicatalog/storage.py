@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import io
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -44,7 +46,7 @@ __all__ = [
     "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "open_parquet", "read_json",
     "list_files", "list_dirs", "delete_file", "delete_dir", "write_atomic",
     "write_parquet_atomic", "write_figure_atomic", "write_json_atomic", "json_safe",
-    "utc_timestamp",
+    "utc_timestamp", "create_exclusive", "read_versioned", "replace_if_unchanged",
 ]
 
 
@@ -263,6 +265,161 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[Any], None]) -
             pass
         raise
     return os.fspath(path)
+
+
+# ----------------------------------------------------------------------------- conditional writes
+# The two primitives a commit protocol needs (put-if-absent and compare-and-swap), on a local
+# disk and on S3. A version token is the object's ETag on S3 and the SHA-256 of its bytes on
+# a disk; only these functions make or compare tokens.
+
+#: Tries of a conditional write that S3 answered 409 (a conditional write to the same key in
+#: flight), with a doubling pause from CONFLICT_PAUSE_S.
+CONFLICT_TRIES = 5
+CONFLICT_PAUSE_S = 0.05
+#: A lock file on a disk older than this was left by a writer that died: it is broken.
+LOCK_STALE_S = 60.0
+
+
+def _token(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _s3(path: str | os.PathLike) -> tuple[Any, str]:
+    """The s3fs file system (its endpoint and credentials from the environment, as every
+    other client here) and the ``bucket/key`` of the URL ``path``."""
+    import fsspec
+
+    return fsspec.filesystem("s3"), os.fspath(path).split("://", 1)[1]
+
+
+def _s3_status(exc: BaseException) -> int | None:
+    """The HTTP status of the S3 answer behind ``exc`` (s3fs keeps botocore's error as the
+    cause), or None."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def _s3_put(path: str | os.PathLike, data: bytes, **condition: str) -> str:
+    """PutObject ``data`` at ``path`` with ``condition`` (``IfNoneMatch="*"`` or ``IfMatch=
+    ETAG``); the new ETag. Retries a 409; a 412 is a :class:`WriteConflict`."""
+    from hicatalog.errors import WriteConflict
+
+    fs, key = _s3(path)
+    for attempt in range(CONFLICT_TRIES):
+        try:
+            if "IfNoneMatch" in condition:
+                out = fs.pipe_file(key, data, mode="create")
+            else:
+                out = fs.pipe_file(key, data, **condition)
+            return str(out["ETag"]) if out and "ETag" in out else str(fs.info(key, refresh=True)["ETag"])
+        except FileExistsError:
+            raise WriteConflict(f"{path} exists: another writer created it first") from None
+        except FileNotFoundError:  # If-Match on an object that is gone
+            raise WriteConflict(f"{path} changed since it was read: it is gone") from None
+        except OSError as exc:
+            status = _s3_status(exc)
+            if status == 412:
+                raise WriteConflict(f"{path} changed since it was read: another writer replaced "
+                                    "it first") from None
+            if status == 409 and attempt + 1 < CONFLICT_TRIES:
+                time.sleep(CONFLICT_PAUSE_S * 2 ** attempt)
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def create_exclusive(path: str | os.PathLike, data: bytes) -> str:
+    """Create ``path`` holding ``data`` only if nothing is there (put-if-absent); return its
+    version token. A disk: the bytes go to a temporary file that is hard-linked into place
+    (``link`` fails if the name exists); S3: PutObject with ``If-None-Match: *``.
+
+    Raises
+    ------
+    WriteConflict: ``path`` exists (another writer created it first).
+    """
+    from hicatalog.errors import WriteConflict
+
+    fs, p = filesystem_and_path(path)
+    if not _is_local(fs):
+        return _s3_put(path, data, IfNoneMatch="*")
+    parent_dir, name = p.rsplit("/", 1)
+    fs.create_dir(parent_dir, recursive=True)
+    tmp = f"{parent_dir}/.{name}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    try:
+        os.link(tmp, p)
+    except FileExistsError:
+        raise WriteConflict(f"{path} exists: another writer created it first") from None
+    finally:
+        os.unlink(tmp)
+    return _token(data)
+
+
+def read_versioned(path: str | os.PathLike) -> tuple[bytes, str]:
+    """The bytes of ``path`` and its version token, for :func:`replace_if_unchanged`. On S3
+    the ETag is read before the bytes: if the object changes between the two, the token is
+    the older one and the replace fails, as it must."""
+    fs, _ = filesystem_and_path(path)
+    if _is_local(fs):
+        data = read_bytes(path)
+        return data, _token(data)
+    s3, key = _s3(path)
+    etag = str(s3.info(key, refresh=True)["ETag"])
+    return s3.cat_file(key), etag
+
+
+@contextlib.contextmanager
+def _disk_lock(p: str) -> Iterator[None]:
+    """Hold ``p + ".lock"`` (made with O_EXCL; one left by a writer dead for
+    :data:`LOCK_STALE_S` is broken) while the block runs."""
+    lock = p + ".lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(lock).st_mtime > LOCK_STALE_S:
+                    os.unlink(lock)
+                    continue
+            except FileNotFoundError:
+                continue
+            time.sleep(0.005)
+    try:
+        os.write(fd, f"{os.getpid()}".encode())
+        os.close(fd)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+
+
+def replace_if_unchanged(path: str | os.PathLike, data: bytes, token: str) -> str:
+    """Replace ``path`` with ``data`` only if it is still the version ``token`` (from
+    :func:`read_versioned` or a write of these functions): compare-and-swap. Returns the new
+    token. A disk: read, compare and rename under a lock file (``PATH.lock``); S3: PutObject
+    with ``If-Match: token``.
+
+    Raises
+    ------
+    WriteConflict: ``path`` changed or vanished since ``token`` was read.
+    """
+    from hicatalog.errors import WriteConflict
+
+    fs, p = filesystem_and_path(path)
+    if not _is_local(fs):
+        return _s3_put(path, data, IfMatch=token)
+    with _disk_lock(p):
+        try:
+            current = _token(read_bytes(path))
+        except FileNotFoundError:
+            current = None
+        if current != token:
+            raise WriteConflict(f"{path} changed since it was read: another writer replaced it "
+                                "first")
+        write_atomic(path, data)
+    return _token(data)
 
 
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike, **write_table_kwargs) -> str:

@@ -26,13 +26,52 @@ class S3ServerError(RuntimeError):
     """The server did not start or did not answer."""
 
 
-def start(log: Path, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """Start the server in its own process group, its request log in ``log`` (one werkzeug
-    line per request); return the process and its endpoint ``http://127.0.0.1:PORT`` once the
-    server has printed its port."""
+class SerialisedConditionalWrites:
+    """moto checks a write's condition (``If-None-Match: *``, ``If-Match: ETAG``) and stores
+    the object in two steps without a lock, so two racing conditional writes can both win
+    (seen with large bodies; with the small objects of tests/test_storage_conditional.py 150
+    racing claims on the unwrapped server gave no double win, so no canary test shows it
+    yet). S3 decides each conditional
+    write atomically; this WSGI wrapper makes moto do the same by running conditional writes
+    one at a time. Other requests are not held."""
+
+    def __init__(self, app):
+        import threading
+
+        self._app, self._lock = app, threading.Lock()
+
+    def __call__(self, environ, start_response):
+        conditional = environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MATCH")
+        if environ.get("REQUEST_METHOD") in ("PUT", "POST") and conditional:
+            with self._lock:
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
+def serve(host: str, port: int, serialise: bool = True) -> None:
+    """Run moto's server (as ``python -m moto.server``), its conditional writes serialised
+    unless ``serialise`` is false."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(host, port, SerialisedConditionalWrites(app) if serialise else app,
+               threaded=True, request_handler=MotoRequestHandler)
+
+
+def start(log: Path, timeout: float = 60.0, serialise: bool = True) -> tuple[subprocess.Popen, str]:
+    """Start the server (:func:`serve`) in its own process group, its request log in ``log``
+    (one werkzeug line per request); return the process and its endpoint
+    ``http://127.0.0.1:PORT`` once the server has printed its port. ``serialise``: run
+    conditional writes one at a time, as S3 does (:class:`SerialisedConditionalWrites`)."""
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            [sys.executable, str(Path(__file__).resolve()), "127.0.0.1", "0",
+             "serialise" if serialise else "unsafe"],
             stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True,
         )
     deadline = time.time() + timeout
@@ -103,3 +142,7 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+if __name__ == "__main__":  # python tests/s3server.py HOST PORT serialise|unsafe
+    serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "serialise")
