@@ -31,10 +31,15 @@ def code_blocks(path: Path, lang: str | None = None, section: str | None = None)
     same or a higher level) when given."""
     text = path.read_text()
     if section is not None:
-        assert section in text, f"{path.name}: no section {section!r}"
+        start = text.find("\n" + section + "\n")
+        assert start >= 0, f"{path.name}: no section {section!r}"
+        text = text[start + len(section) + 2:]
         level = len(section) - len(section.lstrip("#"))
-        text = text.split(section, 1)[1]
-        text = re.split(rf"^#{{1,{level}}} ", text, maxsplit=1, flags=re.M)[0]
+        # the next heading of the same or a higher level, outside code blocks (whose lines
+        # may start with a shell comment)
+        masked = _FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m[0]), text)
+        end = re.search(rf"^#{{1,{level}}} ", masked, re.M)
+        text = text[:end.start()] if end else text
     blocks = []
     for m in _FENCE.finditer(text):
         if lang is None or m["lang"] == lang:
