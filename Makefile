@@ -42,7 +42,7 @@ lint:
 bench:
 	$(BIN)/python benchmarks/run_all.py --out runs/bench
 
-# Where the GPU path stands, in one command of about 5 minutes on one GPU (README "GPU check");
+# Where the GPU path stands, in one command of about 5 minutes on one GPU (docs/operations/gpu.md);
 # `make gpu-check ARGS=--smoke` runs it with tiny sizes anywhere, as CI does.
 gpu-check:
 	$(BIN)/python benchmarks/gpu_check.py --out runs/gpu_check $(ARGS)

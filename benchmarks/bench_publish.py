@@ -1,10 +1,10 @@
 """Publishing the catalog as HATS vs the old dec-zone layout: time, memory, files, queries.
 
-For each N in ``--sizes`` (default 10^6; the README's 10^7 run: ``--sizes 10000000``) the
-benchmark stages N synthetic ``hi_catalog`` rows (no images, no models: random predictions
-over ra 120..240, dec 0..60 deg, 0.1% without a valid position) as input shards of
-``--rows-per-shard`` rows, exactly as the build stages them, then, on a fresh local Ray
-(``--cpus``):
+For each N in ``--sizes`` (default 10^6; the 10^7 run of docs/operations/performance.md:
+``--sizes 10000000``) the benchmark stages N synthetic ``hi_catalog`` rows (no images, no
+models: random predictions over ra 120..240, dec 0..60 deg, 0.1% without a valid position) as
+input shards of ``--rows-per-shard`` rows, exactly as the build stages them, then, on a fresh
+local Ray (``--cpus``):
 
 - **publish**: :func:`hicatalog.catalog.publish.publish_version` (histogram, hats alignment,
   the Ray shuffle, hats metadata, manifest switch): wall time, peak RSS of the driver (this

@@ -164,7 +164,7 @@ def closing_hints(summary: dict) -> list[str]:
     else:
         lines += [f"Open {join(summary['report'], 'index.html')} in a browser for the report.", ""]
     lines += [
-        "Try a query (polars, installed with hicatalog; DuckDB examples in the README):",
+        "Try a query (polars, installed with hicatalog; DuckDB: docs/guides/querying.md):",
         "  " + query_command(
             summary["catalog"],
             'cat.filter((pl.col("p_cnn") > 0.9) & pl.col("ra").is_between(150, 160))'

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from builders import NORM_MEAN, NORM_STD, SIZE, bad_rows, galaxies, tiny_model, write_cutouts
+from docpages import code_blocks, page
 from imagefixtures import dihedral_views_reference, noise_jpeg
 
 from hicatalog import storage
@@ -376,63 +377,38 @@ def test_killed_build_resumes_exactly_once(where, tmp_path, models, ray_local, r
     assert manifest.rows.total == 320 and manifest.rows.status == {"ok": 320}
 
 
-# ----------------------------------------------------------------------------- README queries
-# These strings are the README's examples verbatim ({files}: the current version's files,
-# {other}: a path).
+# ----------------------------------------------------------------------------- the docs' queries
+# Every python and sql block of docs/guides/querying.md, and the README's python block, run as
+# written in a directory laid out as the demo's (runs/demo/catalog, the survey's truth.parquet).
 
-DUCKDB_CONE = """
-SELECT object_id, ra, dec, m_pred, p_cnn, one_plus_delta5
-FROM read_parquet({files})
-WHERE dec BETWEEN 3 - 1 AND 3 + 1 AND ra BETWEEN 183 - 1.01 AND 183 + 1.01
-  AND degrees(acos(least(1, sin(radians(dec)) * sin(radians(3))
-      + cos(radians(dec)) * cos(radians(3)) * cos(radians(ra - 183))))) < 1
-"""
-DUCKDB_BOX = """
-SELECT object_id, ra, dec, m_pred, p_cnn
-FROM read_parquet({files})
-WHERE ra BETWEEN 182 AND 184 AND dec BETWEEN 2.5 AND 3.5
-"""
-DUCKDB_PCNN = """
-SELECT object_id, m_pred, m_pred_std, p_cnn
-FROM read_parquet({files})
-WHERE status = 'ok' AND p_cnn > 0.9
-"""
-DUCKDB_JOIN = """
-SELECT c.object_id, c.m_pred, o.m_true, c.m_pred - o.m_true AS residual
-FROM read_parquet({files}) AS c
-JOIN read_parquet('{other}') AS o USING (object_id)
-WHERE c.status = 'ok'
-"""
+QUERYING = page("docs/guides/querying.md")
+README = page("README.md")
 
 
-def duckdb_examples(catalog, other):
-    """The README's DuckDB lines: the files of the current version, then the queries."""
-
-    from hicatalog.catalog.reader import open_catalog
-
-    files = open_catalog(catalog).files  # the current version, from _manifest.json
-    return [duckdb.sql(q.format(files=files, other=other)).to_arrow_table()
-            for q in (DUCKDB_CONE, DUCKDB_BOX, DUCKDB_PCNN, DUCKDB_JOIN)]
-
-
-def polars_examples(catalog, other):
-    import polars as pl
-
-    from hicatalog.catalog.reader import open_catalog
-
-    cat = pl.scan_parquet(open_catalog(catalog).files)
-    box = cat.filter(pl.col("ra").is_between(182, 184) & pl.col("dec").is_between(2.5, 3.5)).collect()
-    gas_rich = cat.filter((pl.col("status") == "ok") & (pl.col("p_cnn") > 0.9)).collect()
-    joined = (
-        cat.filter(pl.col("status") == "ok")
-        .join(pl.scan_parquet(other), on="object_id")
-        .with_columns(residual=pl.col("m_pred") - pl.col("m_true"))
-        .collect()
-    )
-    return box, gas_rich, joined
+def run_doc_queries(catalog, truth, workdir, monkeypatch):
+    """Run the pages' blocks in ``workdir``, each in a namespace of its own; a sql block is
+    formatted with the ``files`` the page's first python block computes, as its text says.
+    Returns ``{page name: [namespace or arrow table per block]}``."""
+    demo = Path(workdir) / "runs" / "demo"
+    (demo / "mock" / "survey").mkdir(parents=True)
+    (demo / "catalog").symlink_to(Path(catalog).resolve())
+    pq.write_table(pq.read_table(truth), demo / "mock" / "survey" / "truth.parquet")
+    monkeypatch.chdir(workdir)
+    results = {}
+    for path in (QUERYING, README):
+        spaces = []
+        for block in code_blocks(path, "python"):
+            ns = {}
+            exec(compile(block, str(path), "exec"), ns)
+            spaces.append(ns)
+        files = spaces[0]["files"]
+        tables = [duckdb.sql(q.format(files=files)).to_arrow_table()
+                  for q in code_blocks(path, "sql")]
+        results[path.name] = spaces + tables
+    return results
 
 
-def test_readme_queries_duckdb_and_polars(built, tmp_path):
+def test_the_docs_queries_return_what_they_say(built, tmp_path, monkeypatch):
     cfg, cols, _, _ = built
     cat = read_catalog(cfg.out)
     ra, dec = cat.column("ra").to_numpy(), cat.column("dec").to_numpy()
@@ -442,29 +418,38 @@ def test_readme_queries_duckdb_and_polars(built, tmp_path):
         r, d, r0, d0 = np.radians(ra), np.radians(dec), np.radians(183.0), np.radians(3.0)
         hav = np.sin((d - d0) / 2) ** 2 + np.cos(d) * np.cos(d0) * np.sin((r - r0) / 2) ** 2
         in_cone = np.degrees(2 * np.arcsin(np.sqrt(hav))) < 1
+        positioned = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
     ids = np.array(cat.column("object_id").to_pylist())
-    rng = np.random.default_rng(0)
-    other = tmp_path / "truth.parquet"
-    truth_ids = cols["object_id"][::3]
-    pq.write_table(pa.table({"object_id": truth_ids,
-                             "m_true": rng.normal(0, 0.5, len(truth_ids))}), other)
-    cone, box, rich, joined = duckdb_examples(cfg.out, other)
-    assert sorted(cone.column("object_id").to_pylist()) == sorted(ids[in_cone]) and in_cone.sum() > 0
-    assert sorted(box.column("object_id").to_pylist()) == sorted(ids[in_box]) and in_box.sum() > 0
     status = np.array(cat.column("status").to_pylist())
+    env_ok = np.array(cat.column("env_status").to_pylist()) == "ok"
     p = cat.column("p_cnn").to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
-        assert rich.num_rows == int(((status == "ok") & (p > 0.9)).sum())
+        reliable = (status == "ok") & (p > 0.9)
+    rng = np.random.default_rng(0)
+    truth = tmp_path / "truth.parquet"
+    truth_ids = cols["object_id"][::3]
+    pq.write_table(pa.table({"object_id": truth_ids,
+                             "m_true": rng.normal(0, 0.5, len(truth_ids))}), truth)
+    out = run_doc_queries(cfg.out, truth, tmp_path / "work", monkeypatch)
+
+    duck, pol, astro, hats_ns, box, rich, joined = out["querying.md"]
+    cone = duck["cone"].to_arrow_table()
+    assert sorted(cone.column("object_id").to_pylist()) == sorted(ids[in_cone]) and in_cone.sum() > 0
+    assert sorted(box.column("object_id").to_pylist()) == sorted(ids[in_box]) and in_box.sum() > 0
+    assert rich.num_rows == int(reliable.sum()) > 0
     ok_ids = set(ids[status == "ok"])
     assert joined.num_rows == len(ok_ids & set(truth_ids)) > 0
-    pbox, prich, pjoin = polars_examples(cfg.out, str(other))
-    assert sorted(pbox["object_id"].to_list()) == sorted(box.column("object_id").to_pylist())
-    assert prich.height == rich.num_rows
-    assert pjoin.height == joined.num_rows
-    assert np.allclose(np.sort(pjoin["residual"].to_numpy()),
+    assert sorted(pol["box"]["object_id"].to_list()) == sorted(box.column("object_id").to_pylist())
+    assert pol["gas_rich"].height == rich.num_rows
+    assert pol["joined"].height == joined.num_rows
+    assert np.allclose(np.sort(pol["joined"]["residual"].to_numpy()),
                        np.sort(joined.column("residual").to_numpy()))
+    assert len(astro["table"]) == cat.num_rows and len(astro["reliable"]) == rich.num_rows
+    assert hats_ns["h"].catalog_info.total_rows == int(positioned.sum())
+    [readme] = out["README.md"]
+    got = readme["reliable"].to_arrow_table()
+    assert sorted(got.column("object_id").to_pylist()) == sorted(ids[reliable & env_ok])
     # the glob of the version reads the same rows as its file list
-
     n_glob = duckdb.sql(f"SELECT count(*) FROM read_parquet('{open_catalog(cfg.out).glob}')")
     assert n_glob.fetchall() == [(90,)]
 

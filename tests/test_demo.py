@@ -4,7 +4,7 @@ sizes, ``--out`` on the S3 server (tests/conftest.py), every artefact checked.
 Job submission (``ray job submit``) is guarded by tests/test_cluster.py, whose jobs run
 jobs/build_catalog.py and jobs/train.py on a cluster; tests/test_jobs.py checks that each
 jobs/*.py is its command. DuckDB reading a published catalog is guarded on a disk by
-tests/test_catalog.py's README queries."""
+tests/test_catalog.py's run of the queries of docs/guides/querying.md."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def test_m_is_the_sum_of_its_parts(pop):
     # star-forming galaxies near log M* = 10 have median M ~ -0.5 (+- 0.15 for env/noise)
     sf10 = (~t["quenched"]) & (np.abs(t["log_mstar"] - 10) < 0.15)
     assert abs(np.median(t["m_true"][sf10]) - (-0.5)) < 0.15
-    # environment term (README): -0.5 clip((log10(1+delta5) - 0.5) / 0.6, 0, 1)
+    # environment term (docs/mock.md): -0.5 clip((log10(1+delta5) - 0.5) / 0.6, 0, 1)
     x = np.log10(t["one_plus_delta5_true"])
     assert (t["m_env"] <= 0).all() and (t["m_env"] >= -0.5 - 1e-12).all()
     assert (t["m_env"][x < 0.5] == 0).all()

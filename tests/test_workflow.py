@@ -1,12 +1,11 @@
 """`hicatalog workflow` end to end: published-format catalog files written here, cutouts from
-a local imitation of SkyServer, the README's command, and the sample bookkeeping checked at
+a local imitation of SkyServer, the command of docs/guides/real-surveys.md, and the sample bookkeeping checked at
 every step; then a rerun that skips what is done and one that adds targets."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import socket
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+from docpages import code_blocks, command_lines, page
 from fakeserver import FakeCutoutServer
 from surveyfiles import Universe, offset, write_nsa, write_universe
 
@@ -23,16 +23,20 @@ from hicatalog.cli import main
 from hicatalog.workflow import REPORT_JSON
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## From the public catalogs to a survey-wide H I catalog"
+WORKFLOW_PAGE = page("docs/guides/real-surveys.md")
+WORKFLOW_SECTION = "## From the public catalogs to a survey-wide H I catalog: `hicatalog workflow`"
 TEST_SAMPLES = {"a100", "nibles", "xgass"}
 
 
-def readme_workflow_commands() -> list[list[str]]:
-    """The `hicatalog workflow` command lines of the README's section, as argv lists."""
-    text = ROOT.joinpath("README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
-    return [shlex.split(line)[1:] for line in block.replace("\\\n", " ").splitlines()
-            if line.startswith("hicatalog workflow")]
+def docs_workflow_command() -> list[str]:
+    """The `hicatalog workflow` command line, as argv, that the workflow section of the
+    real-surveys page and the README's "The real survey" both show (the same one)."""
+    blocks = [*code_blocks(WORKFLOW_PAGE, "bash", WORKFLOW_SECTION),
+              *code_blocks(page("README.md"), "bash", "## The real survey")]
+    commands = [shlex.split(line)[1:] for block in blocks for line in command_lines(block)
+                if line.startswith("hicatalog workflow")]
+    assert len(commands) == 2 and commands[0] == commands[1], commands
+    return commands[0]
 
 
 def small_universe(n_a40=30, n_nd=34, n_a100=12, n_nibles=10, n_xgass=12, n_nsa=40) -> Universe:
@@ -87,7 +91,7 @@ def test_workflow_from_published_files_to_catalog_resumes_and_extends(
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     U = small_universe()
     write_universe(U, tmp_path / "data", pad_headers=True)
-    [argv] = readme_workflow_commands()
+    argv = docs_workflow_command()
     out = str(tmp_path / "runs" / "real")
     with FakeCutoutServer() as srv:
         tiny = ["--fetch.base-url", f"{srv.base}/dr14/SkyServerWS/ImgCutout/getjpeg",
@@ -187,7 +191,7 @@ def test_a_failing_step_is_one_line_naming_it(where, tmp_path, monkeypatch, caps
     U = small_universe(n_a40=3, n_nd=3, n_a100=1, n_nibles=1, n_xgass=1, n_nsa=3)
     write_universe(U, tmp_path / "data")
     (tmp_path / "data" / "a40.datafile3.csv").write_text("AGCNr\n1\n")
-    [argv] = readme_workflow_commands()
+    argv = docs_workflow_command()
     out = str(tmp_path / "runs" / "real")
     if where == "s3":
         out = storage.join(request.getfixturevalue("s3_bucket"), "real")
@@ -202,7 +206,7 @@ def test_a_failing_step_is_one_line_naming_it(where, tmp_path, monkeypatch, caps
 
 def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
         s3_bucket, ray_local, tmp_path, monkeypatch, capsys):
-    """The README's command with ``--out`` on the S3 server (tests/conftest.py) and a cutout
+    """The documented command with ``--out`` on the S3 server (tests/conftest.py) and a cutout
     service that refuses every connection: the labels, the target list, the step record, the
     fetch status and the report are written to the bucket, the run stops at the fetch with one
     line; a rerun skips the labels step (its record, read from the bucket, matches) and stops
@@ -216,7 +220,7 @@ def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out = storage.join(s3_bucket, "real")
-    [argv] = readme_workflow_commands()
+    argv = docs_workflow_command()
     argv += ["--out", out, "--fetch.base-url", f"http://127.0.0.1:{port}/getjpeg",
              "--fetch.retries", "0", "--fetch.timeout-s", "2"]
     for attempt, labels_status in ((1, "ran"), (2, "skipped")):
