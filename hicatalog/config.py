@@ -512,8 +512,8 @@ class LabelsConfig(JobConfig):
 
 
 class ExportConfig(JobConfig):
-    """``hicatalog export``: a selection of a published catalog version written as a FITS
-    binary table (streamed) or a VOTable, with units, UCDs, descriptions, null values and the
+    """``hicatalog export``: a selection of a published catalog version written (streamed) as
+    a FITS binary table or a VOTable, with units, UCDs, descriptions, null values and the
     manifest's provenance (docs/export.md)."""
 
     catalog: str = Field(description="catalog directory or URL (holding _manifest.json)")
@@ -534,8 +534,6 @@ class ExportConfig(JobConfig):
     columns: list[str] | None = Field(
         None, description="columns to write, comma list (default: every catalog column)")
     limit: int | None = Field(None, ge=1, description="at most this many rows (HEALPix order)")
-    max_rows_in_memory: int = Field(
-        1_000_000, ge=1, description="most rows of a VOTable export (FITS streams any size)")
     overwrite: bool = Field(False, description="replace an existing out file")
 
     @field_validator("columns", mode="before")

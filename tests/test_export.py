@@ -3,6 +3,7 @@ VOTable) against a selection worked out here from the rows that were published."
 
 from __future__ import annotations
 
+import io
 import json
 
 import astropy.units as u
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.io.votable import parse
+from astropy.io.votable import parse, validate
 from astropy.io.votable.ucd import check_ucd
 from astropy.table import Table
 from builders import publish_by_hand
@@ -168,10 +169,13 @@ def test_every_row_round_trips_fits_gz_and_votable(catalog, tmp_path):
         assert valid.min() >= 0 and valid.max() < 12 * 4 ** 29
     h = fits.getheader(fits_out, 1)
     assert h["TNULL17"] == np.iinfo(np.int64).min and h["TFORM17"] == "K"
-    error = Table.read(fits_out)["error"]
-    assert sorted(set(error[~error.mask])) == sorted(
-        {f"d\\xe9cod\\xe9 {i}" for i in range(0, N, 5)})
-    assert error.mask.sum() == N - N // 5  # null errors: empty strings, read as masked
+    for path in (fits_out, vot_out):
+        # null strings: empty in FITS (astropy masks them); null-flagged and empty in the
+        # VOTable (astropy ignores the null flags of strings: astropy issue 8995)
+        error = np.ma.filled(Table.read(path)["error"].astype(str), "")
+        assert sorted(set(error) - {""}) == sorted(f"d\\xe9cod\\xe9 {i}" for i in range(0, N, 5))
+        assert (error == "").sum() == N - N // 5
+    assert validate(str(vot_out), output=io.StringIO(), xmllint=False)  # no violation found
     vot = parse(str(vot_out)).get_first_table()
     field = {f.name: f for f in vot.fields}
     assert field["m_pred"].ucd == "phys.mass;arith.ratio" and field["ra"].unit == u.deg
@@ -225,7 +229,6 @@ def test_an_empty_selection_writes_an_empty_table(catalog, tmp_path, capsys):
     ({"out": "x.fits", "format": "votable"}, ConfigError, "names a fits file"),
     ({"cone": (1, 2, 3), "box": (0, 1, 2, 3)}, ConfigError, "not both"),
     ({"box": (0, 1, 5, 3)}, ConfigError, "dec_min <= dec_max"),
-    ({"out": "x.vot", "max_rows_in_memory": 10}, ConfigError, "more than max_rows_in_memory"),
 ])
 def test_bad_input_is_a_clear_error(catalog, tmp_path, args, kind, message):
     cat, _ = catalog
@@ -249,8 +252,6 @@ def test_cli_errors_are_one_line_with_exit_codes(catalog, tmp_path, capsys):
         (["--out", str(tmp_path / "b.fits"), "--columns", "ra,nope"], 2,
          "--columns: unknown column(s) 'nope'"),
         (["--out", str(tmp_path / "b.txt")], 2, "give --format"),
-        (["--out", str(tmp_path / "b.vot"), "--max-rows-in-memory", "3"], 2,
-         "raise --max-rows-in-memory"),
         (["--out", str(tmp_path / "b.fits"), "--cone", "1", "2", "0"], 2, "--cone (1.0, 2.0, 0.0)"),
         (["--out", str(tmp_path / "b.fits"), "--min-p-cnn", "1.5"], 2, "key 'min_p_cnn'"),
     ]

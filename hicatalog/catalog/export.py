@@ -7,20 +7,20 @@ not opened; the Dec range and the status / ``p_cnn`` cuts are pushed down to the
 scan, whose row-group statistics skip the rest), a ``p_cnn`` cut, ``status`` and
 ``env_status`` values, the columns and a row limit.
 
-FITS is written as it is read, one batch of at most :data:`BATCH_ROWS` rows at a time, so
-memory stays flat whatever the size of the selection: a first pass over the selection counts
-its rows and measures the widest value of each string column (a FITS binary table has fixed
-widths and its row count in the header), the second writes the header and then the rows. A
-local output is written to a temporary file renamed into place; an output URL (``s3://``)
-is collected in memory and uploaded as one object (:func:`hicatalog.storage.write_atomic`).
-VOTable (BINARY2 serialization) is written by astropy from one in-memory table: a selection
-of more than ``max_rows_in_memory`` rows is refused before anything is read into memory.
+Both formats are written as they are read, one batch of at most :data:`BATCH_ROWS` rows at a
+time, so memory stays flat whatever the size of the selection: a first pass over the
+selection counts its rows and measures the widest value of each string column (fixed widths
+and the row count go in the header), the second writes the header and then the rows, the
+same fixed-width big-endian records in both (:func:`_rows`): a FITS binary table, or a
+VOTable 1.4 whose BINARY2 stream (base64) puts the null flags before each record. A local
+output is written to a temporary file renamed into place; an output URL (``s3://``) is
+collected in memory and uploaded as one object (:func:`hicatalog.storage.write_atomic`).
 
 Metadata, from the contract ``schemas/hi_catalog.json`` and the manifest: each column's unit
-(FITS ``TUNITn`` / VOTable ``unit``, in the format's unit syntax where astropy knows the unit,
-else as the contract writes it: ``dex``), UCD (``TUCDn`` / ``ucd``), description
-(``TCOMMn`` / ``DESCRIPTION``); nulls as NaN (floats), ``TNULLn`` = :data:`INT_NULL`
-(integers; VOTable: BINARY2 null flags), empty (strings); the provenance
+(FITS ``TUNITn`` / VOTable ``unit``, in the format's unit syntax: :func:`unit_strings`), UCD
+(``TUCDn`` / ``ucd``), description (``TCOMMn`` / ``DESCRIPTION``); nulls as NaN (floats),
+``TNULLn`` = :data:`INT_NULL` (integers), empty (strings), and in a VOTable also the null
+flag of every null value; text as ASCII (other characters as escapes); the provenance
 (:func:`provenance`) as ``HIERARCH HICATALOG ...`` keywords of the table HDU (long values
 continued with ``CONTINUE`` cards, ``LONGSTRN``) / VOTable ``INFO`` elements.
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -50,7 +49,7 @@ from hicatalog.schemas import describe
 from hicatalog.sky import wrap_ra
 
 __all__ = ["export_catalog", "ExportResult", "Selection", "provenance", "show_result",
-           "unit_strings", "FORMATS", "INT_NULL", "BATCH_ROWS", "MAX_ROWS_IN_MEMORY", "ANY"]
+           "unit_strings", "FORMATS", "INT_NULL", "BATCH_ROWS", "ANY"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,6 @@ INT_NULL = {pa.int64(): np.iinfo(np.int64).min, pa.int32(): np.iinfo(np.int32).m
             pa.int16(): np.iinfo(np.int16).min}
 #: Rows per batch read and written (the unit of memory of a FITS export).
 BATCH_ROWS = 65_536
-#: Default most rows a VOTable export holds in memory (``max_rows_in_memory``).
-MAX_ROWS_IN_MEMORY = 1_000_000
 #: The ``status`` / ``env_status`` value that selects every row.
 ANY = "any"
 _FITS_TYPES = {pa.float64(): ("D", ">f8"), pa.float32(): ("E", ">f4"), pa.int64(): ("K", ">i8"),
@@ -399,32 +396,60 @@ def _text(value: Any) -> Any:
 # ----------------------------------------------------------------------------- FITS
 
 
-def _fits_layout(schema: pa.Schema, widths: dict[str, int]) -> tuple[list[Any], np.dtype]:
-    """The FITS columns (``astropy.io.fits.Column``: name, TFORM, TNULL) of ``schema`` and
-    the big-endian numpy record dtype of one row."""
-    from astropy.io import fits
-
-    cols, dtype = [], []
+def _row_dtype(schema: pa.Schema, widths: dict[str, int], flags: int = 0) -> np.dtype:
+    """The big-endian numpy record of one row of ``schema`` as FITS and VOTable BINARY2 write
+    it: strings ``S{width}`` (NUL-padded ASCII), numbers big-endian; with ``flags`` > 0 a
+    leading field ``_nulls`` of that many bytes (BINARY2's null flags)."""
+    out = [("_nulls", "u1", (flags,))] if flags else []
     for f in schema:
         if f.type in _STRING_TYPES:
-            w = widths[f.name]
-            cols.append(fits.Column(name=f.name, format=f"{w}A"))
-            dtype.append((f.name, f"S{w}"))
+            out.append((f.name, f"S{widths[f.name]}"))
         elif f.type in _FITS_TYPES:
-            tform, np_type = _FITS_TYPES[f.type]
-            cols.append(fits.Column(name=f.name, format=tform, null=INT_NULL.get(f.type)))
-            dtype.append((f.name, np_type))
+            out.append((f.name, _FITS_TYPES[f.type][1]))
         else:
-            raise TypeError(f"column {f.name!r}: no FITS type for Arrow type {f.type}")
-    return cols, np.dtype(dtype)
+            raise TypeError(f"column {f.name!r}: no FITS/VOTable type for Arrow type {f.type}")
+    return np.dtype(out)
 
 
-def _fits_header(cols: list[Any], rows: int, meta: dict[str, dict[str, Any]],
-                 prov: dict[str, tuple[Any, str]]) -> Any:
-    """The header of the binary table HDU: ``rows`` rows of ``cols``, each column's
-    ``TUNITn``, ``TUCDn``, ``TCOMMn``, then the provenance as ``HIERARCH HICATALOG`` keywords."""
+def _rows(batch: pa.RecordBatch, dtype: np.dtype) -> np.ndarray:
+    """The rows of ``batch`` as records of ``dtype`` (:func:`_row_dtype`): nulls as NaN
+    (floats), :data:`INT_NULL` (integers), empty (strings), 0 (booleans; else ``T``/``F``);
+    the null flags (one bit per column, first column in the high bit) when ``dtype`` has
+    them."""
+    out = np.zeros(batch.num_rows, dtype)
+    names = [n for n in dtype.names if n != "_nulls"]
+    for name in names:
+        col = batch.column(name)
+        if col.type in _STRING_TYPES:
+            out[name] = _ascii(col).to_numpy(zero_copy_only=False).astype(dtype[name])
+        elif col.type == pa.bool_():
+            v = pc.fill_null(col, False).to_numpy(zero_copy_only=False)
+            out[name] = np.where(col.is_null().to_numpy(zero_copy_only=False), 0,
+                                 np.where(v, ord("T"), ord("F")))
+        elif col.type in INT_NULL:
+            out[name] = pc.fill_null(col, INT_NULL[col.type]).to_numpy(zero_copy_only=False)
+        else:
+            out[name] = pc.fill_null(col, float("nan")).to_numpy(zero_copy_only=False)
+    if "_nulls" in dtype.names:
+        null = np.stack([batch.column(n).is_null().to_numpy(zero_copy_only=False)
+                         for n in names], axis=1)
+        out["_nulls"] = np.packbits(null, axis=1, bitorder="big")
+    return out
+
+
+# ----------------------------------------------------------------------------- FITS
+
+
+def _fits_header(schema: pa.Schema, widths: dict[str, int], rows: int,
+                 meta: dict[str, dict[str, Any]], prov: dict[str, tuple[Any, str]]) -> Any:
+    """The header of the binary table HDU: ``rows`` rows of ``schema`` (``TFORMn``,
+    ``TNULLn`` of the integers), each column's ``TUNITn``, ``TUCDn``, ``TCOMMn``, then the
+    provenance as ``HIERARCH HICATALOG`` keywords."""
     from astropy.io import fits
 
+    cols = [fits.Column(name=f.name, format=f"{widths[f.name]}A") if f.type in _STRING_TYPES
+            else fits.Column(name=f.name, format=_FITS_TYPES[f.type][0],
+                             null=INT_NULL.get(f.type)) for f in schema]
     header = fits.BinTableHDU.from_columns(cols, nrows=0).header
     header["NAXIS2"] = rows
     header["EXTNAME"] = "HI_CATALOG"
@@ -446,25 +471,6 @@ def _fits_header(cols: list[Any], rows: int, meta: dict[str, dict[str, Any]],
     return header
 
 
-def _fits_rows(batch: pa.RecordBatch, dtype: np.dtype) -> bytes:
-    """The rows of ``batch`` as FITS binary table bytes (big-endian, fixed widths; nulls:
-    NaN, ``TNULLn``, empty strings, ``L`` 0)."""
-    out = np.zeros(batch.num_rows, dtype)
-    for name in dtype.names:
-        col = batch.column(name)
-        if col.type in _STRING_TYPES:
-            out[name] = _ascii(col).to_numpy(zero_copy_only=False).astype(dtype[name])
-        elif col.type == pa.bool_():
-            v = pc.fill_null(col, False).to_numpy(zero_copy_only=False)
-            out[name] = np.where(col.is_null().to_numpy(zero_copy_only=False), 0,
-                                 np.where(v, ord("T"), ord("F")))
-        elif col.type in INT_NULL:
-            out[name] = pc.fill_null(col, INT_NULL[col.type]).to_numpy(zero_copy_only=False)
-        else:
-            out[name] = pc.fill_null(col, float("nan")).to_numpy(zero_copy_only=False)
-    return out.tobytes()
-
-
 def _write_fits(sink: BinaryIO, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
                 scan: _Scan, meta: dict[str, dict[str, Any]],
                 prov: dict[str, tuple[Any, str]]) -> int:
@@ -472,14 +478,15 @@ def _write_fits(sink: BinaryIO, batches: Iterator[pa.RecordBatch], schema: pa.Sc
     returns the rows written (must be ``scan.rows``)."""
     from astropy.io import fits
 
-    cols, dtype = _fits_layout(schema, scan.widths)
+    dtype = _row_dtype(schema, scan.widths)
     primary = fits.PrimaryHDU().header
     primary["EXTEND"] = True
     sink.write(primary.tostring().encode("ascii"))
-    sink.write(_fits_header(cols, scan.rows, meta, prov).tostring().encode("ascii"))
+    sink.write(_fits_header(schema, scan.widths, scan.rows, meta, prov).tostring()
+               .encode("ascii"))
     rows = 0
     for batch in batches:
-        sink.write(_fits_rows(batch, dtype))
+        sink.write(_rows(batch, dtype).tobytes())
         rows += batch.num_rows
     if rows != scan.rows:
         raise RuntimeError(f"wrote {rows} rows, the first pass counted {scan.rows}")
@@ -489,41 +496,71 @@ def _write_fits(sink: BinaryIO, batches: Iterator[pa.RecordBatch], schema: pa.Sc
 
 # ----------------------------------------------------------------------------- VOTable
 
+_VOTABLE_TYPES = {pa.float64(): "double", pa.float32(): "float", pa.int64(): "long",
+                  pa.int32(): "int", pa.int16(): "short", pa.bool_(): "boolean"}
+#: Bytes of BINARY2 data base64-encoded at a time (a multiple of 57: whole 76-char lines).
+_B64_CHUNK = 57 * 1024
+
+
+def _votable_head(schema: pa.Schema, widths: dict[str, int], rows: int,
+                  meta: dict[str, dict[str, Any]]) -> str:
+    """The VOTable 1.4 document up to the BINARY2 stream: one ``FIELD`` per column (datatype,
+    ``char`` arraysize, unit, ucd, ``DESCRIPTION``)."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">',
+             ' <RESOURCE type="results">', f'  <TABLE name="hi_catalog" nrows="{rows}">']
+    for f in schema:
+        m = meta[f.name]
+        attrs = {"name": f.name, "ID": f.name,
+                 "datatype": "char" if f.type in _STRING_TYPES else _VOTABLE_TYPES[f.type]}
+        if f.type in _STRING_TYPES:
+            attrs["arraysize"] = str(widths[f.name])
+        if m["unit"]:
+            attrs["unit"] = unit_strings(m["unit"])[1]
+        if m["ucd"]:
+            attrs["ucd"] = m["ucd"]
+        text = " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items())
+        lines.append(f"   <FIELD {text}><DESCRIPTION>{escape(m['description'])}</DESCRIPTION>"
+                     "</FIELD>")
+    lines.append('   <DATA><BINARY2><STREAM encoding="base64">')
+    return "\n".join(lines) + "\n"
+
+
+def _votable_tail(prov: dict[str, tuple[Any, str]]) -> str:
+    """The end of the document: the stream's end, then the provenance as ``INFO``
+    elements of the ``TABLE``."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    infos = [f"   <INFO name={quoteattr(k.lower())} value={quoteattr(str(v))}>{escape(c)}"
+             "</INFO>" for k, (v, c) in prov.items()]
+    return "\n".join(["</STREAM></BINARY2></DATA>", *infos, "  </TABLE>", " </RESOURCE>",
+                      "</VOTABLE>"]) + "\n"
+
 
 def _write_votable(sink: BinaryIO, batches: Iterator[pa.RecordBatch], schema: pa.Schema,
-                   meta: dict[str, dict[str, Any]], prov: dict[str, tuple[Any, str]]) -> int:
-    """Write the rows of ``batches`` (held in memory) as a VOTable (BINARY2) with units,
-    UCDs, descriptions and the provenance as ``INFO`` elements; returns the rows."""
-    from astropy.io.votable import from_table
-    from astropy.io.votable.tree import Info
-    from astropy.table import MaskedColumn, Table
+                   scan: _Scan, meta: dict[str, dict[str, Any]],
+                   prov: dict[str, tuple[Any, str]]) -> int:
+    """Write a VOTable (BINARY2) of ``batches`` to ``sink``, batch by batch: the rows as FITS
+    holds them (:func:`_rows`) behind BINARY2's null flags, base64-encoded in whole lines;
+    returns the rows written (must be ``scan.rows``)."""
+    import base64
 
-    table = pa.Table.from_batches(list(batches), schema=schema)
-    out = Table()
-    for f in schema:
-        col = table.column(f.name)
-        null = col.is_null().to_numpy(zero_copy_only=False)
-        values = (pc.fill_null(col, "") if f.type in _STRING_TYPES
-                  else pc.fill_null(col, 0) if pa.types.is_integer(f.type) or f.type == pa.bool_()
-                  else pc.fill_null(col, float("nan"))).to_numpy(zero_copy_only=False)
-        if f.type in _STRING_TYPES:
-            values = values.astype(str) if len(values) else np.array([], dtype="U1")
-        m = meta[f.name]
-        out[f.name] = MaskedColumn(values, mask=null if null.any() else None,
-                                   description=m["description"] or None,
-                                   meta={"ucd": m["ucd"]} if m["ucd"] else {})
-    votable = from_table(out)
-    with warnings.catch_warnings():  # astropy warns (W50) on a quoted unit, which is valid
-        warnings.simplefilter("ignore")
-        for fld in votable.get_first_table().fields:
-            if meta[fld.name]["unit"]:
-                fld.unit = unit_strings(meta[fld.name]["unit"])[1]
-    for key, (value, comment) in prov.items():
-        info = Info(name=key.lower(), value=str(value))
-        info.content = comment
-        votable.get_first_table().infos.append(info)
-    votable.to_xml(sink, tabledata_format="binary2")
-    return table.num_rows
+    dtype = _row_dtype(schema, scan.widths, flags=(len(schema) + 7) // 8)
+    sink.write(_votable_head(schema, scan.widths, scan.rows, meta).encode())
+    rows, pending = 0, b""
+    for batch in batches:
+        pending += _rows(batch, dtype).tobytes()
+        cut = len(pending) - len(pending) % _B64_CHUNK
+        for i in range(0, cut, _B64_CHUNK):
+            sink.write(base64.encodebytes(pending[i:i + _B64_CHUNK]))
+        pending = pending[cut:]
+        rows += batch.num_rows
+    if rows != scan.rows:
+        raise RuntimeError(f"wrote {rows} rows, the first pass counted {scan.rows}")
+    sink.write(base64.encodebytes(pending) + _votable_tail(prov).encode())
+    return rows
 
 
 # ----------------------------------------------------------------------------- the export
@@ -581,7 +618,6 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
                    box: tuple[float, float, float, float] | None = None,
                    min_p_cnn: float | None = None, status: str = "ok", env_status: str = ANY,
                    columns: list[str] | None = None, limit: int | None = None,
-                   max_rows_in_memory: int = MAX_ROWS_IN_MEMORY,
                    overwrite: bool = False) -> ExportResult:
     """Write a selection of a published version of ``catalog`` (a directory or URL with a
     ``_manifest.json``) to ``out`` as a FITS binary table or a VOTable.
@@ -593,7 +629,6 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
     (``ra_min > ra_max`` crosses RA 0), ``min_p_cnn`` (``p_cnn > min_p_cnn``), ``status`` and
     ``env_status`` (a value, or ``"any"``), ``limit`` (the first rows in HEALPix order).
     ``columns``: the columns to write, in that order (default: every contract column).
-    ``max_rows_in_memory``: most rows of a VOTable export (a FITS export streams).
     ``overwrite``: replace an existing ``out``.
 
     The recommended cut for reliable M is ``status='ok'`` and ``p_cnn > 0.9``; for the
@@ -604,8 +639,8 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
     Raises
     ------
     InputNotFoundError: no catalog manifest at ``catalog``. InputError: ``version`` is not
-        listed. ConfigError: a bad or unknown parameter value or column, a VOTable of more
-        than ``max_rows_in_memory`` rows. OutputError: ``out`` exists (without ``overwrite``).
+        listed. ConfigError: a bad or unknown parameter value or column. OutputError: ``out``
+        exists (without ``overwrite``).
     """
     t0 = time.perf_counter()
     fmt = _output_format(out, format)
@@ -619,11 +654,6 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
     schema = pa.schema([stored.field(n) for n in names])
     files = files_to_read(cat, selection)
     scan = _scan(files, schema, selection)
-    if fmt == "votable" and scan.rows > max_rows_in_memory:
-        raise ConfigError(f"a VOTable is written from memory and the selection has {scan.rows} "
-                          f"rows, more than max_rows_in_memory={max_rows_in_memory}: export "
-                          "FITS (it streams), narrow the selection, or raise max_rows_in_memory",
-                          params=("max_rows_in_memory",))
     meta, prov = _column_meta(names), provenance(cat, selection, scan.rows)
     batches = _batches(files, names, selection, rows=scan.rows)
     written: list[int] = []
@@ -632,7 +662,7 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
         if fmt == "fits":
             written.append(_write_fits(sink, batches, schema, scan, meta, prov))
         else:
-            written.append(_write_votable(sink, batches, schema, meta, prov))
+            written.append(_write_votable(sink, batches, schema, scan, meta, prov))
 
     storage.write_atomic(out, _sink_writer(fmt, out, write))
     read = sum(1 for f in files if f != cat.files[-1])
