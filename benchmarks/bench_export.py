@@ -108,7 +108,7 @@ def run_child(name: str, catalog: str, out: str, params: dict) -> dict:
     print(f"{name:>10}: {result['rows']:>9,} rows in {result['seconds']:7.2f} s = "
           f"{result['rows_per_s']:>9,} rows/s; peak RSS {result['peak_rss_mib']:7.1f} MiB "
           f"({result['peak_above_before_mib']:+.1f} over the RSS before); "
-          f"{result['files_read']}/{result['partitions']} partitions read")
+          f"{result['files_read']}/{result['partitions']} partitions searched")
     return result
 
 

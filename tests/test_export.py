@@ -282,3 +282,28 @@ def test_export_of_a_version_published_with_ray(tmp_path, ray_local):
     want = _ids(src, ok & (sep <= 4.0))
     assert sorted(Table.read(tmp_path / "cone.fits")["object_id"]) == want and len(want) > 20
     assert 0 < res.files_read < res.partitions
+
+
+def test_the_commands_and_code_of_docs_export_md_run(catalog, tmp_path, monkeypatch, capsys):
+    """Every ``hicatalog export`` line and Python block of docs/export.md, in order, on the
+    test's catalog in place of ``runs/demo/catalog``."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    cat, _ = catalog
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for lang, block in re.findall(r"```(bash|python)\n(.*?)```", doc, flags=re.S):
+        block = block.replace("runs/demo/catalog", cat)
+        if lang == "python":
+            exec(compile(block, "docs/export.md", "exec"), {})
+            ran += 1
+            continue
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith("hicatalog export"):
+                assert main(shlex.split(line, comments=True)[1:]) == 0, line
+                assert capsys.readouterr().out.startswith("exported "), line
+                ran += 1
+    assert ran == 5 and (tmp_path / "box.vot").exists() and (tmp_path / "v1.fits.gz").exists()

@@ -570,7 +570,8 @@ def _write_votable(sink: BinaryIO, batches: Iterator[pa.RecordBatch], schema: pa
 class ExportResult:
     """What :func:`export_catalog` wrote: ``out``, ``format``, ``rows`` (0: an empty table),
     the catalog ``version``, the ``columns``, the ``selection`` (one line), the partition
-    files read of those the version has (``files_read`` / ``partitions``) and ``seconds``."""
+    files searched of those the version has (``files_read`` / ``partitions``: the files a cone
+    or box overlaps, or all; a limit may stop before the last) and ``seconds``."""
 
     out: str
     format: str
@@ -666,7 +667,7 @@ def export_catalog(catalog: str, out: str, *, version: int | None = None,
 
     storage.write_atomic(out, _sink_writer(fmt, out, write))
     read = sum(1 for f in files if f != cat.files[-1])
-    log.info("exported %d rows of version %d to %s (%d of %d partitions read)", written[0],
+    log.info("exported %d rows of version %d to %s (%d of %d partitions searched)", written[0],
              cat.version, out, read, len(cat.pixels))
     return ExportResult(out=out, format=fmt, rows=written[0], version=cat.version, columns=names,
                         selection=selection.describe(), files_read=read,
@@ -679,5 +680,5 @@ def show_result(result: ExportResult, params: dict[str, Any]) -> int:
             "0 rows (the selection is empty: an empty table was written)")
     print(f"exported {what} of version {result.version} ({result.selection}) to {result.out} "
           f"as {result.format}: {len(result.columns)} columns, {result.files_read} of "
-          f"{result.partitions} partition files read, {result.seconds:.1f} s")
+          f"{result.partitions} partitions searched, {result.seconds:.1f} s")
     return 0
