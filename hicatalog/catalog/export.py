@@ -59,7 +59,7 @@ FORMATS = {"fits": (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz"),
 #: The FITS ``TNULLn`` of every integer column: the smallest value of its type.
 INT_NULL = {pa.int64(): np.iinfo(np.int64).min, pa.int32(): np.iinfo(np.int32).min,
             pa.int16(): np.iinfo(np.int16).min}
-#: Rows per batch read and written (the unit of memory of a FITS export).
+#: Rows per batch read and written (the unit of memory of an export).
 BATCH_ROWS = 65_536
 #: The ``status`` / ``env_status`` value that selects every row.
 ANY = "any"
@@ -206,8 +206,9 @@ def _numbers(values: Any, n: int, name: str, what: str) -> tuple[float, ...]:
 
 
 def _cells(selection: Selection, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(lo, hi)``: sorted, disjoint ranges of order-29 HEALPix indices covering the cone or
-    box (cdshealpix's MOC at ``depth``, cells that overlap it included)."""
+    """``(lo, hi)``: ranges of order-29 HEALPix indices covering the cone or box
+    (cdshealpix's MOC at ``depth``, cells that overlap it included), sorted by ``lo``; the two
+    zones of a box across RA 0 may give overlapping ranges."""
     import astropy.units as u
     from astropy.coordinates import Angle, Latitude, Longitude
     from cdshealpix import nested
@@ -242,11 +243,12 @@ def files_to_read(cat: CatalogVersion, selection: Selection) -> list[str]:
     if not cat.pixels:
         return []
     lo, hi = _cells(selection, max(k for k, _ in cat.pixels))
+    reach = np.maximum.accumulate(hi)  # the furthest any range starting at or before lo[i] reaches
     keep = []
     for (k, p), f in zip(cat.pixels, cat.files, strict=False):
         a, b = p << (2 * (29 - k)), (p + 1) << (2 * (29 - k))
         i = np.searchsorted(lo, b, side="left") - 1
-        if i >= 0 and hi[i] > a:
+        if i >= 0 and reach[i] > a:
             keep.append(f)
     return keep
 
@@ -281,8 +283,8 @@ def _batches(files: list[str], columns: list[str], selection: Selection,
 
 
 def _ascii(col: pa.Array) -> pa.Array:
-    """A string column as FITS holds text: ASCII (other characters as ``\\uXXXX`` escapes),
-    nulls as empty strings."""
+    """A string column as FITS holds text: ASCII (other characters as Python's backslash
+    escapes: ``\\xe9``, ``\\u2013``), nulls as empty strings."""
     col = pc.fill_null(col.cast(pa.string()), "")
     if len(col) == 0 or pc.all(pc.string_is_ascii(col)).as_py():
         return col
