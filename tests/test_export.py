@@ -3,6 +3,7 @@ VOTable) against a selection worked out here from the rows that were published."
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 
@@ -307,3 +308,24 @@ def test_the_commands_and_code_of_docs_export_md_run(catalog, tmp_path, monkeypa
                 assert capsys.readouterr().out.startswith("exported "), line
                 ran += 1
     assert ran == 5 and (tmp_path / "box.vot").exists() and (tmp_path / "v1.fits.gz").exists()
+
+
+def test_a_config_file_and_an_output_url(catalog, tmp_path, s3_bucket, capsys):
+    """The options as keys of a TOML file, the output a gzipped FITS object in a bucket: the
+    same rows as the same selection written locally."""
+    from hicatalog import storage
+
+    cat, _ = catalog
+    cfg = tmp_path / "export.toml"
+    cfg.write_text(f'catalog = "{cat}"\nout = "{s3_bucket}/sel/box.fits.gz"\n'
+                   'box = [350, 10, -20, 20]\nmin_p_cnn = 0.5\ncolumns = ["object_id", "p_cnn"]\n')
+    assert main(["export", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.startswith("exported ")
+    data = storage.read_bytes(f"{s3_bucket}/sel/box.fits.gz")
+    assert data[:2] == b"\x1f\x8b"  # gzip
+    remote = Table.read(io.BytesIO(gzip.decompress(data)), format="fits")
+    export_catalog(cat, str(tmp_path / "box.fits"), box=(350, 10, -20, 20), min_p_cnn=0.5,
+                   columns=["object_id", "p_cnn"])
+    local = Table.read(tmp_path / "box.fits")
+    assert len(remote) == len(local) > 20 and remote.colnames == ["object_id", "p_cnn"]
+    assert list(remote["object_id"]) == list(local["object_id"])
