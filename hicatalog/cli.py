@@ -38,6 +38,7 @@ from hicatalog.config import (
     DemoConfig,
     EnvironmentConfig,
     EvaluateConfig,
+    ExportConfig,
     FetchConfig,
     JobConfig,
     LabelsConfig,
@@ -86,6 +87,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.build:make_catalog",
             "stream cutouts through both models into the Parquet H I catalog",
             show="hicatalog.catalog.build:show_result"),
+    Command("export", ExportConfig, "hicatalog.catalog.export:export_catalog",
+            "write a selection (cone, box, p_cnn cut, columns) of a published catalog version "
+            "as FITS or VOTable", show="hicatalog.catalog.export:show_result"),
     Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:make_environment",
             "compute D5, Sigma5 and delta5 for targets against tracers",
             show="hicatalog.catalog.environment:show_result"),

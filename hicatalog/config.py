@@ -83,6 +83,7 @@ __all__ = [
     "FetchOptions",
     "FetchConfig",
     "LabelsConfig",
+    "ExportConfig",
     "DemoConfig",
     "WorkflowConfig",
     "load_config",
@@ -317,8 +318,9 @@ class TrainConfig(TrainOptions, RegressionOptions, PROptions):
         return self
 
 
-def _sample_list(value: Any) -> Any:
-    """Accept ``"a40A,a40B"``, ``["a40A,a40B"]`` or ``["a40A", "a40B"]``; empty names dropped."""
+def _sample_list(value: Any, what: str = "sample name") -> Any:
+    """Accept ``"a40A,a40B"``, ``["a40A,a40B"]`` or ``["a40A", "a40B"]``; empty names dropped.
+    ``what``: what a name is, for the error."""
     if value is None:
         return None
     items = [value] if isinstance(value, str) else value
@@ -326,7 +328,7 @@ def _sample_list(value: Any) -> Any:
         return value  # pydantic reports the wrong type
     names = [n.strip() for v in items for n in v.split(",") if n.strip()]
     if not names:
-        raise ValueError("a comma list of at least one sample name")
+        raise ValueError(f"a comma list of at least one {what}")
     return list(dict.fromkeys(names))
 
 
@@ -507,6 +509,37 @@ class LabelsConfig(JobConfig):
         (), description="NIBLES ids rejected by visual inspection"
     )
     seed: int = Field(0, ge=0, description="seed of the non-detection draw")
+
+
+class ExportConfig(JobConfig):
+    """``hicatalog export``: a selection of a published catalog version written (streamed) as
+    a FITS binary table or a VOTable, with units, UCDs, descriptions, null values and the
+    manifest's provenance (docs/export.md)."""
+
+    catalog: str = Field(description="catalog directory or URL (holding _manifest.json)")
+    out: str = Field(description="output file: .fits, .fits.gz, .vot or .xml (or give format)")
+    version: int | None = Field(None, ge=1, description="a listed version (default: the current)")
+    format: Literal["fits", "votable"] | None = Field(
+        None, description="output format (default: by the suffix of out)")
+    cone: tuple[float, float, float] | None = Field(
+        None, description="RA DEC RADIUS (deg): rows within RADIUS of the position")
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="RA_MIN RA_MAX DEC_MIN DEC_MAX (deg); RA_MIN > RA_MAX crosses RA 0")
+    min_p_cnn: float | None = Field(
+        None, ge=0.0, lt=1.0, description="only rows with p_cnn > this (reliable M: 0.9)")
+    status: str = Field("ok", description="only rows with this status ('any': every row)")
+    env_status: str = Field(
+        "any", description="only rows with this env_status ('ok' for the environment columns; "
+        "'any': every row)")
+    columns: list[str] | None = Field(
+        None, description="columns to write, comma list (default: every catalog column)")
+    limit: int | None = Field(None, ge=1, description="at most this many rows (HEALPix order)")
+    overwrite: bool = Field(False, description="replace an existing out file")
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _split_columns(cls, value: Any) -> Any:
+        return _sample_list(value, "column name")
 
 
 class DemoConfig(JobConfig):

@@ -88,9 +88,9 @@ def columns_page() -> str:
     lines = [_NOTICE, "", "# Catalog columns", "", f"`hi_catalog`: {spec.description} "
              "Every published version holds these columns, in this order "
              "(`schemas/hi_catalog.json`).", "",
-             "| column | type | unit | nullable | description |", "|---|---|---|---|---|"]
-    lines += [f"| `{r['name']}` | {r['type']} | {r['unit']} | {'yes' if r['nullable'] else 'no'} "
-              f"| {_cell(r['description'])} |" for r in rows]
+             "| column | type | unit | UCD | nullable | description |", "|---|---|---|---|---|---|"]
+    lines += [f"| `{r['name']}` | {r['type']} | {r['unit']} | {r['ucd']} "
+              f"| {'yes' if r['nullable'] else 'no'} | {_cell(r['description'])} |" for r in rows]
     lines += ["", "## The recommended cut", "", f"{RECOMMENDED_CUT}.", "",
               "Every input row gives exactly one output row; a problem with one row never stops "
               "a build: its `status` (and `error`) says what it was, and rows without a valid "

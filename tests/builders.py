@@ -8,6 +8,8 @@ galaxies, tiny untrained models, catalogs. Test modules import from here (``impo
   catalog build's xresnet18; the evaluation analyses' shallow regression network).
 - :func:`rows` and :data:`SMALL`: staged ``hi_catalog`` rows and small HATS partitions for the
   publish step; :func:`synthetic_catalog`: a published two-version catalog and its truth.
+- :func:`publish_by_hand`: a published version laid out as the publish lays it out, written
+  here without Ray, for the fast tests of what reads a version (the export).
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ import pyarrow.parquet as pq
 import torch
 from imagefixtures import noise_jpeg
 
+from hicatalog import storage
+from hicatalog.catalog.manifest import (
+    INVALID_COORDINATES_FILE,
+    BuildRecord,
+    Manifest,
+    RowCounts,
+    VersionEntry,
+    next_manifest,
+    partition_file,
+)
 from hicatalog.catalog.publish import healpix_29, publish_tables
 from hicatalog.cutouts.shards import write_shard
 from hicatalog.models import ModelCard, save_model
@@ -184,3 +196,44 @@ def synthetic_catalog(tmp_path, n=300, seed=0):
         os.utime(f, (time.time() + 100, time.time() + 100))
     return cat_dir, truth_path, dict(ids=ids, pop=pop, m_true=m_true, m_pred=m_pred, p_cnn=p_cnn,
                                      detected=detected, status=status)
+
+
+def publish_by_hand(out, table, *, build_id, order=2, row_group_rows=40, **build):
+    """Publish the ``hi_catalog`` rows ``table`` as the next version of the catalog in
+    ``out`` without Ray: the layout of :func:`hicatalog.catalog.publish.publish_version` (one
+    HATS partition per HEALPix pixel of ``order`` holding rows, sorted by ``_healpix_29``;
+    ``invalid_coordinates.parquet``; ``partition_info.csv``; ``_manifest.json`` through
+    :func:`next_manifest`), its data files only (no ``_metadata``, no properties). ``build``:
+    more fields of the build record (``model_id``, ``code_version``, ``created``). Returns the
+    manifest."""
+    from hats.catalog import PartitionInfo
+    from hats.pixel_math import HealpixPixel
+
+    from hicatalog.schemas import conform_table
+
+    out = str(out)
+    previous = Manifest.find(out)
+    v = 1 + (previous.version if previous is not None else 0)
+    vdir = os.path.join(out, f"version={v}")
+    t = conform_table(table.append_column("_healpix_29", healpix_29(
+        table.column("ra").to_numpy(zero_copy_only=False),
+        table.column("dec").to_numpy(zero_copy_only=False))), "hi_catalog")
+    hp = t.column("_healpix_29")
+    valid = t.filter(hp.is_valid()).sort_by("_healpix_29")
+    pix = valid.column("_healpix_29").to_numpy() >> (2 * (29 - order))
+    pixels = sorted(set(pix.tolist()))
+    for p in pixels:
+        storage.write_parquet_atomic(valid.filter(pa.array(pix == p)),
+                                     partition_file(vdir, order, p),
+                                     row_group_size=row_group_rows, write_statistics=True)
+    storage.write_parquet_atomic(t.filter(hp.is_null()),
+                                 os.path.join(vdir, INVALID_COORDINATES_FILE))
+    PartitionInfo.from_healpix([HealpixPixel(order, p) for p in pixels]).write_to_file(
+        catalog_path=vdir)
+    entry = VersionEntry(version=v, path=f"version={v}", builds=(), build_ids=(build_id,),
+                         rows=t.num_rows, invalid_coordinate_rows=hp.null_count,
+                         partitions=len(pixels), created=storage.utc_timestamp())
+    manifest, _ = next_manifest(previous.versions if previous is not None else [], entry,
+                                BuildRecord(build_id=build_id, fingerprint="f" * 16,
+                                            rows=RowCounts(total=t.num_rows), **build))
+    return manifest.write(out)

@@ -43,7 +43,9 @@ class CatalogVersion:
     ``path``: the version's directory, a HATS catalog (``hats.read_hats(path)``); ``rows``: all
     its rows (the HEALPix partitions plus ``invalid_coordinates.parquet``); ``files``: every
     data file of the version (absolute paths or URLs: the partitions in HEALPix order, then
-    the rows without a valid position); ``manifest``: the manifest it was resolved from.
+    the rows without a valid position); ``pixels``: the HEALPix ``(order, pixel)`` of each
+    partition file, in the order of ``files`` (the last file, the rows without a position,
+    has none); ``manifest``: the manifest it was resolved from.
     """
 
     catalog: str
@@ -52,6 +54,7 @@ class CatalogVersion:
     rows: int
     files: list[str]
     manifest: Manifest = field(repr=False)
+    pixels: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     @property
     def glob(self) -> str:
@@ -75,20 +78,22 @@ def open_catalog(catalog_dir: str | os.PathLike, version: int | None = None) -> 
     manifest = Manifest.read(catalog_dir)
     entry = manifest.current() if version is None else manifest.entry(int(version))
     path = manifest.resolve(entry.path)
-    files = [*_partition_files(path), storage.join(path, INVALID_COORDINATES_FILE)]
+    pixels = _partition_pixels(path)
+    files = [*(partition_file(path, k, p) for k, p in pixels),
+             storage.join(path, INVALID_COORDINATES_FILE)]
     return CatalogVersion(catalog=manifest.catalog_dir, version=entry.version, path=path,
-                          rows=entry.rows, files=files, manifest=manifest)
+                          rows=entry.rows, files=files, manifest=manifest, pixels=pixels)
 
 
-def _partition_files(version_dir: str) -> list[str]:
-    """The partition files the version's ``partition_info.csv`` lists (read by hats), in
-    HEALPix order."""
+def _partition_pixels(version_dir: str) -> list[tuple[int, int]]:
+    """The ``(order, pixel)`` of each partition the version's ``partition_info.csv`` lists
+    (read by hats), in HEALPix order."""
     from hats.catalog import PartitionInfo
     from hats.io import paths
 
     info = PartitionInfo.read_from_csv(
         hats_path(storage.join(version_dir, paths.PARTITION_INFO_FILENAME)))
-    return [partition_file(version_dir, p.order, p.pixel) for p in info.get_healpix_pixels()]
+    return [(p.order, p.pixel) for p in info.get_healpix_pixels()]
 
 
 def read_catalog(catalog_dir: str | os.PathLike, columns: list[str] | None = None,

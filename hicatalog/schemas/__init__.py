@@ -3,11 +3,11 @@
 Each table is one JSON file in the repository's top-level ``schemas/`` directory
 (``cutouts.json``, ``tracers.json``, ``hi_catalog.json``, ``labels.json``, ``truth.json``,
 ``environment.json``) listing its columns with Arrow type names (``pa.type_for_alias``),
-nullability, whether the column is required, units and a description. There is one copy of
-each file: a checkout, an editable install and a ``ray job submit --working-dir`` upload read
-``schemas/`` itself; a wheel ships the same files as ``hicatalog/schemas/contracts/``
-(``pyproject.toml``), so every Ray worker that has ``hicatalog`` validates against the same
-contract.
+nullability, whether the column is required, units, IVOA UCDs (``ucd``, where given) and a
+description. There is one copy of each file: a checkout, an editable install and a ``ray job
+submit --working-dir`` upload read ``schemas/`` itself; a wheel ships the same files as
+``hicatalog/schemas/contracts/`` (``pyproject.toml``), so every Ray worker that has
+``hicatalog`` validates against the same contract.
 
 One loader (:func:`load_schema`, :func:`table_spec`) and one validator (:func:`validate_schema`,
 :func:`validate_table`, :func:`conform_table`) check every contract table; :func:`read_table`
@@ -99,8 +99,9 @@ def table_spec(name: str) -> TableSpec:
     required = []
     for col in doc["fields"]:
         meta = {"description": col.get("description", "")}
-        if col.get("unit"):
-            meta["unit"] = col["unit"]
+        for key in ("unit", "ucd"):
+            if col.get(key):
+                meta[key] = col[key]
         fields.append(
             pa.field(col["name"], pa.type_for_alias(col["type"]), col["nullable"], metadata=meta)
         )
@@ -230,8 +231,9 @@ def read_table(
 
 
 def describe(name: str) -> list[dict[str, Any]]:
-    """Rows (name, type, unit, nullable, required, description, values: the codes of a code
-    column with their meanings, else ``{}``) for documentation."""
+    """Rows (name, type, unit, ucd, nullable, required, description, values) for
+    documentation and the exports (``unit``, ``ucd``: ``""`` where the contract gives none;
+    ``values``: the codes of a code column with their meanings, else ``{}``)."""
     spec = table_spec(name)
     out = []
     for fld in spec.schema:
@@ -241,6 +243,7 @@ def describe(name: str) -> list[dict[str, Any]]:
                 "name": fld.name,
                 "type": str(fld.type),
                 "unit": meta.get("unit", ""),
+                "ucd": meta.get("ucd", ""),
                 "nullable": fld.nullable,
                 "required": fld.name in spec.required,
                 "description": meta.get("description", ""),
