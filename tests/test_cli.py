@@ -257,3 +257,14 @@ def test_no_function_body_is_longer_than_80_lines():
                 if lines > MAX_BODY_LINES:
                     long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({lines})")
     assert long == []
+
+
+def test_the_repository_holds_no_symlink():
+    """`ray job submit --working-dir .` packages the tree and follows symlinks: a link to a
+    virtualenv once made the upload exceed the job server's 100 MB limit."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "-s"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert [line.split("\t", 1)[1] for line in files if line.startswith("120000")] == []
