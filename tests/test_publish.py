@@ -180,7 +180,7 @@ def test_a_version_describes_itself(tmp_path, ray_local, monkeypatch):
     staged = rows(300, 4, "r")  # 3 rows without a valid position, 2 duplicate ids
     publish_tables(out, shards(staged, 2), build_id="r", **SMALL)
     cat = open_catalog(out)
-    text = (Path(cat.path) / "README.md").read_text()
+    text = (Path(cat.version_dir) / "README.md").read_text()
     assert text.startswith("# H I catalog, version 1\n")
     assert "- Rows: 300 (3 without a valid position" in text and "Builds: r;" in text
     schema = json.loads((REPO / "schemas" / "hi_catalog.json").read_text())
@@ -190,7 +190,7 @@ def test_a_version_describes_itself(tmp_path, ray_local, monkeypatch):
     assert "doi:10.3847/1538-4357/abacbb" in text and "arXiv:2001.00018" in text
     # the README's queries run as written, in the version's directory
     blocks = dict((lang, code) for lang, code in re.findall(r"```(\w+)\n(.*?)```", text, re.S))
-    monkeypatch.chdir(cat.path)
+    monkeypatch.chdir(cat.version_dir)
     scope: dict = {}
     exec(blocks["python"], scope)
     good = scope["good"]

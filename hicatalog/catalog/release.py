@@ -113,6 +113,10 @@ def version_readme(entry: VersionEntry, build: BuildRecord) -> str:
               f"shards (fingerprint {build.input.fingerprint})" if build.input
               else "hi_catalog tables staged by a caller (`publish_tables`)")
     status = ", ".join(f"{k} {v}" for k, v in sorted(build.rows.status.items()))
+    main = entry.catalog or "."
+    margin = (f"`{main}_{entry.options.margin_arcsec:g}arcs/` its margin cache "
+              f"({entry.options.margin_arcsec:g} arcsec; {entry.margin_rows or 0} rows), "
+              if entry.options and entry.options.margin_arcsec and entry.margin_rows else "")
     return f"""# H I catalog, version {entry.version}
 
 H I mass fractions M = log10(M_HI/M*) predicted from optical galaxy images by a CNN, with the
@@ -120,7 +124,7 @@ probability `p_cnn` that a galaxy looks like an ALFALFA detection and its enviro
 (method: Wu 2020), made by hicatalog {__version__}.
 
 - Rows: {entry.rows} ({entry.invalid_coordinate_rows} without a valid position, in
-  `invalid_coordinates.parquet`); HEALPix partitions: {entry.partitions}; created
+  `{main}/invalid_coordinates.parquet`); HEALPix partitions: {entry.partitions}; created
   {entry.created or build.created or 'unknown'}.
 - Builds: {', '.join(entry.build_ids) or build.build_id}; rows of the last build by status:
   {status or 'not recorded'}.
@@ -128,8 +132,9 @@ probability `p_cnn` that a galaxy looks like an ALFALFA detection and its enviro
 - Models:
 {models}
 
-This directory is a HATS catalog (`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`,
-`partition_info.csv`): hats, LSDB, DuckDB and polars read it.
+This directory is a HATS collection (`collection.properties`): `{main}/` the catalog
+(`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`, `partition_info.csv`), {margin}read by
+hats, LSDB (`lsdb.open_catalog(".")` loads the margin too), DuckDB and polars.
 
 ## Which rows to use
 
@@ -139,13 +144,13 @@ This directory is a HATS catalog (`dataset/Norder=k/Dir=d/Npix=p.parquet`, `prop
 
 ```python
 import polars as pl
-cat = pl.scan_parquet("dataset/**/*.parquet", hive_partitioning=False)
+cat = pl.scan_parquet("{main}/dataset/**/*.parquet", hive_partitioning=False)
 good = cat.filter((pl.col("status") == "ok") & (pl.col("p_cnn") > 0.9)).collect()
 ```
 
 ```sql
 SELECT object_id, ra, dec, m_pred, m_pred_err, p_cnn, one_plus_delta5
-FROM read_parquet('dataset/**/*.parquet', hive_partitioning = false)
+FROM read_parquet('{main}/dataset/**/*.parquet', hive_partitioning = false)
 WHERE status = 'ok' AND p_cnn > 0.9;
 ```
 
