@@ -64,14 +64,15 @@ def margin_order(margin_arcsec: float, partition_order: int) -> int:
 
     Raises
     ------
-    ConfigError: ``margin_arcsec`` is not positive, or so wide that this order is not above
+    ConfigError: ``margin_arcsec`` is not a number > 0, or so wide that this order is not above
         ``partition_order`` (the deepest partition's order), where a border pixel would be
         as large as a partition.
     """
     from hats.pixel_math.healpix_shim import margin2order
 
     if not margin_arcsec > 0:
-        raise ConfigError(f"margin_arcsec={margin_arcsec}: expected a width > 0 arcsec",
+        raise ConfigError(f"margin_arcsec={margin_arcsec}: expected a width > 0 arcsec (0 in "
+                          "the publish: no margin cache)",
                           params=("margin_arcsec",))
     order = int(margin2order(margin_arcsec / 60.0))
     if order <= partition_order:

@@ -124,7 +124,7 @@ def healpix_29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> pa.Array:
 class PublishOptions:
     """How a version's files are cut: ``partition_rows``, most rows in one HEALPix partition
     file; ``row_group_rows``, rows per Parquet row group; ``margin_arcsec``, width of the
-    margin cache (arcsec)."""
+    margin cache (arcsec; 0: none)."""
 
     partition_rows: int = PARTITION_ROWS
     row_group_rows: int = ROW_GROUP_ROWS
@@ -479,7 +479,7 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     one continues (``None``: the one in ``out``, if any). ``build``: the build that publishes
     (recorded at the manifest's top level). ``partition_rows``: most rows per HEALPix
     partition file; ``row_group_rows``: rows per Parquet row group; ``margin_arcsec``: width
-    of the margin cache LSDB cross-matches across partition edges with (arcsec);
+    of the margin cache LSDB cross-matches across partition edges with (arcsec; 0: none);
     ``keep_versions``: keep only this many newest versions (``None``: keep all).
 
     Publishing the same builds with the same options as the current version again writes
@@ -489,11 +489,12 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     ------
     RuntimeError: the rows written differ from the rows staged (the manifest is unchanged).
     InputError: a staging directory is not a staged build. ConfigError: a pixel too dense
-        for ``partition_rows``; a ``margin_arcsec`` not > 0 or wider than the partitions allow.
+        for ``partition_rows``; a ``margin_arcsec`` < 0 or wider than the partitions allow.
     """
     t0 = time.perf_counter()
     out = storage.absolute(out).rstrip("/")
-    margin_order(margin_arcsec, HISTOGRAM_ORDER)  # a bad width fails before anything is written
+    if margin_arcsec != 0:  # a bad width fails before anything is written
+        margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
                              margin_arcsec=margin_arcsec)
     own = Manifest.find(out)
@@ -515,7 +516,7 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     storage.delete_dir(target.scratch)
     t_margin = time.perf_counter()
     margin = write_margin(target.vdir, written.pixels, options.margin_arcsec,
-                          options.row_group_rows) if written.pixels else None
+                          options.row_group_rows) if written.pixels and margin_arcsec else None
     log.info("margin cache: %d rows in %.1f s", margin.rows if margin else 0,
              time.perf_counter() - t_margin)
     write_collection_properties(target.vdir, target.version, margin.name if margin else None)
