@@ -147,3 +147,26 @@ def _outside(pairs, left, where):
     k, p = np.array([where[j] for _, j in pairs]).T
     inside = np.array([radec2pix(int(o), ra[n:n + 1], dec[n:n + 1])[0] for n, o in enumerate(k)])
     return [pair for pair, q, pp in zip(pairs, inside, p, strict=True) if q != pp]
+
+
+def test_a_lookup_by_id_touches_one_partition(two_versions):
+    """The version's index on object_id: LSDB's id_search opens only the partition that
+    holds the id, and finds its row (also an id that repeats, in both of its rows)."""
+    (a_dir, _), a, _ = two_versions
+    cat = lsdb.open_catalog(open_catalog(a_dir).version_dir)
+    assert cat.hc_collection.default_index_field == "object_id"
+    n_partitions = len(cat.get_healpix_pixels())
+    ids = a.column("object_id").to_pylist()
+    where = _partition_of(a_dir, {ids[1000], ids[2500]})
+    for i in (ids[1000], ids[2500]):
+        found = cat.id_search(values={"object_id": i})
+        assert [(px.order, px.pixel) for px in found.get_healpix_pixels()] == [where[i]]
+        assert n_partitions > 15
+        row = found.compute()
+        assert row["object_id"].tolist() == [i]
+        assert row["ra"].iloc[0] == a.column("ra")[ids.index(i)].as_py()
+    # an id that repeats (builders.rows: row 3 and the last row): both rows, their partitions
+    found = cat.id_search(values={"object_id": ids[3]})
+    assert ids[-1] == ids[3] and len(found.compute()) == 2
+    assert 1 <= len(found.get_healpix_pixels()) <= 2
+    assert len(cat.id_search(values={"object_id": "no-such-id"}).compute()) == 0

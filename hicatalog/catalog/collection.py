@@ -1,4 +1,4 @@
-"""A published version as a HATS collection: the main catalog plus its margin cache.
+"""A published version as a HATS collection: the main catalog, its margin cache, its index.
 
 LSDB cross-matches partition by partition; a galaxy near the edge of a partition has its
 counterparts in the neighbouring partition, which LSDB finds only in a *margin cache*: for
@@ -12,6 +12,9 @@ therefore a HATS collection (``collection.properties``, read by
     version=V/hi_catalog/               the main catalog (written by the publish's shuffle)
     version=V/hi_catalog_10arcs/        the margin catalog (catalog_type margin,
                                         hats_margin_threshold 10 arcsec)
+    version=V/hi_catalog_object_id/     the index on object_id (catalog_type index):
+                                        dataset/part-BBBBB.parquet, (object_id, Norder, Dir,
+                                        Npix) sorted by object_id, one range of ids a file
 
 The margin is conservative, as hats-import's: for partition P (order k, pixel p) it holds
 every row of the other partitions that lies in a HEALPix pixel of order ``m`` bordering P
@@ -31,6 +34,14 @@ touch P's bordering pixels, only those pixels' rows (a ``_healpix_29`` range fil
 the row-group statistics turn into reads of a few row groups) and writes
 ``hi_catalog_10arcs/dataset/Norder=k/Dir=d/Npix=p.parquet``. A task holds at most the rows
 of P's margin; the driver holds the partition list and counts.
+
+:func:`write_index` is a two-step Ray shuffle, as the publish's: one task per group of
+partitions writes their ``(object_id, Norder, Dir, Npix)`` sorted by id to a scratch file and
+returns a sample of the ids; the driver cuts the sample into ranges of about
+``INDEX_FILE_ROWS`` ids; one task per range reads that range from every scratch file (the
+sorted row groups' statistics skip the rest) and writes one index file. A lookup by id
+(``lsdb``'s ``id_search``, hats' ``IndexCatalog.loc_partitions``) reads the matching row
+group through ``dataset/_metadata`` and then opens only the partition that holds the id.
 """
 
 from __future__ import annotations
@@ -46,11 +57,17 @@ from hicatalog import __version__, storage
 from hicatalog.catalog.manifest import HEALPIX_COLUMN, MAIN_CATALOG, hats_path, partition_file
 from hicatalog.errors import ConfigError
 
-__all__ = ["MARGIN_ARCSEC", "margin_name", "margin_order", "write_margin",
-           "write_collection_properties"]
+__all__ = ["MARGIN_ARCSEC", "INDEX_NAME", "WrittenMargin", "margin_name", "margin_order",
+           "write_margin", "write_index", "write_collection_properties"]
 
 #: Default width of the margin cache, arcsec (``margin_arcsec``).
 MARGIN_ARCSEC = 10.0
+#: The index catalog's directory (and HATS name) in a version, and the column it indexes.
+INDEX_NAME, INDEX_COLUMN = f"{MAIN_CATALOG}_object_id", "object_id"
+#: About how many ids one index file holds.
+INDEX_FILE_ROWS = 1_000_000
+#: One id in this many is sampled to cut the index into ranges.
+INDEX_SAMPLE_EVERY = 100
 
 
 def margin_name(margin_arcsec: float) -> str:
@@ -209,13 +226,106 @@ def _write_margin_metadata(margin: str, name: str, pixels: list[tuple[int, int]]
     props.to_properties_file(path)
 
 
-def write_collection_properties(version_dir: str, version: int, margin: str | None) -> None:
+def _index_map_task(partitions: list[tuple[int, int]], catalog: str, scratch: str,
+                    row_group_rows: int) -> np.ndarray:
+    """Write ``(object_id, Norder, Dir, Npix)`` of the ``partitions`` of ``catalog``, sorted
+    by id, to ``scratch`` (row groups of ``row_group_rows``); returns every
+    ``INDEX_SAMPLE_EVERY``-th id (object array)."""
+    from hats.pixel_math import HealpixPixel
+
+    tables = []
+    for k, p in partitions:
+        ids = storage.read_parquet(partition_file(catalog, k, p), [INDEX_COLUMN]).column(0)
+        n = len(ids)
+        tables.append(pa.table({INDEX_COLUMN: ids, "Norder": pa.array(np.full(n, k, np.uint8)),
+                                "Dir": pa.array(np.full(n, HealpixPixel(k, p).dir, np.uint64)),
+                                "Npix": pa.array(np.full(n, p, np.uint64))}))
+    table = pa.concat_tables(tables).sort_by([(INDEX_COLUMN, "ascending")])
+    storage.write_parquet_atomic(table, scratch, row_group_size=row_group_rows,
+                                 write_statistics=True)
+    return np.asarray(table.column(INDEX_COLUMN).to_pylist()[::INDEX_SAMPLE_EVERY], dtype=object)
+
+
+def _index_reduce_task(scratch: list[str], lo: str | None, hi: str | None, path: str,
+                       row_group_rows: int) -> int:
+    """Write the rows of the ``scratch`` files with ``lo <= object_id < hi`` (``None``: no
+    bound), sorted by id, to the index file ``path``; returns their number."""
+    bounds = ([(INDEX_COLUMN, ">=", lo)] if lo is not None else []) + \
+        ([(INDEX_COLUMN, "<", hi)] if hi is not None else [])
+    tables = []
+    for f in scratch:
+        fs, p = storage.filesystem_and_path(f)
+        tables.append(pq.read_table(p, filesystem=fs, filters=bounds or None))
+    table = pa.concat_tables(tables).sort_by([(INDEX_COLUMN, "ascending")])
+    storage.write_parquet_atomic(table, path, row_group_size=row_group_rows,
+                                 write_statistics=True)
+    return table.num_rows
+
+
+def write_index(version_dir: str, groups: list[list[tuple[int, int]]], rows: int, scratch: str,
+                row_group_rows: int) -> int:
+    """Write the index on ``object_id`` of the main catalog ``version_dir/hi_catalog`` into
+    ``version_dir/hi_catalog_object_id`` (Ray: one task per group of partitions ``groups``
+    ``[[(order, pixel), ...], ...]``, then one per range of ids; ``scratch``: a directory
+    for the intermediate files, removed at the end), then its HATS metadata (``_metadata``,
+    ``properties``: catalog_type index, ``hats_index_column`` object_id). ``rows``: the
+    rows of the partitions. Returns the rows indexed.
+
+    Raises
+    ------
+    RuntimeError: the index holds another number of rows than ``rows``.
+    """
+    import ray
+
+    catalog = storage.join(version_dir, MAIN_CATALOG)
+    index = storage.join(version_dir, INDEX_NAME)
+    parts = [storage.join(scratch, f"index-{i:05d}.parquet") for i in range(len(groups))]
+    map_task = ray.remote(num_cpus=1)(_index_map_task)
+    samples = np.sort(np.concatenate(ray.get([
+        map_task.remote(g, catalog, f, row_group_rows)
+        for g, f in zip(groups, parts, strict=True)])))
+    n_files = max(1, -(-rows // INDEX_FILE_ROWS))
+    cuts = [samples[int(len(samples) * b / n_files)] for b in range(1, n_files)]
+    cuts = sorted(set(cuts))
+    edges = [None, *cuts, None]
+    reduce_task = ray.remote(num_cpus=1)(_index_reduce_task)
+    counts = ray.get([reduce_task.remote(
+        parts, lo, hi, storage.join(index, "dataset", f"part-{b:05d}.parquet"), row_group_rows)
+        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))])
+    storage.delete_dir(scratch)
+    if sum(counts) != rows:
+        raise RuntimeError(f"{index}: indexed {sum(counts)} rows, the partitions hold {rows}")
+    _write_index_metadata(index, rows)
+    return rows
+
+
+def _write_index_metadata(index: str, rows: int) -> None:
+    """``dataset/_metadata`` (every index file's footer, in file order) and ``properties``
+    of the index catalog (written by hats)."""
+    from hats.catalog import TableProperties
+    from hats.io.parquet_metadata import write_parquet_metadata
+
+    path = hats_path(index)
+    write_parquet_metadata(path, order_by_healpix=False)
+    TableProperties(
+        catalog_name=INDEX_NAME, catalog_type="index", total_rows=rows,
+        primary_catalog=MAIN_CATALOG, indexing_column=INDEX_COLUMN,
+        extra_columns=["Norder", "Dir", "Npix"],
+        **TableProperties.new_provenance_dict(path, builder=f"hicatalog v{__version__}"),
+    ).to_properties_file(path)
+
+
+def write_collection_properties(version_dir: str, version: int, margin: str | None,
+                                index: bool) -> None:
     """``version_dir/collection.properties``: the collection of version ``version``, its main
-    catalog ``hi_catalog`` and, when given, the margin catalog ``margin`` (the default)."""
+    catalog ``hi_catalog`` and, when given, the margin catalog ``margin`` (the default) and
+    (``index``) the index ``hi_catalog_object_id``."""
     from hats.catalog.dataset.collection_properties import CollectionProperties
 
     kwargs: dict[str, Any] = {"all_margins": [margin], "default_margin": margin} if margin \
         else {}
+    if index:
+        kwargs.update(all_indexes={INDEX_COLUMN: INDEX_NAME}, default_index=INDEX_COLUMN)
     CollectionProperties(obs_collection=f"hi_catalog_v{version}",
                          hats_primary_table_url=MAIN_CATALOG, **kwargs,
                          ).to_properties_file(hats_path(version_dir))

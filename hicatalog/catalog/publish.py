@@ -25,8 +25,9 @@ The ``hats`` package does the format's pixel math and metadata; this module only
    (:func:`hats.io.parquet_metadata.write_parquet_metadata`), ``partition_info.csv``
    (:class:`hats.catalog.PartitionInfo`), ``properties`` and ``hats.properties``
    (:class:`hats.catalog.TableProperties`).
-5. **Margin cache** (Ray, one task per partition; :func:`hicatalog.catalog.collection.write_margin`):
-   ``hi_catalog_<margin_arcsec>arcs/``, then ``collection.properties``.
+5. **Margin cache and index** (Ray; :mod:`hicatalog.catalog.collection`):
+   ``hi_catalog_<margin_arcsec>arcs/`` (one task per partition), ``hi_catalog_object_id/`` (a
+   shuffle by id), then ``collection.properties``.
 6. **Checks and switch**: the rows written must equal the rows staged (else nothing is
    switched); then ``_manifest.json`` is rewritten in one atomic write
    (:meth:`hicatalog.catalog.manifest.Manifest.write`), and versions beyond ``keep_versions``
@@ -54,8 +55,10 @@ import pyarrow.parquet as pq
 from hicatalog import __version__, storage
 from hicatalog.catalog.collection import (
     MARGIN_ARCSEC,
+    WrittenMargin,
     margin_order,
     write_collection_properties,
+    write_index,
     write_margin,
 )
 from hicatalog.catalog.manifest import (
@@ -246,8 +249,9 @@ def _reduce_task(pieces: list[tuple[str, int]], path: str, row_group_rows: int) 
 # ----------------------------------------------------------------------------- steps
 
 
-def _groups(parts: list[tuple[str, int]], rows: int) -> list[list[str]]:
-    """Whole staged files in groups of about ``rows`` rows (at least one file each)."""
+def _groups(parts: list[tuple[Any, int]], rows: int) -> list[list[Any]]:
+    """Whole staged files (or partitions: any ``(item, rows)``) in groups of about ``rows``
+    rows (at least one item each)."""
     out, cur, n = [], [], 0
     for f, k in parts:
         cur.append(f)
@@ -405,6 +409,24 @@ def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
     props.to_properties_file(vdir)
 
 
+def _write_margin_and_index(target: PublishTarget, written: WrittenVersion,
+                            options: PublishOptions) -> WrittenMargin | None:
+    """The version's margin cache (none with ``margin_arcsec`` 0 or no partition) and its
+    index on ``object_id`` (when it has partitions), on Ray; returns the margin written."""
+    if not written.pixels:
+        return None
+    t0 = time.perf_counter()
+    margin = write_margin(target.vdir, written.pixels, options.margin_arcsec,
+                          options.row_group_rows) if options.margin_arcsec else None
+    t1 = time.perf_counter()
+    groups = _groups([((k, p), n) for k, p, n in written.pixels], MAP_ROWS)
+    write_index(target.vdir, groups, written.pixel_rows, storage.join(target.scratch, "index"),
+                options.row_group_rows)
+    log.info("margin cache: %d rows in %.1f s; object_id index in %.1f s",
+             margin.rows if margin else 0, t1 - t0, time.perf_counter() - t1)
+    return margin
+
+
 def _already_published(base: Manifest | None, out: str, builds: list[str],
                        options: PublishOptions, build: BuildRecord) -> bool:
     """Whether ``base`` is ``out``'s manifest and its current version publishes exactly
@@ -513,13 +535,10 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     build_ids = sorted({build.build_id, *(b for v in target.versions for b in v.build_ids)}
                        - {""})
     _write_hats_metadata(target, written, options, build_ids, build)
+    margin = _write_margin_and_index(target, written, options)
     storage.delete_dir(target.scratch)
-    t_margin = time.perf_counter()
-    margin = write_margin(target.vdir, written.pixels, options.margin_arcsec,
-                          options.row_group_rows) if written.pixels and margin_arcsec else None
-    log.info("margin cache: %d rows in %.1f s", margin.rows if margin else 0,
-             time.perf_counter() - t_margin)
-    write_collection_properties(target.vdir, target.version, margin.name if margin else None)
+    write_collection_properties(target.vdir, target.version, margin.name if margin else None,
+                                index=bool(written.pixels))
     entry = _entry(target, builds, build_ids, staged, written, options,
                    margin.rows if margin else 0, t0)
     manifest, dropped = next_manifest(target.versions, entry, build, keep_versions)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from hicatalog import __version__
+from hicatalog.catalog.collection import INDEX_NAME, margin_name
 from hicatalog.catalog.manifest import BuildRecord, VersionEntry
 from hicatalog.schemas import describe
 
@@ -114,9 +115,11 @@ def version_readme(entry: VersionEntry, build: BuildRecord) -> str:
               else "hi_catalog tables staged by a caller (`publish_tables`)")
     status = ", ".join(f"{k} {v}" for k, v in sorted(build.rows.status.items()))
     main = entry.catalog or "."
-    margin = (f"`{main}_{entry.options.margin_arcsec:g}arcs/` its margin cache "
+    margin = (f"`{margin_name(entry.options.margin_arcsec)}/` its margin cache "
               f"({entry.options.margin_arcsec:g} arcsec; {entry.margin_rows or 0} rows), "
               if entry.options and entry.options.margin_arcsec and entry.margin_rows else "")
+    index = f"`{INDEX_NAME}/` its index on `object_id`, " if entry.catalog and \
+        entry.partitions else ""
     return f"""# H I catalog, version {entry.version}
 
 H I mass fractions M = log10(M_HI/M*) predicted from optical galaxy images by a CNN, with the
@@ -133,8 +136,9 @@ probability `p_cnn` that a galaxy looks like an ALFALFA detection and its enviro
 {models}
 
 This directory is a HATS collection (`collection.properties`): `{main}/` the catalog
-(`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`, `partition_info.csv`), {margin}read by
-hats, LSDB (`lsdb.open_catalog(".")` loads the margin too), DuckDB and polars.
+(`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`, `partition_info.csv`), {margin}{index}
+read by hats, LSDB (`lsdb.open_catalog(".")` loads the margin and the index too), DuckDB and
+polars.
 
 ## Which rows to use
 
