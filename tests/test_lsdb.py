@@ -3,6 +3,7 @@ LSDB loads by itself, so a cross-match finds every pair a brute-force match find
 across partition edges included (publishing runs on Ray: these tests are slow)."""
 
 import collections
+from pathlib import Path
 
 import lsdb  # a dev dependency (pyproject's dev extra); hicatalog itself never imports it
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from builders import SMALL, rows
 
+from hicatalog.catalog import collection
 from hicatalog.catalog.publish import publish_tables
 from hicatalog.catalog.reader import open_catalog
 
@@ -107,7 +109,9 @@ def two_versions(tmp_path_factory, ray_local):
     b = _table("b", np.concatenate([bra, rng.uniform(180, 182, 300)]),
                np.concatenate([bdec, rng.uniform(0, 2, 300)]), 2)
     dirs = str(tmp / "a"), str(tmp / "b")
-    publish_tables(dirs[0], [a.slice(0, 1600), a.slice(1600)], build_id="a", **SMALL)
+    with pytest.MonkeyPatch.context() as mp:  # A's index in several files (id ranges)
+        mp.setattr(collection, "INDEX_FILE_ROWS", 700)
+        publish_tables(dirs[0], [a.slice(0, 1600), a.slice(1600)], build_id="a", **SMALL)
     publish_tables(dirs[1], [b], build_id="b", partition_rows=100, row_group_rows=40)
     return dirs, a, b
 
@@ -155,6 +159,9 @@ def test_a_lookup_by_id_touches_one_partition(two_versions):
     (a_dir, _), a, _ = two_versions
     cat = lsdb.open_catalog(open_catalog(a_dir).version_dir)
     assert cat.hc_collection.default_index_field == "object_id"
+    index_files = list((Path(a_dir) / "version=1" / "hi_catalog_object_id" / "dataset").glob(
+        "part-*.parquet"))
+    assert len(index_files) == 5  # 2997 ids with a position, ~700 a file
     n_partitions = len(cat.get_healpix_pixels())
     ids = a.column("object_id").to_pylist()
     where = _partition_of(a_dir, {ids[1000], ids[2500]})
