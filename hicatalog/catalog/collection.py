@@ -30,10 +30,12 @@ galaxy of the other catalog in an empty pixel would lose its counterpart just ac
 edge (an inner cross-match found one pair fewer than brute force on the tests' catalogs).
 
 :func:`write_margin` is one Ray task per partition: each reads, from the partitions that
-touch P's bordering pixels, only those pixels' rows (a ``_healpix_29`` range filter, which
-the row-group statistics turn into reads of a few row groups) and writes
-``hi_catalog_10arcs/dataset/Norder=k/Dir=d/Npix=p.parquet``. A task holds at most the rows
-of P's margin; the driver holds the partition list and counts.
+touch P's bordering pixels, only those pixels' rows (``_healpix_29`` range filters, one per
+run of contiguous border pixels, which the row-group statistics turn into reads of the row
+groups along the edge) and writes
+``hi_catalog_10arcs/dataset/Norder=k/Dir=d/Npix=p.parquet``. A task holds P's margin rows
+(read from one neighbour at a time); the driver holds the partition list and counts, and
+the pixels next to the partitions at their deepest order (at most 12 * 4**8).
 
 :func:`write_index` is a two-step Ray shuffle, as the publish's: one task per group of
 partitions writes their ``(object_id, Norder, Dir, Npix)`` sorted by id to a scratch file and
@@ -138,18 +140,17 @@ def _margin_task(target: tuple[int, int], own: int, partitions: np.ndarray, orde
     lo = _ranges(border, order)[:, 0]
     owner = np.searchsorted(span[:, 0], lo, side="right") - 1
     inside = (owner >= 0) & (lo < span[np.maximum(owner, 0), 1]) & (owner != own)
-    shift = 2 * (29 - order)
     tables = []
     for q in np.unique(owner[inside]):
-        mine = border[inside & (owner == q)]
-        bounds = _ranges(mine, order)
+        bounds = _ranges(np.sort(border[inside & (owner == q)]), order)
+        # contiguous pixels as one range; each range a filter the row-group statistics prune by
+        first = np.flatnonzero(np.r_[True, bounds[1:, 0] != bounds[:-1, 1]])
+        last = np.r_[first[1:], len(bounds)] - 1
         fs, path = storage.filesystem_and_path(
             partition_file(catalog, int(partitions[q, 0]), int(partitions[q, 1])))
-        t = pq.read_table(path, filesystem=fs, filters=[
-            (HEALPIX_COLUMN, ">=", int(bounds[:, 0].min())),
-            (HEALPIX_COLUMN, "<", int(bounds[:, 1].max()))])
-        keep = np.isin(t.column(HEALPIX_COLUMN).to_numpy() >> shift, mine)
-        tables.append(t.filter(pa.array(keep)))
+        tables.append(pq.read_table(path, filesystem=fs, filters=[
+            [(HEALPIX_COLUMN, ">=", int(bounds[i, 0])), (HEALPIX_COLUMN, "<", int(bounds[j, 1]))]
+            for i, j in zip(first, last, strict=True)]))
     rows = sum(t.num_rows for t in tables)
     if rows:
         table = pa.concat_tables(tables, promote_options="permissive")
