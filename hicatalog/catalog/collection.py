@@ -30,9 +30,8 @@ galaxy of the other catalog in an empty pixel would lose its counterpart just ac
 edge (an inner cross-match found one pair fewer than brute force on the tests' catalogs).
 
 :func:`write_margin` is one Ray task per partition: each reads, from the partitions that
-touch P's bordering pixels, only those pixels' rows (``_healpix_29`` range filters, one per
-run of contiguous border pixels, which the row-group statistics turn into reads of the row
-groups along the edge) and writes
+touch P's bordering pixels, only the row groups whose ``_healpix_29`` statistics meet those
+pixels (the row groups along the edge), keeps those pixels' rows and writes
 ``hi_catalog_10arcs/dataset/Norder=k/Dir=d/Npix=p.parquet``. A task holds P's margin rows
 (read from one neighbour at a time); the driver holds the partition list and counts, and
 the pixels next to the partitions at their deepest order (at most 12 * 4**8).
@@ -124,6 +123,20 @@ def _empty_neighbours(partitions: np.ndarray) -> np.ndarray:
     return near[~np.isin(near, covered)]
 
 
+def _row_groups_touching(pf: pq.ParquetFile, bounds: np.ndarray) -> list[int]:
+    """The row groups of the open partition file ``pf`` whose ``_healpix_29`` min/max
+    statistics meet one of the sorted, disjoint ranges ``bounds`` (``[[lo, hi), ...]``)."""
+    col = pf.schema_arrow.get_field_index(HEALPIX_COLUMN)
+    out = []
+    for i in range(pf.metadata.num_row_groups):
+        st = pf.metadata.row_group(i).column(col).statistics
+        # the first range that ends after the group's min must start at or before its max
+        j = np.searchsorted(bounds[:, 1], st.min, side="right")
+        if j < len(bounds) and bounds[j, 0] <= st.max:
+            out.append(i)
+    return out
+
+
 def _margin_task(target: tuple[int, int], own: int, partitions: np.ndarray, order: int,
                  catalog: str, margin: str, row_group_rows: int) -> int:
     """Write the margin of pixel ``target`` ``(order, pixel)`` into the margin catalog
@@ -140,17 +153,15 @@ def _margin_task(target: tuple[int, int], own: int, partitions: np.ndarray, orde
     lo = _ranges(border, order)[:, 0]
     owner = np.searchsorted(span[:, 0], lo, side="right") - 1
     inside = (owner >= 0) & (lo < span[np.maximum(owner, 0), 1]) & (owner != own)
+    shift = 2 * (29 - order)
     tables = []
     for q in np.unique(owner[inside]):
-        bounds = _ranges(np.sort(border[inside & (owner == q)]), order)
-        # contiguous pixels as one range; each range a filter the row-group statistics prune by
-        first = np.flatnonzero(np.r_[True, bounds[1:, 0] != bounds[:-1, 1]])
-        last = np.r_[first[1:], len(bounds)] - 1
-        fs, path = storage.filesystem_and_path(
-            partition_file(catalog, int(partitions[q, 0]), int(partitions[q, 1])))
-        tables.append(pq.read_table(path, filesystem=fs, filters=[
-            [(HEALPIX_COLUMN, ">=", int(bounds[i, 0])), (HEALPIX_COLUMN, "<", int(bounds[j, 1]))]
-            for i, j in zip(first, last, strict=True)]))
+        mine = np.sort(border[inside & (owner == q)])
+        with storage.open_parquet(partition_file(catalog, int(partitions[q, 0]),
+                                                 int(partitions[q, 1]))) as pf:
+            t = pf.read_row_groups(_row_groups_touching(pf, _ranges(mine, order)))
+        keep = np.isin(t.column(HEALPIX_COLUMN).to_numpy() >> shift, mine)
+        tables.append(t.filter(pa.array(keep)))
     rows = sum(t.num_rows for t in tables)
     if rows:
         table = pa.concat_tables(tables, promote_options="permissive")
