@@ -14,10 +14,12 @@ an empty image, several HEALPix partitions and row groups.
         --out /tmp/bytes-old
     .venv/bin/python benchmarks/check_catalog_bytes.py --compare /tmp/bytes-old /tmp/bytes-new
 
-Writes ``OUT/check_catalog_bytes.json``: ``{relative path: sha256}`` of each version's data
-files (``dataset/**/*.parquet``, ``_metadata``, ``_common_metadata``,
-``partition_info.csv``, ``invalid_coordinates.parquet``) and of the staged parts. HATS
-``properties`` hold a creation date, the manifest a time: they are not compared.
+Writes ``OUT/check_catalog_bytes.json``: ``{relative path: sha256}`` of each version's main
+catalog's data files (``dataset/**/*.parquet``, ``_metadata``, ``_common_metadata``,
+``partition_info.csv``, ``invalid_coordinates.parquet``; found through ``open_catalog``, so
+the main catalog compares wherever a checkout puts it in the version directory) and of the
+staged parts. HATS ``properties`` hold a creation date, the manifest a time: they are not
+compared; nor is the margin cache (a checkout that writes none has nothing to compare).
 """
 
 from __future__ import annotations
@@ -84,13 +86,25 @@ def models(out: str, size: int = 32) -> tuple[str, str]:
 
 
 def digests(catalog: str) -> dict[str, str]:
+    """``{relative path: sha256}`` of the main HATS catalog of every version listed in
+    ``catalog``'s manifest (keyed ``version=V/<path in the main catalog>``, so that the
+    version directory itself, before versions became HATS collections, and
+    ``version=V/hi_catalog/`` compare) and of the staged parts (``_staging/...``). The margin
+    cache and ``collection.properties`` beside the main catalog are not compared."""
+    from hicatalog.catalog.manifest import Manifest
+    from hicatalog.catalog.reader import open_catalog
+
+    trees = [(os.path.join(catalog, "_staging"), "_staging")]
+    for v in Manifest.read(catalog).versions:
+        trees.append((open_catalog(catalog, v.version).path, f"version={v.version}"))
     out = {}
-    for root, _, files in os.walk(catalog):
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), catalog)
-            if f.endswith(".parquet") or f in DATA_FILES:
-                with open(os.path.join(root, f), "rb") as fh:
-                    out[rel] = hashlib.sha256(fh.read()).hexdigest()
+    for top, key in trees:
+        for root, _, files in os.walk(top):
+            for f in files:
+                rel = os.path.relpath(os.path.join(root, f), top)
+                if f.endswith(".parquet") or f in DATA_FILES:
+                    with open(os.path.join(root, f), "rb") as fh:
+                        out[f"{key}/{rel}"] = hashlib.sha256(fh.read()).hexdigest()
     return dict(sorted(out.items()))
 
 

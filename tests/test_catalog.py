@@ -188,7 +188,8 @@ def test_layout_manifest_and_idempotent_rerun(built):
 
     cfg, cols, _, manifest = built
     out = Path(cfg.out)
-    vdir = out / "version=1"
+    vdir = out / "version=1" / "hi_catalog"  # the main catalog of the version's collection
+    assert (out / "version=1" / "collection.properties").is_file()
     files = sorted(vdir.glob("dataset/Norder=*/Dir=*/Npix=*.parquet"))
     assert files and not list(out.glob("version=*/dec_zone=*"))  # the old layout is gone
     n_pixel_rows = 0

@@ -87,7 +87,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
         assert name in files, name
     assert [f for f in files if f.startswith("mock/survey/cutouts/part-")]
     assert [f for f in files if f.startswith("mock/train/cutouts/part-")]
-    assert [f for f in files if re.fullmatch(r"catalog/version=1/dataset/Norder=\d+/Dir=\d+/Npix=\d+\.parquet", f)]
+    assert [f for f in files if re.fullmatch(r"catalog/version=1/hi_catalog/dataset/Norder=\d+/Dir=\d+/Npix=\d+\.parquet", f)]
     truth = storage.read_parquet(f"{out}/mock/survey/truth.parquet")
     assert truth.num_rows == n_survey
     current = open_catalog(f"{out}/catalog")  # the demo published version 1, as HATS

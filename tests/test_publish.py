@@ -23,7 +23,7 @@ from hicatalog import storage
 from hicatalog.catalog.manifest import Manifest
 from hicatalog.catalog.publish import hats_path, publish_tables
 from hicatalog.catalog.reader import open_catalog, read_catalog
-from hicatalog.errors import InputError
+from hicatalog.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,6 +81,14 @@ def test_no_row_lost_or_doubled_and_pixels_hold_their_rows(catalog_dir, ray_loca
     assert len(h.get_healpix_pixels()) == len(cat.files) - 1
     if not catalog_dir.startswith("s3://"):
         assert is_valid_catalog(cat.path, strict=True)
+    # the version is a HATS collection: the main catalog and its margin cache
+    coll = hats.read_hats(hats_path(cat.version_dir))
+    assert coll.main_catalog.catalog_info.total_rows == 1500 - 3
+    assert coll.default_margin == "hi_catalog_10arcs" and coll.get_margin_thresholds() == {
+        "hi_catalog_10arcs": 10.0}
+    assert m.current().margin_rows > 0 and m.current().options.margin_arcsec == 10.0
+    if not catalog_dir.startswith("s3://"):
+        assert is_valid_catalog(cat.version_dir, strict=True)  # every member checked
 
 
 def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_local):
@@ -153,6 +161,14 @@ def test_a_publish_that_died_leaves_nothing_readers_see(tmp_path, ray_local):
     assert "x000000" not in set(read_catalog(out).column("object_id").to_pylist())
 
 
+@pytest.mark.parametrize("margin", [-1.0, 3600.0])
+def test_a_bad_margin_width_is_refused_before_anything_is_published(tmp_path, margin):
+    out = tmp_path / "catalog"
+    with pytest.raises(ConfigError, match="margin_arcsec"):
+        publish_tables(str(out), [rows(50, 1, "m")], build_id="m", margin_arcsec=margin)
+    assert not list(out.glob("version=*")) and not (out / "_manifest.json").exists()
+
+
 def test_a_catalog_of_the_old_layout_is_one_clear_error(tmp_path):
     """A catalog written before HATS versions (dec-zone files, versions without builds) is
     refused by the reader in one line, not read as a second layout."""
@@ -180,7 +196,7 @@ def test_a_version_describes_itself(tmp_path, ray_local, monkeypatch):
     staged = rows(300, 4, "r")  # 3 rows without a valid position, 2 duplicate ids
     publish_tables(out, shards(staged, 2), build_id="r", **SMALL)
     cat = open_catalog(out)
-    text = (Path(cat.path) / "README.md").read_text()
+    text = (Path(cat.version_dir) / "README.md").read_text()
     assert text.startswith("# H I catalog, version 1\n")
     assert "- Rows: 300 (3 without a valid position" in text and "Builds: r;" in text
     schema = json.loads((REPO / "schemas" / "hi_catalog.json").read_text())
@@ -190,7 +206,7 @@ def test_a_version_describes_itself(tmp_path, ray_local, monkeypatch):
     assert "doi:10.3847/1538-4357/abacbb" in text and "arXiv:2001.00018" in text
     # the README's queries run as written, in the version's directory
     blocks = dict((lang, code) for lang, code in re.findall(r"```(\w+)\n(.*?)```", text, re.S))
-    monkeypatch.chdir(cat.path)
+    monkeypatch.chdir(cat.version_dir)
     scope: dict = {}
     exec(blocks["python"], scope)
     good = scope["good"]

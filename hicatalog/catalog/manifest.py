@@ -3,16 +3,26 @@
 Layout of a catalog directory ``DIR``, a local path or a URL::
 
     DIR/_manifest.json                           the pointer: current version, every version
-    DIR/version=V/                               published version V: a complete HATS catalog
-    DIR/version=V/properties, hats.properties    HATS properties (rows, columns, builder, ...)
-    DIR/version=V/partition_info.csv             the HEALPix partitions (Norder, Npix)
-    DIR/version=V/dataset/_metadata              every partition's Parquet footer
-    DIR/version=V/dataset/_common_metadata       the schema
-    DIR/version=V/dataset/Norder=k/Dir=d/Npix=p.parquet
+    DIR/version=V/                               published version V: a HATS collection
+    DIR/version=V/collection.properties          the collection: main catalog, margin, index
+    DIR/version=V/README.md, _version.json       what the version is (text; its manifest entry)
+    DIR/version=V/hi_catalog/                    the main HATS catalog (``open_catalog().path``)
+    DIR/version=V/hi_catalog/properties, hats.properties
+                                                 HATS properties (rows, columns, builder, ...)
+    DIR/version=V/hi_catalog/partition_info.csv  the HEALPix partitions (Norder, Npix)
+    DIR/version=V/hi_catalog/dataset/_metadata   every partition's Parquet footer
+    DIR/version=V/hi_catalog/dataset/_common_metadata
+                                                 the schema
+    DIR/version=V/hi_catalog/dataset/Norder=k/Dir=d/Npix=p.parquet
                                                  the rows in HEALPix pixel (k, p), sorted by
                                                  ``_healpix_29``
-    DIR/version=V/invalid_coordinates.parquet    the rows without a valid position (NaN ra or
+    DIR/version=V/hi_catalog/invalid_coordinates.parquet
+                                                 the rows without a valid position (NaN ra or
                                                  dec, |dec| > 90): ``_healpix_29`` null
+    DIR/version=V/hi_catalog_10arcs/             the margin cache (HATS margin catalog): for
+                                                 each partition, the rows of the others within
+                                                 the margin (:mod:`hicatalog.catalog.collection`)
+    DIR/version=V/hi_catalog_object_id/          the index on ``object_id`` (HATS index catalog)
     DIR/_staging/build=B/_build.json             fingerprint + build id owning build B
     DIR/_staging/build=B/_done/part-SSSSS.json   input shard SSSSS is completely staged
     DIR/_staging/build=B/part-SSSSS.parquet      the rows of input shard SSSSS (internal)
@@ -52,6 +62,8 @@ __all__ = [
     "MANIFEST_FILE",
     "STAGING_DIR",
     "INVALID_COORDINATES_FILE",
+    "MAIN_CATALOG",
+    "HEALPIX_COLUMN",
     "Manifest",
     "VersionEntry",
     "VersionOptions",
@@ -78,12 +90,18 @@ DONE_DIR = "_done"
 STAGING_DIR = "_staging"
 #: The rows of a version without a valid position, next to its HATS ``dataset/``.
 INVALID_COORDINATES_FILE = "invalid_coordinates.parquet"
+#: The main HATS catalog's directory inside a version directory (a HATS collection).
+MAIN_CATALOG = "hi_catalog"
+#: The HATS spatial index column: nested HEALPix pixel of order 29 (int64; null without a
+#: valid position).
+HEALPIX_COLUMN = "_healpix_29"
 #: Rows per Parquet row group in the staged files.
 STAGING_ROW_GROUP_ROWS = 65_536
 #: What ``layout`` in every manifest says.
-LAYOUT = ("version=V/ is a HATS catalog: dataset/Norder=k/Dir=d/Npix=p.parquet, _metadata, "
-          f"partition_info.csv, properties; {INVALID_COORDINATES_FILE}: rows without a valid "
-          "position")
+LAYOUT = (f"version=V/ is a HATS collection (collection.properties); version=V/{MAIN_CATALOG}/ "
+          "its main HATS catalog: dataset/Norder=k/Dir=d/Npix=p.parquet, _metadata, "
+          f"partition_info.csv, properties; {MAIN_CATALOG}/{INVALID_COORDINATES_FILE}: rows "
+          "without a valid position; beside it the margin cache and the object_id index")
 
 
 def fingerprint(parts: dict[str, Any]) -> str:
@@ -109,11 +127,13 @@ class _Record(BaseModel):
 
 class VersionOptions(_Record):
     """How a version's files were cut: most rows per partition file, rows per row group,
-    and the HEALPix order of the histogram the partitions were merged from."""
+    the HEALPix order of the histogram the partitions were merged from, and the width of
+    the margin cache in arcsec (``None``: a version published without one)."""
 
     partition_rows: int
     row_group_rows: int
     histogram_order: int
+    margin_arcsec: float | None = None
 
 
 class VersionEntry(_Record):
@@ -122,12 +142,15 @@ class VersionEntry(_Record):
     ``path`` and ``builds`` are recorded relative to the catalog directory when inside it
     (the catalog can be moved), else absolute or URLs; :meth:`Manifest.resolve` makes them
     full paths. ``rows``: every row of the version (partitions plus
-    ``invalid_coordinates.parquet``); ``bytes``: of its data files; ``publish_s``: seconds
-    its publish took.
+    ``invalid_coordinates.parquet``); ``bytes``: of its main catalog's data files;
+    ``publish_s``: seconds its publish took. ``catalog``: the main HATS catalog's directory,
+    relative to ``path`` (``None``: ``path`` itself, a version published before versions
+    became HATS collections); ``margin_rows``: rows in its margin cache.
     """
 
     version: int
     path: str
+    catalog: str | None = None
     builds: tuple[str, ...]
     build_ids: tuple[str, ...] = ()
     rows: int
@@ -138,6 +161,7 @@ class VersionEntry(_Record):
     options: VersionOptions | None = None
     created: str | None = None
     publish_s: float | None = None
+    margin_rows: int | None = None
 
 
 class ModelRecord(_Record):
@@ -408,13 +432,14 @@ def hats_path(path: str) -> Any:
     return UPath(path, anon=False)
 
 
-def partition_file(version_dir: str, order: int, pixel: int) -> str:
-    """``version_dir/dataset/Norder=k/Dir=d/Npix=p.parquet``: the HATS file of HEALPix pixel
-    ``pixel`` of order ``order`` (``d``: hats' directory number of the pixel)."""
+def partition_file(catalog_dir: str, order: int, pixel: int) -> str:
+    """``catalog_dir/dataset/Norder=k/Dir=d/Npix=p.parquet``: the file of HEALPix pixel
+    ``pixel`` of order ``order`` of the HATS catalog in ``catalog_dir`` (``d``: hats'
+    directory number of the pixel)."""
     from hats.io import paths
     from hats.pixel_math import HealpixPixel
 
-    return storage.join(version_dir, paths.DATASET_DIR, f"{paths.PARTITION_ORDER}={order}",
+    return storage.join(catalog_dir, paths.DATASET_DIR, f"{paths.PARTITION_ORDER}={order}",
                         f"{paths.PARTITION_DIR}={HealpixPixel(order, pixel).dir}",
                         f"{paths.PARTITION_PIXEL}={pixel}.parquet")
 

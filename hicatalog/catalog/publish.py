@@ -3,7 +3,8 @@
 The build stages its rows per input shard (:mod:`hicatalog.catalog.manifest`); a publish
 turns the staged rows of a list of builds into ``DIR/version=V``, a HATS catalog (Hierarchical
 Adaptive Tiling Scheme, https://www.ivoa.net/documents/Notes/HATS/: the layout LSDB reads and
-the archives serving Gaia or ZTF as HATS use), and then switches ``DIR/_manifest.json`` to it.
+the archives serving Gaia or ZTF as HATS use) inside a HATS collection with its margin cache
+(:mod:`hicatalog.catalog.collection`), and then switches ``DIR/_manifest.json`` to it.
 The ``hats`` package does the format's pixel math and metadata; this module only moves rows:
 
 1. **Histogram** (one Ray task per group of staged files, ~``MAP_ROWS`` rows): rows per HEALPix
@@ -16,7 +17,7 @@ The ``hats`` package does the format's pixel math and metadata; this module only
    as one scratch Parquet file whose row groups are the partitions (so the partitions are
    contiguous; rows without a position last); then one task per output partition reads its
    row group from every scratch file, sorts by ``_healpix_29`` and writes
-   ``dataset/Norder=k/Dir=d/Npix=p.parquet`` in row groups of ``row_group_rows`` rows, whose
+   ``hi_catalog/dataset/Norder=k/Dir=d/Npix=p.parquet`` in row groups of ``row_group_rows`` rows, whose
    ra/dec min/max statistics let DuckDB and polars skip most of a file. The rows without a
    valid position go to ``invalid_coordinates.parquet``. The driver holds only file names and
    counts: its memory does not grow with the number of rows.
@@ -24,7 +25,10 @@ The ``hats`` package does the format's pixel math and metadata; this module only
    (:func:`hats.io.parquet_metadata.write_parquet_metadata`), ``partition_info.csv``
    (:class:`hats.catalog.PartitionInfo`), ``properties`` and ``hats.properties``
    (:class:`hats.catalog.TableProperties`).
-5. **Checks and switch**: the rows written must equal the rows staged (else nothing is
+5. **Margin cache and index** (Ray; :mod:`hicatalog.catalog.collection`):
+   ``hi_catalog_<margin_arcsec>arcs/`` (one task per partition), ``hi_catalog_object_id/`` (a
+   shuffle by id), then ``collection.properties``.
+6. **Checks and switch**: the rows written must equal the rows staged (else nothing is
    switched); then ``_manifest.json`` is rewritten in one atomic write
    (:meth:`hicatalog.catalog.manifest.Manifest.write`), and versions beyond ``keep_versions``
    are removed (from the manifest first, then their files).
@@ -49,9 +53,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hicatalog import __version__, storage
+from hicatalog.catalog.collection import (
+    MARGIN_ARCSEC,
+    WrittenMargin,
+    margin_order,
+    write_collection_properties,
+    write_index,
+    write_margin,
+)
 from hicatalog.catalog.manifest import (
     BUILD_FILE,
+    HEALPIX_COLUMN,
     INVALID_COORDINATES_FILE,
+    MAIN_CATALOG,
     STAGING_DIR,
     BuildRecord,
     Manifest,
@@ -74,7 +88,7 @@ from hicatalog.schemas import conform_table, load_schema
 from hicatalog.sky import valid_coordinates, wrap_ra
 
 __all__ = ["healpix_29", "publish_version", "publish_tables", "hats_path", "PublishOptions",
-           "HISTOGRAM_ORDER", "PARTITION_ROWS", "ROW_GROUP_ROWS"]
+           "HISTOGRAM_ORDER", "PARTITION_ROWS", "ROW_GROUP_ROWS", "MARGIN_ARCSEC"]
 
 log = logging.getLogger("hicatalog.catalog.publish")
 
@@ -86,7 +100,6 @@ PARTITION_ROWS = 500_000
 ROW_GROUP_ROWS = 10_000
 #: Rows a histogram/map task reads (a group of whole staged files, at least one).
 MAP_ROWS = 500_000
-HEALPIX_COLUMN = "_healpix_29"
 
 
 def healpix_29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> pa.Array:
@@ -113,29 +126,38 @@ def healpix_29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> pa.Array:
 @dataclass(frozen=True)
 class PublishOptions:
     """How a version's files are cut: ``partition_rows``, most rows in one HEALPix partition
-    file; ``row_group_rows``, rows per Parquet row group."""
+    file; ``row_group_rows``, rows per Parquet row group; ``margin_arcsec``, width of the
+    margin cache (arcsec; 0: none)."""
 
     partition_rows: int = PARTITION_ROWS
     row_group_rows: int = ROW_GROUP_ROWS
+    margin_arcsec: float = MARGIN_ARCSEC
 
     def record(self) -> VersionOptions:
         """What the manifest records (with the histogram's order)."""
         return VersionOptions(partition_rows=self.partition_rows,
                               row_group_rows=self.row_group_rows,
-                              histogram_order=HISTOGRAM_ORDER)
+                              histogram_order=HISTOGRAM_ORDER,
+                              margin_arcsec=float(self.margin_arcsec))
 
 
 @dataclass(frozen=True)
 class PublishTarget:
     """Where a publish writes: catalog directory ``out``, the ``versions`` its manifest will
     list besides the new one (recorded as ``out``'s manifest records them), the new
-    ``version`` number, its directory ``vdir`` and the shuffle's ``scratch`` directory."""
+    ``version`` number, its directory ``vdir`` (the HATS collection; its main catalog in
+    :attr:`catalog`) and the shuffle's ``scratch`` directory."""
 
     out: str
     versions: list[VersionEntry]
     version: int
     vdir: str
     scratch: str
+
+    @property
+    def catalog(self) -> str:
+        """The main HATS catalog's directory, ``vdir/hi_catalog``."""
+        return storage.join(self.vdir, MAIN_CATALOG)
 
 
 @dataclass(frozen=True)
@@ -227,8 +249,9 @@ def _reduce_task(pieces: list[tuple[str, int]], path: str, row_group_rows: int) 
 # ----------------------------------------------------------------------------- steps
 
 
-def _groups(parts: list[tuple[str, int]], rows: int) -> list[list[str]]:
-    """Whole staged files in groups of about ``rows`` rows (at least one file each)."""
+def _groups(parts: list[tuple[Any, int]], rows: int) -> list[list[Any]]:
+    """Whole staged files (or partitions: any ``(item, rows)``) in groups of about ``rows``
+    rows (at least one item each)."""
     out, cur, n = [], [], 0
     for f, k in parts:
         cur.append(f)
@@ -288,7 +311,7 @@ def _histogram(groups: list[list[str]]) -> tuple[np.ndarray, int]:
 def _shuffle(target: PublishTarget, groups: list[list[str]],
              pixels: list[tuple[int, int, int]], row_group_rows: int) -> list[dict]:
     """Write the partitions of ``pixels`` and ``invalid_coordinates.parquet`` into
-    ``target.vdir`` (Ray: one map task per group writes a scratch file whose row groups are
+    ``target.catalog`` (Ray: one map task per group writes a scratch file whose row groups are
     the partitions, one reduce task per partition reads its row group of each); returns
     ``{"rows", "bytes"}`` per partition, then of the rows without a position."""
     import ray
@@ -300,8 +323,8 @@ def _shuffle(target: PublishTarget, groups: list[list[str]],
     layouts = ray.get([map_task.remote(g, s, starts_ref)
                        for g, s in zip(groups, scratch, strict=True)])
     reduce_task = ray.remote(num_cpus=1)(_reduce_task)
-    paths = [partition_file(target.vdir, k, p) for k, p, _ in pixels]
-    paths.append(storage.join(target.vdir, INVALID_COORDINATES_FILE))
+    paths = [partition_file(target.catalog, k, p) for k, p, _ in pixels]
+    paths.append(storage.join(target.catalog, INVALID_COORDINATES_FILE))
     refs = []
     for i, path in enumerate(paths):
         pieces = [(s, lay[i]) for s, lay in zip(scratch, layouts, strict=True) if i in lay]
@@ -336,7 +359,7 @@ def _checked(pixels: list[tuple[int, int, int]], results: list[dict],
 
 def _write_version(target: PublishTarget, staged: StagedRows,
                    options: PublishOptions) -> WrittenVersion:
-    """Write the complete HATS data of the ``staged`` rows into ``target.vdir`` (Ray tasks):
+    """Write the complete HATS data of the ``staged`` rows into ``target.catalog`` (Ray tasks):
     histogram, partitions, shuffle, checks."""
     from hicatalog.runtime import init_ray
 
@@ -353,13 +376,13 @@ def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
                          options: PublishOptions, build_ids: list[str],
                          build: BuildRecord) -> None:
     """``dataset/_metadata``, ``_common_metadata``, ``partition_info.csv``, ``properties``
-    and ``hats.properties`` of the version (written by hats), the properties describing the
+    and ``hats.properties`` of the version's main catalog (written by hats), the properties describing the
     version (:func:`~hicatalog.catalog.release.describing_properties`)."""
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io.parquet_metadata import write_parquet_metadata
     from hats.pixel_math import HealpixPixel
 
-    vdir = hats_path(target.vdir)
+    vdir = hats_path(target.catalog)
     info = PartitionInfo.from_healpix([HealpixPixel(k, p) for k, p, _ in written.pixels])
     provenance = TableProperties.new_provenance_dict(vdir, builder=f"hicatalog v{__version__}")
     props = TableProperties(
@@ -384,6 +407,24 @@ def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
         write_parquet_metadata(vdir)
     info.write_to_file(catalog_path=vdir)
     props.to_properties_file(vdir)
+
+
+def _write_margin_and_index(target: PublishTarget, written: WrittenVersion,
+                            options: PublishOptions) -> WrittenMargin | None:
+    """The version's margin cache (none with ``margin_arcsec`` 0 or no partition) and its
+    index on ``object_id`` (when it has partitions), on Ray; returns the margin written."""
+    if not written.pixels:
+        return None
+    t0 = time.perf_counter()
+    margin = write_margin(target.vdir, written.pixels, options.margin_arcsec,
+                          options.row_group_rows) if options.margin_arcsec else None
+    t1 = time.perf_counter()
+    groups = _groups([((k, p), n) for k, p, n in written.pixels], MAP_ROWS)
+    write_index(target.vdir, groups, written.pixel_rows, storage.join(target.scratch, "index"),
+                options.row_group_rows)
+    log.info("margin cache: %d rows in %.1f s; object_id index in %.1f s",
+             margin.rows if margin else 0, t1 - t0, time.perf_counter() - t1)
+    return margin
 
 
 def _already_published(base: Manifest | None, out: str, builds: list[str],
@@ -421,10 +462,12 @@ def _staged(builds: list[str]) -> StagedRows:
 
 
 def _entry(target: PublishTarget, builds: list[str], build_ids: list[str], staged: StagedRows,
-           written: WrittenVersion, options: PublishOptions, t0: float) -> VersionEntry:
+           written: WrittenVersion, options: PublishOptions, margin_rows: int,
+           t0: float) -> VersionEntry:
     """The manifest's entry of the new version."""
     return VersionEntry(
         version=target.version, path=recorded_path(target.vdir, target.out),
+        catalog=MAIN_CATALOG, margin_rows=margin_rows,
         builds=tuple(recorded_path(b, target.out) for b in builds), build_ids=tuple(build_ids),
         rows=staged.rows, invalid_coordinate_rows=written.invalid_coordinate_rows,
         partitions=len(written.pixels), files=written.files, bytes=written.bytes,
@@ -448,6 +491,7 @@ def _remove_versions(manifest: Manifest, dropped: list[VersionEntry],
 def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
                     build: BuildRecord, partition_rows: int = PARTITION_ROWS,
                     row_group_rows: int = ROW_GROUP_ROWS,
+                    margin_arcsec: float = MARGIN_ARCSEC,
                     keep_versions: int | None = None) -> Manifest:
     """Publish the staged rows of ``builds`` as a new version of the catalog in ``out`` and
     switch ``out/_manifest.json`` to it; returns the new manifest.
@@ -456,8 +500,9 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     the version holds every row they staged. ``previous``: the manifest whose versions the new
     one continues (``None``: the one in ``out``, if any). ``build``: the build that publishes
     (recorded at the manifest's top level). ``partition_rows``: most rows per HEALPix
-    partition file; ``row_group_rows``: rows per Parquet row group; ``keep_versions``: keep
-    only this many newest versions (``None``: keep all).
+    partition file; ``row_group_rows``: rows per Parquet row group; ``margin_arcsec``: width
+    of the margin cache LSDB cross-matches across partition edges with (arcsec; 0: none);
+    ``keep_versions``: keep only this many newest versions (``None``: keep all).
 
     Publishing the same builds with the same options as the current version again writes
     nothing and returns the current manifest.
@@ -466,11 +511,14 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     ------
     RuntimeError: the rows written differ from the rows staged (the manifest is unchanged).
     InputError: a staging directory is not a staged build. ConfigError: a pixel too dense
-        for ``partition_rows``.
+        for ``partition_rows``; a ``margin_arcsec`` < 0 or wider than the partitions allow.
     """
     t0 = time.perf_counter()
     out = storage.absolute(out).rstrip("/")
-    options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows)
+    if margin_arcsec != 0:  # a bad width fails before anything is written
+        margin_order(margin_arcsec, HISTOGRAM_ORDER)
+    options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
+                             margin_arcsec=margin_arcsec)
     own = Manifest.find(out)
     base = previous if previous is not None else own
     if _already_published(base, out, builds, options, build):
@@ -487,8 +535,12 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     build_ids = sorted({build.build_id, *(b for v in target.versions for b in v.build_ids)}
                        - {""})
     _write_hats_metadata(target, written, options, build_ids, build)
+    margin = _write_margin_and_index(target, written, options)
     storage.delete_dir(target.scratch)
-    entry = _entry(target, builds, build_ids, staged, written, options, t0)
+    write_collection_properties(target.vdir, target.version, margin.name if margin else None,
+                                index=bool(written.pixels))
+    entry = _entry(target, builds, build_ids, staged, written, options,
+                   margin.rows if margin else 0, t0)
     manifest, dropped = next_manifest(target.versions, entry, build, keep_versions)
     storage.write_json_atomic(storage.join(target.vdir, "_version.json"), entry.to_dict(),
                               sort_keys=True)

@@ -11,7 +11,8 @@ version, even while a new one is being published.
     >>> cat.version, cat.rows, cat.path                    # doctest: +SKIP
     >>> duckdb.sql(f"SELECT count(*) FROM read_parquet({cat.files!r})")   # doctest: +SKIP
     >>> pl.scan_parquet(cat.files)                         # doctest: +SKIP
-    >>> hats.read_hats(cat.path)                           # the HATS view   doctest: +SKIP
+    >>> hats.read_hats(cat.path)                           # the HATS catalog   doctest: +SKIP
+    >>> lsdb.open_catalog(cat.version_dir)                 # with its margin    doctest: +SKIP
     >>> open_catalog("runs/demo/catalog", version=1)       # time travel     doctest: +SKIP
 
 ``evaluate``, the tests, ``query_command`` and the README's examples all go through here.
@@ -40,7 +41,9 @@ class CatalogVersion:
     """One published version of a catalog.
 
     ``catalog``: the catalog directory (absolute, or a URL); ``version``: its number;
-    ``path``: the version's directory, a HATS catalog (``hats.read_hats(path)``); ``rows``: all
+    ``version_dir``: the version's directory, a HATS collection (``lsdb.open_catalog``
+    opens it with its margin cache); ``path``: its main HATS catalog (``hats.read_hats(path)``;
+    the version directory itself for a version published before collections); ``rows``: all
     its rows (the HEALPix partitions plus ``invalid_coordinates.parquet``); ``files``: every
     data file of the version (absolute paths or URLs: the partitions in HEALPix order, then
     the rows without a valid position); ``pixels``: the HEALPix ``(order, pixel)`` of each
@@ -55,6 +58,7 @@ class CatalogVersion:
     files: list[str]
     manifest: Manifest = field(repr=False)
     pixels: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    version_dir: str = ""
 
     @property
     def glob(self) -> str:
@@ -77,22 +81,24 @@ def open_catalog(catalog_dir: str | os.PathLike, version: int | None = None) -> 
     """
     manifest = Manifest.read(catalog_dir)
     entry = manifest.current() if version is None else manifest.entry(int(version))
-    path = manifest.resolve(entry.path)
+    version_dir = manifest.resolve(entry.path)
+    path = storage.join(version_dir, entry.catalog) if entry.catalog else version_dir
     pixels = _partition_pixels(path)
     files = [*(partition_file(path, k, p) for k, p in pixels),
              storage.join(path, INVALID_COORDINATES_FILE)]
     return CatalogVersion(catalog=manifest.catalog_dir, version=entry.version, path=path,
-                          rows=entry.rows, files=files, manifest=manifest, pixels=pixels)
+                          rows=entry.rows, files=files, manifest=manifest, pixels=pixels,
+                          version_dir=version_dir)
 
 
-def _partition_pixels(version_dir: str) -> list[tuple[int, int]]:
-    """The ``(order, pixel)`` of each partition the version's ``partition_info.csv`` lists
-    (read by hats), in HEALPix order."""
+def _partition_pixels(catalog_path: str) -> list[tuple[int, int]]:
+    """The ``(order, pixel)`` of each partition the HATS catalog's ``partition_info.csv``
+    lists (read by hats), in HEALPix order."""
     from hats.catalog import PartitionInfo
     from hats.io import paths
 
     info = PartitionInfo.read_from_csv(
-        hats_path(storage.join(version_dir, paths.PARTITION_INFO_FILENAME)))
+        hats_path(storage.join(catalog_path, paths.PARTITION_INFO_FILENAME)))
     return [(p.order, p.pixel) for p in info.get_healpix_pixels()]
 
 

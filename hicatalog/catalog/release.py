@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from hicatalog import __version__
+from hicatalog.catalog.collection import INDEX_NAME, margin_name
 from hicatalog.catalog.manifest import BuildRecord, VersionEntry
 from hicatalog.schemas import describe
 
@@ -113,6 +114,12 @@ def version_readme(entry: VersionEntry, build: BuildRecord) -> str:
               f"shards (fingerprint {build.input.fingerprint})" if build.input
               else "hi_catalog tables staged by a caller (`publish_tables`)")
     status = ", ".join(f"{k} {v}" for k, v in sorted(build.rows.status.items()))
+    main = entry.catalog or "."
+    margin = (f"`{margin_name(entry.options.margin_arcsec)}/` its margin cache "
+              f"({entry.options.margin_arcsec:g} arcsec; {entry.margin_rows or 0} rows), "
+              if entry.options and entry.options.margin_arcsec and entry.margin_rows else "")
+    index = f"`{INDEX_NAME}/` its index on `object_id`, " if entry.catalog and \
+        entry.partitions else ""
     return f"""# H I catalog, version {entry.version}
 
 H I mass fractions M = log10(M_HI/M*) predicted from optical galaxy images by a CNN, with the
@@ -120,7 +127,7 @@ probability `p_cnn` that a galaxy looks like an ALFALFA detection and its enviro
 (method: Wu 2020), made by hicatalog {__version__}.
 
 - Rows: {entry.rows} ({entry.invalid_coordinate_rows} without a valid position, in
-  `invalid_coordinates.parquet`); HEALPix partitions: {entry.partitions}; created
+  `{main}/invalid_coordinates.parquet`); HEALPix partitions: {entry.partitions}; created
   {entry.created or build.created or 'unknown'}.
 - Builds: {', '.join(entry.build_ids) or build.build_id}; rows of the last build by status:
   {status or 'not recorded'}.
@@ -128,8 +135,10 @@ probability `p_cnn` that a galaxy looks like an ALFALFA detection and its enviro
 - Models:
 {models}
 
-This directory is a HATS catalog (`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`,
-`partition_info.csv`): hats, LSDB, DuckDB and polars read it.
+This directory is a HATS collection (`collection.properties`): `{main}/` the catalog
+(`dataset/Norder=k/Dir=d/Npix=p.parquet`, `properties`, `partition_info.csv`), {margin}{index}
+read by hats, LSDB (`lsdb.open_catalog(".")` loads the margin and the index too), DuckDB and
+polars.
 
 ## Which rows to use
 
@@ -139,13 +148,13 @@ This directory is a HATS catalog (`dataset/Norder=k/Dir=d/Npix=p.parquet`, `prop
 
 ```python
 import polars as pl
-cat = pl.scan_parquet("dataset/**/*.parquet", hive_partitioning=False)
+cat = pl.scan_parquet("{main}/dataset/**/*.parquet", hive_partitioning=False)
 good = cat.filter((pl.col("status") == "ok") & (pl.col("p_cnn") > 0.9)).collect()
 ```
 
 ```sql
 SELECT object_id, ra, dec, m_pred, m_pred_err, p_cnn, one_plus_delta5
-FROM read_parquet('dataset/**/*.parquet', hive_partitioning = false)
+FROM read_parquet('{main}/dataset/**/*.parquet', hive_partitioning = false)
 WHERE status = 'ok' AND p_cnn > 0.9;
 ```
 
