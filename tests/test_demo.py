@@ -82,7 +82,8 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
                  "mock/survey/truth.parquet", "models/regression/model_card.json",
                  "models/pr/model_card.json",
                  "mock/survey/_mock.json", "catalog/_manifest.json", "report/index.html",
-                 "catalog/version=1/README.md", "catalog/version=1/properties",
+                 "catalog/version=1/README.md", "catalog/version=1/collection.properties",
+                 "catalog/version=1/hi_catalog/properties",
                  "report/metrics.json", "report/table2.md"):
         assert name in files, name
     assert [f for f in files if f.startswith("mock/survey/cutouts/part-")]
