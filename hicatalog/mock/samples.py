@@ -108,6 +108,48 @@ def selection_r_mag(v: Galaxies, effects: Effects) -> np.ndarray:
     return v["r_mag"] - 2.5 * np.log10(v["bt"] + (1 - v["bt"]) * 10 ** (-0.4 * v["a_r_incl"]))
 
 
+def _tracers(area: float, rng: np.random.Generator, rng_real: np.random.Generator,
+             sigma_int: float, effects: Effects, outlier_fraction: float) -> Galaxies:
+    """The tracers of a volume of ``area`` deg2: stellar properties and the optical limit
+    chunk by chunk (only tracers are ever held whole), the true overdensity, H I, detection
+    and measurements. ``rng`` draws the clean model, ``rng_real`` the effects."""
+    vol = generate_volume(area, rng, r_limit=R_MAG_LIMIT)
+    parts = []
+    for c0 in range(0, max(len(vol["ra"]), 1), VOLUME_CHUNK):
+        chunk = {k: a[c0:c0 + VOLUME_CHUNK] for k, a in vol.items()}
+        add_stellar_properties(chunk, rng)
+        keep = selection_r_mag(chunk, effects) <= R_MAG_LIMIT
+        parts.append({k: a[keep] for k, a in chunk.items()})
+    del vol, chunk
+    t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    del parts
+    t["one_plus_delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
+    flux_noise = rng_real.standard_normal(len(t["ra"]))
+    add_gas_and_detection(t, rng, sigma_int, flux_noise if effects.label_noise else None)
+    add_measurements(t, rng_real, effects, outlier_fraction)
+    return t
+
+
+def _draw_imaged(t: Galaxies, want: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The tracer indices imaged in each population, drawn without replacement from its pool
+    (xGASS-like first, flat in log M*)."""
+    pools = _imaged_pools(t)
+    chosen: dict[str, np.ndarray] = {}
+    taken = np.zeros(len(t["ra"]), bool)
+    for p in ("xgass", "alfalfa", "nondetections"):
+        pool = pools[p][~taken[pools[p]]]
+        if want[p] > len(pool):
+            raise RuntimeError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
+        weights = None
+        if p == "xgass":  # flat in log M*: weight by the inverse of the pool's mass density
+            hist, edges = np.histogram(t["log_mstar"][pool], bins=15)
+            b = np.clip(np.digitize(t["log_mstar"][pool], edges) - 1, 0, 14)
+            weights = 1.0 / np.maximum(hist[b], 1)
+        chosen[p] = _select(rng, pool, want[p], weights)
+        taken[chosen[p]] = True
+    return chosen
+
+
 def generate_population(
     n: int, seed: int = 0, sigma_int: float = 0.20, population: str = "all",
     survey_tag: str | None = None, effects: Effects | None = None,
@@ -152,23 +194,8 @@ def generate_population(
     effects = Effects() if effects is None else effects
     for attempt in range(12):
         rng = np.random.default_rng([seed, 0xA11FA, attempt])
-        rng_real = np.random.default_rng([seed, 0x4EA15, attempt])
-        vol = generate_volume(area, rng, r_limit=R_MAG_LIMIT)
-        # Properties and the optical limit chunk by chunk: only tracers are ever held whole.
-        parts = []
-        for c0 in range(0, max(len(vol["ra"]), 1), VOLUME_CHUNK):
-            chunk = {k: a[c0:c0 + VOLUME_CHUNK] for k, a in vol.items()}
-            add_stellar_properties(chunk, rng)
-            keep = selection_r_mag(chunk, effects) <= R_MAG_LIMIT
-            parts.append({k: a[keep] for k, a in chunk.items()})
-        del vol, chunk
-        t = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        del parts
-        t["one_plus_delta5_true"], t["d5_true_mpc"] = true_overdensity(t["ra"], t["dec"], t["z_cos"])
-        n_t = len(t["ra"])
-        flux_noise = rng_real.standard_normal(n_t)
-        add_gas_and_detection(t, rng, sigma_int, flux_noise if effects.label_noise else None)
-        add_measurements(t, rng_real, effects, outlier_fraction)
+        t = _tracers(area, rng, np.random.default_rng([seed, 0x4EA15, attempt]), sigma_int,
+                     effects, outlier_fraction)
         pools = _imaged_pools(t)
         short = [p for p in POPULATIONS if want[p] and len(pools[p]) < POOL_FACTOR * want[p]]
         if not short:
@@ -189,20 +216,7 @@ def generate_population(
     tag = f"s{seed}" if survey_tag is None else survey_tag
     t["object_id"] = np.array([f"mock-{tag}-{i:07d}" for i in range(n_t)], dtype=object)
 
-    pools = _imaged_pools(t)
-    chosen: dict[str, np.ndarray] = {}
-    taken = np.zeros(n_t, bool)
-    for p in ("xgass", "alfalfa", "nondetections"):
-        pool = pools[p][~taken[pools[p]]]
-        if want[p] > len(pool):
-            raise RuntimeError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
-        weights = None
-        if p == "xgass":  # flat in log M*: weight by the inverse of the pool's mass density
-            hist, edges = np.histogram(t["log_mstar"][pool], bins=15)
-            b = np.clip(np.digitize(t["log_mstar"][pool], edges) - 1, 0, 14)
-            weights = 1.0 / np.maximum(hist[b], 1)
-        chosen[p] = _select(rng, pool, want[p], weights)
-        taken[chosen[p]] = True
+    chosen = _draw_imaged(t, want, rng)
     idx = np.concatenate([chosen[p] for p in POPULATIONS])
     labels = np.concatenate([np.full(len(chosen[p]), p, dtype=object) for p in POPULATIONS])
     perm = rng.permutation(len(idx))
