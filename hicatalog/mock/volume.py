@@ -131,6 +131,28 @@ def _uniform_in_box(rng, n, box):
 VOLUME_CHUNK = 1 << 18
 
 
+def _group_richnesses(rng: np.random.Generator, n_group_target: int) -> np.ndarray:
+    """Group richnesses (int64) from a truncated power law until ``n_group_target`` members."""
+    u = rng.random(max(16, n_group_target // GROUP_N_MIN + 16))
+    a = 1.0 - GROUP_RICHNESS_SLOPE
+    lo, hi = GROUP_N_MIN**a, (GROUP_N_MAX + 1) ** a
+    draws = np.floor((lo + u * (hi - lo)) ** (1.0 / a)).astype(np.int64)
+    n_groups = int(np.searchsorted(np.cumsum(draws), n_group_target)) if n_group_target else 0
+    return draws[:n_groups]
+
+
+def _group_centres(rng: np.random.Generator, richness: np.ndarray, box, dc_min: float,
+                   dc_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's comoving distance (Mpc), velocity dispersion (km/s), radius (physical
+    Mpc; members follow rho ~ r^-2, r = R u) and centre (comoving xyz, Mpc, shape (G, 3))."""
+    g_ra, g_dec = _uniform_in_box(rng, len(richness), box)
+    g_dc = np.cbrt(rng.uniform(dc_min**3, dc_max**3, len(richness)))
+    scale = (richness / GROUP_N_MIN) ** GROUP_SCALING_EXPONENT
+    g_sigma = np.clip(GROUP_SIGMA_V_MIN * scale, GROUP_SIGMA_V_MIN, GROUP_SIGMA_V_MAX)
+    g_radius = np.clip(GROUP_RADIUS_MIN * scale, GROUP_RADIUS_MIN, GROUP_RADIUS_MAX)
+    return g_dc, g_sigma, g_radius, unit_vectors(g_ra, g_dec) * g_dc[:, None]
+
+
 def generate_volume(
     area_deg2: float, rng: np.random.Generator, r_limit: float | None = None
 ) -> Galaxies:
@@ -155,23 +177,11 @@ def generate_volume(
     n_total = int(round(smf_number_density() * volume))
     n_group_target = int(GROUP_FRACTION * n_total)
 
-    # Group richnesses from a truncated power law until the group share is reached.
-    u = rng.random(max(16, n_group_target // GROUP_N_MIN + 16))
-    a = 1.0 - GROUP_RICHNESS_SLOPE
-    lo, hi = GROUP_N_MIN**a, (GROUP_N_MAX + 1) ** a
-    draws = np.floor((lo + u * (hi - lo)) ** (1.0 / a)).astype(np.int64)
-    n_groups = int(np.searchsorted(np.cumsum(draws), n_group_target)) if n_group_target else 0
-    richness_arr = draws[:n_groups]
+    richness_arr = _group_richnesses(rng, n_group_target)
+    n_groups = len(richness_arr)
     n_members = int(richness_arr.sum())
     n_field = max(0, n_total - n_members)
-
-    # Group centres, dispersions and radii (physical Mpc; members follow rho ~ r^-2, r = R u).
-    g_ra, g_dec = _uniform_in_box(rng, n_groups, box)
-    g_dc = np.cbrt(rng.uniform(dc_min**3, dc_max**3, n_groups))
-    scale = (richness_arr / GROUP_N_MIN) ** GROUP_SCALING_EXPONENT
-    g_sigma = np.clip(GROUP_SIGMA_V_MIN * scale, GROUP_SIGMA_V_MIN, GROUP_SIGMA_V_MAX)
-    g_radius = np.clip(GROUP_RADIUS_MIN * scale, GROUP_RADIUS_MIN, GROUP_RADIUS_MAX)
-    g_xyz = unit_vectors(g_ra, g_dec) * g_dc[:, None]
+    g_dc, g_sigma, g_radius, g_xyz = _group_centres(rng, richness_arr, box, dc_min, dc_max)
 
     ra_min, ra_max, dec_min, dec_max = box
     bluest_ml = ML_A + ML_B * min(GR_MIN, GR_KNOT)
