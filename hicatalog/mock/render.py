@@ -195,6 +195,29 @@ def _add_field(frame: np.ndarray, survey: SurveySpec, rng: np.random.Generator) 
                        rng.uniform(0.3, 1.0), rng.uniform(0, math.pi), flux)
 
 
+def _stamp_box(xc: float, yc: float, half: int, h_fr: int, w_fr: int,
+               clip: bool) -> tuple[int, int, int, int]:
+    """``(x0, x1, y0, y1)`` px of a stamp of half-side ``half`` around (``xc``, ``yc``):
+    clipped to the (``h_fr``, ``w_fr``) frame, or (``clip`` false) the whole stamp bounded to
+    three frames around it."""
+    if clip:
+        return (max(0, int(xc) - half), min(w_fr, int(xc) + half + 2),
+                max(0, int(yc) - half), min(h_fr, int(yc) + half + 2))
+    ix, iy = math.floor(xc), math.floor(yc)
+    return (max(-w_fr, ix - half), min(2 * w_fr, ix + half + 2),
+            max(-h_fr, iy - half), min(2 * h_fr, iy + half + 2))
+
+
+def _add_stamp(frame: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
+    """Add the part of ``stamp`` (3, h, w) whose corner is at (``x0``, ``y0``) px that falls
+    inside ``frame`` (3, H, W), in place."""
+    h, w = stamp.shape[1:]
+    fx0, fx1 = max(x0, 0), min(x0 + w, frame.shape[2])
+    fy0, fy1 = max(y0, 0), min(y0 + h, frame.shape[1])
+    if fx0 < fx1 and fy0 < fy1:
+        frame[:, fy0:fy1, fx0:fx1] += stamp[:, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+
+
 def _add_galaxy(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, yc: float,
                 rng: np.random.Generator, att: np.ndarray | None = None,
                 clip_stamp: bool = True) -> None:
@@ -217,14 +240,8 @@ def _add_galaxy(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, 
     pa = math.radians(params["pa_deg"])
     cpa, spa = math.cos(pa), math.sin(pa)
 
-    half = int(math.ceil(STAMP_RE * re_px)) + 2
-    if clip_stamp:
-        x0, x1 = max(0, int(xc) - half), min(w_fr, int(xc) + half + 2)
-        y0, y1 = max(0, int(yc) - half), min(h_fr, int(yc) + half + 2)
-    else:  # the whole stamp, bounded to three frames around the frame
-        ix, iy = math.floor(xc), math.floor(yc)
-        x0, x1 = max(-w_fr, ix - half), min(2 * w_fr, ix + half + 2)
-        y0, y1 = max(-h_fr, iy - half), min(2 * h_fr, iy + half + 2)
+    x0, x1, y0, y1 = _stamp_box(xc, yc, int(math.ceil(STAMP_RE * re_px)) + 2, h_fr, w_fr,
+                                clip_stamp)
     dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(xc)
     dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(yc)
     u = dx * cpa + dy * spa
@@ -254,13 +271,7 @@ def _add_galaxy(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, 
     ], axis=1).astype(np.float32)  # (band, component)
     if att is not None:
         fluxes[:, :2] *= att.astype(np.float32)[:, None]
-    stamp = (fluxes @ comps).reshape(3, y1 - y0, x1 - x0)
-    if clip_stamp:
-        frame[:, y0:y1, x0:x1] += stamp
-    else:
-        fx0, fx1, fy0, fy1 = max(x0, 0), min(x1, w_fr), max(y0, 0), min(y1, h_fr)
-        if fx0 < fx1 and fy0 < fy1:
-            frame[:, fy0:fy1, fx0:fx1] += stamp[:, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+    _add_stamp(frame, (fluxes @ comps).reshape(3, y1 - y0, x1 - x0), x0, y0)
 
     knot_flux = _band_fluxes(f_knot, GR_KNOT, survey) if f_knot > 0 else None
     if knot_flux is not None and att is not None:
@@ -279,10 +290,7 @@ def _add_galaxy(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, 
         _splat_points(frame, kx, ky, flux if att is None else flux * att[:, None])
     elif f_knot > 0:  # no resolved knots: the star-forming light stays in the arms
         spread = (knot_flux.astype(np.float32)[:, None] * comps[1:2]).reshape(3, y1 - y0, x1 - x0)
-        if clip_stamp:
-            frame[:, y0:y1, x0:x1] += spread
-        elif fx0 < fx1 and fy0 < fy1:
-            frame[:, fy0:fy1, fx0:fx1] += spread[:, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+        _add_stamp(frame, spread, x0, y0)
 
 
 def _add_tidal_tails(frame: np.ndarray, params: dict, survey: SurveySpec, xc: float, yc: float,
