@@ -354,11 +354,8 @@ def fetch_cutouts(
     """
     out = absolute(out)  # the Ray tasks write under out: the same place whatever their cwd
     service = make_service(survey, base_url, layer, image_size, pixscale)
-    client = ClientSettings(  # in_flight: each task's share of concurrency (_run_ray_fetch)
-        image_size_px=service.size, in_flight=1, timeout_s=timeout_s,
-        policy=RetryPolicy(retries, backoff_s, backoff_max_s),
-        user_agent=user_agent or f"hicatalog/{__version__} (cutout fetch)",
-        rate_interval_s=1.0 / max_rps if max_rps else 0.0)
+    client = _client_settings(service, timeout_s, RetryPolicy(retries, backoff_s, backoff_max_s),
+                              user_agent, max_rps)
     table = read_targets(targets)
     n_total = table.num_rows
     run_id = new_run_id()
@@ -382,20 +379,35 @@ def fetch_cutouts(
         parts.append(_run_ray_fetch(todo, settings, rows_per_shard=rows_per_shard, tasks=tasks,
                                     concurrency=concurrency, max_rps=max_rps))
     status = pa.concat_tables(parts)
+    result = _counted(status, n_deferred, n_total)
+    _write_status(status, out, run_id)
+    log.info("%s now holds %d cutouts", out, len(existing_object_ids(out, check_unique=True)))
+    result.failure = run_failure(result, out, max_failed_fraction)
+    return result
+
+
+def _client_settings(service: Any, timeout_s: float, policy: RetryPolicy,
+                     user_agent: str | None, max_rps: float | None) -> ClientSettings:
+    """The HTTP client of each fetch task (``in_flight``: set per task by _run_ray_fetch)."""
+    return ClientSettings(
+        image_size_px=service.size, in_flight=1, timeout_s=timeout_s, policy=policy,
+        user_agent=user_agent or f"hicatalog/{__version__} (cutout fetch)",
+        rate_interval_s=1.0 / max_rps if max_rps else 0.0)
+
+
+def _counted(status: pa.Table, n_deferred: int, n_total: int) -> FetchCounts:
+    """Rows per status of ``status`` plus ``deferred``, checked to account for each of the
+    ``n_total`` targets exactly once."""
     if status.num_rows + n_deferred != n_total or (
         pc.count_distinct(status.column("object_id")).as_py() != status.num_rows
     ):
         raise RuntimeError(
             f"fetch accounting failed: {status.num_rows} status rows for {n_total} targets"
         )
-    _write_status(status, out, run_id)
-    log.info("%s now holds %d cutouts", out, len(existing_object_ids(out, check_unique=True)))
     counts = Counter(status.column("status").to_pylist())
     if n_deferred:
         counts["deferred"] = n_deferred
-    result = FetchCounts(sorted(counts.items()))
-    result.failure = run_failure(result, out, max_failed_fraction)
-    return result
+    return FetchCounts(sorted(counts.items()))
 
 
 def _log_limit_subset(targets: pa.Table, chosen: np.ndarray, is_present: np.ndarray,

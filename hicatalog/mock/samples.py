@@ -150,6 +150,15 @@ def _draw_imaged(t: Galaxies, want: dict[str, int], rng: np.random.Generator) ->
     return chosen
 
 
+def _first_area(want: dict[str, int]) -> float:
+    """A first guess of the footprint (deg2) whose pools hold POOL_FACTOR x ``want`` of each
+    population, from the imaged galaxies per deg2 of each pool measured on this model."""
+    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0}
+    area = max(max(1.1 * POOL_FACTOR * want[p] / per_deg2[p] for p in POPULATIONS if want[p]),
+               1.0)
+    return min(area, MAX_AREA_DEG2)
+
+
 def generate_population(
     n: int, seed: int = 0, sigma_int: float = 0.20, population: str = "all",
     survey_tag: str | None = None, effects: Effects | None = None,
@@ -186,11 +195,7 @@ def generate_population(
         raise ConfigError(f"population must be one of {(*POPULATIONS, 'all')}, got {population!r}",
                           params=("population",))
     want = population_counts(n, population)
-    # Imaged galaxies per deg^2 of each pool (measured on this model; only a first guess).
-    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0}
-    area = max(max(1.1 * POOL_FACTOR * want[p] / per_deg2[p] for p in POPULATIONS if want[p]),
-               1.0)
-    area = min(area, MAX_AREA_DEG2)
+    area = _first_area(want)
     effects = Effects() if effects is None else effects
     for attempt in range(12):
         rng = np.random.default_rng([seed, 0xA11FA, attempt])
