@@ -79,6 +79,22 @@ def pick_galaxies(m_true: np.ndarray, k: int) -> list[int]:
     return pick
 
 
+def _perturbed(model: Any, card: Any, img: np.ndarray, rng: np.random.Generator,
+               trials: int) -> tuple[float, dict[str, np.ndarray], list[np.ndarray]]:
+    """The prediction of the cutout ``img`` (H, W, 3 uint8), the predictions of ``trials``
+    copies with point sources injected per colour (dex, by colour), and one injected example
+    per colour."""
+    from hicatalog.evaluation.predict import predict_cutouts
+
+    m0 = float(predict_cutouts(model, card, img[None])[0])
+    preds, examples = {}, []
+    for colour in COLOURS:
+        batch = np.stack([inject_point_sources(img, rng, colour)[0] for _ in range(trials)])
+        examples.append(batch[0])
+        preds[colour] = predict_cutouts(model, card, batch)
+    return m0, preds, examples
+
+
 def run_robustness(data: Sequence[str], model: str, out: str, *, seed: int = 0,
                    trials: int = 100, n_galaxies: int = 3) -> dict[str, Any]:
     """Perturb ``n_galaxies`` cutouts of the shards ``data`` with ``trials`` injections per
@@ -92,7 +108,6 @@ def run_robustness(data: Sequence[str], model: str, out: str, *, seed: int = 0,
     """
     from hicatalog.cutouts.shards import list_shards
     from hicatalog.evaluation.data import load_cutouts
-    from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
 
     model_dir = model
@@ -122,21 +137,11 @@ def run_robustness(data: Sequence[str], model: str, out: str, *, seed: int = 0,
     rng = np.random.default_rng(seed)
     galaxies, figs = [], []
     for i in pick:
-        img = sample.images[i]
-        m0 = float(predict_cutouts(model, card, img[None])[0])
+        m0, preds_by_colour, examples = _perturbed(model, card, sample.images[i], rng, trials)
         oid = str(sample.columns["object_id"][i])
-        per_colour: dict[str, Any] = {}
-        preds_by_colour: dict[str, np.ndarray] = {}
-        examples = []
-        for colour in COLOURS:
-            batch = np.stack([inject_point_sources(img, rng, colour)[0] for _ in range(trials)])
-            examples.append(batch[0])
-            p = predict_cutouts(model, card, batch)
-            preds_by_colour[colour] = p
-            per_colour[colour] = {
-                "mean": float(p.mean()), "std": float(p.std()),
-                "max_abs_change": float(np.abs(p - m0).max()),
-            }
+        per_colour = {colour: {"mean": float(p.mean()), "std": float(p.std()),
+                               "max_abs_change": float(np.abs(p - m0).max())}
+                      for colour, p in preds_by_colour.items()}
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in oid)
         figs.append(figures.plot_robustness(
             np.stack(examples), preds_by_colour, m0, float(m[i]),
