@@ -182,6 +182,33 @@ def fit_baselines(
     return preds
 
 
+def _training_rows(is_val: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """The rows (bool mask) the baselines fit on: the training rows, at most ``max_rows`` of
+    them drawn with ``seed``."""
+    if max_rows is None or (~is_val).sum() <= max_rows:
+        return ~is_val
+    tr = np.zeros_like(is_val)
+    tr[np.random.default_rng(seed).choice(np.flatnonzero(~is_val), max_rows, replace=False)] = True
+    return tr
+
+
+def _cnn_predictions(model: Any, card: Any, data: list[str], ids: np.ndarray) -> np.ndarray:
+    """The CNN's M (dex) for the cutouts ``ids``, in that order. They are decoded exactly as in
+    training and in the catalog build (JPEG DCT scaling straight to the network's input size),
+    not downsampled from the full-size arrays the classic baselines use: that difference
+    alone shifted M_pred by ~-0.07 dex."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from hicatalog.evaluation.data import load_cutouts
+    from hicatalog.evaluation.predict import predict_cutouts
+
+    cut = load_cutouts(data, columns=("object_id",), image_size=card.image_size,
+                       filter_expr=pc.field("object_id").isin(pa.array(ids.tolist(), pa.string())))
+    row = {o: i for i, o in enumerate(cut.columns["object_id"].tolist())}
+    return predict_cutouts(model, card, cut.images[[row[o] for o in ids]])
+
+
 def run_baselines(data: Sequence[str], out: str, *, model: str | None = None, seed: int = 0,
                   max_rows: int | None = None,
                   training: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -199,7 +226,6 @@ def run_baselines(data: Sequence[str], out: str, *, model: str | None = None, se
     require_sklearn()
     from hicatalog.cutouts.shards import list_shards
     from hicatalog.evaluation.data import load_cutouts
-    from hicatalog.evaluation.predict import predict_cutouts
     from hicatalog.models import load_model
     from hicatalog.training.data import select_rows
     from hicatalog.training.trainer import train
@@ -224,23 +250,10 @@ def run_baselines(data: Sequence[str], out: str, *, model: str | None = None, se
     oid = cut.columns["object_id"]
     v = np.fromiter((o in val_ids for o in oid), bool, count=oid.size)
     m = cut.columns["m_true"]
-    if max_rows is not None and (~v).sum() > max_rows:
-        tr_idx = np.random.default_rng(seed).choice(np.flatnonzero(~v), max_rows, replace=False)
-        tr = np.zeros_like(v)
-        tr[tr_idx] = True
-    else:
-        tr = ~v
+    tr = _training_rows(v, max_rows, seed)
     preds = fit_baselines(cut.images[tr], m[tr], cut.images[v], seed=seed)
     zhang_coef = preds.pop("_zhang_coef")
-    # The CNN sees its validation galaxies decoded exactly as in training and in the catalog
-    # build (JPEG DCT scaling straight to the network's input size), not downsampled from the
-    # full-size arrays the classic baselines use: that difference alone shifted M_pred by
-    # ~-0.07 dex.
-    cnn_cut = load_cutouts(data, columns=("object_id",), image_size=card.image_size,
-                           filter_expr=pc.field("object_id").isin(pa.array(oid[v].tolist(),
-                                                                          pa.string())))
-    row = {o: i for i, o in enumerate(cnn_cut.columns["object_id"].tolist())}
-    preds["cnn"] = predict_cutouts(model, card, cnn_cut.images[[row[o] for o in oid[v]]])
+    preds["cnn"] = _cnn_predictions(model, card, data, oid[v])
     metrics = {name: regression_metrics(m[v], p) for name, p in preds.items()}
     labels = {
         "linear_blocks": "linear, 7x7 blocks", "pca_linear": "PCA(16) + linear",
