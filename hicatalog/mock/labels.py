@@ -89,6 +89,51 @@ def _separation_arcmin(v: Galaxies, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.degrees(2 * np.arcsin(np.clip(np.linalg.norm(a - b, axis=1) / 2, 0, 1))) * 60
 
 
+def _add_outliers(v: Galaxies, det: np.ndarray, u_out: np.ndarray, outlier_fraction: float,
+                  kind: np.ndarray, partner: np.ndarray) -> None:
+    """Give ``outlier_fraction`` of the detections ``det`` (indices into ``v``, chosen where
+    ``u_out`` (uniform draws, one per galaxy) is small) a confused flux or a wrong
+    counterpart from their neighbours in the Arecibo beam: ``v["log_mhi_obs"]``, ``kind`` and
+    ``partner`` (one per galaxy) are set in place."""
+    n = len(kind)
+    i, j = _beam_neighbours(v, det)
+    sep = _separation_arcmin(v, i, j)
+    dv = C_KMS * np.abs(v["z"][i] - v["z"][j]) / (1 + v["z"][i])
+    overlap = dv < 0.5 * (v["w50"][i] + v["w50"][j])
+    detected_j = v["detected"][j]
+    can_confuse = np.zeros(n, bool)
+    can_confuse[i[overlap]] = True
+    can_swap = np.zeros(n, bool)
+    can_swap[i[detected_j]] = True
+    eligible = det[can_confuse[det] | can_swap[det]]
+    p = min(1.0, outlier_fraction * det.size / max(eligible.size, 1))
+    chosen = eligible[u_out[eligible] < p]
+    is_chosen = np.zeros(n, bool)
+    is_chosen[chosen] = True
+    # confused: the beam-weighted flux of every overlapping neighbour, at this distance
+    gain = np.exp(-4 * math.log(2) * (sep / ARECIBO_BEAM_FWHM_ARCMIN) ** 2)
+    c = is_chosen[i] & overlap
+    extra_flux = gain[c] * 10.0 ** v["log_s21"][j[c]]
+    extra_mass = np.zeros(n)
+    np.add.at(extra_mass, i[c], extra_flux * HI_MASS_CONSTANT * v["d_l_mpc"][i[c]] ** 2)
+    best = np.full(n, -1.0)
+    for a, b, f in zip(i[c], j[c], extra_flux, strict=True):
+        if f > best[a]:
+            best[a], partner[a] = f, b
+    conf = is_chosen & can_confuse
+    kind[conf] = "confused"
+    v["log_mhi_obs"][conf] = np.log10(10.0 ** v["log_mhi_obs"][conf] + extra_mass[conf])
+    # wrong counterpart: the nearest detected neighbour's H I, measured like this one's
+    swap = is_chosen & ~can_confuse
+    w = swap[i] & detected_j
+    order = np.lexsort((sep[w], i[w]))
+    first = np.r_[True, np.diff(i[w][order]) != 0] if order.size else np.zeros(0, bool)
+    src, dst = i[w][order][first], j[w][order][first]
+    kind[src] = "wrong_counterpart"
+    partner[src] = dst
+    v["log_mhi_obs"][src] = v["log_mhi"][dst] + (v["log_mhi_obs"][src] - v["log_mhi"][src])
+
+
 def add_measurements(v: Galaxies, rng: np.random.Generator, effects: Effects,
                      outlier_fraction: float) -> None:
     """Add the catalogued masses and the outliers to the tracers ``v`` in place
@@ -130,42 +175,7 @@ def add_measurements(v: Galaxies, rng: np.random.Generator, effects: Effects,
     partner = np.full(n, -1, dtype=np.int64)
     det = np.flatnonzero(v["detected"])
     if effects.label_outliers and outlier_fraction > 0 and det.size:
-        i, j = _beam_neighbours(v, det)
-        sep = _separation_arcmin(v, i, j)
-        dv = C_KMS * np.abs(v["z"][i] - v["z"][j]) / (1 + v["z"][i])
-        overlap = dv < 0.5 * (v["w50"][i] + v["w50"][j])
-        detected_j = v["detected"][j]
-        can_confuse = np.zeros(n, bool)
-        can_confuse[i[overlap]] = True
-        can_swap = np.zeros(n, bool)
-        can_swap[i[detected_j]] = True
-        eligible = det[can_confuse[det] | can_swap[det]]
-        p = min(1.0, outlier_fraction * det.size / max(eligible.size, 1))
-        chosen = eligible[u_out[eligible] < p]
-        is_chosen = np.zeros(n, bool)
-        is_chosen[chosen] = True
-        # confused: the beam-weighted flux of every overlapping neighbour, at this distance
-        gain = np.exp(-4 * math.log(2) * (sep / ARECIBO_BEAM_FWHM_ARCMIN) ** 2)
-        c = is_chosen[i] & overlap
-        extra_flux = gain[c] * 10.0 ** v["log_s21"][j[c]]
-        extra_mass = np.zeros(n)
-        np.add.at(extra_mass, i[c], extra_flux * HI_MASS_CONSTANT * v["d_l_mpc"][i[c]] ** 2)
-        best = np.full(n, -1.0)
-        for a, b, f in zip(i[c], j[c], extra_flux, strict=True):
-            if f > best[a]:
-                best[a], partner[a] = f, b
-        conf = is_chosen & can_confuse
-        kind[conf] = "confused"
-        v["log_mhi_obs"][conf] = np.log10(10.0 ** v["log_mhi_obs"][conf] + extra_mass[conf])
-        # wrong counterpart: the nearest detected neighbour's H I, measured like this one's
-        swap = is_chosen & ~can_confuse
-        w = swap[i] & detected_j
-        order = np.lexsort((sep[w], i[w]))
-        first = np.r_[True, np.diff(i[w][order]) != 0] if order.size else np.zeros(0, bool)
-        src, dst = i[w][order][first], j[w][order][first]
-        kind[src] = "wrong_counterpart"
-        partner[src] = dst
-        v["log_mhi_obs"][src] = v["log_mhi"][dst] + (v["log_mhi_obs"][src] - v["log_mhi"][src])
+        _add_outliers(v, det, u_out, outlier_fraction, kind, partner)
     v["outlier_kind"] = kind
     v["outlier_partner"] = partner
     if effects.label_noise or effects.label_outliers:
