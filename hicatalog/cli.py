@@ -44,6 +44,7 @@ from hicatalog.config import (
     LabelsConfig,
     MockConfig,
     TrainConfig,
+    VacuumConfig,
     WorkflowConfig,
     flag,
     load_config,
@@ -90,6 +91,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("export", ExportConfig, "hicatalog.catalog.export:export_catalog",
             "write a selection (cone, box, p_cnn cut, columns) of a published catalog version "
             "as FITS or VOTable", show="hicatalog.catalog.export:show_result"),
+    Command("vacuum", VacuumConfig, "hicatalog.catalog.commit:vacuum",
+            "delete the files of removed versions after the grace period, and of publishes "
+            "that never committed", positional=("catalog",),
+            show="hicatalog.catalog.commit:show_vacuum"),
     Command("environment", EnvironmentConfig, "hicatalog.catalog.environment:make_environment",
             "compute D5, Sigma5 and delta5 for targets against tracers",
             show="hicatalog.catalog.environment:show_result"),

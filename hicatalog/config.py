@@ -374,8 +374,13 @@ class BuildOptions(JobConfig):
         "ra/dec statistics let queries skip the others)"
     )
     keep_versions: int | None = Field(
-        None, ge=1, description="keep only this many newest published versions (older ones are "
-        "removed after the new one is current; default: keep all)"
+        None, ge=1, description="keep only this many newest published versions listed (older "
+        "ones are removed from the manifest once the new one is current, and their files by a "
+        "vacuum after grace_hours; default: keep all)"
+    )
+    grace_hours: float = Field(
+        24.0, ge=0.0, description="the vacuum at the end of the build deletes the files of "
+        "versions removed from the manifest longer ago than this (a reader may still hold one)"
     )
 
 
@@ -509,6 +514,17 @@ class LabelsConfig(JobConfig):
         (), description="NIBLES ids rejected by visual inspection"
     )
     seed: int = Field(0, ge=0, description="seed of the non-detection draw")
+
+
+class VacuumConfig(JobConfig):
+    """``hicatalog vacuum``: delete the files of versions removed from a catalog's manifest
+    longer ago than the grace period, and of publishes that never committed (their claim
+    expired)."""
+
+    catalog: str = Field(description="catalog directory or URL (holding _manifest.json)")
+    grace_hours: float = Field(
+        24.0, ge=0.0, description="keep the files of versions removed from the manifest for "
+        "this long (a reader may still hold one); 0 deletes them now")
 
 
 class ExportConfig(JobConfig):

@@ -18,6 +18,9 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from hicatalog.errors import ConfigError, RayClusterUnreachable
 
@@ -25,7 +28,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "init_ray", "RayClusterUnreachable", "CONNECT_TIMEOUT_S", "assigned_cpus", "torch_threads",
-    "set_torch_threads", "cpus_per_worker", "PRECISIONS", "use_bf16",
+    "set_torch_threads", "cpus_per_worker", "PRECISIONS", "use_bf16", "TaskRunner",
+    "INLINE_ROWS",
 ]
 
 #: ``--precision`` values of training and the catalog build.
@@ -200,3 +204,58 @@ def cpus_per_worker(n_workers: int, keep_free: float = 0.0, node_cpus: list[floa
         if sum(math.floor(f / c + 1e-9) for f in free) >= n_workers:
             return float(math.floor(c + 1e-9)) if c >= 1 else c
     raise AssertionError("unreachable")
+
+
+#: Most rows a step runs in the calling process when no Ray instance is running
+#: (:meth:`TaskRunner.for_rows`): below this, starting Ray costs more than it saves.
+INLINE_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class TaskRunner:
+    """Runs the independent tasks of a step (the same functions either way) as Ray tasks of
+    one CPU each, or, when ``inline``, one after another in this process."""
+
+    inline: bool
+
+    @classmethod
+    def for_rows(cls, rows: int) -> TaskRunner:
+        """Inline for at most :data:`INLINE_ROWS` rows when Ray is not running in this
+        process; otherwise on Ray (started or joined by :func:`init_ray`)."""
+        import ray
+
+        if rows <= INLINE_ROWS and not ray.is_initialized():
+            return cls(inline=True)
+        init_ray()
+        return cls(inline=False)
+
+    def share(self, obj: Any) -> Any:
+        """``obj`` as an argument many tasks get (in Ray's object store once)."""
+        if self.inline:
+            return obj
+        import ray
+
+        return ray.put(obj)
+
+    def map(self, fn: Callable[..., Any], calls: Iterable[tuple]) -> list[Any]:
+        """``[fn(*args) for args in calls]``, the calls run as parallel tasks."""
+        if self.inline:
+            return [fn(*args) for args in calls]
+        import ray
+
+        task = ray.remote(num_cpus=1)(fn)
+        return ray.get([task.remote(*args) for args in calls])
+
+    def as_completed(self, fn: Callable[..., Any], calls: Iterable[tuple]) -> Iterator[Any]:
+        """The results of ``fn(*args)`` for ``calls`` in the order they finish (the caller
+        holds one result at a time)."""
+        if self.inline:
+            yield from (fn(*args) for args in calls)
+            return
+        import ray
+
+        task = ray.remote(num_cpus=1)(fn)
+        pending = [task.remote(*args) for args in calls]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])

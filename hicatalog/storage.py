@@ -46,7 +46,8 @@ __all__ = [
     "is_dir", "read_bytes", "read_parquet", "read_parquet_schema", "open_parquet", "read_json",
     "list_files", "list_dirs", "delete_file", "delete_dir", "write_atomic",
     "write_parquet_atomic", "write_figure_atomic", "write_json_atomic", "json_safe",
-    "utc_timestamp", "create_exclusive", "read_versioned", "replace_if_unchanged",
+    "utc_timestamp", "create_exclusive", "read_versioned", "replace_if_unchanged", "json_bytes",
+    "newest_mtime",
 ]
 
 
@@ -188,6 +189,16 @@ def list_files(path: str | os.PathLike, recursive: bool = False,
             continue
         out.append(join(path, info.path[len(base):]))
     return sorted(out)
+
+
+def newest_mtime(path: str | os.PathLike) -> float | None:
+    """The latest modification time (POSIX seconds; on an object store its LastModified) of
+    the files under directory ``path``, or ``None`` when it holds none."""
+    fs, p = filesystem_and_path(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
+    times = [i.mtime.timestamp() for i in infos
+             if i.type == pafs.FileType.File and i.mtime is not None]
+    return max(times, default=None)
 
 
 def list_dirs(path: str | os.PathLike) -> list[str]:
@@ -446,14 +457,20 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> str:
-    """Write ``obj`` as indented strict JSON at ``path`` atomically (:func:`write_atomic`);
-    returns ``path``. NaN and inf become ``null`` and numpy values plain ones
-    (:func:`json_safe`); any other value JSON cannot hold is written as its ``str``.
-    ``sort_keys``: keys in sorted order (records meant to be diffed, such as manifests)."""
+def json_bytes(obj: Any, *, sort_keys: bool = False) -> bytes:
+    """``obj`` as indented strict JSON, UTF-8: NaN and inf become ``null`` and numpy values
+    plain ones (:func:`json_safe`); any other value JSON cannot hold is written as its
+    ``str``. ``sort_keys``: keys in sorted order (records meant to be diffed, such as
+    manifests)."""
     text = json.dumps(json_safe(obj), indent=2, sort_keys=sort_keys, allow_nan=False,
                       default=str)
-    return write_atomic(path, (text + "\n").encode())
+    return (text + "\n").encode()
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> str:
+    """Write ``obj`` as :func:`json_bytes` at ``path`` atomically (:func:`write_atomic`);
+    returns ``path``."""
+    return write_atomic(path, json_bytes(obj, sort_keys=sort_keys))
 
 
 def utc_timestamp(compact: bool = False) -> str:

@@ -236,4 +236,4 @@ def publish_by_hand(out, table, *, build_id, order=2, row_group_rows=40, **build
     manifest, _ = next_manifest(previous.versions if previous is not None else [], entry,
                                 BuildRecord(build_id=build_id, fingerprint="f" * 16,
                                             rows=RowCounts(total=t.num_rows), **build))
-    return manifest.write(out)
+    return manifest.write(out, replacing=Manifest.read_versioned(out)[1])

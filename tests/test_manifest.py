@@ -74,13 +74,13 @@ def test_write_keeps_every_key_including_unknown_ones(tmp_path):
     doc["added_later"] = {"x": 1}
     doc["versions"][0]["checksum"] = "abc"
     m = Manifest.read(str(write(tmp_path / "a", doc)))
-    written = m.write(str(tmp_path / "b"))
+    written = m.write(str(tmp_path / "b"), replacing=None)
     assert json.loads((tmp_path / "b" / "_manifest.json").read_text()) == doc
     assert written.path == str(tmp_path / "b" / "_manifest.json")
     # a publish_tables manifest records only the build's id, fingerprint and row total
     small = {k: DOC[k] for k in ("catalog", "version", "versions", "layout")}
     small.update(build_id="t", fingerprint="0" * 16, rows={"total": 65})
-    Manifest.read(str(write(tmp_path / "c", small))).write(str(tmp_path / "d"))
+    Manifest.read(str(write(tmp_path / "c", small))).write(str(tmp_path / "d"), replacing=None)
     assert json.loads((tmp_path / "d" / "_manifest.json").read_text()) == small
 
 
@@ -91,9 +91,11 @@ def test_next_manifest_adds_the_current_version_and_drops_the_oldest(tmp_path):
     nxt, dropped = next_manifest(m.versions_recorded_in(str(tmp_path / "cat")), entry, build,
                                  keep_versions=2)
     assert [v.version for v in dropped] == [1]
-    nxt.write(str(tmp_path / "cat"))
+    nxt.write(str(tmp_path / "cat"), replacing=Manifest.read_versioned(tmp_path / "cat")[1])
     on_disk = json.loads((tmp_path / "cat" / "_manifest.json").read_text())
     assert on_disk["version"] == 3 and [v["version"] for v in on_disk["versions"]] == [2, 3]
+    # version 1 is removed, not forgotten: its files wait for a vacuum after the grace period
+    assert [(r["version"], r["path"]) for r in on_disk["removed"]] == [(1, "version=1")]
     assert on_disk["build_id"] == "build-new" and on_disk["rows"] == {"total": 5}
     assert "models" not in on_disk  # the new build recorded none: the old build's are gone
     assert on_disk["versions"][1] == {"version": 3, "path": "version=3",

@@ -130,37 +130,6 @@ def test_a_reader_during_a_publish_sees_one_complete_version(catalog_dir, ray_lo
     assert ids_of(open_catalog(catalog_dir, version=1).files) == expected[1]
 
 
-def test_retention_removes_old_versions_after_the_switch(tmp_path, ray_local):
-    out = str(tmp_path / "catalog")
-    m = publish_tables(out, [rows(300, 4, "a")], build_id="a", **SMALL)
-    m = publish_tables(out, [rows(200, 5, "b")], build_id="b", previous=Manifest.read(out),
-                       **SMALL)
-    m = publish_tables(out, [rows(100, 6, "c")], build_id="c", previous=Manifest.read(out),
-                       keep_versions=2, **SMALL)
-    assert [v.version for v in m.versions] == [2, 3] and m.version == 3
-    assert sorted(p.name for p in (tmp_path / "catalog").glob("version=*")) == [
-        "version=2", "version=3"]
-    with pytest.raises(InputError, match=r"version 1 is not listed \(versions: 2, 3\)"):
-        open_catalog(out, version=1)
-    assert open_catalog(out, version=2).rows == 500 and open_catalog(out).rows == 600
-    # the staging of every build stays: version 3 was published from it
-    assert len(list((tmp_path / "catalog" / "_staging").glob("build=*"))) == 3
-
-
-def test_a_publish_that_died_leaves_nothing_readers_see(tmp_path, ray_local):
-    out = str(tmp_path / "catalog")
-    publish_tables(out, [rows(300, 7, "a")], build_id="a", **SMALL)
-    # a second publish killed before its switch: a partial version=2 directory
-    partial = tmp_path / "catalog" / "version=2" / "dataset" / "Norder=0" / "Dir=0"
-    partial.mkdir(parents=True)
-    pq.write_table(rows(10, 8, "x"), partial / "Npix=4.parquet")
-    assert open_catalog(out).version == 1 and open_catalog(out).rows == 300
-    m = publish_tables(out, [rows(50, 9, "b")], build_id="b", previous=Manifest.read(out),
-                       **SMALL)
-    assert m.version == 2 and read_catalog(out).num_rows == 350
-    assert "x000000" not in set(read_catalog(out).column("object_id").to_pylist())
-
-
 @pytest.mark.parametrize("margin", [-1.0, 3600.0])
 def test_a_bad_margin_width_is_refused_before_anything_is_published(tmp_path, margin):
     out = tmp_path / "catalog"

@@ -22,10 +22,12 @@ One streaming Ray Data pipeline, memory bounded whatever the input size:
    is complete its rows get the environment columns and the HATS index ``_healpix_29`` and are
    written atomically as ``_staging/build=B/part-SSSSS.parquet``; then the shard's ``_done``
    marker is written.
-5. **Publish** (:mod:`hicatalog.catalog.publish`, Ray tasks): the staged rows of this build
-   (and, with ``since_manifest``, of the builds the old catalog's current version holds)
-   become a new complete HATS version ``version=V``, and ``_manifest.json`` is switched to it.
-   The layout is described in :mod:`hicatalog.catalog.manifest`.
+5. **Publish** (:mod:`hicatalog.catalog.publish`): the staged rows of this build (and, with
+   ``since_manifest``, of the builds the old catalog's version holds) become a new complete
+   HATS version ``version=V``, committed by compare-and-swap of ``_manifest.json``; a build
+   that another one committed before rebases onto it; then a vacuum
+   (:mod:`hicatalog.catalog.commit`). The layout is described in
+   :mod:`hicatalog.catalog.manifest`.
 
 Exactly once: staged names are deterministic per input shard, a shard counts as done only
 after its marker exists, and a rerun with the same arguments (same build fingerprint: inputs,
@@ -60,13 +62,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
+from hicatalog.catalog.commit import GRACE_HOURS, Staging, claim_build, rebase_builds, vacuum
 from hicatalog.catalog.environment import compute_environment, read_positions
 from hicatalog.catalog.inference import PREDICTION_COLUMNS, CatalogPredictor
 from hicatalog.catalog.manifest import (
-    BUILD_FILE,
     DONE_DIR,
-    MANIFEST_FILE,
-    STAGING_DIR,
     BuildRecord,
     InferenceRecord,
     InputRecord,
@@ -74,8 +74,8 @@ from hicatalog.catalog.manifest import (
     ModelRecord,
     RowCounts,
     TracersRecord,
-    build_dirs,
     fingerprint,
+    staged_counts,
     write_staged_part,
 )
 from hicatalog.catalog.publish import (
@@ -87,11 +87,11 @@ from hicatalog.catalog.publish import (
 from hicatalog.catalog.reader import read_catalog
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import CutoutGeometry, fingerprint_shards, list_shards, probe_cutouts
-from hicatalog.errors import ClusterError, ConfigError, ModelError, OutputError
+from hicatalog.errors import ClusterError, ConfigError, ModelError
 from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
-from hicatalog.storage import read_json, write_json_atomic
+from hicatalog.storage import read_json
 
 __all__ = ["build_catalog", "make_catalog", "show_result", "plan_build", "CatalogPlan",
            "InferenceOptions", "query_command"]
@@ -229,7 +229,9 @@ class CatalogPlan:
             )
         skip = np.zeros(n, dtype=bool)
         if self.base is not None:
-            old = read_catalog(self.base.catalog_dir, ["object_id"]).column(0)
+            # the base version itself (pinned), not whatever is current by now
+            old = read_catalog(self.base.catalog_dir, ["object_id"],
+                               version=self.base.version).column(0)
             skip = pc.is_in(ids, value_set=pc.unique(old)).to_numpy(zero_copy_only=False)
             log.info("incremental build: %d of %d rows are already in %s", int(skip.sum()), n,
                      self.base.catalog_dir)
@@ -342,48 +344,6 @@ def plan_build(cutouts: str, regression: str, pr: str, *, tracers: str | None = 
 
 
 # ----------------------------------------------------------------------------- staging
-
-
-@dataclass(frozen=True)
-class Staging:
-    """The staging directory ``dir`` of build number ``build`` in the catalog; ``resumed``:
-    it holds an earlier run of the same build."""
-
-    build: int
-    dir: str
-    resumed: bool
-
-
-def _choose_build(plan: CatalogPlan, out: str) -> Staging:
-    """The staging directory this build writes: the one of the same fingerprint (resume), or
-    the next number.
-
-    Raises
-    ------
-    OutputError: ``out`` holds another build's catalog and this build does not continue it.
-    """
-    existing = build_dirs(out)
-    builds = {b: _read_json_if_file(storage.join(d, BUILD_FILE)) or {}
-              for b, d in existing.items()}
-    for b, d in existing.items():
-        if builds[b].get("fingerprint") == plan.fingerprint:
-            return Staging(build=b, dir=d, resumed=True)
-    if existing and plan.base is None:
-        owners = {b: x.get("build_id") for b, x in builds.items()}
-        raise OutputError(
-            f"{out} already holds a catalog from another build ({owners}); use a new out "
-            "directory, rerun with the same arguments to resume it, or pass since_manifest="
-            f"{storage.join(out, MANIFEST_FILE)} to add only the galaxies it lacks",
-            params=("out", "since_manifest"))
-    b = max([0, *existing]) + 1
-    return Staging(build=b, dir=storage.join(out, STAGING_DIR, f"build={b}"), resumed=False)
-
-
-def _read_json_if_file(path: str) -> dict[str, Any] | None:
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        return None
 
 
 def _environment(plan: CatalogPlan) -> pa.Table:
@@ -560,13 +520,7 @@ class _ShardWriter:
     def write(self, s: int, rows: pa.Table) -> None:
         table = self.catalog_rows(rows)
         write_staged_part(self.sdir, s, table, build_fingerprint=self.plan.fingerprint,
-                          shard=self.plan.shards[s], counts={
-                              "status": _value_counts(table.column("status")),
-                              "env_status": _value_counts(table.column("env_status"))})
-
-
-def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
-    return {d["values"]: d["counts"] for d in pc.value_counts(col).to_pylist()}
+                          shard=self.plan.shards[s], counts=staged_counts(table))
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -740,7 +694,7 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                  decode: str = "auto", batch_size: int = 64, actors: int | None = None,
                  threads: int | None = None, partition_rows: int = PARTITION_ROWS,
                  row_group_rows: int = ROW_GROUP_ROWS,
-                 keep_versions: int | None = None) -> Manifest:
+                 keep_versions: int | None = None, grace_hours: float = GRACE_HOURS) -> Manifest:
     """Build (or resume, or extend) the H I catalog in ``out``; returns its manifest.
 
     ``cutouts``: cutout shards (directory, file or URL); ``regression``, ``pr``: the two model
@@ -748,8 +702,10 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     cutouts); ``since_manifest``: the ``_manifest.json`` of a catalog to extend (only the
     galaxies it lacks are predicted); the inference options are :class:`InferenceOptions`';
     ``partition_rows``, ``row_group_rows``, ``keep_versions``: the publish's
-    (:func:`hicatalog.catalog.publish.publish_version`). Every parameter is recorded in the
-    manifest's ``config``.
+    (:func:`hicatalog.catalog.publish.publish_version`); ``grace_hours``: the vacuum's at
+    the end (:func:`hicatalog.catalog.commit.vacuum`). Every parameter is recorded in the
+    manifest's ``config``. Another build that commits to ``out`` meanwhile is rebased onto
+    (:mod:`hicatalog.catalog.commit`): both land, every row once.
 
     Raises
     ------
@@ -763,27 +719,32 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                                batch_size=batch_size, actors=actors, threads=threads)
     plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,
                       options=options)
-    out = storage.absolute(out)
-    staging = _choose_build(plan, out)
+    out = storage.absolute(out).rstrip("/")
     rows = plan.row_plan()
+    env = _environment(plan)  # reads the tracers: fails before the build claims a number
+    staging = claim_build(out, {"fingerprint": plan.fingerprint, "build_id": plan.build_id,
+                                "config": config}, continues=plan.base is not None)
     log.info("%s %s build %d (%s) from %d shards, %d rows", "resuming" if staging.resumed else
              "building", out, staging.build, plan.build_id, len(plan.shards),
              int(plan.ids.starts[-1]))
-    env = _environment(plan)  # reads the tracers: fails before the staging directory exists
-    write_json_atomic(storage.join(staging.dir, BUILD_FILE), {
-        "fingerprint": plan.fingerprint, "build_id": plan.build_id, "build": staging.build,
-        "config": config}, sort_keys=True)
     work = _pending_work(plan, rows, staging)
     log.info("%d shards to predict, %d already done", len(work.items),
              len(plan.shards) - len(work.items))
     if work.items:
         _run_pipeline(plan, work, _ShardWriter(plan, staging.dir, env))
+
+    def rebase(current: Manifest, builds: list[str]) -> tuple[list[str], BuildRecord]:
+        return (rebase_builds(builds, staging.dir, current),
+                _build_record(plan, out, staging, config, t0))
+
     # without since_manifest: the manifest in `out`, if any (a rerun: nothing to publish)
     builds = (plan.base.builds() if plan.base is not None else []) + [staging.dir]
-    return publish_version(out, builds, previous=plan.base,
-                           build=_build_record(plan, out, staging, config, t0),
-                           partition_rows=partition_rows, row_group_rows=row_group_rows,
-                           keep_versions=keep_versions)
+    manifest = publish_version(out, builds, previous=plan.base,
+                               build=_build_record(plan, out, staging, config, t0),
+                               partition_rows=partition_rows, row_group_rows=row_group_rows,
+                               keep_versions=keep_versions, rebase=rebase)
+    vacuum(out, grace_hours)
+    return manifest
 
 
 def build_catalog(cfg: Any) -> Manifest:

@@ -29,14 +29,14 @@ visits a pixel only if the right catalog's main or margin tree has it, so withou
 galaxy of the other catalog in an empty pixel would lose its counterpart just across the
 edge (an inner cross-match found one pair fewer than brute force on the tests' catalogs).
 
-:func:`write_margin` is one Ray task per partition: each reads, from the partitions that
+:func:`write_margin` is one task per partition: each reads, from the partitions that
 touch P's bordering pixels, only the row groups whose ``_healpix_29`` statistics meet those
 pixels (the row groups along the edge), keeps those pixels' rows and writes
 ``hi_catalog_10arcs/dataset/Norder=k/Dir=d/Npix=p.parquet``. A task holds P's margin rows
 (read from one neighbour at a time); the driver holds the partition list and counts, and
 the pixels next to the partitions at their deepest order (at most 12 * 4**8).
 
-:func:`write_index` is a two-step Ray shuffle, as the publish's: one task per group of
+:func:`write_index` is a two-step shuffle, as the publish's: one task per group of
 partitions writes their ``(object_id, Norder, Dir, Npix)`` sorted by id to a scratch file and
 returns a sample of the ids; the driver cuts the sample into ranges of about
 ``INDEX_FILE_ROWS`` ids; one task per range reads that range from every scratch file (the
@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 from hicatalog import __version__, storage
 from hicatalog.catalog.manifest import HEALPIX_COLUMN, MAIN_CATALOG, hats_path, partition_file
 from hicatalog.errors import ConfigError
+from hicatalog.runtime import TaskRunner
 
 __all__ = ["MARGIN_ARCSEC", "INDEX_NAME", "WrittenMargin", "margin_name", "margin_order",
            "write_margin", "write_index", "write_collection_properties"]
@@ -182,11 +183,11 @@ class WrittenMargin:
     pixels: list[tuple[int, int]]
 
 
-def write_margin(version_dir: str, pixels: list[tuple[int, int, int]], margin_arcsec: float,
-                 row_group_rows: int) -> WrittenMargin | None:
+def write_margin(tasks: TaskRunner, version_dir: str, pixels: list[tuple[int, int, int]],
+                 margin_arcsec: float, row_group_rows: int) -> WrittenMargin | None:
     """Write the margin catalog of the main catalog ``version_dir/hi_catalog`` (partitions
     ``pixels`` ``[(order, pixel, rows)]``, sorted by pixel start) into
-    ``version_dir/hi_catalog_<margin_arcsec>arcs``, one Ray task per partition and per empty
+    ``version_dir/hi_catalog_<margin_arcsec>arcs`` (``tasks``), one task per partition and per empty
     pixel next to one (:func:`_empty_neighbours`), then its
     HATS metadata (``_metadata``, ``partition_info.csv``, ``properties``: catalog_type
     margin, ``hats_margin_threshold`` = ``margin_arcsec`` in arcsec). ``None`` when no
@@ -196,8 +197,6 @@ def write_margin(version_dir: str, pixels: list[tuple[int, int, int]], margin_ar
     ------
     ConfigError: ``margin_arcsec`` too wide for the partitions (:func:`margin_order`).
     """
-    import ray
-
     name = margin_name(margin_arcsec)
     catalog = storage.join(version_dir, MAIN_CATALOG)
     margin = storage.join(version_dir, name)
@@ -206,10 +205,9 @@ def write_margin(version_dir: str, pixels: list[tuple[int, int, int]], margin_ar
     targets = [((int(k), int(p)), i) for i, (k, p) in enumerate(partitions)]
     deep = int(partitions[:, 0].max(initial=0))
     targets += [((deep, int(p)), -1) for p in _empty_neighbours(partitions)]
-    task = ray.remote(num_cpus=1)(_margin_task)
-    ref = ray.put(partitions)
-    counts = ray.get([task.remote(t, own, ref, order, catalog, margin, row_group_rows)
-                      for t, own in targets])
+    ref = tasks.share(partitions)
+    counts = tasks.map(_margin_task, [(t, own, ref, order, catalog, margin, row_group_rows)
+                                      for t, own in targets])
     written = [t for (t, _), n in zip(targets, counts, strict=True) if n]
     if not written:
         return None
@@ -274,10 +272,10 @@ def _index_reduce_task(scratch: list[str], lo: str | None, hi: str | None, path:
     return table.num_rows
 
 
-def write_index(version_dir: str, groups: list[list[tuple[int, int]]], rows: int, scratch: str,
-                row_group_rows: int) -> int:
+def write_index(tasks: TaskRunner, version_dir: str, groups: list[list[tuple[int, int]]],
+                rows: int, scratch: str, row_group_rows: int) -> int:
     """Write the index on ``object_id`` of the main catalog ``version_dir/hi_catalog`` into
-    ``version_dir/hi_catalog_object_id`` (Ray: one task per group of partitions ``groups``
+    ``version_dir/hi_catalog_object_id`` (``tasks``: one task per group of partitions ``groups``
     ``[[(order, pixel), ...], ...]``, then one per range of ids; ``scratch``: a directory
     for the intermediate files, removed at the end), then its HATS metadata (``_metadata``,
     ``properties``: catalog_type index, ``hats_index_column`` object_id). ``rows``: the
@@ -287,22 +285,18 @@ def write_index(version_dir: str, groups: list[list[tuple[int, int]]], rows: int
     ------
     RuntimeError: the index holds another number of rows than ``rows``.
     """
-    import ray
-
     catalog = storage.join(version_dir, MAIN_CATALOG)
     index = storage.join(version_dir, INDEX_NAME)
     parts = [storage.join(scratch, f"index-{i:05d}.parquet") for i in range(len(groups))]
-    map_task = ray.remote(num_cpus=1)(_index_map_task)
-    samples = np.sort(np.concatenate(ray.get([
-        map_task.remote(g, catalog, f, row_group_rows)
-        for g, f in zip(groups, parts, strict=True)])))
+    samples = np.sort(np.concatenate(tasks.map(
+        _index_map_task, [(g, catalog, f, row_group_rows)
+                          for g, f in zip(groups, parts, strict=True)])))
     n_files = max(1, -(-rows // INDEX_FILE_ROWS))
     cuts = [samples[int(len(samples) * b / n_files)] for b in range(1, n_files)]
     cuts = sorted(set(cuts))
     edges = [None, *cuts, None]
-    reduce_task = ray.remote(num_cpus=1)(_index_reduce_task)
-    counts = ray.get([reduce_task.remote(
-        parts, lo, hi, storage.join(index, "dataset", f"part-{b:05d}.parquet"), row_group_rows)
+    counts = tasks.map(_index_reduce_task, [
+        (parts, lo, hi, storage.join(index, "dataset", f"part-{b:05d}.parquet"), row_group_rows)
         for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))])
     storage.delete_dir(scratch)
     if sum(counts) != rows:

@@ -52,6 +52,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from hicatalog import storage
@@ -73,6 +74,7 @@ __all__ = [
     "TracersRecord",
     "InferenceRecord",
     "RowCounts",
+    "RemovedVersion",
     "next_manifest",
     "recorded_path",
     "fingerprint",
@@ -82,6 +84,7 @@ __all__ = [
     "partition_file",
     "write_staged_part",
     "staged_parts",
+    "staged_counts",
 ]
 
 MANIFEST_FILE = "_manifest.json"
@@ -164,6 +167,17 @@ class VersionEntry(_Record):
     margin_rows: int | None = None
 
 
+class RemovedVersion(_Record):
+    """A version no longer listed (``keep_versions`` dropped it): its ``version``, ``path``
+    (recorded as :class:`VersionEntry` records it) and when it was ``removed`` (UTC, ISO
+    8601). Its files stay until a vacuum finds it removed longer than the grace period
+    (:func:`hicatalog.catalog.commit.vacuum`): a reader that resolved it before can finish."""
+
+    version: int
+    path: str
+    removed: str
+
+
 class ModelRecord(_Record):
     """A model the build used: its card's identity and where it was loaded from."""
 
@@ -244,6 +258,7 @@ class Manifest(BuildRecord):
     catalog: str = "hi_catalog"
     version: int
     versions: tuple[VersionEntry, ...]
+    removed: tuple[RemovedVersion, ...] = ()
     layout: str = LAYOUT
     _path: str | None = PrivateAttr(None)
 
@@ -298,11 +313,37 @@ class Manifest(BuildRecord):
         p = storage.join(storage.absolute(catalog_dir), MANIFEST_FILE)
         return cls.read(p) if storage.is_file(p) else None
 
-    def write(self, catalog_dir: str | os.PathLike) -> Manifest:
-        """Write this manifest as ``catalog_dir/_manifest.json`` in one atomic write (the
-        switch to its current version); returns it, with ``path`` set."""
+    @classmethod
+    def read_versioned(cls, catalog_dir: str | os.PathLike) -> tuple[Manifest | None, str | None]:
+        """``(manifest, its version token)`` of the catalog in ``catalog_dir`` for
+        :meth:`write` to replace only if unchanged; ``(None, None)`` when it has none."""
         p = storage.join(storage.absolute(catalog_dir), MANIFEST_FILE)
-        write_json_atomic(p, self.to_dict(), sort_keys=True)
+        try:
+            data, token = storage.read_versioned(p)
+        except FileNotFoundError:
+            return None, None
+        try:
+            doc = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p}: catalog manifest is not valid JSON: {exc}") from None
+        return cls.from_dict(doc, p), token
+
+    def write(self, catalog_dir: str | os.PathLike, *, replacing: str | None) -> Manifest:
+        """Write this manifest as ``catalog_dir/_manifest.json`` in one atomic write (the
+        switch to its current version), only if the manifest there is still the one of
+        version token ``replacing`` (from :meth:`read_versioned`; ``None``: only if there
+        is none yet); returns it, with ``path`` set.
+
+        Raises
+        ------
+        WriteConflict: another writer changed (or created) the manifest first.
+        """
+        p = storage.join(storage.absolute(catalog_dir), MANIFEST_FILE)
+        data = storage.json_bytes(self.to_dict(), sort_keys=True)
+        if replacing is None:
+            storage.create_exclusive(p, data)
+        else:
+            storage.replace_if_unchanged(p, data, replacing)
         out = self.model_copy()
         out._path = p
         return out
@@ -373,19 +414,25 @@ class Manifest(BuildRecord):
 
 
 def next_manifest(versions: Sequence[VersionEntry], entry: VersionEntry, build: BuildRecord,
-                  keep_versions: int | None = None) -> tuple[Manifest, list[VersionEntry]]:
+                  keep_versions: int | None = None,
+                  removed: Sequence[RemovedVersion] = ()) -> tuple[Manifest, list[VersionEntry]]:
     """``(next manifest, versions it no longer lists)``: the catalog's ``versions`` (recorded
     as the next manifest's directory records them: :meth:`Manifest.versions_recorded_in`)
     plus ``entry``, made current, with ``build`` as the build that published it; only the
-    ``keep_versions`` newest versions stay listed (``None``: all). Writes nothing: the
-    switch is :meth:`Manifest.write`."""
+    ``keep_versions`` newest versions stay listed (``None``: all), the others join
+    ``removed`` (the versions removed before, kept) with the time of their removal. Writes
+    nothing: the switch is :meth:`Manifest.write`."""
     listed = sorted([*versions, entry], key=lambda v: v.version)
     dropped: list[VersionEntry] = []
     if keep_versions is not None and len(listed) > keep_versions:
         dropped, listed = listed[:-keep_versions], listed[-keep_versions:]
+    now = storage.utc_timestamp()
+    gone = [*removed, *(RemovedVersion(version=v.version, path=v.path, removed=now)
+                        for v in dropped)]
     manifest = Manifest.model_validate({
         **build.to_dict(), "catalog": "hi_catalog", "version": entry.version,
-        "versions": [v.to_dict() for v in listed], "layout": LAYOUT})
+        "versions": [v.to_dict() for v in listed], "layout": LAYOUT,
+        **({"removed": [r.to_dict() for r in gone]} if gone else {})})
     return manifest, dropped
 
 
@@ -462,6 +509,13 @@ def write_staged_part(build_dir: str, shard_index: int, table: pa.Table, *,
         "fingerprint": build_fingerprint, "shard": shard, "rows": table.num_rows,
         "files": files, **counts,
     })
+
+
+def staged_counts(table: pa.Table) -> dict[str, dict[str, int]]:
+    """``{"status": {value: rows}, "env_status": {value: rows}}`` of staged ``hi_catalog``
+    rows: what a ``_done`` marker records beside its row count."""
+    return {c: {d["values"]: d["counts"] for d in pc.value_counts(table.column(c)).to_pylist()}
+            for c in ("status", "env_status")}
 
 
 def staged_parts(build_dir: str) -> list[tuple[str, int]]:

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,15 @@ from hicatalog.catalog.collection import (
     write_index,
     write_margin,
 )
+from hicatalog.catalog.commit import (
+    MAX_REBASES,
+    Rebase,
+    claim_build,
+    claim_version,
+    commit_version,
+    reached,
+    rebase_builds,
+)
 from hicatalog.catalog.manifest import (
     BUILD_FILE,
     HEALPIX_COLUMN,
@@ -72,18 +82,17 @@ from hicatalog.catalog.manifest import (
     RowCounts,
     VersionEntry,
     VersionOptions,
-    build_dirs,
     fingerprint,
     hats_path,
-    next_manifest,
     partition_file,
     recorded_path,
+    staged_counts,
     staged_parts,
-    version_dirs,
     write_staged_part,
 )
 from hicatalog.catalog.release import README_NAME, describing_properties, version_readme
-from hicatalog.errors import ConfigError
+from hicatalog.errors import ConfigError, HicatalogError, WriteConflict
+from hicatalog.runtime import TaskRunner
 from hicatalog.schemas import conform_table, load_schema
 from hicatalog.sky import valid_coordinates, wrap_ra
 
@@ -143,13 +152,11 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class PublishTarget:
-    """Where a publish writes: catalog directory ``out``, the ``versions`` its manifest will
-    list besides the new one (recorded as ``out``'s manifest records them), the new
-    ``version`` number, its directory ``vdir`` (the HATS collection; its main catalog in
-    :attr:`catalog`) and the shuffle's ``scratch`` directory."""
+    """Where a publish writes: catalog directory ``out``, the new ``version`` number (claimed),
+    its directory ``vdir`` (the HATS collection; its main catalog in :attr:`catalog`) and the
+    shuffle's ``scratch`` directory."""
 
     out: str
-    versions: list[VersionEntry]
     version: int
     vdir: str
     scratch: str
@@ -290,47 +297,39 @@ def _partitions(histogram: np.ndarray, partition_rows: int) -> list[tuple[int, i
                   key=lambda kp: kp[1] << (2 * (29 - kp[0])))
 
 
-def _histogram(groups: list[list[str]]) -> tuple[np.ndarray, int]:
+def _histogram(tasks: TaskRunner, groups: list[list[str]]) -> tuple[np.ndarray, int]:
     """``(rows per order-HISTOGRAM_ORDER pixel, rows without a position)`` of the staged
-    files, one Ray task per group; summed as the tasks finish, so the driver holds one
-    task's result and one fixed-size array (12 * 4**8 int64, 6 MiB) whatever the rows."""
-    import ray
-
-    hist_task = ray.remote(num_cpus=1)(_histogram_task)
+    files, one task per group; summed as the tasks finish, so the driver holds one task's
+    result and one fixed-size array (12 * 4**8 int64, 6 MiB) whatever the rows."""
     histogram = np.zeros(12 * 4**HISTOGRAM_ORDER, dtype=np.int64)
     n_null = 0
-    pending = [hist_task.remote(g, HISTOGRAM_ORDER) for g in groups]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        pixels, counts, nulls = ray.get(done[0])
+    for pixels, counts, nulls in tasks.as_completed(
+            _histogram_task, [(g, HISTOGRAM_ORDER) for g in groups]):
         histogram[pixels] += counts
         n_null += nulls
     return histogram, n_null
 
 
-def _shuffle(target: PublishTarget, groups: list[list[str]],
+def _shuffle(tasks: TaskRunner, target: PublishTarget, groups: list[list[str]],
              pixels: list[tuple[int, int, int]], row_group_rows: int) -> list[dict]:
     """Write the partitions of ``pixels`` and ``invalid_coordinates.parquet`` into
-    ``target.catalog`` (Ray: one map task per group writes a scratch file whose row groups are
-    the partitions, one reduce task per partition reads its row group of each); returns
+    ``target.catalog`` (one map task per group writes a scratch file whose row groups are the
+    partitions, one reduce task per partition reads its row group of each); returns
     ``{"rows", "bytes"}`` per partition, then of the rows without a position."""
-    import ray
-
     starts = np.array([p << (2 * (29 - k)) for k, p, _ in pixels], dtype=np.int64)
-    map_task = ray.remote(num_cpus=1)(_map_task)
     scratch = [storage.join(target.scratch, f"map-{i:05d}.parquet") for i in range(len(groups))]
-    starts_ref = ray.put(starts)
-    layouts = ray.get([map_task.remote(g, s, starts_ref)
-                       for g, s in zip(groups, scratch, strict=True)])
-    reduce_task = ray.remote(num_cpus=1)(_reduce_task)
+    starts_ref = tasks.share(starts)
+    layouts = tasks.map(_map_task, [(g, s, starts_ref)
+                                    for g, s in zip(groups, scratch, strict=True)])
     paths = [partition_file(target.catalog, k, p) for k, p, _ in pixels]
     paths.append(storage.join(target.catalog, INVALID_COORDINATES_FILE))
-    refs = []
+    calls = {}
     for i, path in enumerate(paths):
         pieces = [(s, lay[i]) for s, lay in zip(scratch, layouts, strict=True) if i in lay]
-        # no row without a position: that file is written below, empty, with the schema
-        refs.append(reduce_task.remote(pieces, path, row_group_rows) if pieces else None)
-    results = [ray.get(r) if r is not None else None for r in refs]
+        if pieces:  # no row without a position: that file is written below, empty
+            calls[i] = (pieces, path, row_group_rows)
+    done = dict(zip(calls, tasks.map(_reduce_task, calls.values()), strict=True))
+    results = [done.get(i) for i in range(len(paths))]
     if results[-1] is None:
         storage.write_parquet_atomic(load_schema("hi_catalog").empty_table(), paths[-1])
         results[-1] = {"rows": 0, "bytes": 0}
@@ -357,18 +356,15 @@ def _checked(pixels: list[tuple[int, int, int]], results: list[dict],
                           bytes=sum(r["bytes"] for r in results))
 
 
-def _write_version(target: PublishTarget, staged: StagedRows,
+def _write_version(tasks: TaskRunner, target: PublishTarget, staged: StagedRows,
                    options: PublishOptions) -> WrittenVersion:
-    """Write the complete HATS data of the ``staged`` rows into ``target.catalog`` (Ray tasks):
+    """Write the complete HATS data of the ``staged`` rows into ``target.catalog``:
     histogram, partitions, shuffle, checks."""
-    from hicatalog.runtime import init_ray
-
-    init_ray()
     groups = _groups(staged.parts, MAP_ROWS)
-    histogram, n_null = _histogram(groups)
+    histogram, n_null = _histogram(tasks, groups)
     pixels = _partitions(histogram, options.partition_rows)
     del histogram
-    results = _shuffle(target, groups, pixels, options.row_group_rows)
+    results = _shuffle(tasks, target, groups, pixels, options.row_group_rows)
     return _checked(pixels, results, n_null)
 
 
@@ -409,50 +405,45 @@ def _write_hats_metadata(target: PublishTarget, written: WrittenVersion,
     props.to_properties_file(vdir)
 
 
-def _write_margin_and_index(target: PublishTarget, written: WrittenVersion,
+def _write_margin_and_index(tasks: TaskRunner, target: PublishTarget, written: WrittenVersion,
                             options: PublishOptions) -> WrittenMargin | None:
     """The version's margin cache (none with ``margin_arcsec`` 0 or no partition) and its
-    index on ``object_id`` (when it has partitions), on Ray; returns the margin written."""
+    index on ``object_id`` (when it has partitions); returns the margin written."""
     if not written.pixels:
         return None
     t0 = time.perf_counter()
-    margin = write_margin(target.vdir, written.pixels, options.margin_arcsec,
+    margin = write_margin(tasks, target.vdir, written.pixels, options.margin_arcsec,
                           options.row_group_rows) if options.margin_arcsec else None
     t1 = time.perf_counter()
     groups = _groups([((k, p), n) for k, p, n in written.pixels], MAP_ROWS)
-    write_index(target.vdir, groups, written.pixel_rows, storage.join(target.scratch, "index"),
+    write_index(tasks, target.vdir, groups, written.pixel_rows, storage.join(target.scratch, "index"),
                 options.row_group_rows)
     log.info("margin cache: %d rows in %.1f s; object_id index in %.1f s",
              margin.rows if margin else 0, t1 - t0, time.perf_counter() - t1)
     return margin
 
 
-def _already_published(base: Manifest | None, out: str, builds: list[str],
-                       options: PublishOptions, build: BuildRecord) -> bool:
-    """Whether ``base`` is ``out``'s manifest and its current version publishes exactly
+def _already_published(current: Manifest | None, builds: list[str], options: PublishOptions,
+                       build: BuildRecord) -> bool:
+    """Whether the current version of ``current`` (the catalog's manifest) publishes exactly
     ``builds`` with these ``options`` for this build (a rerun: nothing to write)."""
-    if base is None or base.catalog_dir.rstrip("/") != out:
+    if current is None:
         return False
-    current = base.current()
-    return (list(current.builds) == [recorded_path(b, out) for b in builds]
-            and current.options == options.record() and base.fingerprint == build.fingerprint)
+    return ([b.rstrip("/") for b in current.builds()] == [b.rstrip("/") for b in builds]
+            and current.current().options == options.record()
+            and current.fingerprint == build.fingerprint)
 
 
-def _target(out: str, base: Manifest | None, own: Manifest | None) -> PublishTarget:
-    """The new version's number and directories: one above every version ``base`` (the
-    manifest continued) or ``out``'s own manifest lists. A version directory neither lists
-    is a publish that died before its switch (no reader can see it): it is removed here."""
-    versions = base.versions_recorded_in(out) if base is not None else []
-    listed = {v.version for v in versions} | {v.version for v in (own.versions if own else ())}
-    for v, d in version_dirs(out).items():
-        if v not in listed:
-            log.info("removing %s, an unfinished publish", d)
-            storage.delete_dir(d)
-    version = max([0, *listed]) + 1
-    scratch = storage.join(out, STAGING_DIR, f"publish={version}")
-    storage.delete_dir(scratch)
-    return PublishTarget(out=out, versions=versions, version=version,
-                         vdir=storage.join(out, f"version={version}"), scratch=scratch)
+def _build_ids(builds: list[str], build: BuildRecord) -> list[str]:
+    """The ids of the builds whose rows a version holds (their ``_build.json``), and of the
+    build that publishes it."""
+    ids = {build.build_id}
+    for b in builds:
+        try:
+            ids.add(storage.read_json(storage.join(b, BUILD_FILE)).get("build_id") or "")
+        except FileNotFoundError:
+            continue
+    return sorted(ids - {""})
 
 
 def _staged(builds: list[str]) -> StagedRows:
@@ -475,43 +466,111 @@ def _entry(target: PublishTarget, builds: list[str], build_ids: list[str], stage
         publish_s=round(time.perf_counter() - t0, 3))
 
 
-def _remove_versions(manifest: Manifest, dropped: list[VersionEntry],
-                     keep_versions: int | None) -> None:
-    """Delete the files of the versions the new manifest no longer lists (after the switch:
-    no new reader resolves them any more); versions outside the catalog directory (listed
-    by the catalog an incremental build continued) are left alone."""
-    here = manifest.catalog_dir.rstrip("/") + "/"
-    for v in dropped:
-        p = manifest.resolve(v.path)
-        if p.startswith(here):
-            storage.delete_dir(p)
-            log.info("keep_versions=%s: removed version %d (%s)", keep_versions, v.version, p)
+def _write_files(target: PublishTarget, builds: list[str], build: BuildRecord,
+                 options: PublishOptions, t0: float) -> VersionEntry:
+    """Write the whole version ``target`` of the staged rows of ``builds`` (data, HATS
+    metadata, margin, index, collection, ``_version.json``, README); returns its manifest
+    entry. Nothing is committed.
+
+    Raises
+    ------
+    RuntimeError: the rows written differ from the rows staged.
+    """
+    staged = _staged(builds)
+    log.info("publishing %d staged rows (%d files, %d builds) as %s", staged.rows,
+             len(staged.parts), len(builds), target.vdir)
+    tasks = TaskRunner.for_rows(staged.rows)
+    written = _write_version(tasks, target, staged, options)
+    if written.rows != staged.rows:
+        raise RuntimeError(f"{target.vdir}: wrote {written.rows} rows, {staged.rows} were "
+                           "staged; nothing was published")
+    build_ids = _build_ids(builds, build)
+    _write_hats_metadata(target, written, options, build_ids, build)
+    margin = _write_margin_and_index(tasks, target, written, options)
+    storage.delete_dir(target.scratch)
+    write_collection_properties(target.vdir, target.version, margin.name if margin else None,
+                                index=bool(written.pixels))
+    entry = _entry(target, builds, build_ids, staged, written, options,
+                   margin.rows if margin else 0, t0)
+    storage.write_json_atomic(storage.join(target.vdir, "_version.json"), entry.to_dict(),
+                              sort_keys=True)
+    storage.write_atomic(storage.join(target.vdir, README_NAME),
+                         version_readme(entry, build).encode())
+    return entry
+
+
+def _publish_once(out: str, builds: list[str], current: Manifest | None,
+                  previous: Manifest | None, build: BuildRecord, options: PublishOptions,
+                  keep_versions: int | None, t0: float, floor: int) -> Manifest:
+    """Claim a version number above ``current`` (``out``'s manifest, the base), write the
+    version of ``builds`` and commit it if the manifest still names the base
+    (:func:`hicatalog.catalog.commit.commit_version`). The claimed directory is removed when
+    the data cannot be written or the commit must rebase. ``floor``: the number claimed
+    before (the new one is above it).
+
+    Raises
+    ------
+    Rebase: another publish committed rows this version lacks meanwhile.
+    """
+    version, deadline = claim_version(out, current, build.build_id, floor)
+    vdir = storage.join(out, f"version={version}")
+    target = PublishTarget(out=out, version=version, vdir=vdir,
+                           scratch=storage.join(out, STAGING_DIR, f"publish={version}"))
+    try:
+        entry = _write_files(target, builds, build, options, t0)
+        reached("data-written")
+        return commit_version(out, entry, build,
+                              base_version=current.version if current is not None else None,
+                              previous=previous, keep_versions=keep_versions,
+                              deadline=deadline)
+    except (Rebase, RuntimeError, HicatalogError, OSError) as exc:
+        # this claim's directory is this publish's alone and was not committed
+        storage.delete_dir(target.scratch)
+        storage.delete_dir(vdir)
+        if isinstance(exc, Rebase):
+            exc.claimed = version
+        raise
+
+
+#: ``rebase(current, builds) -> (builds, build)``: the builds of a version that continues
+#: the manifest ``current`` committed meanwhile, and the record of the build that publishes it.
+Rebaser = Callable[[Manifest, list[str]], tuple[list[str], BuildRecord]]
 
 
 def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
                     build: BuildRecord, partition_rows: int = PARTITION_ROWS,
                     row_group_rows: int = ROW_GROUP_ROWS,
                     margin_arcsec: float = MARGIN_ARCSEC,
-                    keep_versions: int | None = None) -> Manifest:
+                    keep_versions: int | None = None, rebase: Rebaser | None = None) -> Manifest:
     """Publish the staged rows of ``builds`` as a new version of the catalog in ``out`` and
-    switch ``out/_manifest.json`` to it; returns the new manifest.
+    commit it as the current version (:mod:`hicatalog.catalog.commit`); returns the new
+    manifest.
 
     ``builds``: staging directories (``DIR/_staging/build=B``, absolute or URLs), oldest first;
-    the version holds every row they staged. ``previous``: the manifest whose versions the new
-    one continues (``None``: the one in ``out``, if any). ``build``: the build that publishes
-    (recorded at the manifest's top level). ``partition_rows``: most rows per HEALPix
-    partition file; ``row_group_rows``: rows per Parquet row group; ``margin_arcsec``: width
-    of the margin cache LSDB cross-matches across partition edges with (arcsec; 0: none);
-    ``keep_versions``: keep only this many newest versions (``None``: keep all).
+    the version holds every row they staged. ``previous``: the manifest the new version
+    continues (the base: in ``out``, the version it must still be current at the commit; in
+    another directory, whose versions a new catalog in ``out`` lists; ``None``: ``out``'s
+    current manifest when the publish starts). ``build``: the build
+    that publishes (recorded at the manifest's top level). ``partition_rows``: most rows per
+    HEALPix partition file; ``row_group_rows``: rows per Parquet row group; ``margin_arcsec``:
+    width of the margin cache LSDB cross-matches across partition edges with (arcsec; 0:
+    none); ``keep_versions``: keep only this many newest versions listed (``None``: all; the
+    others are removed from the manifest, their files left to :func:`~hicatalog.catalog.
+    commit.vacuum`). ``rebase``: how to continue when another publish committed builds
+    this version lacks (:data:`Rebaser`, e.g. :func:`hicatalog.catalog.commit.rebase_builds`
+    for the build's own staging); at most :data:`~hicatalog.catalog.commit.MAX_REBASES`
+    times.
 
     Publishing the same builds with the same options as the current version again writes
     nothing and returns the current manifest.
 
     Raises
     ------
-    RuntimeError: the rows written differ from the rows staged (the manifest is unchanged).
+    RuntimeError: the rows written differ from the rows staged (nothing is committed).
     InputError: a staging directory is not a staged build. ConfigError: a pixel too dense
         for ``partition_rows``; a ``margin_arcsec`` < 0 or wider than the partitions allow.
+    WriteConflict: another publish committed builds this version lacks, and there is no
+        ``rebase`` or it was needed more than ``MAX_REBASES`` times.
     """
     t0 = time.perf_counter()
     out = storage.absolute(out).rstrip("/")
@@ -519,36 +578,34 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
         margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
                              margin_arcsec=margin_arcsec)
-    own = Manifest.find(out)
-    base = previous if previous is not None else own
-    if _already_published(base, out, builds, options, build):
-        log.info("%s: version %d already publishes these builds", out, base.version)
-        return base
-    target = _target(out, base, own)
-    staged = _staged(builds)
-    log.info("publishing %d staged rows (%d files, %d builds) as %s", staged.rows,
-             len(staged.parts), len(builds), target.vdir)
-    written = _write_version(target, staged, options)
-    if written.rows != staged.rows:
-        raise RuntimeError(f"{target.vdir}: wrote {written.rows} rows, {staged.rows} were "
-                           "staged; nothing was published")
-    build_ids = sorted({build.build_id, *(b for v in target.versions for b in v.build_ids)}
-                       - {""})
-    _write_hats_metadata(target, written, options, build_ids, build)
-    margin = _write_margin_and_index(target, written, options)
-    storage.delete_dir(target.scratch)
-    write_collection_properties(target.vdir, target.version, margin.name if margin else None,
-                                index=bool(written.pixels))
-    entry = _entry(target, builds, build_ids, staged, written, options,
-                   margin.rows if margin else 0, t0)
-    manifest, dropped = next_manifest(target.versions, entry, build, keep_versions)
-    storage.write_json_atomic(storage.join(target.vdir, "_version.json"), entry.to_dict(),
-                              sort_keys=True)
-    storage.write_atomic(storage.join(target.vdir, README_NAME),
-                         version_readme(entry, build).encode())
-    manifest = manifest.write(out)  # the switch
-    _remove_versions(manifest, dropped, keep_versions)
-    return manifest
+    current = Manifest.find(out)
+    if previous is not None and previous.catalog_dir.rstrip("/") == out:
+        current = previous  # the pinned base: a version committed since means a rebase
+    elif previous is not None and current is None:
+        pass  # a new catalog in out continuing another directory's versions
+    rebases = floor = 0
+    while True:
+        latest = Manifest.find(out)
+        if _already_published(latest, builds, options, build):
+            log.info("%s: version %d already publishes these builds", out, latest.version)
+            return latest
+        if (latest.version if latest else None) != (current.version if current else None):
+            if rebase is None or rebases == MAX_REBASES:
+                raise WriteConflict(
+                    f"{out}: version {latest.version} ({latest.build_id}) was committed while "
+                    f"{build.build_id} published from version "
+                    f"{current.version if current else 'none'}"
+                    + (f"; gave up after {rebases} rebases" if rebases else "")
+                    + "; nothing was committed: rerun to add to it")
+            builds, build = rebase(latest, builds)
+            current, rebases = latest, rebases + 1
+        try:
+            return _publish_once(out, builds, current, previous, build, options,
+                                 keep_versions, t0, floor)
+        except Rebase as r:
+            floor = r.claimed
+            log.info("%s: version %d was committed meanwhile; rebasing", out,
+                     r.current.version if r.current else 0)
 
 
 def publish_tables(out: str, tables: Iterable[pa.Table], *, build_id: str,
@@ -556,26 +613,30 @@ def publish_tables(out: str, tables: Iterable[pa.Table], *, build_id: str,
     """Stage ``hi_catalog`` tables that were predicted elsewhere as a new build of the catalog
     in ``out`` (one staged part per table of the iterable ``tables``; each must carry the
     contract's columns; ``_healpix_29`` is computed from ra/dec where absent) and publish a
-    version of them, plus, with ``previous`` (a manifest), the builds of its current
-    version. ``options`` go to :func:`publish_version`. Used by the tests and the benchmark;
-    returns the manifest.
+    version of them, plus, with ``previous`` (a manifest, the base), the builds of its
+    current version; a version committed meanwhile is rebased onto
+    (:func:`hicatalog.catalog.commit.rebase_builds`). ``options`` go to
+    :func:`publish_version`. Used by the tests and the benchmarks; returns the manifest.
     """
-    out = storage.absolute(out)
-    b = max([0, *build_dirs(out)]) + 1
-    bdir = storage.join(out, STAGING_DIR, f"build={b}")
-    fp = fingerprint({"build_id": build_id, "build": b})
-    storage.write_json_atomic(storage.join(bdir, BUILD_FILE),
-                              {"fingerprint": fp, "build_id": build_id, "build": b},
-                              sort_keys=True)
-    rows = 0
+    out = storage.absolute(out).rstrip("/")
+    fp = fingerprint({"build_id": build_id, "nonce": uuid.uuid4().hex})
+    staging = claim_build(out, {"fingerprint": fp, "build_id": build_id}, continues=True)
     for s, t in enumerate(tables):
         if HEALPIX_COLUMN not in t.column_names:
             t = t.append_column(HEALPIX_COLUMN, healpix_29(
                 t.column("ra").to_numpy(zero_copy_only=False),
                 t.column("dec").to_numpy(zero_copy_only=False)))
         t = conform_table(t, "hi_catalog", f"table {s}")
-        write_staged_part(bdir, s, t, build_fingerprint=fp, shard=f"table {s}", counts={})
-        rows += t.num_rows
-    builds = (previous.builds() if previous is not None else []) + [bdir]
-    return publish_version(out, builds, previous=previous, build=BuildRecord(
-        build_id=build_id, fingerprint=fp, rows=RowCounts(total=rows)), **options)
+        write_staged_part(staging.dir, s, t, build_fingerprint=fp, shard=f"table {s}",
+                          counts=staged_counts(t))
+
+    def record() -> BuildRecord:
+        rows = sum(n for _, n in staged_parts(staging.dir))
+        return BuildRecord(build_id=build_id, fingerprint=fp, rows=RowCounts(total=rows))
+
+    def rebase(current: Manifest, builds: list[str]) -> tuple[list[str], BuildRecord]:
+        return rebase_builds(builds, staging.dir, current), record()
+
+    builds = (previous.builds() if previous is not None else []) + [staging.dir]
+    return publish_version(out, builds, previous=previous, build=record(), rebase=rebase,
+                           **options)
