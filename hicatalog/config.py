@@ -377,6 +377,10 @@ class BuildOptions(JobConfig):
         None, ge=1, description="keep only this many newest published versions (older ones are "
         "removed after the new one is current; default: keep all)"
     )
+    margin_arcsec: float = Field(
+        10.0, ge=0.0, description="width (arcsec) of the margin cache published with each "
+        "version, for LSDB cross-matches across partition edges; 0: none (docs/lsdb.md)"
+    )
 
 
 class BuildCatalogConfig(BuildOptions):

@@ -60,6 +60,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
+from hicatalog.catalog.collection import MARGIN_ARCSEC, margin_order
 from hicatalog.catalog.environment import compute_environment, read_positions
 from hicatalog.catalog.inference import PREDICTION_COLUMNS, CatalogPredictor
 from hicatalog.catalog.manifest import (
@@ -79,6 +80,7 @@ from hicatalog.catalog.manifest import (
     write_staged_part,
 )
 from hicatalog.catalog.publish import (
+    HISTOGRAM_ORDER,
     PARTITION_ROWS,
     ROW_GROUP_ROWS,
     healpix_29,
@@ -739,7 +741,7 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                  tta: bool = True, gpu: bool = False, precision: str = "auto",
                  decode: str = "auto", batch_size: int = 64, actors: int | None = None,
                  threads: int | None = None, partition_rows: int = PARTITION_ROWS,
-                 row_group_rows: int = ROW_GROUP_ROWS,
+                 row_group_rows: int = ROW_GROUP_ROWS, margin_arcsec: float = MARGIN_ARCSEC,
                  keep_versions: int | None = None) -> Manifest:
     """Build (or resume, or extend) the H I catalog in ``out``; returns its manifest.
 
@@ -747,7 +749,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     directories; ``tracers``: positions the environment is computed against (default: the
     cutouts); ``since_manifest``: the ``_manifest.json`` of a catalog to extend (only the
     galaxies it lacks are predicted); the inference options are :class:`InferenceOptions`';
-    ``partition_rows``, ``row_group_rows``, ``keep_versions``: the publish's
+    ``partition_rows``, ``row_group_rows``, ``margin_arcsec`` (width of the margin cache in
+    arcsec; 0: none), ``keep_versions``: the publish's
     (:func:`hicatalog.catalog.publish.publish_version`). Every parameter is recorded in the
     manifest's ``config``.
 
@@ -759,6 +762,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     """
     config = dict(locals())  # the parameters, recorded as the build's `config`
     t0 = time.perf_counter()
+    if margin_arcsec != 0:  # a bad width fails now, not after the predictions, at the publish
+        margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = InferenceOptions(tta=tta, gpu=gpu, precision=precision, decode=decode,
                                batch_size=batch_size, actors=actors, threads=threads)
     plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,
@@ -783,7 +788,7 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     return publish_version(out, builds, previous=plan.base,
                            build=_build_record(plan, out, staging, config, t0),
                            partition_rows=partition_rows, row_group_rows=row_group_rows,
-                           keep_versions=keep_versions)
+                           margin_arcsec=margin_arcsec, keep_versions=keep_versions)
 
 
 def build_catalog(cfg: Any) -> Manifest:
