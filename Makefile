@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 EXTRAS  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo "dev,gpu"; else echo "dev"; fi)
 
-.PHONY: setup test test-fast demo lint bench gpu-check reference docs clean
+.PHONY: setup test test-fast demo lint bench gpu-check reference docs docs-look clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ reference:
 # The documentation site, every warning an error (into site/; tests/test_docs_site.py builds it too).
 docs:
 	$(BIN)/mkdocs build --strict
+
+# Screenshots of the site in headless Chromium, to look at (docs/development.md; needs
+# chromium, so neither `make test` nor CI runs it).
+docs-look:
+	scripts/look_at_docs.sh /tmp/docs-shots
 
 lint:
 	$(BIN)/ruff check hicatalog jobs tests benchmarks

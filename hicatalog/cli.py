@@ -130,7 +130,10 @@ def _help(field: Any, default: Any) -> str:
     desc = field.description or ""
     if typing.get_origin(inner) is typing.Literal:
         desc = (desc + " " if desc else "") + "{" + ",".join(map(str, typing.get_args(inner))) + "}"
-    desc += " (required)" if field.is_required() else f" (default: {default})"
+    if field.is_required():
+        desc += " (required)"
+    elif not re.search(r"\bdefault\b", desc):  # a help that says its default keeps its words
+        desc += f" (default: {default})"
     return desc.strip()
 
 

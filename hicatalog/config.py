@@ -382,6 +382,10 @@ class BuildOptions(JobConfig):
         24.0, ge=0.0, description="the vacuum at the end of the build deletes the files of "
         "versions removed from the manifest longer ago than this (a reader may still hold one)"
     )
+    margin_arcsec: float = Field(
+        10.0, ge=0.0, description="width (arcsec) of the margin cache published with each "
+        "version, for LSDB cross-matches across partition edges; 0: none (docs/lsdb.md)"
+    )
 
 
 class BuildCatalogConfig(BuildOptions):

@@ -5,7 +5,15 @@
   (:func:`hicatalog.cli.build_parser`, itself made from the config models);
 - ``docs/reference/columns.md``: every column of the published catalog with its type, unit and
   meaning, and the codes of ``status`` and ``env_status``, from the catalog contract
-  (``schemas/hi_catalog.json``).
+  (``schemas/hi_catalog.json``);
+- ``docs/reference/api.md``: the Python API (:data:`API`): each command's library function
+  and what a user calls on the outputs, with their signatures and docstrings, read from the
+  source (nothing is imported for it);
+- ``docs/reference/model-card.md``: the fields of ``model_card.json``
+  (:class:`hicatalog.models.card.ModelCard`, each field's docstring);
+- ``docs/reference/manifest.md``: the fields of ``_manifest.json`` and of each version's
+  entry (:class:`hicatalog.catalog.manifest.Manifest` and its records, each field's
+  docstring).
 
 ``python -m hicatalog.reference docs/reference`` (``make reference``) writes them;
 ``tests/test_reference.py`` fails when a page on disk differs from what this module makes.
@@ -14,14 +22,23 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
+import itertools
+import json
+import re
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from hicatalog.catalog.release import RECOMMENDED_CUT
 from hicatalog.cli import COMMANDS, build_parser
 from hicatalog.schemas import describe, table_spec
 
-__all__ = ["PAGES", "cli_page", "columns_page", "main"]
+__all__ = ["API", "PAGES", "cli_page", "columns_page", "api_page", "model_card_page",
+           "manifest_page", "attribute_docs", "main"]
 
 #: The heading of each code column's section (its anchor is linked from the guides).
 _CODE_TITLES = {"status": "why a row has no prediction", "env_status": "the environment's flag"}
@@ -104,8 +121,311 @@ def columns_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- docstrings
+
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):`(~?)([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    """Docstring prose (one or more lines) as Markdown: Sphinx roles and ````literals````
+    become code spans; outside them ``*`` and ``<`` are escaped (emphasis, HTML)."""
+    text = _ROLE.sub(lambda m: f"``{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}``", text)
+    parts = re.split(r"(``.+?``|`[^`]+`)", text, flags=re.S)
+    return "".join("`" + p.strip("`") + "`" if i % 2 else p.replace("*", r"\*").replace("<", "&lt;")
+                   for i, p in enumerate(parts))
+
+
+#: The start of an entry of a ``Raises`` / ``Returns`` section: ``InputError / SchemaError:``.
+_ENTRY = re.compile(r"([A-Z]\w*(?:\s*/\s*[A-Z]\w*)*):")
+
+
+def _blocks(lines: list[str]) -> list[tuple[str, str]]:
+    """A docstring's lines as ``(kind, text)`` blocks: ``prose``, ``code`` (a literal block:
+    ``::`` then indented lines), ``title`` (a numpy-style section: a line over dashes),
+    ``item`` (an entry of such a section: ``Name:`` and the lines up to the next), ``blank``."""
+    out: list[tuple[str, str]] = []
+    section = in_code = in_list = False
+    for i, line in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if re.fullmatch(r"-{3,}", line.strip()):
+            continue
+        if in_code and (not line.strip() or line.startswith("    ")):
+            out.append(("code", line[4:]))
+            continue
+        in_code = False
+        if not line.strip():
+            section = False
+            out.append(("blank", ""))
+        elif re.fullmatch(r"-{3,}", nxt.strip()):
+            out.append(("title", line.strip()))
+            section = True
+        elif section and out and out[-1][0] == "item" and not _ENTRY.match(line):
+            out[-1] = ("item", out[-1][1] + " " + line.strip())
+        elif section:
+            out.append(("item", line.strip()))
+        elif line.rstrip().endswith("::"):
+            out.append(("prose", line.rstrip()[:-1]))
+            in_code = True
+        else:
+            if line.startswith("- ") and out and out[-1][0] == "prose" and not in_list:
+                out.append(("blank", ""))  # Markdown starts a list only after a blank line
+            out.append(("prose", line))
+        in_list = bool(out) and out[-1][0] == "prose" and (
+            line.startswith("- ") or (in_list and line.startswith(" ")))
+    return out
+
+
+def _markdown(doc: str | None) -> str:
+    """A docstring as Markdown: its prose through :func:`_inline`, a section (``Raises`` over
+    dashes) as a bold title and a list, a literal block as a fenced code block."""
+    out: list[str] = []
+    blocks = _blocks(inspect.cleandoc(doc or "").splitlines())
+    i = 0
+    while i < len(blocks):
+        kind, text = blocks[i]
+        j = i + 1
+        while j < len(blocks) and blocks[j][0] == kind and kind in ("prose", "code"):
+            j += 1
+        chunk = [t for _, t in blocks[i:j]]
+        if kind == "prose":
+            out.append(_inline("\n".join(chunk)))
+        elif kind == "code":  # shown as written, less the reST markup of names
+            text = re.sub(r"``(.+?)``", r"\1", _ROLE.sub(r"\2", "\n".join(chunk))).strip("\n")
+            out += ["", "```", text, "```", ""]
+        elif kind == "title":
+            out += ["", f"**{text}**", ""]
+        elif kind == "item":
+            out.append("- " + _inline(_ENTRY.sub(lambda m: f"``{m[1]}``:", text, count=1)))
+        else:
+            out.append("")
+        i = j
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+#: The Python API that ``docs/reference/api.md`` documents, by section: each command's library
+#: function (:data:`hicatalog.cli.COMMANDS`; the command calls it with its options as keyword
+#: arguments of the same names), the functions behind ``demo`` and ``workflow``, and what a
+#: user calls on what they make: a published catalog, a trained model, a contract table.
+#: ``"module:name"``; a class is documented with its public methods and properties.
+API: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("stages", "The stages: what each command runs",
+     tuple(c.call for c in COMMANDS if not c.passes_config)),
+    ("composed", "The whole path: demo and workflow",
+     ("hicatalog.demo:run_demo", "hicatalog.workflow:run_workflow")),
+    ("catalog", "Reading a published catalog",
+     ("hicatalog.catalog.reader:open_catalog", "hicatalog.catalog.reader:CatalogVersion",
+      "hicatalog.catalog.reader:read_catalog")),
+    ("models", "Using a trained model",
+     ("hicatalog.models.artifact:load_model", "hicatalog.models.artifact:load_card",
+      "hicatalog.models.preprocessing:preprocess", "hicatalog.models.predict:predict_views",
+      "hicatalog.models.predict:regression_moments",
+      "hicatalog.models.predict:positive_probability")),
+    ("contracts", "The data contracts",
+     ("hicatalog.schemas:table_spec", "hicatalog.schemas:read_table",
+      "hicatalog.schemas:validate_table")),
+)
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _module_tree(module: str) -> ast.Module:
+    """The parsed source of ``hicatalog.x.y`` (read from the package, never imported)."""
+    rel = Path(*module.split(".")[1:])
+    path = _PACKAGE / rel / "__init__.py" if (_PACKAGE / rel).is_dir() else \
+        _PACKAGE / rel.with_suffix(".py")
+    return ast.parse(path.read_text(), str(path))
+
+
+def api_node(target: str) -> ast.FunctionDef | ast.ClassDef:
+    """The definition of ``"module:name"`` in its module's source; KeyError when absent."""
+    module, name = target.split(":")
+    for node in _module_tree(module).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            return node
+    raise KeyError(f"{target}: no function or class of that name in the module's source")
+
+
+def _parameters(args: ast.arguments, drop_self: bool = False) -> list[str]:
+    """Each parameter as written (``name: type = default``), ``/`` and ``*`` markers included."""
+    def one(a: ast.arg, default: ast.expr | None, prefix: str = "") -> str:
+        text = prefix + a.arg + (f": {ast.unparse(a.annotation)}" if a.annotation else "")
+        return text + (f" = {ast.unparse(default)}" if default is not None else "")
+
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    out = [one(a, d) for a, d in zip(positional, defaults, strict=True)]
+    if args.posonlyargs:
+        out.insert(len(args.posonlyargs), "/")
+    if args.vararg:
+        out.append(one(args.vararg, None, "*"))
+    elif args.kwonlyargs:
+        out.append("*")
+    out += [one(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    if args.kwarg:
+        out.append(one(args.kwarg, None, "**"))
+    return out[1:] if drop_self and out and out[0].split(":")[0] in ("self", "cls") else out
+
+
+def _signature(name: str, params: list[str], returns: ast.expr | None = None) -> str:
+    """``name(params) -> returns``, one parameter per line when it does not fit in 90."""
+    tail = f" -> {ast.unparse(returns)}" if returns is not None else ""
+    one_line = f"{name}({', '.join(params)}){tail}"
+    if len(one_line) <= 90:
+        return one_line
+    return f"{name}(\n" + "".join(f"    {p},\n" for p in params) + f"){tail}"
+
+
+def _function_block(node: ast.FunctionDef, name: str, drop_self: bool = False) -> list[str]:
+    return ["```python", _signature(name, _parameters(node.args, drop_self), node.returns),
+            "```", "", _markdown(ast.get_docstring(node))]
+
+
+def _class_block(node: ast.ClassDef) -> list[str]:
+    """A class: its fields as the constructor's parameters (a dataclass), its docstring, then
+    each public method and property."""
+    fields = [f"{n.target.id}: {ast.unparse(n.annotation)}"
+              + (f" = {ast.unparse(n.value)}" if n.value is not None else "")
+              for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    lines = ["```python", "class " + _signature(node.name, fields), "```", "",
+             _markdown(ast.get_docstring(node))]
+    for member in node.body:
+        if not isinstance(member, ast.FunctionDef) or member.name.startswith("_"):
+            continue
+        decorators = {ast.unparse(d) for d in member.decorator_list}
+        if "property" in decorators:
+            lines += ["", f"**`{node.name}.{member.name}`** (property): "
+                      + _markdown(ast.get_docstring(member))]
+        else:
+            lines += ["", f"**`{node.name}.{member.name}`**", ""]
+            lines += _function_block(member, member.name, drop_self=True)
+    return lines
+
+
+def api_page() -> str:
+    """``docs/reference/api.md``: the Python API of :data:`API` (Markdown)."""
+    lines = [_NOTICE, "", "# Python API", "",
+             "Every command is a call of one library function with the command's options as "
+             "keyword arguments of the same names and defaults (the [command reference](cli.md) "
+             "says what each option does; `tests/test_cli.py` checks that the two agree). "
+             "Import from the module named in each heading.", ""]
+    lines += [f"- [{title}](#{key})" for key, title, _ in API]
+    for key, title, targets in API:
+        lines += ["", f'<a id="{key}"></a>', "", f"## {title}"]
+        for target in targets:
+            module, name = target.split(":")
+            node = api_node(target)
+            command = next((c.name for c in COMMANDS if c.call == target), None)
+            lines += ["", f"### `{name}`", "", f"`from {module} import {name}`"
+                      + (f" (`hicatalog {command}`, [options](cli.md#{command}))"
+                         if command else ""), ""]
+            lines += (_class_block(node) if isinstance(node, ast.ClassDef)
+                      else _function_block(node, name))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}``: the string written under each annotated field of ``cls`` and
+    of the classes it derives from (the attribute docstrings of PEP 257, as pydantic's
+    ``use_attribute_docstrings`` and Sphinx read them)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith("hicatalog"):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def _annotations(cls: type) -> dict[str, str]:
+    """``{field: annotation as written}``, the class's own fields first, then its bases'."""
+    out: dict[str, str] = {}
+    for klass in cls.__mro__:
+        for name, ann in vars(klass).get("__annotations__", {}).items():
+            out.setdefault(name, ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann)))
+    return out
+
+
+def _type_cell(annotation: str) -> str:
+    """An annotation for a table cell: each side of ``|`` its own code span, the pipe escaped
+    outside them (inside a code span Python-Markdown would show the backslash)."""
+    return " \\| ".join(f"`{part}`" for part in " ".join(annotation.split()).split(" | "))
+
+
+def _default(value: Any) -> str:
+    """A default as JSON in a code span (a long one is cut)."""
+    text = json.dumps(value)
+    return f"`{text}`" if len(text) <= 40 else f"`{text[:36]}...`"
+
+
+def model_card_page() -> str:
+    """``docs/reference/model-card.md``: every field of ``model_card.json``."""
+    from hicatalog.models.card import ModelCard
+
+    docs = attribute_docs(ModelCard)
+    module_doc = _markdown(inspect.getmodule(ModelCard).__doc__)  # type: ignore[union-attr]
+    lines = [_NOTICE, "", "# The model card", "",
+             "`hicatalog train` writes `MODEL_DIR/model_card.json` next to the weights "
+             "(`MODEL_DIR/weights.pt`); `load_card(MODEL_DIR)` reads it "
+             "([Python API](api.md#load_card)). From `hicatalog/models/card.py`:", "",
+             module_doc, "", "## Fields", "",
+             "A field with a default may be absent from a card written before it existed; "
+             "it loads with the default.", "",
+             "| key | type | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(ModelCard):
+        default = ("required" if f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING else _default(
+                       f.default if f.default is not dataclasses.MISSING else f.default_factory()))
+        lines.append(f"| `{f.name}` | {_type_cell(str(f.type))} | {default} | "
+                     f"{_cell(_markdown(docs.get(f.name, '')))} |")
+    return "\n".join(lines) + "\n"
+
+
+def manifest_page() -> str:
+    """``docs/reference/manifest.md``: the fields of ``_manifest.json`` and of its records."""
+    from hicatalog.catalog import manifest as m
+
+    records = [m.Manifest, m.VersionEntry, m.VersionOptions, m.RowCounts, m.ModelRecord,
+               m.InputRecord, m.TracersRecord, m.InferenceRecord]
+    names = {r.__name__ for r in records}
+    lines = [_NOTICE, "", "# The catalog manifest", "",
+             "`CATALOG/_manifest.json` says which version of the catalog is current, lists "
+             "every version and records the build that published the current one; each "
+             "version directory holds its own entry as `version=V/_version.json`. Readers "
+             "resolve the current version through it (`open_catalog`, "
+             "[Python API](api.md#open_catalog)). A key that is not required is written only "
+             "when it was set; a key this version of hicatalog does not know is kept when the "
+             "manifest is rewritten. From `hicatalog/catalog/manifest.py`:", "",
+             _markdown(m.__doc__)]
+    for record in records:
+        docs, annotations = attribute_docs(record), _annotations(record)
+        title = "`_manifest.json`" if record is m.Manifest else f"`{record.__name__}`"
+        lines += ["", f"## {title}", "", _markdown(record.__doc__), "",
+                  "| key | type | required | meaning |", "|---|---|---|---|"]
+        for name in annotations:
+            if name.startswith("_") or name not in record.model_fields:
+                continue
+            ann = annotations[name]
+            links = [f"[{n}](#{n.lower()})" for n in sorted(names) if re.search(rf"\b{n}\b", ann)]
+            required = "yes" if record.model_fields[name].is_required() else "no"
+            lines.append(f"| `{name}` | {_type_cell(ann)}{' ' + ', '.join(links) if links else ''} "
+                         f"| {required} | {_cell(_markdown(docs.get(name, '')))} |")
+    return "\n".join(lines) + "\n"
+
+
 #: The pages, by file name under ``docs/reference``.
-PAGES = {"cli.md": cli_page, "columns.md": columns_page}
+PAGES = {"cli.md": cli_page, "columns.md": columns_page, "api.md": api_page,
+         "model-card.md": model_card_page, "manifest.md": manifest_page}
 
 
 def main(argv: list[str] | None = None) -> int:

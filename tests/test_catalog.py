@@ -60,8 +60,9 @@ def built(tmp_path_factory, models, ray_local):
     cols = galaxies(90)
     expect = bad_rows(cols)
     cutouts = write_cutouts(base / "cutouts", cols, 32)
+    # a margin width other than the default: the option reaches the publish
     cfg = BuildCatalogConfig(cutouts=cutouts, regression=models[0], pr=models[1],
-                             out=str(base / "catalog"), batch_size=16)
+                             out=str(base / "catalog"), batch_size=16, margin_arcsec=30.0)
     manifest = build_catalog(cfg)
     return cfg, cols, expect, manifest
 
@@ -218,6 +219,9 @@ def test_layout_manifest_and_idempotent_rerun(built):
                 "versions", "version"):
         assert key in on_disk
     assert on_disk["version"] == 1 and on_disk["versions"][0]["rows"] == 90
+    v1 = on_disk["versions"][0]
+    assert v1["options"]["margin_arcsec"] == 30.0 == on_disk["config"]["margin_arcsec"]
+    assert (out / "version=1" / "hi_catalog_30arcs").is_dir() == bool(v1["margin_rows"])
     assert on_disk["versions"][0]["builds"] == ["_staging/build=1"]
     for task, model_dir in (("regression", cfg.regression), ("pr", cfg.pr)):
         weights = (Path(model_dir) / "weights.pt").read_bytes()

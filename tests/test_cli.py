@@ -54,6 +54,21 @@ def test_a_user_error_is_one_line_naming_what_to_fix(tmp_path, capsys):
         "(expected cutouts shards)"]
 
 
+@pytest.mark.parametrize("width, message", [
+    ("-1", "key 'margin_arcsec' (from flag --margin-arcsec): got '-1'"),
+    ("3600", "error: --margin-arcsec 3600.0 is wider than the border pixels of the order-"),
+])
+def test_a_bad_margin_width_is_refused_before_the_build_naming_its_flag(tmp_path, capsys, width,
+                                                                       message):
+    """A negative width is refused by the config, one too wide for the partitions by the build
+    before it reads anything (the inputs here do not exist), not after the predictions."""
+    rc = main(["build-catalog", "--cutouts", str(tmp_path / "c"), "--regression", "r", "--pr", "p",
+               "--out", str(tmp_path / "cat"), "--margin-arcsec", width])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "cat").exists()
+
+
 def test_a_parameter_error_of_the_library_exits_2_naming_flags(tmp_path, capsys):
     rc = main(["evaluate", "robustness", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err

@@ -62,6 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
+from hicatalog.catalog.collection import MARGIN_ARCSEC, margin_order
 from hicatalog.catalog.commit import GRACE_HOURS, Staging, claim_build, rebase_builds, vacuum
 from hicatalog.catalog.environment import compute_environment, read_positions
 from hicatalog.catalog.inference import PREDICTION_COLUMNS, CatalogPredictor
@@ -79,6 +80,7 @@ from hicatalog.catalog.manifest import (
     write_staged_part,
 )
 from hicatalog.catalog.publish import (
+    HISTOGRAM_ORDER,
     PARTITION_ROWS,
     ROW_GROUP_ROWS,
     healpix_29,
@@ -693,7 +695,7 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                  tta: bool = True, gpu: bool = False, precision: str = "auto",
                  decode: str = "auto", batch_size: int = 64, actors: int | None = None,
                  threads: int | None = None, partition_rows: int = PARTITION_ROWS,
-                 row_group_rows: int = ROW_GROUP_ROWS,
+                 row_group_rows: int = ROW_GROUP_ROWS, margin_arcsec: float = MARGIN_ARCSEC,
                  keep_versions: int | None = None, grace_hours: float = GRACE_HOURS) -> Manifest:
     """Build (or resume, or extend) the H I catalog in ``out``; returns its manifest.
 
@@ -701,7 +703,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     directories; ``tracers``: positions the environment is computed against (default: the
     cutouts); ``since_manifest``: the ``_manifest.json`` of a catalog to extend (only the
     galaxies it lacks are predicted); the inference options are :class:`InferenceOptions`';
-    ``partition_rows``, ``row_group_rows``, ``keep_versions``: the publish's
+    ``partition_rows``, ``row_group_rows``, ``margin_arcsec`` (width of the margin cache in
+    arcsec; 0: none), ``keep_versions``: the publish's
     (:func:`hicatalog.catalog.publish.publish_version`); ``grace_hours``: the vacuum's at
     the end (:func:`hicatalog.catalog.commit.vacuum`). Every parameter is recorded in the
     manifest's ``config``. Another build that commits to ``out`` meanwhile is rebased onto
@@ -715,6 +718,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     """
     config = dict(locals())  # the parameters, recorded as the build's `config`
     t0 = time.perf_counter()
+    if margin_arcsec != 0:  # a bad width fails now, not after the predictions, at the publish
+        margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = InferenceOptions(tta=tta, gpu=gpu, precision=precision, decode=decode,
                                batch_size=batch_size, actors=actors, threads=threads)
     plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,
@@ -742,7 +747,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     manifest = publish_version(out, builds, previous=plan.base,
                                build=_build_record(plan, out, staging, config, t0),
                                partition_rows=partition_rows, row_group_rows=row_group_rows,
-                               keep_versions=keep_versions, rebase=rebase)
+                               margin_arcsec=margin_arcsec, keep_versions=keep_versions,
+                               rebase=rebase)
     vacuum(out, grace_hours)
     return manifest
 

@@ -129,14 +129,17 @@ class _Record(BaseModel):
 
 
 class VersionOptions(_Record):
-    """How a version's files were cut: most rows per partition file, rows per row group,
-    the HEALPix order of the histogram the partitions were merged from, and the width of
-    the margin cache in arcsec (``None``: a version published without one)."""
+    """How a version's files were cut (the publish's options)."""
 
     partition_rows: int
+    """Most rows in one HEALPix partition file."""
     row_group_rows: int
+    """Rows per Parquet row group."""
     histogram_order: int
+    """HEALPix order of the row-count histogram the partitions were merged from."""
     margin_arcsec: float | None = None
+    """Width of the margin cache (arcsec; 0: none; ``None``: a version published before
+    margins)."""
 
 
 class VersionEntry(_Record):
@@ -144,27 +147,38 @@ class VersionEntry(_Record):
 
     ``path`` and ``builds`` are recorded relative to the catalog directory when inside it
     (the catalog can be moved), else absolute or URLs; :meth:`Manifest.resolve` makes them
-    full paths. ``rows``: every row of the version (partitions plus
-    ``invalid_coordinates.parquet``); ``bytes``: of its main catalog's data files;
-    ``publish_s``: seconds its publish took. ``catalog``: the main HATS catalog's directory,
-    relative to ``path`` (``None``: ``path`` itself, a version published before versions
-    became HATS collections); ``margin_rows``: rows in its margin cache.
+    full paths. ``version=V/_version.json`` holds the same entry.
     """
 
     version: int
+    """The version's number V."""
     path: str
+    """Its directory ``version=V``, a HATS collection."""
     catalog: str | None = None
+    """The main HATS catalog's directory, relative to ``path`` (``hi_catalog``; ``None``:
+    ``path`` itself, a version published before versions became HATS collections)."""
     builds: tuple[str, ...]
+    """The staging directories whose rows it holds, oldest first."""
     build_ids: tuple[str, ...] = ()
+    """The ids of the builds whose rows it holds."""
     rows: int
+    """Every row of the version (its partitions plus ``invalid_coordinates.parquet``)."""
     invalid_coordinate_rows: int = 0
+    """Rows without a valid position (in ``invalid_coordinates.parquet``)."""
     partitions: int = 0
+    """HEALPix partition files."""
     files: int = 0
+    """Data files of its main catalog."""
     bytes: int = 0
+    """Bytes of its main catalog's data files."""
     options: VersionOptions | None = None
+    """How its files were cut."""
     created: str | None = None
+    """When it was published (UTC, ISO 8601)."""
     publish_s: float | None = None
+    """Seconds its publish took."""
     margin_rows: int | None = None
+    """Rows in its margin cache."""
 
 
 class RemovedVersion(_Record):
@@ -174,38 +188,57 @@ class RemovedVersion(_Record):
     (:func:`hicatalog.catalog.commit.vacuum`): a reader that resolved it before can finish."""
 
     version: int
+    """The version's number V."""
     path: str
+    """Its directory ``version=V`` (as :attr:`VersionEntry.path` records it)."""
     removed: str
+    """When the manifest stopped listing it (UTC, ISO 8601); the grace period counts from
+    here."""
 
 
 class ModelRecord(_Record):
     """A model the build used: its card's identity and where it was loaded from."""
 
     model_id: str
+    """The card's ``model_id``."""
     weights_sha256: str
+    """The card's ``weights_sha256``: the weights used."""
     task: str | None = None
+    """The card's ``task``."""
     arch: str | None = None
+    """The card's ``arch``."""
     image_size: int | None = None
+    """The card's ``image_size`` (px)."""
     cutout_size: int | None = None
+    """The card's ``cutout_size`` (px)."""
     survey: str | None = None
+    """The card's ``survey``."""
     path: str | None = None
+    """The model directory it was loaded from."""
 
 
 class InputRecord(_Record):
     """The cutout shards a build read: path, shard and row counts, fingerprint, survey."""
 
     cutouts: str
+    """The cutout shards (directory, file or URL)."""
     shards: int
+    """Shard files read."""
     rows: int
+    """Rows in them."""
     fingerprint: str
+    """Digest of the shards (names, sizes, row counts)."""
     survey: str | None = None
+    """The imaging of the cutouts (``sdss`` or ``legacy``)."""
 
 
 class TracersRecord(_Record):
     """The tracers the environment was computed against (the cutouts when none were given)."""
 
     path: str
+    """The tracers table (or the cutouts)."""
     fingerprint: str
+    """Its digest."""
 
 
 class InferenceRecord(_Record):
@@ -213,15 +246,20 @@ class InferenceRecord(_Record):
     (``cpu``/``gpu``)."""
 
     precision: str
+    """``bf16`` or ``fp32``."""
     decode: str
+    """Where the JPEGs were decoded: ``cpu`` or ``gpu``."""
 
 
 class RowCounts(_Record):
     """The rows a build staged: ``total``, and per ``status`` / ``env_status`` value."""
 
     total: int
+    """Every row staged."""
     status: dict[str, int] = {}
+    """Rows per ``status`` code."""
     env_status: dict[str, int] = {}
+    """Rows per ``env_status`` code."""
 
 
 class BuildRecord(_Record):
@@ -230,19 +268,35 @@ class BuildRecord(_Record):
     there (:func:`hicatalog.catalog.publish.publish_tables` records nothing else)."""
 
     build_id: str
+    """``build-`` and the start of the fingerprint."""
     fingerprint: str
+    """Digest of what makes the build's rows: the input, both models' weights and ids, the
+    tracers, TTA, the decode and precision, the catalog it extends, the code version."""
     rows: RowCounts
+    """The rows it staged."""
     staging: str | None = None
+    """Its staging directory ``_staging/build=B``."""
     since_manifest: str | None = None
+    """The manifest of the catalog it extended (an incremental build)."""
     models: dict[str, ModelRecord] | None = None
+    """The ``regression`` and ``pr`` models it used."""
     model_id: str | None = None
+    """``REGRESSION_ID+PR_ID``."""
     config: dict[str, Any] | None = None
+    """Every parameter of the build (``make_catalog``'s, i.e. ``build-catalog``'s options)."""
     inference: InferenceRecord | None = None
+    """How it ran the models."""
     input: InputRecord | None = None
+    """The cutouts it read."""
     tracers: TracersRecord | None = None
+    """The tracers the environment was computed against."""
     code_version: str | None = None
+    """The hicatalog version that built it."""
     created: str | None = None
+    """When its predictions were done and its publish began (UTC, ISO 8601)."""
     wall_time_s: float | None = None
+    """Seconds from the build's start to its publish (the publish itself: the version's
+    ``publish_s``)."""
 
 
 class Manifest(BuildRecord):
@@ -250,16 +304,21 @@ class Manifest(BuildRecord):
     and the build that published the current one (the :class:`BuildRecord` fields).
 
     The one place that reads and writes the manifest and answers "which version is current"
-    (:meth:`current`). A manifest is immutable: :meth:`with_version` returns the next one,
+    (:meth:`current`). A manifest is immutable: :func:`next_manifest` makes the next one,
     and :meth:`write` switches the catalog to it in one atomic write. ``path`` is where it
     was read from (``None`` for one not read from a file).
     """
 
     catalog: str = "hi_catalog"
+    """The name of the catalog's table contract (``hi_catalog``, ``schemas/hi_catalog.json``)."""
     version: int
+    """The current version's number."""
     versions: tuple[VersionEntry, ...]
+    """Every listed version, oldest first (``keep_versions`` removes the oldest)."""
     removed: tuple[RemovedVersion, ...] = ()
+    """The versions ``keep_versions`` removed whose files a vacuum has not deleted yet."""
     layout: str = LAYOUT
+    """The directory layout, in words."""
     _path: str | None = PrivateAttr(None)
 
     # -- reading and writing

@@ -42,29 +42,9 @@ __all__ = ["ModelCard"]
 class ModelCard:
     """Description of a trained model (stored as ``model_card.json``).
 
-    ``image_size``: network input side (px); ``cutout_size``: side of the stored JPEG cutouts
-    (px) the model was trained from; ``normalization``: ``{"mean": [C floats], "std": [C
-    floats]}`` per channel, on pixels scaled to 0-1 (see
-    :func:`hicatalog.models.preprocessing.preprocess`); ``weights_sha256``: hex digest of
-    ``weights.pt`` (filled by :func:`hicatalog.models.artifact.save_model`); ``classes``: the
-    classifier's output order (defaults to ``TASK_CLASSES[task]``; ``None`` for regression).
-
-    What it was trained on (:mod:`hicatalog.samples`): ``train_samples``, the samples (values of
-    the cutouts' ``dataset`` column) of the regression / gas-class rows and of the PR's
-    detections; ``negatives``, the samples of the PR's non-detections (``None`` for the other
-    tasks); ``upper_limits_as_negatives``; ``sample_counts``, the selected rows (training +
-    validation) per sample and class, ``{"a40A": {"detection": 3000}, "nondetections":
-    {"nondetection": 3000}}`` (regression: ``{"a40A": {"rows": 5000}}``). ``train_samples`` is
-    ``None`` when the shards had no ``dataset`` column, and in cards written before these
-    fields existed (they load with these defaults).
-
-    Uncertainty: ``head`` (regression: ``point`` or ``gaussian``, :data:`REGRESSION_HEADS`;
-    classifiers: ``point``); ``ensemble_size`` K and ``member_seeds`` (K seeds; ``None`` for
-    a single network); ``calibration``: ``{}`` or ``{"method": "temperature", "temperature":
-    T, ...}`` (classifiers) / ``{"method": "variance_scale", "variance_scale": s2, ...}``
-    (regression), fitted on the validation split (:mod:`hicatalog.training.calibration`);
-    a regression calibration also has ``ood_variance`` (dex^2, the variance of M over the
-    training rows; :func:`hicatalog.models.predict.catalog_error`).
+    Each field's docstring says what it holds (``docs/reference/model-card.md`` is made from
+    them by :mod:`hicatalog.reference`). Fields added later have defaults, so cards written
+    before them still load.
 
     Raises ValueError on construction when a field is out of range or the outputs do not fit
     the task (regression: 1 output, no classes; classifiers: one output per class, the task's
@@ -72,31 +52,80 @@ class ModelCard:
     """
 
     model_id: str
+    """The model's id: ``TASK-HASH`` (an ensemble: ``TASK-HASH-xK``), the hash of the Ray
+    run(s) that trained it; a catalog's manifest records it."""
     task: str
+    """``regression`` (M), ``pr`` (detection probability, the paper's p_CNN) or ``gasclass``
+    (gas-rich probability, the Grad-CAM network)."""
     arch: str
+    """The network, a name of :data:`~hicatalog.models.registry.ARCHITECTURES` (``xresnet34``,
+    ``shallow``, ...)."""
     width: float
+    """Channel width multiplier of the network (1.0: the published architecture)."""
     n_outputs: int
+    """Outputs of the network: 1 (regression, ``point`` head), 2 (``gaussian`` head: mean and
+    variance), one per class (classifiers)."""
     image_size: int
+    """Side of the network input (px); cutouts are resized to it."""
     cutout_size: int | None
+    """Side of the stored JPEG cutouts (px) the model was trained from."""
     survey: str
+    """The imaging the model was trained on (``sdss`` or ``legacy``): a catalog build
+    refuses cutouts of another."""
     normalization: dict[str, list[float]]
+    """``{"mean": [C floats], "std": [C floats]}`` per channel, on pixels scaled to 0-1
+    (:func:`hicatalog.models.preprocessing.preprocess`)."""
     data_fingerprint: str = ""
+    """Digest of the training cutout shards (their names, sizes and row counts)."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """What the network was trained with: the preset overlaid with the options given
+    (``arch``, ``width``, ``image_size``, ``epochs``, ``batch_size``, ``max_lr``,
+    ``weight_decay``), the method's constants (label smoothing, Lookahead, ``seed``) and
+    ``steps_per_epoch``."""
     metrics: dict[str, Any] = field(default_factory=dict)
+    """Validation metrics of the final epoch (regression: ``rmse``, ...; classifiers:
+    ``accuracy``, ``auc``, ...; an ensemble: of its calibrated prediction, with ``members``),
+    ``n_train``, ``n_val``, ``dropped_rows``, ``selection`` and ``resumed_after_epochs``."""
     code_version: str = ""
+    """The hicatalog version that trained the model."""
     created: str = ""
+    """When the card was written (UTC, ISO 8601)."""
     weights_sha256: str = ""
+    """Hex SHA-256 of ``weights.pt``, filled by :func:`hicatalog.models.artifact.save_model`
+    and checked when the model is loaded."""
     in_channels: int = 3
+    """Input channels (3: the cutouts' RGB)."""
     self_attention: bool = True
+    """Whether the xresnet has its self-attention layer."""
     classes: list[str] | None = None
+    """The classifier's output order (default ``TASK_CLASSES[task]``: ``pr``:
+    ``["nondetection", "detection"]``, ``gasclass``: ``["gas_poor", "gas_rich"]``); ``None``
+    for regression."""
     train_samples: list[str] | None = None
+    """The samples (values of the cutouts' ``dataset`` column, :mod:`hicatalog.samples`) of
+    the regression / gas-class rows and of the PR's detections; ``None`` when the shards had
+    no ``dataset`` column."""
     negatives: list[str] | None = None
+    """The samples of the PR's non-detections (``None`` for the other tasks)."""
     upper_limits_as_negatives: bool = False
+    """Whether H I upper limits were PR non-detections."""
     sample_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The selected rows (training + validation) per sample and class, e.g. ``{"a40A":
+    {"detection": 3000}, "nondetections": {"nondetection": 3000}}`` (regression: ``{"a40A":
+    {"rows": 5000}}``)."""
     head: str = "point"
+    """Regression: ``point`` (M, trained on the RMSE, the paper's network) or ``gaussian`` (M
+    and its variance, trained on the Gaussian negative log-likelihood;
+    :data:`~hicatalog.models.registry.REGRESSION_HEADS`); classifiers: ``point``."""
     ensemble_size: int = 1
+    """K: networks of a deep ensemble (1: a single network)."""
     member_seeds: list[int] | None = None
+    """The K seeds of an ensemble's networks (``None`` for a single network)."""
     calibration: dict[str, Any] = field(default_factory=dict)
+    """Fitted on the validation split after training (:mod:`hicatalog.training.calibration`):
+    ``{}``, or ``{"method": "temperature", "temperature": T, ...}`` (classifiers) / ``{"method":
+    "variance_scale", "variance_scale": s2, "ood_variance": v, ...}`` (regression; ``v``: the
+    variance of M over the training rows, dex^2, :func:`hicatalog.models.predict.catalog_error`)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASK_CLASSES:
