@@ -368,16 +368,28 @@ def create_exclusive(path: str | os.PathLike, data: bytes) -> str:
 
 
 def read_versioned(path: str | os.PathLike) -> tuple[bytes, str]:
-    """The bytes of ``path`` and its version token, for :func:`replace_if_unchanged`. On S3
-    the ETag is read before the bytes: if the object changes between the two, the token is
-    the older one and the replace fails, as it must."""
+    """The bytes of ``path`` and its version token, for :func:`replace_if_unchanged`; on S3
+    one GetObject (the ETag comes with the bytes it belongs to).
+
+    Raises
+    ------
+    FileNotFoundError: nothing is at ``path``.
+    """
     fs, _ = filesystem_and_path(path)
     if _is_local(fs):
         data = read_bytes(path)
         return data, _token(data)
+    from fsspec.asyn import sync
+
     s3, key = _s3(path)
-    etag = str(s3.info(key, refresh=True)["ETag"])
-    return s3.cat_file(key), etag
+    bucket, name = key.split("/", 1)
+
+    async def get() -> tuple[bytes, str]:
+        response = await s3._call_s3("get_object", Bucket=bucket, Key=name)
+        async with response["Body"] as body:
+            return await body.read(), str(response["ETag"])
+
+    return sync(s3.loop, get)
 
 
 @contextlib.contextmanager

@@ -29,11 +29,10 @@ class S3ServerError(RuntimeError):
 class SerialisedConditionalWrites:
     """moto checks a write's condition (``If-None-Match: *``, ``If-Match: ETAG``) and stores
     the object in two steps without a lock, so two racing conditional writes can both win
-    (seen with large bodies; with the small objects of tests/test_storage_conditional.py 150
-    racing claims on the unwrapped server gave no double win, so no canary test shows it
-    yet). S3 decides each conditional
-    write atomically; this WSGI wrapper makes moto do the same by running conditional writes
-    one at a time. Other requests are not held."""
+    (with 16 MiB bodies about one race in five: the canary test of
+    tests/test_storage_conditional.py; with small bodies none was seen). S3 decides each
+    conditional write atomically; this WSGI wrapper makes moto do the same by running
+    conditional writes one at a time. Other requests are not held."""
 
     def __init__(self, app):
         import threading
@@ -98,7 +97,11 @@ def wait_ready(timeout: float = 30.0) -> None:
     """Wait until the server (reached through the current environment) answers a request."""
     import boto3
 
-    client = boto3.client("s3")
+    wait_ready_at(boto3.client("s3"), timeout)
+
+
+def wait_ready_at(client, timeout: float = 30.0) -> None:
+    """Wait until the server ``client`` (a boto3 S3 client) talks to answers a request."""
     deadline = time.time() + timeout
     while True:  # the port is open once the log line is written; wait for an answer anyway
         try:

@@ -24,6 +24,7 @@ from imagefixtures import dihedral_views_reference, noise_jpeg
 from hicatalog import storage
 from hicatalog.catalog.build import build_catalog
 from hicatalog.catalog.environment import compute_environment
+from hicatalog.catalog.manifest import Manifest
 from hicatalog.catalog.publish import healpix_29
 from hicatalog.catalog.reader import open_catalog
 from hicatalog.catalog.reader import read_catalog as _read_catalog
@@ -339,6 +340,45 @@ def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
     with pytest.raises(OutputError, match="already holds a catalog"):
         build_catalog(BuildCatalogConfig(cutouts=str(tmp_path / "b"), regression=models[0],
                                          pr=models[1], out=str(cat), tta=False))
+
+
+def test_two_overlapping_incremental_builds_both_land_every_row_once(tmp_path, models,
+                                                                      ray_local):
+    """Two ``hicatalog build-catalog --since-manifest`` drivers started together on one Ray
+    cluster, both from version 1, adding 25 galaxies each (15 of them the same): both exit 0,
+    both versions are listed, the one that committed second rebased onto the first, and the
+    current version holds version 1's galaxies and the 35 new ones once each."""
+    old = galaxies(40, seed=31)
+    new = galaxies(35, seed=32, prefix="n")
+    cat = tmp_path / "cat"
+    build_catalog(BuildCatalogConfig(cutouts=write_cutouts(tmp_path / "old", old, 20),
+                                     regression=models[0], pr=models[1], out=str(cat)))
+    env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address,
+               OMP_NUM_THREADS="1")
+    procs = []
+    for name, lo, hi in (("x", 0, 25), ("y", 10, 35)):
+        cols = {k: list(old[k]) + list(new[k][lo:hi]) for k in old}
+        args = ["build-catalog", "--cutouts", write_cutouts(tmp_path / name, cols, 20),
+                "--regression", models[0], "--pr", models[1], "--out", str(cat),
+                "--since-manifest", str(cat / "_manifest.json"), "--batch-size", "8",
+                "--actors", "1"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "hicatalog.cli", *args], cwd=REPO,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    manifest = Manifest.read(str(cat))
+    first, second = sorted(v.version for v in manifest.versions)[1:]
+    assert [v.version for v in manifest.versions] == [1, first, second]
+    assert manifest.version == second and len(manifest.builds()) == 3
+    ids = read_catalog(cat).column("object_id").to_pylist()
+    assert sorted(ids) == sorted(old["object_id"] + new["object_id"])  # each once
+    assert manifest.current().rows == 75 and read_catalog(cat, version=first).num_rows == 65
+    # the second to commit planned against version 1 too: its staging was rebased (the
+    # galaxies the first had committed taken out of its parts)
+    last = Path(manifest.builds()[-1])
+    markers = [json.loads(f.read_text()) for f in (last / "_done").glob("*.json")]
+    assert any("-r" in name for m in markers for name in m["files"]), "no rebase happened"
+    assert sum(m["rows"] for m in markers) == 10  # its 25 new galaxies less the 15 shared
 
 
 # Local only: on S3, resuming from the _done markers is guarded by the rerun of

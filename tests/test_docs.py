@@ -67,11 +67,15 @@ def test_every_documented_command_line_uses_only_options_its_help_lists():
 
 
 def test_the_scheduled_rebuild_extends_the_catalog_its_config_writes():
-    [block] = code_blocks(page("docs/operations/scheduling.md"), "cron")
-    [line] = command_lines(block)
+    """The cron build extends the catalog its config writes, and the cron vacuum vacuums it."""
+    build, vacuum = code_blocks(page("docs/operations/scheduling.md"), "cron")
+    [line] = command_lines(build)
     argv = shlex.split(line)
     config = tomllib.loads((ROOT / argv[argv.index("--config") + 1]).read_text())
     assert argv[argv.index("--since-manifest") + 1] == config["out"] + "/_manifest.json"
+    [line] = command_lines(vacuum)
+    argv = shlex.split(line)
+    assert argv[argv.index("vacuum") + 1] == config["out"]
 
 
 def test_the_demo_config_is_the_demo_default():

@@ -74,3 +74,46 @@ def test_two_processes_racing_lose_no_update_and_share_no_claim(root, tmp_path):
     for r in runs:
         for i in r["result"]:
             assert storage.read_bytes(storage.join(claims, f"claim-{i}")) == str(r["pid"]).encode()
+
+
+def test_canary_moto_without_the_serialising_wrapper_lets_two_creates_win(tmp_path):
+    """Why tests/s3server.py serialises conditional writes: moto checks ``If-None-Match: *``
+    and stores the object in two steps without a lock, so two racing creates of a 16 MiB
+    object can both succeed (about one race in five here). S3 decides each conditional write
+    atomically. If this canary fails, moto has closed the race and the wrapper can go."""
+    import os
+    import threading
+
+    import boto3
+    import botocore
+    import s3server
+
+    proc, endpoint = s3server.start(tmp_path / "moto.log", serialise=False)
+    try:
+        env = s3server.client_env(endpoint)
+        clients = [boto3.client("s3", endpoint_url=endpoint, region_name=env["AWS_REGION"],
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+                   for _ in range(2)]
+        s3server.wait_ready_at(clients[0])
+        clients[0].create_bucket(Bucket="canary")
+        body = os.urandom(16 * 2**20)
+        for trial in range(60):
+            barrier, wins = threading.Barrier(2), []
+
+            def put(client, key=f"claim-{trial}", barrier=barrier, wins=wins):
+                barrier.wait()
+                try:
+                    client.put_object(Bucket="canary", Key=key, Body=body, IfNoneMatch="*")
+                    wins.append(client)
+                except botocore.exceptions.ClientError:
+                    pass
+            threads = [threading.Thread(target=put, args=(c,)) for c in clients]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if len(wins) == 2:
+                return  # both won: the race the wrapper closes
+        pytest.fail("60 racing creates on moto without the wrapper never both won")
+    finally:
+        s3server.stop(proc)

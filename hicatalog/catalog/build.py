@@ -749,7 +749,7 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                                partition_rows=partition_rows, row_group_rows=row_group_rows,
                                margin_arcsec=margin_arcsec, keep_versions=keep_versions,
                                rebase=rebase)
-    vacuum(out, grace_hours)
+    vacuum(out, grace_hours, manifest=manifest)
     return manifest
 
 

@@ -214,12 +214,15 @@ def _norm(paths: list[str]) -> set[str]:
 
 def commit_version(out: str, entry: VersionEntry, build: BuildRecord, *,
                    base_version: int | None, previous: Manifest | None,
-                   keep_versions: int | None, deadline: float) -> Manifest:
+                   keep_versions: int | None, deadline: float,
+                   known: tuple[Manifest | None, str | None] | None = None) -> Manifest:
     """Make ``entry`` (a version written and claimed) the current version of catalog ``out``
     by compare-and-swap of its manifest, if that still names ``base_version`` (``None``:
     ``out`` has no manifest yet); ``build`` publishes it, ``previous`` (another directory's
     manifest, when ``out`` has none yet) gives the versions it continues,
-    ``keep_versions`` how many stay listed. Returns the manifest written.
+    ``keep_versions`` how many stay listed; ``known``: ``out``'s manifest and its version
+    token as read before (the first swap is tried against them; then it is re-read).
+    Returns the manifest written.
 
     Raises
     ------
@@ -229,7 +232,8 @@ def commit_version(out: str, entry: VersionEntry, build: BuildRecord, *,
     """
     for _ in range(CAS_TRIES):
         reached("before-read")
-        current, token = Manifest.read_versioned(out)
+        current, token = known if known is not None else Manifest.read_versioned(out)
+        known = None
         if (current.version if current is not None else None) != base_version:
             raise Rebase(current)
         versions = (current.versions if current is not None
@@ -354,12 +358,14 @@ def _drop_removed(out: str, versions: set[int]) -> None:
     raise WriteConflict(f"{out}/{MANIFEST_FILE}: {CAS_TRIES} compare-and-swaps lost")
 
 
-def vacuum(catalog: str, grace_hours: float = GRACE_HOURS) -> VacuumReport:
+def vacuum(catalog: str, grace_hours: float = GRACE_HOURS, *,
+           manifest: Manifest | None = None) -> VacuumReport:
     """Delete what no reader of the catalog in directory ``catalog`` can reach any more: the files of versions
     removed from the manifest more than ``grace_hours`` ago (then their ``removed``
     entries), and version directories the manifest never listed (a publish that lost its
     race or died) whose claim expired, with their publish scratch.
-    Returns what it deleted. A catalog without a manifest is left alone.
+    Returns what it deleted. A catalog without a manifest is left alone. ``manifest``: the
+    catalog's manifest if the caller just read or wrote it (else it is read).
 
     Raises
     ------
@@ -372,7 +378,7 @@ def vacuum(catalog: str, grace_hours: float = GRACE_HOURS) -> VacuumReport:
                           params=("grace_hours",))
     out = storage.absolute(catalog).rstrip("/")
     grace_s, now = grace_hours * 3600.0, time.time()
-    current = Manifest.find(out)
+    current = manifest if manifest is not None else Manifest.find(out)
     if current is None:
         return VacuumReport(removed=[], unlisted=[])
     here = out + "/"

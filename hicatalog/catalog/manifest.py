@@ -23,7 +23,9 @@ Layout of a catalog directory ``DIR``, a local path or a URL::
                                                  each partition, the rows of the others within
                                                  the margin (:mod:`hicatalog.catalog.collection`)
     DIR/version=V/hi_catalog_object_id/          the index on ``object_id`` (HATS index catalog)
+    DIR/version=V/_claim.json                    the claim of number V by its publish
     DIR/_staging/build=B/_build.json             fingerprint + build id owning build B
+                                                 (created exclusively: the build's claim)
     DIR/_staging/build=B/_done/part-SSSSS.json   input shard SSSSS is completely staged
     DIR/_staging/build=B/part-SSSSS.parquet      the rows of input shard SSSSS (internal)
 
@@ -31,10 +33,11 @@ The staging area (``_staging``) is the build's exactly-once, resumable output: o
 input shard, written atomically, counted only once its ``_done`` marker exists. Users never
 query it. A publish (:mod:`hicatalog.catalog.publish`) turns the staged rows of a list of
 builds into a new, complete, immutable ``version=V`` directory, and only then rewrites
-``_manifest.json`` (one atomic write: a rename on a disk, one PUT on an object store), so a
-reader that resolves the current version through the manifest
+``_manifest.json`` (one conditional write: :mod:`hicatalog.catalog.commit`), so a reader
+that resolves the current version through the manifest
 (:func:`hicatalog.catalog.reader.open_catalog`) sees one complete version or the previous one,
-never a mix. Older versions stay listed and readable until ``keep_versions`` removes them.
+never a mix. Older versions stay listed and readable until ``keep_versions`` removes them from
+the list (``removed``); their files stay until a vacuum after the grace period.
 ``_manifest.json`` is read, questioned and written only through :class:`Manifest` (a
 validated, immutable record that keeps keys it does not know); the next manifest of a
 publish is :func:`next_manifest`.

@@ -72,7 +72,6 @@ from hicatalog.catalog.commit import (
     rebase_builds,
 )
 from hicatalog.catalog.manifest import (
-    BUILD_FILE,
     HEALPIX_COLUMN,
     INVALID_COORDINATES_FILE,
     MAIN_CATALOG,
@@ -434,18 +433,6 @@ def _already_published(current: Manifest | None, builds: list[str], options: Pub
             and current.fingerprint == build.fingerprint)
 
 
-def _build_ids(builds: list[str], build: BuildRecord) -> list[str]:
-    """The ids of the builds whose rows a version holds (their ``_build.json``), and of the
-    build that publishes it."""
-    ids = {build.build_id}
-    for b in builds:
-        try:
-            ids.add(storage.read_json(storage.join(b, BUILD_FILE)).get("build_id") or "")
-        except FileNotFoundError:
-            continue
-    return sorted(ids - {""})
-
-
 def _staged(builds: list[str]) -> StagedRows:
     """The rows the ``builds`` staged (their ``_done`` markers)."""
     parts = [p for b in builds for p in staged_parts(b)]
@@ -467,10 +454,11 @@ def _entry(target: PublishTarget, builds: list[str], build_ids: list[str], stage
 
 
 def _write_files(target: PublishTarget, builds: list[str], build: BuildRecord,
-                 options: PublishOptions, t0: float) -> VersionEntry:
+                 base: Manifest | None, options: PublishOptions, t0: float) -> VersionEntry:
     """Write the whole version ``target`` of the staged rows of ``builds`` (data, HATS
-    metadata, margin, index, collection, ``_version.json``, README); returns its manifest
-    entry. Nothing is committed.
+    metadata, margin, index, collection, ``_version.json``, README; its build ids:
+    ``build``'s and those of the current version of ``base``, the manifest it continues);
+    returns its manifest entry. Nothing is committed.
 
     Raises
     ------
@@ -484,7 +472,7 @@ def _write_files(target: PublishTarget, builds: list[str], build: BuildRecord,
     if written.rows != staged.rows:
         raise RuntimeError(f"{target.vdir}: wrote {written.rows} rows, {staged.rows} were "
                            "staged; nothing was published")
-    build_ids = _build_ids(builds, build)
+    build_ids = sorted({build.build_id, *(base.current().build_ids if base else ())} - {""})
     _write_hats_metadata(target, written, options, build_ids, build)
     margin = _write_margin_and_index(tasks, target, written, options)
     storage.delete_dir(target.scratch)
@@ -501,12 +489,14 @@ def _write_files(target: PublishTarget, builds: list[str], build: BuildRecord,
 
 def _publish_once(out: str, builds: list[str], current: Manifest | None,
                   previous: Manifest | None, build: BuildRecord, options: PublishOptions,
-                  keep_versions: int | None, t0: float, floor: int) -> Manifest:
+                  keep_versions: int | None, t0: float, floor: int,
+                  seen: tuple[Manifest | None, str | None]) -> Manifest:
     """Claim a version number above ``current`` (``out``'s manifest, the base), write the
     version of ``builds`` and commit it if the manifest still names the base
-    (:func:`hicatalog.catalog.commit.commit_version`). The claimed directory is removed when
-    the data cannot be written or the commit must rebase. ``floor``: the number claimed
-    before (the new one is above it).
+    (:func:`hicatalog.catalog.commit.commit_version`; ``seen``: ``out``'s manifest and its
+    version token as read just before, so an uncontended commit reads nothing more). The
+    claimed directory is removed when the data cannot be written or the commit must rebase.
+    ``floor``: the number claimed before (the new one is above it).
 
     Raises
     ------
@@ -517,12 +507,12 @@ def _publish_once(out: str, builds: list[str], current: Manifest | None,
     target = PublishTarget(out=out, version=version, vdir=vdir,
                            scratch=storage.join(out, STAGING_DIR, f"publish={version}"))
     try:
-        entry = _write_files(target, builds, build, options, t0)
+        entry = _write_files(target, builds, build, current or previous, options, t0)
         reached("data-written")
         return commit_version(out, entry, build,
                               base_version=current.version if current is not None else None,
                               previous=previous, keep_versions=keep_versions,
-                              deadline=deadline)
+                              deadline=deadline, known=seen)
     except (Rebase, RuntimeError, HicatalogError, OSError) as exc:
         # this claim's directory is this publish's alone and was not committed
         storage.delete_dir(target.scratch)
@@ -578,34 +568,40 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
         margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
                              margin_arcsec=margin_arcsec)
-    current = Manifest.find(out)
-    if previous is not None and previous.catalog_dir.rstrip("/") == out:
-        current = previous  # the pinned base: a version committed since means a rebase
-    elif previous is not None and current is None:
-        pass  # a new catalog in out continuing another directory's versions
+    seen, token = Manifest.read_versioned(out)
+    base = previous if previous is not None and previous.catalog_dir.rstrip("/") == out else seen
     rebases = floor = 0
     while True:
-        latest = Manifest.find(out)
-        if _already_published(latest, builds, options, build):
-            log.info("%s: version %d already publishes these builds", out, latest.version)
-            return latest
-        if (latest.version if latest else None) != (current.version if current else None):
-            if rebase is None or rebases == MAX_REBASES:
-                raise WriteConflict(
-                    f"{out}: version {latest.version} ({latest.build_id}) was committed while "
-                    f"{build.build_id} published from version "
-                    f"{current.version if current else 'none'}"
-                    + (f"; gave up after {rebases} rebases" if rebases else "")
-                    + "; nothing was committed: rerun to add to it")
-            builds, build = rebase(latest, builds)
-            current, rebases = latest, rebases + 1
+        if _already_published(seen, builds, options, build):
+            log.info("%s: version %d already publishes these builds", out, seen.version)
+            return seen
+        if _number(seen) != _number(base):
+            if rebase is None or rebases == MAX_REBASES or seen is None:
+                raise _conflict(out, seen, base, build, rebases)
+            builds, build = rebase(seen, builds)
+            base, rebases = seen, rebases + 1
         try:
-            return _publish_once(out, builds, current, previous, build, options,
-                                 keep_versions, t0, floor)
+            return _publish_once(out, builds, base, previous, build, options, keep_versions,
+                                 t0, floor, (seen, token))
         except Rebase as r:
             floor = r.claimed
-            log.info("%s: version %d was committed meanwhile; rebasing", out,
-                     r.current.version if r.current else 0)
+            log.info("%s: version %s was committed meanwhile; rebasing", out, _number(r.current))
+        seen, token = Manifest.read_versioned(out)
+
+
+def _number(manifest: Manifest | None) -> int | None:
+    return manifest.version if manifest is not None else None
+
+
+def _conflict(out: str, seen: Manifest | None, base: Manifest | None, build: BuildRecord,
+              rebases: int) -> WriteConflict:
+    """The one line a publish that cannot commit fails with."""
+    what = (f"version {seen.version} ({seen.build_id}) was committed" if seen is not None
+            else "its manifest was deleted")
+    return WriteConflict(
+        f"{out}: {what} while {build.build_id} published from version "
+        f"{_number(base) or 'none'}" + (f"; gave up after {rebases} rebases" if rebases else "")
+        + "; nothing was committed: rerun to add to it")
 
 
 def publish_tables(out: str, tables: Iterable[pa.Table], *, build_id: str,
