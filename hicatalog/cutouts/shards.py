@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,12 +25,13 @@ from hicatalog import storage
 from hicatalog.cutouts.decode import ImageDecodeError, read_jpeg_header
 from hicatalog.imaging import SURVEYS
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
-from hicatalog.storage import filesystem_and_path, write_parquet_atomic
+from hicatalog.storage import filesystem_and_path
 
 __all__ = [
     "TARGET_SHARD_BYTES",
     "rows_per_shard_for",
     "write_shard",
+    "encode_shard",
     "list_shards",
     "fingerprint_shards",
     "CutoutGeometry",
@@ -44,18 +47,34 @@ def rows_per_shard_for(bytes_per_row: float, target_bytes: int = TARGET_SHARD_BY
     return max(1, int(target_bytes // max(bytes_per_row, 1.0)))
 
 
+def _shard_writer(table: pa.Table, label: str, contract: str) -> Callable[[Any], None]:
+    """``table`` checked against ``contract`` (:func:`~hicatalog.schemas.conform_table`), as
+    a function that writes it as Parquet to the sink it is given. JPEG bytes do not compress:
+    the cutouts contract is stored uncompressed, other contracts with zstd."""
+    table = conform_table(table, contract, f"shard {label}")
+    compression = "zstd" if contract != "cutouts" else "none"
+    return lambda sink: pq.write_table(table, sink, compression=compression)
+
+
 def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, contract: str = "cutouts") -> str:
     """Validate ``table`` against ``contract`` and write it as ``out_dir/name-index.parquet``.
 
     The file appears atomically (written under a temporary name, then moved).
     Returns the final path.
     """
-    table = conform_table(table, contract, f"shard {name}-{index}")
     stem = f"{name}-{index:05d}" if isinstance(index, int) else f"{name}-{index}"
     final = out_dir.rstrip("/") + f"/{stem}.parquet"
-    # JPEG bytes do not compress: the cutouts contract is stored uncompressed.
-    write_parquet_atomic(table, final, compression="zstd" if contract != "cutouts" else "none")
+    storage.write_atomic(final, _shard_writer(table, stem, contract))
     return final if "://" in out_dir else filesystem_and_path(final)[1]
+
+
+def encode_shard(table: pa.Table, label: str, contract: str = "cutouts") -> bytes:
+    """The bytes of the Parquet file :func:`write_shard` would write for ``table`` (checked
+    against ``contract``; ``label`` names it in errors), for a writer that must hand the
+    storage one complete object (:func:`hicatalog.cutouts.ownership.commit_shard`)."""
+    buf = pa.BufferOutputStream()
+    _shard_writer(table, label, contract)(buf)
+    return buf.getvalue().to_pybytes()
 
 
 def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list[str]:
