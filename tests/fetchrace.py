@@ -48,10 +48,14 @@ def shard(ids: list[str]) -> bytes:
     }), "race")
 
 
+#: The functions of hicatalog.storage through which the fetch protocol reads and writes.
+STORAGE_CALLS = ("create_exclusive", "read_json", "list_files", "is_file", "read_bytes",
+                 "write_atomic", "delete_dir", "delete_file")
+
+
 def jittered(jitter_s: float) -> None:
     """Delay every storage call the protocol makes (they all go through hicatalog.storage)."""
-    for name in ("create_exclusive", "read_json", "list_files", "is_file", "read_bytes",
-                 "write_atomic", "delete_dir", "delete_file"):
+    for name in STORAGE_CALLS:
         fn = getattr(storage, name)
 
         @functools.wraps(fn)
