@@ -32,7 +32,7 @@ import pyarrow as pa
 from hicatalog import storage
 from hicatalog.cutouts import ownership
 from hicatalog.cutouts.fetch import existing_object_ids
-from hicatalog.cutouts.shards import encode_shard
+from hicatalog.cutouts.shards import shard_writer
 
 CHUNKS = 4
 IDS_PER_CHUNK = 2
@@ -41,11 +41,14 @@ UNIVERSE = [f"c{c}-{j}" for c in range(CHUNKS) for j in range(IDS_PER_CHUNK)]
 
 
 def shard(ids: list[str]) -> bytes:
+    """A cutout shard's bytes holding ``ids``."""
     n = len(ids)
-    return encode_shard(pa.table({
+    buf = pa.BufferOutputStream()
+    shard_writer(pa.table({
         "object_id": ids, "ra": [10.0] * n, "dec": [5.0] * n, "z": [0.01] * n,
         "survey": ["sdss"] * n, "image": [b"\xff\xd8 not decoded here"] * n,
-    }), "race")
+    }), "race")(buf)
+    return buf.getvalue().to_pybytes()
 
 
 #: The functions of hicatalog.storage through which the fetch protocol reads and writes.

@@ -71,7 +71,7 @@ from hicatalog.cutouts.http_client import ClientSettings, FetchResult, RetryPoli
 from hicatalog.cutouts.ownership import claim_output, commit_shard, finish_run, new_run_id
 from hicatalog.cutouts.ratelimit import start_rate_limiter
 from hicatalog.cutouts.services import CutoutService, make_service
-from hicatalog.cutouts.shards import encode_shard, list_shards
+from hicatalog.cutouts.shards import list_shards, shard_writer
 from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subset, read_targets
 from hicatalog.errors import InputError
 from hicatalog.runtime import init_ray
@@ -237,7 +237,7 @@ def _commit_block_shard(
     Ray retried) committed first, its rows are the ones stored.
     """
     commit = commit_shard(settings.out_dir, settings.run_id, chunk,
-                          encode_shard(_block_shard(block, results, ok, settings.service.survey),
+                          shard_writer(_block_shard(block, results, ok, settings.service.survey),
                                        f"part-{settings.run_id}-{chunk:05d}"))
     if commit is None:  # a newer run owns DIR (this task outlived a killed driver)
         for r in results:

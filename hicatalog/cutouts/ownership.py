@@ -11,9 +11,9 @@ only ever created with :func:`hicatalog.storage.create_exclusive` (a local link,
   run it finds, by creating the next free slot of that run's log with a ``sealed`` record,
   and **settles** it: every shard that run committed is made visible (below), its pending
   files deleted. Only then does the driver list the object_ids ``DIR`` holds.
-- **commit** (:func:`commit_shard`, by a fetch task): the shard's bytes go to a pending
-  file under ``_fetch_runs/RUN/pending/`` (which every reader skips: names starting with
-  ``_``), the chunk's first such file is named in ``_fetch_runs/RUN/chunks/NNNNN.json``
+- **commit** (:func:`commit_shard`, by a fetch task): a task whose run is sealed writes
+  nothing; otherwise the shard goes whole to a pending file under ``_fetch_runs/RUN/pending/``
+  (which every reader skips: names starting with ``_``), the chunk's first such file is named in ``_fetch_runs/RUN/chunks/NNNNN.json``
   (created exclusively, so a retried task uses the same bytes), and the task creates the
   first free slot of its run's log with a ``commit`` record. A slot is taken only after
   reading the one before it: a task that finds the log's last slot ``sealed`` (or loses a
@@ -41,7 +41,7 @@ fails) and the next run fetches the rows. ``existing_object_ids(DIR, check_uniqu
 for people and for fetches of earlier hicatalog versions, which check it before writing; it
 decides nothing here. Directories of earlier versions, without ``_fetch_runs/``, read as
 before. Each claim lists ``_fetch_runs/`` once (one request per 1000 objects on S3) and reads
-the last slot of each run not yet settled; a settled run (``_fetch_runs/RUN/settled``) costs
+the log of each run not yet settled; a settled run (``_fetch_runs/RUN/settled``) costs
 nothing more. Conditional writes exist for local paths and ``s3://`` only
 (:mod:`hicatalog.storage`); another URL scheme is refused when claimed.
 """
@@ -52,8 +52,10 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from hicatalog import storage
 from hicatalog.errors import InputError, WriteConflict
@@ -201,9 +203,10 @@ def _settle(out_dir: str, run_id: str) -> None:
     with ThreadPoolExecutor(_THREADS) as pool:
         records = list(pool.map(lambda i: _read_slot(out_dir, run_id, i), range(files.n_slots)))
     committed = sorted({r["chunk"] for r in records if r["kind"] == "commit"})
+    visible = {storage.basename(f) for f in storage.list_files(out_dir, suffix=".parquet")}
     for chunk in committed:
         final = storage.join(out_dir, shard_name(run_id, chunk))
-        if storage.is_file(final):
+        if shard_name(run_id, chunk) in visible:
             continue
         try:
             pending = storage.read_json(_chunk_file(out_dir, run_id, chunk))["pending"]
@@ -287,16 +290,18 @@ class Commit:
     own: bool
 
 
-def commit_shard(out_dir: str, run_id: str, chunk: int, data: bytes) -> Commit | None:
-    """Commit ``data`` (a complete Parquet file) as chunk ``chunk``'s shard of run ``run_id``
-    in ``out_dir`` and make it visible; None if the run is sealed (a newer run claimed
-    ``out_dir``): nothing of it becomes visible then."""
+def commit_shard(out_dir: str, run_id: str, chunk: int,
+                 data: bytes | Callable[[Any], None]) -> Commit | None:
+    """Commit ``data`` (a Parquet shard's bytes, or a function that writes them to the sink
+    it is given, as :func:`hicatalog.storage.write_atomic` takes) as chunk ``chunk``'s shard
+    of run ``run_id`` in ``out_dir`` and make it visible; None if the run is sealed (a newer
+    run claimed ``out_dir``): nothing of it becomes visible then."""
     n = _open_length(out_dir, run_id)
     if n is None:  # sealed before this task wrote anything
         return None
     pending_dir = storage.join(_run_dir(out_dir, run_id), "pending")
     mine = f"{shard_name(run_id, chunk)[:-len('.parquet')]}.{uuid.uuid4().hex}.parquet"
-    storage.create_exclusive(storage.join(pending_dir, mine), data)
+    storage.write_atomic(storage.join(pending_dir, mine), data)  # a new name: appears whole
     pending = mine
     try:
         storage.create_exclusive(_chunk_file(out_dir, run_id, chunk),

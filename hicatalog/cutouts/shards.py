@@ -30,8 +30,8 @@ from hicatalog.storage import filesystem_and_path
 __all__ = [
     "TARGET_SHARD_BYTES",
     "rows_per_shard_for",
+    "shard_writer",
     "write_shard",
-    "encode_shard",
     "list_shards",
     "fingerprint_shards",
     "CutoutGeometry",
@@ -47,10 +47,11 @@ def rows_per_shard_for(bytes_per_row: float, target_bytes: int = TARGET_SHARD_BY
     return max(1, int(target_bytes // max(bytes_per_row, 1.0)))
 
 
-def _shard_writer(table: pa.Table, label: str, contract: str) -> Callable[[Any], None]:
-    """``table`` checked against ``contract`` (:func:`~hicatalog.schemas.conform_table`), as
-    a function that writes it as Parquet to the sink it is given. JPEG bytes do not compress:
-    the cutouts contract is stored uncompressed, other contracts with zstd."""
+def shard_writer(table: pa.Table, label: str, contract: str = "cutouts") -> Callable[[Any], None]:
+    """``table`` checked against ``contract`` (:func:`~hicatalog.schemas.conform_table`;
+    ``label`` names it in errors), as a function that writes it as a Parquet shard to the
+    binary sink it is given (what :func:`hicatalog.storage.write_atomic` takes). JPEG bytes do
+    not compress: the cutouts contract is stored uncompressed, other contracts with zstd."""
     table = conform_table(table, contract, f"shard {label}")
     compression = "zstd" if contract != "cutouts" else "none"
     return lambda sink: pq.write_table(table, sink, compression=compression)
@@ -64,17 +65,8 @@ def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, cont
     """
     stem = f"{name}-{index:05d}" if isinstance(index, int) else f"{name}-{index}"
     final = out_dir.rstrip("/") + f"/{stem}.parquet"
-    storage.write_atomic(final, _shard_writer(table, stem, contract))
+    storage.write_atomic(final, shard_writer(table, stem, contract))
     return final if "://" in out_dir else filesystem_and_path(final)[1]
-
-
-def encode_shard(table: pa.Table, label: str, contract: str = "cutouts") -> bytes:
-    """The bytes of the Parquet file :func:`write_shard` would write for ``table`` (checked
-    against ``contract``; ``label`` names it in errors), for a writer that must hand the
-    storage one complete object (:func:`hicatalog.cutouts.ownership.commit_shard`)."""
-    buf = pa.BufferOutputStream()
-    _shard_writer(table, label, contract)(buf)
-    return buf.getvalue().to_pybytes()
 
 
 def list_shards(path: str | list[str], contract: str | None = "cutouts") -> list[str]:
