@@ -141,8 +141,9 @@ _CHUNK_COL = "__chunk"
 def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
     """object_ids stored in the cutout shards under ``out_dir`` (empty if there are none).
 
-    With ``check_unique``, an id stored in more than one row is logged as an error (it can only
-    happen when two fetches write into the same directory at the same time).
+    With ``check_unique``, an id stored in more than one row is logged as an error (fetch runs
+    never store an id twice, :mod:`hicatalog.cutouts.ownership`; shards added by other means
+    can).
 
     Raises
     ------
@@ -165,8 +166,8 @@ def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
         ids.update(col.to_pylist())
     if check_unique and n_rows != len(ids):
         log.error(
-            "%s: %d object_ids are stored more than once (were two fetches writing here at "
-            "the same time?)", out_dir, n_rows - len(ids),
+            "%s: %d object_ids are stored more than once (were shards added here other than "
+            "by hicatalog fetch?)", out_dir, n_rows - len(ids),
         )
     return ids
 

@@ -307,8 +307,11 @@ def commit_shard(out_dir: str, run_id: str, chunk: int,
         storage.create_exclusive(_chunk_file(out_dir, run_id, chunk),
                                  json.dumps({"pending": mine}).encode())
     except WriteConflict:  # an earlier attempt of this chunk got there first: its bytes count
-        pending = storage.read_json(_chunk_file(out_dir, run_id, chunk))["pending"]
         storage.delete_file(storage.join(pending_dir, mine))
+        try:
+            pending = storage.read_json(_chunk_file(out_dir, run_id, chunk))["pending"]
+        except FileNotFoundError:  # deleted since: the run was sealed and settled
+            return None
     if not _append(out_dir, run_id, _record("commit", chunk=chunk), n):
         return None  # sealed: what it left is deleted when the run is settled
     name = shard_name(run_id, chunk)
