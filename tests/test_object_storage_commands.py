@@ -21,7 +21,7 @@ from hicatalog import storage
 from hicatalog.config import FetchConfig
 from hicatalog.cutouts.fetch import _fetch_block, _TaskSettings, fetch_cutouts
 from hicatalog.cutouts.http_client import ClientSettings, RetryPolicy
-from hicatalog.cutouts.ownership import RUN_FILE, owning_run
+from hicatalog.cutouts.ownership import RUN_FILE, claim_output, new_run_id, owning_run
 from hicatalog.cutouts.services import make_service
 
 
@@ -32,8 +32,9 @@ def _read_parquet(url: str) -> pa.Table:
 def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bucket,
                                                                 ray_local, empty_cwd, capsys):
     """fetch --targets/--out s3://: shards, _fetch_status.parquet, _fetch_history/ and
-    _fetch_run are single PUTs on the bucket; a second run (the CLI) fetches only the row that
-    failed; a task of a run that no longer owns the prefix writes nothing."""
+    _fetch_run are single PUTs on the bucket (a shard: a server-side copy of its committed
+    pending file, deleted in one batch at the end); a second run (the CLI) fetches only the
+    row that failed; a task of a run sealed by a newer one writes nothing."""
     from hicatalog.cli import main as cli
 
     ids = [f"gal{i:04d}" for i in range(10)]
@@ -51,15 +52,23 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         first = fetch_cutouts(**cfg.fields())
         assert first == {"http_503": 1, "ok": 9}
         writes = s3_server.writes(mark)
-        assert {m for m, _ in writes} == {"PUT"}, writes
+        # PUTs, and one POST: the batched delete of the pending shards when the run ends
+        assert sorted({m for m, _ in writes}) == ["POST", "PUT"], writes
+        assert [p for m, p in writes if m == "POST"] == [f"/{s3_bucket[5:]}?delete"], writes
         assert not [p for _, p in writes if ".tmp" in p], writes
         # 3 chunks of 4, 4, 2 rows -> 3 shards (gal0002 missing from the first), the status
-        # table, this run's history file and the claim: 6 objects, each one PUT
+        # table, this run's history file and the claim: 6 objects outside _fetch_runs/, each
+        # one PUT
         run1 = storage.read_bytes(f"{out}/{RUN_FILE}").decode()
         shards = [storage.basename(f) for f in storage.list_files(out, suffix=".parquet")]
         assert shards == [f"part-{run1}-0000{k}.parquet" for k in range(3)]
-        assert sorted(storage.basename(p.split("?")[0]) for _, p in writes) == sorted(
+        assert sorted(storage.basename(p.split("?")[0]) for m, p in writes
+                      if m == "PUT" and "/_fetch_runs/" not in p) == sorted(
             [*shards, "_fetch_status.parquet", f"{run1}.parquet", RUN_FILE])
+        # under _fetch_runs/: the run's log (claim, 3 commits, sealed at its end), settled
+        runs = storage.list_files(f"{out}/_fetch_runs", recursive=True)
+        assert [storage.relative(f, f"{out}/_fetch_runs") for f in runs] == [
+            *(f"{run1}/log/{i:08d}.json" for i in range(5)), f"{run1}/settled"]
         status = _read_parquet(f"{out}/_fetch_status.parquet").to_pylist()
         assert {r["object_id"]: r["status"] for r in status} == {
             **{i: "ok" for i in ids}, "gal0002": "http_503"}
@@ -90,8 +99,8 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
             out, suffix=".parquet")])
         assert sorted(every["object_id"].to_pylist()) == ids  # complete, no duplicates
 
-        # ownership on the bucket: a task of run 1 (outlived its driver) finds run 2's claim
-        # and writes no shard; its fetched rows come back "superseded"
+        # ownership on the bucket: a task of run 1 (outlived its driver) finds its run sealed
+        # and writes nothing; its fetched rows come back "superseded"
         block = pa.table({"object_id": ["late"], "ra": [11.0], "dec": [5.0],
                           "__chunk": pa.array([7], pa.int64())})
         service = make_service("sdss", srv.base + SDSS_PATH, "dr8", None, None)
@@ -105,10 +114,14 @@ def test_fetch_on_s3_shards_status_history_resume_and_ownership(s3_server, s3_bu
         rows = _fetch_block(block, task(run1), None).to_pylist()
         assert [(r["status"], r["shard"]) for r in rows] == [("superseded", None)]
         assert s3_server.writes(mark) == []
-        # the same block in the run that owns the prefix is written
-        rows = _fetch_block(block, task(run2), None).to_pylist()
-        assert [(r["status"], r["shard"]) for r in rows] == [("ok", f"part-{run2}-00007.parquet")]
-        assert storage.is_file(f"{out}/part-{run2}-00007.parquet")
+        # run 2 has finished: sealed too; the same block in a run that claimed the prefix
+        # (and is open) is written
+        assert _fetch_block(block, task(run2), None)["status"].to_pylist() == ["superseded"]
+        run3 = new_run_id()
+        claim_output(out, run3)
+        rows = _fetch_block(block, task(run3), None).to_pylist()
+        assert [(r["status"], r["shard"]) for r in rows] == [("ok", f"part-{run3}-00007.parquet")]
+        assert storage.is_file(f"{out}/part-{run3}-00007.parquet")
 
 
 def test_mock_and_environment_on_s3(s3_server, s3_bucket, empty_cwd, tmp_path_factory):

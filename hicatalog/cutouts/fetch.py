@@ -9,9 +9,10 @@ a larger limit extends it); the rows outside it that are not stored are left for
 (``deferred``). The rows
 to fetch are cut into chunks of ``rows_per_shard`` rows; each chunk is one Ray Data block, and
 one Ray Data task (:func:`_fetch_block`) requests its cutouts with many requests in flight
-(:mod:`hicatalog.cutouts.http_client`) and writes the good ones as one shard
-``DIR/part-<run>-<chunk>.parquet`` (:func:`hicatalog.cutouts.shards.write_shard`, atomic; the
-target's ``z`` and label columns joined in). Only the small per-row status table travels back
+(:mod:`hicatalog.cutouts.http_client`) and commits the good ones as one shard
+``DIR/part-<run>-<chunk>.parquet`` (:func:`hicatalog.cutouts.ownership.commit_shard`: it
+appears whole, and only while no newer run has claimed ``DIR``; the target's ``z`` and label
+columns joined in). Only the small per-row status table travels back
 to the driver, which writes ``DIR/_fetch_status.parquet``: one row per target that this run
 handled (already present, fetched, or failed); deferred rows are not in it. Each run replaces
 the previous run's status table, and also writes the same rows with a ``run_id`` column to
@@ -31,10 +32,10 @@ Where the rules live
 - :mod:`hicatalog.cutouts.http_client`: requests, ``ceil(concurrency / n_tasks)`` in flight
   per task with ``n_tasks = min(tasks, number of chunks)`` tasks in parallel; retries with
   exponential backoff and jitter; every body checked to be an RGB JPEG of the expected size.
-- :mod:`hicatalog.cutouts.ownership`: each run claims ``DIR`` (``DIR/_fetch_run``) before it
-  lists what is stored, and a task writes its shard only while its run still owns ``DIR``,
-  so Ray workers that outlive a killed driver do not write rows the newer run fetches again
-  (that module says what window is left).
+- :mod:`hicatalog.cutouts.ownership`: each run claims ``DIR`` (``DIR/_fetch_runs/``) before
+  it lists what is stored, sealing the runs before it, and a task's shard becomes visible
+  only if its commit lands before its run is sealed, so Ray workers that outlive a killed
+  driver never store rows the newer run fetches again (that module says what is guaranteed).
 
 On a multi-node cluster ``out`` must be storage every node sees (``s3://``, ``gs://``, a
 shared file system): the tasks write the shards where they run.
@@ -43,8 +44,9 @@ Statuses (column ``status`` of ``_fetch_status.parquet``; ``error`` holds the de
 ``ok``, ``already_present``, ``bad_coordinates`` (see :data:`BAD_COORDINATES_ERROR`),
 ``http_<code>`` (an answer other than 200; 5xx and 429 only after the retries),
 ``timeout``, ``connection_error``, ``truncated_response`` (body shorter than announced),
-``fetch_error`` (anything unexpected, with the exception text), ``superseded`` (fetched by a
-task that outlived its killed run; a newer run owns the directory, so nothing was written),
+``fetch_error`` (anything unexpected, with the exception text), ``superseded`` (fetched but
+not stored: a newer run had claimed the directory, e.g. the task outlived its killed run, or
+an earlier attempt of a retried task stored its chunk without the row),
 and the image statuses of :mod:`hicatalog.cutouts.decode`: ``empty_image``, ``not_jpeg``,
 ``corrupt_image``, ``truncated_image``, ``wrong_size``, ``grayscale``, ``bad_mode``.
 """
@@ -55,7 +57,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -67,10 +68,10 @@ import pyarrow.fs as pafs
 
 from hicatalog import __version__, storage
 from hicatalog.cutouts.http_client import ClientSettings, FetchResult, RetryPolicy, fetch_images
-from hicatalog.cutouts.ownership import claim_output, new_run_id, owning_run
+from hicatalog.cutouts.ownership import claim_output, commit_shard, finish_run, new_run_id
 from hicatalog.cutouts.ratelimit import start_rate_limiter
 from hicatalog.cutouts.services import CutoutService, make_service
-from hicatalog.cutouts.shards import list_shards, write_shard
+from hicatalog.cutouts.shards import list_shards, shard_writer
 from hicatalog.cutouts.targets import STRATUM_COLUMN, label_columns, limit_subset, read_targets
 from hicatalog.errors import InputError
 from hicatalog.runtime import init_ray
@@ -140,8 +141,9 @@ _CHUNK_COL = "__chunk"
 def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
     """object_ids stored in the cutout shards under ``out_dir`` (empty if there are none).
 
-    With ``check_unique``, an id stored in more than one row is logged as an error (it can only
-    happen when two fetches write into the same directory at the same time).
+    With ``check_unique``, an id stored in more than one row is logged as an error (fetch runs
+    never store an id twice, :mod:`hicatalog.cutouts.ownership`; shards added by other means
+    can).
 
     Raises
     ------
@@ -164,8 +166,8 @@ def existing_object_ids(out_dir: str, check_unique: bool = False) -> set[str]:
         ids.update(col.to_pylist())
     if check_unique and n_rows != len(ids):
         log.error(
-            "%s: %d object_ids are stored more than once (were two fetches writing here at "
-            "the same time?)", out_dir, n_rows - len(ids),
+            "%s: %d object_ids are stored more than once (were shards added here other than "
+            "by hicatalog fetch?)", out_dir, n_rows - len(ids),
         )
     return ids
 
@@ -205,13 +207,7 @@ def _fetch_block(block: pa.Table, settings: _TaskSettings, limiter: Any) -> pa.T
                else FetchResult("bad_coordinates", BAD_COORDINATES_ERROR) for u in urls]
 
     ok = np.array([r.status == "ok" for r in results], dtype=bool)
-    if ok.any() and owning_run(settings.out_dir) != settings.run_id:
-        # A newer run owns DIR (this task outlived a killed driver): writing would duplicate rows.
-        for r in results:
-            if r.status == "ok":
-                r.status, r.error, r.data = "superseded", "a newer fetch run owns the output", None
-        ok[:] = False
-    shard_name = _write_block_shard(block, results, ok, settings, chunk) if ok.any() else None
+    shard_name = _commit_block_shard(block, results, ok, settings, chunk) if ok.any() else None
     return pa.Table.from_pylist(
         [
             {
@@ -231,17 +227,43 @@ def _fetch_block(block: pa.Table, settings: _TaskSettings, limiter: Any) -> pa.T
     )
 
 
-def _write_block_shard(
+def _commit_block_shard(
     block: pa.Table, results: list[FetchResult], ok: np.ndarray, settings: _TaskSettings,
     chunk: int,
-) -> str:
-    """Write the rows of ``block`` where ``ok`` (bool, one per row) as the chunk's shard.
-
-    Columns: ``object_id``, ``ra``, ``dec`` as in the target list (``ra`` not wrapped), ``z``
-    (null when the target list has none), ``survey``, ``image`` (the JPEG bytes as served)
-    and every :func:`~hicatalog.cutouts.targets.label_columns` column the target list has.
-    Returns the shard's file name.
+) -> str | None:
+    """Commit the rows of ``block`` where ``ok`` (bool, one per row) as the chunk's shard
+    (:func:`hicatalog.cutouts.ownership.commit_shard`); return its file name, or None when a
+    newer run owns the directory (the fetched rows become ``superseded``). ``results`` are
+    brought in line with what the shard holds: when an earlier attempt of this chunk (a task
+    Ray retried) committed first, its rows are the ones stored.
     """
+    commit = commit_shard(settings.out_dir, settings.run_id, chunk,
+                          shard_writer(_block_shard(block, results, ok, settings.service.survey),
+                                       f"part-{settings.run_id}-{chunk:05d}"))
+    if commit is None:  # a newer run owns DIR (this task outlived a killed driver)
+        for r in results:
+            if r.status == "ok":
+                r.status, r.error, r.data = "superseded", "a newer fetch run owns the output", None
+        return None
+    if not commit.own:
+        stored = set(storage.read_parquet(join(settings.out_dir, commit.name), ["object_id"])
+                     .column("object_id").to_pylist())
+        for oid, r in zip(block.column("object_id").to_pylist(), results, strict=True):
+            if oid in stored:
+                r.status, r.error = "ok", None
+            elif r.status == "ok":
+                r.status, r.error, r.data = "superseded", (
+                    "not stored: an earlier attempt of this task stored the chunk without it"
+                ), None
+    return commit.name
+
+
+def _block_shard(block: pa.Table, results: list[FetchResult], ok: np.ndarray,
+                 survey: str) -> pa.Table:
+    """The shard of the rows of ``block`` where ``ok``: ``object_id``, ``ra``, ``dec`` as in
+    the target list (``ra`` not wrapped), ``z`` (null when the target list has none),
+    ``survey``, ``image`` (the JPEG bytes as served) and every
+    :func:`~hicatalog.cutouts.targets.label_columns` column the target list has."""
     idx = np.flatnonzero(ok)
     rows = block.take(pa.array(idx))
     cols = {
@@ -249,14 +271,13 @@ def _write_block_shard(
         "ra": rows.column("ra"),
         "dec": rows.column("dec"),
         "z": rows.column("z") if "z" in rows.column_names else pa.nulls(len(idx), pa.float64()),
-        "survey": pa.array([settings.service.survey] * len(idx), pa.string()),
+        "survey": pa.array([survey] * len(idx), pa.string()),
         "image": pa.array([results[i].data for i in idx], pa.binary()),
     }
     for c in label_columns():
         if c in rows.column_names:
             cols[c] = rows.column(c)
-    path = write_shard(pa.table(cols), settings.out_dir, "part", f"{settings.run_id}-{chunk:05d}")
-    return os.path.basename(path)
+    return pa.table(cols)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,6 +399,7 @@ def fetch_cutouts(
         settings = _TaskSettings(service=service, out_dir=out, run_id=run_id, client=client)
         parts.append(_run_ray_fetch(todo, settings, rows_per_shard=rows_per_shard, tasks=tasks,
                                     concurrency=concurrency, max_rps=max_rps))
+    finish_run(out, run_id)  # every task is done: seal this run's log, delete what is pending
     status = pa.concat_tables(parts)
     result = _counted(status, n_deferred, n_total)
     _write_status(status, out, run_id)

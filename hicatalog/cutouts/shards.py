@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,11 +25,12 @@ from hicatalog import storage
 from hicatalog.cutouts.decode import ImageDecodeError, read_jpeg_header
 from hicatalog.imaging import SURVEYS
 from hicatalog.schemas import SchemaError, conform_table, validate_schema
-from hicatalog.storage import filesystem_and_path, write_parquet_atomic
+from hicatalog.storage import filesystem_and_path
 
 __all__ = [
     "TARGET_SHARD_BYTES",
     "rows_per_shard_for",
+    "shard_writer",
     "write_shard",
     "list_shards",
     "fingerprint_shards",
@@ -44,17 +47,25 @@ def rows_per_shard_for(bytes_per_row: float, target_bytes: int = TARGET_SHARD_BY
     return max(1, int(target_bytes // max(bytes_per_row, 1.0)))
 
 
+def shard_writer(table: pa.Table, label: str, contract: str = "cutouts") -> Callable[[Any], None]:
+    """``table`` checked against ``contract`` (:func:`~hicatalog.schemas.conform_table`;
+    ``label`` names it in errors), as a function that writes it as a Parquet shard to the
+    binary sink it is given (what :func:`hicatalog.storage.write_atomic` takes). JPEG bytes do
+    not compress: the cutouts contract is stored uncompressed, other contracts with zstd."""
+    table = conform_table(table, contract, f"shard {label}")
+    compression = "zstd" if contract != "cutouts" else "none"
+    return lambda sink: pq.write_table(table, sink, compression=compression)
+
+
 def write_shard(table: pa.Table, out_dir: str, name: str, index: int | str, contract: str = "cutouts") -> str:
     """Validate ``table`` against ``contract`` and write it as ``out_dir/name-index.parquet``.
 
     The file appears atomically (written under a temporary name, then moved).
     Returns the final path.
     """
-    table = conform_table(table, contract, f"shard {name}-{index}")
     stem = f"{name}-{index:05d}" if isinstance(index, int) else f"{name}-{index}"
     final = out_dir.rstrip("/") + f"/{stem}.parquet"
-    # JPEG bytes do not compress: the cutouts contract is stored uncompressed.
-    write_parquet_atomic(table, final, compression="zstd" if contract != "cutouts" else "none")
+    storage.write_atomic(final, shard_writer(table, stem, contract))
     return final if "://" in out_dir else filesystem_and_path(final)[1]
 
 
