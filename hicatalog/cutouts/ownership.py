@@ -48,7 +48,6 @@ nothing more. Conditional writes exist for local paths and ``s3://`` only
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
@@ -105,7 +104,7 @@ def _chunk_file(out_dir: str, run_id: str, chunk: int) -> str:
 
 
 def _record(kind: str, **fields: object) -> bytes:
-    return json.dumps({"kind": kind, **fields, "at": utc_timestamp()}).encode()
+    return storage.json_bytes({"kind": kind, **fields, "at": utc_timestamp()})
 
 
 @dataclass
@@ -305,7 +304,7 @@ def commit_shard(out_dir: str, run_id: str, chunk: int,
     pending = mine
     try:
         storage.create_exclusive(_chunk_file(out_dir, run_id, chunk),
-                                 json.dumps({"pending": mine}).encode())
+                                 storage.json_bytes({"pending": mine}))
     except WriteConflict:  # an earlier attempt of this chunk got there first: its bytes count
         storage.delete_file(storage.join(pending_dir, mine))
         try:
