@@ -311,48 +311,19 @@ def test_bad_inputs_fail_before_any_work(tmp_path, models, ray_local):
     assert not out.exists()
 
 
-def test_incremental_build_adds_only_new_ids(tmp_path, models, ray_local):
-    old = galaxies(40, seed=11)
-    new = galaxies(25, seed=12, prefix="n")
-    both = {k: list(old[k]) + list(new[k]) for k in old}
-    cat = tmp_path / "cat"
-    m1 = build_catalog(BuildCatalogConfig(cutouts=write_cutouts(tmp_path / "a", old, 20),
-                                          regression=models[0], pr=models[1], out=str(cat)))
-    v1 = {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()}
-    m2 = build_catalog(BuildCatalogConfig(
-        cutouts=write_cutouts(tmp_path / "b", both, 20), regression=models[0], pr=models[1],
-        out=str(cat), since_manifest=str(cat / "_manifest.json")))
-    assert m2.version == 2 and [v.version for v in m2.versions] == [1, 2]
-    assert m2.rows.total == 25 and m1.rows.total == 40  # staged by each build
-    assert [v.rows for v in m2.versions] == [40, 65]  # each version: the whole catalog
-    assert m2.versions[1].builds == ("_staging/build=1", "_staging/build=2")
-    # version 1 is untouched and still readable (time travel); version 2 is current
-    assert {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()} == v1
-    assert sorted(read_catalog(cat, version=1).column("object_id").to_pylist()) == sorted(
-        old["object_id"])
-    assert open_catalog(str(cat)).version == 2
-    ids = read_catalog(cat).column("object_id").to_pylist()
-    assert sorted(ids) == sorted(both["object_id"])
-    v2 = read_catalog(cat)
-    new_rows = v2.filter(pa.compute.equal(v2["build_id"], m2.build_id))
-    assert sorted(new_rows.column("object_id").to_pylist()) == sorted(new["object_id"])
-    # A different full build into the same directory is refused, not mixed in.
-    with pytest.raises(OutputError, match="already holds a catalog"):
-        build_catalog(BuildCatalogConfig(cutouts=str(tmp_path / "b"), regression=models[0],
-                                         pr=models[1], out=str(cat), tta=False))
-
-
 def test_two_overlapping_incremental_builds_both_land_every_row_once(tmp_path, models,
                                                                       ray_local):
     """Two ``hicatalog build-catalog --since-manifest`` drivers started together on one Ray
     cluster, both from version 1, adding 25 galaxies each (15 of them the same): both exit 0,
     both versions are listed, the one that committed second rebased onto the first, and the
-    current version holds version 1's galaxies and the 35 new ones once each."""
+    current version holds version 1's galaxies and the 35 new ones once each. Each build
+    predicts only the galaxies version 1 lacks; version 1 stays as it was."""
     old = galaxies(40, seed=31)
     new = galaxies(35, seed=32, prefix="n")
     cat = tmp_path / "cat"
     build_catalog(BuildCatalogConfig(cutouts=write_cutouts(tmp_path / "old", old, 20),
                                      regression=models[0], pr=models[1], out=str(cat)))
+    v1 = {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()}
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address,
                OMP_NUM_THREADS="1")
     procs = []
@@ -379,6 +350,18 @@ def test_two_overlapping_incremental_builds_both_land_every_row_once(tmp_path, m
     markers = [json.loads(f.read_text()) for f in (last / "_done").glob("*.json")]
     assert any("-r" in name for m in markers for name in m["files"]), "no rebase happened"
     assert sum(m["rows"] for m in markers) == 10  # its 25 new galaxies less the 15 shared
+    # the first to commit predicted only what version 1 lacked (its 25 new galaxies)
+    staged = [json.loads(f.read_text()) for f in (Path(manifest.builds()[1]) / "_done").glob(
+        "*.json")]
+    assert sum(m["rows"] for m in staged) == 25
+    # version 1 is untouched and still readable (time travel)
+    assert {f: f.read_bytes() for f in cat.glob("version=1/**/*") if f.is_file()} == v1
+    assert sorted(read_catalog(cat, version=1).column("object_id").to_pylist()) == sorted(
+        old["object_id"])
+    # A different full build into the same directory is refused, not mixed in.
+    with pytest.raises(OutputError, match="already holds a catalog"):
+        build_catalog(BuildCatalogConfig(cutouts=str(tmp_path / "x"), regression=models[0],
+                                         pr=models[1], out=str(cat), tta=False))
 
 
 # Local only: on S3, resuming from the _done markers is guarded by the rerun of

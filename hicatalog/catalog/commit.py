@@ -57,6 +57,7 @@ from hicatalog.catalog.manifest import (
     DONE_DIR,
     MANIFEST_FILE,
     STAGING_DIR,
+    STAGING_ROW_GROUP_ROWS,
     BuildRecord,
     Manifest,
     VersionEntry,
@@ -258,10 +259,8 @@ def commit_version(out: str, entry: VersionEntry, build: BuildRecord, *,
 def _staged_ids(build_dir: str) -> pa.Array:
     """The ``object_id`` of every row the build staged (its ``_done`` markers)."""
     files = [f for f, n in staged_parts(build_dir) if n]
-    if not files:
-        return pa.array([], pa.string())
-    return pc.unique(pa.chunked_array(
-        [storage.read_parquet(f, ["object_id"]).column(0) for f in files]).combine_chunks())
+    columns = [storage.read_parquet(f, ["object_id"]).column(0).cast(pa.string()) for f in files]
+    return pc.unique(pa.chunked_array(columns, type=pa.string()).combine_chunks())
 
 
 def _restage_without(build_dir: str, ids: pa.Array) -> int:
@@ -286,7 +285,7 @@ def _restage_without(build_dir: str, ids: pa.Array) -> int:
         files = []
         if kept.num_rows:
             storage.write_parquet_atomic(kept, storage.join(build_dir, name),
-                                         row_group_size=max(1, kept.num_rows))
+                                         row_group_size=STAGING_ROW_GROUP_ROWS)
             files = [name]
         storage.write_json_atomic(marker_path, {**marker, "rows": kept.num_rows,
                                                 "files": files, **staged_counts(kept)})
@@ -306,7 +305,8 @@ def rebase_builds(builds: list[str], own: str, current: Manifest) -> list[str]:
     seen = _norm(builds) - _norm([own])
     new = [b for b in committed if b.rstrip("/") not in seen and b.rstrip("/") != own.rstrip("/")]
     if new:
-        ids = pc.unique(pa.chunked_array([_staged_ids(b) for b in new]).combine_chunks())
+        ids = pc.unique(pa.chunked_array([_staged_ids(b) for b in new],
+                                         type=pa.string()).combine_chunks())
         n = _restage_without(own, ids)
         log.info("rebase onto version %d: %d rows of %s were committed meanwhile by %d "
                  "build(s) and are left out", current.version, n, own, len(new))

@@ -4,7 +4,7 @@ The build stages its rows per input shard (:mod:`hicatalog.catalog.manifest`); a
 turns the staged rows of a list of builds into ``DIR/version=V``, a HATS catalog (Hierarchical
 Adaptive Tiling Scheme, https://www.ivoa.net/documents/Notes/HATS/: the layout LSDB reads and
 the archives serving Gaia or ZTF as HATS use) inside a HATS collection with its margin cache
-(:mod:`hicatalog.catalog.collection`), and then switches ``DIR/_manifest.json`` to it.
+(:mod:`hicatalog.catalog.collection`), and then commits ``DIR/_manifest.json`` to it.
 The ``hats`` package does the format's pixel math and metadata; this module only moves rows:
 
 1. **Histogram** (one Ray task per group of staged files, ~``MAP_ROWS`` rows): rows per HEALPix
@@ -28,10 +28,12 @@ The ``hats`` package does the format's pixel math and metadata; this module only
 5. **Margin cache and index** (Ray; :mod:`hicatalog.catalog.collection`):
    ``hi_catalog_<margin_arcsec>arcs/`` (one task per partition), ``hi_catalog_object_id/`` (a
    shuffle by id), then ``collection.properties``.
-6. **Checks and switch**: the rows written must equal the rows staged (else nothing is
-   switched); then ``_manifest.json`` is rewritten in one atomic write
-   (:meth:`hicatalog.catalog.manifest.Manifest.write`), and versions beyond ``keep_versions``
-   are removed (from the manifest first, then their files).
+6. **Checks and commit**: the rows written must equal the rows staged (else nothing is
+   committed); the version number was claimed before any data was written, and
+   ``_manifest.json`` is replaced only if it still names the base version
+   (:mod:`hicatalog.catalog.commit`: compare-and-swap; a publish that another committed
+   before rebases, given a ``rebase``). Versions beyond ``keep_versions`` leave the list;
+   their files wait for a vacuum after the grace period.
 
 :func:`publish_version` is these steps in order, each a function of small typed values
 (:class:`PublishOptions`, :class:`PublishTarget`, :class:`StagedRows`,
