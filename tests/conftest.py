@@ -27,7 +27,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,32 @@ def _fast_tests_start_no_ray(request):
         sys.modules["ray"].shutdown()
         pytest.fail("this test started Ray but is not marked slow: give it the ray_local "
                     "fixture (tests/conftest.py marks every Ray test slow)", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_placement_group_outlives_its_test(request):
+    """Ray Train reserves its workers' CPUs in a placement group; one that a failed test
+    leaves behind holds the session's CPUs, and every later Ray step waits for them forever
+    (a hang instead of one failure). After each test on the session's Ray, placement groups
+    still there after Ray's own cleanup (15 s) are removed, with a warning naming the test."""
+    yield
+    if "ray_local" not in request.fixturenames or not _ray_running():
+        return
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    deadline = time.time() + 15
+    while True:
+        live = [pg for pg, info in ray.util.placement_group_table().items()
+                if info["state"] != "REMOVED"]
+        if not live or time.time() > deadline:
+            break
+        time.sleep(0.25)
+    for pg in live:
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))
+    if live:
+        warnings.warn(f"{request.node.nodeid} left {len(live)} Ray placement group(s); removed",
+                      stacklevel=1)
 
 
 def _ray_running() -> bool:
