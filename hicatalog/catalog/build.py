@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
-from hicatalog.catalog.collection import MARGIN_ARCSEC, margin_order
+from hicatalog.catalog.collection import MARGIN_ARCSEC
 from hicatalog.catalog.commit import GRACE_HOURS, Staging, claim_build, rebase_builds, vacuum
 from hicatalog.catalog.environment import compute_environment, read_positions
 from hicatalog.catalog.inference import PREDICTION_COLUMNS, CatalogPredictor
@@ -80,9 +80,9 @@ from hicatalog.catalog.manifest import (
     write_staged_part,
 )
 from hicatalog.catalog.publish import (
-    HISTOGRAM_ORDER,
     PARTITION_ROWS,
     ROW_GROUP_ROWS,
+    PublishOptions,
     healpix_29,
     publish_version,
 )
@@ -718,8 +718,9 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     """
     config = dict(locals())  # the parameters, recorded as the build's `config`
     t0 = time.perf_counter()
-    if margin_arcsec != 0:  # a bad width fails now, not after the predictions, at the publish
-        margin_order(margin_arcsec, HISTOGRAM_ORDER)
+    # a bad margin width fails now, not after the predictions, at the publish
+    PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
+                   margin_arcsec=margin_arcsec)
     options = InferenceOptions(tta=tta, gpu=gpu, precision=precision, decode=decode,
                                batch_size=batch_size, actors=actors, threads=threads)
     plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,

@@ -143,6 +143,12 @@ class PublishOptions:
     row_group_rows: int = ROW_GROUP_ROWS
     margin_arcsec: float = MARGIN_ARCSEC
 
+    def __post_init__(self) -> None:
+        """Raises ConfigError for a ``margin_arcsec`` < 0 or wider than the partitions allow
+        (:func:`hicatalog.catalog.collection.margin_order`), before anything is written."""
+        if self.margin_arcsec != 0:
+            margin_order(self.margin_arcsec, HISTOGRAM_ORDER)
+
     def record(self) -> VersionOptions:
         """What the manifest records (with the histogram's order)."""
         return VersionOptions(partition_rows=self.partition_rows,
@@ -566,10 +572,8 @@ def publish_version(out: str, builds: list[str], *, previous: Manifest | None,
     """
     t0 = time.perf_counter()
     out = storage.absolute(out).rstrip("/")
-    if margin_arcsec != 0:  # a bad width fails before anything is written
-        margin_order(margin_arcsec, HISTOGRAM_ORDER)
     options = PublishOptions(partition_rows=partition_rows, row_group_rows=row_group_rows,
-                             margin_arcsec=margin_arcsec)
+                             margin_arcsec=margin_arcsec)  # a bad width fails here
     seen, token = Manifest.read_versioned(out)
     base = previous if previous is not None and previous.catalog_dir.rstrip("/") == out else seen
     rebases = floor = 0
