@@ -152,8 +152,11 @@ def test_a_publish_that_outlived_its_claim_commits_nothing(tmp_path, monkeypatch
     assert Manifest.read(out).version == 1
 
 
-def test_vacuum_refuses_a_negative_grace_period(tmp_path):
+def test_vacuum_refuses_a_negative_grace_period_and_a_directory_without_a_catalog(
+        tmp_path, capsys):
     from hicatalog.errors import ConfigError
 
     with pytest.raises(ConfigError, match="grace_hours must be >= 0"):
         commit.vacuum(str(tmp_path), grace_hours=-1)
+    assert cli_main(["vacuum", str(tmp_path / "typo")]) == 1
+    assert "catalog manifest not found" in capsys.readouterr().err

@@ -364,12 +364,12 @@ def vacuum(catalog: str, grace_hours: float = GRACE_HOURS, *,
     removed from the manifest more than ``grace_hours`` ago (then their ``removed``
     entries), and version directories the manifest never listed (a publish that lost its
     race or died) whose claim expired, with their publish scratch.
-    Returns what it deleted. A catalog without a manifest is left alone. ``manifest``: the
-    catalog's manifest if the caller just read or wrote it (else it is read).
+    Returns what it deleted. ``manifest``: the catalog's manifest if the caller just read or
+    wrote it (else it is read).
 
     Raises
     ------
-    ConfigError: ``grace_hours`` < 0.
+    ConfigError: ``grace_hours`` < 0. InputNotFoundError: ``catalog`` has no manifest.
     """
     from hicatalog.errors import ConfigError
 
@@ -378,9 +378,7 @@ def vacuum(catalog: str, grace_hours: float = GRACE_HOURS, *,
                           params=("grace_hours",))
     out = storage.absolute(catalog).rstrip("/")
     grace_s, now = grace_hours * 3600.0, time.time()
-    current = manifest if manifest is not None else Manifest.find(out)
-    if current is None:
-        return VacuumReport(removed=[], unlisted=[])
+    current = manifest if manifest is not None else Manifest.read(out)
     here = out + "/"
     expired = [r for r in current.removed if _age_s(r.removed, now) >= grace_s]
     for r in expired:
