@@ -341,8 +341,7 @@ class Manifest(BuildRecord):
         if storage.is_dir(p):
             p = storage.join(p, MANIFEST_FILE)
         try:
-            # one GetObject on S3: a ranged read could mix a manifest and its replacement
-            doc = json.loads(storage.read_versioned(p)[0])
+            doc = read_json(p)
         except FileNotFoundError:
             raise InputNotFoundError(f"{p}: catalog manifest not found (expected "
                                      "DIR/_manifest.json written by a catalog build)") from None
