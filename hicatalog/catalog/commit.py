@@ -67,7 +67,7 @@ from hicatalog.catalog.manifest import (
     staged_parts,
     version_dirs,
 )
-from hicatalog.errors import OutputError, WriteConflict
+from hicatalog.errors import ConfigError, OutputError, WriteConflict
 
 __all__ = ["GRACE_HOURS", "CLAIM_HOURS", "MAX_REBASES", "CLAIM_FILE", "Staging", "Rebase",
            "claim_build", "claim_version", "commit_version", "rebase_builds", "vacuum",
@@ -302,8 +302,8 @@ def rebase_builds(builds: list[str], own: str, current: Manifest) -> list[str]:
     since its rows were planned against the other ``builds``) are taken out of its staging
     first, so no galaxy is in the version twice."""
     committed = current.builds()
-    seen = _norm(builds) - _norm([own])
-    new = [b for b in committed if b.rstrip("/") not in seen and b.rstrip("/") != own.rstrip("/")]
+    planned = _norm(builds)  # own and the builds its rows were planned against
+    new = [b for b in committed if b.rstrip("/") not in planned]
     if new:
         ids = pc.unique(pa.chunked_array([_staged_ids(b) for b in new],
                                          type=pa.string()).combine_chunks())
@@ -371,8 +371,6 @@ def vacuum(catalog: str, grace_hours: float = GRACE_HOURS, *,
     ------
     ConfigError: ``grace_hours`` < 0. InputNotFoundError: ``catalog`` has no manifest.
     """
-    from hicatalog.errors import ConfigError
-
     if grace_hours < 0:
         raise ConfigError(f"grace_hours must be >= 0, got {grace_hours}",
                           params=("grace_hours",))
