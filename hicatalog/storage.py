@@ -131,11 +131,7 @@ def is_dir(path: str | os.PathLike) -> bool:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """The whole content of the file at ``path``; FileNotFoundError if there is none. On S3
-    one GetObject (:func:`_s3_get`), so an object replaced meanwhile is read whole, the old
-    one or the new one, never a mix."""
-    if os.fspath(path).startswith("s3://"):
-        return _s3_get(path)[0]
+    """The whole content of the file at ``path``; FileNotFoundError if there is none."""
     fs, p = filesystem_and_path(path)
     with fs.open_input_stream(p) as fh:
         return fh.read()
@@ -371,10 +367,18 @@ def create_exclusive(path: str | os.PathLike, data: bytes) -> str:
     return _token(data)
 
 
-def _s3_get(path: str | os.PathLike) -> tuple[bytes, str]:
-    """``(body, ETag)`` of the S3 URL ``path`` in one GetObject. pyarrow's streams read an
-    object as a HEAD then ranged GETs: an object replaced between them is read as the first
-    bytes of the new one (a reader got half a manifest that way)."""
+def read_versioned(path: str | os.PathLike) -> tuple[bytes, str]:
+    """The bytes of ``path`` and its version token, for :func:`replace_if_unchanged`; on S3
+    one GetObject (the ETag comes with the bytes it belongs to).
+
+    Raises
+    ------
+    FileNotFoundError: nothing is at ``path``.
+    """
+    fs, _ = filesystem_and_path(path)
+    if _is_local(fs):
+        data = read_bytes(path)
+        return data, _token(data)
     from fsspec.asyn import sync
 
     s3, key = _s3(path)
@@ -386,21 +390,6 @@ def _s3_get(path: str | os.PathLike) -> tuple[bytes, str]:
             return await body.read(), str(response["ETag"])
 
     return sync(s3.loop, get)
-
-
-def read_versioned(path: str | os.PathLike) -> tuple[bytes, str]:
-    """The bytes of ``path`` and its version token, for :func:`replace_if_unchanged` (on S3
-    its ETag, from the same GetObject as the bytes).
-
-    Raises
-    ------
-    FileNotFoundError: nothing is at ``path``.
-    """
-    fs, _ = filesystem_and_path(path)
-    if _is_local(fs):
-        data = read_bytes(path)
-        return data, _token(data)
-    return _s3_get(path)
 
 
 @contextlib.contextmanager

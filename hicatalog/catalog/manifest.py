@@ -341,7 +341,8 @@ class Manifest(BuildRecord):
         if storage.is_dir(p):
             p = storage.join(p, MANIFEST_FILE)
         try:
-            doc = read_json(p)
+            # one GetObject on S3: a ranged read could mix a manifest and its replacement
+            doc = json.loads(storage.read_versioned(p)[0])
         except FileNotFoundError:
             raise InputNotFoundError(f"{p}: catalog manifest not found (expected "
                                      "DIR/_manifest.json written by a catalog build)") from None

@@ -88,7 +88,9 @@ def _catalog_files(catalog_dir: str) -> tuple[list[str], str]:
     :func:`hicatalog.catalog.reader.open_catalog`), else the Parquet file or directory itself."""
     if storage.is_dir(catalog_dir):
         manifest = storage.join(catalog_dir, MANIFEST_FILE)
-        if storage.is_file(manifest) and "versions" in storage.read_json(manifest):
+        # one read of the whole file (a ranged read could mix it with a replacement)
+        if storage.is_file(manifest) and "versions" in json.loads(
+                storage.read_versioned(manifest)[0]):
             cat = open_catalog(catalog_dir)
             return cat.files, cat.path
         return _parquet_files(catalog_dir), catalog_dir
