@@ -59,7 +59,7 @@ from pydantic import (
 from hicatalog.errors import ConfigError
 from hicatalog.imaging import SURVEYS
 from hicatalog.runtime import PRECISIONS
-from hicatalog.tasks import HEADS, TASKS
+from hicatalog.tasks import HEADS, LIKELIHOODS, TASKS
 from hicatalog.training.options import check_split, check_task_options
 
 if sys.version_info >= (3, 11):
@@ -98,6 +98,8 @@ Precision = Literal[PRECISIONS]
 Task = Literal[TASKS]
 #: A regression head (the keys of :data:`hicatalog.tasks.REGRESSION_HEADS`).
 Head = Literal[HEADS]
+#: A regression's likelihood (:data:`hicatalog.tasks.LIKELIHOODS`).
+Likelihood = Literal[LIKELIHOODS]
 #: A training preset (:data:`hicatalog.training.presets.PRESETS`, which imports torch).
 Preset = Literal["quick", "paper"]
 
@@ -279,6 +281,11 @@ class RegressionOptions(NetworkOptions):
     head: Head = Field(
         "point", description="regression: 'point' (M, trained on the RMSE: the paper's network) "
         "or 'gaussian' (M and its variance, trained on the Gaussian negative log-likelihood)")
+    likelihood: Likelihood = Field(
+        "detections", description="regression with the gaussian head: 'detections' (the "
+        "measured M of detections only: the paper's sample) or 'censored' (also the upper "
+        "limits of the training samples, each contributing the probability that M lies below "
+        "it: the Tobit likelihood, so the network learns M over detections and non-detections)")
 
 
 class PROptions(NetworkOptions):
@@ -314,7 +321,8 @@ class TrainConfig(TrainOptions, RegressionOptions, PROptions):
     @model_validator(mode="after")
     def _check_task(self) -> TrainConfig:
         check_task_options(self.task, head=self.head, negatives=self.negatives,
-                           upper_limits_as_negatives=self.upper_limits_as_negatives)
+                           upper_limits_as_negatives=self.upper_limits_as_negatives,
+                           likelihood=self.likelihood)
         return self
 
 

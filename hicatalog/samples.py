@@ -12,7 +12,12 @@ on a.40A, which is ``a40A`` + ``a40B`` in our labels (a.40B is a subset of a.40A
 on a.40A detections against an equal number of ALFALFA non-detections (``nondetections``);
 a.100, NIBLES and xGASS are test samples. On the mock the ALFALFA-like detections
 (``alfalfa``) play a.40A. Upper limits are never regression targets and never PR negatives
-unless asked.
+unless asked (the censored regression, ``likelihood="censored"``, trains on them).
+
+The mock's magnitude-limited survey (``survey``: a random draw of the optical sample,
+detections and non-detections at their natural rate, non-detections with an ALFALFA upper
+limit) is one sample that is both: shards that hold it and not ``alfalfa`` train on
+``survey`` and take the PR negatives from it.
 
 This module is the one home of those rules: training (:mod:`hicatalog.training.data`) and
 evaluation (:mod:`hicatalog.evaluation.catalog`) both call it.
@@ -30,6 +35,9 @@ __all__ = [
     "MOCK_TRAIN_SAMPLES",
     "REAL_TRAIN_SAMPLES",
     "DEFAULT_NEGATIVES",
+    "SURVEY_SAMPLE",
+    "ALFALFA_LIMIT_SAMPLES",
+    "default_negatives",
     "REPORT_ORDER",
     "default_train_samples",
     "report_group",
@@ -44,6 +52,12 @@ SAMPLE_COLUMN = "dataset"
 UPPER_LIMIT_COLUMN = "upper_limit"
 #: The mock's training sample (it plays the paper's a.40A).
 MOCK_TRAIN_SAMPLES: tuple[str, ...] = ("alfalfa",)
+#: The mock's magnitude-limited survey sample (detections and upper limits at the survey's rate).
+SURVEY_SAMPLE = "survey"
+#: Samples whose upper limits are ALFALFA's own (from its completeness limit, for galaxies it
+#: did not detect): their rows are PR negatives with or without ``upper_limits_as_negatives``,
+#: which is about limits of other surveys (xGASS's deeper ones).
+ALFALFA_LIMIT_SAMPLES: tuple[str, ...] = ("nondetections", SURVEY_SAMPLE)
 #: The paper's a.40A in our labels: a40A and its subset a40B.
 REAL_TRAIN_SAMPLES: tuple[str, ...] = ("a40A", "a40B")
 #: Samples that only real labels use: their presence means the real vocabulary.
@@ -61,13 +75,16 @@ _LABELS = {"a100": "a.100", "nibles": "NIBLES", "xgass": "xGASS"}
 
 def default_train_samples(present: Collection[str]) -> tuple[str, ...]:
     """The paper's training samples for shards holding the samples ``present``: ``alfalfa``
-    on the mock, ``a40A`` + ``a40B`` on real labels.
+    on the mock, ``a40A`` + ``a40B`` on real labels; ``survey`` for shards of the mock's
+    magnitude-limited survey alone.
 
     Raises ConfigError (a ValueError) when the names are of both vocabularies (e.g. ``alfalfa`` and ``a100``)
     or of neither (say which were found; pass the samples explicitly then).
     """
     mock = "alfalfa" in present
     real = any(s in present for s in _REAL_ONLY)
+    if SURVEY_SAMPLE in present and not mock and not real:
+        return (SURVEY_SAMPLE,)
     if mock and real:
         raise ConfigError(
             f"the shards mix mock ('alfalfa') and real ({sorted(s for s in present if s in _REAL_ONLY)}) "
@@ -81,6 +98,14 @@ def default_train_samples(present: Collection[str]) -> tuple[str, ...]:
         f"cannot tell the training samples from the samples present ({sorted(present)}): neither "
         f"the mock's {list(MOCK_TRAIN_SAMPLES)} nor the paper's {list(REAL_TRAIN_SAMPLES)}; "
         "say which samples to train on (train_samples)", params=("train_samples",))
+
+
+def default_negatives(present: Collection[str]) -> tuple[str, ...]:
+    """The PR network's negative samples for shards holding the samples ``present``:
+    :data:`DEFAULT_NEGATIVES`, or ``survey`` for shards of the mock's survey without them."""
+    if SURVEY_SAMPLE in present and not any(s in present for s in DEFAULT_NEGATIVES):
+        return (SURVEY_SAMPLE,)
+    return DEFAULT_NEGATIVES
 
 
 def report_group(sample: str) -> str:

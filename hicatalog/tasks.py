@@ -8,7 +8,7 @@ nothing heavy, so the command line can list the choices without importing torch.
 
 from __future__ import annotations
 
-__all__ = ["TASK_CLASSES", "TASKS", "POSITIVE_CLASS", "REGRESSION_HEADS", "HEADS"]
+__all__ = ["TASK_CLASSES", "TASKS", "POSITIVE_CLASS", "REGRESSION_HEADS", "HEADS", "LIKELIHOODS"]
 
 #: Output classes of each task, in the order of the network's outputs (``None``: regression,
 #: one output, M in dex).
@@ -32,6 +32,10 @@ POSITIVE_CLASS: dict[str, str] = {
 #: trained on the RMSE) and ``gaussian`` (mean and variance parameter, trained on the Gaussian
 #: negative log-likelihood; :func:`hicatalog.models.predict.gaussian_variance`).
 REGRESSION_HEADS: dict[str, int] = {"point": 1, "gaussian": 2}
+
+#: A regression's likelihood: the measured M of detections only, or censored (detections and
+#: upper limits, Tobit).
+LIKELIHOODS: tuple[str, ...] = ("detections", "censored")
 
 #: The valid head names, in a fixed order.
 HEADS: tuple[str, ...] = tuple(REGRESSION_HEADS)

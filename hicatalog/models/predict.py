@@ -20,6 +20,8 @@ per member and dihedral view, ``(N, K, V, n_out)``. The reductions are defined h
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,7 +34,8 @@ from hicatalog.models.preprocessing import preprocess
 
 __all__ = [
     "MIN_VARIANCE", "predict_views", "class_probabilities", "positive_probability",
-    "gaussian_variance", "regression_moments", "catalog_error", "average_views",
+    "gaussian_variance",
+    "censored_gaussian_nll", "regression_moments", "catalog_error", "average_views",
 ]
 
 #: Smallest variance a ``gaussian`` head can predict (dex^2): (0.001 dex)^2, far below any
@@ -103,6 +106,18 @@ def gaussian_variance(raw: Tensor) -> Tensor:
     (any real number): ``softplus(raw) + MIN_VARIANCE``, smooth, positive, and linear for
     large ``raw`` (an exponential would overflow and give huge gradients early in training)."""
     return F.softplus(raw.float()) + MIN_VARIANCE
+
+
+def censored_gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, censored: Tensor) -> Tensor:
+    """The censored (Tobit) Gaussian negative log-likelihood, nats per row, averaged: a
+    measured row contributes ``-log N(y; mean, var)``, a ``censored`` row (``y`` is an upper
+    limit on M) ``-log Phi((y - mean) / sqrt(var))``, the probability that M lies below its
+    limit. ``mean``, ``var`` (dex, dex^2), ``y`` (dex) float ``(N,)``; ``censored`` bool ``(N,)``.
+    With no censored row it equals ``F.gaussian_nll_loss(mean, y, var, full=True)``."""
+    var = var.float().clamp_min(MIN_VARIANCE)
+    z = (y.float() - mean.float()) / var.sqrt()
+    measured = 0.5 * (math.log(2 * math.pi) + var.log() + z * z)
+    return torch.where(censored, -torch.special.log_ndtr(z), measured).mean()
 
 
 def regression_moments(outputs: Tensor, card: ModelCard) -> dict[str, Tensor]:

@@ -15,7 +15,9 @@ number per model and the card records it; :mod:`hicatalog.models.predict` applie
   card also records ``ood_variance``, the variance of M over the training rows: the catalog
   adds ``(1 - p_cnn)`` times it to the error bar
   (:func:`hicatalog.models.predict.catalog_error`). The validation rows are a.40A
-  detections, in distribution by definition, so ``s2`` is fitted without that term.
+  detections, in distribution by definition, so ``s2`` is fitted without that term. A
+  censored regression (``likelihood="censored"``) fits ``s2`` on the censored likelihood of
+  its validation detections and limits, and records no ``ood_variance``.
 
 :func:`validation_outputs` predicts the validation split with the trained model (a Ray task,
 on a GPU when training used one); :func:`fit_calibration` fits.
@@ -33,7 +35,13 @@ from scipy.optimize import minimize_scalar
 
 from hicatalog.errors import InputError
 from hicatalog.models.card import ModelCard
-from hicatalog.models.predict import positive_probability, predict_views, regression_moments
+from hicatalog.models.predict import (
+    censored_gaussian_nll,
+    positive_probability,
+    predict_views,
+    regression_moments,
+)
+from hicatalog.training.metrics import split_target
 
 __all__ = ["fit_calibration", "fit_temperature", "fit_variance_scale", "validation_outputs"]
 
@@ -43,29 +51,44 @@ log = logging.getLogger("hicatalog.training.calibration")
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
-def _gaussian_nll(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
-    return float(np.mean(0.5 * np.log(2 * np.pi * std**2) + 0.5 * ((y - mean) / std) ** 2))
+def _censored_nll(y: np.ndarray, mean: np.ndarray, std: np.ndarray, censored: np.ndarray) -> float:
+    """:func:`~hicatalog.models.predict.censored_gaussian_nll` of float64 arrays (nats per row)."""
+    return float(censored_gaussian_nll(*(torch.as_tensor(a) for a in (mean, std**2, y, censored))))
 
 
 def fit_variance_scale(m_true: np.ndarray, m_pred: np.ndarray, std: np.ndarray) -> dict[str, Any]:
     """The variance scale ``s2`` that calibrates predictive standard deviations ``std`` (dex)
-    of predictions ``m_pred`` against ``m_true`` (all ``(N,)``): ``mean(z^2)`` with ``z =
-    (m_true - m_pred) / std`` over the rows where all three are finite and ``std > 0``.
+    of predictions ``m_pred`` (both ``(N,)``) against ``m_true`` (``(N,)``, or a censored
+    regression's ``(N, 2)`` of values and limit flags,
+    :func:`~hicatalog.training.metrics.split_target`), over the rows where all are finite and
+    ``std > 0``: ``mean(z^2)`` with ``z = (m_true - m_pred) / std`` when every value is
+    measured (the maximum-likelihood value), else the ``s2`` that maximises the censored
+    likelihood (bounded search over [1e-4, 1e4]).
 
-    Returns ``{"method": "variance_scale", "variance_scale", "n_val", "nll_before",
-    "nll_after"}`` (mean Gaussian negative log-likelihood per row, nats), or ``{}`` when no row
-    has a usable ``std`` (a single ``point`` network has no uncertainty to calibrate).
+    Returns ``{"method": "variance_scale", "variance_scale", "n_val", "n_val_limits",
+    "nll_before", "nll_after"}`` (mean negative log-likelihood per row, nats, censored where
+    there are limits), or ``{}`` when no row has a usable ``std`` (a single ``point`` network
+    has no uncertainty to calibrate).
     """
-    y, mu, sd = (np.asarray(a, dtype=np.float64).ravel() for a in (m_true, m_pred, std))
+    y, censored = split_target(m_true)
+    mu, sd = (np.asarray(a, dtype=np.float64).ravel() for a in (m_pred, std))
     ok = np.isfinite(y) & np.isfinite(mu) & np.isfinite(sd) & (sd > 0)
     if not ok.any():
         return {}
-    y, mu, sd = y[ok], mu[ok], sd[ok]
-    s2 = float(np.mean(((y - mu) / sd) ** 2))
+    y, mu, sd, censored = y[ok], mu[ok], sd[ok], censored[ok]
+    if censored.any():
+        res = minimize_scalar(lambda t: _censored_nll(y, mu, sd * np.exp(0.5 * t), censored),
+                              bounds=(np.log(1e-4), np.log(1e4)), method="bounded",
+                              options={"xatol": 1e-5})
+        s2 = float(np.exp(res.x))
+    else:
+        s2 = float(np.mean(((y - mu) / sd) ** 2))
     if not s2 > 0:  # every prediction exact: nothing to scale
         return {}
     return {"method": "variance_scale", "variance_scale": s2, "n_val": int(ok.sum()),
-            "nll_before": _gaussian_nll(y, mu, sd), "nll_after": _gaussian_nll(y, mu, sd * np.sqrt(s2))}
+            "n_val_limits": int(censored.sum()),
+            "nll_before": _censored_nll(y, mu, sd, censored),
+            "nll_after": _censored_nll(y, mu, sd * np.sqrt(s2), censored)}
 
 
 def _nll_at(logits: torch.Tensor, label: torch.Tensor, temperature: float) -> float:
@@ -101,7 +124,9 @@ def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray,
     """Fit ``card``'s calibration from its uncalibrated validation ``outputs`` ``(N, K, V,
     n_out)`` and ``targets`` ``(N,)`` (M in dex; 0/1 labels, 1 = ``card.positive_class``).
     ``train_targets`` (regression): M (dex) of the training rows; their variance (``ddof=0``)
-    is recorded as ``ood_variance`` (dex^2) when there is a variance scale.
+    is recorded as ``ood_variance`` (dex^2) when there is a variance scale, except for a
+    censored regression (trained on detections and limits: the galaxies unlike the detections
+    are in its training set, so no term is added for them).
 
     Returns ``(calibration, prediction)``: the card's ``calibration`` (``{}`` when there is
     nothing to calibrate) and the calibrated validation prediction ``(N,)`` (M for
@@ -113,7 +138,7 @@ def fit_calibration(card: ModelCard, outputs: np.ndarray, targets: np.ndarray,
         mom = regression_moments(out, raw)
         cal = fit_variance_scale(targets, mom["mean"].numpy(), mom["std"].numpy())
         tau2 = float(np.var(np.asarray(train_targets, dtype=np.float64))) if train_targets is not None else 0.0
-        if cal and tau2 > 0:
+        if cal and tau2 > 0 and card.hyperparameters.get("likelihood") != "censored":
             cal["ood_variance"] = tau2
         return cal, mom["mean"].numpy()
     label = np.asarray(targets).astype(np.int64)

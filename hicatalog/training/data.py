@@ -12,7 +12,9 @@ samples is an error.
 Then per task (paper Sections 4, 5.2, 8.1):
 
 - ``regression``: rows with a finite ``m_true`` that are detections (``detected`` True, when
-  that column exists); target M in dex.
+  that column exists); target M in dex. With ``likelihood="censored"`` also the upper-limit
+  rows of the training samples with a finite ``m_true`` (the limit, dex), marked ``censored``:
+  the censored (Tobit) likelihood takes the probability that M lies below them.
 - ``pr``: detections (class 1) against an equal number of non-detections (class 0), the
   larger class downsampled at random with the run's seed.
 - ``gasclass``: among detections, gas-poor ``m_true < -0.5`` (class 0) against gas-rich
@@ -49,9 +51,10 @@ from hicatalog import storage
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.errors import ConfigError, InputError, SchemaError
 from hicatalog.samples import (
-    DEFAULT_NEGATIVES,
+    ALFALFA_LIMIT_SAMPLES,
     SAMPLE_COLUMN,
     UPPER_LIMIT_COLUMN,
+    default_negatives,
     default_train_samples,
     describe_counts,
 )
@@ -141,7 +144,7 @@ def _resolve_samples(
                      [s for s in default if s not in train])
     else:
         train = list(train_samples)
-    neg = list(negatives) if negatives is not None else list(DEFAULT_NEGATIVES)
+    neg = list(negatives) if negatives is not None else list(default_negatives(present))
     asked = [("training", s) for s in (train if train_samples is not None else [])]
     if task == "pr":
         asked += [("negative", s) for s in neg]
@@ -196,11 +199,13 @@ class _Labels:
 @dataclass(frozen=True)
 class _TaskRows:
     """A task's rows before the split: ``keep`` (bool per row), ``target`` (per row: float32 M
-    or int64 class) and the upper-limit rows of the eligible samples it left out."""
+    or int64 class), the upper-limit rows of the eligible samples it left out and, for the
+    censored regression, ``censored`` (bool per row: the target is an upper limit)."""
 
     keep: np.ndarray
     target: np.ndarray
     n_excluded_limits: int
+    censored: np.ndarray | None = None
 
 
 def _read_task_labels(files: list[str], task: str, split_by: str | None) -> tuple[pa.Table, bool, bool, bool]:
@@ -268,10 +273,27 @@ def _measured(lab: _Labels) -> tuple[np.ndarray, np.ndarray, int]:
     return m, measured, int((lab.in_train & lab.limit).sum())
 
 
-def _regression_rows(lab: _Labels, rng: np.random.Generator, *, min_rows: int, **_: Any) -> _TaskRows:
-    """Regression (paper Section 4): every measured row, target M (dex); InputError for fewer
-    than ``min_rows`` or no spread."""
+def _regression_rows(lab: _Labels, rng: np.random.Generator, *, min_rows: int,
+                     min_class_rows: int, likelihood: str = "detections", **_: Any) -> _TaskRows:
+    """Regression (paper Section 4): every measured row, target M (dex); with ``likelihood``
+    ``"censored"`` also the upper limits of the training samples. InputError for fewer than
+    ``min_rows`` measured rows or no spread, and (censored) fewer than ``min_class_rows``
+    limits."""
     m, keep, n_excluded = _measured(lab)
+    if likelihood == "censored":
+        limits = lab.in_train & lab.limit & np.isfinite(m)
+        if limits.sum() < min_class_rows:
+            raise InputError(
+                f"regression with likelihood 'censored': {int(limits.sum())} upper limits with a "
+                f"finite m_true in samples {lab.train_label}, fewer than min_class_rows="
+                f"{min_class_rows} (and {int(keep.sum())} detections); samples present: "
+                f"{describe_counts(lab.present)}", params=("likelihood",))
+        if keep.sum() < min_rows:
+            raise InputError(
+                f"regression with likelihood 'censored': {int(keep.sum())} detections with a "
+                f"finite m_true in samples {lab.train_label}, fewer than min_rows={min_rows} "
+                f"(and {int(limits.sum())} upper limits)", params=("likelihood",))
+        return _TaskRows(keep | limits, m.astype(np.float32), 0, censored=limits)
     if keep.sum() < min_rows:
         raise InputError(
             f"regression: {int(keep.sum())} usable rows (detections with a finite m_true, not "
@@ -308,9 +330,10 @@ def _pr_rows(lab: _Labels, rng: np.random.Generator, *, min_class_rows: int,
     valid = lab.table["detected"].is_valid().to_numpy(zero_copy_only=False)
     detected, limit = lab.detected, lab.limit
     pos = np.flatnonzero(valid & detected & lab.in_train & ~limit)
-    neg_ok = ~limit if not upper_limits_as_negatives else np.ones(lab.n_rows, bool)
+    alfalfa_limit = np.isin(lab.sample, ALFALFA_LIMIT_SAMPLES)
+    neg_ok = ~limit | alfalfa_limit if not upper_limits_as_negatives else np.ones(lab.n_rows, bool)
     neg_rows = np.flatnonzero(valid & ~detected & lab.in_neg & neg_ok)
-    n_excluded = int((valid & ~detected & lab.in_neg & limit).sum()) if not upper_limits_as_negatives else 0
+    n_excluded = int((valid & ~detected & lab.in_neg & ~neg_ok).sum())
     if min(len(pos), len(neg_rows)) < min_class_rows:
         hint = (f"; {n_excluded} upper-limit rows of the negative samples are not used "
                 "(upper_limits_as_negatives uses them)") if n_excluded else ""
@@ -363,10 +386,12 @@ def _split(lab: _Labels, idx: np.ndarray, rng: np.random.Generator, *, seed: int
                          "split_values": [float(q_lo), float(q_hi)]}
 
 
-def _class_names(task: str, target: np.ndarray) -> np.ndarray:
-    """Each selected row's class name for ``sample_counts`` (``rows`` for regression)."""
+def _class_names(task: str, target: np.ndarray, censored: np.ndarray | None) -> np.ndarray:
+    """Each selected row's class name for ``sample_counts`` (regression: ``rows``, and
+    ``upper_limits`` for the ``censored`` ones)."""
     if task == "regression":
-        return np.full(len(target), "rows", dtype=object)
+        return np.where(censored, "upper_limits", "rows") if censored is not None else (
+            np.full(len(target), "rows", dtype=object))
     positive = POSITIVE_CLASS[task]
     negative = next(c for c in TASK_CLASSES[task] if c != positive)
     return np.where(target == 1, positive, negative)
@@ -385,12 +410,16 @@ def select_rows(
     upper_limits_as_negatives: bool = False,
     min_rows: int = 2,
     min_class_rows: int = 1,
+    likelihood: str = "detections",
 ) -> Selection:
     """Choose the rows, targets and validation flags of a training run (see module doc).
 
     ``train_samples`` / ``negatives``: values of the shards' ``dataset`` column (``None``: the
     paper's design, :mod:`hicatalog.samples`); ``min_rows`` / ``min_class_rows``: the smallest
-    selected set (training + validation) and, for classifiers, the smallest class accepted.
+    selected set (training + validation) and, for classifiers, the smallest class accepted
+    (for the censored regression, the fewest upper limits); ``likelihood``: the regression's,
+    ``"detections"`` (measured values only) or ``"censored"`` (values and upper limits; the
+    selection's table then has a ``censored`` column).
 
     Steps: read the task's label columns, mark the rows the samples make eligible, the task's
     rows and targets (one function per task), the split, the summary.
@@ -412,7 +441,8 @@ def select_rows(
                     train_samples=train_samples, negatives=negatives)
     rng = np.random.default_rng(seed)
     rows = _TASK_ROWS[task](lab, rng, min_rows=min_rows, min_class_rows=min_class_rows,
-                            upper_limits_as_negatives=upper_limits_as_negatives)
+                            upper_limits_as_negatives=upper_limits_as_negatives,
+                            likelihood=likelihood)
     idx = np.flatnonzero(rows.keep)
     if len(idx) < min_rows:
         raise InputError(
@@ -436,12 +466,24 @@ def select_rows(
             "> 0 (change val_fraction or val_quantiles)", params=("val_fraction", "val_quantiles"))
     target = rows.target[idx]
     summary.update(n_train=int(len(idx) - n_val), n_val=n_val,
-                   sample_counts=_count_by(lab.sample[idx], _class_names(task, target)))
+                   sample_counts=_count_by(lab.sample[idx], _class_names(task, target, None if rows.censored is None else rows.censored[idx])))
     if task != "regression":
         summary["n_class1"] = int(target.sum())
-    table = pa.table({"object_id": pa.array(lab.ids[idx], pa.string()),
-                      "target": pa.array(target), "is_val": pa.array(is_val)})
-    return Selection(table, task, summary)
+    return Selection(_selection_table(lab, rows, idx, is_val, summary), task, summary)
+
+
+def _selection_table(lab: _Labels, rows: _TaskRows, idx: np.ndarray, is_val: np.ndarray,
+                     summary: dict[str, Any]) -> pa.Table:
+    """The selected rows' ``object_id``, ``target``, ``is_val`` and, for the censored
+    regression, ``censored`` (whose counts go into ``summary``)."""
+    columns = {"object_id": pa.array(lab.ids[idx], pa.string()),
+               "target": pa.array(rows.target[idx]), "is_val": pa.array(is_val)}
+    if rows.censored is not None:
+        censored = rows.censored[idx]
+        columns["censored"] = pa.array(censored)
+        summary.update(likelihood="censored", n_upper_limits=int(censored.sum()),
+                       n_val_upper_limits=int((censored & is_val).sum()))
+    return pa.table(columns)
 
 
 def decode_rows(
@@ -456,8 +498,10 @@ def decode_rows(
     decode their JPEGs and drop the undecodable ones.
 
     ``batch``: Arrow table with ``object_id`` and ``image``. Returns ``{"image": uint8 (n, 3,
-    image_size, image_size), "target": (n,)}``; dropped rows are counted by status in a log
-    line (Ray forwards worker logs to the driver).
+    image_size, image_size), "target": (n,)}`` (a censored regression's ``selection`` has a
+    ``censored`` column: ``"target"`` is then float32 ``(n, 2)``, the value or limit and 1.0
+    for a limit, see :func:`hicatalog.training.metrics.split_target`); dropped rows are counted
+    by status in a log line (Ray forwards worker logs to the driver).
     """
     pos = pc.index_in(batch["object_id"], value_set=selection["object_id"])
     pos_np = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -469,6 +513,9 @@ def decode_rows(
     images = batch["image"].take(pa.array(rows, pa.int64())).to_pylist()
     decoded = decode_batch(images, expected_size=cutout_size, out_size=image_size)
     target = selection["target"].to_numpy(zero_copy_only=False)[sel_idx]
+    if "censored" in selection.column_names:
+        censored = selection["censored"].to_numpy(zero_copy_only=False)[sel_idx]
+        target = np.stack([target, censored], axis=1).astype(np.float32)
     bad = ~decoded.ok
     if bad.any():
         counts = Counter(s for s, ok in zip(decoded.status, decoded.ok, strict=True) if not ok)

@@ -48,7 +48,7 @@ from hicatalog.errors import InputError
 from hicatalog.models.card import ModelCard
 from hicatalog.models.dihedral import random_dihedral, tta_predict
 from hicatalog.models.optim import build_optimizer, one_cycle
-from hicatalog.models.predict import average_views, gaussian_variance
+from hicatalog.models.predict import average_views, censored_gaussian_nll, gaussian_variance
 from hicatalog.models.preprocessing import preprocess
 from hicatalog.models.registry import build_model
 from hicatalog.runtime import use_bf16
@@ -183,9 +183,18 @@ def _start(lc: LoopConfig, device: torch.device, mixed: bool,
 def loss_function(card: ModelCard, label_smoothing: float) -> Callable[[Tensor, Tensor], Tensor]:
     """The training loss of ``card``'s network, ``loss(outputs (N, n_out), targets (N,))``:
     RMSE of M (dex) for a ``point`` regression head, the Gaussian negative log-likelihood for
-    a ``gaussian`` head, label-smoothed cross-entropy for classifiers (targets 0/1, 1 =
+    a ``gaussian`` head (the censored one, :func:`~hicatalog.models.predict.censored_gaussian_nll`,
+    when the card's ``hyperparameters["likelihood"]`` is ``"censored"``: targets ``(N, 2)``,
+    the value or upper limit and 1.0 for a limit), label-smoothed cross-entropy for classifiers (targets 0/1, 1 =
     ``card.positive_class``, read at ``card.positive_index`` like every prediction)."""
     if card.task == "regression" and card.head == "gaussian":
+        if card.hyperparameters.get("likelihood") == "censored":
+            def censored_nll(out: Tensor, y: Tensor) -> Tensor:
+                out = out.float()
+                return censored_gaussian_nll(out[:, 0], gaussian_variance(out[:, 1]), y[:, 0],
+                                             y[:, 1] > 0.5)
+            return censored_nll
+
         def gaussian_nll(out: Tensor, y: Tensor) -> Tensor:
             out = out.float()
             return F.gaussian_nll_loss(out[:, 0], y.float(), gaussian_variance(out[:, 1]), full=True)

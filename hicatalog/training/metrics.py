@@ -16,14 +16,36 @@ import numpy as np
 from hicatalog import metrics
 from hicatalog.errors import InputError
 
-__all__ = ["epoch_regression_metrics", "epoch_classification_metrics"]
+__all__ = ["epoch_regression_metrics", "epoch_classification_metrics", "split_target"]
+
+
+def split_target(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A regression's targets as ``(value (N,) float64 dex, censored (N,) bool)``: ``target``
+    is ``(N,)`` (every value measured) or, for the censored likelihood, ``(N, 2)``: the value
+    or upper limit, and 1.0 where it is a limit."""
+    t = np.asarray(target, dtype=np.float64)
+    if t.ndim == 2:
+        return t[:, 0], t[:, 1] > 0.5
+    return t.reshape(-1), np.zeros(t.size, dtype=bool)
 
 
 def epoch_regression_metrics(m_true: np.ndarray, m_pred: np.ndarray) -> dict[str, float]:
-    """Per-epoch record of predictions ``m_pred`` against ``m_true`` (both ``(N,)``, dex):
+    """Per-epoch record of predictions ``m_pred`` ``(N,)`` against ``m_true`` (dex, ``(N,)``
+    or a censored regression's ``(N, 2)``, :func:`split_target`): over the measured rows
     ``n_val`` (pairs with both finite), ``rmse``, ``slope``, ``sigma``, ``offset`` (dex, as
-    :func:`hicatalog.metrics.regression_metrics`), ``std_true`` (population std of all of
-    ``m_true``, dex) and ``rmse_over_std``. InputError when no finite pair is left."""
+    :func:`hicatalog.metrics.regression_metrics`), ``std_true`` (population std of the
+    measured ``m_true``, dex) and ``rmse_over_std``; with upper limits also ``n_val_limits``
+    and ``limits_below`` (the fraction of them whose prediction lies below the limit).
+    InputError when no finite pair is left."""
+    m_true, censored = split_target(m_true)
+    m_pred = np.asarray(m_pred, dtype=np.float64).reshape(-1)
+    extra: dict[str, float] = {}
+    if censored.any():
+        lim, pred = m_true[censored], m_pred[censored]
+        ok = np.isfinite(lim) & np.isfinite(pred)
+        extra = {"n_val_limits": int(ok.sum()),
+                 "limits_below": float(np.mean(pred[ok] <= lim[ok])) if ok.any() else float("nan")}
+        m_true, m_pred = m_true[~censored], m_pred[~censored]
     m = metrics.regression_metrics(m_pred=m_pred, m_true=m_true)
     if m["n"] == 0:
         raise InputError("empty validation set: no validation row has a finite target and "
@@ -32,7 +54,7 @@ def epoch_regression_metrics(m_true: np.ndarray, m_pred: np.ndarray) -> dict[str
     return {
         "n_val": m["n"], "rmse": m["rmse"], "slope": m["slope"], "sigma": m["sigma"],
         "offset": m["offset"], "std_true": std_true,
-        "rmse_over_std": metrics.normalized_rmse(m_pred=m_pred, m_true=m_true),
+        "rmse_over_std": metrics.normalized_rmse(m_pred=m_pred, m_true=m_true), **extra,
     }
 
 

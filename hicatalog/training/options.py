@@ -32,8 +32,10 @@ def check_split(split_by: str | None, val_quantiles: Sequence[float] | None) -> 
 
 
 def check_task_options(task: str, *, head: str = "point", negatives: Sequence[str] | None = None,
-                       upper_limits_as_negatives: bool = False) -> None:
-    """The options that concern one task only: ``head`` (a regression's), ``negatives`` and
+                       upper_limits_as_negatives: bool = False,
+                       likelihood: str = "detections") -> None:
+    """The options that concern one task only: ``head`` and ``likelihood`` (a regression's;
+    the censored likelihood needs the ``gaussian`` head), ``negatives`` and
     ``upper_limits_as_negatives`` (the PR network's negative class).
 
     Raises
@@ -44,6 +46,10 @@ def check_task_options(task: str, *, head: str = "point", negatives: Sequence[st
         raise ConfigError(f"head {head!r} is for the regression task; {task!r} networks are "
                           "classifiers (their probabilities are calibrated with a temperature "
                           "instead)", params=("head",))
+    if likelihood == "censored" and (task != "regression" or head != "gaussian"):
+        raise ConfigError(f"likelihood 'censored' is for the regression task with the gaussian "
+                          f"head (it needs the predicted variance); got task {task!r}, head "
+                          f"{head!r}", params=("likelihood", "head"))
     if task != "pr" and (negatives is not None or upper_limits_as_negatives):
         raise ConfigError("negatives and upper_limits_as_negatives choose the PR network's "
                           f"negative class; task {task!r} has none",

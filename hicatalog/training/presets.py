@@ -35,6 +35,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _loss_name(args: Any) -> str:
+    """The loss a run trains on (the card's ``hyperparameters["loss"]``)."""
+    if args.task != "regression":
+        return "cross_entropy"
+    if args.head != "gaussian":
+        return "rmse"
+    return "censored_gaussian_nll" if args.likelihood == "censored" else "gaussian_nll"
+
+
 def resolve_hyperparameters(args: Any) -> dict[str, Any]:
     """The effective hyperparameters of a run: the preset overlaid with the non-None arguments
     of ``args`` (:func:`~hicatalog.training.trainer.train_arguments`: attributes named as
@@ -62,8 +71,8 @@ def resolve_hyperparameters(args: Any) -> dict[str, Any]:
         lookahead_alpha=LOOKAHEAD_ALPHA,
         optimizer="RAdam+Lookahead",
         schedule="one-cycle (pct_start 0.25, div 25, final div 1e5, cos)",
-        loss=("gaussian_nll" if args.head == "gaussian" else "rmse") if args.task == "regression"
-        else "cross_entropy",
+        loss=_loss_name(args),
+        likelihood=args.likelihood if args.task == "regression" else None,
         head=args.head,
         ensemble=args.ensemble,
         seed=args.seed,

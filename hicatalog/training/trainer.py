@@ -270,6 +270,7 @@ def plan_training(args: SimpleNamespace) -> TrainPlan:
         train_samples=args.train_samples, negatives=args.negatives,
         upper_limits_as_negatives=args.upper_limits_as_negatives,
         min_rows=args.min_rows, min_class_rows=args.min_class_rows,
+        likelihood=args.likelihood,
     )
     return make_plan(task=args.task, head=args.head, hyperparameters=hp, files=files,
                      fingerprint=fingerprint, selection=selection, seeds=member_seeds(args),
@@ -678,6 +679,7 @@ def train(
     min_class_rows: int = 10,
     ensemble: int = 1,
     head: str = "point",
+    likelihood: str = "detections",
     negatives: Sequence[str] | None = None,
     upper_limits_as_negatives: bool = False,
     storage_path: str | None = None,
@@ -726,7 +728,8 @@ def train_arguments(**params: Any) -> SimpleNamespace:
     args = SimpleNamespace(**{k: v for k, v in bound.arguments.items() if k != "worker_loop"})
     check_split(args.split_by, args.val_quantiles)
     check_task_options(args.task, head=args.head, negatives=args.negatives,
-                       upper_limits_as_negatives=args.upper_limits_as_negatives)
+                       upper_limits_as_negatives=args.upper_limits_as_negatives,
+                       likelihood=args.likelihood)
     return args
 
 
