@@ -383,10 +383,12 @@ def _manifest(plan: MockPlan, params: dict[str, Any], use_ray: bool) -> dict[str
     im = pop.imaged
     survey = im["population"] == "survey"
     if survey.any():
+        kinds, k_n = np.unique(im["outlier_kind"][survey & im["detected"]], return_counts=True)
         manifest["survey_counts"] = {
             "detections": int(im["detected"][survey].sum()),
             "upper_limits": int(im["label_is_limit"][survey].sum()),
             "labels_null": int(np.isnan(im["m_label"][survey]).sum()),
+            "detection_outliers": {str(k): int(c) for k, c in zip(kinds, k_n, strict=True)},
         }
     if plan.effects.any:
         det = im["population"] == "alfalfa"
