@@ -167,8 +167,9 @@ class MockConfig(JobConfig):
     image_size: int | None = Field(
         None, ge=16, le=1024, description="cutout side in px (default 224 sdss, 448 legacy)"
     )
-    population: Literal["alfalfa", "nondetections", "xgass", "all"] = Field(
-        "all", description="which imaged population to write"
+    population: Literal["alfalfa", "nondetections", "xgass", "all", "survey"] = Field(
+        "all", description="which imaged population to write: one of the paper's balanced "
+        "samples, all three mixed, or survey, the magnitude-limited survey (docs/mock.md)"
     )
     sigma_int: float = Field(0.20, ge=0.0, le=2.0, description="irreducible scatter of M (dex)")
     gallery: str | None = Field(None, description="also draw a Figure-9-like PNG gallery here")

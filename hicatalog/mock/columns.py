@@ -117,12 +117,15 @@ TRACER_COLUMNS: tuple[Column, ...] = (
 )
 #: The imaged galaxies: :attr:`Population.imaged`, the tracer columns and four more.
 IMAGED_COLUMNS: tuple[Column, ...] = TRACER_COLUMNS + (
-    Column("population", "object", "", "imaged sample: 'alfalfa', 'nondetections' or 'xgass'"),
+    Column("population", "object", "",
+           "imaged sample: 'alfalfa', 'nondetections', 'xgass' or 'survey' (magnitude-limited)"),
     Column("tracer_index", "int64", "", "row in the tracers; with the seed, the render seed"),
     Column("m_label", "float64", "dex",
            "the M the cutout carries (m_true column of the shards): m_obs, NaN where no survey "
-           "measures it, the xGASS limit for an upper limit (hicatalog.mock.labels)"),
-    Column("label_is_limit", "bool", "", "m_label is an xGASS upper limit"),
+           "measures it, the xGASS or (survey non-detections) ALFALFA limit for an upper limit "
+           "(hicatalog.mock.labels)"),
+    Column("label_is_limit", "bool", "",
+           "m_label is an upper limit: xGASS's, or ALFALFA's for a survey non-detection"),
 )
 #: How each imaged galaxy is observed (:func:`hicatalog.mock.observing.observe`): one row per
 #: cutout, for the renderer and the truth; the values a clean image uses when an effect is off.

@@ -76,8 +76,9 @@ from hicatalog.mock.parameters import (
 )
 
 __all__ = [
-    "add_gas_and_detection", "add_stellar_properties", "alfalfa_flux_limit", "disc_attenuation",
-    "hi_snr", "measured_flux", "noise_flux",
+    "add_gas_and_detection", "add_stellar_properties", "alfalfa_flux_limit", "cos_inclination",
+    "disc_attenuation",
+    "hi_snr", "line_width", "measured_flux", "noise_flux",
 ]
 
 
@@ -107,6 +108,16 @@ def alfalfa_flux_limit(w50: np.ndarray) -> np.ndarray:
     lw = np.log10(w50)
     (a0, b0), (a1, b1) = SLIM_BELOW, SLIM_ABOVE
     return np.where(lw < SLIM_LOG_W50_BREAK, a0 * lw + b0, a1 * lw + b1)
+
+
+def line_width(log_mstar: np.ndarray, cos_incl: np.ndarray) -> np.ndarray:
+    """H I line width W50 (km/s) of a disc of stellar mass ``log_mstar`` (log10 Msun) seen at
+    inclination ``cos_incl`` (cosine, 1 face-on): twice the stellar-mass Tully-Fisher rotation
+    speed ``10^(TF_A + TF_B (log M* - TF_PIVOT))`` (Reyes et al. 2011) times sin i, with the
+    turbulent width W50_TURB added in quadrature; float64 of the broadcast shape."""
+    v_rot = 10 ** (TF_A + TF_B * (log_mstar - TF_PIVOT))
+    sin_i = np.sqrt(1 - cos_incl**2)
+    return np.sqrt((2 * v_rot * sin_i) ** 2 + W50_TURB**2)
 
 
 def add_stellar_properties(v: Galaxies, rng: np.random.Generator) -> None:
@@ -167,6 +178,14 @@ def add_stellar_properties(v: Galaxies, rng: np.random.Generator) -> None:
     v["d_a_mpc"] = PAPER_COSMOLOGY.angular_diameter_distance(v["z_cos"]).value
 
 
+def cos_inclination(axis_ratio: np.ndarray) -> np.ndarray:
+    """cos i of a disc of intrinsic thickness DISC_Q0 seen at projected axis ratio
+    ``axis_ratio`` (Holmberg: cos^2 i = (q^2 - q0^2) / (1 - q0^2), 0 below q0): what an
+    observer infers from the image; the inverse of the mock's ``axis_ratio``. Float64."""
+    q = np.asarray(axis_ratio, dtype=np.float64)
+    return np.sqrt(np.clip((q**2 - DISC_Q0**2) / (1 - DISC_Q0**2), 0.0, 1.0))
+
+
 def disc_attenuation(axis_ratio: np.ndarray, band: str) -> np.ndarray:
     """Attenuation (mag) of a disc's light in ``band`` at projected axis ratio ``axis_ratio``
     (Masters et al. 2010): ``INCL_EDGE_ON_MAG[band] log10(1/q) / log10(1/DISC_Q0)``, 0 face-on,
@@ -196,9 +215,7 @@ def add_gas_and_detection(v: Galaxies, rng: np.random.Generator, sigma_int: floa
     v["m_scatter"] = sigma_int * rng.standard_normal(n)
     v["m_true"] = v["m_mass"] + v["m_visible"] + v["m_env"] + v["m_scatter"]
     v["log_mhi"] = v["m_true"] + v["log_mstar"]
-    v_rot = 10 ** (TF_A + TF_B * (v["log_mstar"] - TF_PIVOT))
-    sin_i = np.sqrt(1 - v["cos_incl"] ** 2)
-    v["w50"] = np.sqrt((2 * v_rot * sin_i) ** 2 + W50_TURB**2)
+    v["w50"] = line_width(v["log_mstar"], v["cos_incl"])
     # ALFALFA uses Hubble-flow distances; at these redshifts d_L and cz/H0 agree to a few %.
     v["log_s21"] = v["log_mhi"] - math.log10(HI_MASS_CONSTANT) - 2 * np.log10(v["d_l_mpc"])
     v["log_s21_lim"] = alfalfa_flux_limit(v["w50"])

@@ -12,8 +12,10 @@ The truth (:mod:`hicatalog.mock.galaxies`) knows M exactly; real labels do not:
   0.1 dex error, and the outliers: a share of the detections whose flux is confused with a
   neighbour inside the Arecibo beam or whose optical counterpart is the wrong galaxy;
 - :func:`add_cutout_labels`: the label of each imaged galaxy as a survey gives it: none for an
-  ALFALFA non-detection, an upper limit for an xGASS-like galaxy below xGASS's gas-fraction
-  limit (Catinella et al. 2018), else the measured M.
+  ALFALFA non-detection of the balanced samples, an upper limit for an xGASS-like galaxy below
+  xGASS's gas-fraction limit (Catinella et al. 2018), an ALFALFA upper limit
+  (:func:`alfalfa_log_mhi_limit`) for a non-detection of the magnitude-limited survey, else
+  the measured M.
 
 Every switch is an :class:`~hicatalog.mock.effects.Effects` field; with an effect off its
 columns hold the true values (and ``log_mhi_err`` 0, ``outlier_kind`` ``"none"``). Columns:
@@ -27,16 +29,20 @@ import math
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.special import ndtri
 
 from hicatalog.cosmology import C_KMS
 from hicatalog.mock.columns import Galaxies
 from hicatalog.mock.effects import Effects
+from hicatalog.mock.galaxies import alfalfa_flux_limit, cos_inclination, line_width
 from hicatalog.mock.parameters import (
     ARECIBO_BEAM_FWHM_ARCMIN,
+    DETECTION_WIDTH_DEX,
     HI_ERR_FLOOR,
     HI_ERR_K,
     HI_MASS_CONSTANT,
     MSTAR_ERR_DEX,
+    SURVEY_LIMIT_P_DETECT,
     XGASS_GF_LIMIT_HIGH,
     XGASS_GF_LIMIT_LOW,
     XGASS_LOG_MHI_LIMIT_MID,
@@ -48,6 +54,7 @@ __all__ = [
     "OUTLIER_KINDS",
     "add_cutout_labels",
     "add_measurements",
+    "alfalfa_log_mhi_limit",
     "hi_mass_error",
     "xgass_log_mhi_limit",
 ]
@@ -69,6 +76,32 @@ def xgass_log_mhi_limit(log_mstar: np.ndarray) -> np.ndarray:
     XGASS_LOG_MHI_LIMIT_MID and a gas fraction of XGASS_GF_LIMIT_HIGH."""
     high = np.maximum(XGASS_LOG_MHI_LIMIT_MID, log_mstar + math.log10(XGASS_GF_LIMIT_HIGH))
     return np.where(log_mstar < 10.0, log_mstar + math.log10(XGASS_GF_LIMIT_LOW), high)
+
+
+def alfalfa_log_mhi_limit(log_mstar: np.ndarray, axis_ratio: np.ndarray,
+                          d_l_mpc: np.ndarray) -> np.ndarray:
+    """log10 of the ALFALFA upper limit on the H I mass (Msun) of an undetected galaxy, from
+    what an observer has: its catalogued ``log_mstar`` (log10 Msun), projected ``axis_ratio``
+    b/a and luminosity distance ``d_l_mpc`` (Mpc)::
+
+        log M_HI,lim = log10(HI_MASS_CONSTANT) + 2 log10(d_L) + log10 S21,lim(W50)
+
+    W50 is :func:`~hicatalog.mock.galaxies.line_width` of the stellar-mass Tully-Fisher
+    relation at the inclination the axis ratio gives
+    (:func:`~hicatalog.mock.galaxies.cos_inclination`); S21,lim is the Code-1 limit of
+    Haynes et al. (2011) Eq. 4 (:func:`~hicatalog.mock.galaxies.alfalfa_flux_limit`, the 50%
+    point) raised to where the mock's detection probability reaches SURVEY_LIMIT_P_DETECT
+    (``+ ndtri(0.95) DETECTION_WIDTH_DEX`` = +0.082 dex). Float64 of the broadcast shape;
+    NaN where an input is missing (not finite) or the distance is not positive: no limit
+    can be computed there.
+    """
+    log_mstar, axis_ratio, d_l = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64) for a in (log_mstar, axis_ratio, d_l_mpc)))
+    ok = np.isfinite(log_mstar) & np.isfinite(axis_ratio) & np.isfinite(d_l) & (d_l > 0)
+    w50 = line_width(np.where(ok, log_mstar, 10.0), cos_inclination(np.where(ok, axis_ratio, 1.0)))
+    log_s21_lim = alfalfa_flux_limit(w50) + ndtri(SURVEY_LIMIT_P_DETECT) * DETECTION_WIDTH_DEX
+    lim = math.log10(HI_MASS_CONSTANT) + 2 * np.log10(np.where(ok, d_l, 1.0)) + log_s21_lim
+    return np.where(ok, lim, np.nan)
 
 
 def _beam_neighbours(v: Galaxies, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,10 +219,14 @@ def add_measurements(v: Galaxies, rng: np.random.Generator, effects: Effects,
 
 def add_cutout_labels(im: Galaxies, effects: Effects) -> None:
     """Add ``m_label`` and ``label_is_limit`` to the imaged galaxies ``im`` in place: the M a
-    cutout carries. With ``effects.measured_labels``: ALFALFA-like detections their measured
-    ``m_obs``; non-detections NaN (no H I measurement exists); xGASS-like galaxies the
-    measured value above xGASS's limit (:func:`xgass_log_mhi_limit` of the measured M*),
-    else the limit minus log M* as an upper limit. Without it, ``m_obs`` for every row."""
+    cutout carries. With ``effects.measured_labels``: detections their measured ``m_obs``;
+    non-detections of the balanced samples NaN (no H I measurement exists); xGASS-like
+    galaxies the measured value above xGASS's limit (:func:`xgass_log_mhi_limit` of the
+    measured M*), else the limit minus log M* as an upper limit; non-detections of the
+    magnitude-limited survey (``population == "survey"``) the ALFALFA upper limit
+    (:func:`alfalfa_log_mhi_limit` of the catalogued M*, the axis ratio and d_L) minus the
+    catalogued log M*, as an upper limit, or NaN and no limit where it cannot be computed.
+    Without it, ``m_obs`` for every row."""
     n = len(im["ra"])
     label = im["m_obs"].copy()
     limit = np.zeros(n, bool)
@@ -199,6 +236,13 @@ def add_cutout_labels(im: Galaxies, effects: Effects) -> None:
         below = xg & ~im["detected"] & (im["log_mhi_obs"] < lim)
         label[below] = (lim - im["log_mstar_obs"])[below]
         limit[below] = True
-        label[(im["population"] == "nondetections") | (~im["detected"] & ~xg)] = np.nan
+        survey = im["population"] == "survey"
+        label[(im["population"] == "nondetections") | (~im["detected"] & ~xg & ~survey)] = np.nan
+        u = survey & ~im["detected"]
+        if u.any():
+            lms = im["log_mstar_obs"][u]
+            m_lim = alfalfa_log_mhi_limit(lms, im["axis_ratio"][u], im["d_l_mpc"][u]) - lms
+            label[u] = m_lim
+            limit[u] = np.isfinite(m_lim)
     im["m_label"] = label
     im["label_is_limit"] = limit

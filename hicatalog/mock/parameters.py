@@ -145,8 +145,16 @@ DETECTION_WIDTH_DEX = 0.05
 #: Share of the imaged sample per population when ``population="all"``: ALFALFA-like
 #: detections and as many non-detections (the PR classes), plus an xGASS-like sample.
 XGASS_SHARE = 0.12
-#: Non-detections come from tracers inside the ALFALFA volume, z < 0.06 (Wu 2020, Section 5.2).
-NONDET_Z_MAX = 0.06
+#: Redshift limit of the magnitude-limited survey (``population="survey"``): the paper's imaged
+#: sample is the z < 0.06 SDSS main sample (Wu 2020, Section 5.2), the depth of ALFALFA's blind
+#: search (cz < 18000 km/s). The volume's Z_MAX is the same, so every tracer is inside it.
+SURVEY_Z_MAX = 0.06
+#: Non-detections come from tracers inside the same ALFALFA volume.
+NONDET_Z_MAX = SURVEY_Z_MAX
+#: Detection probability at which a survey non-detection's upper limit is set: its flux limit is
+#: the measured flux that the mock detects with this probability (the error-function
+#: completeness above, DETECTION_WIDTH_DEX wide), so the limit bounds ~all undetected fluxes.
+SURVEY_LIMIT_P_DETECT = 0.95
 #: xGASS-like sample (Catinella et al. 2018): GASS-low, 9 < log M* < 10 at 0.01 < z < 0.02, and
 #: GASS, 10 < log M* < 11.5 at 0.025 < z < 0.05; flat in log M*, selected regardless of H I.
 XGASS_LOW_LOG_MSTAR, XGASS_LOW_Z = (9.0, 10.0), (0.01, 0.02)

@@ -5,7 +5,9 @@ galaxies stars, H I and a detection (:mod:`hicatalog.mock.galaxies`), keeps the 
 than the optical limit as *tracers* (the NSA-like neighbour catalog), gives them what a survey
 would catalogue (:mod:`hicatalog.mock.labels`) and draws the *imaged* samples from them:
 ALFALFA-like detections, as many non-detections (the PR classes), and an xGASS-like sample
-(Catinella et al. 2018) for out-of-distribution tests. No images are made here (see
+(Catinella et al. 2018) for out-of-distribution tests (the paper's balanced samples), or the
+magnitude-limited ``survey``: tracers at z < SURVEY_Z_MAX drawn uniformly, detections and
+non-detections at the survey's own rate. No images are made here (see
 :mod:`hicatalog.mock.observing` and :mod:`hicatalog.mock.render`).
 """
 
@@ -25,6 +27,7 @@ from hicatalog.mock.parameters import (
     NONDET_Z_MAX,
     OUTLIER_FRACTION,
     R_MAG_LIMIT,
+    SURVEY_Z_MAX,
     XGASS_HIGH_LOG_MSTAR,
     XGASS_HIGH_Z,
     XGASS_LOW_LOG_MSTAR,
@@ -40,8 +43,9 @@ __all__ = [
     "selection_r_mag",
 ]
 
-#: The imaged populations: the values of the ``population`` column.
-POPULATIONS = ("alfalfa", "nondetections", "xgass")
+#: The imaged populations: the values of the ``population`` column. The first three are the
+#: paper's balanced samples (``"all"`` mixes them); ``survey`` is the magnitude-limited survey.
+POPULATIONS = ("alfalfa", "nondetections", "xgass", "survey")
 #: Each imaged population takes at most 1/POOL_FACTOR of the galaxies that qualify for it, so
 #: the imaged samples stay random subsets of a real survey; the footprint grows until they do.
 POOL_FACTOR = 1.5
@@ -68,12 +72,13 @@ class Population:
 def population_counts(n: int, population: str) -> dict[str, int]:
     """How many imaged galaxies of each of :data:`POPULATIONS` a request for ``n`` of
     ``population`` means: all ``n`` of one, or for ``"all"`` a share XGASS_SHARE of xGASS-like
-    galaxies and the rest split evenly (detections get the odd one)."""
+    galaxies and the rest split evenly between detections and non-detections (detections get
+    the odd one), no ``survey`` galaxies."""
     if population != "all":
         return {p: (n if p == population else 0) for p in POPULATIONS}
     n_x = int(round(XGASS_SHARE * n)) if n >= 3 else 0
     n_det = (n - n_x + 1) // 2
-    return {"alfalfa": n_det, "nondetections": n - n_x - n_det, "xgass": n_x}
+    return {"alfalfa": n_det, "nondetections": n - n_x - n_det, "xgass": n_x, "survey": 0}
 
 
 def _select(rng, pool: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -95,6 +100,8 @@ def _imaged_pools(t: Galaxies) -> dict[str, np.ndarray]:
         "xgass": np.flatnonzero(xg),
         "alfalfa": np.flatnonzero(t["detected"]),
         "nondetections": np.flatnonzero(~t["detected"] & (t["z"] < NONDET_Z_MAX)),
+        # the magnitude-limited survey: every tracer (r within the optical limit) inside z_max
+        "survey": np.flatnonzero(t["z"] < SURVEY_Z_MAX),
     }
 
 
@@ -132,11 +139,11 @@ def _tracers(area: float, rng: np.random.Generator, rng_real: np.random.Generato
 
 def _draw_imaged(t: Galaxies, want: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """The tracer indices imaged in each population, drawn without replacement from its pool
-    (xGASS-like first, flat in log M*)."""
+    (xGASS-like first, flat in log M*; the others uniformly)."""
     pools = _imaged_pools(t)
     chosen: dict[str, np.ndarray] = {}
     taken = np.zeros(len(t["ra"]), bool)
-    for p in ("xgass", "alfalfa", "nondetections"):
+    for p in ("xgass", "alfalfa", "nondetections", "survey"):
         pool = pools[p][~taken[pools[p]]]
         if want[p] > len(pool):
             raise RuntimeError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
@@ -152,8 +159,9 @@ def _draw_imaged(t: Galaxies, want: dict[str, int], rng: np.random.Generator) ->
 
 def _first_area(want: dict[str, int]) -> float:
     """A first guess of the footprint (deg2) whose pools hold POOL_FACTOR x ``want`` of each
-    population, from the imaged galaxies per deg2 of each pool measured on this model."""
-    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0}
+    population, from the imaged galaxies per deg2 of each pool measured on this model (the
+    survey pool, every tracer: 21.5-22.1 per deg2 realistic, 25-26 clean; the smaller is used)."""
+    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0, "survey": 22.0}
     area = max(max(1.1 * POOL_FACTOR * want[p] / per_deg2[p] for p in POPULATIONS if want[p]),
                1.0)
     return min(area, MAX_AREA_DEG2)
@@ -165,14 +173,17 @@ def generate_population(
     outlier_fraction: float = OUTLIER_FRACTION,
 ) -> Population:
     """Generate the mock survey: tracers (every galaxy above the optical limit) and the
-    ``n`` imaged galaxies of ``population`` (``alfalfa``, ``nondetections``, ``xgass`` or
-    ``all``, see :func:`population_counts`), deterministic for ``seed``.
+    ``n`` imaged galaxies of ``population`` (``alfalfa``, ``nondetections``, ``xgass``,
+    ``all``, see :func:`population_counts`, or ``survey``), deterministic for ``seed``.
 
     The volume (:func:`~hicatalog.mock.volume.generate_volume`) gets its stellar properties
     and the optical limit R_MAG_LIMIT chunk by chunk (only tracers are held whole), then the
     tracers get their true overdensity (on their cosmological redshifts), their H I and their
     detection, and the imaged galaxies are drawn from the pools of each population without
-    replacement (xGASS-like ones flat in log M*). ``sigma_int``: standard deviation of the
+    replacement (xGASS-like ones flat in log M*). ``survey`` draws uniformly from every tracer
+    at z < SURVEY_Z_MAX, not balanced: its detections and non-detections come at the survey's
+    own rate, and its non-detections carry ALFALFA upper limits
+    (:func:`~hicatalog.mock.labels.add_cutout_labels`). ``sigma_int``: standard deviation of the
     irreducible part of M (dex); ``survey_tag``: the middle of the object ids (default
     ``s<seed>``); ``effects``: the real difficulties of the labels and of the selection
     (:class:`~hicatalog.mock.effects.Effects`, default all on; :meth:`Effects.none` is the

@@ -141,7 +141,7 @@ def render_shard(rows: pa.Table, survey: str, size: int, seed: int,
     Returns the cutouts contract with labels: object_id, ra, dec, z, survey, image (JPEG),
     m_true (the label as measured, float32, null where none), detected (bool), log_mstar
     (catalogued, float32), one_plus_delta5 (the true 1+delta5, float32), dataset ('alfalfa' |
-    'nondetections' | 'xgass') and, with the measured_labels effect, upper_limit.
+    'nondetections' | 'xgass' | 'survey') and, with the measured_labels effect, upper_limit.
     """
     effects = Effects.none() if effects is None else effects
     spec = imaging_spec(survey) if spec is None else spec
@@ -380,8 +380,17 @@ def _manifest(plan: MockPlan, params: dict[str, Any], use_ray: bool) -> dict[str
         "effects": plan.effects.as_dict(),
         "imaging_spec": plan.spec.label,
     }
+    im = pop.imaged
+    survey = im["population"] == "survey"
+    if survey.any():
+        kinds, k_n = np.unique(im["outlier_kind"][survey & im["detected"]], return_counts=True)
+        manifest["survey_counts"] = {
+            "detections": int(im["detected"][survey].sum()),
+            "upper_limits": int(im["label_is_limit"][survey].sum()),
+            "labels_null": int(np.isnan(im["m_label"][survey]).sum()),
+            "detection_outliers": {str(k): int(c) for k, c in zip(kinds, k_n, strict=True)},
+        }
     if plan.effects.any:
-        im = pop.imaged
         det = im["population"] == "alfalfa"
         kinds, k_n = np.unique(im["outlier_kind"][det], return_counts=True)
         manifest["effect_counts"] = {
