@@ -12,7 +12,9 @@ on a.40A, which is ``a40A`` + ``a40B`` in our labels (a.40B is a subset of a.40A
 on a.40A detections against an equal number of ALFALFA non-detections (``nondetections``);
 a.100, NIBLES and xGASS are test samples. On the mock the ALFALFA-like detections
 (``alfalfa``) play a.40A. Upper limits are never regression targets and never PR negatives
-unless asked.
+unless asked. A magnitude-limited survey sample (``survey``: every galaxy of the optical
+survey, detected or not) is reported as two groups, ``survey detections`` and ``survey
+non-detections``, by its ``detected`` flag (:data:`SPLIT_BY_DETECTION`).
 
 This module is the one home of those rules: training (:mod:`hicatalog.training.data`) and
 evaluation (:mod:`hicatalog.evaluation.catalog`) both call it.
@@ -31,6 +33,7 @@ __all__ = [
     "REAL_TRAIN_SAMPLES",
     "DEFAULT_NEGATIVES",
     "REPORT_ORDER",
+    "SPLIT_BY_DETECTION",
     "default_train_samples",
     "report_group",
     "report_label",
@@ -53,8 +56,12 @@ DEFAULT_NEGATIVES: tuple[str, ...] = ("nondetections",)
 
 #: Evaluation groups: a40A and a40B are reported together as the paper's a.40A.
 _GROUPS = {"a40A": "a.40A", "a40B": "a.40A"}
+#: Samples drawn regardless of detection (a magnitude-limited survey): the evaluation reports
+#: their detections and non-detections as two groups (:func:`report_group`).
+SPLIT_BY_DETECTION: tuple[str, ...] = ("survey",)
 #: Display order of the evaluation groups (mock, then the paper's Table 2 order).
-REPORT_ORDER: tuple[str, ...] = ("alfalfa", "a.40A", "a100", "nibles", "xgass", "nondetections")
+REPORT_ORDER: tuple[str, ...] = ("alfalfa", "survey detections", "survey non-detections", "a.40A",
+                                 "a100", "nibles", "xgass", "nondetections")
 #: Names printed in tables (the paper's); groups not listed print as they are.
 _LABELS = {"a100": "a.100", "nibles": "NIBLES", "xgass": "xGASS"}
 
@@ -83,8 +90,12 @@ def default_train_samples(present: Collection[str]) -> tuple[str, ...]:
         "say which samples to train on (train_samples)", params=("train_samples",))
 
 
-def report_group(sample: str) -> str:
-    """The evaluation group of a sample: ``a40A`` and ``a40B`` -> ``a.40A``; others unchanged."""
+def report_group(sample: str, detected: bool | None = None) -> str:
+    """The evaluation group of a sample: ``a40A`` and ``a40B`` -> ``a.40A``; a sample of
+    :data:`SPLIT_BY_DETECTION` with a known ``detected`` -> ``survey detections`` / ``survey
+    non-detections``; others unchanged."""
+    if sample in SPLIT_BY_DETECTION and detected is not None:
+        return f"{sample} {'detections' if detected else 'non-detections'}"
     return _GROUPS.get(sample, sample)
 
 
