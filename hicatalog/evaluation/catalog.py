@@ -16,6 +16,9 @@ manifest names) are marked as training samples. It writes into ``out_dir``:
   ``reliability.png`` (p_cnn calibration);
 - when the catalog has error bars (``m_pred_err``): ``pit.png`` and ``uncertainty.png``, and
   the uncertainty table in ``table2.md`` (:func:`uncertainty_block`);
+- ``quintiles.png``: coverage, bias and Spearman(interval width, |error|) per quintile of
+  p_cnn, 1+delta5, z and the true log M* (:func:`quintile_block`), with the tables of
+  ``p_detect`` calibration and the linear means of 10^M;
 - ``index.html``: all of it, with the build's ``_manifest.json``.
 """
 
@@ -301,7 +304,14 @@ def catalog_metrics(
     ``training_classes``: the PR network's own classes (its card's detection samples against its
     negatives, else the paper's: ``alfalfa`` or ``a40A``+``a40B`` against ``nondetections``),
     when both are present; ``uncertainty``: :func:`uncertainty_block` when some row has a
-    usable ``m_pred_err``, else ``None``.
+    usable ``m_pred_err``, else ``None``; ``limits_withheld``: the groups whose limit rows
+    (truth ``upper_limit``) are left out of ``regression``; ``by_quintile``:
+    :func:`quintile_block`; ``p_detect``: :func:`p_detect_block` (``None`` without a
+    ``p_detect`` column); ``linear_means``: :func:`linear_mean_block`. A row's limit is
+    ``m_limit`` (:func:`_with_groups`: the truth's ``upper_limit`` rows, or the mock's
+    ``label_is_limit`` labels); ``limits`` entries add, with error bars, ``n_err``,
+    ``frac_consistent_p05``, ``mean_censored_loglik`` (:func:`~hicatalog.metrics.upper_limit_metrics`)
+    and the same sample's detections' ``detections_n`` and ``detections_mean_loglik``.
     """
     joined = _with_groups(joined)
     datasets = order_groups(set(joined.get_column("group").to_list()))
@@ -601,9 +611,10 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     Returns
     -------
     The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts",
-    "datasets", "groups", "labels", "cuts", "regression", "limits", "roles", "trained_on",
-    "pr", "uncertainty", "files", "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty``
-    is ``None`` when the catalog has no usable ``m_pred_err``); ``regression[group][cut]`` has
+    "datasets", "groups", "labels", "cuts", "regression", "limits", "limits_withheld", "roles",
+    "trained_on", "pr", "uncertainty", "by_quintile", "p_detect", "linear_means", "files",
+    "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty`` is ``None`` when the catalog has
+    no usable ``m_pred_err``, ``p_detect`` when it has no ``p_detect``); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
     :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
     The report (``index.html``) and ``table2.md`` are one :class:`Report` rendered twice.
