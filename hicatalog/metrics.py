@@ -13,7 +13,7 @@ so that ``rmse**2 == sigma**2 + offset**2`` exactly.
 
 Upper limits (e.g. xGASS non-detections, whose ``M`` is only an upper limit): never folded
 into the RMSE; :func:`upper_limit_metrics` counts the predictions consistent with the limit
-(``M_pred <= M_limit``).
+(``M_pred <= M_limit``) and, given error bars, scores them with the censored likelihood.
 
 Classification (pattern recognition, ``p_cnn`` against ``detected``): ``accuracy`` at a
 threshold and the area under the ROC curve computed from ranks (the Mann-Whitney U
@@ -25,10 +25,12 @@ the PIT value ``Phi(z)`` (uniform on [0, 1] when the error bars are right), the 
 68.27% and 95% intervals, the CRPS and the negative log-likelihood
 (:func:`uncertainty_metrics`), and whether larger error bars go with larger errors
 (:func:`error_vs_uncertainty`). Rows whose ``m_pred_err`` is not finite or not positive are left
-out and counted (``n_no_err``).
+out and counted (``n_no_err``). Intervals given by their bounds (possibly asymmetric about
+``M_pred``): :func:`interval_metrics`; the linear mean of ``10^M`` a Gaussian in dex implies:
+:func:`log_mean_linear`.
 
-Probability calibration of ``p_cnn``: the reliability curve in equal-width bins, the expected
-calibration error and the Brier score (:func:`calibration_metrics`).
+Probability calibration (``p_cnn``, ``p_detect``): the reliability curve in equal-width or
+equal-count bins, the expected calibration error and the Brier score (:func:`calibration_metrics`).
 
 Every function takes array-likes, drops pairs where either value is NaN (and says how many
 were used in ``n``), and returns plain Python floats so results serialise to JSON as is.
@@ -39,7 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import log_ndtr, logsumexp, ndtr
 from scipy.stats import kstest, rankdata, spearmanr
 
 __all__ = [
@@ -58,6 +60,9 @@ __all__ = [
     "gaussian_crps",
     "uncertainty_metrics",
     "error_vs_uncertainty",
+    "gaussian_intervals",
+    "interval_metrics",
+    "log_mean_linear",
     "reliability_curve",
     "expected_calibration_error",
     "brier_score",
@@ -121,18 +126,36 @@ def normalized_rmse(m_true: Any, m_pred: Any) -> float:
     return float(np.sqrt(np.mean((pred - true) ** 2)) / std)
 
 
-def upper_limit_metrics(m_limit: Any, m_pred: Any) -> dict[str, float | int]:
+def upper_limit_metrics(m_limit: Any, m_pred: Any, m_pred_err: Any = None) -> dict[str, Any]:
     """Predictions against upper limits ``m_limit`` (both dex, shape (N,)): ``{"n",
     "n_consistent", "frac_consistent", "median_excess"}``, where a prediction is consistent
     when ``m_pred <= m_limit`` and ``median_excess`` = median(m_pred - m_limit) (negative: most
-    predictions lie below their limits). NaN fraction and excess when ``n`` is 0."""
+    predictions lie below their limits). NaN fraction and excess when ``n`` is 0.
+
+    With ``m_pred_err`` (the predictive standard deviation, dex, shape (N,)) each prediction is
+    read as ``N(m_pred, m_pred_err^2)`` and scored on the rows with a usable error (finite,
+    > 0) as well: ``n_err`` rows; ``frac_consistent_p05`` = fraction whose predictive
+    probability below the limit, ``P(M <= m_limit) = Phi((m_limit - m_pred) / m_pred_err)``, is
+    at least 0.05 (the limit is not ruled out at 95%); ``mean_censored_loglik`` = mean of
+    ``log P(M <= m_limit)``, the censored (Tobit) log-likelihood of a limit (0 at best).
+    """
     pred, lim = _pairs(m_pred, m_limit, ("m_pred", "m_limit"))
     n = int(pred.size)
     if n == 0:
-        return {"n": 0, "n_consistent": 0, "frac_consistent": _NAN, "median_excess": _NAN}
-    ok = int(np.sum(pred <= lim))
-    return {"n": n, "n_consistent": ok, "frac_consistent": ok / n,
-            "median_excess": float(np.median(pred - lim))}
+        out: dict[str, Any] = {"n": 0, "n_consistent": 0, "frac_consistent": _NAN,
+                               "median_excess": _NAN}
+    else:
+        ok = int(np.sum(pred <= lim))
+        out = {"n": n, "n_consistent": ok, "frac_consistent": ok / n,
+               "median_excess": float(np.median(pred - lim))}
+    if m_pred_err is None:
+        return out
+    lim_e, pred_e, err, _ = _triples(m_limit, m_pred, m_pred_err)
+    log_p = log_ndtr((lim_e - pred_e) / err)
+    out.update(n_err=int(err.size),
+               frac_consistent_p05=float(np.mean(log_p >= np.log(0.05))) if err.size else _NAN,
+               mean_censored_loglik=float(np.mean(log_p)) if err.size else _NAN)
+    return out
 
 
 def _labels_scores(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +336,72 @@ def error_vs_uncertainty(
     return out
 
 
+def gaussian_intervals(m_pred: Any, m_pred_err: Any) -> tuple[np.ndarray, ...]:
+    """``(lo68, hi68, lo95, hi95)``: the central 68.27% and 95% intervals of
+    ``N(m_pred, m_pred_err^2)``, ``m_pred -+ Z_68 * m_pred_err`` and ``m_pred -+ Z_95 *
+    m_pred_err`` (dex, float64, shape (N,)); NaN where the error is not finite or not positive."""
+    p = np.asarray(m_pred, dtype=np.float64).ravel()
+    e = np.asarray(m_pred_err, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore"):
+        e = np.where(np.isfinite(e) & (e > 0), e, np.nan)
+    return p - Z_68 * e, p + Z_68 * e, p - Z_95 * e, p + Z_95 * e
+
+
+def interval_metrics(
+    m_true: Any, m_pred: Any, lo68: Any, hi68: Any, lo95: Any, hi95: Any
+) -> dict[str, Any]:
+    """Intervals given by their bounds (dex, shape (N,); may be asymmetric about ``m_pred``)
+    against the truth.
+
+    Rows need finite ``m_true`` and ``m_pred`` (``n``); the interval numbers use those of them
+    with finite bounds (``n_interval``). Returns ``{"n", "n_interval", "coverage_68",
+    "coverage_95", "bias", "rmse", "spearman_width_abs_error", "mean_width_68",
+    "mean_width_95"}``: ``coverage_68`` / ``coverage_95`` = fraction with ``lo <= m_true <= hi``
+    (0.6827 / 0.95 when calibrated); ``bias`` = mean(m_pred - m_true), ``rmse`` =
+    sqrt(mean((m_pred - m_true)^2)) (over the ``n`` rows); ``spearman_width_abs_error`` =
+    Spearman rank correlation of the 68% width ``hi68 - lo68`` with ``|m_pred - m_true|`` (NaN
+    with fewer than 3 rows or no spread: > 0 when wider intervals go with larger errors);
+    ``mean_width_68`` / ``mean_width_95`` = mean ``hi - lo``. NaN where there are no rows.
+    """
+    cols = [np.asarray(a, dtype=np.float64).ravel() for a in (m_true, m_pred, lo68, hi68, lo95, hi95)]
+    if len({c.size for c in cols}) != 1:
+        raise ValueError(f"m_true, m_pred and the interval bounds must have the same length, got "
+                         f"{[c.size for c in cols]}")
+    t, p, l68, h68, l95, h95 = cols
+    base = np.isfinite(t) & np.isfinite(p)
+    reg = regression_metrics(t[base], p[base])
+    t, p, l68, h68, l95, h95 = (c[base] for c in cols)
+    has = np.isfinite(l68) & np.isfinite(h68) & np.isfinite(l95) & np.isfinite(h95)
+    t, p, l68, h68, l95, h95 = (c[has] for c in (t, p, l68, h68, l95, h95))
+    n_int = int(t.size)
+    out: dict[str, Any] = {"n": reg["n"], "n_interval": n_int, "coverage_68": _NAN,
+                           "coverage_95": _NAN, "bias": reg["offset"], "rmse": reg["rmse"],
+                           "spearman_width_abs_error": _NAN, "mean_width_68": _NAN,
+                           "mean_width_95": _NAN}
+    if n_int == 0:
+        return out
+    width, abs_err = h68 - l68, np.abs(p - t)
+    if n_int >= 3 and np.ptp(width) > 0 and np.ptp(abs_err) > 0:
+        out["spearman_width_abs_error"] = float(spearmanr(width, abs_err).statistic)
+    out.update(coverage_68=float(np.mean((l68 <= t) & (t <= h68))),
+               coverage_95=float(np.mean((l95 <= t) & (t <= h95))),
+               mean_width_68=float(np.mean(width)), mean_width_95=float(np.mean(h95 - l95)))
+    return out
+
+
+def log_mean_linear(m: Any, sigma: Any = None) -> float:
+    """``log10(mean(E[10^M]))`` over rows (dex): with ``sigma`` None, ``log10(mean(10^m))``;
+    with ``sigma`` (shape (N,), dex) each row read as ``M ~ N(m, sigma^2)`` in dex, whose linear
+    expectation is ``E[10^M] = 10^(m + ln(10)/2 * sigma^2)`` (the lognormal mean; at sigma = 0.3
+    dex a factor 1.27 above ``10^m``). Computed with log-sum-exp; NaN without rows."""
+    x = np.asarray(m, dtype=np.float64).ravel()
+    if sigma is not None:
+        x = x + 0.5 * np.log(10.0) * np.asarray(sigma, dtype=np.float64).ravel() ** 2
+    if x.size == 0:
+        return _NAN
+    return float(logsumexp(x * np.log(10.0)) / np.log(10.0) - np.log10(x.size))
+
+
 def _probabilities(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
     y, p = _labels_scores(y_true, prob)
     if p.size and (p.min() < 0.0 or p.max() > 1.0):
@@ -320,31 +409,50 @@ def _probabilities(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def reliability_curve(y_true: Any, prob: Any, n_bins: int = 10) -> dict[str, Any]:
+def reliability_curve(y_true: Any, prob: Any, n_bins: int = 10,
+                      equal_count: bool = False) -> dict[str, Any]:
     """The reliability diagram of a probability ``prob`` (0-1) against bool labels, in
-    ``n_bins`` equal-width bins of [0, 1] (1.0 in the last bin): ``{"n", "edges", "count",
-    "mean_prob", "observed"}``, per bin the number of rows, their mean probability and the
-    fraction of them that are positive (NaN for an empty bin). Calibrated: observed ==
-    mean_prob."""
+    ``n_bins`` equal-width bins of [0, 1] (1.0 in the last bin), or with ``equal_count`` in
+    ``n_bins`` bins of (nearly) equal count (the rows sorted by ``prob`` and cut into
+    ``n_bins`` runs; ``edges`` then are the smallest ``prob`` of each bin and the largest of the
+    last): ``{"n", "edges", "count", "mean_prob", "observed"}``, per bin the number of rows,
+    their mean probability and the fraction of them that are positive (NaN for an empty bin).
+    Calibrated: observed == mean_prob."""
     y, p = _probabilities(y_true, prob)
-    idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    if equal_count:
+        order = np.argsort(p, kind="mergesort")
+        idx = np.empty(p.size, dtype=np.int64)
+        idx[order] = np.arange(p.size) * n_bins // max(p.size, 1)
+        starts = np.searchsorted(idx[order], np.arange(n_bins))
+        sp = p[order]
+        edges = ([float(sp[min(i, p.size - 1)]) for i in starts] + [float(sp[-1])]
+                 if p.size else [_NAN] * (n_bins + 1))
+    else:
+        idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+        edges = [float(v) for v in np.linspace(0.0, 1.0, n_bins + 1)]
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_prob = np.bincount(idx, weights=p, minlength=n_bins) / count
         observed = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins) / count
     return {
         "n": int(y.size),
-        "edges": [float(v) for v in np.linspace(0.0, 1.0, n_bins + 1)],
+        "edges": edges,
         "count": [int(c) for c in count],
         "mean_prob": [float(v) for v in mean_prob],
         "observed": [float(v) for v in observed],
     }
 
 
-def expected_calibration_error(y_true: Any, prob: Any, n_bins: int = 10) -> float:
-    """Count-weighted mean over the :func:`reliability_curve` bins of ``|observed -
-    mean_prob|`` (0 = calibrated; NaN without rows)."""
-    curve = reliability_curve(y_true, prob, n_bins)
+def expected_calibration_error(y_true: Any, prob: Any, n_bins: int = 10,
+                               equal_count: bool = False) -> float:
+    """Count-weighted mean over the :func:`reliability_curve` bins (equal-width, or with
+    ``equal_count`` equal-count) of ``|observed - mean_prob|`` (0 = calibrated; NaN without
+    rows)."""
+    curve = reliability_curve(y_true, prob, n_bins, equal_count)
+    return _ece(curve)
+
+
+def _ece(curve: dict[str, Any]) -> float:
     if curve["n"] == 0:
         return _NAN
     count = np.asarray(curve["count"], dtype=np.float64)
@@ -359,9 +467,10 @@ def brier_score(y_true: Any, prob: Any) -> float:
     return float(np.mean((p - y) ** 2)) if y.size else _NAN
 
 
-def calibration_metrics(y_true: Any, prob: Any, n_bins: int = 10) -> dict[str, Any]:
+def calibration_metrics(y_true: Any, prob: Any, n_bins: int = 10,
+                        equal_count: bool = False) -> dict[str, Any]:
     """``{"ece", "brier", "reliability"}`` of a probability against bool labels
-    (:func:`expected_calibration_error`, :func:`brier_score`, :func:`reliability_curve`)."""
-    return {"ece": expected_calibration_error(y_true, prob, n_bins),
-            "brier": brier_score(y_true, prob),
-            "reliability": reliability_curve(y_true, prob, n_bins)}
+    (:func:`expected_calibration_error`, :func:`brier_score`, :func:`reliability_curve`, in
+    equal-width bins or with ``equal_count`` equal-count ones)."""
+    curve = reliability_curve(y_true, prob, n_bins, equal_count)
+    return {"ece": _ece(curve), "brier": brier_score(y_true, prob), "reliability": curve}

@@ -17,7 +17,9 @@ unless asked (the censored regression, ``likelihood="censored"``, trains on them
 The mock's magnitude-limited survey (``survey``: a random draw of the optical sample,
 detections and non-detections at their natural rate, non-detections with an ALFALFA upper
 limit) is one sample that is both: shards that hold it and not ``alfalfa`` train on
-``survey`` and take the PR negatives from it.
+``survey`` and take the PR negatives from it. The evaluation reports it as two groups,
+``survey detections`` and ``survey non-detections``, by its ``detected`` flag
+(:data:`SPLIT_BY_DETECTION`).
 
 This module is the one home of those rules: training (:mod:`hicatalog.training.data`) and
 evaluation (:mod:`hicatalog.evaluation.catalog`) both call it.
@@ -39,6 +41,7 @@ __all__ = [
     "ALFALFA_LIMIT_SAMPLES",
     "default_negatives",
     "REPORT_ORDER",
+    "SPLIT_BY_DETECTION",
     "default_train_samples",
     "report_group",
     "report_label",
@@ -67,8 +70,12 @@ DEFAULT_NEGATIVES: tuple[str, ...] = ("nondetections",)
 
 #: Evaluation groups: a40A and a40B are reported together as the paper's a.40A.
 _GROUPS = {"a40A": "a.40A", "a40B": "a.40A"}
+#: Samples drawn regardless of detection (a magnitude-limited survey): the evaluation reports
+#: their detections and non-detections as two groups (:func:`report_group`).
+SPLIT_BY_DETECTION: tuple[str, ...] = (SURVEY_SAMPLE,)
 #: Display order of the evaluation groups (mock, then the paper's Table 2 order).
-REPORT_ORDER: tuple[str, ...] = ("alfalfa", "a.40A", "a100", "nibles", "xgass", "nondetections")
+REPORT_ORDER: tuple[str, ...] = ("alfalfa", "survey detections", "survey non-detections", "a.40A",
+                                 "a100", "nibles", "xgass", "nondetections")
 #: Names printed in tables (the paper's); groups not listed print as they are.
 _LABELS = {"a100": "a.100", "nibles": "NIBLES", "xgass": "xGASS"}
 
@@ -108,8 +115,12 @@ def default_negatives(present: Collection[str]) -> tuple[str, ...]:
     return DEFAULT_NEGATIVES
 
 
-def report_group(sample: str) -> str:
-    """The evaluation group of a sample: ``a40A`` and ``a40B`` -> ``a.40A``; others unchanged."""
+def report_group(sample: str, detected: bool | None = None) -> str:
+    """The evaluation group of a sample: ``a40A`` and ``a40B`` -> ``a.40A``; a sample of
+    :data:`SPLIT_BY_DETECTION` with a known ``detected`` -> ``survey detections`` / ``survey
+    non-detections``; others unchanged."""
+    if sample in SPLIT_BY_DETECTION and detected is not None:
+        return f"{sample} {'detections' if detected else 'non-detections'}"
     return _GROUPS.get(sample, sample)
 
 

@@ -249,5 +249,16 @@ def test_evaluate_catalog_without_error_bars(tmp_path, column):
     # everything else is what a catalog with error bars gives
     cat_dir, truth_path, _ = _err_catalog(tmp_path, "calibrated", n=600)
     full = evaluate_catalog(str(cat_dir), str(truth_path), str(tmp_path / "full"))
-    for key in ("regression", "limits", "pr", "counts", "datasets"):
+    for key in ("regression", "pr", "counts", "datasets"):
         assert res[key] == full[key], key
+    # the limits too, but for the numbers that read the error bars (null without them)
+    by_err = ("n_err", "frac_consistent_p05", "mean_censored_loglik", "detections_n",
+              "detections_mean_loglik")
+    for g, cuts in full["limits"].items():
+        for k, m in cuts.items():
+            got = res["limits"][g][k]
+            assert {a: b for a, b in got.items() if a not in by_err} == {
+                a: b for a, b in m.items() if a not in by_err}
+            assert got["n_err"] == 0 and got["frac_consistent_p05"] is None
+            assert got["mean_censored_loglik"] is None and got["detections_mean_loglik"] is None
+    assert full["limits"]["xgass"]["none"]["mean_censored_loglik"] < 0

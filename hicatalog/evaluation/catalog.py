@@ -16,6 +16,9 @@ manifest names) are marked as training samples. It writes into ``out_dir``:
   ``reliability.png`` (p_cnn calibration);
 - when the catalog has error bars (``m_pred_err``): ``pit.png`` and ``uncertainty.png``, and
   the uncertainty table in ``table2.md`` (:func:`uncertainty_block`);
+- ``quintiles.png``: coverage, bias and Spearman(interval width, |error|) per quintile of
+  p_cnn, 1+delta5, z and the true log M* (:func:`quintile_block`), with the tables of
+  ``p_detect`` calibration and the linear means of 10^M;
 - ``index.html``: all of it, with the build's ``_manifest.json``.
 """
 
@@ -43,6 +46,7 @@ from hicatalog.evaluation.tables import (
     TABLE2_HEADERS,
     UNCERTAINTY_HEADERS,
     cut_key,
+    fmt,
     limits_rows,
     table2_rows,
     uncertainty_rows,
@@ -52,6 +56,10 @@ from hicatalog.metrics import (
     calibration_metrics,
     classification_metrics,
     error_vs_uncertainty,
+    expected_calibration_error,
+    gaussian_intervals,
+    interval_metrics,
+    log_mean_linear,
     regression_metrics,
     roc_auc,
     roc_curve,
@@ -67,7 +75,8 @@ from hicatalog.samples import (
 )
 from hicatalog.storage import json_safe, write_json_atomic
 
-__all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels", "uncertainty_block"]
+__all__ = ["catalog_metrics", "evaluate_catalog", "sample_roles", "group_labels", "uncertainty_block",
+           "intervals", "quintile_block", "p_detect_block", "linear_mean_block"]
 
 log = logging.getLogger("hicatalog.evaluation")
 
@@ -84,13 +93,24 @@ def _np(df: pl.DataFrame, col: str) -> np.ndarray:
 
 
 def _with_groups(joined: pl.DataFrame) -> pl.DataFrame:
-    """``joined`` with ``group`` (the sample's report group) and ``upper_limit`` (bool)."""
-    out = joined.with_columns(
-        pl.col("dataset").map_elements(report_group, return_dtype=pl.String).alias("group")
-    )
+    """``joined`` with ``group`` (the sample's report group; a ``survey`` sample split by
+    ``detected``: :func:`hicatalog.samples.report_group`), ``upper_limit`` (bool: ``m_true`` is
+    only an upper limit) and ``m_limit`` (float64, dex, null where none): the row's upper limit,
+    ``m_true`` where ``upper_limit``, else the mock's ``m_label`` where ``label_is_limit`` (the
+    label a survey gives is a limit while the truth knows the true ``m_true``)."""
+    if "detected" in joined.columns:
+        group = pl.struct("dataset", "detected").map_elements(
+            lambda r: report_group(r["dataset"], r["detected"]), return_dtype=pl.String)
+    else:
+        group = pl.col("dataset").map_elements(report_group, return_dtype=pl.String)
+    out = joined.with_columns(group.alias("group"))
     if "upper_limit" not in out.columns:
         out = out.with_columns(pl.lit(False).alias("upper_limit"))
-    return out.with_columns(pl.col("upper_limit").fill_null(False))
+    out = out.with_columns(pl.col("upper_limit").fill_null(False))
+    limit = pl.when(pl.col("upper_limit")).then(pl.col("m_true"))
+    if "label_is_limit" in out.columns and "m_label" in out.columns:
+        limit = limit.when(pl.col("label_is_limit").fill_null(False)).then(pl.col("m_label"))
+    return out.with_columns(limit.otherwise(None).cast(pl.Float64).alias("m_limit"))
 
 
 def sample_roles(
@@ -117,8 +137,10 @@ def group_labels(result: dict[str, Any], limits: bool = False) -> dict[str, str]
     (``a.40A [trained on: regression, pr]``). ``all`` says when it includes training samples."""
     roles = result.get("roles")
     labels = {}
+    withheld = result.get("limits_withheld", result["limits"])
     for g in result["limits"] if limits else result["datasets"]:
-        lab = report_label(g) + (" upper limits" if limits else " detections" if g in result["limits"] else "")
+        lab = report_label(g) + (" upper limits" if limits else
+                                 " detections" if g in withheld and not g.endswith("detections") else "")
         if roles and roles.get(g):
             lab += f" [trained on: {', '.join(roles[g])}]"
         labels[g] = lab
@@ -129,12 +151,14 @@ def group_labels(result: dict[str, Any], limits: bool = False) -> dict[str, str]
 
 
 def _per_cut(
-    df: pl.DataFrame, cuts: tuple[float | None, ...], metric: Any, extra: tuple[str, ...] = ()
+    df: pl.DataFrame, cuts: tuple[float | None, ...], metric: Any, extra: tuple[str, ...] = (),
+    truth: str = "m_true",
 ) -> dict[str, Any]:
     """``{cut_key: metric(m_true, m_pred, *extra columns) + completeness}`` over the rows of
-    ``df`` with finite ``m_pred`` and ``m_true`` that pass each PR cut (``p_cnn > cut``; a null
-    ``p_cnn`` passes none); ``completeness``: the fraction of those rows that pass."""
-    m_pred, m_true, p = _np(df, "m_pred"), _np(df, "m_true"), _np(df, "p_cnn")
+    ``df`` with finite ``m_pred`` and ``m_true`` (or the column ``truth``) that pass each PR
+    cut (``p_cnn > cut``; a null ``p_cnn`` passes none); ``completeness``: the fraction of those
+    rows that pass."""
+    m_pred, m_true, p = _np(df, "m_pred"), _np(df, truth), _np(df, "p_cnn")
     more = [_np(df, c) for c in extra]
     base = np.isfinite(m_pred) & np.isfinite(m_true)
     n_base = int(base.sum())
@@ -159,12 +183,17 @@ def has_errors(df: pl.DataFrame) -> bool:
     return bool(np.any(np.isfinite(e) & (np.nan_to_num(e) > 0)))
 
 
+def _catalog_or_truth(df: pl.DataFrame, column: str, truth_column: str) -> np.ndarray:
+    """The catalog's ``column`` of each row, else (when it has no finite value anywhere) the
+    truth's ``truth_column``; NaN where unknown."""
+    v = _np(df, column)
+    return v if np.isfinite(v).any() else _np(df, truth_column)
+
+
 def _log10_one_plus_delta5(df: pl.DataFrame) -> np.ndarray:
     """log10(1+delta5) of each row: the catalog's ``one_plus_delta5``, else (when the catalog
     has none) the truth's ``one_plus_delta5_true``; NaN where unknown or not positive."""
-    v = _np(df, "one_plus_delta5")
-    if not np.isfinite(v).any():
-        v = _np(df, "one_plus_delta5_true")
+    v = _catalog_or_truth(df, "one_plus_delta5", "one_plus_delta5_true")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(v > 0, np.log10(v), np.nan)
 
@@ -275,7 +304,14 @@ def catalog_metrics(
     ``training_classes``: the PR network's own classes (its card's detection samples against its
     negatives, else the paper's: ``alfalfa`` or ``a40A``+``a40B`` against ``nondetections``),
     when both are present; ``uncertainty``: :func:`uncertainty_block` when some row has a
-    usable ``m_pred_err``, else ``None``.
+    usable ``m_pred_err``, else ``None``; ``limits_withheld``: the groups whose limit rows
+    (truth ``upper_limit``) are left out of ``regression``; ``by_quintile``:
+    :func:`quintile_block`; ``p_detect``: :func:`p_detect_block` (``None`` without a
+    ``p_detect`` column); ``linear_means``: :func:`linear_mean_block`. A row's limit is
+    ``m_limit`` (:func:`_with_groups`: the truth's ``upper_limit`` rows, or the mock's
+    ``label_is_limit`` labels); ``limits`` entries add, with error bars, ``n_err``,
+    ``frac_consistent_p05``, ``mean_censored_loglik`` (:func:`~hicatalog.metrics.upper_limit_metrics`)
+    and the same sample's detections' ``detections_n`` and ``detections_mean_loglik``.
     """
     joined = _with_groups(joined)
     datasets = order_groups(set(joined.get_column("group").to_list()))
@@ -288,9 +324,16 @@ def catalog_metrics(
     regression = {name: _per_cut(df, cuts, regression_metrics) for name, df in groups}
     limits = {}
     for d in datasets:
-        df = joined.filter(pl.col("upper_limit") & (pl.col("group") == d))
+        df = joined.filter(pl.col("m_limit").is_not_null() & (pl.col("group") == d))
         if df.height:
-            limits[d] = _per_cut(df, cuts, upper_limit_metrics)
+            limits[d] = _per_cut(df, cuts, upper_limit_metrics, extra=(ERR,), truth="m_limit")
+            det = values.filter(pl.col("dataset").is_in(members[d]) & pl.col("detected").fill_null(False)) \
+                if "detected" in values.columns else values.clear()
+            det_ll = _per_cut(det, cuts, _gaussian_loglik, extra=(ERR,))
+            for k, m in limits[d].items():
+                m["detections_n"], m["detections_mean_loglik"] = det_ll[k]["n"], det_ll[k]["mean_loglik"]
+    withheld = [d for d in datasets
+                if joined.filter(pl.col("upper_limit") & (pl.col("group") == d)).height]
     pr: dict[str, Any] | None = None
     if "detected" in joined.columns:
         lab = joined.filter(pl.col("detected").is_not_null())
@@ -303,9 +346,167 @@ def catalog_metrics(
             if sub.height:
                 pr["by_dataset"][d] = _pr_metrics(sub)
     return {"datasets": datasets, "groups": members, "cuts": [cut_key(c) for c in cuts],
-            "regression": regression, "limits": limits, "roles": sample_roles(members, trained),
-            "trained_on": trained, "pr": pr,
-            "uncertainty": uncertainty_block(joined, cuts) if has_errors(joined) else None}
+            "regression": regression, "limits": limits, "limits_withheld": withheld,
+            "roles": sample_roles(members, trained), "trained_on": trained, "pr": pr,
+            "uncertainty": uncertainty_block(joined, cuts) if has_errors(joined) else None,
+            "by_quintile": quintile_block(joined), "p_detect": p_detect_block(joined),
+            "linear_means": linear_mean_block(joined)}
+
+
+def _gaussian_loglik(m_true: np.ndarray, m_pred: np.ndarray, err: np.ndarray) -> dict[str, Any]:
+    """``{"n", "mean_loglik"}``: the mean Gaussian log-likelihood (log density, per dex) of
+    ``m_true`` under ``N(m_pred, err^2)`` over the rows with a usable error (the negative of
+    :func:`~hicatalog.metrics.uncertainty_metrics`' ``mean_nll``)."""
+    m = uncertainty_metrics(m_true, m_pred, err)
+    return {"n": m["n"], "mean_loglik": -m["mean_nll"] if m["n"] else float("nan")}
+
+
+#: The catalog's predictive interval columns: bounds of the central 68% and 95% intervals of M.
+INTERVAL_COLUMNS = ("m_lo68", "m_hi68", "m_lo95", "m_hi95")
+
+#: The grouping variables of :func:`quintile_block`: metrics.json name -> where it is read.
+QUINTILE_VARIABLES = {
+    "p_cnn": "catalog p_cnn",
+    "one_plus_delta5": "catalog one_plus_delta5 (else the truth's one_plus_delta5_true)",
+    "z": "catalog z (else the truth's z)",
+    "log_mstar": "truth log_mstar (true log M*)",
+}
+
+
+def _quintile_variable(df: pl.DataFrame, name: str) -> np.ndarray:
+    if name == "one_plus_delta5":
+        return _catalog_or_truth(df, "one_plus_delta5", "one_plus_delta5_true")
+    if name == "z":
+        return _catalog_or_truth(df, "z", "z_true")
+    return _np(df, name)
+
+
+def intervals(df: pl.DataFrame) -> tuple[list[np.ndarray], dict[str, int]]:
+    """The predictive intervals of each row of ``df``: ``([lo68, hi68, lo95, hi95], counts)``
+    (float64 arrays, dex). A row's bounds are the catalog's ``m_lo68``, ``m_hi68``, ``m_lo95``,
+    ``m_hi95`` where all four are finite, else the Gaussian ``m_pred -+ {1, 1.96} x
+    m_pred_err`` (:func:`~hicatalog.metrics.gaussian_intervals`), else NaN. ``counts``:
+    ``{"columns", "gaussian", "none"}``, the rows that took each."""
+    gauss = gaussian_intervals(_np(df, "m_pred"), _np(df, ERR))
+    given = [_np(df, c) for c in INTERVAL_COLUMNS]
+    use = np.all([np.isfinite(g) for g in given], axis=0) if df.height else np.zeros(0, bool)
+    bounds = [np.where(use, g, a) for g, a in zip(given, gauss, strict=True)]
+    n_gauss = int((~use & np.isfinite(gauss[0])).sum())
+    return bounds, {"columns": int(use.sum()), "gaussian": n_gauss,
+                    "none": int(df.height - use.sum() - n_gauss)}
+
+
+def quintile_block(joined: pl.DataFrame, n_q: int = 5) -> dict[str, Any]:
+    """Coverage, bias and rank correlation of the intervals per quintile of p_cnn, 1+delta5,
+    z and the true log M*, in a joined table with ``group`` and ``upper_limit``
+    (:func:`_with_groups`).
+
+    Rows: every row that is not an upper limit with finite ``m_true`` and ``m_pred`` (subset
+    ``all``) and those of them with ``detected`` true (``detections``; absent when the truth
+    has no ``detected``). Intervals from :func:`intervals` (the catalog's bounds, else the
+    Gaussian of ``m_pred_err``). Returns ``{"n", "interval_source", "subsets", "overall",
+    "variables"}``: ``interval_source`` = :func:`intervals`' counts; ``overall[subset]`` =
+    :func:`~hicatalog.metrics.interval_metrics` over the subset (its
+    ``spearman_width_abs_error``: the overall Spearman(width, |error|));
+    ``variables[name]`` (names :data:`QUINTILE_VARIABLES`; ``None`` when no row has the
+    variable) = ``{"source", "edges", "n_missing", "all": [...], "detections": [...]}``:
+    ``edges`` the ``n_q + 1`` quantiles of the variable over the ``all`` rows that have it
+    (rows without it are left out of this variable only, ``n_missing``), and per subset one
+    dict per quintile, ``{"q", "lo", "hi"}`` + :func:`~hicatalog.metrics.interval_metrics`
+    (``coverage_68``, ``coverage_95``, ``bias``, ``rmse``, ``spearman_width_abs_error``,
+    ``mean_width_68``, ...). A value on an inner edge goes to the upper quintile.
+    """
+    values = joined.filter(~pl.col("upper_limit"))
+    base = np.isfinite(_np(values, "m_true")) & np.isfinite(_np(values, "m_pred"))
+    rows = values.filter(pl.Series(base))
+    bounds, source = intervals(rows)
+    t, p = _np(rows, "m_true"), _np(rows, "m_pred")
+    subsets = {"all": np.ones(rows.height, bool)}
+    if "detected" in rows.columns:
+        subsets["detections"] = rows.get_column("detected").fill_null(False).to_numpy().astype(bool)
+
+    def metrics(sel: np.ndarray) -> dict[str, Any]:
+        return interval_metrics(t[sel], p[sel], *(b[sel] for b in bounds))
+
+    variables: dict[str, Any] = {}
+    for name, where in QUINTILE_VARIABLES.items():
+        x = _quintile_variable(rows, name)
+        has = np.isfinite(x)
+        if not has.any():
+            variables[name] = None
+            continue
+        edges = np.quantile(x[has], np.linspace(0.0, 1.0, n_q + 1))
+        idx = np.where(has, np.searchsorted(edges[1:-1], np.nan_to_num(x), side="right"), -1)
+        entry: dict[str, Any] = {"source": where, "edges": [float(v) for v in edges],
+                                 "n_missing": int((~has).sum())}
+        for sub, mask in subsets.items():
+            entry[sub] = [{"q": q + 1, "lo": float(edges[q]), "hi": float(edges[q + 1]),
+                           **metrics(mask & (idx == q))} for q in range(n_q)]
+        variables[name] = entry
+    return {"n": rows.height, "interval_source": source, "subsets": list(subsets),
+            "overall": {sub: metrics(mask) for sub, mask in subsets.items()},
+            "variables": variables}
+
+
+def p_detect_block(joined: pl.DataFrame, n_bins: int = 10) -> dict[str, Any] | None:
+    """Calibration of the catalog's ``p_detect`` against the truth's ``detected`` (every row
+    with both, upper limits included); ``None`` when either column is missing or no row has
+    both. Returns :func:`~hicatalog.metrics.calibration_metrics` in ``n_bins`` equal-count
+    bins (``ece``: count-weighted mean |observed fraction detected - mean p_detect|,
+    ``brier``, ``reliability``) + ``{"n", "n_pos", "ece_true_p"}``; ``ece_true_p``: the same
+    ECE of the mock's true detection probability (the truth's ``p_detect``) on the same rows,
+    the floor that the finite sample alone gives (``None`` without it)."""
+    if "p_detect" not in joined.columns or "detected" not in joined.columns:
+        return None
+    p_all = _np(joined, "p_detect")
+    lab = joined.filter(pl.Series(np.isfinite(p_all)) & pl.col("detected").is_not_null())
+    if lab.height == 0:
+        return None
+    y, p = lab.get_column("detected").cast(pl.Float64).to_numpy(), _np(lab, "p_detect")
+    out = {"n": lab.height, "n_pos": int(y.sum()),
+           **calibration_metrics(y, p, n_bins, equal_count=True), "ece_true_p": None}
+    p_true = _np(lab, "p_detect_true")
+    if np.isfinite(p_true).all():
+        out["ece_true_p"] = expected_calibration_error(y, p_true, n_bins, equal_count=True)
+    return out
+
+
+def linear_mean_block(joined: pl.DataFrame, width: float = 0.25) -> dict[str, Any] | None:
+    """The mean of 10^M in ``width``-dex bins of the true log M* (truth ``log_mstar``), the
+    prediction's against the truth's, on the rows that are not upper limits with finite
+    ``m_true``, ``m_pred``, ``log_mstar`` and a usable ``m_pred_err``; ``None`` without such rows.
+
+    The prediction's linear expectation per galaxy is taken as the lognormal mean of a Gaussian
+    in dex, ``E[10^M] = 10^(m_pred + ln(10)/2 * sigma^2)`` with ``sigma = m_pred_err`` (also
+    when the catalog gives asymmetric interval bounds); the naive one is ``10^m_pred``
+    (:func:`~hicatalog.metrics.log_mean_linear`). Returns ``{"width", "n", "n_no_err", "all",
+    "bins"}``; ``all`` and each of ``bins`` (only bins with rows, edges at multiples of
+    ``width``) = ``{"lo", "hi", "n", "log_mean_true", "log_mean_pred", "diff",
+    "log_mean_naive", "diff_naive"}``: ``log_mean_true`` = log10(mean(10^m_true)),
+    ``log_mean_pred`` = log10(mean(E[10^M])), ``diff`` = ``log_mean_pred - log_mean_true``
+    (dex; 0 when the linear means agree), ``log_mean_naive`` = log10(mean(10^m_pred)),
+    ``diff_naive`` its difference (below ``diff`` by about ln(10)/2 sigma^2)."""
+    values = joined.filter(~pl.col("upper_limit"))
+    t, p, e, ms = (_np(values, c) for c in ("m_true", "m_pred", ERR, "log_mstar"))
+    rows = np.isfinite(t) & np.isfinite(p) & np.isfinite(ms)
+    ok = rows & np.isfinite(e) & (np.nan_to_num(e) > 0)
+    if not ok.any():
+        return None
+    t, p, e, ms = t[ok], p[ok], e[ok], ms[ok]
+
+    def entry(sel: np.ndarray, lo: float, hi: float) -> dict[str, Any]:
+        true, pred = log_mean_linear(t[sel]), log_mean_linear(p[sel], e[sel])
+        naive = log_mean_linear(p[sel])
+        return {"lo": lo, "hi": hi, "n": int(sel.sum()), "log_mean_true": true,
+                "log_mean_pred": pred, "diff": pred - true, "log_mean_naive": naive,
+                "diff_naive": naive - true}
+
+    first = int(np.floor(ms.min() / width))
+    idx = np.floor(ms / width).astype(np.int64) - first
+    bins = [entry(idx == b, (first + b) * width, (first + b + 1) * width)
+            for b in range(int(idx.max()) + 1) if (idx == b).any()]
+    return {"width": width, "n": int(ok.sum()), "n_no_err": int((rows & ~ok).sum()),
+            "all": entry(np.ones(t.size, bool), float(ms.min()), float(ms.max())), "bins": bins}
 
 
 def _training_classes(lab: pl.DataFrame, pr_card: dict[str, Any]) -> dict[str, Any] | None:
@@ -348,9 +549,7 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
     paths.append(figures.plot_pcnn_histograms(hists, storage.join(out_dir, "pcnn_hist.png")))
     # Residuals (Figure 3) of the first sample (the training-like one), as in the paper.
     g = values.filter(pl.col("group") == datasets[0])
-    z = _np(g, "z")
-    if not np.isfinite(z).any():
-        z = _np(g, "z_true")
+    z = _catalog_or_truth(g, "z", "z_true")
     props = {"z": z, r"log $M_\star$": _np(g, "log_mstar"), r"log$(1+\delta_5)$": _log10_one_plus_delta5(g)}
     props = {k: v for k, v in props.items() if np.isfinite(v).any()}
     paths.append(figures.plot_residuals(
@@ -374,6 +573,9 @@ def _figures(joined: pl.DataFrame, result: dict[str, Any], out_dir: str) -> list
             curves[f"{'+'.join(tc['detections'])} vs {'+'.join(tc['negatives'])}"] = {
                 **tc["reliability"], "ece": tc["ece"]}
         paths.append(figures.plot_reliability(curves, storage.join(out_dir, "reliability.png")))
+    quint = result["by_quintile"]["variables"]
+    if any(v is not None for v in quint.values()):
+        paths.append(figures.plot_quintiles(quint, QUINTILE_LABELS, storage.join(out_dir, "quintiles.png")))
     unc = result["uncertainty"]
     if unc is not None:
         names = {**labels, ALL: "all"}
@@ -409,9 +611,10 @@ def evaluate_catalog(catalog_dir: str, truth_path: str, out_dir: str) -> dict[st
     Returns
     -------
     The content of ``out_dir/metrics.json`` (NaN as ``None``): ``{"inputs", "counts",
-    "datasets", "groups", "labels", "cuts", "regression", "limits", "roles", "trained_on",
-    "pr", "uncertainty", "files", "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty``
-    is ``None`` when the catalog has no usable ``m_pred_err``); ``regression[group][cut]`` has
+    "datasets", "groups", "labels", "cuts", "regression", "limits", "limits_withheld", "roles",
+    "trained_on", "pr", "uncertainty", "by_quintile", "p_detect", "linear_means", "files",
+    "manifest"}`` (see :func:`catalog_metrics`; ``uncertainty`` is ``None`` when the catalog has
+    no usable ``m_pred_err``, ``p_detect`` when it has no ``p_detect``); ``regression[group][cut]`` has
     ``n, rmse, slope, sigma, offset, completeness`` (dex; see
     :func:`hicatalog.metrics.regression_metrics`); ``labels`` are the printed group names.
     The report (``index.html``) and ``table2.md`` are one :class:`Report` rendered twice.
@@ -474,7 +677,11 @@ def _catalog_sections(result: dict[str, Any], labels: dict[str, str], trained: s
         sections.append(Section("Upper limits: M_pred against the limit").add_table(
             LIMITS_HEADERS, lim_rows).add_text(
             "A prediction is consistent with an upper limit when M_pred <= M_limit; median "
-            "excess = median(M_pred - M_limit), dex."))
+            "excess = median(M_pred - M_limit), dex. With error bars, each prediction read as "
+            "N(M_pred, m_pred_err^2): P(M <= limit) >= 0.05 is the fraction whose limit is not "
+            "ruled out at 95%; mean log P(M <= limit) is the censored (Tobit) log-likelihood of "
+            "the limits (0 at best), beside the mean Gaussian log-likelihood (log density per "
+            "dex) of the same sample's detections."))
     if result["pr"] is not None:
         sections.append(Section("Pattern recognition: p_CNN against detection", figures=figs(
             "pcnn_hist.png", "roc.png", "reliability.png")).add_table(
@@ -490,6 +697,7 @@ def _catalog_sections(result: dict[str, Any], labels: dict[str, str], trained: s
         sec_unc.add_table(OOD_HEADERS, _ood_rows(unc))
         sec_unc.figures += figs("pit.png", "uncertainty.png")
     sections.append(sec_unc.add_text(uncertainty_note))
+    sections += _survey_sections(result, figs("quintiles.png"))
     sections.append(Section("M_pred against M_true (Figures 2, 4)",
                             figures=[p for p in fig_paths if "pred_vs_true" in p]))
     sections.append(Section("Residuals (Figure 3)", figures=figs("residuals.png")))
@@ -499,6 +707,83 @@ def _catalog_sections(result: dict[str, Any], labels: dict[str, str], trained: s
         [[str(counts[k]) for k in ("n_catalog", "n_ok", "n_truth", "n_matched",
                                    "n_ok_without_truth", "n_truth_without_ok_row")]],
     ).add_table(("status", "rows"), [[k, str(v)] for k, v in counts["status_counts"].items()]))
+    return sections
+
+
+#: Printed names of the quintile variables (:data:`QUINTILE_VARIABLES`).
+QUINTILE_LABELS = {"p_cnn": "p_CNN", "one_plus_delta5": "1+delta5", "z": "z",
+                   "log_mstar": "true log M*"}
+QUINTILE_HEADERS = ("Variable", "Quintile", "Range", "N", "Cov. 68%", "Cov. 95%", "Bias (dex)",
+                    "Spearman", "Width 68% (dex)", "N det.", "Det. cov. 68%", "Det. cov. 95%",
+                    "Det. bias (dex)")
+P_DETECT_HEADERS = ("N", "detected", "ECE (10 equal-count bins)", "Brier", "ECE of the true p")
+LINEAR_HEADERS = ("log M* bin", "N", "log mean 10^M_true", "log mean E[10^M]", "Difference (dex)",
+                  "log mean 10^M_pred (naive)", "Naive difference (dex)")
+
+
+def _quintile_rows(bq: dict[str, Any]) -> list[list[Any]]:
+    """One row per (variable, quintile): the ``all`` numbers, then the detections'."""
+    rows = []
+    for name, entry in bq["variables"].items():
+        if entry is None:
+            rows.append([QUINTILE_LABELS[name], "–", "not in the inputs"] + [None] * 10)
+            continue
+        det = entry.get("detections") or [None] * len(entry["all"])
+        for a, d in zip(entry["all"], det, strict=True):
+            rows.append([QUINTILE_LABELS[name] if a["q"] == 1 else "", str(a["q"]),
+                         f"{a['lo']:.4g} – {a['hi']:.4g}", str(a["n"]), fmt(a["coverage_68"], 3),
+                         fmt(a["coverage_95"], 3), fmt(a["bias"], 3),
+                         fmt(a["spearman_width_abs_error"], 3), fmt(a["mean_width_68"], 3),
+                         str(d["n"]) if d else "–", fmt(d and d["coverage_68"], 3),
+                         fmt(d and d["coverage_95"], 3), fmt(d and d["bias"], 3)])
+    return rows
+
+
+def _survey_sections(result: dict[str, Any], quintile_figs: list[str]) -> list[Section]:
+    """Per quintile (coverage, bias, rank correlation), p_detect and the linear means."""
+    bq = result["by_quintile"]
+    src = bq["interval_source"]
+    overall = "; ".join(
+        f"{sub}: N = {m['n']}, coverage 68% / 95% = {fmt(m['coverage_68'], 3)} / "
+        f"{fmt(m['coverage_95'], 3)}, bias = {fmt(m['bias'], 3)} dex, Spearman(width, |error|) = "
+        f"{fmt(m['spearman_width_abs_error'], 3)}" for sub, m in bq["overall"].items())
+    sec_q = Section("Per quintile: coverage, bias and rank correlation", figures=quintile_figs)
+    sec_q.add_text(f"Overall: {overall}.").add_table(QUINTILE_HEADERS, _quintile_rows(bq)).add_text(
+        "Rows: every galaxy with status ok and a true M (upper limits left out); detections: "
+        "those the truth marks detected. Quintile edges over all of them. Intervals: the "
+        f"catalog's m_lo68/m_hi68/m_lo95/m_hi95 ({src['columns']} rows), else M_pred -+ "
+        f"{{1, 1.96}} x m_pred_err ({src['gaussian']} rows), none on {src['none']} rows. "
+        "Coverage = fraction with the true M inside the interval (goal 0.683 +- 0.03 and "
+        "0.95 +- 0.02); bias = mean(M_pred - M_true) (goal +-0.05 dex); Spearman = rank "
+        "correlation of the 68% width with |M_pred - M_true| (> 0: wider intervals go with "
+        "larger errors).")
+    sections = [sec_q]
+    pdet = result["p_detect"]
+    sec_p = Section("p_detect: probability of an ALFALFA-like detection")
+    if pdet is None:
+        sec_p.add_text("Not evaluated: the catalog has no p_detect (or the truth no detected).")
+    else:
+        sec_p.add_table(P_DETECT_HEADERS, [[str(pdet["n"]), str(pdet["n_pos"]), fmt(pdet["ece"]),
+                                            fmt(pdet["brier"]), fmt(pdet["ece_true_p"])]])
+        sec_p.add_text("ECE = count-weighted mean |fraction detected - mean p_detect| over 10 "
+                       "equal-count bins of p_detect (0: calibrated); the ECE of the mock's true "
+                       "detection probability on the same rows is the floor the sample size gives.")
+    sections.append(sec_p)
+    lin = result["linear_means"]
+    sec_l = Section("Linear means: mean 10^M per 0.25-dex bin of true log M*")
+    if lin is None:
+        sec_l.add_text("Not evaluated: no row with a true log M* and a usable m_pred_err.")
+    else:
+        sec_l.add_table(LINEAR_HEADERS, [
+            [f"{b['lo']:.2f} – {b['hi']:.2f}" if b is not lin["all"] else "all", str(b["n"]),
+             fmt(b["log_mean_true"], 3), fmt(b["log_mean_pred"], 3), fmt(b["diff"], 3),
+             fmt(b["log_mean_naive"], 3), fmt(b["diff_naive"], 3)]
+            for b in [*lin["bins"], lin["all"]]])
+        sec_l.add_text("log10 of the mean of 10^M over the bin's galaxies: the truth's, the "
+                       "prediction's linear expectation E[10^M] = 10^(M_pred + ln(10)/2 "
+                       "m_pred_err^2) (a Gaussian in dex), and the naive 10^M_pred (low by "
+                       "about 1.15 m_pred_err^2 dex); goal |difference| <= 0.1 dex.")
+    sections.append(sec_l)
     return sections
 
 

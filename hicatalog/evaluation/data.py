@@ -45,10 +45,13 @@ __all__ = [
 
 log = logging.getLogger("hicatalog.evaluation")
 
-_CATALOG_COLUMNS = ("object_id", "m_pred", "p_cnn", "status", "z", "one_plus_delta5", "m_pred_std",
-                    "m_pred_err", "build_id")
+#: The catalog's float columns the evaluation reads when present (cast to float64).
+_CATALOG_FLOATS = ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std", "m_pred_err",
+                   "m_lo68", "m_hi68", "m_lo95", "m_hi95", "p_detect")
+_CATALOG_COLUMNS = ("object_id", "status", "build_id", *_CATALOG_FLOATS)
 _TRUTH_COLUMNS = ("object_id", "m_true", "detected", "upper_limit", "log_mstar", "z",
-                  "one_plus_delta5_true", "one_plus_delta5")
+                  "one_plus_delta5_true", "one_plus_delta5", "m_label", "label_is_limit",
+                  "p_detect")
 
 
 def _parquet_files(root: str) -> list[str]:
@@ -104,7 +107,9 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
 
     Returns a DataFrame with ``object_id``, ``m_pred``, ``p_cnn``, ``status`` and, when present,
     ``z``, ``one_plus_delta5`` (1+delta5), ``m_pred_std`` (TTA spread), ``m_pred_err`` (predictive
-    standard deviation), ``build_id``; plus ``_file`` (source file).
+    standard deviation), ``m_lo68``, ``m_hi68``, ``m_lo95``, ``m_hi95`` (predictive interval
+    bounds, dex), ``p_detect`` (predicted detection probability), ``build_id``; plus ``_file``
+    (source file). The float columns are float64.
     Hive partition keys in the path (``key=value``) are added as string columns when the file
     lacks them. Rows with ``status = 'duplicate_id'`` are left out (the build predicted the
     galaxy's first occurrence, which is in the catalog too). An ``object_id`` that still repeats
@@ -132,7 +137,7 @@ def load_catalog(catalog_dir: str) -> pl.DataFrame:
             if key in _CATALOG_COLUMNS and key not in table.column_names:
                 table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
         df = pl.from_arrow(table)
-        for c in ("m_pred", "p_cnn", "z", "one_plus_delta5", "m_pred_std", "m_pred_err"):
+        for c in _CATALOG_FLOATS:
             if c in df.columns:
                 df = df.with_columns(pl.col(c).cast(pl.Float64))
         frames.append(df.with_columns(pl.lit(f).alias("_file")))
@@ -152,7 +157,10 @@ def load_truth(truth_path: str) -> pl.DataFrame:
     ``dataset`` (string; from ``dataset``, else the mock's ``population``, else ``'all'``),
     ``upper_limit`` (bool; False where the table has none) and, when present, ``detected``
     (bool), ``log_mstar``, ``z``, ``one_plus_delta5_true`` (1+delta5; from
-    ``one_plus_delta5_true`` or ``one_plus_delta5``).
+    ``one_plus_delta5_true`` or ``one_plus_delta5``), the mock's ``m_label`` and
+    ``label_is_limit`` (the label a survey gives, and whether it is an upper limit; ``m_true``
+    stays the true M) and its true detection probability as ``p_detect_true`` (renamed, so that
+    it never meets the catalog's predicted ``p_detect``).
 
     Raises
     ------
@@ -186,7 +194,9 @@ def load_truth(truth_path: str) -> pl.DataFrame:
         t = t.rename({"one_plus_delta5": "one_plus_delta5_true"})
     elif "one_plus_delta5" in t.columns:
         t = t.drop("one_plus_delta5")
-    for c in ("m_true", "log_mstar", "z", "one_plus_delta5_true"):
+    if "p_detect" in t.columns:
+        t = t.rename({"p_detect": "p_detect_true"})
+    for c in ("m_true", "log_mstar", "z", "one_plus_delta5_true", "m_label", "p_detect_true"):
         if c in t.columns:
             t = t.with_columns(pl.col(c).cast(pl.Float64))
     first = first_occurrences(t.get_column("object_id").to_arrow())

@@ -12,6 +12,8 @@ Each function takes arrays, writes one PNG and returns its path:
 - :func:`plot_reliability`: reliability diagram of p_CNN, with the counts per bin.
 - :func:`plot_uncertainty`: actual error against the error bar, and the error bar against
   log(1+delta5).
+- :func:`plot_quintiles`: coverage, mean bias and Spearman(interval width, |error|) per
+  quintile of p_CNN, 1+delta5, z and log M*, for all galaxies and for detections.
 - :func:`plot_environment_windows`: normalized RMSE per sliding 20% delta5 validation window
   (Figure 10).
 - :func:`plot_gradcam_panels`: cutout, gas-poor and gas-rich heat maps (Figure 11).
@@ -36,6 +38,7 @@ __all__ = [
     "plot_pit_histograms",
     "plot_reliability",
     "plot_uncertainty",
+    "plot_quintiles",
     "plot_environment_windows",
     "plot_gradcam_panels",
     "plot_robustness",
@@ -241,6 +244,57 @@ def plot_uncertainty(
         ax2.set_xlabel(r"log$(1+\delta_5)$")
         ax2.set_ylabel(r"median $\sigma_{\rm pred}$ (dex)")
         ax2.legend(fontsize=7)
+    return _save(fig, path)
+
+
+#: The columns of :func:`plot_quintiles`: (metric key, title, target, band half width).
+QUINTILE_PANELS = (
+    ("coverage_68", "68% coverage", 0.6827, 0.03),
+    ("coverage_95", "95% coverage", 0.95, 0.02),
+    ("bias", r"mean $M_{\rm pred} - M_{\rm true}$ (dex)", 0.0, 0.05),
+    ("spearman_width_abs_error", r"Spearman(width, $|$error$|$)", 0.0, None),
+)
+
+
+def plot_quintiles(variables: dict[str, dict | None], labels: dict[str, str], path: str) -> str:
+    """One row per grouping variable, one column per :data:`QUINTILE_PANELS` metric, against
+    the quintile (1-5, its range in the tick labels): ``variables[name]`` = the entry of
+    :func:`hicatalog.evaluation.catalog.quintile_block` (``{"edges", "all": [...],
+    "detections": [...]}``; ``None``: the row says the variable is missing); ``labels[name]``
+    names the variable. ``all`` solid, ``detections`` dashed; the nominal value as a line and
+    the goal as a grey band (coverage +-0.03 / +-0.02, bias +-0.05; Spearman: the 0.2 goal of
+    the overall correlation dotted)."""
+    names = list(variables)
+    ncols = len(QUINTILE_PANELS)
+    fig = Figure(figsize=(3.1 * ncols, 2.3 * max(len(names), 1)), layout="constrained")
+    for r, name in enumerate(names):
+        entry = variables[name]
+        for c, (key, title, target, band) in enumerate(QUINTILE_PANELS):
+            ax = fig.add_subplot(max(len(names), 1), ncols, r * ncols + c + 1)
+            if band is not None:
+                ax.axhspan(target - band, target + band, color="0.85", lw=0)
+            ax.axhline(target, color="k", lw=0.8)
+            if key == "spearman_width_abs_error":
+                ax.axhline(0.2, color="k", lw=0.8, ls=":")
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(labels.get(name, name), fontsize=9)
+            if entry is None:
+                ax.text(0.5, 0.5, "not in the inputs", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8)
+                continue
+            for sub, ls in (("all", "-"), ("detections", "--")):
+                qs = entry.get(sub) or []
+                y = np.array([q[key] if q[key] is not None else np.nan for q in qs], float)
+                ax.plot(np.arange(1, y.size + 1), y, "o" + ls, color="C0" if sub == "all" else "C1",
+                        ms=3, label=sub)
+            e = entry["edges"]
+            ax.set_xticks(range(1, len(e)))
+            ax.set_xticklabels([f"{e[i]:.3g}-\n{e[i + 1]:.3g}" for i in range(len(e) - 1)],
+                               fontsize=6)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -38,6 +38,7 @@ __all__ = [
 TABLE2_HEADERS = ("PR cut", "Data set", "N", "RMSE (dex)", "Slope", "σ (dex)", "Offset (dex)")
 LIMITS_HEADERS = (
     "PR cut", "Data set", "N", "M_pred ≤ limit", "Fraction consistent", "Median M_pred − limit (dex)",
+    "P(M ≤ limit) ≥ 0.05", "Mean log P(M ≤ limit)", "Detections: mean Gaussian log L",
 )
 UNCERTAINTY_HEADERS = (
     "PR cut", "Data set", "N", "Coverage 68% (0.683)", "Coverage 95% (0.95)", "z std (1)",
@@ -136,9 +137,13 @@ def limits_rows(
 ) -> list[list[str]]:
     """Rows of the upper-limit table (:data:`LIMITS_HEADERS`), grouped by cut then data set,
     from ``limits[group][cut_key] = {"n", "n_consistent", "frac_consistent",
-    "median_excess"}``; ``labels``: the printed name of each group (default: the key)."""
+    "median_excess"}`` and, when there (error bars), ``frac_consistent_p05``,
+    ``mean_censored_loglik`` and ``detections_mean_loglik`` (else an en dash); ``labels``: the
+    printed name of each group (default: the key)."""
     return _rows_by_cut(limits, labels, lambda m: [
-        str(m["n"]), str(m["n_consistent"]), fmt(m["frac_consistent"]), fmt(m["median_excess"])])
+        str(m["n"]), str(m["n_consistent"]), fmt(m["frac_consistent"]), fmt(m["median_excess"]),
+        fmt(m.get("frac_consistent_p05")), fmt(m.get("mean_censored_loglik")),
+        fmt(m.get("detections_mean_loglik"))])
 
 
 def uncertainty_rows(
