@@ -13,6 +13,9 @@ One module per concern (as timm separates registry, builder and hub):
 - :mod:`~hicatalog.models.predict`: ``predict_views``, the positive-class probability and the
   regression's mean and uncertainty;
 - :mod:`~hicatalog.models.dihedral`, :mod:`~hicatalog.models.optim`: TTA and the optimizer.
+- :mod:`~hicatalog.models.intervals`: intervals calibrated within groups
+  (``fit_group_quantiles``, ``apply_group_quantiles``; imported from there, not here,
+  so that importing the package does not load scipy).
 
 Public API::
 

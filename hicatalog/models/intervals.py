@@ -42,8 +42,9 @@ at the stated level whichever that is.
 
 The quantile regressions are linear programs solved by HiGHS (``scipy.optimize.linprog``), in
 their dual form (``dim(phi)`` equality rows, one bounded variable per calibration row; the
-coefficients are the equality constraints' marginals): about 0.5 s per quantile for 20,000
-rows x 25 features, where the primal form took 25-40 s.
+coefficients are the equality constraints' marginals), many times faster than the primal form
+(timings: docs/science/intervals.md, ``benchmarks/bench_intervals.py``). Each censored row
+adds ``n_imputations`` rows to the program.
 """
 
 from __future__ import annotations
