@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from hicatalog import __version__
 from hicatalog.config import (
     BuildCatalogConfig,
+    CalibrateConfig,
     DemoConfig,
     EnvironmentConfig,
     EvaluateConfig,
@@ -88,6 +89,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("build-catalog", BuildCatalogConfig, "hicatalog.catalog.build:make_catalog",
             "stream cutouts through both models into the Parquet H I catalog",
             show="hicatalog.catalog.build:show_result"),
+    Command("calibrate", CalibrateConfig, "hicatalog.catalog.calibrate:calibrate",
+            "fit intervals calibrated within groups and p_detect on a labelled calibration set",
+            show="hicatalog.catalog.calibrate:show_result"),
     Command("export", ExportConfig, "hicatalog.catalog.export:export_catalog",
             "write a selection (cone, box, p_cnn cut, columns) of a published catalog version "
             "as FITS or VOTable", show="hicatalog.catalog.export:show_result"),

@@ -167,9 +167,10 @@ class MockConfig(JobConfig):
     image_size: int | None = Field(
         None, ge=16, le=1024, description="cutout side in px (default 224 sdss, 448 legacy)"
     )
-    population: Literal["alfalfa", "nondetections", "xgass", "all", "survey"] = Field(
+    population: Literal["alfalfa", "nondetections", "xgass", "all", "survey", "survey_deep"] = Field(
         "all", description="which imaged population to write: one of the paper's balanced "
-        "samples, all three mixed, or survey, the magnitude-limited survey (docs/mock.md)"
+        "samples, all three mixed, survey (the magnitude-limited survey, ALFALFA labels) or "
+        "survey_deep (the same survey with xGASS-deep labels: a calibration set; docs/mock.md)"
     )
     sigma_int: float = Field(0.20, ge=0.0, le=2.0, description="irreducible scatter of M (dex)")
     gallery: str | None = Field(None, description="also draw a Figure-9-like PNG gallery here")
@@ -357,9 +358,10 @@ class EnvironmentConfig(JobConfig):
     om0: float = Field(0.3, ge=0.0, le=1.0, description="matter density (flat LCDM)")
 
 
-class BuildOptions(JobConfig):
-    """The options of a catalog build (``hicatalog build-catalog``'s, and the ``[build]``
-    table of ``workflow`` and ``demo``)."""
+class InferenceFields(JobConfig):
+    """How the models run over cutouts and what else a row reads: the options ``hicatalog
+    build-catalog`` and ``hicatalog calibrate`` share (a calibration must see the inputs the
+    build will)."""
 
     gpu: bool = Field(False, description="one GPU per inference actor")
     precision: Precision = Field(
@@ -374,6 +376,19 @@ class BuildOptions(JobConfig):
         None, ge=1, le=256, description="CPUs each inference actor reserves, and so its torch threads "
         "(default: one CPU per node left to reading and decoding, the rest shared by the actors)"
     )
+    mstar_column: str | None = Field(
+        None, description="column of the cutout shards holding log10 stellar mass (Msun), e.g. "
+        "an MPA-JHU or NSA mass: the catalog then has log_mhi_pred and mhi_expect (default: "
+        "none, those columns are null)")
+
+
+class BuildOptions(InferenceFields):
+    """The options of a catalog build (``hicatalog build-catalog``'s, and the ``[build]``
+    table of ``workflow`` and ``demo``)."""
+
+    mstar_err_dex: float = Field(
+        0.1, ge=0.0, le=2.0, description="error of the stellar masses (dex), added in quadrature "
+        "to m_pred_err in log_mhi_pred_err")
     partition_rows: int = Field(
         500_000, ge=1_000, description="most rows in one published HEALPix partition file "
         "(HATS: pixels are merged up to this many rows)"
@@ -407,6 +422,23 @@ class BuildCatalogConfig(BuildOptions):
     out: str = Field(description="catalog output directory")
     tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
     since_manifest: str | None = Field(None, description="old _manifest.json: incremental build")
+    calibration: str | None = Field(
+        None, description="calibration directory of these models (hicatalog calibrate): "
+        "intervals calibrated within groups and p_detect (default: Gaussian intervals, no "
+        "p_detect)")
+
+
+class CalibrateConfig(InferenceFields):
+    """``hicatalog calibrate``: fit the intervals within groups and p_detect of a regression
+    and PR model on a labelled calibration set used for nothing else (its own catalog build)."""
+
+    cutouts: str = Field(description="labelled calibration cutout shards (m_true, upper_limit, "
+                         "detected): galaxies neither network trained on")
+    regression: str = Field(description="regression model directory")
+    pr: str = Field(description="pattern-recognition model directory")
+    out: str = Field(description="calibration directory (calibration.json, catalog/)")
+    tracers: str | None = Field(None, description="tracers Parquet (default: the cutouts)")
+    n_bins: int = Field(5, ge=2, le=20, description="bins (quantiles) of each group variable")
 
 
 class EvaluateConfig(JobConfig):
@@ -583,18 +615,30 @@ class DemoConfig(JobConfig):
     out: str = Field("runs/demo", description="everything goes under this directory or URL (s3://bucket/demo)")
     n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
     n_survey: int = Field(4000, ge=100, description="galaxies in the survey mock")
-    seed: int = Field(0, ge=0, description="seed of the mocks (the survey mock's is seed + 1)")
+    n_calibration: int = Field(
+        2000, ge=300, description="galaxies in the calibration mock (seed + 2): the intervals "
+        "within groups and p_detect are fitted on it (hicatalog calibrate), nothing else")
+    seed: int = Field(0, ge=0, description="seed of the mocks (the survey mock's is seed + 1, the "
+                      "calibration mock's seed + 2)")
+    population: Literal["survey", "all"] = Field(
+        "survey", description="what both mocks image: 'survey' (a magnitude-limited random draw "
+        "of the optical sample, detections and non-detections at their natural rate, "
+        "non-detections with an ALFALFA upper limit) or 'all' (the paper's samples: ALFALFA-like "
+        "detections, as many non-detections and xGASS-like galaxies; train that with "
+        "--regression.likelihood detections)")
     train: TrainOptions = Field(
         default_factory=TrainOptions, description="options of both trainings (hicatalog train)")
     regression: RegressionOptions = Field(
-        default_factory=lambda: RegressionOptions(ensemble=2, head="gaussian"),
-        description="options of the regression network: an ensemble of 2 with the gaussian head")
+        default_factory=lambda: RegressionOptions(ensemble=2, head="gaussian", likelihood="censored"),
+        description="options of the regression network: an ensemble of 2 with the gaussian head, "
+        "trained on detections and upper limits (the censored likelihood)")
     pr: PROptions = Field(default_factory=PROptions,
                           description="options of the PR network (its p_cnn is "
                           "temperature-calibrated either way)")
     build: BuildOptions = Field(
-        default_factory=BuildOptions, description="options of the catalog build (hicatalog "
-        "build-catalog)")
+        default_factory=lambda: BuildOptions(mstar_column="log_mstar"),
+        description="options of the catalog build (hicatalog build-catalog; the mock's "
+        "catalogued stellar mass log_mstar gives log_mhi_pred)")
 
 
 class WorkflowConfig(LabelsConfig):

@@ -1,19 +1,26 @@
 """``hicatalog demo``: the whole path on the embedded mock survey, with no other arguments.
 
-1. a training mock (``OUT/mock/train``) and a separate, larger survey mock with another seed
-   (``OUT/mock/survey``: cutouts/, tracers.parquet, truth.parquet);
+1. a training mock (``OUT/mock/train``), a survey mock (``OUT/mock/survey``: cutouts/,
+   tracers.parquet, truth.parquet), each with its own seed, of ``population`` (default
+   ``survey``: a magnitude-limited random draw, detections and non-detections with their
+   ALFALFA upper limits at the survey's rate), and a calibration mock
+   (``OUT/mock/calibration``, seed + 2): the same survey observed as deep as xGASS
+   (``survey_deep``), so that its labels show the errors below ALFALFA's limits;
 2. the regression and PR CNNs trained on the training mock with the ``train`` options (the
    quick preset by default): the regression a deep ensemble of ``regression.ensemble`` (2)
-   networks with the Gaussian head, the PR network ``pr.ensemble`` (1) networks, each with its
+   networks with the Gaussian head and the censored likelihood (detections and upper limits),
+   the PR network ``pr.ensemble`` (1) networks, each with its
    calibration fitted on the validation split (``OUT/models/regression``, ``OUT/models/pr``);
-3. the H I catalog of the survey mock (``OUT/catalog``) with the ``build`` options, its
-   environment computed against the survey's own tracers;
-4. the evaluation against the survey's truth (``OUT/report``), so every number reported is
+3. the calibration of both models on the calibration mock (``OUT/calibration``,
+   :func:`hicatalog.catalog.calibrate.calibrate`): intervals within groups and p_detect;
+4. the H I catalog of the survey mock (``OUT/catalog``) with the ``build`` options and that
+   calibration, its environment computed against the survey's own tracers;
+5. the evaluation against the survey's truth (``OUT/report``), so every number reported is
    about galaxies the models never saw.
 
 The demo holds the options of the commands it runs (:class:`~hicatalog.config.DemoConfig`)
 and passes each to its stage whole (:func:`stage_arguments`); the mocks' options are still the
-demo's own (``n_train``, ``n_survey``, ``seed``).
+demo's own (``n_train``, ``n_survey``, ``n_calibration``, ``seed``, ``population``).
 
 ``OUT`` is a local directory or a URL (``s3://bucket/demo``): every file goes through
 :mod:`hicatalog.storage`, so on a bucket nothing is written to the local disk but caches (the
@@ -34,7 +41,7 @@ import sys
 import time
 from typing import Any
 
-from hicatalog.config import DemoConfig
+from hicatalog.config import DemoConfig, InferenceFields
 from hicatalog.runtime import init_ray
 from hicatalog.storage import basename, is_url, join, write_json_atomic
 
@@ -47,8 +54,10 @@ SUMMARY_FILE = "demo_summary.json"
 _LAYOUT = {
     "train_mock": ("mock", "train"),
     "survey_mock": ("mock", "survey"),
+    "calibration_mock": ("mock", "calibration"),
     "regression": ("models", "regression"),
     "pr": ("models", "pr"),
+    "calibration": ("calibration",),
     "catalog": ("catalog",),
     "report": ("report",),
 }
@@ -70,21 +79,30 @@ def _step(name: str, timings: dict[str, float]):
 
 
 def stage_arguments(cfg: DemoConfig, paths: dict[str, str], survey: dict[str, str],
-                    train_mock: dict[str, str]) -> dict[str, dict[str, Any]]:
+                    train_mock: dict[str, str], calibration_mock: dict[str, str]
+                    ) -> dict[str, dict[str, Any]]:
     """The keyword arguments the demo passes to each stage, by step: ``train-regression``,
-    ``train-pr`` (:func:`~hicatalog.training.trainer.train`), ``catalog``
+    ``train-pr`` (:func:`~hicatalog.training.trainer.train`), ``calibrate``
+    (:func:`~hicatalog.catalog.calibrate.calibrate`), ``catalog``
     (:func:`~hicatalog.catalog.build.make_catalog`), ``evaluate``
     (:func:`~hicatalog.evaluation.catalog.evaluate_catalog`). ``paths``: the outputs
-    (:data:`_LAYOUT`); ``survey``, ``train_mock``: the mocks' files (``cutouts``,
-    ``tracers``, ``truth``). Each options table of ``cfg`` is passed on whole."""
+    (:data:`_LAYOUT`); ``survey``, ``train_mock``, ``calibration_mock``: the mocks' files
+    (``cutouts``, ``tracers``, ``truth``). Each options table of ``cfg`` is passed on whole
+    (the calibration takes the build's inference options, so that it sees what the build
+    will)."""
     args = {
         f"train-{task}": {"data": [train_mock["cutouts"]], "out": paths[task], "task": task,
                           **cfg.train.fields(), **network.fields()}
         for task, network in (("regression", cfg.regression), ("pr", cfg.pr))
     }
+    build = cfg.build.fields()
+    args["calibrate"] = {"cutouts": calibration_mock["cutouts"], "regression": paths["regression"],
+                         "pr": paths["pr"], "tracers": calibration_mock["tracers"],
+                         "out": paths["calibration"],
+                         **{k: v for k, v in build.items() if k in InferenceFields.model_fields}}
     args["catalog"] = {"cutouts": survey["cutouts"], "regression": paths["regression"],
                        "pr": paths["pr"], "tracers": survey["tracers"], "out": paths["catalog"],
-                       **cfg.build.fields()}
+                       "calibration": paths["calibration"], **build}
     args["evaluate"] = {"catalog_dir": paths["catalog"], "truth_path": survey["truth"],
                         "out_dir": paths["report"]}
     return args
@@ -95,6 +113,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     returns a summary dict (paths as given, timings in s, headline metrics), also written to
     ``OUT/demo_summary.json``."""
     from hicatalog.catalog.build import make_catalog
+    from hicatalog.catalog.calibrate import calibrate
     from hicatalog.evaluation.catalog import evaluate_catalog
     from hicatalog.mock.survey import generate_mock
     from hicatalog.training.trainer import train
@@ -106,14 +125,21 @@ def run_demo(cfg: DemoConfig) -> dict:
     t_start = time.perf_counter()
 
     with _step("mock (training sample)", timings):
-        train_mock = generate_mock(paths["train_mock"], n=cfg.n_train, seed=cfg.seed)
+        train_mock = generate_mock(paths["train_mock"], n=cfg.n_train, seed=cfg.seed,
+                                   population=cfg.population)
     with _step("mock (survey)", timings):
-        survey = generate_mock(paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1)
+        survey = generate_mock(paths["survey_mock"], n=cfg.n_survey, seed=cfg.seed + 1,
+                               population=cfg.population)
+    with _step("mock (calibration)", timings):
+        calibration_mock = generate_mock(paths["calibration_mock"], n=cfg.n_calibration,
+                                         seed=cfg.seed + 2, population="survey_deep")
 
-    args = stage_arguments(cfg, paths, survey, train_mock)
+    args = stage_arguments(cfg, paths, survey, train_mock, calibration_mock)
     for task in ("regression", "pr"):
         with _step(f"train {task}", timings):
             train(**args[f"train-{task}"])
+    with _step("calibrate", timings):
+        calibrate(**args["calibrate"])
     with _step("build catalog", timings):
         manifest = make_catalog(**args["catalog"])
     with _step("evaluate", timings):
@@ -123,7 +149,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         "out": out,
         "training_mock": train_mock,
         "survey_mock": survey,
+        "calibration_mock": calibration_mock,
         "models": {task: paths[task] for task in ("regression", "pr")},
+        "calibration": paths["calibration"],
         "catalog": paths["catalog"],
         "report": paths["report"],
         "rows_by_status": manifest.rows.status,
@@ -144,8 +172,10 @@ def closing_hints(summary: dict) -> list[str]:
     models = summary["models"]
     lines = [
         f"hicatalog demo finished in {summary['total_s']:.0f} s. Everything is under {out}/:",
-        f"  mock surveys   {join(out, *_LAYOUT['train_mock'])}, {join(out, *_LAYOUT['survey_mock'])}",
+        f"  mock surveys   {join(out, *_LAYOUT['train_mock'])}, {join(out, *_LAYOUT['survey_mock'])}, "
+        f"{join(out, *_LAYOUT['calibration_mock'])}",
         f"  models         {models['regression']}, {models['pr']} (model_card.json)",
+        f"  calibration    {summary['calibration']} (calibration.json)",
         f"  catalog        {summary['catalog']} (_manifest.json: the current HATS version)",
         f"  report         {summary['report']} (index.html, metrics.json)",
         "",

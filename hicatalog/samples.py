@@ -72,7 +72,7 @@ DEFAULT_NEGATIVES: tuple[str, ...] = ("nondetections",)
 _GROUPS = {"a40A": "a.40A", "a40B": "a.40A"}
 #: Samples drawn regardless of detection (a magnitude-limited survey): the evaluation reports
 #: their detections and non-detections as two groups (:func:`report_group`).
-SPLIT_BY_DETECTION: tuple[str, ...] = (SURVEY_SAMPLE,)
+SPLIT_BY_DETECTION: tuple[str, ...] = (SURVEY_SAMPLE, "survey_deep")
 #: Display order of the evaluation groups (mock, then the paper's Table 2 order).
 REPORT_ORDER: tuple[str, ...] = ("alfalfa", "survey detections", "survey non-detections", "a.40A",
                                  "a100", "nibles", "xgass", "nondetections")

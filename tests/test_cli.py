@@ -14,7 +14,7 @@ from hicatalog.config import MockConfig
 from hicatalog.errors import ConfigError, InputError
 
 SUBCOMMANDS = [
-    "mock", "train", "build-catalog", "export", "vacuum", "environment", "evaluate", "labels", "fetch", "demo",
+    "mock", "train", "build-catalog", "calibrate", "export", "vacuum", "environment", "evaluate", "labels", "fetch", "demo",
     "workflow",
 ]
 

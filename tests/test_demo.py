@@ -69,7 +69,8 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     try:
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("hicatalog")), "demo", "--out", out,
-             "--n-train", str(n_train), "--n-survey", str(n_survey), "--train.epochs", "1"],
+             "--n-train", str(n_train), "--n-survey", str(n_survey), "--n-calibration", "300",
+             "--train.epochs", "1"],
             cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -80,7 +81,7 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     files = {storage.relative(f, out) for f in storage.list_files(out, recursive=True)}
     for name in ("demo_summary.json", "mock/train/truth.parquet", "mock/survey/tracers.parquet",
                  "mock/survey/truth.parquet", "models/regression/model_card.json",
-                 "models/pr/model_card.json",
+                 "models/pr/model_card.json", "calibration/calibration.json",
                  "mock/survey/_mock.json", "catalog/_manifest.json", "report/index.html",
                  "catalog/version=1/README.md", "catalog/version=1/collection.properties",
                  "catalog/version=1/hi_catalog/properties",
@@ -104,16 +105,27 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
         assert f"models/{task}/metrics.jsonl" in files
         assert any(f.startswith(f"models/{task}/ray/") for f in files)  # Ray Train checkpoints
         shas.append(card.weights_sha256)
-    # the default demo trains a regression ensemble of 2 and one PR network, both calibrated,
-    # and the catalog has error bars
+    # the default demo trains a censored regression ensemble of 2 (detections and upper
+    # limits) and one PR network, both calibrated, calibrates them on the calibration mock,
+    # and the catalog has intervals, p_detect and H I masses from the mock's stellar masses
     reg, pr = cards["regression"], cards["pr"]
     assert (reg.ensemble_size, pr.ensemble_size) == (2, 1) and reg.head == "gaussian"
-    assert reg.calibration["method"] == "variance_scale"
+    assert reg.hyperparameters["likelihood"] == "censored"
+    assert reg.metrics["selection"]["n_upper_limits"] > 0
+    assert reg.calibration["method"] == "variance_scale" and "ood_variance" not in reg.calibration
     assert pr.calibration["method"] == "temperature"
+    calib = json.loads(storage.read_bytes(f"{out}/calibration/calibration.json"))
+    assert calib["models"] == {"regression": reg.model_id, "pr": pr.model_id}
+    assert calib["n_rows"] == 300 and calib["p_detect"]["n"] == 300
     assert cat["m_pred_err"].null_count() == 0 and (cat["m_pred_err"] > 0).all()
-    # every error bar carries at least the out-of-distribution term (1 - p_cnn) * tau2
-    tau2 = reg.calibration["ood_variance"]
-    assert 0 < tau2 < 2 and (cat["m_pred_err"] ** 2 >= (1 - cat["p_cnn"]) * tau2 * (1 - 1e-5)).all()
+    assert ((cat["m_lo95"] <= cat["m_lo68"]) & (cat["m_lo68"] <= cat["m_pred"])
+            & (cat["m_pred"] <= cat["m_hi68"]) & (cat["m_hi68"] <= cat["m_hi95"])).all()
+    assert cat["p_detect"].null_count() == 0 and cat["p_detect"].is_between(0, 1).all()
+    mstar = pl.from_arrow(storage.read_parquet(f"{out}/mock/survey/cutouts", ["object_id", "log_mstar"]))
+    joined = cat.join(mstar, on="object_id", suffix="_in")
+    assert (joined["log_mstar"] - joined["log_mstar_in"]).abs().max() < 1e-4
+    assert ((joined["log_mhi_pred"] - joined["m_pred"] - joined["log_mstar_in"]).abs() < 1e-4).all()
+    assert cat["flags"].null_count() == n_survey  # nothing lacking
     metrics = json.loads(storage.read_bytes(f"{out}/report/metrics.json"))
     assert metrics["counts"]["n_matched"] == n_survey
     # the summary tells what happened: every row predicted and scored, every step timed
@@ -122,8 +134,8 @@ def test_demo_on_s3_writes_everything_to_the_bucket_and_nothing_else_locally(
     assert summary["metrics"]["counts"]["n_matched"] == n_survey
     assert summary["metrics"]["uncertainty"]["by_group"]  # the report checked the error bars
     assert list(summary["timings_s"]) == ["mock (training sample)", "mock (survey)",
-                                          "train regression", "train pr", "build catalog",
-                                          "evaluate"]
+                                          "mock (calibration)", "train regression", "train pr",
+                                          "calibrate", "build catalog", "evaluate"]
     assert sum(summary["timings_s"].values()) <= summary["total_s"] + 0.4  # each rounded to 0.1 s
 
     # the local disk: nothing but the caches and Ray's own files

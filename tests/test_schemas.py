@@ -35,9 +35,13 @@ def test_all_contracts_load_with_design_columns():
     assert {"cutouts", "tracers", "hi_catalog", "labels", "truth", "environment"} <= set(table_names())
     hi = load_schema("hi_catalog")
     assert hi.names == [
-        "object_id", "ra", "dec", "z", "m_pred", "m_pred_err", "m_pred_std", "p_cnn", "one_plus_delta5", "sigma5",
-        "d5_mpc", "env_status", "status", "error", "build_id", "model_id", "_healpix_29",
+        "object_id", "ra", "dec", "z", "m_pred", "m_pred_err", "m_lo68", "m_hi68", "m_lo95",
+        "m_hi95", "m_pred_std", "p_cnn", "p_detect", "log_mstar", "log_mhi_pred",
+        "log_mhi_pred_err", "mhi_expect", "one_plus_delta5", "sigma5", "d5_mpc", "env_status",
+        "status", "error", "flags", "build_id", "model_id", "_healpix_29",
     ]
+    # the survey-wide columns are optional: catalogs published before them stay valid
+    assert "m_lo68" not in load_schema("hi_catalog", include_optional=False).names
     assert hi.field("_healpix_29").type == pa.int64() and hi.field("_healpix_29").nullable
     assert hi.field("m_pred").type == pa.float32()
     assert hi.field("ra").metadata[b"unit"] == b"deg"

@@ -62,6 +62,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hicatalog import __version__, storage
+from hicatalog.catalog.calibrate import (
+    MSTAR_ERR_DEX,
+    SURVEY_COLUMNS,
+    load_calibration,
+    survey_columns,
+)
 from hicatalog.catalog.collection import MARGIN_ARCSEC
 from hicatalog.catalog.commit import GRACE_HOURS, Staging, claim_build, rebase_builds, vacuum
 from hicatalog.catalog.environment import compute_environment, read_positions
@@ -89,7 +95,7 @@ from hicatalog.catalog.publish import (
 from hicatalog.catalog.reader import read_catalog
 from hicatalog.cutouts.decode import decode_batch
 from hicatalog.cutouts.shards import CutoutGeometry, fingerprint_shards, list_shards, probe_cutouts
-from hicatalog.errors import ClusterError, ConfigError, ModelError
+from hicatalog.errors import ClusterError, ConfigError, ModelError, SchemaError
 from hicatalog.models import ModelCard, load_model
 from hicatalog.runtime import cpus_per_worker, init_ray, use_bf16
 from hicatalog.schemas import conform_table, first_occurrences, load_schema
@@ -128,6 +134,17 @@ class InferenceOptions:
     batch_size: int = 64
     actors: int | None = None
     threads: int | None = None
+
+
+@dataclass(frozen=True)
+class SurveyOptions:
+    """What the survey-wide columns need besides the models: ``calibration`` (a calibration
+    directory, :mod:`hicatalog.catalog.calibrate`), ``mstar_column`` (the shards' log10 stellar
+    mass) and ``mstar_err_dex`` (its error, dex)."""
+
+    calibration: str | None = None
+    mstar_column: str | None = None
+    mstar_err_dex: float = MSTAR_ERR_DEX
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,8 @@ class CatalogPlan:
     tracers: str | None
     base: Manifest | None
     options: InferenceOptions
+    survey: SurveyOptions
+    calibration: dict[str, Any] | None
     cutout_size: int
     decode_size: int
     gpu_decode: bool
@@ -194,6 +213,8 @@ class CatalogPlan:
             "gpu_decode": self.gpu_decode,
             "bf16": self.bf16,
             "since": self.base.fingerprint if self.base is not None else None,
+            "calibration": self.calibration,
+            "mstar": [self.survey.mstar_column, self.survey.mstar_err_dex],
             "code_version": __version__,
         }))
 
@@ -289,9 +310,24 @@ def _cutout_size(reg: ModelCard, pr: ModelCard, geometry: CutoutGeometry, cutout
     return side
 
 
-def _scan_ids(shards: list[str]) -> InputIds:
-    """Read the small columns of every shard: ids and positions (one pass)."""
-    tables = [storage.read_parquet(f, _ID_COLUMNS) for f in shards]
+def _scan_ids(shards: list[str], mstar_column: str | None = None) -> InputIds:
+    """Read the small columns of every shard: ids and positions (one pass), and the stellar
+    mass ``mstar_column`` as float64 ``log_mstar`` (SchemaError naming a shard without it)."""
+    tables = []
+    for f in shards:
+        t = storage.read_parquet(f, _ID_COLUMNS)
+        if mstar_column:
+            names = storage.read_parquet_schema(f).names
+            if mstar_column not in names:
+                raise SchemaError(f"{f}: has no stellar mass column {mstar_column!r} "
+                                  f"(mstar_column); columns: {sorted(names)}",
+                                  params=("mstar_column",))
+            m = storage.read_parquet(f, [mstar_column]).column(0)
+            if not (pa.types.is_floating(m.type) or pa.types.is_integer(m.type)):
+                raise SchemaError(f"{f}: stellar mass column {mstar_column!r} must be numeric "
+                                  f"(log10 Msun), got {m.type}", params=("mstar_column",))
+            t = t.append_column("log_mstar", pc.cast(m, pa.float64()))
+        tables.append(t)
     positions = pa.concat_tables(tables).combine_chunks()
     return InputIds(positions=positions, rows_per_shard=[t.num_rows for t in tables],
                     first_rows=first_occurrences(positions.column("object_id")))
@@ -318,7 +354,8 @@ def _gpu_decode(options: InferenceOptions) -> bool:
 
 def plan_build(cutouts: str, regression: str, pr: str, *, tracers: str | None = None,
                since_manifest: str | None = None,
-               options: InferenceOptions = InferenceOptions()) -> CatalogPlan:
+               options: InferenceOptions = InferenceOptions(),
+               survey: SurveyOptions = SurveyOptions()) -> CatalogPlan:
     """Check the inputs and decide the build, before any prediction: the shards and their
     ids, both models (checked against each other and the cutouts), the catalog
     ``since_manifest`` continues, how inference runs, the fingerprint.
@@ -332,13 +369,16 @@ def plan_build(cutouts: str, regression: str, pr: str, *, tracers: str | None = 
     reg_card, pr_card = _load_models(regression, pr)
     geometry = probe_cutouts(shards)
     cutout_size = _cutout_size(reg_card, pr_card, geometry, cutouts)
-    ids = _scan_ids(shards)
+    ids = _scan_ids(shards, survey.mstar_column)
+    calibration = (load_calibration(survey.calibration, reg_card.model_id, pr_card.model_id)
+                   if survey.calibration else None)
     base = Manifest.read(since_manifest) if since_manifest else None
     tracers_fp = (fingerprint_shards(list_shards(tracers, contract=None)) if tracers
                   else "cutouts")
     return CatalogPlan(
         cutouts=cutouts, shards=shards, geometry=geometry, ids=ids, regression=regression,
         pr=pr, reg_card=reg_card, pr_card=pr_card, tracers=tracers, base=base, options=options,
+        survey=survey, calibration=calibration,
         cutout_size=cutout_size, decode_size=max(reg_card.image_size, pr_card.image_size),
         gpu_decode=_gpu_decode(options),
         bf16=use_bf16(options.precision, "cuda" if options.gpu else "cpu"),
@@ -350,9 +390,14 @@ def plan_build(cutouts: str, regression: str, pr: str, *, tracers: str | None = 
 
 def _environment(plan: CatalogPlan) -> pa.Table:
     """Environment of every distinct galaxy of the input (first occurrence of each id)."""
-    targets = plan.ids.positions.take(pa.array(plan.ids.first_rows)).select(_ID_COLUMNS)
+    first = plan.ids.positions.take(pa.array(plan.ids.first_rows))
+    targets = first.select(_ID_COLUMNS)
     tracers = read_positions(plan.tracers, "tracers") if plan.tracers else targets
-    return compute_environment(targets, tracers)
+    env = compute_environment(targets, tracers)
+    if "log_mstar" in first.column_names:  # carried to the writer with the environment
+        idx = pc.index_in(env.column("object_id"), value_set=first.column("object_id"))
+        env = env.append_column("log_mstar", first.column("log_mstar").take(idx))
+    return env
 
 
 @dataclass(frozen=True)
@@ -484,7 +529,9 @@ class _ShardWriter:
     def catalog_rows(self, rows: pa.Table) -> pa.Table:
         """Predicted rows of one shard -> ``hi_catalog`` rows (environment joined): the
         input's columns, the models' (:data:`~hicatalog.catalog.inference.PREDICTION_COLUMNS`,
-        null where not finite), :data:`ENVIRONMENT_COLUMNS`, the
+        null where not finite; ``m_pred`` and ``m_pred_err`` as calibrated), the survey-wide
+        columns (:func:`~hicatalog.catalog.calibrate.survey_columns`),
+        :data:`ENVIRONMENT_COLUMNS`, the
         statuses, the build's ids and the HATS index ``_healpix_29``."""
         rows = rows.sort_by("row_index")
         idx = pc.index_in(rows.column("object_id"), value_set=self.env_ids)
@@ -496,17 +543,35 @@ class _ShardWriter:
             return pa.array(a, mask=~np.isfinite(a))
 
         def env32(name: str) -> pa.Array:
-            return pc.if_else(missing, pa.scalar(None, pa.float32()), env.column(name))
+            return pc.if_else(missing, pa.scalar(None, env.column(name).type), env.column(name))
+
+        def f64(a: pa.Array) -> np.ndarray:
+            return pc.cast(a, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
         z = rows.column("z").to_numpy(zero_copy_only=False)
         status = rows.column("status")
         n = rows.num_rows
+        pred = {c: f64(finite32(c)) for c in PREDICTION_COLUMNS}
+        pred.update(z=z, one_plus_delta5=f64(env32("one_plus_delta5")))
+        if "log_mstar" in self.env.column_names:
+            pred["log_mstar"] = f64(env32("log_mstar"))
+        survey = survey_columns(pred, self.plan.calibration,
+                                mstar_err_dex=self.plan.survey.mstar_err_dex)
+
+        def col(name: str) -> pa.Array:  # float64 for the expected mass, float32 for the rest
+            a = survey[name]
+            if a.dtype == object:
+                return pa.array(a, pa.string())
+            a = a if name == "mhi_expect" else a.astype(np.float32)
+            return pa.array(a, mask=~np.isfinite(a))
+
         table = pa.table({
             "object_id": pc.cast(rows.column("object_id"), pa.string()),
             "ra": rows.column("ra"),
             "dec": rows.column("dec"),
             "z": pa.array(z, mask=~np.isfinite(z)),
             **{c: finite32(c) for c in PREDICTION_COLUMNS},
+            **{c: col(c) for c in SURVEY_COLUMNS},
             **{c: env32(c) for c in ENVIRONMENT_COLUMNS},
             "env_status": pc.fill_null(env.column("env_status"), "no_redshift"),
             "status": pc.cast(status, pa.string()),
@@ -696,7 +761,9 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
                  decode: str = "auto", batch_size: int = 64, actors: int | None = None,
                  threads: int | None = None, partition_rows: int = PARTITION_ROWS,
                  row_group_rows: int = ROW_GROUP_ROWS, margin_arcsec: float = MARGIN_ARCSEC,
-                 keep_versions: int | None = None, grace_hours: float = GRACE_HOURS) -> Manifest:
+                 keep_versions: int | None = None, grace_hours: float = GRACE_HOURS,
+                 calibration: str | None = None, mstar_column: str | None = None,
+                 mstar_err_dex: float = MSTAR_ERR_DEX) -> Manifest:
     """Build (or resume, or extend) the H I catalog in ``out``; returns its manifest.
 
     ``cutouts``: cutout shards (directory, file or URL); ``regression``, ``pr``: the two model
@@ -706,8 +773,11 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     ``partition_rows``, ``row_group_rows``, ``margin_arcsec`` (width of the margin cache in
     arcsec; 0: none), ``keep_versions``: the publish's
     (:func:`hicatalog.catalog.publish.publish_version`); ``grace_hours``: the vacuum's at
-    the end (:func:`hicatalog.catalog.commit.vacuum`). Every parameter is recorded in the
-    manifest's ``config``. Another build that commits to ``out`` meanwhile is rebased onto
+    the end (:func:`hicatalog.catalog.commit.vacuum`); ``calibration``: a calibration
+    directory of these models (:func:`hicatalog.catalog.calibrate.calibrate`),
+    ``mstar_column``: the shards' log10 stellar mass column, ``mstar_err_dex``: its error: the
+    survey-wide columns (:func:`hicatalog.catalog.calibrate.survey_columns`). Every parameter
+    is recorded in the manifest's ``config``. Another build that commits to ``out`` meanwhile is rebased onto
     (:mod:`hicatalog.catalog.commit`): both land, every row once.
 
     Raises
@@ -724,7 +794,8 @@ def make_catalog(cutouts: str, regression: str, pr: str, out: str, *,
     options = InferenceOptions(tta=tta, gpu=gpu, precision=precision, decode=decode,
                                batch_size=batch_size, actors=actors, threads=threads)
     plan = plan_build(cutouts, regression, pr, tracers=tracers, since_manifest=since_manifest,
-                      options=options)
+                      options=options, survey=SurveyOptions(calibration, mstar_column,
+                                                            mstar_err_dex))
     out = storage.absolute(out).rstrip("/")
     rows = plan.row_plan()
     env = _environment(plan)  # reads the tracers: fails before the build claims a number

@@ -225,13 +225,16 @@ def add_cutout_labels(im: Galaxies, effects: Effects) -> None:
     measured M*), else the limit minus log M* as an upper limit; non-detections of the
     magnitude-limited survey (``population == "survey"``) the ALFALFA upper limit
     (:func:`alfalfa_log_mhi_limit` of the catalogued M*, the axis ratio and d_L) minus the
-    catalogued log M*, as an upper limit, or NaN and no limit where it cannot be computed.
-    Without it, ``m_obs`` for every row."""
+    catalogued log M*, as an upper limit, or NaN and no limit where it cannot be computed;
+    the same survey observed as deep as xGASS (``population == "survey_deep"``: a
+    representative sample with gas-fraction-limited H I data, what a calibration needs) the
+    measured value where ALFALFA detects the galaxy or its H I lies above xGASS's limit, else
+    that limit minus log M* as an upper limit. Without it, ``m_obs`` for every row."""
     n = len(im["ra"])
     label = im["m_obs"].copy()
     limit = np.zeros(n, bool)
     if effects.measured_labels:
-        xg = im["population"] == "xgass"
+        xg = np.isin(im["population"], ("xgass", "survey_deep"))
         lim = xgass_log_mhi_limit(im["log_mstar_obs"])
         below = xg & ~im["detected"] & (im["log_mhi_obs"] < lim)
         label[below] = (lim - im["log_mstar_obs"])[below]

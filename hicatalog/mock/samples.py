@@ -45,7 +45,7 @@ __all__ = [
 
 #: The imaged populations: the values of the ``population`` column. The first three are the
 #: paper's balanced samples (``"all"`` mixes them); ``survey`` is the magnitude-limited survey.
-POPULATIONS = ("alfalfa", "nondetections", "xgass", "survey")
+POPULATIONS = ("alfalfa", "nondetections", "xgass", "survey", "survey_deep")
 #: Each imaged population takes at most 1/POOL_FACTOR of the galaxies that qualify for it, so
 #: the imaged samples stay random subsets of a real survey; the footprint grows until they do.
 POOL_FACTOR = 1.5
@@ -78,7 +78,8 @@ def population_counts(n: int, population: str) -> dict[str, int]:
         return {p: (n if p == population else 0) for p in POPULATIONS}
     n_x = int(round(XGASS_SHARE * n)) if n >= 3 else 0
     n_det = (n - n_x + 1) // 2
-    return {"alfalfa": n_det, "nondetections": n - n_x - n_det, "xgass": n_x, "survey": 0}
+    return {"alfalfa": n_det, "nondetections": n - n_x - n_det, "xgass": n_x, "survey": 0,
+            "survey_deep": 0}
 
 
 def _select(rng, pool: np.ndarray, k: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -102,6 +103,8 @@ def _imaged_pools(t: Galaxies) -> dict[str, np.ndarray]:
         "nondetections": np.flatnonzero(~t["detected"] & (t["z"] < NONDET_Z_MAX)),
         # the magnitude-limited survey: every tracer (r within the optical limit) inside z_max
         "survey": np.flatnonzero(t["z"] < SURVEY_Z_MAX),
+        # the same survey observed as deep as xGASS (labels: mock.labels.add_cutout_labels)
+        "survey_deep": np.flatnonzero(t["z"] < SURVEY_Z_MAX),
     }
 
 
@@ -143,7 +146,7 @@ def _draw_imaged(t: Galaxies, want: dict[str, int], rng: np.random.Generator) ->
     pools = _imaged_pools(t)
     chosen: dict[str, np.ndarray] = {}
     taken = np.zeros(len(t["ra"]), bool)
-    for p in ("xgass", "alfalfa", "nondetections", "survey"):
+    for p in ("xgass", "alfalfa", "nondetections", "survey", "survey_deep"):
         pool = pools[p][~taken[pools[p]]]
         if want[p] > len(pool):
             raise RuntimeError(f"mock volume has only {len(pool)} {p} galaxies, need {want[p]}")
@@ -161,7 +164,8 @@ def _first_area(want: dict[str, int]) -> float:
     """A first guess of the footprint (deg2) whose pools hold POOL_FACTOR x ``want`` of each
     population, from the imaged galaxies per deg2 of each pool measured on this model (the
     survey pool, every tracer: 21.5-22.1 per deg2 realistic, 25-26 clean; the smaller is used)."""
-    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0, "survey": 22.0}
+    per_deg2 = {"alfalfa": 9.0, "nondetections": 15.0, "xgass": 3.0, "survey": 22.0,
+                "survey_deep": 22.0}
     area = max(max(1.1 * POOL_FACTOR * want[p] / per_deg2[p] for p in POPULATIONS if want[p]),
                1.0)
     return min(area, MAX_AREA_DEG2)

@@ -381,7 +381,7 @@ def _manifest(plan: MockPlan, params: dict[str, Any], use_ray: bool) -> dict[str
         "imaging_spec": plan.spec.label,
     }
     im = pop.imaged
-    survey = im["population"] == "survey"
+    survey = np.isin(im["population"], ("survey", "survey_deep"))
     if survey.any():
         kinds, k_n = np.unique(im["outlier_kind"][survey & im["detected"]], return_counts=True)
         manifest["survey_counts"] = {

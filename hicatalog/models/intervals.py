@@ -59,8 +59,8 @@ from scipy.stats import truncnorm
 
 from hicatalog.errors import ConfigError, InputError, ModelError
 
-__all__ = ["GROUP_QUANTILES", "METHOD", "MIN_BIN_ROWS", "fit_group_quantiles",
-           "apply_group_quantiles"]
+__all__ = ["GROUP_QUANTILES", "METHOD", "MIN_BIN_ROWS", "CENSORED_ITERATIONS",
+           "fit_group_quantiles", "fit_censored_quantiles", "apply_group_quantiles"]
 
 #: The quantile levels fitted by default: the bounds of the 95% and 68% central intervals.
 GROUP_QUANTILES: tuple[float, ...] = (0.025, 0.16, 0.84, 0.975)
@@ -153,7 +153,8 @@ def fit_group_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *
                         upper_bound: np.ndarray | None = None, n_bins: int = 5,
                         quantiles: Sequence[float] = GROUP_QUANTILES,
                         n_imputations: int = 20, min_bin_rows: int = MIN_BIN_ROWS,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0,
+                        tail: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Fit the group-conditional quantiles of ``score`` on calibration rows.
 
     ``score``: ``(N,)`` float, the standardized signed residual ``(y - mu) / sd`` of each
@@ -162,7 +163,10 @@ def fit_group_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *
     order the record keeps; ``{}`` fits one global quantile per level (plain split conformal).
     ``upper_bound``: ``(N,)`` bool or None; True where ``score`` is only an upper bound on the
     row's score (an H I upper limit: ``(limit - mu) / sd``), imputed by ``n_imputations``
-    stratified draws of the standard normal truncated above there (seeded by ``seed``).
+    stratified draws of the standard normal truncated above there (seeded by ``seed``), or,
+    with ``tail`` = ``(loc, scale)`` (``(N,)`` float each), of ``N(loc, scale^2)`` truncated
+    there: the score distribution a previous fit gives each row (:func:`fit_censored_quantiles`
+    iterates so).
     ``n_bins``: quantile bins per variable (fewer where values repeat). ``quantiles``: the
     increasing levels tau fitted. ``min_bin_rows``: the fewest calibration rows any bin may
     hold (:data:`MIN_BIN_ROWS`).
@@ -190,6 +194,72 @@ def fit_group_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"{where}: {name} must be an integer >= {low}, got {value!r}",
                               params=(name,))
+    s, cens, x, tail_all = _fit_inputs(score, upper_bound, features, tail, where)
+    n_all, names = s.shape[0], list(x)
+    keep = ~np.isnan(s)
+    missing = {}
+    for k in names:  # a missing bin needs as many rows as any other bin
+        n_missing = int((np.isnan(x[k]) & keep).sum())
+        missing[k] = n_missing >= min_bin_rows
+        if 0 < n_missing and not missing[k]:
+            keep &= ~np.isnan(x[k])
+    s, cens = s[keep], cens[keep]
+    loc, scale = tail_all[0][keep], np.maximum(tail_all[1][keep], 1e-6)
+    x = {k: v[keep] for k, v in x.items()}
+    n = int(s.shape[0])
+    edges, bins, n_regular, counts = _binned(x, missing, n, n_bins, min_bin_rows, where)
+
+    s_fit, w_fit, order = _imputed(s, cens, loc, scale, int(n_imputations), seed)
+    k_imp = int(n_imputations)
+    bins_fit = [b[order] for b in bins]
+    phi = _design(s_fit.shape[0], bins_fit, n_regular, [missing[k] for k in names])
+
+    coef = [_quantile_regression(phi, s_fit, w_fit, tau) for tau in taus]
+
+    below = [(s_fit < phi @ c - _BELOW_TOL) * w_fit for c in coef]  # weight below, per row
+    record_bins = {k: {"edges": [float(e) for e in edges[k]], "missing_bin": bool(missing[k]),
+                       "rows": counts[k],
+                       "fraction_below": _fraction_below(b, nr, missing[k], below, w_fit)}
+                   for k, b, nr in zip(names, bins_fit, n_regular, strict=True)}
+    feature_names = ["intercept"]
+    for k, nr in zip(names, n_regular, strict=True):
+        feature_names += [f"{k}[{j}]" for j in range(1, nr)] + ([f"{k}[missing]"] if missing[k]
+                                                                else [])
+    return {"method": METHOD, "quantiles": list(taus), "variables": names, "bins": record_bins,
+            "features": feature_names, "coefficients": [[float(v) for v in c] for c in coef],
+            "n_rows": n, "n_censored": int(cens.sum()), "n_dropped": int(n_all - n),
+            "n_imputations": k_imp, "seed": int(seed)}
+
+
+def _fraction_below(b: np.ndarray, n_regular: int, missing: bool, below: list[np.ndarray],
+                    w: np.ndarray) -> list[list[float]]:
+    """Per quantile, per bin (the missing bin last): the weight below the fit over the bin's."""
+    groups = [b == j for j in range(n_regular)] + ([b == -1] if missing else [])
+    return [[float(wb[g].sum() / w[g].sum()) for g in groups] for wb in below]
+
+
+def _imputed(s: np.ndarray, cens: np.ndarray, loc: np.ndarray, scale: np.ndarray, k_imp: int,
+             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows the quantile regression fits: ``(scores, weights, source row of each)``; each
+    censored row becomes ``k_imp`` copies of weight ``1 / k_imp`` at stratified draws of
+    ``N(loc, scale^2)`` truncated above at its bound (seeded by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    obs = ~cens
+    u = (np.arange(k_imp)[None, :] + rng.random((int(cens.sum()), 1))) / k_imp
+    lc, sc = loc[cens][:, None], scale[cens][:, None]
+    draws = lc + sc * truncnorm.ppf(u, -np.inf, (s[cens][:, None] - lc) / sc)  # (n_censored, K)
+    s_fit = np.concatenate([s[obs], draws.ravel()])
+    w_fit = np.concatenate([np.ones(int(obs.sum())), np.full(draws.size, 1.0 / k_imp)])
+    order = np.concatenate([np.flatnonzero(obs), np.repeat(np.flatnonzero(cens), k_imp)])
+    return s_fit, w_fit, order
+
+
+def _fit_inputs(score: Any, upper_bound: Any, features: Mapping[str, Any],
+                tail: tuple[np.ndarray, np.ndarray] | None, where: str
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """:func:`fit_group_quantiles`' arrays, checked: ``(score, censored, features, (loc,
+    scale))``, all ``(N,)`` float64 (bool for censored). InputError for an infinite score or
+    a wrong shape."""
     s = _column("score", score, None, where)
     n_all = s.shape[0]
     if np.isinf(s).any():
@@ -200,26 +270,24 @@ def fit_group_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *
     if cens.shape != (n_all,):
         raise InputError(f"{where}: upper_bound must have shape ({n_all},), got {cens.shape}")
     x = {str(k): _column(f"features[{k!r}]", v, n_all, where) for k, v in features.items()}
-    names = list(x)
+    loc, scale = ((np.zeros(n_all), np.ones(n_all)) if tail is None else
+                  (_column("tail loc", tail[0], n_all, where),
+                   _column("tail scale", tail[1], n_all, where)))
+    return s, cens, x, (loc, scale)
 
-    keep = ~np.isnan(s)
-    missing = {}
-    for k in names:  # a missing bin needs as many rows as any other bin
-        n_missing = int((np.isnan(x[k]) & keep).sum())
-        missing[k] = n_missing >= min_bin_rows
-        if 0 < n_missing and not missing[k]:
-            keep &= ~np.isnan(x[k])
-    s, cens = s[keep], cens[keep]
-    x = {k: v[keep] for k, v in x.items()}
-    n = int(s.shape[0])
 
+def _binned(x: dict[str, np.ndarray], missing: dict[str, bool], n: int, n_bins: int,
+            min_bin_rows: int, where: str
+            ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[int], dict[str, list[int]]]:
+    """Each variable's ``(edges, bin of every row, regular bins, rows per bin)``; InputError
+    (one line, naming the counts) when a bin holds fewer than ``min_bin_rows`` rows."""
     edges, bins, n_regular, counts = {}, [], [], {}
-    for k in names:
-        finite = x[k][~np.isnan(x[k])]
+    for k, v in x.items():
+        finite = v[~np.isnan(v)]
         if finite.size == 0:
             raise InputError(f"{where}: variable {k!r} has no value in the {n} calibration rows")
         edges[k] = _bin_edges(finite, n_bins)
-        b = _bin_index(x[k], edges[k])
+        b = _bin_index(v, edges[k])
         bins.append(b)
         n_regular.append(edges[k].size + 1)
         counts[k] = [int((b == j).sum()) for j in range(edges[k].size + 1)]
@@ -230,37 +298,48 @@ def fit_group_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *
             f"{where}: too few calibration rows for the bins: {n} rows, and every bin needs >= "
             f"{min_bin_rows} (rows per bin, missing last: {per}); use fewer n_bins or more "
             f"calibration rows", params=("n_bins",))
+    return edges, bins, n_regular, counts
 
-    # Censored rows: n_imputations copies each, at stratified draws of N(0, 1) below the bound.
-    rng = np.random.default_rng(seed)
-    obs = ~cens
-    k_imp = int(n_imputations)
-    u = (np.arange(k_imp)[None, :] + rng.random((int(cens.sum()), 1))) / k_imp
-    draws = truncnorm.ppf(u, -np.inf, s[cens][:, None])  # (n_censored, K)
-    s_fit = np.concatenate([s[obs], draws.ravel()])
-    w_fit = np.concatenate([np.ones(int(obs.sum())), np.full(draws.size, 1.0 / k_imp)])
-    order = np.concatenate([np.flatnonzero(obs), np.repeat(np.flatnonzero(cens), k_imp)])
-    bins_fit = [b[order] for b in bins]
-    phi = _design(s_fit.shape[0], bins_fit, n_regular, [missing[k] for k in names])
 
-    coef = [_quantile_regression(phi, s_fit, w_fit, tau) for tau in taus]
+#: Most self-consistency iterations of :func:`fit_censored_quantiles`.
+CENSORED_ITERATIONS = 20
+_Z84 = 0.994457883209753  # the standard normal's 0.84 quantile
 
-    below = [(s_fit < phi @ c - _BELOW_TOL) * w_fit for c in coef]  # weight below, per row
-    record_bins = {}
-    for k, b, nr in zip(names, bins_fit, n_regular, strict=True):
-        groups = [b == j for j in range(nr)] + ([b == -1] if missing[k] else [])
-        record_bins[k] = {"edges": [float(e) for e in edges[k]], "missing_bin": bool(missing[k]),
-                          "rows": counts[k],
-                          "fraction_below": [[float(wb[g].sum() / w_fit[g].sum()) for g in groups]
-                                             for wb in below]}
-    feature_names = ["intercept"]
-    for k, nr in zip(names, n_regular, strict=True):
-        feature_names += [f"{k}[{j}]" for j in range(1, nr)] + ([f"{k}[missing]"] if missing[k]
-                                                                else [])
-    return {"method": METHOD, "quantiles": list(taus), "variables": names, "bins": record_bins,
-            "features": feature_names, "coefficients": [[float(v) for v in c] for c in coef],
-            "n_rows": n, "n_censored": int(cens.sum()), "n_dropped": int(n_all - n),
-            "n_imputations": k_imp, "seed": int(seed)}
+
+def fit_censored_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *,
+                           upper_bound: np.ndarray, quantiles: Sequence[float] = GROUP_QUANTILES,
+                           n_iterations: int = CENSORED_ITERATIONS, tol: float = 0.01,
+                           **options: Any) -> dict[str, Any]:
+    """:func:`fit_group_quantiles` whose censored rows take the score distribution of their
+    own groups, not the standard normal: the self-consistency (EM) iteration for censored data
+    (Efron 1967; Turnbull 1976) in the group model. The first fit imputes from ``N(0, 1)``;
+    each next one from ``N(loc, scale^2)`` truncated at the row's bound, ``loc`` the row's
+    fitted median (the mean of its 0.16 and 0.84 quantiles when 0.5 is not fitted) and
+    ``scale`` = (q_0.84 - q_0.16) / (2 x 0.9945), until the fitted quantiles of the
+    calibration rows move by less than ``tol`` on average or after ``n_iterations`` fits (EM
+    is slow where most rows of a group are censored: the quantiles keep creeping down by a
+    little each fit). So a model
+    biased for galaxies below their limits is corrected as far as the limits and the values
+    measured in the same groups demand, where the standard normal tail would assume it is
+    right. ``quantiles`` must hold 0.16 and 0.84; ``options``: those of
+    :func:`fit_group_quantiles`. The record adds ``iterations`` (fits made) and
+    ``converged`` (bool)."""
+    taus = _check_quantiles(quantiles)
+    if 0.16 not in taus or 0.84 not in taus:
+        raise ConfigError(f"fit_censored_quantiles: quantiles must include 0.16 and 0.84, got "
+                          f"{list(taus)}", params=("quantiles",))
+    lo, hi = taus.index(0.16), taus.index(0.84)
+    mid = taus.index(0.5) if 0.5 in taus else None
+    tail, previous, record = None, None, {}
+    for it in range(1, int(n_iterations) + 1):
+        record = fit_group_quantiles(score, features, upper_bound=upper_bound,
+                                     quantiles=taus, tail=tail, **options)
+        q = apply_group_quantiles(record, features)
+        if previous is not None and np.nanmean(np.abs(q - previous)) < tol:
+            return {**record, "iterations": it, "converged": True}
+        loc = q[:, mid] if mid is not None else (q[:, lo] + q[:, hi]) / 2
+        tail, previous = (loc, np.maximum((q[:, hi] - q[:, lo]) / (2 * _Z84), 1e-3)), q
+    return {**record, "iterations": int(n_iterations), "converged": False}
 
 
 def apply_group_quantiles(record: Mapping[str, Any],
