@@ -613,7 +613,7 @@ class DemoConfig(JobConfig):
     """
 
     out: str = Field("runs/demo", description="everything goes under this directory or URL (s3://bucket/demo)")
-    n_train: int = Field(4000, ge=100, description="galaxies in the training mock")
+    n_train: int = Field(3000, ge=100, description="galaxies in the training mock")
     n_survey: int = Field(4000, ge=100, description="galaxies in the survey mock")
     n_calibration: int = Field(
         2000, ge=300, description="galaxies in the calibration mock (seed + 2): the intervals "
