@@ -22,7 +22,7 @@ def test_counts_and_ids(pop):
     assert len(im["ra"]) == 3000
     # 12% xGASS-like (360), the rest split evenly between detections and non-detections
     want = {"alfalfa": 1320, "nondetections": 1320, "xgass": 360}
-    assert population_counts(3000, "all") == {**want, "survey": 0}  # no survey galaxies
+    assert population_counts(3000, "all") == {**want, "survey": 0, "survey_deep": 0}  # no survey galaxies
     assert {name: int(np.sum(im["population"] == name)) for name in want} == want
     assert len(set(t["object_id"])) == len(t["object_id"])
     assert set(im["object_id"]) <= set(t["object_id"])  # imaged galaxies are tracers

@@ -227,8 +227,8 @@ def test_evaluate_catalog_reads_the_catalog_from_s3_and_writes_the_report_there(
     assert cli(["evaluate", "catalog", "--catalog", f"{s3_bucket}/catalog",
                 "--truth", f"{s3_bucket}/truth.parquet", "--out", out]) == 0
     writes = s3_server.writes(mark)
-    figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "reliability.png",
-               "residuals.png", "roc.png"]
+    figures = ["pcnn_hist.png", "pred_vs_true.png", "pred_vs_true_p0.9.png", "quintiles.png",
+               "reliability.png", "residuals.png", "roc.png"]
     assert {m for m, _ in writes} == {"PUT"}
     assert sorted(p.split("?")[0].rsplit("/", 1)[-1] for _, p in writes) == sorted(
         ["index.html", "metrics.json", "table2.md", *figures])

@@ -248,12 +248,14 @@ def test_workflow_on_s3_records_its_steps_there_and_resumes_from_the_failed_one(
 #: Options of a step's command the workflow sets itself, with why.
 SET_BY_THE_WORKFLOW = {
     "train": {"storage_path"},  # each model's Ray Train storage: MODEL_DIR/ray, so runs resume
-    "build-catalog": {"since_manifest"},  # the catalog step extends the catalog it wrote before
+    # the catalog step extends the catalog it wrote before; the workflow has no calibration
+    # set of its own yet (its catalogs get Gaussian intervals, flagged interval_gaussian)
+    "build-catalog": {"since_manifest", "calibration"},
 }
 #: Options of one network that do not apply to the other (a PR network has no Gaussian head, a
 #: regression no negatives).
 NOT_THIS_NETWORK = {"train-regression": {"negatives", "upper_limits_as_negatives"},
-                    "train-pr": {"head"}}
+                    "train-pr": {"head", "likelihood"}}
 STEP_COMMANDS = {"labels": "labels", "fetch-labelled": "fetch", "fetch-targets": "fetch",
                  "train-regression": "train", "train-pr": "train",
                  "catalog-labelled": "build-catalog", "catalog-targets": "build-catalog"}
