@@ -81,7 +81,7 @@ SURVEY_COLUMNS = ("m_pred", "m_pred_err", "m_lo68", "m_hi68", "m_lo95", "m_hi95"
                   "log_mstar", "log_mhi_pred", "log_mhi_pred_err", "mhi_expect", "flags")
 #: Below this share of upper limits under the network's prediction, the calibration warns that
 #: its limits are too shallow to show the errors below them.
-INFORMATIVE_LIMITS = 0.2
+INFORMATIVE_LIMITS = 0.1
 #: Fewest calibration rows with an H I value or limit, and of each detection class.
 MIN_ROWS, MIN_CLASS_ROWS = 200, 20
 _Z68, _Z95 = 0.994457883209753, 1.959963984540054  # standard normal quantiles 0.84, 0.975
