@@ -54,7 +54,9 @@ __all__ = [
     "roc_curve",
     "classification_metrics",
     "Z_68",
+    "Z_84",
     "Z_95",
+    "log10_lognormal_mean",
     "z_scores",
     "pit_values",
     "gaussian_crps",
@@ -77,6 +79,9 @@ _NAN = float("nan")
 #: Half widths, in units of sigma, of the central 68.27% and 95% Gaussian intervals.
 Z_68 = 1.0
 Z_95 = 1.959963984540054
+#: The standard normal's 0.84 quantile: half width, in sigma, of the central 68% (0.16-0.84)
+#: interval that the calibrated intervals bound.
+Z_84 = 0.994457883209753
 
 
 def _pairs(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -389,6 +394,12 @@ def interval_metrics(
     return out
 
 
+def log10_lognormal_mean(m: Any, sigma: Any) -> np.ndarray:
+    """``log10 E[10^M]`` for ``M ~ N(m, sigma^2)`` in dex (float64, the broadcast shape of
+    ``m`` and ``sigma``): ``m + ln(10)/2 * sigma^2``, the lognormal mean."""
+    return np.asarray(m, dtype=np.float64) + 0.5 * np.log(10.0) * np.asarray(sigma, dtype=np.float64) ** 2
+
+
 def log_mean_linear(m: Any, sigma: Any = None) -> float:
     """``log10(mean(E[10^M]))`` over rows (dex): with ``sigma`` None, ``log10(mean(10^m))``;
     with ``sigma`` (shape (N,), dex) each row read as ``M ~ N(m, sigma^2)`` in dex, whose linear
@@ -396,7 +407,7 @@ def log_mean_linear(m: Any, sigma: Any = None) -> float:
     dex a factor 1.27 above ``10^m``). Computed with log-sum-exp; NaN without rows."""
     x = np.asarray(m, dtype=np.float64).ravel()
     if sigma is not None:
-        x = x + 0.5 * np.log(10.0) * np.asarray(sigma, dtype=np.float64).ravel() ** 2
+        x = log10_lognormal_mean(x, np.asarray(sigma, dtype=np.float64).ravel())
     if x.size == 0:
         return _NAN
     return float(logsumexp(x * np.log(10.0)) / np.log(10.0) - np.log10(x.size))

@@ -315,19 +315,20 @@ def _scan_ids(shards: list[str], mstar_column: str | None = None) -> InputIds:
     mass ``mstar_column`` as float64 ``log_mstar`` (SchemaError naming a shard without it)."""
     tables = []
     for f in shards:
-        t = storage.read_parquet(f, _ID_COLUMNS)
-        if mstar_column:
-            names = storage.read_parquet_schema(f).names
-            if mstar_column not in names:
-                raise SchemaError(f"{f}: has no stellar mass column {mstar_column!r} "
-                                  f"(mstar_column); columns: {sorted(names)}",
-                                  params=("mstar_column",))
-            m = storage.read_parquet(f, [mstar_column]).column(0)
-            if not (pa.types.is_floating(m.type) or pa.types.is_integer(m.type)):
-                raise SchemaError(f"{f}: stellar mass column {mstar_column!r} must be numeric "
-                                  f"(log10 Msun), got {m.type}", params=("mstar_column",))
-            t = t.append_column("log_mstar", pc.cast(m, pa.float64()))
-        tables.append(t)
+        if not mstar_column:
+            tables.append(storage.read_parquet(f, _ID_COLUMNS))
+            continue
+        names = storage.read_parquet_schema(f).names
+        if mstar_column not in names:
+            raise SchemaError(f"{f}: has no stellar mass column {mstar_column!r} "
+                              f"(mstar_column); columns: {sorted(names)}",
+                              params=("mstar_column",))
+        t = storage.read_parquet(f, [*_ID_COLUMNS, mstar_column])
+        m = t.column(mstar_column)
+        if not (pa.types.is_floating(m.type) or pa.types.is_integer(m.type)):
+            raise SchemaError(f"{f}: stellar mass column {mstar_column!r} must be numeric "
+                              f"(log10 Msun), got {m.type}", params=("mstar_column",))
+        tables.append(t.select(_ID_COLUMNS).append_column("log_mstar", pc.cast(m, pa.float64())))
     positions = pa.concat_tables(tables).combine_chunks()
     return InputIds(positions=positions, rows_per_shard=[t.num_rows for t in tables],
                     first_rows=first_occurrences(positions.column("object_id")))

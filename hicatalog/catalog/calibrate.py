@@ -43,10 +43,8 @@ with ``--calibration OUT`` and other models is refused. Applying it is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -57,6 +55,7 @@ from scipy.special import expit
 
 from hicatalog import __version__, storage
 from hicatalog.errors import ConfigError, InputError, ModelError
+from hicatalog.metrics import Z_84, Z_95, log10_lognormal_mean
 
 log = logging.getLogger("hicatalog.catalog.calibrate")
 
@@ -84,7 +83,6 @@ SURVEY_COLUMNS = ("m_pred", "m_pred_err", "m_lo68", "m_hi68", "m_lo95", "m_hi95"
 INFORMATIVE_LIMITS = 0.1
 #: Fewest calibration rows with an H I value or limit, and of each detection class.
 MIN_ROWS, MIN_CLASS_ROWS = 200, 20
-_Z68, _Z95 = 0.994457883209753, 1.959963984540054  # standard normal quantiles 0.84, 0.975
 _P_CLIP = 1e-6
 
 
@@ -181,6 +179,15 @@ def fit_calibration(table: pa.Table, *, n_bins: int = 5, seed: int = 0) -> dict[
             "n_limits": int(lim.sum()), "limits_below_prediction": below}
 
 
+def _flags(has: np.ndarray, lacks: list[tuple[np.ndarray, str]]) -> np.ndarray:
+    """Per row (object ``(N,)``): the comma list of the names whose condition holds, in order,
+    or None (also for rows without a prediction, ``~has``)."""
+    text = np.full(len(has), "", dtype=object)
+    for cond, name in lacks:
+        text = np.where(cond, np.where(text == "", name, text + "," + name), text)
+    return np.where(has & (text != ""), text, None)
+
+
 def survey_columns(pred: dict[str, np.ndarray], calibration: dict[str, Any] | None, *,
                    mstar_err_dex: float = MSTAR_ERR_DEX) -> dict[str, np.ndarray]:
     """The survey-wide columns (:data:`SURVEY_COLUMNS`, see the module doc) of ``N`` rows.
@@ -197,7 +204,6 @@ def survey_columns(pred: dict[str, np.ndarray], calibration: dict[str, Any] | No
     nan = np.full(n, np.nan)
     mstar = np.asarray(pred.get("log_mstar", nan), dtype=np.float64)
     has = np.isfinite(mu)
-    flags: list[list[str]] = [[] for _ in range(n)]
     if calibration is not None:
         from hicatalog.models.intervals import apply_group_quantiles
 
@@ -207,23 +213,19 @@ def survey_columns(pred: dict[str, np.ndarray], calibration: dict[str, Any] | No
         m, lo68, hi68, lo95, hi95 = (mu + q[:, k] * sd for k in (2, 1, 3, 0, 4))
         p_det = _p_detect(calibration.get("p_detect"), pred["p_cnn"], pred["z"])
     else:
-        m, lo68, hi68, lo95, hi95 = mu, mu - _Z68 * sd, mu + _Z68 * sd, mu - _Z95 * sd, mu + _Z95 * sd
+        m, lo68, hi68, lo95, hi95 = mu, mu - Z_84 * sd, mu + Z_84 * sd, mu - Z_95 * sd, mu + Z_95 * sd
         p_det = nan
-        for i in np.flatnonzero(has):
-            flags[i].append("interval_gaussian")
-    err = (hi68 - lo68) / (2 * _Z68)
-    for i in np.flatnonzero(has & ~np.isfinite(p_det)):
-        flags[i].append("no_p_detect")
-    for i in np.flatnonzero(has & ~np.isfinite(mstar)):
-        flags[i].append("no_mstar")
+    err = (hi68 - lo68) / (2 * Z_84)
+    lacks = [(np.full(n, calibration is None), "interval_gaussian"),
+             (~np.isfinite(p_det), "no_p_detect"), (~np.isfinite(mstar), "no_mstar")]
     log_mhi = m + mstar
     log_mhi_err = np.sqrt(err**2 + mstar_err_dex**2)
     out = {"m_pred": m, "m_pred_err": err, "m_lo68": lo68, "m_hi68": hi68, "m_lo95": lo95,
            "m_hi95": hi95, "p_detect": p_det, "log_mstar": mstar, "log_mhi_pred": log_mhi,
            "log_mhi_pred_err": np.where(np.isfinite(log_mhi), log_mhi_err, np.nan),
-           "mhi_expect": 10 ** (log_mhi + math.log(10) / 2 * log_mhi_err**2)}
+           "mhi_expect": 10 ** log10_lognormal_mean(log_mhi, log_mhi_err)}
     out = {k: np.where(has, v, np.nan) for k, v in out.items()}
-    out["flags"] = np.array([",".join(f) if f else None for f in flags], dtype=object)
+    out["flags"] = _flags(has, lacks)
     return out
 
 
@@ -291,7 +293,7 @@ def calibrate(cutouts: str, regression: str, pr: str, out: str, *,
         joined = joined.append_column(c, labels[c].take(idx))
     record = fit_calibration(joined, n_bins=n_bins)
     record.update(models={k: manifest.models[k].model_id for k in ("regression", "pr")},
-                  data=hashlib.sha256("".join(shards).encode()).hexdigest()[:16],
+                  data=manifest.input.fingerprint,  # the build's fingerprint of the shards
                   cutouts=cutouts, mstar_column=mstar_column, code_version=__version__)
     storage.write_json_atomic(storage.join(out, CALIBRATION_FILE), record)
     log.info("calibration of %s written to %s: %d rows (%d limits)", record["models"], out,

@@ -58,6 +58,7 @@ from scipy.optimize import linprog
 from scipy.stats import truncnorm
 
 from hicatalog.errors import ConfigError, InputError, ModelError
+from hicatalog.metrics import Z_84
 
 __all__ = ["GROUP_QUANTILES", "METHOD", "MIN_BIN_ROWS", "CENSORED_ITERATIONS",
            "fit_group_quantiles", "fit_censored_quantiles", "apply_group_quantiles"]
@@ -303,7 +304,6 @@ def _binned(x: dict[str, np.ndarray], missing: dict[str, bool], n: int, n_bins: 
 
 #: Most self-consistency iterations of :func:`fit_censored_quantiles`.
 CENSORED_ITERATIONS = 20
-_Z84 = 0.994457883209753  # the standard normal's 0.84 quantile
 
 
 def fit_censored_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray], *,
@@ -338,7 +338,7 @@ def fit_censored_quantiles(score: np.ndarray, features: Mapping[str, np.ndarray]
         if previous is not None and np.nanmean(np.abs(q - previous)) < tol:
             return {**record, "iterations": it, "converged": True}
         loc = q[:, mid] if mid is not None else (q[:, lo] + q[:, hi]) / 2
-        tail, previous = (loc, np.maximum((q[:, hi] - q[:, lo]) / (2 * _Z84), 1e-3)), q
+        tail, previous = (loc, np.maximum((q[:, hi] - q[:, lo]) / (2 * Z_84), 1e-3)), q
     return {**record, "iterations": int(n_iterations), "converged": False}
 
 
